@@ -1,1 +1,3 @@
-"""DSPex worker package."""
+"""DSPex worker: runs DSPy programs requested over NATS JetStream."""
+
+__version__ = "0.1.0"

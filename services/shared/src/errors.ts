@@ -100,7 +100,11 @@ export class TransportError extends DspexError {
 }
 
 /** Turns an error envelope from a worker into the matching typed error. */
-export function errorFromWire(wire: ErrorWire): WorkerError {
+export function errorFromWire(wire: ErrorWire): DspexError {
+  if (wire.type === "DeadlineExceeded") {
+    // The worker gave up at the caller's deadline: to the caller that is a timeout like any other.
+    return new TimeoutError(wire.message, { details: { ...wire.details, source: "worker" } });
+  }
   if (wire.type === "LMError" || wire.type === "LMOutputError" || wire.type === "LMConfigError") {
     return new LMError(wire);
   }

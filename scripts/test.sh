@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite (README's test command): installs what is missing, then type-checks and lints both
+# languages and runs the Python unit tests and the TypeScript unit, parity and integration tests (which
+# start real nats-server and Python worker processes running real dspy).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh
+[ -f scripts/install-deploy-tools.sh ] && bash scripts/install-deploy-tools.sh
+[ -f scripts/install-local-lm.sh ] && bash scripts/install-local-lm.sh
+
+section() { printf '\n== %s\n' "$*"; }
+
+section "TypeScript: type-check (tsc -b, strict)"
+npx --no-install tsc -b
+
+section "Python: ruff, mypy --strict"
+(cd workers && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check . && ../.venv/bin/mypy dspex_worker)
+
+section "Python: pytest"
+(cd workers && ../.venv/bin/pytest -q)
+
+section "TypeScript: node --test (unit, parity, integration, deploy checks)"
+mapfile -t files < <(find services test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
+node --conditions=development --import tsx --test --test-reporter=spec "${files[@]}"

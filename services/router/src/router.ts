@@ -1,0 +1,252 @@
+/**
+ * The router: typed DSPy calls from TypeScript. Validates inputs against the signature before anything is
+ * published, publishes a msgpack request on the pool's JetStream subject with its reply inbox in a header,
+ * and resolves with the validated outputs when the worker's reply arrives.
+ */
+import { randomUUID } from "node:crypto";
+import { connect, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient } from "@nats-io/jetstream";
+import {
+  ENVELOPE_VERSION,
+  HEADERS,
+  NoWorkersError,
+  TimeoutError,
+  TransportError,
+  decode,
+  encode,
+  errorFromWire,
+  poolSettings,
+  requestSubject,
+  resolveSignature,
+  validateInputs,
+  validateOutputs,
+  type LMConfigWire,
+  type Operation,
+  type Pool,
+  type PoolSettings,
+  type ReplyEnvelope,
+  type RequestEnvelope,
+  type SignatureInput,
+  type SignatureWire,
+  type Timings,
+  type Usage,
+} from "@dspex/shared";
+import { WorkerDiscovery } from "./discovery.js";
+import { provisionBus } from "./provision.js";
+
+export interface RouterOptions {
+  /** NATS server URL(s); defaults to $NATS_URL, then nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /** Use this connection instead of opening one (the router will not close it). */
+  connection?: NatsConnection;
+  /** Default LM for calls that name none; falls back to the workers' own default (DSPEX_LM). */
+  lm?: LMConfigWire;
+  /** Per-pool settings; defaults from poolSettings() (documented defaults + env overrides). */
+  pools?: Partial<Record<Pool, Partial<PoolSettings>>>;
+  /** Create the request stream and pool consumers if missing (default true). */
+  provision?: boolean;
+  /** Fail fast with NoWorkersError when a pool has no live worker (default true). */
+  checkWorkers?: boolean;
+}
+
+export interface CallOptions {
+  lm?: LMConfigWire;
+  /** Milliseconds until the call fails with TimeoutError; the deadline travels with the request. */
+  timeoutMs?: number;
+  pool?: Pool;
+  session?: string;
+  /** Few-shot demos: example maps with input and output fields. */
+  demos?: Array<Record<string, unknown>>;
+  /** Instructions, when the signature is given as a string. */
+  instructions?: string;
+  /** Reuse a request id (idempotent retry of the same request). */
+  requestId?: string;
+  signal?: AbortSignal;
+}
+
+export interface CallResult<O> {
+  id: string;
+  outputs: O;
+  lm: string;
+  usage: Usage;
+  timings: Timings & { total_ms: number };
+  worker: string;
+}
+
+interface Pending {
+  resolve: (reply: ReplyEnvelope) => void;
+  reject: (err: unknown) => void;
+}
+
+export class Router {
+  private readonly pending = new Map<string, Pending>();
+  private readonly pools: Record<Pool, PoolSettings>;
+  private readonly inbox: string;
+  private sub: Subscription | undefined;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly ownsConnection: boolean,
+    readonly discovery: WorkerDiscovery,
+    private readonly options: RouterOptions,
+  ) {
+    this.pools = poolSettings(options.pools);
+    this.inbox = `_INBOX.${randomUUID().replaceAll("-", "")}`;
+  }
+
+  static async connect(options: RouterOptions = {}): Promise<Router> {
+    let nc = options.connection;
+    const owns = nc === undefined;
+    if (!nc) {
+      const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+      try {
+        nc = await connect({ servers, name: "dspex-router", maxReconnectAttempts: -1 });
+      } catch (err) {
+        throw new TransportError(`cannot connect to NATS at ${String(servers)}: ${String(err)}`, { cause: err });
+      }
+    }
+    const router = new Router(nc, jetstream(nc), owns, new WorkerDiscovery(nc), options);
+    if (options.provision !== false) {
+      await provisionBus(await jetstreamManager(nc), { pools: router.pools });
+    }
+    router.listen();
+    if (options.checkWorkers !== false) await router.discovery.start();
+    return router;
+  }
+
+  private listen(): void {
+    this.sub = this.nc.subscribe(`${this.inbox}.*`, {
+      callback: (err, msg) => {
+        if (err) return;
+        this.onReply(msg);
+      },
+    });
+  }
+
+  private onReply(msg: Msg): void {
+    let reply: ReplyEnvelope;
+    try {
+      reply = decode(msg.data) as ReplyEnvelope;
+    } catch {
+      return; // not ours to interpret; the caller's timeout reports the missing answer
+    }
+    const id = msg.subject.slice(this.inbox.length + 1);
+    const pending = this.pending.get(id);
+    if (!pending) return; // late reply after a timeout, or a duplicate: never surfaces twice
+    this.pending.delete(id);
+    pending.resolve(reply);
+  }
+
+  /** `dspy.Predict` on the general pool. */
+  predict<O extends Record<string, unknown> = Record<string, unknown>>(
+    signature: SignatureInput,
+    inputs: Record<string, unknown>,
+    options: CallOptions = {},
+  ): Promise<CallResult<O>> {
+    return this.call<O>("predict", signature, inputs, options);
+  }
+
+  /** `dspy.ChainOfThought`: outputs gain a `reasoning` field. */
+  chainOfThought<O extends Record<string, unknown> = Record<string, unknown>>(
+    signature: SignatureInput,
+    inputs: Record<string, unknown>,
+    options: CallOptions = {},
+  ): Promise<CallResult<O & { reasoning: string }>> {
+    return this.call<O & { reasoning: string }>("chain_of_thought", signature, inputs, options);
+  }
+
+  async call<O>(
+    op: Operation,
+    signatureInput: SignatureInput,
+    rawInputs: Record<string, unknown>,
+    options: CallOptions = {},
+  ): Promise<CallResult<O>> {
+    const started = performance.now();
+    const signature: SignatureWire = resolveSignature(signatureInput, options.instructions);
+    const inputs = validateInputs(signature, rawInputs);
+    const pool = options.pool ?? "general";
+    const settings = this.pools[pool];
+    const timeoutMs = options.timeoutMs ?? settings.defaultTimeoutMs;
+    const id = options.requestId ?? randomUUID();
+
+    if (this.options.checkWorkers !== false) {
+      const live = await this.discovery.ensureLive(pool);
+      if (live.length === 0) {
+        throw new NoWorkersError(`no live workers in pool '${pool}'`, { details: { pool } });
+      }
+    }
+
+    const envelope: RequestEnvelope = { v: ENVELOPE_VERSION, id, op, signature, inputs, timeout_ms: timeoutMs };
+    const lm = options.lm ?? this.options.lm;
+    if (lm) envelope.lm = lm;
+    if (options.demos) envelope.module = { demos: options.demos };
+    if (options.session) envelope.session = options.session;
+    const body = encode(envelope);
+    if (body.byteLength > settings.maxPayloadBytes) {
+      throw new TransportError(
+        `request is ${body.byteLength} bytes; pool '${pool}' accepts at most ${settings.maxPayloadBytes}`,
+        { field: "inputs", details: { size: body.byteLength, limit: settings.maxPayloadBytes } },
+      );
+    }
+    const deadline = Date.now() + timeoutMs;
+    const h = natsHeaders();
+    h.set(HEADERS.replyTo, `${this.inbox}.${id}`);
+    h.set(HEADERS.version, String(ENVELOPE_VERSION));
+    h.set(HEADERS.deadline, String(deadline));
+
+    const reply = await new Promise<ReplyEnvelope>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TimeoutError(`no reply within ${timeoutMs} ms (request ${id}, pool '${pool}')`, {
+          details: { id, pool, timeoutMs },
+        }));
+      }, timeoutMs);
+      const finish = (fn: () => void) => {
+        clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+        fn();
+      };
+      const onAbort = () => {
+        this.pending.delete(id);
+        finish(() => reject(options.signal?.reason ?? new Error("aborted")));
+      };
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(id, {
+        resolve: (r) => finish(() => resolve(r)),
+        reject: (e) => finish(() => reject(e)),
+      });
+      this.js
+        .publish(requestSubject(pool), body, { msgID: id, headers: h, timeout: Math.min(timeoutMs, 10_000) })
+        .catch((err: unknown) => {
+          const p = this.pending.get(id);
+          this.pending.delete(id);
+          p?.reject(new TransportError(`publish to JetStream failed: ${String(err)}`, { cause: err }));
+        });
+    });
+
+    if (!reply.ok) {
+      throw errorFromWire(reply.error);
+    }
+    this.discovery.sawWorker(reply.worker, pool);
+    const outputs = validateOutputs(signature, reply.outputs, { extra: op === "chain_of_thought" ? ["reasoning"] : [] });
+    return {
+      id,
+      outputs: outputs as O,
+      lm: reply.lm,
+      usage: reply.usage,
+      timings: { ...reply.timings, total_ms: performance.now() - started },
+      worker: reply.worker,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.discovery.stop();
+    for (const [id, p] of this.pending) {
+      p.reject(new TransportError(`router closed before request ${id} was answered`));
+    }
+    this.pending.clear();
+    this.sub?.unsubscribe();
+    if (this.ownsConnection) await this.nc.drain();
+  }
+}

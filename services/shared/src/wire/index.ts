@@ -1,0 +1,3 @@
+export * from "./codec.js";
+export * from "./envelope.js";
+export * from "./subjects.js";

@@ -1,0 +1,51 @@
+"""Publishes one request built by hand from schemas/README.md with plain nats-py, prints the reply as JSON.
+
+This is what a client in any language does: no DSPex code is imported.
+usage: hand_request.py <nats_url> <lm_api_base>
+"""
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+
+import msgpack
+import nats
+
+
+async def main(nats_url: str, api_base: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    request_id = str(uuid.uuid4())
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    body = {
+        "v": 1,
+        "id": request_id,
+        "op": "predict",
+        "signature": {
+            "instructions": "Answer the arithmetic question.",
+            "inputs": [{"name": "question", "type": {"kind": "str"}}],
+            "outputs": [
+                {"name": "answer", "type": {"kind": "int"}},
+                {"name": "tags", "type": {"kind": "list", "items": {"kind": "str"}}},
+            ],
+        },
+        "inputs": {"question": "What is 20+22?"},
+        "lm": {"model": "openai/test-model", "api_base": api_base, "num_retries": 0},
+    }
+    headers = {
+        "Dspex-Reply-To": inbox,
+        "Nats-Msg-Id": request_id,
+        "Dspex-Deadline": str(int((time.time() + 30) * 1000)),
+    }
+    ack = await js.publish("dspex.req.general.any", msgpack.packb(body, use_bin_type=True), headers=headers)
+    msg = await sub.next_msg(timeout=30)
+    reply = msgpack.unpackb(msg.data, raw=False)
+    print(json.dumps({"request_id": request_id, "stream": ack.stream, "reply": reply}))
+    await nc.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,26 @@
+"""`python -m dspex_worker --pool general`: run one worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+# litellm (when a request selects it) would otherwise fetch its model cost map over the network at import.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from .config import parse_config
+from .log import setup_logging
+from .worker import exit_with_parent, serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(argv if argv is not None else sys.argv[1:])
+    setup_logging()
+    if os.environ.get("DSPEX_EXIT_WITH_PARENT") == "1":
+        exit_with_parent()
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Worker configuration: command-line flags over DSPEX_* environment variables over defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass
+
+from .wire import POOLS
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    nats_url: str = "nats://127.0.0.1:4222"
+    pool: str = "general"
+    concurrency: int = 8
+    worker_id: str = ""
+    health_port: int | None = None
+    # Seconds a fetch waits for work; bounds how fast a stopping worker notices.
+    fetch_timeout: float = 2.0
+    # How long a stopping worker waits for in-flight requests before giving up on them (they are redelivered).
+    drain_timeout: float = 30.0
+    max_payload: int = 1024 * 1024
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def parse_config(argv: list[str] | None = None) -> WorkerConfig:
+    parser = argparse.ArgumentParser(prog="dspex-worker", description="DSPex Python worker (real DSPy over NATS)")
+    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", WorkerConfig.nats_url))
+    parser.add_argument("--pool", default=os.environ.get("DSPEX_POOL", WorkerConfig.pool), choices=POOLS)
+    parser.add_argument(
+        "--concurrency", type=int, default=_env_int("DSPEX_WORKER_CONCURRENCY", WorkerConfig.concurrency)
+    )
+    parser.add_argument("--worker-id", default=os.environ.get("DSPEX_WORKER_ID", ""))
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=int(os.environ["DSPEX_HEALTH_PORT"]) if os.environ.get("DSPEX_HEALTH_PORT") else None,
+        help="serve /healthz and /readyz on this port (off when unset)",
+    )
+    parser.add_argument("--drain-timeout", type=float, default=WorkerConfig.drain_timeout)
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    return WorkerConfig(
+        nats_url=args.nats_url,
+        pool=args.pool,
+        concurrency=args.concurrency,
+        worker_id=worker_id,
+        health_port=args.health_port,
+        drain_timeout=args.drain_timeout,
+    )

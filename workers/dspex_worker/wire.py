@@ -1,0 +1,132 @@
+"""The version-1 wire envelopes (schemas/README.md): msgpack codec, headers, request decoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError, UnknownOperation, ValidationError, VersionError
+
+ENVELOPE_VERSION = 1
+OPERATIONS = ("predict", "chain_of_thought")
+
+HEADER_REPLY_TO = "Dspex-Reply-To"
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_VERSION = "Dspex-Version"
+HEADER_DEADLINE = "Dspex-Deadline"
+
+REQUEST_STREAM = "DSPEX_REQ"
+SUBJECT_PREFIX = "dspex.req"
+POOLS = ("general", "optimizer", "gpu")
+
+
+def encode(value: Any) -> bytes:
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
+
+
+def decode(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+
+
+@dataclass(slots=True)
+class Request:
+    id: str
+    op: str
+    signature: dict[str, Any]
+    inputs: dict[str, Any]
+    lm: dict[str, Any] | None = None
+    module: dict[str, Any] = field(default_factory=dict)
+    session: str | None = None
+    timeout_ms: int | None = None
+
+
+def _expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = body.get(key)
+    if not isinstance(value, kind):
+        got = "missing" if key not in body else type(value).__name__
+        raise ValidationError(f"`{key}` must be {what} (got {got})", field=key)
+    return value
+
+
+def decode_request(data: bytes) -> Request:
+    """Decodes and checks a request body; raises a typed error naming the field that is wrong."""
+    try:
+        body = decode(data)
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise DecodeError(f"request body is not valid msgpack: {exc}") from exc
+    if not isinstance(body, dict):
+        raise DecodeError(f"request body must be a msgpack map (got {type(body).__name__})")
+    version = body.get("v")
+    if version != ENVELOPE_VERSION:
+        raise VersionError(
+            f"unsupported envelope version {version!r}; this worker speaks v{ENVELOPE_VERSION}",
+            field="v",
+            details={"supported": [ENVELOPE_VERSION]},
+        )
+    req_id = _expect(body, "id", str, "a string")
+    op = _expect(body, "op", str, "a string")
+    if op not in OPERATIONS:
+        raise UnknownOperation(
+            f"unknown operation {op!r}; supported: {', '.join(OPERATIONS)}",
+            field="op",
+            details={"supported": list(OPERATIONS)},
+        )
+    signature = _expect(body, "signature", dict, "a map")
+    inputs = _expect(body, "inputs", dict, "a map")
+    lm = body.get("lm")
+    if lm is not None and not isinstance(lm, dict):
+        raise ValidationError("`lm` must be a map", field="lm")
+    module = body.get("module") or {}
+    if not isinstance(module, dict):
+        raise ValidationError("`module` must be a map", field="module")
+    session = body.get("session")
+    timeout_ms = body.get("timeout_ms")
+    return Request(
+        id=req_id,
+        op=op,
+        signature=signature,
+        inputs=inputs,
+        lm=lm,
+        module=module,
+        session=session if isinstance(session, str) else None,
+        timeout_ms=int(timeout_ms) if isinstance(timeout_ms, int | float) else None,
+    )
+
+
+def ok_reply(
+    req_id: str,
+    outputs: dict[str, Any],
+    *,
+    lm: str,
+    usage: dict[str, int],
+    timings: dict[str, float],
+    worker: str,
+) -> dict[str, Any]:
+    return {
+        "v": ENVELOPE_VERSION,
+        "id": req_id,
+        "ok": True,
+        "outputs": outputs,
+        "lm": lm,
+        "usage": usage,
+        "timings": timings,
+        "worker": worker,
+    }
+
+
+def error_reply(
+    req_id: str, error: dict[str, Any], *, worker: str, timings: dict[str, float] | None = None
+) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "v": ENVELOPE_VERSION,
+        "id": req_id,
+        "ok": False,
+        "error": error,
+        "worker": worker,
+    }
+    if timings:
+        reply["timings"] = timings
+    return reply

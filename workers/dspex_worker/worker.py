@@ -1,0 +1,266 @@
+"""The worker process: binds to its pool's durable consumer, runs requests through DSPy, replies, acks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import nats
+import nats.micro
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.micro.request import Request as MicroRequest
+
+from . import __version__
+from .config import WorkerConfig
+from .errors import DeadlineExceeded, DspexError, PayloadTooLarge, ValidationError
+from .executor import Executor
+from .health import start_health_server
+from .lm import classify_exception
+from .log import emit_event
+from .pull import PullConsumer
+from .wire import (
+    HEADER_DEADLINE,
+    HEADER_MSG_ID,
+    HEADER_REPLY_TO,
+    REQUEST_STREAM,
+    decode_request,
+    encode,
+    error_reply,
+    ok_reply,
+)
+
+log = logging.getLogger("dspex.worker")
+
+SERVICE_NAME = "dspex-worker"
+WARM_SIGNATURE = {
+    "inputs": [{"name": "question", "type": {"kind": "str"}}],
+    "outputs": [{"name": "answer", "type": {"kind": "str"}}],
+}
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, executor: Executor | None = None) -> None:
+        self.config = config
+        self.executor = executor or Executor()
+        self.nc: Client | None = None
+        self.pull: PullConsumer | None = None
+        self._stop = asyncio.Event()
+        self._ready = False
+        self.started_at = time.time()
+        self.handled = 0
+        self.failed = 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stats(self) -> dict[str, Any]:
+        cache = self.executor.signatures
+        return {
+            "worker": self.config.worker_id,
+            "pool": self.config.pool,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "inflight": self.pull.inflight if self.pull else 0,
+            "handled": self.handled,
+            "failed": self.failed,
+            "concurrency": self.config.concurrency,
+            "signature_cache": {"hits": cache.hits, "misses": cache.misses},
+        }
+
+    async def _wait_for_consumer(self, nc: Client) -> None:
+        """The router provisions streams and consumers; a worker that starts first waits for them."""
+        js = nc.jetstream()
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                await js.consumer_info(REQUEST_STREAM, self.config.pool)
+                return
+            except Exception as exc:
+                log.info("waiting for consumer %s on %s: %s", self.config.pool, REQUEST_STREAM, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            delay = min(delay * 2, 2.0)
+
+    async def run(self) -> None:
+        cfg = self.config
+        # Pre-warm: build a signature class and a module before taking work.
+        self.executor.signatures.get_or_build(WARM_SIGNATURE)
+
+        async def on_reconnect() -> None:
+            log.warning("reconnected to NATS")
+            if self.pull:
+                self.pull.reset_credit()
+
+        async def on_disconnect() -> None:
+            log.warning("disconnected from NATS")
+
+        nc = await nats.connect(
+            cfg.nats_url,
+            name=f"{SERVICE_NAME} {cfg.worker_id}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            reconnected_cb=on_reconnect,
+            disconnected_cb=on_disconnect,
+        )
+        self.nc = nc
+        await self._wait_for_consumer(nc)
+        if self._stop.is_set():
+            await nc.close()
+            return
+        self.pull = PullConsumer(nc, REQUEST_STREAM, cfg.pool, self._handle, cfg.concurrency)
+        await self.pull.start()
+        service = await nats.micro.add_service(
+            nc,
+            name=SERVICE_NAME,
+            version=__version__,
+            description="DSPex Python worker",
+            metadata={"pool": cfg.pool, "worker": cfg.worker_id, "pid": str(os.getpid())},
+        )
+        group = service.add_group(name=f"dspex.worker.{cfg.worker_id}")
+        await group.add_endpoint(name="status", handler=self._status_endpoint)
+        health = None
+        if cfg.health_port is not None:
+            health = await start_health_server(cfg.health_port, lambda: self._ready and nc.is_connected, self.stats)
+        self._ready = True
+        emit_event("ready", worker=cfg.worker_id, pool=cfg.pool, pid=os.getpid())
+        log.info("worker ready", extra={"fields": {"worker": cfg.worker_id, "pool": cfg.pool}})
+
+        await self._stop.wait()
+        self._ready = False
+        emit_event("stopping", worker=cfg.worker_id)
+        left = await self.pull.stop(cfg.drain_timeout)
+        if left:
+            log.warning("%d request(s) still running at the drain timeout; they will be redelivered", left)
+        await service.stop()
+        if health is not None:
+            await health.cleanup()
+        await nc.drain()
+        emit_event("stopped", worker=cfg.worker_id, handled=self.handled)
+
+    async def _status_endpoint(self, req: MicroRequest) -> None:
+        import json
+
+        await req.respond(json.dumps(self.stats()).encode())
+
+    async def _progress(self, msg: Msg, interval: float) -> None:
+        """Tells JetStream the request is still being worked on, so AckWait does not redeliver it."""
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _handle(self, msg: Msg) -> None:
+        assert self.nc is not None
+        started = time.time()
+        headers = msg.headers or {}
+        reply_to = headers.get(HEADER_REPLY_TO)
+        req_id = headers.get(HEADER_MSG_ID, "")
+        try:
+            queue_ms = max(0.0, (started - msg.metadata.timestamp.timestamp()) * 1000) if msg.reply else 0.0
+        except Exception:
+            queue_ms = 0.0
+        if not reply_to:
+            # Nobody can hear an answer; the request is dead on arrival.
+            log.error("request without %s header terminated", HEADER_REPLY_TO, extra={"fields": {"id": req_id}})
+            with contextlib.suppress(Exception):
+                await msg.term()
+            self.failed += 1
+            return
+        progress = asyncio.create_task(self._progress(msg, interval=10.0))
+        try:
+            reply = await self._execute(msg, req_id, headers, queue_ms, started)
+        finally:
+            progress.cancel()
+        try:
+            await self.nc.publish(reply_to, encode(reply))
+        except Exception as exc:
+            # The reply could not be sent: leave the request unacked so it is redelivered.
+            log.error("reply publish failed: %s", exc, extra={"fields": {"id": req_id}})
+            return
+        with contextlib.suppress(Exception):
+            await msg.ack()
+
+    async def _execute(
+        self, msg: Msg, req_id: str, headers: dict[str, str], queue_ms: float, started: float
+    ) -> dict[str, Any]:
+        worker = self.config.worker_id
+        try:
+            if len(msg.data) > self.config.max_payload:
+                raise PayloadTooLarge(
+                    f"request body is {len(msg.data)} bytes; the limit is {self.config.max_payload}",
+                    details={"limit": self.config.max_payload, "size": len(msg.data)},
+                )
+            request = decode_request(msg.data)
+            req_id = request.id
+            if headers.get(HEADER_MSG_ID) not in (None, request.id):
+                raise ValidationError("`id` differs from the Nats-Msg-Id header", field="id")
+            remaining = _remaining_seconds(headers.get(HEADER_DEADLINE))
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(f"deadline passed {-remaining * 1000:.0f} ms before the work started")
+            try:
+                execution = await asyncio.wait_for(self.executor.run(request), remaining)
+            except TimeoutError:
+                raise DeadlineExceeded("deadline passed while the program was running") from None
+            exec_ms = (time.time() - started) * 1000
+            self.handled += 1
+            return ok_reply(
+                req_id,
+                execution.outputs,
+                lm=execution.lm,
+                usage=execution.usage,
+                timings={"queue_ms": round(queue_ms, 3), "exec_ms": round(exec_ms, 3)},
+                worker=worker,
+            )
+        except Exception as exc:
+            error: DspexError = classify_exception(exc)
+            self.failed += 1
+            level = logging.ERROR if error.type == "WorkerError" else logging.INFO
+            log.log(
+                level,
+                "request failed: %s",
+                error.message,
+                exc_info=error.type == "WorkerError",
+                extra={"fields": {"id": req_id, "error_type": error.type}},
+            )
+            exec_ms = (time.time() - started) * 1000
+            return error_reply(
+                req_id,
+                error.to_wire(),
+                worker=worker,
+                timings={"queue_ms": round(queue_ms, 3), "exec_ms": round(exec_ms, 3)},
+            )
+
+
+def _remaining_seconds(deadline_header: str | None) -> float | None:
+    if not deadline_header:
+        return None
+    try:
+        return int(deadline_header) / 1000 - time.time()
+    except ValueError:
+        raise ValidationError(
+            f"{HEADER_DEADLINE} must be Unix epoch milliseconds (got {deadline_header!r})",
+            field=HEADER_DEADLINE,
+        ) from None
+
+
+def exit_with_parent() -> None:
+    """Asks Linux to SIGTERM this process when its parent dies, so embedded workers never outlive the CLI."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+async def serve(config: WorkerConfig) -> None:
+    worker = Worker(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    await worker.run()
