@@ -5,9 +5,7 @@
  */
 import { Command, Option } from "commander";
 import { DspexError, type LMConfigWire } from "@dspex/shared";
-import { Router, type CallResult } from "./router.js";
-import { startFleet, type Fleet } from "./embedded/fleet.js";
-import { configuredLm, startDefaultLm, type DefaultLm } from "./embedded/default-lm.js";
+import { Router, configuredLm, startDefaultLm, startFleet, type CallResult, type DefaultLm, type Fleet } from "@dspex/router";
 
 interface Session {
   router: Router;
