@@ -1,0 +1,149 @@
+"""Character tables behind the native TypeScript metrics (services/shared/src/metrics).
+
+DSPy's text normalisation leans on three different Unicode databases:
+
+* ``unicodedata`` / ``str.lower`` / ``str.split`` / ``re`` of the running CPython (Unicode 14.0.0 for 3.11),
+* the third-party ``regex`` module behind DPR's SimpleTokenizer (it ships its own, newer tables),
+* and nothing in JavaScript matches either exactly (V8/ICU follow whatever Unicode version Node ships).
+
+So every character *set* the TypeScript port needs is taken from Python here, by asking the very
+functions DSPy calls, and written out as compact range tables. Usage, from the repository root:
+
+    .venv/bin/python test/parity/metrics_unicode_tables.py > services/shared/src/metrics/unicode-tables.ts
+
+``compute_tables()`` is also imported by metrics_corpus.py so the parity test fails if the embedded
+tables ever drift from the installed Python / regex / dspy.
+"""
+
+import re
+import string
+import sys
+import unicodedata
+
+import regex
+from dspy.dsp.utils.dpr import SimpleTokenizer
+
+MAX_CP = 0x110000
+SIGMA, SMALL_SIGMA, FINAL_SIGMA = "\u03a3", "\u03c3", "\u03c2"
+
+
+def _ranges(flags):
+    """Inclusive [start, end] ranges of the code points whose flag is set."""
+    out = []
+    start = None
+    for cp, flag in enumerate(flags):
+        if flag:
+            if start is None:
+                start = cp
+        elif start is not None:
+            out.append([start, cp - 1])
+            start = None
+    if start is not None:
+        out.append([start, len(flags) - 1])
+    return out
+
+
+def _matched(pattern, text):
+    """Flags of the characters of `text` that `pattern` (a one-character class plus `+`) matches."""
+    flags = bytearray(len(text))
+    for m in pattern.finditer(text):
+        flags[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
+    return flags
+
+
+def compute_tables():
+    everything = "".join(map(chr, range(MAX_CP)))  # lone surrogates included, as a Python str allows
+    tok = SimpleTokenizer()
+    # The exact classes and flags DPR compiles, matched over every code point.
+    alnum = regex.compile(SimpleTokenizer.ALPHA_NUM, flags=tok._regexp.flags)
+    nonws = regex.compile(SimpleTokenizer.NON_WS + "+", flags=tok._regexp.flags)
+    word = re.compile(r"\w+")  # what `\b` in normalize_text's remove_articles tests
+
+    # CPython's Final_Sigma rule in str.lower(): with a cased 'A' before it, "AΣc" lowers Σ to σ exactly
+    # when c is cased and not case-ignorable ("cased" below, the only way Cased is ever consulted), and
+    # "AcΣ" lowers Σ to ς when c is case-ignorable or cased.
+    cased = bytearray(MAX_CP)
+    case_ignorable = bytearray(MAX_CP)
+    for cp in range(MAX_CP):
+        c = chr(cp)
+        if ("A" + SIGMA + c).lower()[1] == SMALL_SIGMA:
+            cased[cp] = 1
+        elif ("A" + c + SIGMA).lower()[-1] == FINAL_SIGMA:
+            case_ignorable[cp] = 1
+
+    return {
+        "PY_ASSIGNED": _ranges([unicodedata.category(c) != "Cn" for c in everything]),
+        "PY_SPACE": _ranges([c.isspace() for c in everything]),
+        "PY_PUNCT": _ranges([c in string.punctuation for c in everything]),
+        "PY_WORD": _ranges(_matched(word, everything)),
+        "PY_CASED": _ranges(cased),
+        "PY_CASE_IGNORABLE": _ranges(case_ignorable),
+        "TOKEN_ALNUM": _ranges(_matched(alnum, everything)),
+        "TOKEN_NONWS": _ranges(_matched(nonws, everything)),
+    }
+
+
+def versions():
+    import dspy
+
+    return {
+        "python": sys.version.split()[0],
+        "unicodedata": unicodedata.unidata_version,
+        "regex": regex.__version__,
+        "dspy": dspy.__version__,
+    }
+
+
+def _b36(n):
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    s = ""
+    while True:
+        n, r = divmod(n, 36)
+        s = digits[r] + s
+        if n == 0:
+            return s
+
+
+def encode(ranges):
+    """Pairs of base-36 numbers: gap since the previous range's end, then length - 1."""
+    out = []
+    prev_end = -1
+    for start, end in ranges:
+        out.append(_b36(start - prev_end - 1))
+        out.append(_b36(end - start))
+        prev_end = end
+    return ",".join(out)
+
+
+DESCRIPTIONS = {
+    "PY_ASSIGNED": "unicodedata.category(c) != 'Cn' (CPython's own Unicode database)",
+    "PY_SPACE": "c.isspace(), the separators of str.split()",
+    "PY_PUNCT": "string.punctuation, what normalize_text removes",
+    "PY_WORD": r"re.match(r'\w', c), the word characters of `\b` in remove_articles",
+    "PY_CASED": "cased and not case-ignorable, as str.lower's Final_Sigma rule sees it",
+    "PY_CASE_IGNORABLE": "case-ignorable, as str.lower's Final_Sigma rule sees it",
+    "TOKEN_ALNUM": r"regex [\p{L}\p{N}\p{M}] with DPR's flags (the regex module's Unicode tables)",
+    "TOKEN_NONWS": r"regex [^\p{Z}\p{C}] with DPR's flags",
+}
+
+
+def render(tables, vers):
+    source = ", ".join(f'{k}: "{v}"' for k, v in vers.items())
+    lines = [
+        "// GENERATED by test/parity/metrics_unicode_tables.py -- do not edit by hand. Regenerate from the repo root:",
+        "//   .venv/bin/python test/parity/metrics_unicode_tables.py > services/shared/src/metrics/unicode-tables.ts",
+        "// Source: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".",
+        "// Each table: comma-separated base-36 pairs (gap since previous range end, range length - 1).",
+        "",
+        f"export const TABLES_SOURCE = {{ {source} }} as const;",
+        "",
+    ]
+    for name, ranges in tables.items():
+        lines.append(f"/** {DESCRIPTIONS[name]} */")
+        lines.append(f'export const {name} = "{encode(ranges)}";')
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render(compute_tables(), versions()))
