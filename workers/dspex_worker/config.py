@@ -22,6 +22,11 @@ class WorkerConfig:
     # How long a stopping worker waits for in-flight requests before giving up on them (they are redelivered).
     drain_timeout: float = 30.0
     max_payload: int = 1024 * 1024
+    # Recycling: replace the worker after this many requests or above this RSS (0: never).
+    max_requests: int = 0
+    max_rss_mb: int = 0
+    # Under the embedded supervisor a worker asks to be recycled instead of stopping by itself.
+    supervised: bool = False
 
 
 def _env_int(name: str, default: int) -> int:
@@ -44,6 +49,9 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         help="serve /healthz and /readyz on this port (off when unset)",
     )
     parser.add_argument("--drain-timeout", type=float, default=WorkerConfig.drain_timeout)
+    parser.add_argument("--max-requests", type=int, default=_env_int("DSPEX_WORKER_MAX_REQUESTS", 0))
+    parser.add_argument("--max-rss-mb", type=int, default=_env_int("DSPEX_WORKER_MAX_RSS_MB", 0))
+    parser.add_argument("--supervised", action="store_true", default=os.environ.get("DSPEX_SUPERVISED") == "1")
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
@@ -55,4 +63,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         worker_id=worker_id,
         health_port=args.health_port,
         drain_timeout=args.drain_timeout,
+        max_requests=args.max_requests,
+        max_rss_mb=args.max_rss_mb,
+        supervised=args.supervised,
     )

@@ -16,6 +16,7 @@ ERROR_TYPES: dict[str, bool] = {
     "LMOutputError": False,  # DSPy could not parse the LM's output into the signature
     "WorkerError": False,  # exception inside the program / user code
     "DeadlineExceeded": False,
+    "AffinityError": False,  # a strict-affinity session's request reached a worker other than its own
 }
 
 
@@ -88,3 +89,7 @@ class WorkerError(DspexError):
 
 class DeadlineExceeded(DspexError):
     type = "DeadlineExceeded"
+
+
+class AffinityError(DspexError):
+    type = "AffinityError"

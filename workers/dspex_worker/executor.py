@@ -9,8 +9,10 @@ from typing import Any
 import dspy
 import pydantic
 
+from . import telemetry
 from .errors import ValidationError
 from .lm import LMFactory
+from .programs import ProgramStore
 from .signatures import SignatureCache, validate_inputs
 from .wire import Request
 
@@ -26,6 +28,8 @@ class Execution:
     outputs: dict[str, Any]
     lm: str
     usage: dict[str, int]
+    # op "evaluate": metric name -> score (see metrics.py)
+    scores: dict[str, Any] | None = None
 
 
 def to_wire_value(value: Any) -> Any:
@@ -53,6 +57,7 @@ class Executor:
         self.lms = lms or LMFactory()
         # Module objects are reused across requests: ChainOfThought builds a new signature class on init.
         self._modules: OrderedDict[tuple[str, str], dspy.Module] = OrderedDict()
+        self.programs = ProgramStore(self.signatures, MODULES)
 
     def _module(self, op: str, sig_key: str, signature: type[dspy.Signature], options: dict[str, Any]) -> Any:
         unknown = sorted(set(options) - MODULE_KEYS)
@@ -76,11 +81,18 @@ class Executor:
         return module
 
     async def run(self, request: Request) -> Execution:
+        if request.op == "evaluate":
+            from .metrics import run_evaluate  # metrics.py calls back into this executor
+
+            return await run_evaluate(self, request)
         sig_key, signature = self.signatures.get_or_build(request.signature)
         inputs = validate_inputs(request.signature, request.inputs)
-        module = self._module(request.op, sig_key, signature, request.module)
+        if request.program is not None:
+            module = await self.programs.get(request.program)
+        else:
+            module = self._module(request.op, sig_key, signature, request.module)
         lm = self.lms.get(request.lm)
-        with dspy.context(lm=lm, track_usage=True):
+        with dspy.context(lm=lm, track_usage=True, callbacks=telemetry.dspy_callbacks()):
             prediction = await module.acall(**inputs)
         names = list(signature.output_fields)
         if request.op == "chain_of_thought" and "reasoning" in prediction:

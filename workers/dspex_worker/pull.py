@@ -1,18 +1,22 @@
-"""A pull consumer that keeps exactly as many messages requested as there are free execution slots.
+"""Pulls requests from several JetStream consumers with one budget of execution slots.
 
-nats-py's `fetch` returns early and leaves lingering pull requests behind, so a worker could be handed more
-messages than it has slots for, and it cannot send the priority-group fields JetStream supports. This sends
-the raw pull requests (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) itself, the way nats.js `consume()`
-does: a message or an expiry returns credit, and new pulls are issued only for free slots.
+nats-py's `fetch` returns early and leaves lingering pull requests behind (a worker could be handed more
+messages than it has slots for) and cannot send priority-group fields. So this sends the raw pull requests
+(`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) itself, as nats.js `consume()` does: every message or
+expiry returns credit, and new pulls are issued only for free slots, shared across the sources (the pool's
+sessionless consumer plus the partition consumers assigned to this worker, pulled with the priority group
+and the pin id the server gave us).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client
@@ -21,95 +25,170 @@ from nats.aio.msg import Msg
 log = logging.getLogger("dspex.pull")
 
 STATUS_HEADER = "Status"
+PIN_HEADER = "Nats-Pin-Id"
 
 
-class PullConsumer:
+@dataclass
+class Source:
+    consumer: str
+    group: str | None = None
+    inbox: str = ""
+    sub: Any = None
+    outstanding: int = 0
+    expiry: float = 0.0
+    pin_id: str = ""
+    active: bool = True
+
+
+class Puller:
     def __init__(
         self,
         nc: Client,
         stream: str,
-        consumer: str,
         handler: Callable[[Msg], Coroutine[Any, Any, None]],
         max_inflight: int,
-        expires: float = 5.0,
-        pull_extra: Callable[[], dict[str, Any]] | None = None,
+        expires: float = 2.0,
     ) -> None:
         self._nc = nc
-        self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._stream = stream
         self._handler = handler
         self._max_inflight = max_inflight
         self._expires = expires
-        self._pull_extra = pull_extra
+        self._sources: dict[str, Source] = {}
         self._inflight: set[asyncio.Task[None]] = set()
-        self._outstanding = 0
-        self._pull_expiry = 0.0
         self._wake = asyncio.Event()
         self._stopping = False
-        self._inbox = ""
-        self._sub: Any = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._rotation = 0
         self.received = 0
 
     @property
     def inflight(self) -> int:
         return len(self._inflight)
 
-    async def start(self) -> None:
-        self._inbox = self._nc.new_inbox()
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
+    @property
+    def consumers(self) -> list[str]:
+        return [s.consumer for s in self._sources.values() if s.active]
+
+    def start(self) -> None:
         self._loop_task = asyncio.create_task(self._pull_loop())
 
-    def reset_credit(self) -> None:
-        """After a reconnect the server forgets our pull requests; ask again."""
-        self._outstanding = 0
+    async def add(self, consumer: str, group: str | None = None) -> None:
+        if consumer in self._sources and self._sources[consumer].active:
+            return
+        source = Source(consumer=consumer, group=group, inbox=self._nc.new_inbox())
+
+        async def on_message(msg: Msg) -> None:
+            await self._on_message(source, msg)
+
+        source.sub = await self._nc.subscribe(source.inbox, cb=on_message)
+        old = self._sources.get(consumer)
+        if old is not None:
+            await self._close_source(old)
+        self._sources[consumer] = source
         self._wake.set()
+
+    async def remove(self, consumer: str) -> None:
+        """Stops pulling from a consumer and gives up its pin so the new owner is served at once."""
+        source = self._sources.pop(consumer, None)
+        if source is None:
+            return
+        source.active = False
+        if source.group and source.pin_id:
+            with contextlib.suppress(Exception):
+                await self._nc.request(
+                    f"$JS.API.CONSUMER.UNPIN.{self._stream}.{consumer}",
+                    json.dumps({"group": source.group}).encode(),
+                    timeout=2,
+                )
+        # Pulls still open may deliver a message or two: the subscription stays until they expire (nak'd).
+        asyncio.get_running_loop().call_later(
+            self._expires + 0.5, lambda: asyncio.ensure_future(self._close_source(source))
+        )
+
+    async def _close_source(self, source: Source) -> None:
+        source.active = False
+        if source.sub is not None:
+            with contextlib.suppress(Exception):
+                await source.sub.unsubscribe()
+            source.sub = None
+
+    def reset_credit(self) -> None:
+        """After a reconnect the server has forgotten our pull requests: ask again."""
+        for source in self._sources.values():
+            source.outstanding = 0
+        self._wake.set()
+
+    async def _pull(self, source: Source, batch: int, now: float) -> None:
+        request: dict[str, Any] = {"batch": batch, "expires": int(self._expires * 1e9)}
+        if source.group:
+            request["group"] = source.group
+            if source.pin_id:
+                request["id"] = source.pin_id
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{source.consumer}"
+        await self._nc.publish(subject, json.dumps(request).encode(), reply=source.inbox)
+        source.outstanding += batch
+        # Our own expiry is a little later than the server's, so nothing can still arrive for it after.
+        source.expiry = now + self._expires + 0.25
 
     async def _pull_loop(self) -> None:
         while not self._stopping:
             now = time.monotonic()
-            if self._outstanding and now >= self._pull_expiry:
-                # Every pull we sent has expired on the server by now.
-                self._outstanding = 0
-            want = self._max_inflight - len(self._inflight) - self._outstanding
-            if want > 0 and self._nc.is_connected:
-                request: dict[str, Any] = {"batch": want, "expires": int(self._expires * 1e9)}
-                if self._pull_extra:
-                    request.update(self._pull_extra())
-                try:
-                    await self._nc.publish(self._subject, json.dumps(request).encode(), reply=self._inbox)
-                    self._outstanding += want
-                    # Our own expiry is a little later than the server's, so no message can still be coming.
-                    self._pull_expiry = now + self._expires + 0.25
-                except Exception as exc:  # connection closing or reconnecting
-                    log.warning("pull request failed: %s", exc)
+            sources = [s for s in self._sources.values() if s.active]
+            for s in sources:
+                if s.outstanding and now >= s.expiry:
+                    s.outstanding = 0
+            free = self._max_inflight - len(self._inflight) - sum(s.outstanding for s in sources)
+            idle = [s for s in sources if s.outstanding == 0]
+            if free > 0 and idle and self._nc.is_connected:
+                # Rotate so no source starves when there are more sources than free slots.
+                self._rotation = (self._rotation + 1) % len(idle)
+                idle = idle[self._rotation :] + idle[: self._rotation]
+                share = max(1, free // len(idle))
+                for source in idle:
+                    if free <= 0:
+                        break
+                    batch = min(share, free)
+                    try:
+                        await self._pull(source, batch, now)
+                        free -= batch
+                    except Exception as exc:  # connection closing or reconnecting
+                        log.warning("pull request failed: %s", exc)
+                        break
             self._wake.clear()
-            timeout = max(0.05, self._pull_expiry - time.monotonic()) if self._outstanding else self._expires
-            try:
+            waits = [s.expiry - time.monotonic() for s in self._sources.values() if s.active and s.outstanding]
+            timeout = max(0.05, min(waits)) if waits else self._expires
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
-    async def _on_message(self, msg: Msg) -> None:
-        status = msg.headers.get(STATUS_HEADER) if msg.headers else None
+    async def _on_message(self, source: Source, msg: Msg) -> None:
+        headers = msg.headers or {}
+        status = headers.get(STATUS_HEADER)
         if status is not None and not msg.data:
             if status == "100":  # idle heartbeat
                 return
-            # 404 no messages, 408 request expired, 409 limits: the credit of that pull is gone.
-            pending = msg.headers.get("Nats-Pending-Messages") if msg.headers else None
+            pending = headers.get("Nats-Pending-Messages")
+            if status == "423":
+                # Another worker holds this partition's pin (or ours moved): pull again without a pin id.
+                source.pin_id = ""
             if pending is not None:
-                self._outstanding = max(0, self._outstanding - int(pending))
+                source.outstanding = max(0, source.outstanding - int(pending))
             else:
-                self._outstanding = 0
-            if status not in ("404", "408"):
-                log.warning("pull status %s: %s", status, msg.headers.get("Description") if msg.headers else "")
+                source.outstanding = 0
+            if status not in ("404", "408", "423"):
+                log.warning("pull status %s on %s: %s", status, source.consumer, headers.get("Description", ""))
             self._wake.set()
             return
-        if self._stopping:
-            # A pull sent before we began stopping was still open: hand the message straight back.
-            await msg.nak()
+        if self._stopping or not source.active:
+            # A pull sent before we stopped (or let go of this partition) was still open: hand it back now.
+            with contextlib.suppress(Exception):
+                await msg.nak()
             return
+        pin = headers.get(PIN_HEADER)
+        if pin:
+            source.pin_id = pin
         self.received += 1
-        self._outstanding = max(0, self._outstanding - 1)
+        source.outstanding = max(0, source.outstanding - 1)
         task = asyncio.create_task(self._handler(msg))
         self._inflight.add(task)
         task.add_done_callback(self._done)
@@ -119,17 +198,26 @@ class PullConsumer:
         self._wake.set()
 
     async def stop(self, drain_timeout: float) -> int:
-        """Stops pulling, waits for in-flight work; returns how many tasks were still running at the timeout."""
+        """Stops pulling and waits for in-flight work; returns how many tasks were still running at the timeout."""
         self._stopping = True
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
+        for consumer in list(self._sources):
+            source = self._sources[consumer]
+            if source.group and source.pin_id:
+                with contextlib.suppress(Exception):
+                    await self._nc.request(
+                        f"$JS.API.CONSUMER.UNPIN.{self._stream}.{consumer}",
+                        json.dumps({"group": source.group}).encode(),
+                        timeout=2,
+                    )
         left = 0
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=drain_timeout)
             for task in pending:
                 task.cancel()
             left = len(pending)
-        if self._sub is not None:
-            await self._sub.unsubscribe()
+        for source in list(self._sources.values()):
+            await self._close_source(source)
         return left

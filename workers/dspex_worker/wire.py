@@ -10,14 +10,17 @@ import msgpack
 from .errors import DecodeError, UnknownOperation, ValidationError, VersionError
 
 ENVELOPE_VERSION = 1
-OPERATIONS = ("predict", "chain_of_thought")
+OPERATIONS = ("predict", "chain_of_thought", "evaluate")
 
 HEADER_REPLY_TO = "Dspex-Reply-To"
 HEADER_MSG_ID = "Nats-Msg-Id"
 HEADER_VERSION = "Dspex-Version"
 HEADER_DEADLINE = "Dspex-Deadline"
+HEADER_SESSION_WORKER = "Dspex-Session-Worker"
 
 REQUEST_STREAM = "DSPEX_REQ"
+# Priority group on the pinned partition consumers (services/shared/src/wire/subjects.ts).
+PARTITION_GROUP = "dspex"
 SUBJECT_PREFIX = "dspex.req"
 POOLS = ("general", "optimizer", "gpu")
 
@@ -41,6 +44,10 @@ class Request:
     module: dict[str, Any] = field(default_factory=dict)
     session: str | None = None
     timeout_ms: int | None = None
+    # op "evaluate" only: module, metrics and gold fields (see metrics.py)
+    evaluate: dict[str, Any] | None = None
+    # a stored program {id, version} whose state the worker loads from KV (programs.py)
+    program: dict[str, Any] | None = None
 
 
 def _expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -84,6 +91,12 @@ def decode_request(data: bytes) -> Request:
         raise ValidationError("`module` must be a map", field="module")
     session = body.get("session")
     timeout_ms = body.get("timeout_ms")
+    evaluate = body.get("evaluate")
+    program = body.get("program")
+    if program is not None and not isinstance(program, dict):
+        raise ValidationError("`program` must be a map {id, version}", field="program")
+    if op == "evaluate" and not isinstance(evaluate, dict):
+        raise ValidationError("op 'evaluate' needs an `evaluate` map", field="evaluate")
     return Request(
         id=req_id,
         op=op,
@@ -93,6 +106,8 @@ def decode_request(data: bytes) -> Request:
         module=module,
         session=session if isinstance(session, str) else None,
         timeout_ms=int(timeout_ms) if isinstance(timeout_ms, int | float) else None,
+        evaluate=evaluate if isinstance(evaluate, dict) else None,
+        program=program,
     )
 
 
@@ -104,8 +119,9 @@ def ok_reply(
     usage: dict[str, int],
     timings: dict[str, float],
     worker: str,
+    scores: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    reply: dict[str, Any] = {
         "v": ENVELOPE_VERSION,
         "id": req_id,
         "ok": True,
@@ -115,6 +131,9 @@ def ok_reply(
         "timings": timings,
         "worker": worker,
     }
+    if scores is not None:
+        reply["scores"] = scores  # op "evaluate": metric name -> bool | float
+    return reply
 
 
 def error_reply(

@@ -16,21 +16,23 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
 
-from . import __version__
+from . import __version__, telemetry
 from .config import WorkerConfig
-from .errors import DeadlineExceeded, DspexError, PayloadTooLarge, ValidationError
+from .errors import AffinityError, DeadlineExceeded, DspexError, PayloadTooLarge, ValidationError
 from .executor import Executor
 from .health import start_health_server
 from .lm import classify_exception
 from .log import emit_event
-from .pull import PullConsumer
+from .membership import Membership, assign_partitions
+from .pull import Puller
+from .reliability import Reliability, decode_guarded
 from .wire import (
     HEADER_DEADLINE,
     HEADER_MSG_ID,
     HEADER_REPLY_TO,
+    HEADER_SESSION_WORKER,
+    PARTITION_GROUP,
     REQUEST_STREAM,
-    decode_request,
-    encode,
     error_reply,
     ok_reply,
 )
@@ -49,12 +51,17 @@ class Worker:
         self.config = config
         self.executor = executor or Executor()
         self.nc: Client | None = None
-        self.pull: PullConsumer | None = None
+        self.pull: Puller | None = None
+        self.membership: Membership | None = None
+        self.partitions = 0
+        self.recycle_requested = False
         self._stop = asyncio.Event()
         self._ready = False
         self.started_at = time.time()
         self.handled = 0
         self.failed = 0
+        self.reliability = Reliability(config.worker_id)  # redeliveries, confirmed replies, dead letters
+        telemetry.observe_worker(self.stats)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -71,6 +78,8 @@ class Worker:
             "failed": self.failed,
             "concurrency": self.config.concurrency,
             "signature_cache": {"hits": cache.hits, "misses": cache.misses},
+            "rss_mb": round(rss_bytes() / 2**20, 1),
+            "partitions": sorted(c for c in (self.pull.consumers if self.pull else []) if c != self.config.pool),
         }
 
     async def _wait_for_consumer(self, nc: Client) -> None:
@@ -109,12 +118,19 @@ class Worker:
             disconnected_cb=on_disconnect,
         )
         self.nc = nc
+        self.executor.programs.nc = nc
         await self._wait_for_consumer(nc)
+        await self.reliability.start(nc, cfg.pool)
         if self._stop.is_set():
             await nc.close()
             return
-        self.pull = PullConsumer(nc, REQUEST_STREAM, cfg.pool, self._handle, cfg.concurrency)
-        await self.pull.start()
+        self.pull = Puller(nc, REQUEST_STREAM, self._handle, cfg.concurrency)
+        await self.pull.add(cfg.pool)
+        self.partitions = await self._count_partitions(nc)
+        if self.partitions:
+            self.membership = Membership(nc, cfg.pool, cfg.worker_id, self._on_members)
+            await self.membership.start()
+        self.pull.start()
         service = await nats.micro.add_service(
             nc,
             name=SERVICE_NAME,
@@ -134,6 +150,8 @@ class Worker:
         await self._stop.wait()
         self._ready = False
         emit_event("stopping", worker=cfg.worker_id)
+        if self.membership is not None:
+            await self.membership.leave()
         left = await self.pull.stop(cfg.drain_timeout)
         if left:
             log.warning("%d request(s) still running at the drain timeout; they will be redelivered", left)
@@ -142,6 +160,42 @@ class Worker:
             await health.cleanup()
         await nc.drain()
         emit_event("stopped", worker=cfg.worker_id, handled=self.handled)
+
+    async def _count_partitions(self, nc: Client) -> int:
+        """Partition consumers of this pool (`<pool>-p<N>`), as the router provisioned them."""
+        prefix = f"{self.config.pool}-p"
+        infos = await nc.jetstream().consumers_info(REQUEST_STREAM)
+        return sum(1 for i in infos if i.name.startswith(prefix) and i.name[len(prefix) :].isdigit())
+
+    def _on_members(self, members: list[str]) -> None:
+        """Pulls exactly the partitions the shared assignment gives this worker."""
+        assert self.pull is not None
+        mine = {p for p, owner in assign_partitions(self.partitions, members).items() if owner == self.config.worker_id}
+        wanted = {f"{self.config.pool}-p{p}" for p in mine}
+        current = {c for c in self.pull.consumers if c != self.config.pool}
+        for consumer in sorted(wanted - current):
+            asyncio.ensure_future(self.pull.add(consumer, group=PARTITION_GROUP))
+        for consumer in sorted(current - wanted):
+            asyncio.ensure_future(self.pull.remove(consumer))
+        emit_event("partitions", worker=self.config.worker_id, partitions=sorted(mine), members=members)
+
+    def _check_recycle(self) -> None:
+        """After N requests or above an RSS limit, a worker is replaced: drained, never killed mid-request."""
+        cfg = self.config
+        reason = None
+        if cfg.max_requests and self.handled + self.failed >= cfg.max_requests:
+            reason = f"handled {self.handled + self.failed} requests (limit {cfg.max_requests})"
+        elif cfg.max_rss_mb and rss_bytes() > cfg.max_rss_mb * 2**20:
+            reason = f"RSS {rss_bytes() / 2**20:.0f} MiB over the limit of {cfg.max_rss_mb} MiB"
+        if reason is None or self.recycle_requested:
+            return
+        self.recycle_requested = True
+        log.info("recycle: %s", reason, extra={"fields": {"worker": cfg.worker_id}})
+        if cfg.supervised:
+            # The supervisor starts a replacement first, then asks us to drain and stop.
+            emit_event("recycle", worker=cfg.worker_id, reason=reason)
+        else:
+            self.request_stop()
 
     async def _status_endpoint(self, req: MicroRequest) -> None:
         import json
@@ -169,22 +223,20 @@ class Worker:
             # Nobody can hear an answer; the request is dead on arrival.
             log.error("request without %s header terminated", HEADER_REPLY_TO, extra={"fields": {"id": req_id}})
             with contextlib.suppress(Exception):
-                await msg.term()
+                await self.reliability.terminate(msg, f"no {HEADER_REPLY_TO} header: nobody can receive the reply")
             self.failed += 1
             return
-        progress = asyncio.create_task(self._progress(msg, interval=10.0))
+        if await self.reliability.answer_duplicate(msg, req_id, reply_to):
+            return
+        progress = asyncio.create_task(self._progress(msg, interval=self.reliability.progress_interval))
         try:
-            reply = await self._execute(msg, req_id, headers, queue_ms, started)
+            work = self._execute(msg, req_id, headers, queue_ms, started)
+            reply = await telemetry.traced_request(work, msg, pool=self.config.pool, queue_ms=queue_ms)
         finally:
             progress.cancel()
-        try:
-            await self.nc.publish(reply_to, encode(reply))
-        except Exception as exc:
-            # The reply could not be sent: leave the request unacked so it is redelivered.
-            log.error("reply publish failed: %s", exc, extra={"fields": {"id": req_id}})
-            return
-        with contextlib.suppress(Exception):
-            await msg.ack()
+        if not await self.reliability.finish(msg, req_id, reply_to, reply):
+            return  # not sent: left unacked, so it is redelivered (and answered from the reply memory)
+        self._check_recycle()
 
     async def _execute(
         self, msg: Msg, req_id: str, headers: dict[str, str], queue_ms: float, started: float
@@ -196,10 +248,18 @@ class Worker:
                     f"request body is {len(msg.data)} bytes; the limit is {self.config.max_payload}",
                     details={"limit": self.config.max_payload, "size": len(msg.data)},
                 )
-            request = decode_request(msg.data)
+            request = decode_guarded(msg.data)  # unexpected decode failures are DecodeErrors too
+            telemetry.note_request(request.op)
             req_id = request.id
             if headers.get(HEADER_MSG_ID) not in (None, request.id):
                 raise ValidationError("`id` differs from the Nats-Msg-Id header", field="id")
+            bound = headers.get(HEADER_SESSION_WORKER)
+            if bound and bound != worker:
+                raise AffinityError(
+                    f"session {request.session!r} is bound to worker {bound} (affinity: strict), not {worker}",
+                    field="session",
+                    details={"bound_worker": bound, "worker": worker},
+                )
             remaining = _remaining_seconds(headers.get(HEADER_DEADLINE))
             if remaining is not None and remaining <= 0:
                 raise DeadlineExceeded(f"deadline passed {-remaining * 1000:.0f} ms before the work started")
@@ -216,6 +276,7 @@ class Worker:
                 usage=execution.usage,
                 timings={"queue_ms": round(queue_ms, 3), "exec_ms": round(exec_ms, 3)},
                 worker=worker,
+                scores=execution.scores,
             )
         except Exception as exc:
             error: DspexError = classify_exception(exc)
@@ -235,6 +296,15 @@ class Worker:
                 worker=worker,
                 timings={"queue_ms": round(queue_ms, 3), "exec_ms": round(exec_ms, 3)},
             )
+
+
+def rss_bytes() -> int:
+    """Resident set size of this Python process."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
 
 
 def _remaining_seconds(deadline_header: str | None) -> float | None:

@@ -5,7 +5,8 @@
  */
 import { Command, Option } from "commander";
 import { DspexError, type LMConfigWire } from "@dspex/shared";
-import { Router, configuredLm, startDefaultLm, startFleet, type CallResult, type DefaultLm, type Fleet } from "@dspex/router";
+import { connect } from "@nats-io/transport-node";
+import { Router, collectStatus, configuredLm, formatStatus, startDefaultLm, startFleet, type CallResult, type DefaultLm, type Fleet } from "@dspex/router";
 
 interface Session {
   router: Router;
@@ -151,6 +152,22 @@ program
       printResult(result, flags.json ?? false);
     } finally {
       await session.close();
+    }
+  });
+
+program
+  .command("status")
+  .description("pools, workers, in-flight work, consumer lag and uptime of a running deployment (NATS_URL)")
+  .option("--json", "print as JSON")
+  .action(async (flags: { json?: boolean }) => {
+    const servers = process.env.NATS_URL;
+    if (!servers) throw new DspexError("dspex status needs NATS_URL (start a fleet with `dspex up`)", { field: "NATS_URL" });
+    const nc = await connect({ servers, name: "dspex-status" });
+    try {
+      const status = await collectStatus(nc);
+      process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
+    } finally {
+      await nc.close();
     }
   });
 

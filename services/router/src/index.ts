@@ -5,3 +5,7 @@ export { startFleet, type Fleet, type FleetOptions } from "./embedded/fleet.js";
 export { startNatsServer, type EmbeddedNats } from "./embedded/nats-server.js";
 export { spawnWorker, type WorkerProcess } from "./embedded/workers.js";
 export { startDefaultLm, configuredLm, type DefaultLm } from "./embedded/default-lm.js";
+export { collectStatus, formatStatus, type BusStatus, type PoolStatus, type WorkerStatus } from "./status.js";
+export { Supervisor, type SupervisorOptions } from "./embedded/supervisor.js";
+export { ProgramStore, type ProgramDefinition, type ProgramState, type ProgramVersion, type CreateProgramOptions } from "./programs.js";
+export { SessionTable } from "./sessions.js";

@@ -6,17 +6,25 @@ import {
   AckPolicy,
   DeliverPolicy,
   RetentionPolicy,
+  jetstreamManager,
   StorageType,
   type JetStreamManager,
   type StreamConfig,
 } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/transport-node";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
 import {
+  KV_MEMBERS,
+  KV_PROGRAMS,
+  KV_SESSIONS,
+  PARTITION_GROUP,
   POOLS,
   REQUEST_STREAM,
   REQUEST_SUBJECT_PREFIX,
   consumerName,
-  poolFilter,
+  partitionConsumerName,
+  partitionSubject,
+  requestSubject,
   type Pool,
   type PoolSettings,
 } from "@dspex/shared";
@@ -28,6 +36,30 @@ export interface ProvisionOptions {
   storage?: "file" | "memory";
   /** Window in which a repeated Nats-Msg-Id is dropped as a duplicate. */
   duplicateWindowMs?: number;
+  /** How long a pinned partition stays with a worker that stopped pulling before another takes it. */
+  pinTimeoutMs?: number;
+  /** Idle time after which a session and the programs created in it expire. */
+  sessionTtlMs?: number;
+}
+
+/** Durable consumer config of one consumer; partition consumers are pinned to one client at a time. */
+function consumerConfig(name: string, filter: string, settings: PoolSettings, pinTimeoutMs?: number) {
+  return {
+    durable_name: name,
+    filter_subject: filter,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(settings.ackWaitMs),
+    max_ack_pending: settings.maxAckPending,
+    max_deliver: settings.maxDeliver,
+    ...(pinTimeoutMs === undefined
+      ? {}
+      : {
+          priority_policy: "pinned_client" as const,
+          priority_groups: [PARTITION_GROUP],
+          priority_timeout: nanos(pinTimeoutMs),
+        }),
+  };
 }
 
 function isNotFound(err: unknown): boolean {
@@ -35,7 +67,13 @@ function isNotFound(err: unknown): boolean {
   return /not found/i.test(text);
 }
 
-export async function provisionBus(jsm: JetStreamManager, options: ProvisionOptions): Promise<void> {
+/** Everything the bus needs: the request stream, each pool's consumers, and the KV buckets. Idempotent. */
+export async function provisionBus(nc: NatsConnection, options: ProvisionOptions): Promise<void> {
+  await provisionStream(await jetstreamManager(nc), options);
+  await provisionKv(nc, { replicas: options.replicas, sessionTtlMs: options.sessionTtlMs });
+}
+
+async function provisionStream(jsm: JetStreamManager, options: ProvisionOptions): Promise<void> {
   const maxPayload = Math.max(...POOLS.map((p) => options.pools[p].maxPayloadBytes));
   const config: Partial<StreamConfig> & { name: string } = {
     name: REQUEST_STREAM,
@@ -59,32 +97,46 @@ export async function provisionBus(jsm: JetStreamManager, options: ProvisionOpti
   }
   for (const pool of POOLS) {
     const settings = options.pools[pool];
-    const consumer = {
-      durable_name: consumerName(pool),
-      filter_subject: poolFilter(pool),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(settings.ackWaitMs),
-      max_ack_pending: settings.maxAckPending,
-      max_deliver: settings.maxDeliver,
-    };
-    try {
-      const info = await jsm.consumers.info(REQUEST_STREAM, consumerName(pool));
-      const c = info.config;
-      if (
-        c.ack_wait !== consumer.ack_wait ||
-        c.max_ack_pending !== consumer.max_ack_pending ||
-        c.max_deliver !== consumer.max_deliver
-      ) {
-        await jsm.consumers.update(REQUEST_STREAM, consumerName(pool), {
-          ack_wait: consumer.ack_wait,
-          max_ack_pending: consumer.max_ack_pending,
-          max_deliver: consumer.max_deliver,
-        });
-      }
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      await jsm.consumers.add(REQUEST_STREAM, consumer);
+    const wanted = [consumerConfig(consumerName(pool), requestSubject(pool), settings)];
+    for (let p = 0; p < settings.partitions; p++) {
+      wanted.push(
+        consumerConfig(partitionConsumerName(pool, p), partitionSubject(pool, p), settings, options.pinTimeoutMs ?? 3_000),
+      );
     }
+    await Promise.all(wanted.map((consumer) => ensureConsumer(jsm, consumer)));
   }
+}
+
+async function ensureConsumer(jsm: JetStreamManager, consumer: ReturnType<typeof consumerConfig>): Promise<void> {
+  try {
+    const c = (await jsm.consumers.info(REQUEST_STREAM, consumer.durable_name)).config;
+    if (
+      c.ack_wait !== consumer.ack_wait ||
+      c.max_ack_pending !== consumer.max_ack_pending ||
+      c.max_deliver !== consumer.max_deliver ||
+      c.filter_subject !== consumer.filter_subject
+    ) {
+      await jsm.consumers.update(REQUEST_STREAM, consumer.durable_name, {
+        ack_wait: consumer.ack_wait,
+        max_ack_pending: consumer.max_ack_pending,
+        max_deliver: consumer.max_deliver,
+        filter_subject: consumer.filter_subject,
+      });
+    }
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.consumers.add(REQUEST_STREAM, consumer);
+  }
+}
+
+/** KV buckets: worker membership (heartbeats), program definitions and state, sessions (idle TTL). */
+export async function provisionKv(
+  nc: NatsConnection,
+  options: { replicas?: number; sessionTtlMs?: number } = {},
+): Promise<void> {
+  const kvm = new Kvm(nc);
+  const replicas = options.replicas ?? 1;
+  await kvm.create(KV_MEMBERS, { history: 1, ttl: 30_000, replicas });
+  await kvm.create(KV_PROGRAMS, { history: 5, replicas });
+  await kvm.create(KV_SESSIONS, { history: 1, ttl: options.sessionTtlMs ?? 30 * 60_000, replicas });
 }

@@ -10,6 +10,9 @@ import {
   ENVELOPE_VERSION,
   HEADERS,
   NoWorkersError,
+  SessionAffinityError,
+  partitionOf,
+  partitionSubject,
   TimeoutError,
   TransportError,
   decode,
@@ -30,9 +33,16 @@ import {
   type SignatureWire,
   type Timings,
   type Usage,
+  REQUEST_STREAM,
+  observeConsumerLag,
+  traceCall,
+  tracedPublish,
+  type Stoppable,
 } from "@dspex/shared";
 import { WorkerDiscovery } from "./discovery.js";
 import { provisionBus } from "./provision.js";
+import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
+import { SessionTable } from "./sessions.js";
 
 export interface RouterOptions {
   /** NATS server URL(s); defaults to $NATS_URL, then nats://127.0.0.1:4222. */
@@ -47,6 +57,8 @@ export interface RouterOptions {
   provision?: boolean;
   /** Fail fast with NoWorkersError when a pool has no live worker (default true). */
   checkWorkers?: boolean;
+  /** How often programs of expired sessions are deleted (default 60 s; 0 disables). */
+  sweepIntervalMs?: number;
 }
 
 export interface CallOptions {
@@ -55,6 +67,13 @@ export interface CallOptions {
   timeoutMs?: number;
   pool?: Pool;
   session?: string;
+  /**
+   * How a session sticks to its worker. `hint` (default): the session's partition is served by one worker
+   * while it lives and moves to another when it dies (program state is rebuilt from KV). `strict`: the
+   * session must stay on the worker that first served it; if that worker is gone the call fails fast with
+   * SessionAffinityError.
+   */
+  affinity?: "hint" | "strict";
   /** Few-shot demos: example maps with input and output fields. */
   demos?: Array<Record<string, unknown>>;
   /** Instructions, when the signature is given as a string. */
@@ -83,6 +102,10 @@ export class Router {
   private readonly pools: Record<Pool, PoolSettings>;
   private readonly inbox: string;
   private sub: Subscription | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private consumerLag: Stoppable | undefined;
+  readonly sessions: SessionTable;
+  readonly programs: ProgramStore;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -93,6 +116,13 @@ export class Router {
   ) {
     this.pools = poolSettings(options.pools);
     this.inbox = `_INBOX.${randomUUID().replaceAll("-", "")}`;
+    this.sessions = new SessionTable(nc);
+    this.programs = new ProgramStore(nc);
+    const sweepMs = options.sweepIntervalMs ?? 60_000;
+    if (sweepMs > 0) {
+      this.sweeper = setInterval(() => void this.programs.sweepExpired(this.sessions).catch(() => {}), sweepMs);
+      this.sweeper.unref();
+    }
   }
 
   static async connect(options: RouterOptions = {}): Promise<Router> {
@@ -108,9 +138,10 @@ export class Router {
     }
     const router = new Router(nc, jetstream(nc), owns, new WorkerDiscovery(nc), options);
     if (options.provision !== false) {
-      await provisionBus(await jetstreamManager(nc), { pools: router.pools });
+      await provisionBus(nc, { pools: router.pools });
     }
     router.listen();
+    router.consumerLag = observeConsumerLag(async () => (await jetstreamManager(nc)).consumers.list(REQUEST_STREAM).next());
     if (options.checkWorkers !== false) await router.discovery.start();
     return router;
   }
@@ -156,11 +187,41 @@ export class Router {
     return this.call<O & { reasoning: string }>("chain_of_thought", signature, inputs, options);
   }
 
+  /** Stores a program (signature, module, state) in KV and returns its id and version. */
+  createProgram(options: CreateProgramOptions): Promise<ProgramVersion> {
+    return this.programs.create(options);
+  }
+
+  /** Runs a stored program, the latest version unless `version` names one. */
+  async execute<O extends Record<string, unknown> = Record<string, unknown>>(
+    programId: string,
+    inputs: Record<string, unknown>,
+    options: CallOptions & { version?: number } = {},
+  ): Promise<CallResult<O> & { version: number }> {
+    const { definition, version } = await this.programs.get(programId, options.version);
+    const session = options.session ?? definition.session;
+    const result = await this.call<O>(definition.module, definition.signature, inputs, {
+      ...options,
+      session,
+      program: { id: definition.id, version },
+    });
+    return { ...result, version };
+  }
+
   async call<O>(
     op: Operation,
     signatureInput: SignatureInput,
     rawInputs: Record<string, unknown>,
-    options: CallOptions = {},
+    options: CallOptions & { program?: { id: string; version: number } } = {},
+  ): Promise<CallResult<O>> {
+    return traceCall(op, options.pool ?? "general", () => this.callUntraced<O>(op, signatureInput, rawInputs, options));
+  }
+
+  private async callUntraced<O>(
+    op: Operation,
+    signatureInput: SignatureInput,
+    rawInputs: Record<string, unknown>,
+    options: CallOptions & { program?: { id: string; version: number } },
   ): Promise<CallResult<O>> {
     const started = performance.now();
     const signature: SignatureWire = resolveSignature(signatureInput, options.instructions);
@@ -181,7 +242,12 @@ export class Router {
     const lm = options.lm ?? this.options.lm;
     if (lm) envelope.lm = lm;
     if (options.demos) envelope.module = { demos: options.demos };
-    if (options.session) envelope.session = options.session;
+    if (options.program) envelope.program = options.program;
+    let subject = requestSubject(pool);
+    if (options.session) {
+      envelope.session = options.session;
+      subject = partitionSubject(pool, partitionOf(options.session, settings.partitions));
+    }
     const body = encode(envelope);
     if (body.byteLength > settings.maxPayloadBytes) {
       throw new TransportError(
@@ -194,6 +260,18 @@ export class Router {
     h.set(HEADERS.replyTo, `${this.inbox}.${id}`);
     h.set(HEADERS.version, String(ENVELOPE_VERSION));
     h.set(HEADERS.deadline, String(deadline));
+    if (options.session && options.affinity === "strict") {
+      const owner = await this.sessions.owner(options.session);
+      if (owner !== undefined) {
+        if (!this.discovery.live(pool).some((w) => w.worker === owner)) {
+          throw new SessionAffinityError(
+            `session '${options.session}' is bound to worker ${owner}, which is no longer alive (affinity: strict)`,
+            { field: "session", details: { session: options.session, worker: owner, pool } },
+          );
+        }
+        h.set(HEADERS.sessionWorker, owner);
+      }
+    }
 
     const reply = await new Promise<ReplyEnvelope>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -216,19 +294,20 @@ export class Router {
         resolve: (r) => finish(() => resolve(r)),
         reject: (e) => finish(() => reject(e)),
       });
-      this.js
-        .publish(requestSubject(pool), body, { msgID: id, headers: h, timeout: Math.min(timeoutMs, 10_000) })
-        .catch((err: unknown) => {
-          const p = this.pending.get(id);
-          this.pending.delete(id);
-          p?.reject(new TransportError(`publish to JetStream failed: ${String(err)}`, { cause: err }));
-        });
+      tracedPublish({ headers: h, subject, pool, messageId: id, bodySize: body.byteLength }, () =>
+        this.js.publish(subject, body, { msgID: id, headers: h, timeout: Math.min(timeoutMs, 10_000) }),
+      ).catch((err: unknown) => {
+        const p = this.pending.get(id);
+        this.pending.delete(id);
+        p?.reject(new TransportError(`publish to JetStream failed: ${String(err)}`, { cause: err }));
+      });
     });
 
     if (!reply.ok) {
       throw errorFromWire(reply.error);
     }
     this.discovery.sawWorker(reply.worker, pool);
+    if (options.session) this.sessions.touch(options.session, reply.worker, pool);
     const outputs = validateOutputs(signature, reply.outputs, { extra: op === "chain_of_thought" ? ["reasoning"] : [] });
     return {
       id,
@@ -242,6 +321,8 @@ export class Router {
 
   async close(): Promise<void> {
     this.discovery.stop();
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.consumerLag?.stop();
     for (const [id, p] of this.pending) {
       p.reject(new TransportError(`router closed before request ${id} was answered`));
     }

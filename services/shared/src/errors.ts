@@ -82,6 +82,21 @@ export class NoWorkersError extends DspexError {
   override readonly type = "NoWorkersError";
 }
 
+/** A circuit breaker (of a pool or an LM) is open: the call fails fast without being sent. See docs/reliability.md. */
+export class CircuitOpenError extends DspexError {
+  override readonly type = "CircuitOpenError";
+}
+
+/** The encoded request is larger than the pool accepts; nothing was published. */
+export class PayloadTooLargeError extends DspexError {
+  override readonly type = "PayloadTooLarge";
+}
+
+/** A strict-affinity session's worker is gone, or the request reached another worker. */
+export class SessionAffinityError extends DspexError {
+  override readonly type = "SessionAffinityError";
+}
+
 /** The worker answered with an error reply that is not an LM error. */
 export class WorkerError extends DspexError {
   override readonly type: string;
@@ -104,6 +119,9 @@ export function errorFromWire(wire: ErrorWire): DspexError {
   if (wire.type === "DeadlineExceeded") {
     // The worker gave up at the caller's deadline: to the caller that is a timeout like any other.
     return new TimeoutError(wire.message, { details: { ...wire.details, source: "worker" } });
+  }
+  if (wire.type === "AffinityError") {
+    return new SessionAffinityError(wire.message, { field: wire.field, details: wire.details });
   }
   if (wire.type === "LMError" || wire.type === "LMOutputError" || wire.type === "LMConfigError") {
     return new LMError(wire);

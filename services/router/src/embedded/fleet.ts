@@ -4,11 +4,11 @@
  * stop() (and Ctrl-C, and process exit) stops everything it started.
  */
 import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { POOLS, poolSettings, type Pool, type PoolSettings } from "@dspex/shared";
 import { provisionBus } from "../provision.js";
 import { startNatsServer, type EmbeddedNats } from "./nats-server.js";
-import { spawnWorker, type WorkerProcess } from "./workers.js";
+import { Supervisor } from "./supervisor.js";
+import type { WorkerProcess } from "./workers.js";
 
 export interface FleetOptions {
   /** Use this NATS server instead of starting one. */
@@ -26,7 +26,9 @@ export interface FleetOptions {
 export interface Fleet {
   natsUrl: string;
   nats: EmbeddedNats | undefined;
+  /** Live worker processes (the supervisor replaces crashed and recycled ones). */
   workers: WorkerProcess[];
+  supervisor: Supervisor;
   /** Spawns one more worker in a pool and waits until it is ready. */
   addWorker(pool: Pool): Promise<WorkerProcess>;
   stop(): Promise<void>;
@@ -58,29 +60,21 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   const settings = poolSettings(options.pools);
   const nats = options.natsUrl ? undefined : await startNatsServer({ storeDir: options.storeDir });
   const natsUrl = options.natsUrl ?? nats!.url;
-  const workers: WorkerProcess[] = [];
-  let seq = 0;
+  const supervisor = new Supervisor({
+    natsUrl,
+    settings,
+    workerEnv: options.workerEnv,
+    echoLogs: options.echoWorkerLogs,
+  });
   const fleet: Fleet = {
     natsUrl,
     nats,
-    workers,
-    async addWorker(pool) {
-      const w = spawnWorker({
-        natsUrl,
-        pool,
-        id: `${pool}-${++seq}-${process.pid}`,
-        concurrency: settings[pool].concurrency,
-        env: { DSPEX_EXIT_WITH_PARENT: "1", ...options.workerEnv },
-        echoLogs: options.echoWorkerLogs,
-      });
-      workers.push(w);
-      void w.exited.then(() => workers.splice(workers.indexOf(w) >>> 0, workers.includes(w) ? 1 : 0));
-      await w.ready;
-      return w;
-    },
+    workers: supervisor.workers,
+    supervisor,
+    addWorker: (pool) => supervisor.add(pool),
     async stop() {
       running.delete(fleet);
-      await Promise.allSettled(workers.map((w) => w.stop()));
+      await supervisor.stop();
       await nats?.stop();
     },
   };
@@ -88,7 +82,7 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   try {
     const nc = await connect({ servers: natsUrl, name: "dspex-embedded-provision" });
     try {
-      await provisionBus(await jetstreamManager(nc), { pools: settings });
+      await provisionBus(nc, { pools: settings });
     } finally {
       await nc.close();
     }

@@ -21,6 +21,8 @@ export interface WorkerProcess {
   /** Last lines the worker logged (stderr), for error messages. */
   logs: string[];
   onEvent(listener: (event: WorkerEvent) => void): void;
+  /** The latest event of each kind the worker reported (ready, partitions, recycle, …). */
+  lastEvents: Map<string, WorkerEvent>;
   /** SIGTERM: the worker drains in-flight requests, then exits. */
   stop(graceMs?: number): Promise<void>;
   exited: Promise<number | null>;
@@ -48,6 +50,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerProcess {
   });
   const logs: string[] = [];
   const listeners: Array<(e: WorkerEvent) => void> = [];
+  const lastEvents = new Map<string, WorkerEvent>();
   eachLine(child.stderr!, (line) => {
     logs.push(line);
     if (logs.length > 100) logs.shift();
@@ -60,6 +63,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerProcess {
     } catch {
       return;
     }
+    lastEvents.set(event.event, event);
     for (const l of listeners) l(event);
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
@@ -88,6 +92,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerProcess {
     logs,
     exited,
     onEvent: (l) => listeners.push(l),
+    lastEvents,
     stop: (graceMs = 35_000) => stopChild(child, graceMs),
   };
 }

@@ -20,6 +20,12 @@ export interface PoolSettings {
   maxPayloadBytes: number;
   /** Worker processes per pool in embedded mode. */
   workers: number;
+  /** Session partitions of the pool; each is a consumer pinned to one worker at a time. */
+  partitions: number;
+  /** Recycle a worker after this many requests (0: never). */
+  maxRequests: number;
+  /** Recycle a worker whose Python process exceeds this RSS in MiB (0: never). */
+  maxRssMb: number;
 }
 
 export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
@@ -31,6 +37,9 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     defaultTimeoutMs: 60_000,
     maxPayloadBytes: 1024 * 1024,
     workers: 2,
+    partitions: 16,
+    maxRequests: 0,
+    maxRssMb: 0,
   },
   optimizer: {
     concurrency: 1,
@@ -40,6 +49,9 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     defaultTimeoutMs: 3_600_000,
     maxPayloadBytes: 8 * 1024 * 1024,
     workers: 0,
+    partitions: 4,
+    maxRequests: 0,
+    maxRssMb: 0,
   },
   gpu: {
     concurrency: 1,
@@ -49,6 +61,9 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     defaultTimeoutMs: 300_000,
     maxPayloadBytes: 4 * 1024 * 1024,
     workers: 0,
+    partitions: 4,
+    maxRequests: 0,
+    maxRssMb: 0,
   },
 };
 
@@ -60,6 +75,9 @@ const ENV_NAMES: Record<keyof PoolSettings, string> = {
   defaultTimeoutMs: "TIMEOUT_MS",
   maxPayloadBytes: "MAX_PAYLOAD_BYTES",
   workers: "WORKERS",
+  partitions: "PARTITIONS",
+  maxRequests: "MAX_REQUESTS",
+  maxRssMb: "MAX_RSS_MB",
 };
 
 export function envName(pool: Pool, key: keyof PoolSettings): string {

@@ -8,12 +8,22 @@ export const HEADERS = {
   msgId: "Nats-Msg-Id",
   version: "Dspex-Version",
   deadline: "Dspex-Deadline",
+  /** Strict session affinity: only this worker may run the request. */
+  sessionWorker: "Dspex-Session-Worker",
   traceparent: "traceparent",
   tracestate: "tracestate",
 } as const;
 
-export type Operation = "predict" | "chain_of_thought";
-export const OPERATIONS: readonly Operation[] = ["predict", "chain_of_thought"];
+export type Operation = "predict" | "chain_of_thought" | "evaluate";
+export const OPERATIONS: readonly Operation[] = ["predict", "chain_of_thought", "evaluate"];
+
+/** Body of op `evaluate`: run `module` on the inputs, then score the prediction with named Python metrics. */
+export interface EvaluateWire {
+  module?: "predict" | "chain_of_thought";
+  metrics: Array<string | { name: string; args?: Record<string, unknown> }>;
+  /** The example's gold (label) fields. */
+  example?: Record<string, unknown>;
+}
 
 export type TypeExpr =
   | { kind: "str" | "int" | "float" | "bool" | "any" }
@@ -64,8 +74,12 @@ export interface RequestEnvelope {
   lm?: LMConfigWire;
   module?: Record<string, unknown>;
   session?: string;
+  /** A stored program (KV `dspex_programs`) to run; its state (demos) is loaded by the worker. */
+  program?: { id: string; version: number };
   /** Relative budget in ms the caller gave; the absolute deadline travels in the Dspex-Deadline header. */
   timeout_ms?: number;
+  /** op `evaluate` only. */
+  evaluate?: EvaluateWire;
 }
 
 export interface Usage {
@@ -90,6 +104,8 @@ export interface ReplyOk {
   usage: Usage;
   timings: Timings;
   worker: string;
+  /** op `evaluate` only: metric name -> score. */
+  scores?: Record<string, boolean | number>;
 }
 
 export interface ReplyErr {
