@@ -11,12 +11,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .config import parse_config
 from .log import setup_logging
+from .telemetry import setup_telemetry
 from .worker import exit_with_parent, serve
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv if argv is not None else sys.argv[1:])
     setup_logging()
+    setup_telemetry(worker_id=config.worker_id, pool=config.pool)
     if os.environ.get("DSPEX_EXIT_WITH_PARENT") == "1":
         exit_with_parent()
     asyncio.run(serve(config))

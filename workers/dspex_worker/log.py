@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any
 
+from .telemetry import trace_fields
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -18,6 +20,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        entry.update(trace_fields())  # trace_id / span_id of the current span, if any
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             entry.update(extra)

@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any

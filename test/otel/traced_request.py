@@ -1,0 +1,50 @@
+"""Publishes one request with plain nats-py and its own W3C trace context, prints the reply as JSON.
+
+What any NATS client does to continue its trace in DSPex: put `traceparent` (and optionally `tracestate`) in the
+message headers next to the DSPex ones. No DSPex or OpenTelemetry code is imported.
+usage: traced_request.py <nats_url> <lm_api_base> <traceparent> [<tracestate>]
+"""
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+
+import msgpack
+import nats
+
+
+async def main(nats_url: str, api_base: str, traceparent: str, tracestate: str | None) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    request_id = str(uuid.uuid4())
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    body = {
+        "v": 1,
+        "id": request_id,
+        "op": "predict",
+        "signature": {
+            "inputs": [{"name": "question", "type": {"kind": "str"}}],
+            "outputs": [{"name": "answer", "type": {"kind": "int"}}],
+        },
+        "inputs": {"question": "What is 20+22?"},
+        "lm": {"model": "openai/test-model", "api_base": api_base, "num_retries": 0},
+    }
+    headers = {
+        "Dspex-Reply-To": inbox,
+        "Nats-Msg-Id": request_id,
+        "Dspex-Deadline": str(int((time.time() + 30) * 1000)),
+        "traceparent": traceparent,
+    }
+    if tracestate:
+        headers["tracestate"] = tracestate
+    await js.publish("dspex.req.general.any", msgpack.packb(body, use_bin_type=True), headers=headers)
+    msg = await sub.next_msg(timeout=30)
+    print(json.dumps({"request_id": request_id, "reply": msgpack.unpackb(msg.data, raw=False)}))
+    await nc.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None))
