@@ -89,7 +89,8 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
 
   test("an LM failure surfaces as a typed, retryable LMError", async () => {
     h.lmDouble.control.failNext("http500", 1);
-    await assert.rejects(h.router.predict("question -> answer", { question: "boom?" }), (err: unknown) => {
+    // retry: false — the router would otherwise retry a retryable error reply (docs/reliability.md).
+    await assert.rejects(h.router.predict("question -> answer", { question: "boom?" }, { retry: false }), (err: unknown) => {
       assert.ok(err instanceof LMError, `got ${String(err)}`);
       assert.equal(err.type, "LMError");
       assert.equal(err.retryable, true);

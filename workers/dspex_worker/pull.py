@@ -131,6 +131,44 @@ class Puller:
         # Our own expiry is a little later than the server's, so nothing can still arrive for it after.
         source.expiry = now + self._expires + 0.25
 
+    def _plan(self, sources: list[Source], idle: list[Source], free: int) -> list[tuple[Source, int]]:
+        """How many messages to ask each idle source for, within `free` slots (`idle` in rotation order).
+
+        An idle partition consumer holds its pull, and so a slot, until the pull expires. With as many
+        partitions as slots (one worker, 16 partitions, concurrency 16) an even split left the pool's own
+        consumer, which carries all sessionless traffic, one slot or none for seconds at a time. So when the
+        pool's consumer is among the sources, partitions are asked for one message each and hold at most
+        half of the slots together, and the pool's consumer gets every slot not kept for them.
+        """
+        has_primary = any(s.group is None for s in sources)
+        if not has_primary or self._max_inflight < 2:
+            share = max(1, free // len(idle))
+            plan: list[tuple[Source, int]] = []
+            for source in idle:
+                if free <= 0:
+                    break
+                plan.append((source, min(share, free)))
+                free -= plan[-1][1]
+            return plan
+        partitions = [s for s in sources if s.group is not None]
+        keep = max(0, min(len(partitions), self._max_inflight // 2) - sum(s.outstanding for s in partitions))
+        plan = []
+        room = min(keep, free)
+        for source in idle:
+            if source.group is not None and room > 0:
+                plan.append((source, 1))
+                room -= 1
+        primaries = [s for s in idle if s.group is None]
+        spare = free - keep
+        if primaries and spare > 0:
+            share = max(1, spare // len(primaries))
+            for source in primaries:
+                if spare <= 0:
+                    break
+                plan.append((source, min(share, spare)))
+                spare -= plan[-1][1]
+        return plan
+
     async def _pull_loop(self) -> None:
         while not self._stopping:
             now = time.monotonic()
@@ -139,16 +177,14 @@ class Puller:
                 if s.outstanding and now >= s.expiry:
                     s.outstanding = 0
             free = self._max_inflight - len(self._inflight) - sum(s.outstanding for s in sources)
-            idle = [s for s in sources if s.outstanding == 0]
+            # The pool's own consumer is topped up whenever slots are free, not only once its pulls ran dry:
+            # requests published together then each find a waiting pull instead of a pull round trip apiece.
+            idle = [s for s in sources if s.outstanding == 0 or s.group is None]
             if free > 0 and idle and self._nc.is_connected:
                 # Rotate so no source starves when there are more sources than free slots.
                 self._rotation = (self._rotation + 1) % len(idle)
                 idle = idle[self._rotation :] + idle[: self._rotation]
-                share = max(1, free // len(idle))
-                for source in idle:
-                    if free <= 0:
-                        break
-                    batch = min(share, free)
+                for source, batch in self._plan(sources, idle, free):
                     try:
                         await self._pull(source, batch, now)
                         free -= batch

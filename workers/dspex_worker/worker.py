@@ -50,6 +50,7 @@ class Worker:
     def __init__(self, config: WorkerConfig, executor: Executor | None = None) -> None:
         self.config = config
         self.executor = executor or Executor()
+        self.executor.worker_id = config.worker_id  # recorded in optimizer jobs (optimize.py)
         self.nc: Client | None = None
         self.pull: Puller | None = None
         self.membership: Membership | None = None
@@ -80,6 +81,7 @@ class Worker:
             "signature_cache": {"hits": cache.hits, "misses": cache.misses},
             "rss_mb": round(rss_bytes() / 2**20, 1),
             "partitions": sorted(c for c in (self.pull.consumers if self.pull else []) if c != self.config.pool),
+            "reliability": self.reliability.stats(),
         }
 
     async def _wait_for_consumer(self, nc: Client) -> None:
@@ -277,6 +279,7 @@ class Worker:
                 timings={"queue_ms": round(queue_ms, 3), "exec_ms": round(exec_ms, 3)},
                 worker=worker,
                 scores=execution.scores,
+                extra=execution.extra,
             )
         except Exception as exc:
             error: DspexError = classify_exception(exc)

@@ -4,8 +4,10 @@
  * default (a local nats-server and Python workers) and stops everything it started on exit.
  */
 import { Command, Option } from "commander";
-import { DspexError, type LMConfigWire } from "@dspex/shared";
+import { DspexError, initTelemetry, type LMConfigWire } from "@dspex/shared";
 import { connect } from "@nats-io/transport-node";
+import { registerPipelineCommands } from "@dspex/pipeline";
+import { registerDlqCommands } from "./dlq-commands.js";
 import { Router, collectStatus, configuredLm, formatStatus, startDefaultLm, startFleet, type CallResult, type DefaultLm, type Fleet } from "@dspex/router";
 
 interface Session {
@@ -35,6 +37,7 @@ async function openSession(opts: { workers?: number; lm?: LMConfigWire; quiet?: 
     fleet = await startFleet({ workers: { general: opts.workers ?? 2 } });
     say(`embedded fleet ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fleet.natsUrl}, ${fleet.workers.length} worker(s)`);
   }
+  const telemetry = initTelemetry(); // OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/observability.md)
   const router = await Router.connect({ servers: natsUrl ?? fleet!.natsUrl, lm });
   say(`LM: ${lmLabel}`);
   return {
@@ -45,6 +48,7 @@ async function openSession(opts: { workers?: number; lm?: LMConfigWire; quiet?: 
       await router.close();
       await fleet?.stop();
       await defaultLm?.stop();
+      await telemetry.shutdown();
     },
   };
 }
@@ -182,6 +186,9 @@ program
     process.stdout.write(`NATS_URL=${fleet.natsUrl}\n`);
     await new Promise(() => {}); // until a signal stops the process (the fleet's exit hooks clean up)
   });
+
+registerPipelineCommands(program);
+registerDlqCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof DspexError) {

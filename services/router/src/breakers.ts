@@ -57,7 +57,7 @@ export interface BreakerSettings {
 export const BREAKER_DEFAULTS: BreakerSettings = {
   enabled: true,
   errorThresholdPercentage: 50,
-  volumeThreshold: 10,
+  volumeThreshold: 20, // as Hystrix: no verdict on fewer than 20 calls in the window
   rollingWindowMs: 10_000,
   rollingBuckets: 10,
   resetTimeoutMs: 10_000,

@@ -28,6 +28,7 @@ import {
   type Pool,
   type PoolSettings,
 } from "@dspex/shared";
+import { consumerBackoffMs } from "./retry.js";
 
 export interface ProvisionOptions {
   pools: Record<Pool, PoolSettings>;
@@ -43,15 +44,17 @@ export interface ProvisionOptions {
 }
 
 /** Durable consumer config of one consumer; partition consumers are pinned to one client at a time. */
-function consumerConfig(name: string, filter: string, settings: PoolSettings, pinTimeoutMs?: number) {
+function consumerConfig(name: string, filter: string, settings: PoolSettings & { backoffMs?: number[] }, pinTimeoutMs?: number) {
   return {
     durable_name: name,
     filter_subject: filter,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
-    ack_wait: nanos(settings.ackWaitMs),
+    // BackOff (redelivery delays, docs/reliability.md) overrides AckWait: the server stores BackOff[0] as AckWait.
+    ack_wait: nanos(settings.backoffMs?.[0] ?? settings.ackWaitMs),
     max_ack_pending: settings.maxAckPending,
     max_deliver: settings.maxDeliver,
+    backoff: (settings.backoffMs ?? []).map((ms) => nanos(ms)),
     ...(pinTimeoutMs === undefined
       ? {}
       : {
@@ -62,6 +65,12 @@ function consumerConfig(name: string, filter: string, settings: PoolSettings, pi
   };
 }
 
+/** Stream and KV replicas: the option, else DSPEX_STREAM_REPLICAS (3 in a clustered deployment), else 1. */
+function streamReplicas(options: { replicas?: number }): number {
+  const fromEnv = Number(process.env.DSPEX_STREAM_REPLICAS ?? 1);
+  return options.replicas ?? (Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : 1);
+}
+
 function isNotFound(err: unknown): boolean {
   const text = String((err as { message?: string })?.message ?? err);
   return /not found/i.test(text);
@@ -70,17 +79,18 @@ function isNotFound(err: unknown): boolean {
 /** Everything the bus needs: the request stream, each pool's consumers, and the KV buckets. Idempotent. */
 export async function provisionBus(nc: NatsConnection, options: ProvisionOptions): Promise<void> {
   await provisionStream(await jetstreamManager(nc), options);
-  await provisionKv(nc, { replicas: options.replicas, sessionTtlMs: options.sessionTtlMs });
+  await provisionKv(nc, { replicas: streamReplicas(options), sessionTtlMs: options.sessionTtlMs });
 }
 
 async function provisionStream(jsm: JetStreamManager, options: ProvisionOptions): Promise<void> {
   const maxPayload = Math.max(...POOLS.map((p) => options.pools[p].maxPayloadBytes));
   const config: Partial<StreamConfig> & { name: string } = {
     name: REQUEST_STREAM,
-    subjects: [`${REQUEST_SUBJECT_PREFIX}.>`],
+    // Only the pools' subjects: a publish to an unknown pool is refused (no stream) instead of stored unconsumed.
+    subjects: POOLS.map((p) => `${REQUEST_SUBJECT_PREFIX}.${p}.>`),
     retention: RetentionPolicy.Workqueue,
     storage: options.storage === "memory" ? StorageType.Memory : StorageType.File,
-    num_replicas: options.replicas ?? 1,
+    num_replicas: streamReplicas(options),
     duplicate_window: nanos(options.duplicateWindowMs ?? 120_000),
     // Headers (reply subject, ids, trace context) count towards the size, so leave room for them.
     max_msg_size: maxPayload + 16 * 1024,
@@ -88,7 +98,12 @@ async function provisionStream(jsm: JetStreamManager, options: ProvisionOptions)
   try {
     const info = await jsm.streams.info(REQUEST_STREAM);
     const current = info.config;
-    if (current.max_msg_size !== config.max_msg_size || current.duplicate_window !== config.duplicate_window) {
+    if (
+      current.max_msg_size !== config.max_msg_size ||
+      current.duplicate_window !== config.duplicate_window ||
+      current.subjects.join() !== config.subjects!.join() ||
+      current.num_replicas !== config.num_replicas
+    ) {
       await jsm.streams.update(REQUEST_STREAM, { ...current, ...config } as StreamConfig);
     }
   } catch (err) {
@@ -96,7 +111,7 @@ async function provisionStream(jsm: JetStreamManager, options: ProvisionOptions)
     await jsm.streams.add(config);
   }
   for (const pool of POOLS) {
-    const settings = options.pools[pool];
+    const settings = { ...options.pools[pool], backoffMs: consumerBackoffMs(pool, options.pools[pool]) };
     const wanted = [consumerConfig(consumerName(pool), requestSubject(pool), settings)];
     for (let p = 0; p < settings.partitions; p++) {
       wanted.push(
@@ -114,13 +129,15 @@ async function ensureConsumer(jsm: JetStreamManager, consumer: ReturnType<typeof
       c.ack_wait !== consumer.ack_wait ||
       c.max_ack_pending !== consumer.max_ack_pending ||
       c.max_deliver !== consumer.max_deliver ||
-      c.filter_subject !== consumer.filter_subject
+      c.filter_subject !== consumer.filter_subject ||
+      (c.backoff ?? []).join() !== consumer.backoff.join()
     ) {
       await jsm.consumers.update(REQUEST_STREAM, consumer.durable_name, {
         ack_wait: consumer.ack_wait,
         max_ack_pending: consumer.max_ack_pending,
         max_deliver: consumer.max_deliver,
         filter_subject: consumer.filter_subject,
+        backoff: consumer.backoff,
       });
     }
   } catch (err) {

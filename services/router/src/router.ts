@@ -10,6 +10,7 @@ import {
   ENVELOPE_VERSION,
   HEADERS,
   NoWorkersError,
+  PayloadTooLargeError,
   SessionAffinityError,
   partitionOf,
   partitionSubject,
@@ -28,6 +29,7 @@ import {
   type Pool,
   type PoolSettings,
   type ReplyEnvelope,
+  type ReplyOk,
   type RequestEnvelope,
   type SignatureInput,
   type SignatureWire,
@@ -43,6 +45,9 @@ import { WorkerDiscovery } from "./discovery.js";
 import { provisionBus } from "./provision.js";
 import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
 import { SessionTable } from "./sessions.js";
+import { startDlqListener, type DlqListener, type DlqListenerOptions } from "./dlq.js";
+import { REPLY_ACK_HEADER, Resilience, type ResilienceOptions, type ResilientCallOptions } from "./resilience.js";
+import { publishWithRetry } from "./retry.js";
 
 export interface RouterOptions {
   /** NATS server URL(s); defaults to $NATS_URL, then nats://127.0.0.1:4222. */
@@ -59,9 +64,13 @@ export interface RouterOptions {
   checkWorkers?: boolean;
   /** How often programs of expired sessions are deleted (default 60 s; 0 disables). */
   sweepIntervalMs?: number;
+  /** Circuit breakers, retries, fallback (docs/reliability.md). */
+  resilience?: ResilienceOptions;
+  /** Run the dead-letter listener (default true; see dlq.ts). */
+  dlq?: boolean | DlqListenerOptions;
 }
 
-export interface CallOptions {
+export interface CallOptions extends ResilientCallOptions {
   lm?: LMConfigWire;
   /** Milliseconds until the call fails with TimeoutError; the deadline travels with the request. */
   timeoutMs?: number;
@@ -81,6 +90,22 @@ export interface CallOptions {
   /** Reuse a request id (idempotent retry of the same request). */
   requestId?: string;
   signal?: AbortSignal;
+}
+
+/** What the modules built on the router (surface.ts, optimize.ts, stream.ts) add to a call. */
+export interface CallExtensions {
+  /** A stored program to run (execute). */
+  program?: { id: string; version: number };
+  /** Extra envelope fields; a `module` map is merged into the call's module options. */
+  envelope?: Partial<RequestEnvelope>;
+  /** Output names allowed besides the signature's (e.g. `rationale`). */
+  extraOutputs?: string[];
+  /** The inputs are already validated (or the op takes none: `parallel`, `compile`). */
+  rawInputs?: boolean;
+  /** Hand back the reply's outputs as they are (ops whose outputs are not the signature's). */
+  rawOutputs?: boolean;
+  /** Sees the success reply (its `extra` field) before the outputs are validated. */
+  onReply?: (reply: ReplyOk) => void;
 }
 
 export interface CallResult<O> {
@@ -106,6 +131,9 @@ export class Router {
   private consumerLag: Stoppable | undefined;
   readonly sessions: SessionTable;
   readonly programs: ProgramStore;
+  /** Breakers, retries, dropped-reply counters (resilience.ts). */
+  readonly resilience: Resilience;
+  dlq: DlqListener | undefined;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -115,6 +143,7 @@ export class Router {
     private readonly options: RouterOptions,
   ) {
     this.pools = poolSettings(options.pools);
+    this.resilience = new Resilience(options.resilience, this.pools, nc);
     this.inbox = `_INBOX.${randomUUID().replaceAll("-", "")}`;
     this.sessions = new SessionTable(nc);
     this.programs = new ProgramStore(nc);
@@ -141,7 +170,8 @@ export class Router {
       await provisionBus(nc, { pools: router.pools });
     }
     router.listen();
-    router.consumerLag = observeConsumerLag(async () => (await jetstreamManager(nc)).consumers.list(REQUEST_STREAM).next());
+    if (options.dlq !== false) router.dlq = await startDlqListener(nc, typeof options.dlq === "object" ? options.dlq : {});
+    router.consumerLag = observeConsumerLag(async () => (await jetstreamManager(nc, { checkAPI: false })).consumers.list(REQUEST_STREAM).next());
     if (options.checkWorkers !== false) await router.discovery.start();
     return router;
   }
@@ -156,6 +186,7 @@ export class Router {
   }
 
   private onReply(msg: Msg): void {
+    if (msg.reply) msg.respond(); // confirms receipt: the worker stops re-sending (Dspex-Reply-Ack)
     let reply: ReplyEnvelope;
     try {
       reply = decode(msg.data) as ReplyEnvelope;
@@ -164,8 +195,9 @@ export class Router {
     }
     const id = msg.subject.slice(this.inbox.length + 1);
     const pending = this.pending.get(id);
-    if (!pending) return; // late reply after a timeout, or a duplicate: never surfaces twice
+    if (!pending) return this.resilience.replies.drop(id); // late reply after a timeout, or a duplicate: never surfaces twice
     this.pending.delete(id);
+    this.resilience.replies.settled(id, "answered"); // a second reply for this id is then counted as a duplicate
     pending.resolve(reply);
   }
 
@@ -212,20 +244,26 @@ export class Router {
     op: Operation,
     signatureInput: SignatureInput,
     rawInputs: Record<string, unknown>,
-    options: CallOptions & { program?: { id: string; version: number } } = {},
+    options: CallOptions & CallExtensions = {},
   ): Promise<CallResult<O>> {
-    return traceCall(op, options.pool ?? "general", () => this.callUntraced<O>(op, signatureInput, rawInputs, options));
+    // Pool by operation: optimizer jobs run on the optimizer pool, every module op on general.
+    if (op === "compile" && options.pool === undefined) options = { ...options, pool: "optimizer" };
+    return traceCall(op, options.pool ?? "general", () =>
+      this.resilience.call<O>(op, signatureInput, rawInputs, options, this.options.lm, (attempt) =>
+        this.callUntraced<O>(op, signatureInput, rawInputs, { ...options, ...attempt }),
+      ),
+    );
   }
 
   private async callUntraced<O>(
     op: Operation,
     signatureInput: SignatureInput,
     rawInputs: Record<string, unknown>,
-    options: CallOptions & { program?: { id: string; version: number } },
+    options: CallOptions & CallExtensions,
   ): Promise<CallResult<O>> {
     const started = performance.now();
     const signature: SignatureWire = resolveSignature(signatureInput, options.instructions);
-    const inputs = validateInputs(signature, rawInputs);
+    const inputs = options.rawInputs ? rawInputs : validateInputs(signature, rawInputs);
     const pool = options.pool ?? "general";
     const settings = this.pools[pool];
     const timeoutMs = options.timeoutMs ?? settings.defaultTimeoutMs;
@@ -243,6 +281,11 @@ export class Router {
     if (lm) envelope.lm = lm;
     if (options.demos) envelope.module = { demos: options.demos };
     if (options.program) envelope.program = options.program;
+    if (options.envelope) {
+      const { module, ...rest } = options.envelope;
+      Object.assign(envelope, rest);
+      if (module) envelope.module = { ...envelope.module, ...module };
+    }
     let subject = requestSubject(pool);
     if (options.session) {
       envelope.session = options.session;
@@ -250,7 +293,7 @@ export class Router {
     }
     const body = encode(envelope);
     if (body.byteLength > settings.maxPayloadBytes) {
-      throw new TransportError(
+      throw new PayloadTooLargeError(
         `request is ${body.byteLength} bytes; pool '${pool}' accepts at most ${settings.maxPayloadBytes}`,
         { field: "inputs", details: { size: body.byteLength, limit: settings.maxPayloadBytes } },
       );
@@ -260,6 +303,7 @@ export class Router {
     h.set(HEADERS.replyTo, `${this.inbox}.${id}`);
     h.set(HEADERS.version, String(ENVELOPE_VERSION));
     h.set(HEADERS.deadline, String(deadline));
+    h.set(REPLY_ACK_HEADER, "1");
     if (options.session && options.affinity === "strict") {
       const owner = await this.sessions.owner(options.session);
       if (owner !== undefined) {
@@ -295,7 +339,13 @@ export class Router {
         reject: (e) => finish(() => reject(e)),
       });
       tracedPublish({ headers: h, subject, pool, messageId: id, bodySize: body.byteLength }, () =>
-        this.js.publish(subject, body, { msgID: id, headers: h, timeout: Math.min(timeoutMs, 10_000) }),
+        publishWithRetry(this.js, subject, body, {
+          msgID: id,
+          headers: h,
+          deadline,
+          stopped: () => !this.pending.has(id),
+          onRetry: () => void this.resilience.counts.republished++,
+        }),
       ).catch((err: unknown) => {
         const p = this.pending.get(id);
         this.pending.delete(id);
@@ -308,7 +358,12 @@ export class Router {
     }
     this.discovery.sawWorker(reply.worker, pool);
     if (options.session) this.sessions.touch(options.session, reply.worker, pool);
-    const outputs = validateOutputs(signature, reply.outputs, { extra: op === "chain_of_thought" ? ["reasoning"] : [] });
+    options.onReply?.(reply);
+    const outputs = options.rawOutputs
+      ? reply.outputs
+      : validateOutputs(signature, reply.outputs, {
+          extra: [...(op === "chain_of_thought" ? ["reasoning"] : []), ...(options.extraOutputs ?? [])],
+        });
     return {
       id,
       outputs: outputs as O,
@@ -323,6 +378,8 @@ export class Router {
     this.discovery.stop();
     if (this.sweeper) clearInterval(this.sweeper);
     this.consumerLag?.stop();
+    this.resilience.shutdown();
+    await this.dlq?.stop();
     for (const [id, p] of this.pending) {
       p.reject(new TransportError(`router closed before request ${id} was answered`));
     }

@@ -1,0 +1,116 @@
+/**
+ * Worker crashes against real processes (docs/reliability.md): `kill -9` of the worker running a request
+ * (two workers, AckWait 1.5 s, MaxDeliver 2). The request is redelivered to another worker and the caller
+ * gets exactly one answer; a request that crashes every worker that takes it exhausts its deliveries, is
+ * dead-lettered (copied to DSPEX_DLQ with its reason, deleted from the work queue) and its caller told at once.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { REQUEST_STREAM, WorkerError, decode, type PoolSettings } from "@dspex/shared";
+import { getDeadLetter, type WorkerProcess } from "@dspex/router";
+import { startHarness, type Harness } from "../integration/harness.js";
+import { DeadLetters, until } from "./helpers.js";
+
+const POOLS = { general: { ackWaitMs: 1_500, maxDeliver: 2 } satisfies Partial<PoolSettings> };
+
+describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
+  let h: Harness;
+  const dead = new DeadLetters();
+
+  before(async () => {
+    h = await startHarness({
+      fleet: { workers: { general: 2 }, pools: POOLS },
+      router: { pools: POOLS, dlq: { onDeadLetter: dead.onDeadLetter } },
+    });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  /** The worker process that is running a request right now (from the workers' own status endpoints). */
+  async function busyWorker(): Promise<WorkerProcess> {
+    for (let i = 0; i < 100; i++) {
+      for (const w of [...h.fleet.workers]) {
+        try {
+          const reply = await h.router.nc.request(`dspex.worker.${w.id}.status`, undefined, { timeout: 1_000 });
+          if (reply.json<{ inflight: number }>().inflight > 0) return w;
+        } catch {
+          // starting or gone
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error("no worker is running a request");
+  }
+
+  async function killBusy(): Promise<string> {
+    const w = await busyWorker();
+    w.process.kill("SIGKILL");
+    await w.exited;
+    return w.id;
+  }
+
+  test("kill -9 mid-request: redelivered to another worker, the caller gets exactly one answer", async () => {
+    const seen = h.lmDouble.requests().length;
+    const dropped = { ...h.router.resilience.replies.dropped };
+    h.lmDouble.control.setLatency(3_000);
+    try {
+      const call = h.router.predict("question -> answer", { question: "What is 7*6?" }, { timeoutMs: 30_000 });
+      await h.lmDouble.waitForRequests(seen + 1);
+      const killed = await killBusy();
+      const result = await call;
+      assert.equal(result.outputs.answer, "42");
+      assert.notEqual(result.worker, killed, "answered by another worker");
+      const asked = h.lmDouble.requests().slice(seen).map((r) => r.prompt?.inputs.question);
+      assert.deepEqual(asked, ["What is 7*6?", "What is 7*6?"], "run once per delivery: the killed one never replied");
+      assert.deepEqual(h.router.resilience.replies.dropped, dropped, "no second reply reached the router");
+    } finally {
+      h.lmDouble.control.setLatency(0);
+    }
+  });
+
+  test("a request that crashes every worker that takes it: MaxDeliver, dead-lettered, its caller told at once", async () => {
+    const jsm = await jetstreamManager(h.router.nc);
+    const seen = h.lmDouble.requests().length;
+    h.lmDouble.control.failAll("hang");
+    const t0 = Date.now();
+    try {
+      const call = h.router.predict("question -> answer", { question: "poison" }, { timeoutMs: 60_000 });
+      call.catch(() => {});
+      await h.lmDouble.waitForRequests(seen + 1, { timeoutMs: 30_000 });
+      await killBusy(); // delivery 1
+      await h.lmDouble.waitForRequests(seen + 2, { timeoutMs: 30_000 });
+      await killBusy(); // delivery 2 = MaxDeliver
+      await assert.rejects(call, (err: unknown) => {
+        assert.ok(err instanceof WorkerError, String(err));
+        assert.equal(err.type, "WorkerError");
+        assert.equal(err.retryable, false);
+        assert.match(err.message, /^request dead-lettered: delivered 2 times \(MaxDeliver of consumer general\) without being acknowledged/);
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 30_000, "told well before its own 60 s timeout");
+      const event = dead.events.find((e) => e.kind === "max_deliveries");
+      assert.ok(event, "dead-letter event");
+      assert.equal(event.recorded, true);
+      const entry = await getDeadLetter(jsm, event.dlqSeq);
+      assert.ok(entry);
+      assert.equal(entry.kind, "max_deliveries");
+      assert.equal(entry.deliveries, 2);
+      assert.equal(entry.consumer, "general");
+      assert.equal(entry.originalSubject, "dspex.req.general.any");
+      const body = decode(entry.body) as { id: string; inputs: { question: string } };
+      assert.equal(body.inputs.question, "poison");
+      assert.equal(entry.requestId, body.id);
+      assert.equal(await jsm.streams.getMessage(REQUEST_STREAM, { seq: event.originalSeq }), null, "deleted from the work queue");
+      assert.equal(h.lmDouble.requests().length - seen, 2, "never run a third time");
+    } finally {
+      h.lmDouble.control.clearFailure();
+    }
+    // The supervisor replaced the killed workers; the pool serves again.
+    await until(() => h.fleet.workers.length >= 2, 30_000);
+    await Promise.all(h.fleet.workers.map((w) => w.ready));
+    const ok = await h.router.predict("question -> answer", { question: "What is 1+2?" }, { timeoutMs: 60_000 });
+    assert.equal(ok.outputs.answer, "3");
+  });
+});
