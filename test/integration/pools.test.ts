@@ -184,6 +184,9 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
     assert.deepEqual(general.workers.map((w) => w.worker).sort(), live);
     assert.ok(general.workers.every((w) => w.uptime_s >= 0));
     assert.equal(status.pools.find((p) => p.pool === "optimizer")!.workers.length, 1);
+    const routers = (status as unknown as { routers: Array<{ breakers: Array<{ name: string; state: string }> }> }).routers;
+    assert.ok(routers.length >= 1, "the test's router answers with its breakers");
+    assert.ok(routers.some((r) => r.breakers.some((b) => b.state === "closed")), JSON.stringify(routers));
   });
 });
 

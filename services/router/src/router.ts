@@ -42,6 +42,8 @@ import {
   type Stoppable,
 } from "@dspex/shared";
 import { WorkerDiscovery } from "./discovery.js";
+import { breakerStates } from "./breakers.js";
+import { ROUTER_STATUS_SUBJECT } from "./status.js";
 import { provisionBus } from "./provision.js";
 import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
 import { SessionTable } from "./sessions.js";
@@ -127,6 +129,7 @@ export class Router {
   private readonly pools: Record<Pool, PoolSettings>;
   private readonly inbox: string;
   private sub: Subscription | undefined;
+  private statusSub: Subscription | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private consumerLag: Stoppable | undefined;
   readonly sessions: SessionTable;
@@ -170,6 +173,12 @@ export class Router {
       await provisionBus(nc, { pools: router.pools });
     }
     router.listen();
+    // `dspex status` runs in another process: every router answers with its breaker states.
+    router.statusSub = nc.subscribe(ROUTER_STATUS_SUBJECT, {
+      callback: (_err, msg) => {
+        msg.respond(JSON.stringify({ router: router.inbox, breakers: breakerStates() }));
+      },
+    });
     if (options.dlq !== false) router.dlq = await startDlqListener(nc, typeof options.dlq === "object" ? options.dlq : {});
     router.consumerLag = observeConsumerLag(async () => (await jetstreamManager(nc, { checkAPI: false })).consumers.list(REQUEST_STREAM).next());
     if (options.checkWorkers !== false) await router.discovery.start();
@@ -385,6 +394,7 @@ export class Router {
     }
     this.pending.clear();
     this.sub?.unsubscribe();
+    this.statusSub?.unsubscribe();
     if (this.ownsConnection) await this.nc.drain();
   }
 }

@@ -6,6 +6,10 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { POOLS, REQUEST_STREAM, consumerName, type Pool } from "@dspex/shared";
 import { WORKER_SERVICE } from "./discovery.js";
+import type { BreakerSnapshot } from "./breakers.js";
+
+/** Every router answers a request here with its breaker states. */
+export const ROUTER_STATUS_SUBJECT = "dspex.router.status";
 
 export interface WorkerStatus {
   worker: string;
@@ -33,6 +37,8 @@ export interface PoolStatus {
 
 export interface BusStatus {
   server: string;
+  /** Circuit breakers of each running router (they live in the routers' processes). */
+  routers: Array<{ router: string; breakers: BreakerSnapshot[] }>;
   stream: { messages: number; bytes: number; consumers: number } | undefined;
   pools: PoolStatus[];
 }
@@ -75,7 +81,11 @@ export async function collectStatus(nc: NatsConnection, waitMs = 500): Promise<B
   for (const s of stats.sort((a, b) => a.worker.localeCompare(b.worker))) {
     pools.find((p) => p.pool === s.pool)?.workers.push(s);
   }
-  return { server: nc.getServer(), stream, pools };
+  const routers: BusStatus["routers"] = [];
+  for await (const msg of await nc.requestMany(ROUTER_STATUS_SUBJECT, undefined, { strategy: "timer", maxWait: waitMs })) {
+    routers.push(msg.json<BusStatus["routers"][number]>());
+  }
+  return { server: nc.getServer(), routers, stream, pools };
 }
 
 export function formatStatus(status: BusStatus): string {
@@ -89,6 +99,11 @@ export function formatStatus(status: BusStatus): string {
           `partitions ${(w.partitions ?? []).length}`,
       );
     }
+  }
+  const breakers = status.routers.flatMap((r) => r.breakers);
+  lines.push(`\nbreakers (${status.routers.length} router(s)): ${breakers.length === 0 ? "none yet" : ""}`);
+  for (const b of breakers) {
+    lines.push(`  ${b.name.padEnd(32)} ${b.state.padEnd(9)} since ${new Date(b.since).toISOString()}  opened ${b.opened}, rejected ${b.rejected}`);
   }
   return lines.join("\n");
 }
