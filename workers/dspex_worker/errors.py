@@ -17,6 +17,8 @@ ERROR_TYPES: dict[str, bool] = {
     "WorkerError": False,  # exception inside the program / user code
     "DeadlineExceeded": False,
     "AffinityError": False,  # a strict-affinity session's request reached a worker other than its own
+    "Unsupported": False,  # module/optimizer cannot run here: no Deno sandbox, no fine-tuning provider (modules.py)
+    "Cancelled": False,  # an optimizer job was cancelled (optimize.py)
 }
 
 

@@ -10,15 +10,17 @@ import dspy
 import pydantic
 
 from . import telemetry
+from .ensemble import EnsembleProgram
 from .errors import ValidationError
 from .lm import LMFactory
 from .programs import ProgramStore
 from .signatures import SignatureCache, validate_inputs
-from .wire import Request
+from .wire import SURFACE_OPERATIONS, Request
 
 MODULES: dict[str, type[dspy.Module]] = {
     "predict": dspy.Predict,
     "chain_of_thought": dspy.ChainOfThought,
+    "ensemble": EnsembleProgram,  # stored programs made by the Ensemble optimizer (ensemble.py)
 }
 MODULE_KEYS = {"demos"}
 
@@ -30,6 +32,8 @@ class Execution:
     usage: dict[str, int]
     # op "evaluate": metric name -> score (see metrics.py)
     scores: dict[str, Any] | None = None
+    # DSPy surface ops: typed results beyond the prediction (trajectory, results, votes, job; modules.py)
+    extra: dict[str, Any] | None = None
 
 
 def to_wire_value(value: Any) -> Any:
@@ -58,6 +62,7 @@ class Executor:
         # Module objects are reused across requests: ChainOfThought builds a new signature class on init.
         self._modules: OrderedDict[tuple[str, str], dspy.Module] = OrderedDict()
         self.programs = ProgramStore(self.signatures, MODULES)
+        self.worker_id = ""  # set by the worker; recorded in optimizer jobs (optimize.py)
 
     def _module(self, op: str, sig_key: str, signature: type[dspy.Signature], options: dict[str, Any]) -> Any:
         unknown = sorted(set(options) - MODULE_KEYS)
@@ -85,8 +90,12 @@ class Executor:
             from .metrics import run_evaluate  # metrics.py calls back into this executor
 
             return await run_evaluate(self, request)
+        if request.op in SURFACE_OPERATIONS or request.stream is not None:
+            from .modules import run_surface  # ReAct, Refine, …, compile jobs, streaming (docs/dspy-surface.md)
+
+            return await run_surface(self, request)
         sig_key, signature = self.signatures.get_or_build(request.signature)
-        inputs = validate_inputs(request.signature, request.inputs)
+        inputs = validate_inputs(request.signature, request.inputs, key=sig_key)  # key: no second hash
         if request.program is not None:
             module = await self.programs.get(request.program)
         else:

@@ -10,7 +10,20 @@ import msgpack
 from .errors import DecodeError, UnknownOperation, ValidationError, VersionError
 
 ENVELOPE_VERSION = 1
-OPERATIONS = ("predict", "chain_of_thought", "evaluate")
+# The DSPy surface (modules.py, optimize.py; docs/dspy-surface.md).
+SURFACE_OPERATIONS = (
+    "react",
+    "program_of_thought",
+    "rlm",
+    "multi_chain_comparison",
+    "best_of_n",
+    "refine",
+    "parallel",
+    "majority",
+    "ensemble",
+    "compile",
+)
+OPERATIONS = ("predict", "chain_of_thought", "evaluate", *SURFACE_OPERATIONS)
 
 HEADER_REPLY_TO = "Dspex-Reply-To"
 HEADER_MSG_ID = "Nats-Msg-Id"
@@ -48,6 +61,10 @@ class Request:
     evaluate: dict[str, Any] | None = None
     # a stored program {id, version} whose state the worker loads from KV (programs.py)
     program: dict[str, Any] | None = None
+    # DSPy surface (docs/dspy-surface.md): token/status streaming target, op "parallel" items, op "compile" job
+    stream: dict[str, Any] | None = None
+    batch: list[Any] | None = None
+    compile: dict[str, Any] | None = None
 
 
 def _expect(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -108,7 +125,19 @@ def decode_request(data: bytes) -> Request:
         timeout_ms=int(timeout_ms) if isinstance(timeout_ms, int | float) else None,
         evaluate=evaluate if isinstance(evaluate, dict) else None,
         program=program,
+        **_surface_fields(body),
     )
+
+
+def _surface_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """`stream`, `batch` and `compile` of the DSPy surface ops, checked for shape (modules.py checks content)."""
+    out: dict[str, Any] = {}
+    for key, kind, what in (("stream", dict, "a map"), ("batch", list, "a list"), ("compile", dict, "a map")):
+        value = body.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise ValidationError(f"`{key}` must be {what}", field=key)
+        out[key] = value
+    return out
 
 
 def ok_reply(
@@ -120,6 +149,7 @@ def ok_reply(
     timings: dict[str, float],
     worker: str,
     scores: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     reply: dict[str, Any] = {
         "v": ENVELOPE_VERSION,
@@ -133,6 +163,8 @@ def ok_reply(
     }
     if scores is not None:
         reply["scores"] = scores  # op "evaluate": metric name -> bool | float
+    if extra is not None:
+        reply["extra"] = extra  # DSPy surface ops: trajectory, results, votes, job (docs/dspy-surface.md)
     return reply
 
 

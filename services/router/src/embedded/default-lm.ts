@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { LMConfigWire } from "@dspex/shared";
 import { eachLine } from "./lines.js";
-import { PROJECT_ROOT } from "./paths.js";
+import { EXEC_WITH_PARENT_DEATH_SIGNAL, PROJECT_ROOT, pythonBin } from "./paths.js";
 import { stopChild } from "./nats-server.js";
 
 export interface DefaultLm {
@@ -35,7 +35,8 @@ export async function startDefaultLm(): Promise<DefaultLm> {
   if (!existsSync(main)) {
     throw new Error("no LM configured: set DSPEX_LM (and DSPEX_LM_API_BASE for an OpenAI-compatible endpoint)");
   }
-  const child = spawn(process.execPath, ["--import", "tsx", main, "--port", "0"], {
+  // Through the parent-death wrapper, like the workers: the double never outlives the CLI.
+  const child = spawn(pythonBin(), ["-c", EXEC_WITH_PARENT_DEATH_SIGNAL, process.execPath, "--import", "tsx", main, "--port", "0"], {
     cwd: PROJECT_ROOT,
     stdio: ["ignore", "pipe", "inherit"],
   });

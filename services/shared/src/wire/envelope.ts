@@ -14,8 +14,32 @@ export const HEADERS = {
   tracestate: "tracestate",
 } as const;
 
-export type Operation = "predict" | "chain_of_thought" | "evaluate";
-export const OPERATIONS: readonly Operation[] = ["predict", "chain_of_thought", "evaluate"];
+export type Operation = "predict" | "chain_of_thought" | "evaluate" | SurfaceOperation;
+/** The DSPy surface (docs/dspy-surface.md): modules beyond Predict/ChainOfThought, and optimizer jobs. */
+export type SurfaceOperation =
+  | "react"
+  | "program_of_thought"
+  | "rlm"
+  | "multi_chain_comparison"
+  | "best_of_n"
+  | "refine"
+  | "parallel"
+  | "majority"
+  | "ensemble"
+  | "compile";
+export const SURFACE_OPERATIONS: readonly SurfaceOperation[] = [
+  "react",
+  "program_of_thought",
+  "rlm",
+  "multi_chain_comparison",
+  "best_of_n",
+  "refine",
+  "parallel",
+  "majority",
+  "ensemble",
+  "compile",
+];
+export const OPERATIONS: readonly Operation[] = ["predict", "chain_of_thought", "evaluate", ...SURFACE_OPERATIONS];
 
 /** Body of op `evaluate`: run `module` on the inputs, then score the prediction with named Python metrics. */
 export interface EvaluateWire {
@@ -80,6 +104,12 @@ export interface RequestEnvelope {
   timeout_ms?: number;
   /** op `evaluate` only. */
   evaluate?: EvaluateWire;
+  /** Token and status events of the running program go to `stream.subject` (docs/dspy-surface.md). */
+  stream?: { subject: string; fields?: string[]; status?: boolean };
+  /** op `parallel`: one input map per item. */
+  batch?: Array<Record<string, unknown>>;
+  /** op `compile`: the optimizer job (docs/dspy-surface.md). */
+  compile?: Record<string, unknown>;
 }
 
 export interface Usage {
@@ -106,6 +136,8 @@ export interface ReplyOk {
   worker: string;
   /** op `evaluate` only: metric name -> score. */
   scores?: Record<string, boolean | number>;
+  /** DSPy surface ops: typed results beyond the prediction (trajectory, results, votes, rewards, job). */
+  extra?: Record<string, unknown>;
 }
 
 export interface ReplyErr {

@@ -1,0 +1,34 @@
+export { PipelineService, type PipelineServiceOptions, type SubmitRequest } from "./service.js";
+export { PipelineClient, ServiceError, type SubmitOptions, type JobListing } from "./client.js";
+export { EvalStore, datasetHash, type StoreOptions, type RecordOutcome } from "./store.js";
+export { JobRun, Stats, callModule, inputKeysOf, type RunnerDeps, type StopReason } from "./runner.js";
+export { EvaluateCaller, type EvaluateCallOptions, type EvaluateCallResult } from "./evaluate-op.js";
+export { NATIVE_METRICS, PY_PREFIX, resolveMetrics, normalizeMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
+export { summarize, aggregate, latencyStats, percentile, primaryKey } from "./summary.js";
+export { renderReport, renderComparisonReport, barChart, scoreBars, esc, type ReportInput } from "./report.js";
+export { compareJobs, formatComparison, type Comparison, type PairComparison, type JobData } from "./compare.js";
+export {
+  runPipeline,
+  validatePipeline,
+  evaluateCondition,
+  PipelineStepError,
+  BUILTIN_FUNCTIONS,
+  type PipelineSpec,
+  type PipelineResult,
+  type PipelineContext,
+  type Step,
+  type ModuleStep,
+  type NativeStep,
+  type ParallelStep,
+  type BranchStep,
+  type Condition,
+  type FieldMapping,
+  type NativeFunction,
+  type ModuleCaller,
+  type StepTiming,
+} from "./pipeline.js";
+export { parseJsonl, readDatasetFile, toJsonl } from "./dataset.js";
+export { formatProgress, ProgressDisplay } from "./progress.js";
+export { registerPipelineCommands, embeddedStoreDir } from "./cli.js";
+export * from "./subjects.js";
+export * from "./types.js";

@@ -1,0 +1,103 @@
+/**
+ * Metrics of a job. Native ones run here on the prediction (DSPy-identical implementations from
+ * @dspex/shared); `py:<name>` ones run in the Python worker through the `evaluate` operation; custom
+ * TypeScript functions are registered by name in the process that runs the job.
+ */
+import { answerExactMatch, answerPassageMatch, f1, ValidationError, type Answers } from "@dspex/shared";
+import type { MetricFunction, MetricSpec } from "./types.js";
+
+export const PY_PREFIX = "py:";
+
+/** Native metrics by name: DSPy's answer_exact_match, F1 and answer_passage_match. */
+export const NATIVE_METRICS: ReadonlyMap<string, MetricFunction> = new Map<string, MetricFunction>([
+  // dspy.evaluate.answer_exact_match(example, pred, frac=1.0)
+  ["exact_match", (example, pred, args) => answerExactMatch({ answer: example.answer as Answers }, { answer: pred.answer as string }, { frac: args.frac as number | undefined })],
+  // dspy.evaluate.metrics.F1(pred.answer, answers)
+  ["f1", (example, pred) => f1(pred.answer as string, example.answer as Answers)],
+  // dspy.evaluate.answer_passage_match(example, pred)
+  ["passage_match", (example, pred) => answerPassageMatch({ answer: example.answer as Answers }, { context: pred.context as string[] })],
+]);
+// Aliases with DSPy's names.
+const ALIASES: Record<string, string> = { answer_exact_match: "exact_match", answer_passage_match: "passage_match" };
+
+export interface ResolvedMetric {
+  key: string;
+  spec: MetricSpec;
+  /** Python metrics are scored by the worker. */
+  python: boolean;
+  /** For Python metrics: the worker's metric name. */
+  pythonName?: string;
+  /** For TypeScript metrics. */
+  fn?: MetricFunction;
+}
+
+export function normalizeMetrics(input: ReadonlyArray<string | MetricSpec>): MetricSpec[] {
+  return input.map((m) => (typeof m === "string" ? { name: m } : { ...m }));
+}
+
+/** Names of custom TypeScript metrics a job needs (neither native nor Python). */
+export function customMetricNames(specs: ReadonlyArray<MetricSpec>): string[] {
+  return specs
+    .map((s) => s.name)
+    .filter((n) => !n.startsWith(PY_PREFIX) && !NATIVE_METRICS.has(n) && !(n in ALIASES));
+}
+
+/** Resolves metric specs; throws ValidationError for unknown names and duplicate keys. */
+export function resolveMetrics(
+  specs: ReadonlyArray<MetricSpec>,
+  custom: ReadonlyMap<string, MetricFunction> = new Map(),
+): ResolvedMetric[] {
+  if (specs.length === 0) throw new ValidationError("a job needs at least one metric", { field: "metrics" });
+  const keys = new Set<string>();
+  return specs.map((spec, i) => {
+    if (!spec || typeof spec.name !== "string" || spec.name === "") {
+      throw new ValidationError(`metrics[${i}] needs a name`, { field: `metrics[${i}]` });
+    }
+    const key = spec.as ?? spec.name;
+    if (keys.has(key)) {
+      throw new ValidationError(`metric key '${key}' is used twice; give one an \`as\``, { field: `metrics[${i}]` });
+    }
+    keys.add(key);
+    if (spec.name.startsWith(PY_PREFIX)) {
+      const pythonName = spec.name.slice(PY_PREFIX.length);
+      if (!pythonName) throw new ValidationError(`metrics[${i}]: empty Python metric name`, { field: `metrics[${i}]` });
+      return { key, spec, python: true, pythonName };
+    }
+    const name = ALIASES[spec.name] ?? spec.name;
+    const fn = NATIVE_METRICS.get(name) ?? custom.get(spec.name);
+    if (!fn) {
+      throw new ValidationError(
+        `unknown metric '${spec.name}': use exact_match, f1, passage_match, py:<python metric>, or register a TypeScript metric`,
+        { field: `metrics[${i}]` },
+      );
+    }
+    return { key, spec, python: false, fn };
+  });
+}
+
+/** Runs a TypeScript metric with the spec's field mapping (pred/gold field names). */
+export async function scoreNative(
+  metric: ResolvedMetric,
+  example: Record<string, unknown>,
+  prediction: Record<string, unknown>,
+): Promise<number | boolean> {
+  const { spec } = metric;
+  const native = NATIVE_METRICS.has(ALIASES[spec.name] ?? spec.name);
+  let ex = example;
+  let pred = prediction;
+  if (native) {
+    const predField = spec.pred ?? ((ALIASES[spec.name] ?? spec.name) === "passage_match" ? "context" : "answer");
+    const goldField = spec.gold ?? "answer";
+    ex = { answer: example[goldField] };
+    pred = (ALIASES[spec.name] ?? spec.name) === "passage_match" ? { context: prediction[predField] } : { answer: prediction[predField] };
+  }
+  const value = await metric.fn!(ex, pred, spec.args ?? {});
+  if (typeof value === "boolean") return value;
+  if (typeof value === "number" && Number.isFinite(value)) return value;
+  throw new ValidationError(`metric '${metric.key}' returned ${typeof value}; it must return a boolean or a finite number`);
+}
+
+/** A score as the number DSPy sums (True = 1). */
+export function scoreNumber(value: number | boolean | undefined): number {
+  return value === true ? 1 : value === false || value === undefined ? 0 : value;
+}

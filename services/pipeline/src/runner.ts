@@ -1,0 +1,538 @@
+/**
+ * Runs one job: fans the examples that have no stored result yet out to the fleet with bounded concurrency,
+ * scores them, stores each result once, publishes progress, keeps the owner lease alive, and finishes the
+ * job record. Everything it needs to resume is in JetStream, so a run can stop at any point (crash, kill,
+ * lost lease, shutdown) and a later run continues with exactly the examples that are still missing.
+ */
+import { setMaxListeners } from "node:events";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  NoWorkersError,
+  TimeoutError,
+  TransportError,
+  ValidationError,
+  pythonRound,
+  resolveSignature,
+  type LMConfigWire,
+  type Usage,
+} from "@dspex/shared";
+import type { Router } from "@dspex/router";
+import type { EvaluateCaller } from "./evaluate-op.js";
+import { resolveMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
+import { errorInfo, PipelineStepError, runPipeline, type NativeFunction, type StepTiming } from "./pipeline.js";
+import type { EvalStore } from "./store.js";
+import { progressSubject } from "./subjects.js";
+import { primaryKey, summarize } from "./summary.js";
+import {
+  isPipelineProgram,
+  type ErrorInfo,
+  type ExampleResult,
+  type JobRecord,
+  type JobStatus,
+  type MetricFunction,
+  type ModuleProgram,
+  type ProgressEvent,
+} from "./types.js";
+
+export interface RunnerDeps {
+  store: EvalStore;
+  router: Router;
+  evaluator: EvaluateCaller;
+  nc: NatsConnection;
+  /** This service instance (lease owner id). */
+  owner: string;
+  leaseMs: number;
+  metrics: ReadonlyMap<string, MetricFunction>;
+  functions: ReadonlyMap<string, NativeFunction>;
+  defaultLm?: LMConfigWire;
+  /** Minimum interval between progress events (default 250 ms). */
+  progressIntervalMs?: number;
+  log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+/** Why a run stopped early. */
+export type StopReason = "cancel" | "shutdown" | "lost-lease" | "budget" | "error";
+
+interface Outcome {
+  outputs: Record<string, unknown>;
+  scores: Record<string, number | boolean>;
+  worker?: string;
+  usage?: Usage;
+  steps?: StepTiming[];
+}
+
+/** Running counters of a job (results of earlier runs included). */
+export class Stats {
+  done = 0;
+  ok = 0;
+  failed = 0;
+  sum = 0;
+  private readonly recent: number[] = [];
+
+  constructor(
+    readonly total: number,
+    private readonly runStarted = Date.now(),
+  ) {}
+
+  add(result: ExampleResult, live: boolean): void {
+    this.done++;
+    if (result.ok) this.ok++;
+    else this.failed++;
+    this.sum += result.score;
+    if (live) {
+      this.recent.push(Date.now());
+      if (this.recent.length > 5_000) this.recent.splice(0, this.recent.length - 5_000);
+    }
+  }
+
+  get score(): number | null {
+    return this.done === 0 ? null : pythonRound((100 * this.sum) / this.done, 2);
+  }
+
+  /** Examples per second over the last 10 s of this run. */
+  rate(now = Date.now()): number {
+    const windowStart = Math.max(now - 10_000, this.runStarted);
+    const span = (now - windowStart) / 1000;
+    if (span <= 0) return 0;
+    let n = 0;
+    for (let i = this.recent.length - 1; i >= 0 && this.recent[i]! >= windowStart; i--) n++;
+    return n / span;
+  }
+
+  event(job: string, status: JobStatus, startedAt: number | undefined, error?: ErrorInfo): ProgressEvent {
+    const now = Date.now();
+    const rate = this.rate(now);
+    const left = this.total - this.done;
+    return {
+      job,
+      status,
+      total: this.total,
+      done: this.done,
+      ok: this.ok,
+      failed: this.failed,
+      score: this.score,
+      rate: Math.round(rate * 100) / 100,
+      eta_s: left === 0 ? 0 : rate > 0 ? Math.round((left / rate) * 10) / 10 : null,
+      elapsed_s: startedAt === undefined ? 0 : Math.round((now - startedAt) / 100) / 10,
+      at: now,
+      ...(error ? { error } : {}),
+    };
+  }
+}
+
+function isRetryable(err: unknown): boolean {
+  const e = err instanceof PipelineStepError ? err.cause : err;
+  return (
+    (e as { retryable?: boolean })?.retryable === true ||
+    e instanceof TimeoutError ||
+    e instanceof NoWorkersError ||
+    e instanceof TransportError
+  );
+}
+
+/** How long one example waits in total for an open circuit breaker before it is recorded as failed. */
+const CIRCUIT_PAUSE_MAX_MS = 10 * 60_000;
+
+function isCircuitOpen(err: unknown): boolean {
+  const e = err instanceof PipelineStepError ? err.cause : err;
+  return (e as { type?: string })?.type === "CircuitOpenError";
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Input keys of a job's program. */
+export function inputKeysOf(record: JobRecord): string[] | undefined {
+  const { spec } = record;
+  if (spec.inputKeys) return spec.inputKeys;
+  if (isPipelineProgram(spec.program)) return spec.program.pipeline.inputs;
+  const p = spec.program;
+  return resolveSignature(p.signature, typeof p.signature === "string" ? p.instructions : undefined).inputs.map((f) => f.name);
+}
+
+function pick(example: Record<string, unknown>, keys: string[] | undefined): Record<string, unknown> {
+  if (!keys) return { ...example };
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (k in example) out[k] = example[k];
+  return out;
+}
+
+function omit(example: Record<string, unknown>, keys: string[] | undefined): Record<string, unknown> {
+  if (!keys) return { ...example };
+  const drop = new Set(keys);
+  return Object.fromEntries(Object.entries(example).filter(([k]) => !drop.has(k)));
+}
+
+export class JobRun {
+  readonly controller = new AbortController();
+  stopReason: StopReason | undefined;
+  readonly stats: Stats;
+  private record: JobRecord;
+  private lastEvent = 0;
+  private eventTimer: NodeJS.Timeout | undefined;
+  readonly finished: Promise<JobRecord>;
+
+  constructor(
+    private readonly deps: RunnerDeps,
+    record: JobRecord,
+  ) {
+    this.record = record;
+    this.stats = new Stats(record.total);
+    // Every example in flight listens for the stop signal.
+    setMaxListeners(0, this.controller.signal);
+    this.finished = this.run().finally(() => clearTimeout(this.eventTimer));
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  stop(reason: StopReason): void {
+    if (this.controller.signal.aborted) return;
+    this.stopReason = reason;
+    this.controller.abort(new Error(`job ${this.record.id} stopped: ${reason}`));
+  }
+
+  progress(): ProgressEvent {
+    return this.stats.event(this.record.id, this.record.status, this.record.startedAt);
+  }
+
+  private publish(event: ProgressEvent): void {
+    try {
+      this.deps.nc.publish(progressSubject(this.record.id), JSON.stringify(event));
+    } catch {
+      /* progress is best effort; the job record and the results stream are the truth */
+    }
+  }
+
+  /** Publishes a progress event now or within the throttle interval. */
+  private tick(): void {
+    const interval = this.deps.progressIntervalMs ?? 250;
+    const due = this.lastEvent + interval - Date.now();
+    if (due <= 0) {
+      this.lastEvent = Date.now();
+      this.publish(this.progress());
+    } else if (!this.eventTimer) {
+      this.eventTimer = setTimeout(() => {
+        this.eventTimer = undefined;
+        this.tick();
+      }, due);
+    }
+  }
+
+  private async run(): Promise<JobRecord> {
+    const { store } = this.deps;
+    const job = this.record.id;
+    const signal = this.controller.signal;
+    const heartbeat = setInterval(() => void this.renewLease(), Math.max(200, Math.floor(this.deps.leaseMs / 3)));
+    try {
+      const metrics = resolveMetrics(this.record.spec.metrics, this.deps.metrics);
+      const dataset = await store.readDataset(job);
+      const missingExamples = dataset.length !== this.record.total || dataset.some((e) => e === undefined);
+      if (missingExamples) {
+        return await this.finish("failed", {
+          type: "DatasetError",
+          message: `the stored dataset has ${dataset.filter(Boolean).length} of ${this.record.total} examples`,
+        });
+      }
+      const existing = await store.readResults(job);
+      for (const r of existing.values()) this.stats.add(r, false);
+      this.deps.log?.("job-start", { job, total: this.record.total, done: existing.size, run: this.record.runs });
+      this.publish(this.progress());
+      // Normally one pass; a second one only re-runs examples whose result did not make it to the stream.
+      for (let pass = 0; pass < 3 && !signal.aborted; pass++) {
+        const todo: number[] = [];
+        for (let i = 0; i < this.record.total; i++) if (!existing.has(i)) todo.push(i);
+        if (todo.length === 0) break;
+        await this.runExamples(todo, dataset, metrics, existing);
+        if (signal.aborted) break;
+        for (const [i, r] of await store.readResults(job)) {
+          if (existing.has(i)) continue;
+          existing.set(i, r); // stored by another run of the job meanwhile
+          this.stats.add(r, false);
+        }
+      }
+      if (signal.aborted) {
+        if (this.stopReason === "cancel") return await this.finish("cancelled");
+        if (this.stopReason === "budget") {
+          return await this.finish("failed", {
+            type: "ErrorBudgetExceeded",
+            message: `${this.stats.failed} examples failed; the job allows at most ${this.record.spec.maxErrors}`,
+          });
+        }
+        return await this.release();
+      }
+      if (existing.size < this.record.total) {
+        return await this.finish("failed", {
+          type: "IncompleteJob",
+          message: `${this.record.total - existing.size} examples have no stored result after 3 passes`,
+        });
+      }
+      return await this.finish("completed");
+    } catch (err) {
+      if (signal.aborted && this.stopReason !== "cancel" && this.stopReason !== "budget") return this.release();
+      this.deps.log?.("job-error", { job, error: String(err) });
+      if (err instanceof ValidationError) return this.finish("failed", errorInfo(err));
+      // Store or bus trouble: keep the job for a later run (the lease lapses and a scan picks it up).
+      return this.release();
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  private async runExamples(
+    todo: number[],
+    dataset: Array<Record<string, unknown>>,
+    metrics: ResolvedMetric[],
+    existing: Map<number, ExampleResult>,
+  ): Promise<void> {
+    const signal = this.controller.signal;
+    const concurrency = Math.max(1, Math.min(this.record.spec.concurrency ?? 8, todo.length));
+    const maxErrors = this.record.spec.maxErrors;
+    let next = 0;
+    const lane = async () => {
+      try {
+        await drain();
+      } catch (err) {
+        this.stop("error"); // e.g. JetStream unreachable: stop the other lanes too; the job stays resumable
+        throw err;
+      }
+    };
+    const drain = async () => {
+      while (!signal.aborted && next < todo.length) {
+        const index = todo[next++]!;
+        const result = await this.runExample(index, dataset[index]!, metrics);
+        if (!result) return; // stopped meanwhile: the example stays without a result and runs again on resume
+        const outcome = await this.deps.store.recordResult(result);
+        const stored = outcome === "stored" ? result : ((await this.deps.store.getResult(result.job, index)) ?? result);
+        existing.set(index, stored);
+        this.stats.add(stored, true);
+        this.tick();
+        if (!stored.ok && maxErrors !== undefined && maxErrors !== null && this.stats.failed > maxErrors) {
+          this.stop("budget");
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, lane));
+  }
+
+  /** One example, with retries of retryable errors. Null when the run was stopped meanwhile. */
+  private async runExample(
+    index: number,
+    example: Record<string, unknown>,
+    metrics: ResolvedMetric[],
+  ): Promise<ExampleResult | null> {
+    const signal = this.controller.signal;
+    const retries = this.record.spec.retries ?? 2;
+    const keys = inputKeysOf(this.record);
+    const inputs = pick(example, keys);
+    const started = performance.now();
+    const base = { job: this.record.id, index };
+    let pausedMs = 0;
+    for (let attempt = 1; ; attempt++) {
+      let outcome: Outcome;
+      try {
+        outcome = await this.execute(inputs, omit(example, keys), metrics, signal);
+      } catch (err) {
+        if (signal.aborted) return null;
+        if (isCircuitOpen(err) && pausedMs < CIRCUIT_PAUSE_MAX_MS) {
+          // The Router's breaker for the pool or the LM is open: nothing was sent. Wait for it to let a probe
+          // through instead of failing the example; this does not use up the example's retries.
+          const wait = Math.min(10_000, 1_000 * 2 ** Math.min(4, Math.floor(pausedMs / 10_000)));
+          pausedMs += wait;
+          attempt--;
+          await sleep(wait, signal);
+          if (signal.aborted) return null;
+          continue;
+        }
+        if (isRetryable(err) && attempt <= retries) {
+          await sleep(Math.min(5_000, 250 * 2 ** (attempt - 1)), signal);
+          if (signal.aborted) return null;
+          continue;
+        }
+        const info = errorInfo(err);
+        return {
+          ...base,
+          ok: false,
+          scores: {},
+          score: 0,
+          error: { ...info, retryable: isRetryable(err) },
+          ms: performance.now() - started,
+          attempts: attempt,
+          ...(err instanceof PipelineStepError ? { steps: err.timings } : {}),
+          at: Date.now(),
+        };
+      }
+      // TypeScript metrics on the prediction; a metric that throws fails the example (as in dspy.Evaluate).
+      const scores = { ...outcome.scores };
+      try {
+        for (const m of metrics) if (!m.python) scores[m.key] = await scoreNative(m, example, outcome.outputs);
+      } catch (err) {
+        const info = errorInfo(err);
+        return {
+          ...base,
+          ok: false,
+          outputs: outcome.outputs,
+          scores: {},
+          score: 0,
+          error: { type: "MetricError", message: `${info.type}: ${info.message}`, retryable: false },
+          ms: performance.now() - started,
+          attempts: attempt,
+          ...(outcome.worker ? { worker: outcome.worker } : {}),
+          at: Date.now(),
+        };
+      }
+      return {
+        ...base,
+        ok: true,
+        outputs: outcome.outputs,
+        scores,
+        score: scoreNumber(scores[primaryKey(this.record)]),
+        ms: performance.now() - started,
+        attempts: attempt,
+        ...(outcome.worker ? { worker: outcome.worker } : {}),
+        ...(outcome.usage ? { usage: outcome.usage } : {}),
+        ...(outcome.steps ? { steps: outcome.steps } : {}),
+        at: Date.now(),
+      };
+    }
+  }
+
+  /** Runs the program on one example; Python metrics come back from the worker with the outputs. */
+  private async execute(
+    inputs: Record<string, unknown>,
+    gold: Record<string, unknown>,
+    metrics: ResolvedMetric[],
+    signal: AbortSignal,
+  ): Promise<Outcome> {
+    const { router, evaluator } = this.deps;
+    const program = this.record.spec.program;
+    if (isPipelineProgram(program)) {
+      const r = await runPipeline(program.pipeline, inputs, {
+        callModule: (step, stepInputs, s) => callModule(router, step, stepInputs, s),
+        functions: this.deps.functions,
+        signal,
+      });
+      return { outputs: r.outputs, scores: {}, worker: r.workers[0], usage: r.usage, steps: r.steps };
+    }
+    const python = metrics.filter((m) => m.python);
+    if (python.length > 0) {
+      const lm = program.lm ?? this.deps.defaultLm;
+      const r = await evaluator.evaluate(program.signature, inputs, {
+        module: program.module ?? "predict",
+        metrics: python.map((m) => ({ name: m.pythonName!, ...(m.spec.args ? { args: m.spec.args } : {}) })),
+        example: gold,
+        ...(program.instructions !== undefined ? { instructions: program.instructions } : {}),
+        ...(program.demos ? { demos: program.demos } : {}),
+        ...(lm ? { lm } : {}),
+        ...(program.pool ? { pool: program.pool } : {}),
+        ...(program.timeoutMs ? { timeoutMs: program.timeoutMs } : {}),
+        signal,
+      });
+      const scores: Record<string, number | boolean> = {};
+      for (const m of python) {
+        const v = r.scores[m.pythonName!];
+        if (v === undefined) throw new ValidationError(`the worker returned no score for '${m.pythonName}'`);
+        scores[m.key] = v;
+      }
+      return { outputs: r.outputs, scores, worker: r.worker, usage: r.usage };
+    }
+    const r = await callModule(router, program, inputs, signal);
+    return { outputs: r.outputs, scores: {}, worker: r.worker, usage: r.usage };
+  }
+
+  /** Lease renewal + checkpoint; notices a cancel or a lost lease. */
+  private async renewLease(): Promise<void> {
+    if (this.controller.signal.aborted) return;
+    try {
+      let lost = false;
+      let cancelled = false;
+      const updated = await this.deps.store.updateJob(this.record.id, (cur) => {
+        if (cur.owner !== this.deps.owner || cur.status !== "running") {
+          lost = cur.status !== "cancelled";
+          cancelled = cur.status === "cancelled";
+          return null;
+        }
+        if (cur.cancelRequested) {
+          cancelled = true;
+          return null;
+        }
+        cur.leaseUntil = Date.now() + this.deps.leaseMs;
+        cur.progress = { done: this.stats.done, failed: this.stats.failed, score: this.stats.score };
+        return cur;
+      });
+      if (cancelled) this.stop("cancel");
+      else if (lost || !updated) this.stop("lost-lease");
+      else this.record = updated;
+    } catch (err) {
+      this.deps.log?.("lease-error", { job: this.record.id, error: String(err) });
+    }
+  }
+
+  /** Stopped without finishing (shutdown, lost lease): give the lease back so another run resumes at once. */
+  private async release(): Promise<JobRecord> {
+    try {
+      const rec = await this.deps.store.updateJob(this.record.id, (cur) => {
+        if (cur.owner !== this.deps.owner) return null;
+        cur.leaseUntil = 0;
+        cur.progress = { done: this.stats.done, failed: this.stats.failed, score: this.stats.score };
+        return cur;
+      });
+      if (rec) this.record = rec;
+    } catch {
+      /* the lease simply lapses */
+    }
+    this.deps.log?.("job-released", { job: this.record.id, reason: this.stopReason, done: this.stats.done });
+    return this.record;
+  }
+
+  private async finish(status: JobStatus, error?: ErrorInfo): Promise<JobRecord> {
+    const { store } = this.deps;
+    const results = await store.readResults(this.record.id);
+    const now = Date.now();
+    const rec = await store.updateJob(this.record.id, (cur) => {
+      if (cur.owner !== this.deps.owner && cur.status === "running") return null;
+      const next: JobRecord = { ...cur, status: cur.cancelRequested && status !== "completed" ? "cancelled" : status };
+      next.finishedAt = now;
+      next.leaseUntil = 0;
+      if (error) next.error = error;
+      next.summary = summarize(next, results);
+      next.progress = { done: next.summary.done, failed: next.summary.failed, score: next.summary.score };
+      return next;
+    });
+    if (rec) this.record = rec;
+    const s = this.record.summary;
+    const event = this.stats.event(this.record.id, this.record.status, this.record.startedAt, this.record.error);
+    if (s) Object.assign(event, { done: s.done, ok: s.ok, failed: s.failed, score: s.score });
+    this.publish(event);
+    this.deps.log?.("job-finished", { job: this.record.id, status: this.record.status, score: s?.score, done: s?.done });
+    return this.record;
+  }
+}
+
+/** One module call through the Router. */
+export async function callModule(
+  router: Router,
+  program: Pick<ModuleProgram, "signature" | "module" | "instructions" | "demos" | "lm" | "pool" | "timeoutMs">,
+  inputs: Record<string, unknown>,
+  signal: AbortSignal | undefined,
+): Promise<{ outputs: Record<string, unknown>; worker: string; usage: Usage }> {
+  const r = await router.call<Record<string, unknown>>(program.module ?? "predict", program.signature, inputs, {
+    ...(typeof program.signature === "string" && program.instructions !== undefined ? { instructions: program.instructions } : {}),
+    ...(program.demos ? { demos: program.demos } : {}),
+    ...(program.lm ? { lm: program.lm } : {}),
+    ...(program.pool ? { pool: program.pool } : {}),
+    ...(program.timeoutMs ? { timeoutMs: program.timeoutMs } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  return { outputs: r.outputs, worker: r.worker, usage: r.usage };
+}

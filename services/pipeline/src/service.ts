@@ -1,0 +1,552 @@
+/**
+ * The pipeline service: serves the evaluation subjects, runs the jobs it owns, and picks up unfinished jobs
+ * (its own after a restart, and other instances' once their lease lapsed).
+ *
+ * Ownership is a lease in the job record (`owner`, `leaseUntil`), taken and renewed with compare-and-set.
+ * The lease only avoids wasted work: correctness does not depend on it, because each example's result can
+ * be stored only once (see store.ts), so even two instances running the same job produce one result per
+ * example.
+ */
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Router, type RouterOptions } from "@dspex/router";
+import { DspexError, TransportError, ValidationError, type LMConfigWire } from "@dspex/shared";
+import { EvaluateCaller } from "./evaluate-op.js";
+import { customMetricNames, normalizeMetrics, resolveMetrics } from "./metrics.js";
+import { errorInfo, runPipeline, validatePipeline, type NativeFunction, type PipelineResult, type PipelineSpec, type Step } from "./pipeline.js";
+import { JobRun, callModule, inputKeysOf } from "./runner.js";
+import { EvalStore, datasetHash, type StoreOptions } from "./store.js";
+import { EVAL_SUBJECTS, SERVICE_QUEUE, controlSubject, isJobId, newJobId } from "./subjects.js";
+import { summarize } from "./summary.js";
+import {
+  TERMINAL_STATUSES,
+  isPipelineProgram,
+  type ExampleResult,
+  type JobRecord,
+  type JobSpec,
+  type JobSummary,
+  type MetricFunction,
+  type MetricSpec,
+  type ProgressEvent,
+} from "./types.js";
+
+export interface PipelineServiceOptions {
+  /** NATS server(s) (default $NATS_URL); ignored with `connection`. */
+  servers?: string | string[];
+  connection?: NatsConnection;
+  /** Router to call the fleet with (default: one on the same connection). */
+  router?: Router;
+  routerOptions?: RouterOptions;
+  /** Default LM of jobs that name none (default: DSPEX_LM on the workers). */
+  lm?: LMConfigWire;
+  /** Instance id (lease owner); default DSPEX_PIPELINE_ID, else host name + random suffix. */
+  id?: string;
+  /** Lease of a running job (default DSPEX_PIPELINE_LEASE_MS or 15 s); renewed every third of it. */
+  leaseMs?: number;
+  /** How often to look for jobs to pick up (default half the lease). */
+  scanIntervalMs?: number;
+  /** Serve the NATS subjects (default true); false for a purely in-process service. */
+  serve?: boolean;
+  /** Pick up unfinished jobs on start and periodically (default true). */
+  resume?: boolean;
+  store?: StoreOptions;
+  progressIntervalMs?: number;
+  log?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export interface SubmitRequest {
+  spec: JobSpec;
+  /** Inline examples (small datasets; a NATS message is at most 1 MiB by default). */
+  examples?: Array<Record<string, unknown>>;
+  /** The dataset was uploaded to `dspex.eval.data.<job>.<index>` beforehand under this job id. */
+  job?: string;
+  dataset?: { uploaded: number };
+}
+
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  return v ? Number(v) : undefined;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class PipelineService {
+  readonly id: string;
+  readonly leaseMs: number;
+  private readonly runs = new Map<string, JobRun>();
+  /** Jobs a claim is under way for (a scan and a submit may race for the same job). */
+  private readonly claiming = new Set<string>();
+  private readonly metricFns = new Map<string, MetricFunction>();
+  private readonly stepFns = new Map<string, NativeFunction>();
+  private readonly subs: Subscription[] = [];
+  private scanTimer: NodeJS.Timeout | undefined;
+  private scanning: Promise<void> | undefined;
+  private closed = false;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly ownsConnection: boolean,
+    readonly router: Router,
+    private readonly ownsRouter: boolean,
+    readonly store: EvalStore,
+    readonly evaluator: EvaluateCaller,
+    private readonly options: PipelineServiceOptions,
+  ) {
+    this.id = options.id ?? process.env.DSPEX_PIPELINE_ID ?? `${hostname()}-${randomBytes(3).toString("hex")}`;
+    this.leaseMs = options.leaseMs ?? envInt("DSPEX_PIPELINE_LEASE_MS") ?? 15_000;
+  }
+
+  static async start(options: PipelineServiceOptions = {}): Promise<PipelineService> {
+    let nc = options.connection;
+    const owns = nc === undefined;
+    if (!nc) {
+      const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+      try {
+        nc = await connect({ servers, name: "dspex-pipeline", maxReconnectAttempts: -1 });
+      } catch (err) {
+        throw new TransportError(`cannot connect to NATS at ${String(servers)}: ${String(err)}`, { cause: err });
+      }
+    }
+    const router =
+      options.router ?? (await Router.connect({ ...options.routerOptions, connection: nc, ...(options.lm ? { lm: options.lm } : {}) }));
+    const store = await EvalStore.open(nc, options.store);
+    const service = new PipelineService(nc, owns, router, !options.router, store, new EvaluateCaller(router), options);
+    if (options.serve !== false) {
+      service.serve();
+      await nc.flush(); // the server knows the subscriptions before anyone is told the service is up
+    }
+    if (options.resume !== false) {
+      await service.scan();
+      const every = options.scanIntervalMs ?? Math.max(500, Math.floor(service.leaseMs / 2));
+      service.scanTimer = setInterval(() => void service.scan(), every);
+    }
+    return service;
+  }
+
+  /** A TypeScript metric usable by name in jobs this process runs. */
+  registerMetric(name: string, fn: MetricFunction): this {
+    this.metricFns.set(name, fn);
+    return this;
+  }
+
+  /** A native pipeline step function usable by name (`{kind: "native", fn: name}`). */
+  registerStep(name: string, fn: NativeFunction): this {
+    this.stepFns.set(name, fn);
+    return this;
+  }
+
+  private log(event: string, fields: Record<string, unknown>): void {
+    this.options.log?.(event, { service: this.id, ...fields });
+  }
+
+  // ----- submit / status / cancel --------------------------------------------------------------------
+
+  /** Checks a spec against what this process can run; throws ValidationError. */
+  validateSpec(spec: JobSpec): JobSpec {
+    if (!spec || typeof spec !== "object") throw new ValidationError("spec must be an object", { field: "spec" });
+    if (!spec.program || typeof spec.program !== "object") throw new ValidationError("spec.program is required", { field: "program" });
+    const metrics = normalizeMetrics((spec.metrics as Array<string | MetricSpec> | undefined) ?? []);
+    const resolved = resolveMetrics(metrics, this.metricFns);
+    const python = resolved.filter((m) => m.python);
+    if (isPipelineProgram(spec.program)) {
+      validatePipeline(spec.program.pipeline, this.stepFns);
+      if (python.length > 0) {
+        throw new ValidationError("Python (py:) metrics need a module program; a pipeline job can use TypeScript metrics", { field: "metrics" });
+      }
+      if (hasInlineFunctions(spec.program.pipeline.steps)) {
+        throw new ValidationError("a job's pipeline must name its native functions (registerStep), not inline them", { field: "program" });
+      }
+    } else {
+      const m = spec.program.module ?? "predict";
+      if (m !== "predict" && m !== "chain_of_thought") {
+        throw new ValidationError("program.module must be predict or chain_of_thought", { field: "program.module" });
+      }
+      inputKeysOf({ spec } as JobRecord); // compiles the signature (SignatureError when bad)
+    }
+    if (new Set(python.map((m) => m.pythonName)).size !== python.length) {
+      throw new ValidationError("each Python metric can appear once per job", { field: "metrics" });
+    }
+    const concurrency = spec.concurrency ?? 8;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
+      throw new ValidationError("concurrency must be an integer from 1 to 1024", { field: "concurrency" });
+    }
+    if (spec.maxErrors !== undefined && spec.maxErrors !== null && (!Number.isInteger(spec.maxErrors) || spec.maxErrors < 0)) {
+      throw new ValidationError("maxErrors must be a non-negative integer", { field: "maxErrors" });
+    }
+    if (spec.retries !== undefined && (!Number.isInteger(spec.retries) || spec.retries < 0 || spec.retries > 10)) {
+      throw new ValidationError("retries must be an integer from 0 to 10", { field: "retries" });
+    }
+    return { ...spec, metrics, concurrency };
+  }
+
+  /**
+   * Creates a job (dataset and record persisted) and starts it here; returns its id at once. With
+   * `request.dataset.uploaded` the examples are already in the data stream under `request.job`.
+   */
+  async submit(request: SubmitRequest): Promise<string> {
+    const spec = this.validateSpec(request.spec);
+    let job: string;
+    let examples: Array<Record<string, unknown>>;
+    if (request.dataset?.uploaded !== undefined) {
+      if (!isJobId(request.job)) throw new ValidationError("an uploaded dataset needs its `job` id", { field: "job" });
+      job = request.job;
+      const stored = await this.store.countExamples(job);
+      if (stored !== request.dataset.uploaded) {
+        throw new ValidationError(`the data stream holds ${stored} examples for job '${job}', expected ${request.dataset.uploaded}`, {
+          field: "dataset",
+        });
+      }
+      examples = await this.store.readDataset(job);
+    } else {
+      if (!Array.isArray(request.examples)) throw new ValidationError("`examples` must be a list", { field: "examples" });
+      if (request.job !== undefined && !isJobId(request.job)) throw new ValidationError("bad job id", { field: "job" });
+      job = request.job ?? newJobId();
+      examples = request.examples;
+    }
+    if (examples.length === 0) throw new ValidationError("the dataset is empty", { field: "examples" });
+    examples.forEach((e, i) => {
+      if (!e || typeof e !== "object" || Array.isArray(e)) {
+        throw new ValidationError(`example ${i} must be an object`, { field: `examples[${i}]` });
+      }
+    });
+    if (await this.store.getJob(job)) throw new ValidationError(`job '${job}' already exists`, { field: "job" });
+    if (request.dataset?.uploaded === undefined) await this.store.writeDataset(job, examples);
+    const now = Date.now();
+    await this.store.createJob({
+      id: job,
+      spec,
+      status: "queued",
+      total: examples.length,
+      datasetHash: datasetHash(examples),
+      createdAt: now,
+      updatedAt: now,
+      runs: 0,
+    });
+    this.log("job-submitted", { job, total: examples.length });
+    void this.claimAndRun(job);
+    return job;
+  }
+
+  async status(job: string): Promise<{ record: JobRecord; progress?: ProgressEvent } | null> {
+    const found = await this.store.getJob(job);
+    if (!found) return null;
+    const run = this.runs.get(job);
+    return run ? { record: found.record, progress: run.progress() } : { record: found.record };
+  }
+
+  async list(): Promise<JobRecord[]> {
+    return this.store.listJobs();
+  }
+
+  /** Asks a job to stop; it ends as `cancelled` with the results so far. */
+  async cancel(job: string): Promise<JobRecord | null> {
+    const rec = await this.store.updateJob(job, (cur) => {
+      if (TERMINAL_STATUSES.includes(cur.status)) return null;
+      cur.cancelRequested = true;
+      if (cur.status === "queued" || !cur.owner || (cur.leaseUntil ?? 0) < Date.now()) {
+        // Nobody is running it: finish it here.
+        cur.status = "cancelled";
+        cur.finishedAt = Date.now();
+      }
+      return cur;
+    });
+    if (!rec) return null;
+    this.runs.get(job)?.stop("cancel");
+    this.nc.publish(controlSubject(job), JSON.stringify({ action: "cancel" }));
+    if (rec.status === "cancelled" && !rec.summary) {
+      const results = await this.store.readResults(job);
+      return this.store.updateJob(job, (cur) => ({ ...cur, summary: summarize(cur, results) }));
+    }
+    return rec;
+  }
+
+  /**
+   * Continues a job: a failed or cancelled one is re-opened (examples without a result run; stored results
+   * stay), and an unfinished one is taken over here if its lease is free. A completed job is left alone.
+   */
+  async resume(job: string): Promise<JobRecord | null> {
+    const found = await this.store.getJob(job);
+    if (!found) return null;
+    let rec: JobRecord | null = found.record;
+    if (rec.status === "failed" || rec.status === "cancelled") {
+      rec = await this.store.updateJob(job, (cur) => {
+        if (cur.status !== "failed" && cur.status !== "cancelled") return null;
+        const next: JobRecord = { ...cur, status: "queued", cancelRequested: false };
+        delete next.error;
+        delete next.finishedAt;
+        delete next.owner;
+        delete next.leaseUntil;
+        return next;
+      });
+    }
+    if (rec && !TERMINAL_STATUSES.includes(rec.status)) void this.claimAndRun(job);
+    return rec;
+  }
+
+  async delete(job: string): Promise<boolean> {
+    const found = await this.store.getJob(job);
+    if (!found) return false;
+    if (!TERMINAL_STATUSES.includes(found.record.status)) {
+      throw new ValidationError(`job '${job}' is ${found.record.status}; cancel it first`, { field: "job" });
+    }
+    await this.store.deleteJob(job);
+    return true;
+  }
+
+  async results(job: string): Promise<Map<number, ExampleResult>> {
+    return this.store.readResults(job);
+  }
+
+  async summary(job: string): Promise<JobSummary | null> {
+    const found = await this.store.getJob(job);
+    if (!found) return null;
+    return summarize(found.record, await this.store.readResults(job));
+  }
+
+  /** Resolves when the job reaches a terminal status (a job this instance runs, or any job by polling). */
+  async waitFor(job: string, pollMs = 500): Promise<JobRecord> {
+    for (;;) {
+      const run = this.runs.get(job);
+      if (run) await run.finished;
+      const found = await this.store.getJob(job);
+      if (!found) throw new ValidationError(`no job '${job}'`, { field: "job" });
+      if (TERMINAL_STATUSES.includes(found.record.status)) return found.record;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+
+  /** Runs a pipeline once on one set of inputs. */
+  runPipeline(spec: PipelineSpec, inputs: Record<string, unknown>, signal?: AbortSignal): Promise<PipelineResult> {
+    validatePipeline(spec, this.stepFns);
+    return runPipeline(spec, inputs, {
+      callModule: (step, stepInputs, s) => callModule(this.router, step, stepInputs, s),
+      functions: this.stepFns,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  // ----- running ---------------------------------------------------------------------------------------
+
+  /** Can this process run the job (custom metrics and native step functions registered)? */
+  private canRun(record: JobRecord): boolean {
+    if (customMetricNames(record.spec.metrics).some((n) => !this.metricFns.has(n))) return false;
+    if (isPipelineProgram(record.spec.program)) {
+      const names: string[] = [];
+      collectFunctionNames(record.spec.program.pipeline.steps, names);
+      return names.every((n) => this.stepFns.has(n) || ["template", "set", "pick", "join"].includes(n));
+    }
+    return true;
+  }
+
+  private async claimAndRun(job: string): Promise<void> {
+    if (this.closed || this.runs.has(job) || this.claiming.has(job)) return;
+    this.claiming.add(job);
+    let claimed = false;
+    try {
+      const now = Date.now();
+      const flags = { claimed: false, cancelledUnowned: false };
+      const rec = await this.store.updateJob(job, (cur) => {
+        flags.claimed = false;
+        flags.cancelledUnowned = false;
+        if (TERMINAL_STATUSES.includes(cur.status)) return null;
+        const leased = cur.owner !== undefined && cur.owner !== this.id && (cur.leaseUntil ?? 0) > now;
+        if (leased || !this.canRun(cur)) return null;
+        if (cur.cancelRequested) {
+          flags.cancelledUnowned = true;
+          return { ...cur, status: "cancelled", finishedAt: now, leaseUntil: 0 };
+        }
+        flags.claimed = true;
+        return { ...cur, status: "running", owner: this.id, leaseUntil: now + this.leaseMs, startedAt: cur.startedAt ?? now, runs: cur.runs + 1 };
+      });
+      if (flags.cancelledUnowned && rec) {
+        const results = await this.store.readResults(job);
+        await this.store.updateJob(job, (cur) => ({ ...cur, summary: summarize(cur, results) }));
+        return;
+      }
+      if (!flags.claimed || !rec || this.runs.has(job) || this.closed) return;
+      claimed = true;
+      this.claiming.delete(job);
+      this.log("job-claimed", { job, run: rec.runs });
+      const run = new JobRun(
+        {
+          store: this.store,
+          router: this.router,
+          evaluator: this.evaluator,
+          nc: this.nc,
+          owner: this.id,
+          leaseMs: this.leaseMs,
+          metrics: this.metricFns,
+          functions: this.stepFns,
+          ...(this.options.lm ? { defaultLm: this.options.lm } : {}),
+          ...(this.options.progressIntervalMs !== undefined ? { progressIntervalMs: this.options.progressIntervalMs } : {}),
+          log: (event, fields) => this.log(event, fields),
+        },
+        rec,
+      );
+      this.runs.set(job, run);
+      const control = this.nc.subscribe(controlSubject(job), {
+        callback: (err, msg) => {
+          if (err) return;
+          try {
+            if ((JSON.parse(decoder.decode(msg.data)) as { action?: string }).action === "cancel") run.stop("cancel");
+          } catch {
+            /* ignore malformed control messages */
+          }
+        },
+      });
+      try {
+        await run.finished;
+      } finally {
+        control.unsubscribe();
+        this.runs.delete(job);
+      }
+    } catch (err) {
+      this.log("claim-error", { job, error: String(err) });
+    } finally {
+      if (!claimed) this.claiming.delete(job);
+    }
+  }
+
+  /** Picks up every unfinished job this instance may run (start-up and periodic). */
+  scan(): Promise<void> {
+    if (this.scanning) return this.scanning;
+    this.scanning = (async () => {
+      try {
+        const now = Date.now();
+        for (const rec of await this.store.listJobs()) {
+          if (this.closed) break;
+          if (TERMINAL_STATUSES.includes(rec.status) || this.runs.has(rec.id) || this.claiming.has(rec.id)) continue;
+          const free = !rec.owner || rec.owner === this.id || (rec.leaseUntil ?? 0) <= now;
+          if (free) void this.claimAndRun(rec.id);
+        }
+      } catch (err) {
+        this.log("scan-error", { error: String(err) });
+      } finally {
+        this.scanning = undefined;
+      }
+    })();
+    return this.scanning;
+  }
+
+  /** Ready = NATS connected and JetStream answering. */
+  async ready(): Promise<{ ok: boolean; detail?: Record<string, unknown> }> {
+    if (this.closed || this.nc.isClosed()) return { ok: false, detail: { nats: "closed" } };
+    try {
+      const jsm = await jetstreamManager(this.nc, { timeout: 2_000 });
+      await jsm.getAccountInfo();
+      return { ok: true, detail: { nats: "connected", jetstream: "ok", running: [...this.runs.keys()] } };
+    } catch (err) {
+      return { ok: false, detail: { nats: "connected", jetstream: String(err) } };
+    }
+  }
+
+  // ----- NATS subjects ---------------------------------------------------------------------------------
+
+  private serve(): void {
+    const handle = (subject: string, fn: (body: Record<string, unknown>) => Promise<unknown>) => {
+      this.subs.push(
+        this.nc.subscribe(subject, {
+          queue: SERVICE_QUEUE,
+          callback: (err, msg) => {
+            if (err) return;
+            void this.answer(msg, fn);
+          },
+        }),
+      );
+    };
+    handle(EVAL_SUBJECTS.submit, async (body) => ({ job: await this.submit(body as unknown as SubmitRequest) }));
+    handle(EVAL_SUBJECTS.status, async (body) => {
+      const s = await this.status(requireJob(body));
+      if (!s) throw new ValidationError(`no job '${String(body.job)}'`, { field: "job" });
+      return s;
+    });
+    handle(EVAL_SUBJECTS.list, async () => ({
+      jobs: (await this.list()).map(({ spec, summary, ...rest }) => ({
+        ...rest,
+        name: spec.name,
+        score: summary?.score ?? rest.progress?.score ?? null,
+      })),
+    }));
+    handle(EVAL_SUBJECTS.cancel, async (body) => {
+      const rec = await this.cancel(requireJob(body));
+      if (!rec) throw new ValidationError(`no job '${String(body.job)}'`, { field: "job" });
+      return { record: rec };
+    });
+    handle(EVAL_SUBJECTS.resume, async (body) => {
+      const job = requireJob(body);
+      const rec = await this.resume(job);
+      if (!rec) throw new ValidationError(`no job '${job}'`, { field: "job" });
+      return { record: rec };
+    });
+    handle(EVAL_SUBJECTS.delete, async (body) => ({ deleted: await this.delete(requireJob(body)) }));
+    handle(EVAL_SUBJECTS.results, async (body) => {
+      const job = requireJob(body);
+      const offset = Number(body.offset ?? 0);
+      const limit = Math.min(Number(body.limit ?? 100), 1000);
+      const all = [...(await this.store.readResults(job)).values()].sort((a, b) => a.index - b.index);
+      return { total: all.length, offset, results: all.slice(offset, offset + limit) };
+    });
+    handle(EVAL_SUBJECTS.pipelineRun, async (body) => {
+      const spec = body.pipeline as PipelineSpec;
+      if (!spec) throw new ValidationError("`pipeline` is required", { field: "pipeline" });
+      if (hasInlineFunctions(spec.steps ?? [])) throw new ValidationError("native steps must name a function", { field: "pipeline" });
+      return { result: await this.runPipeline(spec, (body.inputs as Record<string, unknown>) ?? {}) };
+    });
+  }
+
+  private async answer(msg: Msg, fn: (body: Record<string, unknown>) => Promise<unknown>): Promise<void> {
+    let reply: unknown;
+    try {
+      const body = msg.data.length === 0 ? {} : (JSON.parse(decoder.decode(msg.data)) as unknown);
+      if (!body || typeof body !== "object" || Array.isArray(body)) throw new ValidationError("the request body must be a JSON object");
+      reply = { ok: true, ...(await fn(body as Record<string, unknown>) as object) };
+    } catch (err) {
+      const info = err instanceof SyntaxError ? { type: "DecodeError", message: `request body is not JSON: ${err.message}` } : errorInfo(err);
+      reply = { ok: false, error: { ...info, ...(err instanceof DspexError && err.field ? { field: err.field } : {}) } };
+    }
+    if (msg.reply) msg.respond(encoder.encode(JSON.stringify(reply)));
+  }
+
+  /** Stops serving; running jobs give their lease back so the next instance resumes them at once. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.scanTimer);
+    for (const s of this.subs) s.unsubscribe();
+    const runs = [...this.runs.values()];
+    for (const r of runs) r.stop("shutdown");
+    await Promise.allSettled(runs.map((r) => r.finished));
+    await this.scanning;
+    this.evaluator.close();
+    if (this.ownsRouter) await this.router.close();
+    if (this.ownsConnection) await this.nc.drain();
+  }
+}
+
+function requireJob(body: Record<string, unknown>): string {
+  if (!isJobId(body.job)) throw new ValidationError("`job` must be a job id", { field: "job" });
+  return body.job;
+}
+
+function collectFunctionNames(steps: Step[], out: string[]): void {
+  for (const s of steps) {
+    if (s.kind === "native" && typeof s.fn === "string") out.push(s.fn);
+    if (s.kind === "parallel") collectFunctionNames(s.steps, out);
+    if (s.kind === "branch") {
+      collectFunctionNames(s.then, out);
+      collectFunctionNames(s.else ?? [], out);
+    }
+  }
+}
+
+function hasInlineFunctions(steps: Step[]): boolean {
+  return steps.some(
+    (s) =>
+      (s.kind === "native" && typeof s.fn === "function") ||
+      (s.kind === "branch" && (typeof s.if === "function" || hasInlineFunctions(s.then) || hasInlineFunctions(s.else ?? []))) ||
+      (s.kind === "parallel" && hasInlineFunctions(s.steps)),
+  );
+}

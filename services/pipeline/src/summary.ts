@@ -1,0 +1,79 @@
+/** Aggregates of a job's results: DSPy's score, per-metric scores, errors by type, latency, usage. */
+import { evaluateScore, type Usage } from "@dspex/shared";
+import { scoreNumber } from "./metrics.js";
+import type { ExampleResult, JobRecord, JobSummary, LatencyStats } from "./types.js";
+
+/** DSPy's `round(100 * sum(scores) / n, 2)`, or null with no results. */
+export function aggregate(scores: ReadonlyArray<number | boolean>): number | null {
+  return scores.length === 0 ? null : evaluateScore(scores);
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export function latencyStats(ms: readonly number[]): LatencyStats | null {
+  if (ms.length === 0) return null;
+  const sorted = [...ms].sort((a, b) => a - b);
+  const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
+  return {
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted[sorted.length - 1]!,
+    mean,
+  };
+}
+
+export function primaryKey(record: Pick<JobRecord, "spec">): string {
+  const m = record.spec.metrics[0];
+  return m ? (m.as ?? m.name) : "score";
+}
+
+/** The summary of a job from its record and its stored results (in index order). */
+export function summarize(record: JobRecord, results: ReadonlyMap<number, ExampleResult>): JobSummary {
+  const ordered = [...results.values()].sort((a, b) => a.index - b.index);
+  const keys = record.spec.metrics.map((m) => m.as ?? m.name);
+  const primary = primaryKey(record);
+  const errorsByType: Record<string, number> = {};
+  const usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  let failed = 0;
+  for (const r of ordered) {
+    if (!r.ok) {
+      failed++;
+      const type = r.error?.type ?? "Error";
+      errorsByType[type] = (errorsByType[type] ?? 0) + 1;
+    }
+    if (r.usage) {
+      usage.prompt_tokens += r.usage.prompt_tokens ?? 0;
+      usage.completion_tokens += r.usage.completion_tokens ?? 0;
+      usage.total_tokens += r.usage.total_tokens ?? 0;
+    }
+  }
+  const metrics: Record<string, number | null> = {};
+  for (const key of keys) metrics[key] = aggregate(ordered.map((r) => (r.ok ? scoreNumber(r.scores[key]) : 0)));
+  const startedAt = record.startedAt;
+  const finishedAt = record.finishedAt;
+  const wall = startedAt !== undefined ? ((finishedAt ?? Date.now()) - startedAt) / 1000 : undefined;
+  return {
+    job: record.id,
+    ...(record.spec.name ? { name: record.spec.name } : {}),
+    status: record.status,
+    total: record.total,
+    done: ordered.length,
+    ok: ordered.length - failed,
+    failed,
+    score: aggregate(ordered.map((r) => r.score)),
+    metrics,
+    primaryMetric: primary,
+    errorsByType,
+    latencyMs: latencyStats(ordered.map((r) => r.ms)),
+    usage,
+    ...(startedAt !== undefined ? { startedAt } : {}),
+    ...(finishedAt !== undefined ? { finishedAt } : {}),
+    ...(wall !== undefined && wall > 0 ? { rate: ordered.length / wall } : {}),
+    datasetHash: record.datasetHash,
+  };
+}
