@@ -496,6 +496,31 @@ describe("LM test double over HTTP", () => {
     );
   });
 
+  test("scripted rules with `when`: message count (few-shot demos) and instructions", async () => {
+    double.control.setRules([
+      { field: "question", match: "Capital of Atlantis?", when: { minMessages: 3 }, outputs: { answer: "Poseidonia" } },
+      {
+        field: "question",
+        match: "Capital of Atlantis?",
+        when: { instructions: { regex: "^(?!Answer questions)" } },
+        outputs: { answer: "Poseidonia (instructed)" },
+      },
+    ]);
+    const answer = async (messages: Array<{ role: string; content: string }>) =>
+      new Map(chatSections(contentOf(await complete(double, { messages })))).get("answer");
+    const plain = chatPrompt("Capital of Atlantis?");
+    assert.equal(await answer(plain), "answer to: Capital of Atlantis?", "no demo, default instructions: no rule");
+    const demo = [
+      { role: "user", content: userMessage("Capital of Lemuria?", null) },
+      { role: "assistant", content: "[[ ## answer ## ]]\nMu City\n\n[[ ## completed ## ]]" },
+    ];
+    assert.equal(await answer([plain[0]!, ...demo, plain[1]!]), "Poseidonia", "a demo pair makes 4 messages");
+    const instructed = [{ role: "system", content: CHAT_SYSTEM.replace("Answer questions with context.", "Name capitals.") }, plain[1]!];
+    assert.equal(await answer(instructed), "Poseidonia (instructed)");
+    assert.deepEqual(double.control.state().rules[0]!.when, { minMessages: 3, maxMessages: null, instructions: null });
+    assert.throws(() => double.control.apply({ rules: [{ match: "x", outputs: {}, when: { minMessages: 0 } }] }), /minMessages/);
+  });
+
   test("scripted rules through the programmatic API accept RegExp and answer JSONAdapter prompts as JSON", async () => {
     double.control.addRule({ field: "question", match: /weather/i, outputs: { answer: "sunny", tags: ["sun"] } });
     const completion = await complete(double, {

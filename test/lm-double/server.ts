@@ -29,6 +29,17 @@ export interface ScriptRule {
   reply?: string;
   /** How many requests this rule may answer; omitted: unlimited. */
   times?: number;
+  /**
+   * Extra conditions on the whole prompt, all of which must hold: the number of messages (few-shot demos add
+   * a user/assistant pair each), and the signature's instructions (the system message's objective).
+   */
+  when?: RuleCondition;
+}
+
+export interface RuleCondition {
+  minMessages?: number;
+  maxMessages?: number;
+  instructions?: TextMatcher;
 }
 
 export interface FailureSetting {
@@ -58,6 +69,7 @@ export interface RuleState {
   reply: string | null;
   remaining: number | null;
   hits: number;
+  when: { minMessages: number | null; maxMessages: number | null; instructions: RuleState["match"] | null } | null;
 }
 
 export interface ControlState {
@@ -160,6 +172,11 @@ interface Rule {
   reply: string | null;
   remaining: number | null;
   hits: number;
+  when: {
+    minMessages: number | null;
+    maxMessages: number | null;
+    instructions: { test: (value: string) => boolean; described: RuleState["match"] } | null;
+  } | null;
 }
 
 interface Failure {
@@ -186,40 +203,32 @@ function positiveInteger(value: unknown, what: string): number {
   return value;
 }
 
+function compileCondition(raw: unknown, where: string): Rule["when"] {
+  if (raw === undefined || raw === null) return null;
+  if (!isRecord(raw)) throw new ControlError(`${where} must be an object`);
+  for (const key of Object.keys(raw)) {
+    if (!["minMessages", "maxMessages", "instructions"].includes(key)) throw new ControlError(`unknown key ${where}.${key}`);
+  }
+  const count = (key: string): number | null =>
+    raw[key] === undefined || raw[key] === null ? null : positiveInteger(raw[key], `${where}.${key}`);
+  return {
+    minMessages: count("minMessages"),
+    maxMessages: count("maxMessages"),
+    instructions:
+      raw["instructions"] === undefined || raw["instructions"] === null
+        ? null
+        : compileMatcher(raw["instructions"], `${where}.instructions`),
+  };
+}
+
 function compileRule(raw: unknown, where: string): Rule {
   if (!isRecord(raw)) throw new ControlError(`${where} must be an object`);
   const field = raw["field"];
   if (field !== undefined && field !== null && typeof field !== "string") {
     throw new ControlError(`${where}.field must be a string`);
   }
-  const match = raw["match"];
-  let test: (value: string) => boolean;
-  let described: RuleState["match"];
-  if (typeof match === "string") {
-    test = (value) => value.trim() === match.trim();
-    described = { equals: match };
-  } else if (match instanceof RegExp) {
-    const regex = new RegExp(match.source, match.flags.replace(/[gy]/g, ""));
-    test = (value) => regex.test(value);
-    described = { regex: regex.source, flags: regex.flags };
-  } else if (isRecord(match) && typeof match["regex"] === "string") {
-    const flags = match["flags"] === undefined ? "" : match["flags"];
-    if (typeof flags !== "string") throw new ControlError(`${where}.match.flags must be a string`);
-    let regex: RegExp;
-    try {
-      regex = new RegExp(match["regex"], flags.replace(/[gy]/g, ""));
-    } catch (error) {
-      throw new ControlError(`${where}.match.regex is invalid: ${(error as Error).message}`);
-    }
-    test = (value) => regex.test(value);
-    described = { regex: regex.source, flags: regex.flags };
-  } else if (isRecord(match) && typeof match["contains"] === "string") {
-    const needle = match["contains"];
-    test = (value) => value.includes(needle);
-    described = { contains: needle };
-  } else {
-    throw new ControlError(`${where}.match must be a string, a RegExp, {regex, flags?} or {contains}`);
-  }
+  const { test, described } = compileMatcher(raw["match"], `${where}.match`);
+  const when = compileCondition(raw["when"], `${where}.when`);
   const outputs = raw["outputs"];
   if (outputs !== undefined && !isRecord(outputs)) throw new ControlError(`${where}.outputs must be an object`);
   const reply = raw["reply"];
@@ -234,7 +243,42 @@ function compileRule(raw: unknown, where: string): Rule {
     reply: reply ?? null,
     remaining: times === undefined || times === null ? null : positiveInteger(times, `${where}.times`),
     hits: 0,
+    when,
   };
+}
+
+function compileMatcher(
+  match: unknown,
+  where: string,
+): { test: (value: string) => boolean; described: RuleState["match"] } {
+  let test: (value: string) => boolean;
+  let described: RuleState["match"];
+  if (typeof match === "string") {
+    test = (value) => value.trim() === match.trim();
+    described = { equals: match };
+  } else if (match instanceof RegExp) {
+    const regex = new RegExp(match.source, match.flags.replace(/[gy]/g, ""));
+    test = (value) => regex.test(value);
+    described = { regex: regex.source, flags: regex.flags };
+  } else if (isRecord(match) && typeof match["regex"] === "string") {
+    const flags = match["flags"] === undefined ? "" : match["flags"];
+    if (typeof flags !== "string") throw new ControlError(`${where}.flags must be a string`);
+    let regex: RegExp;
+    try {
+      regex = new RegExp(match["regex"], flags.replace(/[gy]/g, ""));
+    } catch (error) {
+      throw new ControlError(`${where}.regex is invalid: ${(error as Error).message}`);
+    }
+    test = (value) => regex.test(value);
+    described = { regex: regex.source, flags: regex.flags };
+  } else if (isRecord(match) && typeof match["contains"] === "string") {
+    const needle = match["contains"];
+    test = (value) => value.includes(needle);
+    described = { contains: needle };
+  } else {
+    throw new ControlError(`${where} must be a string, a RegExp, {regex, flags?} or {contains}`);
+  }
+  return { test, described };
 }
 
 function compileFailure(raw: unknown): Failure | null {
@@ -340,6 +384,11 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
       reply: r.reply,
       remaining: r.remaining,
       hits: r.hits,
+      when: r.when && {
+        minMessages: r.when.minMessages,
+        maxMessages: r.when.maxMessages,
+        instructions: r.when.instructions?.described ?? null,
+      },
     })),
     recordedRequests: log.length,
     totalRequests,
@@ -407,9 +456,19 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
     return current;
   };
 
-  const findRule = (inputs: Record<string, string>, lastUserText: string): number => {
+  const findRule = (
+    inputs: Record<string, string>,
+    lastUserText: string,
+    prompt: { messageCount: number; instructions: string },
+  ): number => {
     const index = rules.findIndex((rule) => {
       if (rule.remaining !== null && rule.remaining <= 0) return false;
+      if (rule.when) {
+        const { minMessages, maxMessages, instructions } = rule.when;
+        if (minMessages !== null && prompt.messageCount < minMessages) return false;
+        if (maxMessages !== null && prompt.messageCount > maxMessages) return false;
+        if (instructions !== null && !instructions.test(prompt.instructions)) return false;
+      }
       if (rule.field !== null) {
         const value = inputs[rule.field];
         return value !== undefined && rule.test(value);
@@ -501,7 +560,7 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
       content = MALFORMED_REPLY;
       outcome = "malformed";
     } else {
-      const index = findRule(parsed.inputs, parsed.lastUserText);
+      const index = findRule(parsed.inputs, parsed.lastUserText, parsed);
       const rule = rules[index];
       if (rule) {
         ruleIndex = index;

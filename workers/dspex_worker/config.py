@@ -27,6 +27,8 @@ class WorkerConfig:
     max_rss_mb: int = 0
     # Under the embedded supervisor a worker asks to be recycled instead of stopping by itself.
     supervised: bool = False
+    # gpu pool: start the local model server beside the worker and advertise it (local_lm_host.py).
+    host_local_lm: bool = False
 
 
 def _env_int(name: str, default: int) -> int:
@@ -51,6 +53,18 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     parser.add_argument("--drain-timeout", type=float, default=WorkerConfig.drain_timeout)
     parser.add_argument("--max-requests", type=int, default=_env_int("DSPEX_WORKER_MAX_REQUESTS", 0))
     parser.add_argument("--max-rss-mb", type=int, default=_env_int("DSPEX_WORKER_MAX_RSS_MB", 0))
+    parser.add_argument(
+        "--host-local-lm",
+        action="store_true",
+        default=os.environ.get("DSPEX_HOST_LOCAL_LM") == "1",
+        help="serve the installed local model (docs/local-lm.md) and advertise it; for the gpu pool",
+    )
+    parser.add_argument(
+        "--host-local-lm",
+        action="store_true",
+        default=os.environ.get("DSPEX_HOST_LOCAL_LM") == "1",
+        help="serve the installed local model (docs/local-lm.md) and advertise it; for the gpu pool",
+    )
     parser.add_argument("--supervised", action="store_true", default=os.environ.get("DSPEX_SUPERVISED") == "1")
     args = parser.parse_args(argv)
     if args.concurrency < 1:
@@ -66,4 +80,5 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         max_requests=args.max_requests,
         max_rss_mb=args.max_rss_mb,
         supervised=args.supervised,
+        host_local_lm=args.host_local_lm,
     )

@@ -72,6 +72,13 @@ class LMFactory:
                 f"`lm.model` must be '<provider>/<model>' such as 'openai/gpt-4o-mini' (got {model!r})",
                 field="lm.model",
             )
+        if model.startswith("dspex/"):  # in-process LM without a provider (echo_lm.py: benchmarks, smoke tests)
+            from .echo_lm import EchoLM
+
+            try:
+                return EchoLM(model)
+            except ValueError as exc:
+                raise LMConfigError(f"invalid LM configuration: {exc}", field="lm.model") from exc
         kwargs: dict[str, Any] = {
             "cache": bool(config.get("cache", False)),
             "num_retries": int(config.get("num_retries", 2)),

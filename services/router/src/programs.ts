@@ -34,6 +34,8 @@ export interface ProgramDefinition {
   created_at: number;
   /** Free-form lineage (e.g. the optimizer run that produced this version). */
   lineage?: Record<string, unknown>;
+  /** Score of an optimized version (dspy.Evaluate percentage on its valset/trainset; docs/dspy-surface.md). */
+  score?: number | null;
 }
 
 export interface CreateProgramOptions {

@@ -298,7 +298,8 @@ export class Router {
     let subject = requestSubject(pool);
     if (options.session) {
       envelope.session = options.session;
-      subject = partitionSubject(pool, partitionOf(options.session, settings.partitions));
+      // A pool without partitions (optimizer and gpu by default) has no affinity: any worker takes it.
+      if (settings.partitions > 0) subject = partitionSubject(pool, partitionOf(options.session, settings.partitions));
     }
     const body = encode(envelope);
     if (body.byteLength > settings.maxPayloadBytes) {

@@ -20,7 +20,10 @@ export interface PoolSettings {
   maxPayloadBytes: number;
   /** Worker processes per pool in embedded mode. */
   workers: number;
-  /** Session partitions of the pool; each is a consumer pinned to one worker at a time. */
+  /**
+   * Session partitions of the pool; each is a consumer pinned to one worker at a time. 0 turns affinity
+   * off (optimizer and gpu by default: their single-slot workers would otherwise wait on idle partitions).
+   */
   partitions: number;
   /** Recycle a worker after this many requests (0: never). */
   maxRequests: number;
@@ -49,7 +52,7 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     defaultTimeoutMs: 3_600_000,
     maxPayloadBytes: 8 * 1024 * 1024,
     workers: 0,
-    partitions: 4,
+    partitions: 0,
     maxRequests: 0,
     maxRssMb: 0,
   },
@@ -61,7 +64,7 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     defaultTimeoutMs: 300_000,
     maxPayloadBytes: 4 * 1024 * 1024,
     workers: 0,
-    partitions: 4,
+    partitions: 0,
     maxRequests: 0,
     maxRssMb: 0,
   },
