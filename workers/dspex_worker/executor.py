@@ -12,7 +12,7 @@ import pydantic
 from . import telemetry
 from .ensemble import EnsembleProgram
 from .errors import ValidationError
-from .lm import LMFactory
+from .lm import LMFactory, adapter_for
 from .programs import ProgramStore
 from .signatures import SignatureCache, validate_inputs
 from .wire import SURFACE_OPERATIONS, Request
@@ -101,7 +101,9 @@ class Executor:
         else:
             module = self._module(request.op, sig_key, signature, request.module)
         lm = self.lms.get(request.lm)
-        with dspy.context(lm=lm, track_usage=True, callbacks=telemetry.dspy_callbacks()):
+        with dspy.context(
+            lm=lm, adapter=adapter_for(request.lm), track_usage=True, callbacks=telemetry.dspy_callbacks()
+        ):
             prediction = await module.acall(**inputs)
         names = list(signature.output_fields)
         if request.op == "chain_of_thought" and "reasoning" in prediction:

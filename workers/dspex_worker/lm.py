@@ -18,7 +18,16 @@ from dspy.utils.exceptions import LMError as DSPyLMError
 from .errors import DspexError, LMConfigError, LMError, LMOutputError, WorkerError
 
 # Keys a request may set on the LM; anything else is rejected so typos do not pass silently.
-LM_KEYS = {"model", "api_base", "api_key_env", "temperature", "max_tokens", "cache", "num_retries"}
+LM_KEYS = {"model", "api_base", "api_key_env", "temperature", "max_tokens", "cache", "num_retries", "adapter"}
+ADAPTERS = ("chat", "json")
+
+
+def adapter_for(config: dict[str, Any] | None) -> Any:
+    """The DSPy adapter a request's `lm.adapter` names (`chat`, DSPy's default, or `json`)."""
+    name = (config or default_lm_config() or {}).get("adapter", "chat")
+    if name not in ADAPTERS:
+        raise LMConfigError(f"`lm.adapter` must be one of {', '.join(ADAPTERS)} (got {name!r})", field="lm.adapter")
+    return dspy.JSONAdapter() if name == "json" else None
 
 
 def default_lm_config() -> dict[str, Any] | None:
@@ -31,6 +40,8 @@ def default_lm_config() -> dict[str, Any] | None:
         config["api_base"] = base
     if key_env := os.environ.get("DSPEX_LM_API_KEY_ENV"):
         config["api_key_env"] = key_env
+    if adapter := os.environ.get("DSPEX_LM_ADAPTER"):
+        config["adapter"] = adapter
     if retries := os.environ.get("DSPEX_LM_NUM_RETRIES"):
         config["num_retries"] = int(retries)
     return config

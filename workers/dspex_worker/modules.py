@@ -24,6 +24,7 @@ import dspy
 
 from . import telemetry
 from .errors import DspexError, ValidationError, WorkerError
+from .lm import adapter_for
 from .rewards import resolve_reward
 from .signatures import validate_inputs
 from .streaming import check_stream, run_streamed
@@ -459,7 +460,7 @@ async def run_surface(executor: Executor, request: Request) -> Execution:
         raise ValidationError(f"op {request.op!r} cannot stream", field="stream")
     sig_key, signature = executor.signatures.get_or_build(request.signature)
     lm = executor.lms.get(request.lm)
-    with dspy.context(lm=lm, track_usage=True, callbacks=telemetry.dspy_callbacks()):
+    with dspy.context(lm=lm, adapter=adapter_for(request.lm), track_usage=True, callbacks=telemetry.dspy_callbacks()):
         if request.op == "parallel":
             return await run_parallel(executor, request, signature, sig_key, lm)
         inputs = validate_inputs(request.signature, request.inputs, key=sig_key)

@@ -195,7 +195,8 @@ class Puller:
             waits = [s.expiry - time.monotonic() for s in self._sources.values() if s.active and s.outstanding]
             timeout = max(0.05, min(waits)) if waits else self._expires
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no new task per wait, unlike wait_for
+                    await self._wake.wait()
 
     async def _on_message(self, source: Source, msg: Msg) -> None:
         headers = msg.headers or {}

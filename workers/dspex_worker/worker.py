@@ -133,7 +133,7 @@ class Worker:
         if self.partitions:
             self.membership = Membership(nc, cfg.pool, cfg.worker_id, self._on_members)
             await self.membership.start()
-        hosted = await start_local_lm() if cfg.host_local_lm else None
+        hosted = await start_local_lm() if cfg.host_local_lm and cfg.pool == "gpu" else None
         lm_meta = {"lm_url": hosted.url, "lm_model": f"openai/{hosted.model}"} if hosted else {}
         self.pull.start()
         service = await nats.micro.add_service(

@@ -8,7 +8,7 @@ import { DspexError, initTelemetry, type LMConfigWire } from "@dspex/shared";
 import { connect } from "@nats-io/transport-node";
 import { registerPipelineCommands } from "@dspex/pipeline";
 import { registerDlqCommands } from "./dlq-commands.js";
-import { Router, collectStatus, configuredLm, formatStatus, startDefaultLm, startFleet, type CallResult, type DefaultLm, type Fleet } from "@dspex/router";
+import { Router, collectStatus, configuredLm, formatStatus, hostedLm, localLmInstalled, startDefaultLm, startFleet, type CallResult, type DefaultLm, type Fleet } from "@dspex/router";
 
 interface Session {
   router: Router;
@@ -27,15 +27,25 @@ async function openSession(opts: { workers?: number; lm?: LMConfigWire; quiet?: 
   let lm = opts.lm;
   let lmLabel = lm ? lm.model : "the workers' default LM (DSPEX_LM on the workers)";
   if (!natsUrl) {
-    if (!lm) {
+    // No LM configured: the local model, hosted by a gpu-pool worker; without it, the LM double.
+    const useLocal = !lm && localLmInstalled();
+    if (!lm && !useLocal) {
       defaultLm = await startDefaultLm();
       lm = defaultLm.lm;
       lmLabel = defaultLm.label;
     }
     say("starting embedded nats-server and workers…");
     const t0 = performance.now();
-    fleet = await startFleet({ workers: { general: opts.workers ?? 2 } });
+    fleet = await startFleet({
+      workers: { general: opts.workers ?? 2, ...(useLocal ? { gpu: 1 } : {}) },
+      workerEnv: useLocal ? { DSPEX_HOST_LOCAL_LM: "1" } : undefined,
+    });
     say(`embedded fleet ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fleet.natsUrl}, ${fleet.workers.length} worker(s)`);
+    const hosted = useLocal ? hostedLm(fleet) : undefined;
+    if (hosted) {
+      lm = hosted.lm;
+      lmLabel = hosted.label;
+    }
   }
   const telemetry = initTelemetry(); // OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set (docs/observability.md)
   const router = await Router.connect({ servers: natsUrl ?? fleet!.natsUrl, lm });

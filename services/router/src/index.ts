@@ -4,7 +4,7 @@ export { WorkerDiscovery, WORKER_SERVICE, type WorkerInfo } from "./discovery.js
 export { startFleet, type Fleet, type FleetOptions } from "./embedded/fleet.js";
 export { startNatsServer, type EmbeddedNats } from "./embedded/nats-server.js";
 export { spawnWorker, type WorkerProcess } from "./embedded/workers.js";
-export { startDefaultLm, configuredLm, type DefaultLm } from "./embedded/default-lm.js";
+export { startDefaultLm, configuredLm, hostedLm, localLmInstalled, type DefaultLm } from "./embedded/default-lm.js";
 export { collectStatus, formatStatus, type BusStatus, type PoolStatus, type WorkerStatus } from "./status.js";
 export { Supervisor, type SupervisorOptions } from "./embedded/supervisor.js";
 export { ProgramStore, type ProgramDefinition, type ProgramState, type ProgramVersion, type CreateProgramOptions } from "./programs.js";

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { decode, encode, requestSubject, poolFilter, isPool } from "@dspex/shared";
+import { decode, encode, requestSubject, partitionSubject, partitionOf, isPool } from "@dspex/shared";
 
 const dir = join(import.meta.dirname, "../../../schemas/vectors");
 const names = readdirSync(dir)
@@ -25,7 +25,11 @@ for (const name of names) {
 test("subjects follow dspex.req.<pool>.<key>", () => {
   assert.equal(requestSubject("general"), "dspex.req.general.any");
   assert.equal(requestSubject("gpu", "p7"), "dspex.req.gpu.p7");
-  assert.equal(poolFilter("optimizer"), "dspex.req.optimizer.>");
+  assert.equal(partitionSubject("general", 3), "dspex.req.general.p3");
+  // FNV-1a 32-bit of "user-42" is 0x026073ab (a Python reference implementation of schemas/README.md's rule)
+  assert.equal(partitionOf("user-42", 2 ** 32 - 1), 0x026073ab);
+  assert.equal(partitionOf("user-42", 16), 0x026073ab % 16);
+  assert.equal(partitionOf("sessión-✓", 7), partitionOf("sessión-✓", 7), "stable");
   assert.equal(isPool("general"), true);
   assert.equal(isPool("cpu"), false);
 });

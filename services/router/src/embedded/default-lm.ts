@@ -3,10 +3,11 @@
  * it, embedded mode starts the deterministic LM double from test/lm-double (an OpenAI-compatible test
  * server that answers in DSPy's formats) so the whole path still runs offline.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { LMConfigWire } from "@dspex/shared";
+import type { Fleet } from "./fleet.js";
 import { eachLine } from "./lines.js";
 import { EXEC_WITH_PARENT_DEATH_SIGNAL, PROJECT_ROOT, pythonBin } from "./paths.js";
 import { stopChild } from "./nats-server.js";
@@ -60,4 +61,29 @@ export async function startDefaultLm(): Promise<DefaultLm> {
     label: `the deterministic LM double (test/lm-double) at ${url} — set DSPEX_LM for a real provider`,
     stop: () => stopChild(child),
   };
+}
+
+/** Whether the local model (scripts/install-local-lm.sh, docs/local-lm.md) is installed in the venv. */
+export function localLmInstalled(): boolean {
+  const check = spawnSync(
+    pythonBin(),
+    ["-c", "from dspex_worker.local_lm.models import find_model; find_model()"],
+    { cwd: join(PROJECT_ROOT, "workers"), stdio: "ignore", timeout: 30_000 },
+  );
+  return check.status === 0;
+}
+
+/** The local model a `gpu` worker of the fleet hosts (started with DSPEX_HOST_LOCAL_LM=1). */
+export function hostedLm(fleet: Fleet): { lm: LMConfigWire; label: string } | undefined {
+  for (const worker of fleet.workers) {
+    const ready = worker.lastEvents.get("ready");
+    if (worker.pool === "gpu" && typeof ready?.lm_url === "string" && typeof ready.lm_model === "string") {
+      return {
+        // JSONAdapter: a 135M-parameter model answers more sensibly in JSON (docs/local-lm.md).
+        lm: { model: ready.lm_model, api_base: ready.lm_url, adapter: "json", num_retries: 0 },
+        label: `${ready.lm_model.replace(/^openai\//, "")}, a real local model hosted by the gpu pool (${ready.lm_url}; no key, no network) — set DSPEX_LM for a provider`,
+      };
+    }
+  }
+  return undefined;
 }

@@ -87,6 +87,8 @@ export interface LMConfigWire {
   max_tokens?: number;
   cache?: boolean;
   num_retries?: number;
+  /** DSPy adapter: `chat` (ChatAdapter, DSPy's default) or `json` (JSONAdapter; better for small local models). */
+  adapter?: "chat" | "json";
 }
 
 export interface RequestEnvelope {
