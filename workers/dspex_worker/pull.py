@@ -177,9 +177,10 @@ class Puller:
                 if s.outstanding and now >= s.expiry:
                     s.outstanding = 0
             free = self._max_inflight - len(self._inflight) - sum(s.outstanding for s in sources)
-            # The pool's own consumer is topped up whenever slots are free, not only once its pulls ran dry:
-            # requests published together then each find a waiting pull instead of a pull round trip apiece.
-            idle = [s for s in sources if s.outstanding == 0 or s.group is None]
+            # The pool's own consumer is topped up once it waits for no more messages than there are free
+            # slots, not only once its pulls ran dry: requests published together then each find a waiting
+            # pull instead of a pull round trip apiece, and a steady trickle still costs few pull requests.
+            idle = [s for s in sources if s.outstanding == 0 or (s.group is None and s.outstanding <= free)]
             if free > 0 and idle and self._nc.is_connected:
                 # Rotate so no source starves when there are more sources than free slots.
                 self._rotation = (self._rotation + 1) % len(idle)

@@ -1,0 +1,55 @@
+"""How the pull loop splits free slots between the pool's consumer and its partition consumers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dspex_worker.pull import Puller, Source
+
+
+async def _noop(_msg: Any) -> None:
+    return None
+
+
+def puller(max_inflight: int) -> Puller:
+    return Puller(nc=None, stream="DSPEX_REQ", handler=_noop, max_inflight=max_inflight)  # type: ignore[arg-type]
+
+
+def sources(partitions: int) -> list[Source]:
+    return [Source(consumer="general"), *(Source(consumer=f"general-p{i}", group="dspex") for i in range(partitions))]
+
+
+def test_many_partitions_cannot_starve_the_pool_consumer() -> None:
+    srcs = sources(16)
+    plan = dict((s.consumer, n) for s, n in puller(16)._plan(srcs, srcs, free=16))
+    assert plan["general"] == 8
+    assert sum(n for c, n in plan.items() if c != "general") == 8
+    assert all(n == 1 for c, n in plan.items() if c != "general")
+
+
+def test_pool_consumer_gets_what_partitions_do_not_keep() -> None:
+    srcs = sources(4)
+    plan = dict((s.consumer, n) for s, n in puller(16)._plan(srcs, srcs, free=16))
+    assert plan == {"general": 12, **{f"general-p{i}": 1 for i in range(4)}}
+    # Partitions holding their pulls: the pool's consumer, idle again, gets every free slot but theirs.
+    for s in srcs[1:]:
+        s.outstanding = 1
+    assert puller(16)._plan(srcs, [srcs[0]], free=11) == [(srcs[0], 11)]
+
+
+def test_a_partition_whose_pull_expired_gets_its_slot_back() -> None:
+    srcs = sources(8)
+    for s in srcs[2:]:
+        s.outstanding = 1  # 7 partitions hold a pull; general-p0 expired; the pool consumer holds 8
+    srcs[0].outstanding = 8
+    assert puller(16)._plan(srcs, [srcs[1]], free=1) == [(srcs[1], 1)]
+
+
+def test_without_partitions_everything_goes_to_the_pool_consumer() -> None:
+    srcs = sources(0)
+    assert puller(16)._plan(srcs, srcs, free=16) == [(srcs[0], 16)]
+
+
+def test_concurrency_one_rotates_as_before() -> None:
+    srcs = sources(4)
+    assert puller(1)._plan(srcs, srcs, free=1) == [(srcs[0], 1)]
