@@ -51,7 +51,7 @@ done
 started=$SECONDS
 work=$(mktemp -d)
 pip_pid=
-trap '[ -n "$pip_pid" ] && kill "$pip_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap '{ [ -n "$pip_pid" ] && kill "$pip_pid" 2>/dev/null; } || true; rm -rf "$work"' EXIT
 mkdir -p "$bin_dir" "$dspex_dir/stamps" "$work/bin" "$work/schemas"
 
 # --- PyPI wheels (in the background while Go compiles) ----------------------------------------------
