@@ -61,7 +61,7 @@ class Membership:
         worker_id: str,
         on_change: Callable[[list[str]], None],
         heartbeat: float = 1.0,
-        stale_after: float = 3.5,
+        stale_after: float = 5.0,
     ) -> None:
         self._nc = nc
         self._pool = pool

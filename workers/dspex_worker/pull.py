@@ -94,7 +94,10 @@ class Puller:
         if source is None:
             return
         source.active = False
-        if source.group and source.pin_id:
+        # Unpin even when no message told us our pin id: the server may have pinned us at a pull alone, and
+        # a partition must not wait out the pin timeout. If the new owner was pinned already, it merely gets
+        # one 423 and pulls again.
+        if source.group:
             with contextlib.suppress(Exception):
                 await self._nc.request(
                     f"$JS.API.CONSUMER.UNPIN.{self._stream}.{consumer}",
