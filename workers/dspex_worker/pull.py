@@ -70,6 +70,14 @@ class Puller:
     def consumers(self) -> list[str]:
         return [s.consumer for s in self._sources.values() if s.active]
 
+    def describe(self) -> dict[str, Any]:
+        """Per-consumer pull state, for status: open credit, seconds until it expires, whether pinned."""
+        now = time.monotonic()
+        return {
+            s.consumer: {"outstanding": s.outstanding, "expires_in": round(s.expiry - now, 2), "pinned": bool(s.pin_id)}
+            for s in self._sources.values()
+        }
+
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._pull_loop())
 
@@ -135,41 +143,24 @@ class Puller:
         source.expiry = now + self._expires + 0.25
 
     def _plan(self, sources: list[Source], idle: list[Source], free: int) -> list[tuple[Source, int]]:
-        """How many messages to ask each idle source for, within `free` slots (`idle` in rotation order).
+        """How many messages to ask each idle source for (`idle` in rotation order).
 
-        An idle partition consumer holds its pull, and so a slot, until the pull expires. With as many
-        partitions as slots (one worker, 16 partitions, concurrency 16) an even split left the pool's own
-        consumer, which carries all sessionless traffic, one slot or none for seconds at a time. So when the
-        pool's consumer is among the sources, partitions are asked for one message each and hold at most
-        half of the slots together, and the pool's consumer gets every slot not kept for them.
+        Every partition consumer this worker owns always keeps one pull open, whatever the free slots: a
+        partition must never wait behind the others or behind the pool's consumer, and a partition serves one
+        session stream at a time anyway. So a worker may run up to `concurrency + owned partitions` requests
+        at once. The pool's own consumer (sessionless traffic) gets the free slots.
         """
-        has_primary = any(s.group is None for s in sources)
-        if not has_primary or self._max_inflight < 2:
-            share = max(1, free // len(idle))
-            plan: list[tuple[Source, int]] = []
-            for source in idle:
+        plan: list[tuple[Source, int]] = [(s, 1) for s in idle if s.group is not None]
+        primaries = [s for s in idle if s.group is None]
+        if not any(s.group is None for s in sources):
+            return plan
+        if primaries and free > 0:
+            share = max(1, free // len(primaries))
+            for source in primaries:
                 if free <= 0:
                     break
                 plan.append((source, min(share, free)))
                 free -= plan[-1][1]
-            return plan
-        partitions = [s for s in sources if s.group is not None]
-        keep = max(0, min(len(partitions), self._max_inflight // 2) - sum(s.outstanding for s in partitions))
-        plan = []
-        room = min(keep, free)
-        for source in idle:
-            if source.group is not None and room > 0:
-                plan.append((source, 1))
-                room -= 1
-        primaries = [s for s in idle if s.group is None]
-        spare = free - keep
-        if primaries and spare > 0:
-            share = max(1, spare // len(primaries))
-            for source in primaries:
-                if spare <= 0:
-                    break
-                plan.append((source, min(share, spare)))
-                spare -= plan[-1][1]
         return plan
 
     async def _pull_loop(self) -> None:
@@ -179,12 +170,13 @@ class Puller:
             for s in sources:
                 if s.outstanding and now >= s.expiry:
                     s.outstanding = 0
-            free = self._max_inflight - len(self._inflight) - sum(s.outstanding for s in sources)
+            primary_out = sum(s.outstanding for s in sources if s.group is None)
+            free = self._max_inflight - len(self._inflight) - primary_out
             # The pool's own consumer is topped up once it waits for no more messages than there are free
             # slots, not only once its pulls ran dry: requests published together then each find a waiting
             # pull instead of a pull round trip apiece, and a steady trickle still costs few pull requests.
             idle = [s for s in sources if s.outstanding == 0 or (s.group is None and s.outstanding <= free)]
-            if free > 0 and idle and self._nc.is_connected:
+            if idle and self._nc.is_connected:
                 # Rotate so no source starves when there are more sources than free slots.
                 self._rotation = (self._rotation + 1) % len(idle)
                 idle = idle[self._rotation :] + idle[: self._rotation]

@@ -57,6 +57,7 @@ class Worker:
         self.membership: Membership | None = None
         self.partitions = 0
         self.recycle_requested = False
+        self._reconcile_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._ready = False
         self.started_at = time.time()
@@ -82,6 +83,7 @@ class Worker:
             "signature_cache": {"hits": cache.hits, "misses": cache.misses},
             "rss_mb": round(rss_bytes() / 2**20, 1),
             "partitions": sorted(c for c in (self.pull.consumers if self.pull else []) if c != self.config.pool),
+            "pulls": self.pull.describe() if self.pull else {},
             "reliability": self.reliability.stats(),
         }
 
@@ -133,6 +135,7 @@ class Worker:
         if self.partitions:
             self.membership = Membership(nc, cfg.pool, cfg.worker_id, self._on_members)
             await self.membership.start()
+            self._reconcile_task = asyncio.create_task(self._reconcile_partitions())
         hosted = await start_local_lm() if cfg.host_local_lm and cfg.pool == "gpu" else None
         lm_meta = {"lm_url": hosted.url, "lm_model": f"openai/{hosted.model}"} if hosted else {}
         self.pull.start()
@@ -176,6 +179,10 @@ class Worker:
 
     def _on_members(self, members: list[str]) -> None:
         """Pulls exactly the partitions the shared assignment gives this worker."""
+        mine = self._apply_assignment(members)
+        emit_event("partitions", worker=self.config.worker_id, partitions=sorted(mine), members=members)
+
+    def _apply_assignment(self, members: list[str]) -> set[int]:
         assert self.pull is not None
         mine = {p for p, owner in assign_partitions(self.partitions, members).items() if owner == self.config.worker_id}
         wanted = {f"{self.config.pool}-p{p}" for p in mine}
@@ -184,7 +191,16 @@ class Worker:
             asyncio.ensure_future(self.pull.add(consumer, group=PARTITION_GROUP))
         for consumer in sorted(current - wanted):
             asyncio.ensure_future(self.pull.remove(consumer))
-        emit_event("partitions", worker=self.config.worker_id, partitions=sorted(mine), members=members)
+        return mine
+
+    async def _reconcile_partitions(self, interval: float = 2.0) -> None:
+        """Re-applies the assignment now and then: an add and a remove racing during a membership change
+        can leave a partition unpulled or pulled twice, and this mends either within seconds."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+            if self.membership is not None and not self._stop.is_set():
+                self._apply_assignment(self.membership.members)
 
     def _check_recycle(self) -> None:
         """After N requests or above an RSS limit, a worker is replaced: drained, never killed mid-request."""

@@ -22,27 +22,23 @@ def sources(partitions: int) -> list[Source]:
 def test_many_partitions_cannot_starve_the_pool_consumer() -> None:
     srcs = sources(16)
     plan = dict((s.consumer, n) for s, n in puller(16)._plan(srcs, srcs, free=16))
-    assert plan["general"] == 8
-    assert sum(n for c, n in plan.items() if c != "general") == 8
-    assert all(n == 1 for c, n in plan.items() if c != "general")
+    assert plan["general"] == 16, "partition pulls do not take the pool consumer's slots"
+    assert all(plan[f"general-p{i}"] == 1 for i in range(16))
 
 
-def test_pool_consumer_gets_what_partitions_do_not_keep() -> None:
+def test_every_idle_partition_keeps_one_pull_even_with_no_free_slot() -> None:
     srcs = sources(4)
-    plan = dict((s.consumer, n) for s, n in puller(16)._plan(srcs, srcs, free=16))
-    assert plan == {"general": 12, **{f"general-p{i}": 1 for i in range(4)}}
-    # Partitions holding their pulls: the pool's consumer, idle again, gets every free slot but theirs.
-    for s in srcs[1:]:
-        s.outstanding = 1
-    assert puller(16)._plan(srcs, [srcs[0]], free=11) == [(srcs[0], 11)]
+    plan = puller(16)._plan(srcs, srcs, free=0)
+    assert sorted(s.consumer for s, _ in plan) == [f"general-p{i}" for i in range(4)]
+    assert all(n == 1 for _, n in plan)
 
 
-def test_a_partition_whose_pull_expired_gets_its_slot_back() -> None:
+def test_a_partition_whose_pull_expired_gets_its_pull_back() -> None:
     srcs = sources(8)
     for s in srcs[2:]:
-        s.outstanding = 1  # 7 partitions hold a pull; general-p0 expired; the pool consumer holds 8
+        s.outstanding = 1  # 7 partitions hold a pull; general-p0's expired; the pool consumer holds 8
     srcs[0].outstanding = 8
-    assert puller(16)._plan(srcs, [srcs[1]], free=1) == [(srcs[1], 1)]
+    assert puller(16)._plan(srcs, [srcs[1]], free=0) == [(srcs[1], 1)]
 
 
 def test_without_partitions_everything_goes_to_the_pool_consumer() -> None:
@@ -50,6 +46,7 @@ def test_without_partitions_everything_goes_to_the_pool_consumer() -> None:
     assert puller(16)._plan(srcs, srcs, free=16) == [(srcs[0], 16)]
 
 
-def test_concurrency_one_rotates_as_before() -> None:
+def test_concurrency_one_gives_the_pool_consumer_its_slot() -> None:
     srcs = sources(4)
-    assert puller(1)._plan(srcs, srcs, free=1) == [(srcs[0], 1)]
+    plan = dict((s.consumer, n) for s, n in puller(1)._plan(srcs, srcs, free=1))
+    assert plan["general"] == 1
