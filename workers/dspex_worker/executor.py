@@ -12,7 +12,7 @@ import pydantic
 from . import telemetry
 from .ensemble import EnsembleProgram
 from .errors import ValidationError
-from .lm import LMFactory, adapter_for
+from .lm import LMFactory
 from .programs import ProgramStore
 from .signatures import SignatureCache, validate_inputs
 from .wire import SURFACE_OPERATIONS, Request
@@ -100,10 +100,8 @@ class Executor:
             module = await self.programs.get(request.program)
         else:
             module = self._module(request.op, sig_key, signature, request.module)
-        lm = self.lms.get(request.lm)
-        with dspy.context(
-            lm=lm, adapter=adapter_for(request.lm), track_usage=True, callbacks=telemetry.dspy_callbacks()
-        ):
+        lm, adapter = self.lms.resolve(request.lm)
+        with dspy.context(lm=lm, adapter=adapter, track_usage=True, callbacks=telemetry.dspy_callbacks()):
             prediction = await module.acall(**inputs)
         names = list(signature.output_fields)
         if request.op == "chain_of_thought" and "reasoning" in prediction:

@@ -20,14 +20,7 @@ from .errors import DspexError, LMConfigError, LMError, LMOutputError, WorkerErr
 # Keys a request may set on the LM; anything else is rejected so typos do not pass silently.
 LM_KEYS = {"model", "api_base", "api_key_env", "temperature", "max_tokens", "cache", "num_retries", "adapter"}
 ADAPTERS = ("chat", "json")
-
-
-def adapter_for(config: dict[str, Any] | None) -> Any:
-    """The DSPy adapter a request's `lm.adapter` names (`chat`, DSPy's default, or `json`)."""
-    name = (config or default_lm_config() or {}).get("adapter", "chat")
-    if name not in ADAPTERS:
-        raise LMConfigError(f"`lm.adapter` must be one of {', '.join(ADAPTERS)} (got {name!r})", field="lm.adapter")
-    return dspy.JSONAdapter() if name == "json" else None
+_JSON_ADAPTER = dspy.JSONAdapter()  # holds only its options, so one instance serves every request
 
 
 def default_lm_config() -> dict[str, Any] | None:
@@ -55,19 +48,31 @@ class LMFactory:
         self._max_size = max_size
 
     def get(self, config: dict[str, Any] | None) -> dspy.LM:
+        return self.resolve(config)[0]
+
+    def resolve(self, config: dict[str, Any] | None) -> tuple[dspy.LM, dspy.Adapter | None]:
+        """The LM a request's `lm` map (or the worker's default) names, and the adapter its `lm.adapter` names
+        (None: DSPy's default ChatAdapter) — both belong in the `dspy.context` a request runs in."""
         config = config if config is not None else default_lm_config()
         if config is None:
             raise LMConfigError("no LM configured: the request has no `lm` and the worker has no DSPEX_LM", field="lm")
-        key = json.dumps(config, sort_keys=True)
+        adapter = config.get("adapter", "chat")
+        if adapter not in ADAPTERS:
+            raise LMConfigError(
+                f"`lm.adapter` must be one of {', '.join(ADAPTERS)} (got {adapter!r})", field="lm.adapter"
+            )
+        # The adapter is not part of the client: requests differing only in it share one dspy.LM.
+        lm_config = {k: v for k, v in config.items() if k != "adapter"}
+        key = json.dumps(lm_config, sort_keys=True)
         lm = self._lms.get(key)
         if lm is None:
-            lm = self._build(config)
+            lm = self._build(lm_config)
             self._lms[key] = lm
             if len(self._lms) > self._max_size:
                 self._lms.popitem(last=False)
         else:
             self._lms.move_to_end(key)
-        return lm
+        return lm, _JSON_ADAPTER if adapter == "json" else None
 
     @staticmethod
     def _build(config: dict[str, Any]) -> dspy.LM:

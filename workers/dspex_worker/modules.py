@@ -24,7 +24,6 @@ import dspy
 
 from . import telemetry
 from .errors import DspexError, ValidationError, WorkerError
-from .lm import adapter_for
 from .rewards import resolve_reward
 from .signatures import validate_inputs
 from .streaming import check_stream, run_streamed
@@ -459,8 +458,8 @@ async def run_surface(executor: Executor, request: Request) -> Execution:
     if stream is not None and request.op in NO_STREAM:
         raise ValidationError(f"op {request.op!r} cannot stream", field="stream")
     sig_key, signature = executor.signatures.get_or_build(request.signature)
-    lm = executor.lms.get(request.lm)
-    with dspy.context(lm=lm, adapter=adapter_for(request.lm), track_usage=True, callbacks=telemetry.dspy_callbacks()):
+    lm, adapter = executor.lms.resolve(request.lm)
+    with dspy.context(lm=lm, adapter=adapter, track_usage=True, callbacks=telemetry.dspy_callbacks()):
         if request.op == "parallel":
             return await run_parallel(executor, request, signature, sig_key, lm)
         inputs = validate_inputs(request.signature, request.inputs, key=sig_key)

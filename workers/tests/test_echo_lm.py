@@ -105,6 +105,16 @@ def test_factory_selects_echo_by_model_name() -> None:
         factory.get({"model": "dspex/nope"})
 
 
+def test_factory_resolves_the_adapter_lm_adapter_names() -> None:
+    factory = LMFactory()
+    lm, adapter = factory.resolve({"model": "dspex/echo", "adapter": "json"})
+    assert isinstance(adapter, dspy.JSONAdapter)
+    assert factory.resolve({"model": "dspex/echo"}) == (lm, None), "same client; chat is DSPy's default"
+    with pytest.raises(LMConfigError) as err:
+        factory.resolve({"model": "dspex/echo", "adapter": "xml"})
+    assert err.value.field == "lm.adapter" and "chat, json" in str(err.value)
+
+
 def test_executor_runs_a_request_on_echo() -> None:
     request = Request(
         id="r1",
