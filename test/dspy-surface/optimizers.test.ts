@@ -186,6 +186,22 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
     });
   }
 
+  test("a compile runs with the adapter its `lm.adapter` names", async () => {
+    const { definition } = await h.router.createProgram({ signature: "question -> answer" });
+    const job = await dspy.compile({
+      program: definition.id,
+      optimizer: "BootstrapFewShot",
+      options: { max_bootstrapped_demos: 1, max_labeled_demos: 1 },
+      trainset: trainset.slice(0, 2),
+      metric: "answer_exact_match",
+      lm: { ...h.lm, adapter: "json" },
+    });
+    const result = await job.result();
+    assert.ok(result.program.version > 1);
+    const adapters = new Set(h.lmDouble.requests().map((r) => r.prompt?.adapter));
+    assert.deepEqual([...adapters], ["json"], "every LM call of the job was a JSONAdapter prompt");
+  });
+
   test("Ensemble of stored versions votes by majority, stored as an ensemble program", async () => {
     assert.ok(versions.length >= 3, "earlier jobs stored versions");
     const [base, ...rest] = versions;

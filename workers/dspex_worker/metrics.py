@@ -181,6 +181,7 @@ async def run_evaluate(executor: Executor, request: Request) -> Execution:
     execution = await executor.run(dataclasses.replace(request, op=spec.module, evaluate=None))
     example = dspy.Example(**{**spec.example, **request.inputs}).with_inputs(*request.inputs)
     prediction = dspy.Prediction(**execution.outputs)
-    with dspy.context(lm=executor.lms.get(request.lm)):
+    lm, adapter = executor.lms.resolve(request.lm)
+    with dspy.context(lm=lm, adapter=adapter):
         execution.scores = await apply_metrics(spec.metrics, example, prediction, execution.outputs)
     return execution

@@ -674,7 +674,8 @@ async def _run_compile(executor: Executor, request: Request) -> Execution:
     nc = executor.programs.nc
     if nc is None:
         raise ValidationError("compile jobs need the worker's NATS connection", field="compile")
-    lm = executor.lms.get(request.lm).copy()  # a copy: its history is this job's usage
+    task_lm, adapter = executor.lms.resolve(request.lm)
+    lm = task_lm.copy()  # a copy: its history is this job's usage
     jobs = await open_bucket(nc, KV_JOBS, history=5, ttl=JOBS_TTL_S)
     record = await read_json(jobs, spec.job) or {}
     if record.get("status") == "succeeded" and isinstance(record.get("result"), dict):
@@ -719,7 +720,7 @@ async def _run_compile(executor: Executor, request: Request) -> Execution:
         members = await ensemble_members(nc, base, spec.compile.pop("programs"))
     if spec.optimizer == "BootstrapFinetune":
         check_finetune(lm, request.lm)
-    with dspy.context(lm=lm):  # MIPROv2 reads its task model from the settings when it is built
+    with dspy.context(lm=lm, adapter=adapter):  # MIPROv2 reads its task model from the settings when it is built
         optimizer: Any = None if spec.optimizer == "Ensemble" else build_optimizer(spec, metric, lms)
     module_type: Any = {"predict": dspy.Predict, "chain_of_thought": dspy.ChainOfThought}.get(base["module"])
     student = module_type(signature) if module_type is not None else None
@@ -748,7 +749,7 @@ async def _run_compile(executor: Executor, request: Request) -> Execution:
     callbacks = [*telemetry.dspy_callbacks(), JobCallback(run)]
 
     def work() -> tuple[Any, float | None, float | None]:
-        with dspy.context(lm=lm, callbacks=callbacks):
+        with dspy.context(lm=lm, adapter=adapter, callbacks=callbacks):
             baseline = None
             can_score = spec.evaluate and metric is not None and bool(devset)
             if can_score and student is not None:
