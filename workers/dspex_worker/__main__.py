@@ -11,16 +11,16 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .config import parse_config
 from .log import setup_logging
+from .parent import exit_with_parent_if_asked
 from .telemetry import setup_telemetry
-from .worker import exit_with_parent, serve
+from .worker import serve
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(argv if argv is not None else sys.argv[1:])
     setup_logging()
     setup_telemetry(worker_id=config.worker_id, pool=config.pool)
-    if os.environ.get("DSPEX_EXIT_WITH_PARENT") == "1":
-        exit_with_parent()
+    exit_with_parent_if_asked()
     asyncio.run(serve(config))
 
 

@@ -369,15 +369,6 @@ def _remaining_seconds(deadline_header: str | None) -> float | None:
         ) from None
 
 
-def exit_with_parent() -> None:
-    """Asks Linux to SIGTERM this process when its parent dies, so embedded workers never outlive the CLI."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 async def serve(config: WorkerConfig) -> None:
     worker = Worker(config)
     loop = asyncio.get_running_loop()

@@ -8,7 +8,6 @@ serves until SIGTERM/SIGINT. Logs (JSON) go to stderr. Exit codes: 0 clean stop,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ import threading
 from types import FrameType
 
 from ..log import setup_logging
+from ..parent import exit_with_parent_if_asked
 from .constraints import ConstraintLimits
 from .engine import Engine, EngineConfig
 from .models import KNOWN_MODELS, LocalModelNotFound, find_model
@@ -68,19 +68,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _exit_with_parent() -> None:
-    """SIGTERM this process when its parent dies (Linux), so an embedded server never outlives its owner."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv if argv is not None else sys.argv[1:])
     setup_logging()
-    if os.environ.get("DSPEX_EXIT_WITH_PARENT") == "1":
-        _exit_with_parent()
+    exit_with_parent_if_asked()
 
     stop = threading.Event()
 
