@@ -23,7 +23,7 @@ import { createServer } from "node:net";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Router, spawnWorker, startFleet, startNatsServer, type EmbeddedNats, type Fleet } from "@dspex/router";
+import { Router, spawnWorker, startFleet, startNatsServer, stopChild, type EmbeddedNats, type Fleet } from "@dspex/router";
 import {
   ENVELOPE_VERSION,
   clearSignatureCache,
@@ -36,7 +36,7 @@ import {
 } from "@dspex/shared";
 import { machineFacts } from "./lib/machine.js";
 import { RESULTS_DIR, PROJECT_ROOT } from "./lib/paths.js";
-import { CpuMeter, PYTHON, childPids, runPython, startPython, stopProcess } from "./lib/proc.js";
+import { CpuMeter, PYTHON, childPids, runPython, startPython } from "./lib/proc.js";
 import { closedLoop, perCallUs, type LoadResult } from "./lib/stats.js";
 import { spawn, type ChildProcess } from "node:child_process";
 
@@ -184,7 +184,7 @@ async function floor(nats: EmbeddedNats, sizes: { request: Uint8Array; reply: Ui
     }
   } finally {
     await nc.close();
-    await stopProcess(responder);
+    await stopChild(responder);
   }
   return results;
 }
@@ -354,7 +354,7 @@ async function fastapi(): Promise<NonNullable<Results["fastapi"]>> {
         log(`  fastapi processes=${processes} c=${c}: ${r.rps} req/s p50 ${r.p50_ms} ms p99 ${r.p99_ms} ms (load ${r.load_avg_1m})`);
       }
     } finally {
-      await stopProcess(child, 10_000);
+      await stopChild(child, 10_000);
     }
   }
   return results;

@@ -1,8 +1,7 @@
 /** Facts about the machine a run happened on, reported with every result. */
 import { execFileSync } from "node:child_process";
 import { cpus, loadavg, totalmem } from "node:os";
-import { join } from "node:path";
-import { PROJECT_ROOT } from "./paths.js";
+import { natsServerBin } from "@dspex/router";
 import { PYTHON } from "./proc.js";
 
 function run(cmd: string, args: string[]): string {
@@ -47,7 +46,7 @@ export function machineFacts(): MachineFacts {
     python: versions.python ?? "unknown",
     dspy: versions.dspy ?? "unknown",
     nats_py: versions.nats_py ?? "unknown",
-    nats_server: run(join(PROJECT_ROOT, ".venv/bin/nats-server"), ["--version"]),
+    nats_server: run(natsServerBin(), ["--version"]),
     fastapi: versions.fastapi ?? "unknown",
     uvicorn: versions.uvicorn ?? "unknown",
     load_avg_at_start: loadavg().map((x) => Number(x.toFixed(2))),

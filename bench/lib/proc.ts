@@ -2,9 +2,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { pythonBin } from "@dspex/router";
 import { PROJECT_ROOT } from "./paths.js";
 
-export const PYTHON = join(PROJECT_ROOT, ".venv/bin/python");
+export const PYTHON = pythonBin();
 export const BENCH_PY = join(PROJECT_ROOT, "bench/py");
 
 const env = () => ({
@@ -44,15 +45,6 @@ export async function startPython(script: string, args: string[]): Promise<Child
     child.once("exit", (code) => reject(new Error(`${script} exited (${code}) before ready:\n${err.slice(-2000)}`)));
   });
   return child;
-}
-
-export async function stopProcess(child: ChildProcess, graceMs = 5_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
 }
 
 const TICKS = 100; // USER_HZ: /proc reports CPU time in 1/100 s on Linux

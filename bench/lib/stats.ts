@@ -1,5 +1,6 @@
 /** Latency statistics and a closed-loop load generator (the same fields as bench/py/common.py). */
 import { loadavg } from "node:os";
+import { percentile } from "@dspex/pipeline";
 
 export interface LoadResult {
   concurrency: number;
@@ -21,7 +22,7 @@ const round = (x: number, digits = 4) => Number(x.toFixed(digits));
 export function summarize(samplesMs: number[], wallS: number, errors = 0): Omit<LoadResult, "concurrency" | "load_avg_1m"> {
   const xs = [...samplesMs].sort((a, b) => a - b);
   const n = xs.length;
-  const pct = (p: number) => (n ? xs[Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1))]! : NaN); // nearest rank
+  const pct = (p: number) => (n ? percentile(xs, p) : NaN); // nearest rank
   return {
     requests: n,
     errors,

@@ -2,7 +2,8 @@ export { Router, type RouterOptions, type CallOptions, type CallResult } from ".
 export { provisionBus, type ProvisionOptions } from "./provision.js";
 export { WorkerDiscovery, WORKER_SERVICE, type WorkerInfo } from "./discovery.js";
 export { startFleet, type Fleet, type FleetOptions } from "./embedded/fleet.js";
-export { startNatsServer, type EmbeddedNats } from "./embedded/nats-server.js";
+export { startNatsServer, stopChild, type EmbeddedNats } from "./embedded/nats-server.js";
+export { natsServerBin, pythonBin } from "./embedded/paths.js";
 export { spawnWorker, type WorkerProcess } from "./embedded/workers.js";
 export { startDefaultLm, configuredLm, hostedLm, localLmInstalled, type DefaultLm } from "./embedded/default-lm.js";
 export { collectStatus, formatStatus, type BusStatus, type PoolStatus, type WorkerStatus } from "./status.js";
