@@ -3,9 +3,9 @@
 nats-py's `fetch` returns early and leaves lingering pull requests behind (a worker could be handed more
 messages than it has slots for) and cannot send priority-group fields. So this sends the raw pull requests
 (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) itself, as nats.js `consume()` does: every message or
-expiry returns credit, and new pulls are issued only for free slots, shared across the sources (the pool's
-sessionless consumer plus the partition consumers assigned to this worker, pulled with the priority group
-and the pin id the server gave us).
+expiry returns credit. The pool's sessionless consumer is pulled for the free execution slots; each partition
+consumer assigned to this worker always keeps one pull open, with the priority group and the pin id the
+server gave us (see `Puller._plan`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ class Puller:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
-        self._rotation = 0
         self.received = 0
 
     @property
@@ -106,16 +105,19 @@ class Puller:
         # a partition must not wait out the pin timeout. If the new owner was pinned already, it merely gets
         # one 423 and pulls again.
         if source.group:
-            with contextlib.suppress(Exception):
-                await self._nc.request(
-                    f"$JS.API.CONSUMER.UNPIN.{self._stream}.{consumer}",
-                    json.dumps({"group": source.group}).encode(),
-                    timeout=2,
-                )
+            await self._unpin(source)
         # Pulls still open may deliver a message or two: the subscription stays until they expire (nak'd).
         asyncio.get_running_loop().call_later(
             self._expires + 0.5, lambda: asyncio.ensure_future(self._close_source(source))
         )
+
+    async def _unpin(self, source: Source) -> None:
+        with contextlib.suppress(Exception):
+            await self._nc.request(
+                f"$JS.API.CONSUMER.UNPIN.{self._stream}.{source.consumer}",
+                json.dumps({"group": source.group}).encode(),
+                timeout=2,
+            )
 
     async def _close_source(self, source: Source) -> None:
         source.active = False
@@ -142,8 +144,8 @@ class Puller:
         # Our own expiry is a little later than the server's, so nothing can still arrive for it after.
         source.expiry = now + self._expires + 0.25
 
-    def _plan(self, sources: list[Source], idle: list[Source], free: int) -> list[tuple[Source, int]]:
-        """How many messages to ask each idle source for (`idle` in rotation order).
+    def _plan(self, idle: list[Source], free: int) -> list[tuple[Source, int]]:
+        """How many messages to ask each idle source for.
 
         Every partition consumer this worker owns always keeps one pull open, whatever the free slots: a
         partition must never wait behind the others or behind the pool's consumer, and a partition serves one
@@ -152,8 +154,6 @@ class Puller:
         """
         plan: list[tuple[Source, int]] = [(s, 1) for s in idle if s.group is not None]
         primaries = [s for s in idle if s.group is None]
-        if not any(s.group is None for s in sources):
-            return plan
         if primaries and free > 0:
             share = max(1, free // len(primaries))
             for source in primaries:
@@ -177,10 +177,7 @@ class Puller:
             # pull instead of a pull round trip apiece, and a steady trickle still costs few pull requests.
             idle = [s for s in sources if s.outstanding == 0 or (s.group is None and s.outstanding <= free)]
             if idle and self._nc.is_connected:
-                # Rotate so no source starves when there are more sources than free slots.
-                self._rotation = (self._rotation + 1) % len(idle)
-                idle = idle[self._rotation :] + idle[: self._rotation]
-                for source, batch in self._plan(sources, idle, free):
+                for source, batch in self._plan(idle, free):
                     try:
                         await self._pull(source, batch, now)
                         free -= batch
@@ -236,15 +233,9 @@ class Puller:
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
-        for consumer in list(self._sources):
-            source = self._sources[consumer]
+        for source in list(self._sources.values()):
             if source.group and source.pin_id:
-                with contextlib.suppress(Exception):
-                    await self._nc.request(
-                        f"$JS.API.CONSUMER.UNPIN.{self._stream}.{consumer}",
-                        json.dumps({"group": source.group}).encode(),
-                        timeout=2,
-                    )
+                await self._unpin(source)
         left = 0
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=drain_timeout)

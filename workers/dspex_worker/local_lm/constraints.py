@@ -29,7 +29,7 @@ _OUTPUTS_HEADER = "Your output fields are:\n"
 _FIELD_LINE = re.compile(r"^\d+\. `(\w+)` \((.*?)\):", re.MULTILINE)
 _CHAT_STRUCTURE = re.compile(r"^\[\[ ## (\w+) ## \]\]\n\{\1\}(.*)$", re.MULTILINE)
 _JSON_OUTPUTS_MARKER = "Outputs will be a JSON object with the following fields."
-_COMPLETED = "[[ ## completed ## ]]"
+COMPLETED_MARKER = "[[ ## completed ## ]]"
 _TEXT_REGEX = r"[^\s\[{`#][^\n]*"  # Lark regex (Rust syntax) for one line of free text
 _TEXT_PATTERN = r"^[^\s\[{`#][^\n]*$"  # the same rule as a JSON Schema pattern
 
@@ -138,7 +138,7 @@ def parse_dspy_prompt(messages: list[dict[str, Any]]) -> DSPyPrompt | None:
             for name, template in structure.items():
                 if isinstance(template, str) and template.startswith("{" + name + "}"):
                     notes[name] = template[len(name) + 2 :]
-    elif _COMPLETED in system:
+    elif COMPLETED_MARKER in system:
         adapter = "chat"
         for m in _CHAT_STRUCTURE.finditer(system):
             notes[m.group(1)] = m.group(2)
@@ -193,7 +193,7 @@ def chat_grammar(prompt: DSPyPrompt, limits: ConstraintLimits | None = None) -> 
         parts.append(_lark_string(header))
         parts.append(rule)
         rules.append(_chat_value_rule(rule, f, limits))
-    parts.append(_lark_string("\n\n" + _COMPLETED))
+    parts.append(_lark_string("\n\n" + COMPLETED_MARKER))
     return "\n".join(["%llguidance {}", "start: " + " ".join(parts), *rules]) + "\n"
 
 

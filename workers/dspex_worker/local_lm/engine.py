@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from .constraints import ConstraintLimits, constrain_request
+from .constraints import COMPLETED_MARKER, ConstraintLimits, constrain_request
 from .models import LocalModel
 
 log = logging.getLogger("dspex.local_lm")
@@ -169,9 +169,9 @@ class Engine:
             message = error.get("message") if isinstance(error, dict) else str(error)
             raise EngineRequestError(message or "llama.cpp rejected the request")
         if constraint == "chat-grammar":
-            content = str(((result.get("choices") or [{}])[0].get("message") or {}).get("content") or "")
-            finish = (result.get("choices") or [{}])[0].get("finish_reason")
-            if finish == "stop" and not content.rstrip().endswith("[[ ## completed ## ]]"):
+            choice = (result.get("choices") or [{}])[0]
+            content = str((choice.get("message") or {}).get("content") or "")
+            if choice.get("finish_reason") == "stop" and not content.rstrip().endswith(COMPLETED_MARKER):
                 # llama.cpp ignores a grammar it cannot compile; say so rather than fail silently.
                 log.warning("ChatAdapter grammar was not enforced; the output lacks the completed marker")
         result["model"] = self.model.id
