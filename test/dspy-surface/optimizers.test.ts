@@ -57,9 +57,8 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
   const versions: Array<{ id: string; version: number }> = [];
 
   before(async () => {
-    // A short AckWait so the killed worker's job is redelivered within the test. No partition consumers: with
-    // concurrency 1 the worker's pull rotation gives the pool's own consumer its one slot only every fifth
-    // round (2 s pulls), so a sessionless job could wait ~8 s before it starts (docs/dspy-surface.md).
+    // A short AckWait so the killed worker's job is redelivered within the test; no partition consumers (the
+    // optimizer pool's default, spelled out: one job per concurrency-1 worker, docs/dspy-surface.md).
     const pools = { optimizer: { ackWaitMs: OPTIMIZER_ACK_WAIT_MS, partitions: 0 } };
     h = await startHarness({ fleet: { workers: { general: 1, optimizer: 1 }, pools }, router: { pools } });
     dspy = new DspySurface(h.router);
