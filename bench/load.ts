@@ -4,11 +4,12 @@
  *   node --conditions=development --import tsx bench/load.ts --workers=1 --concurrency=16 --seconds=15
  *
  * Starts nats-server and the workers, prints their pids as JSON on stderr once warm (attach
- * `py-spy record -p <worker pid> --gil` now; run this file under `node --cpu-prof` for the router), then
- * drives Router.predict on the `dspex/echo` LM and prints throughput, latency and the CPU each component
+ * `py-spy record -p <worker pid> --gil` now; run this file under `node --cpu-prof` for the client), then
+ * drives Client.predict on the `dspex/echo` LM and prints throughput, latency and the CPU each component
  * used per request. `--partitions=0` provisions the pool without session partitions.
  */
-import { Router, startFleet, startNatsServer } from "@dspex/router";
+import { Client } from "@dspex/client";
+import { startFleet, startNatsServer } from "@dspex/embedded";
 import { cpuSeconds } from "./lib/proc.js";
 import { closedLoop } from "./lib/stats.js";
 
@@ -22,11 +23,11 @@ const SIGNATURE = "review: str -> sentiment: Literal['positive', 'negative', 'ne
 const pools = partitions ? { general: { partitions: Number(partitions.split("=")[1]) } } : undefined;
 const nats = await startNatsServer();
 const fleet = await startFleet({ natsUrl: nats.url, workers: { general: workers }, ...(pools ? { pools } : {}) });
-const router = await Router.connect({ servers: nats.url, lm: { model: "dspex/echo" }, ...(pools ? { pools } : {}) });
+const client = await Client.connect({ servers: nats.url, lm: { model: "dspex/echo" }, ...(pools ? { pools } : {}) });
 try {
-  const call = () => router.predict(SIGNATURE, { review: "Battery lasts two days." });
+  const call = () => client.predict(SIGNATURE, { review: "Battery lasts two days." });
   await closedLoop(call, { concurrency, durationMs: 1_500, warmupMs: 0, maxRequests: 1e9 });
-  const pids = { nats: nats.process.pid!, workers: fleet.workers.map((w) => w.process.pid!), router: process.pid };
+  const pids = { nats: nats.process.pid!, workers: fleet.workers.map((w) => w.process.pid!), client: process.pid };
   process.stderr.write(`${JSON.stringify(pids)}\n`);
   const all = [pids.nats, ...pids.workers];
   const before = all.map(cpuSeconds);
@@ -42,12 +43,12 @@ try {
       cpu_ms_per_req: {
         "nats-server": perReq(after[0]! - before[0]!),
         "workers (python)": perReq(workerCpu),
-        "router + load generator (node)": perReq((node.user + node.system) / 1e6),
+        "client + load generator (node)": perReq((node.user + node.system) / 1e6),
       },
     })}\n`,
   );
 } finally {
-  await router.close();
+  await client.close();
   await fleet.stop();
   await nats.stop();
 }

@@ -4,7 +4,7 @@
  * Every scenario is measured beside its baseline in the same run, on the same machine state:
  *   1. floor      NATS core request-reply Node -> Python (nats-py responder), DSPex's payload sizes, no DSPy
  *   2. inprocess  dspy.Predict in one Python process (sync loop; asyncio acall at 1/16/64; the worker's Executor)
- *   3. dspex      router -> JetStream -> worker -> reply, concurrency 1/16/64 with 1/2/4 workers
+ *   3. dspex      client -> JetStream -> worker -> reply, concurrency 1/16/64 with 1/2/4 workers
  *   4. fastapi    the same program behind FastAPI + uvicorn as DSPy's deployment guide does, 1/2/4 processes
  *   5. batch      N examples at 100 ms LM latency: the fleet vs dspy.Evaluate(num_threads=K) vs N*latency/K
  *   6. native     TS signature parse/validate, Python signature class build (cold/cached), worker cold start,
@@ -23,17 +23,10 @@ import { createServer } from "node:net";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Router, spawnWorker, startFleet, startNatsServer, stopChild, type EmbeddedNats, type Fleet } from "@dspex/router";
-import {
-  ENVELOPE_VERSION,
-  clearSignatureCache,
-  compileSignature,
-  decode,
-  encode,
-  resolveSignature,
-  validateInputs,
-  type LMConfigWire,
-} from "@dspex/shared";
+import { Client } from "@dspex/client";
+import { spawnWorker, startFleet, startNatsServer, stopChild, type EmbeddedNats, type Fleet } from "@dspex/embedded";
+import { ENVELOPE_VERSION, decode, encode, type LMConfig } from "@dspex/protocol";
+import { clearSignatureCache, compileSignature, resolveSignature, validateInputs } from "@dspex/native";
 import { machineFacts } from "./lib/machine.js";
 import { RESULTS_DIR, PROJECT_ROOT } from "./lib/paths.js";
 import { CpuMeter, PYTHON, childPids, runPython, startPython } from "./lib/proc.js";
@@ -66,7 +59,7 @@ const OUT = opt("out") ?? join(RESULTS_DIR, "latest.json");
 
 const SIGNATURE = "review: str -> sentiment: Literal['positive', 'negative', 'neutral'], confidence: float";
 const INPUTS = { review: "Battery lasts two days and the screen is bright, but the speaker is weak." };
-const ECHO: LMConfigWire = { model: "dspex/echo" };
+const ECHO: LMConfig = { model: "dspex/echo" };
 /** A "complex" signature for the native costs: nested generics, Optional, Literal, several fields. */
 const COMPLEX =
   "context: list[str], question: str, history: Optional[list[dict[str, str]]], max_words: int -> " +
@@ -193,13 +186,13 @@ function opts(concurrency: number) {
   return { concurrency, durationMs: DURATION_MS, warmupMs: WARMUP_MS, maxRequests: MAX_REQUESTS };
 }
 
-async function settle(router: Router, fleet: Fleet, workers: number): Promise<void> {
+async function settle(client: Client, fleet: Fleet, workers: number): Promise<void> {
   while (fleet.workers.length < workers) await fleet.addWorker("general");
   // Wait until discovery sees them and partition assignment has settled (the membership protocol's rounds).
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    await router.discovery.refresh();
-    if (router.discovery.live("general").length >= workers) break;
+    await client.discovery.refresh();
+    if (client.discovery.live("general").length >= workers) break;
   }
   await new Promise((r) => setTimeout(r, 1_500));
 }
@@ -207,13 +200,13 @@ async function settle(router: Router, fleet: Fleet, workers: number): Promise<vo
 async function dspexE2e(
   nats: EmbeddedNats,
   results: Results,
-): Promise<{ fleet: Fleet; router: Router }> {
-  log("dspex: router -> JetStream -> worker -> reply");
+): Promise<{ fleet: Fleet; client: Client }> {
+  log("dspex: client -> JetStream -> worker -> reply");
   const fleet = await startFleet({ natsUrl: nats.url, workers: { general: 1 }, workerEnv: { LITELLM_LOCAL_MODEL_COST_MAP: "true" } });
-  const router = await Router.connect({ servers: nats.url, lm: ECHO });
+  const client = await Client.connect({ servers: nats.url, lm: ECHO });
   results.dspex = [];
   for (const workers of WORKER_COUNTS) {
-    await settle(router, fleet, workers);
+    await settle(client, fleet, workers);
     const meter = new CpuMeter(() => ({
       "nats-server": [nats.process.pid!],
       "workers (python)": fleet.workers.map((w) => w.process.pid!),
@@ -224,7 +217,7 @@ async function dspexE2e(
       let n = 0;
       meter.begin();
       const r = await closedLoop(async () => {
-        const res = await router.predict(SIGNATURE, INPUTS);
+        const res = await client.predict(SIGNATURE, INPUTS);
         exec += res.timings.exec_ms;
         queue += res.timings.queue_ms;
         n += 1;
@@ -237,8 +230,8 @@ async function dspexE2e(
       );
     }
   }
-  results.cache = await cacheStats(router.nc, fleet);
-  return { fleet, router };
+  results.cache = await cacheStats(client.nc, fleet);
+  return { fleet, client };
 }
 
 async function cacheStats(nc: NatsConnection, fleet: Fleet): Promise<NonNullable<Results["cache"]>> {
@@ -327,7 +320,7 @@ function post(agent: http.Agent, port: number, body: string): Promise<Record<str
           const text = Buffer.concat(chunks).toString();
           if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 300)}`));
           const parsed = JSON.parse(text) as { data: Record<string, unknown> };
-          // The router validates outputs; do the same here so both sides hand the caller typed outputs.
+          // The client validates outputs; do the same here so both sides hand the caller typed outputs.
           resolve(compileSignature(SIGNATURE).validateOutputs(parsed.data));
         });
       },
@@ -362,20 +355,20 @@ async function fastapi(): Promise<NonNullable<Results["fastapi"]>> {
 
 /**
  * The fleet side through the batch-evaluation service (services/pipeline): a job with `concurrency` K,
- * run by an in-process PipelineService on the same router; every example's result is persisted (resumable
+ * run by an in-process PipelineService on the same client; every example's result is persisted (resumable
  * jobs), which is part of what is measured. Reported as an error, not a failed run, if the service is
  * unusable in this checkout.
  */
 async function batchViaPipeline(
-  router: Router,
-  lm: LMConfigWire,
+  client: Client,
+  lm: LMConfig,
   examples: Array<Record<string, unknown>>,
   ideal: number,
 ): Promise<Record<string, unknown>> {
   const load = la();
   try {
     const { PipelineService } = await import("@dspex/pipeline");
-    const service = await PipelineService.start({ connection: router.nc, router, serve: false, resume: false });
+    const service = await PipelineService.start({ connection: client.nc, client, serve: false, resume: false });
     try {
       const t0 = performance.now();
       const job = await service.submit({
@@ -403,14 +396,14 @@ async function batchViaPipeline(
   }
 }
 
-async function batch(router: Router | undefined, fleet: Fleet | undefined): Promise<Record<string, unknown>> {
+async function batch(client: Client | undefined, fleet: Fleet | undefined): Promise<Record<string, unknown>> {
   log(`batch: ${EXAMPLES} examples at ${LM_LATENCY_MS} ms LM latency, total LM concurrency ${THREADS}`);
-  const lm: LMConfigWire = { model: `dspex/echo?latency_ms=${LM_LATENCY_MS}` };
+  const lm: LMConfig = { model: `dspex/echo?latency_ms=${LM_LATENCY_MS}` };
   const ideal = (EXAMPLES * LM_LATENCY_MS) / 1000 / THREADS;
   const out: Record<string, unknown> = { examples: EXAMPLES, lm_latency_ms: LM_LATENCY_MS, concurrency: THREADS, ideal_s: r2(ideal) };
-  if (router && fleet) {
+  if (client && fleet) {
     const examples = Array.from({ length: EXAMPLES }, (_, i) => ({ question: `question ${i}`, answer: `answer: question ${i}` }));
-    out.pipeline_service = await batchViaPipeline(router, lm, examples, ideal);
+    out.pipeline_service = await batchViaPipeline(client, lm, examples, ideal);
     const load = la();
     let next = 0;
     let correct = 0;
@@ -419,14 +412,14 @@ async function batch(router: Router | undefined, fleet: Fleet | undefined): Prom
       Array.from({ length: THREADS }, async () => {
         while (next < examples.length) {
           const ex = examples[next++]!;
-          const res = await router.predict<{ answer: string }>("question -> answer", { question: ex.question }, { lm });
+          const res = await client.predict<{ answer: string }>("question -> answer", { question: ex.question }, { lm });
           if (res.outputs.answer.trim().toLowerCase() === ex.answer.toLowerCase()) correct += 1;
         }
       }),
     );
     const wall = (performance.now() - t0) / 1000;
     out.fleet = {
-      method: `Router.predict fan-out, ${THREADS} in flight (no job persistence)`,
+      method: `Client.predict fan-out, ${THREADS} in flight (no job persistence)`,
       workers: fleet.workers.length,
       wall_s: r2(wall),
       score: Number(((100 * correct) / EXAMPLES).toFixed(1)),
@@ -502,7 +495,7 @@ function report(res: Results): string {
   );
   out.push("");
   out.push("p50 − in-proc: p50 minus in-process asyncio `acall` p50 at the same concurrency; req/s ÷ in-proc likewise.");
-  out.push("server CPU: nats-server + Python responder/workers/uvicorn per request; client CPU: the Node process (load generator, and for DSPex the router).");
+  out.push("server CPU: nats-server + Python responder/workers/uvicorn per request; client CPU: the Node process (load generator, and for DSPex the client).");
   out.push("in-process executor_idle: the worker's Executor.run with 5 ms idle between calls (cold caches, as a server at concurrency 1 sees it).");
   if (res.native) {
     const n = res.native as {
@@ -550,7 +543,7 @@ function report(res: Results): string {
     out.push(
       `\nBatch evaluation, ${b.examples} examples at ${b.lm_latency_ms} ms LM latency, ${b.concurrency} LM calls in flight: ideal ${b.ideal_s} s; ` +
         (ps ? (ps.error ? `pipeline service: ${ps.error}; ` : `fleet via services/pipeline ${ps.wall_s} s (${ps.vs_ideal}× ideal); `) : "") +
-        (b.fleet ? `fleet via Router fan-out (${b.fleet.workers} workers) ${b.fleet.wall_s} s (${b.fleet.vs_ideal}× ideal); ` : "") +
+        (b.fleet ? `fleet via Client fan-out (${b.fleet.workers} workers) ${b.fleet.wall_s} s (${b.fleet.vs_ideal}× ideal); ` : "") +
         (b.dspy_evaluate ? `dspy.Evaluate(num_threads=${b.concurrency}) ${b.dspy_evaluate.wall_s} s (${b.dspy_evaluate.vs_ideal}× ideal)` : ""),
     );
   }
@@ -616,25 +609,25 @@ async function main(): Promise<void> {
   if (enabled("inprocess")) results.inprocess = await inProcess();
   let nats: EmbeddedNats | undefined;
   let fleet: Fleet | undefined;
-  let router: Router | undefined;
+  let client: Client | undefined;
   try {
     if (["floor", "dspex", "coldstart", "batch"].some((s) => enabled(s as Scenario))) nats = await startNatsServer();
     if (enabled("floor")) results.floor = await floor(nats!, sizes);
     if (enabled("dspex") || enabled("batch")) {
-      if (enabled("dspex")) ({ fleet, router } = await dspexE2e(nats!, results));
+      if (enabled("dspex")) ({ fleet, client } = await dspexE2e(nats!, results));
       else {
         fleet = await startFleet({ natsUrl: nats!.url, workers: { general: Math.max(...WORKER_COUNTS) }, workerEnv: { LITELLM_LOCAL_MODEL_COST_MAP: "true" } });
-        router = await Router.connect({ servers: nats!.url, lm: ECHO });
+        client = await Client.connect({ servers: nats!.url, lm: ECHO });
       }
     }
-    if (enabled("batch")) results.batch = await batch(router, fleet);
-    await router?.close();
-    router = undefined;
+    if (enabled("batch")) results.batch = await batch(client, fleet);
+    await client?.close();
+    client = undefined;
     await fleet?.stop();
     fleet = undefined;
     if (enabled("coldstart")) results.coldstart = await coldStart(nats!);
   } finally {
-    await router?.close();
+    await client?.close();
     await fleet?.stop();
     await nats?.stop();
   }

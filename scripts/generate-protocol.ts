@@ -112,6 +112,8 @@ async function types(schemas: Map<string, Json>): Promise<string> {
     additionalProperties: true,
     declareExternallyReferenced: true,
     unreachableDefinitions: false,
+    // minItems stays a validation rule; as a tuple type it would make every array literal a type error
+    ignoreMinAndMaxItems: true,
     strictIndexSignatures: false,
     format: true,
     style: { printWidth: 120 },

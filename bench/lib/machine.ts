@@ -1,7 +1,7 @@
 /** Facts about the machine a run happened on, reported with every result. */
 import { execFileSync } from "node:child_process";
 import { cpus, loadavg, totalmem } from "node:os";
-import { natsServerBin } from "@dspex/router";
+import { natsServerBin } from "@dspex/embedded";
 import { PYTHON } from "./proc.js";
 
 function run(cmd: string, args: string[]): string {

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { pythonBin } from "@dspex/router";
+import { pythonBin } from "@dspex/embedded";
 import { PROJECT_ROOT } from "./paths.js";
 
 export const PYTHON = pythonBin();

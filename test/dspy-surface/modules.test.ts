@@ -1,32 +1,29 @@
 /**
- * The DSPy modules from TypeScript, end to end: router → NATS JetStream → Python worker running real dspy 3.4.1
+ * The DSPy modules from TypeScript, end to end: client → NATS JetStream → Python worker running real dspy 3.4.1
  * → the LM double over HTTP; ReAct calling tools served from TypeScript back over NATS.
  */
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { DspySurface, type ServedTool } from "@dspex/router";
-import { REQUEST_STREAM, ValidationError, WorkerError } from "@dspex/shared";
+import { type ServedTool } from "@dspex/client";
+import { STREAMS, ValidationError } from "@dspex/protocol";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
   let h: Harness;
-  let dspy: DspySurface;
 
   before(async () => {
     h = await startHarness();
-    dspy = new DspySurface(h.router);
   });
   after(async () => {
-    await dspy?.close();
     await h?.close();
   });
   beforeEach(() => h.lmDouble.control.reset());
 
-  test("Predict and ChainOfThought stay on the router (typed outputs)", async () => {
-    const p = await h.router.predict("question -> answer", { question: "What is 3+4?" });
+  test("Predict and ChainOfThought stay on the client (typed outputs)", async () => {
+    const p = await h.client.predict("question -> answer", { question: "What is 3+4?" });
     assert.equal(p.outputs.answer, "7");
-    const c = await h.router.chainOfThought("question -> answer: int", { question: "What is 6*7?" });
+    const c = await h.client.chainOfThought("question -> answer: int", { question: "What is 6*7?" });
     assert.equal(c.outputs.answer, 42);
     assert.equal(typeof c.outputs.reasoning, "string");
   });
@@ -37,7 +34,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
     const calls: string[] = [];
 
     before(async () => {
-      add = await dspy.tools.serve<{ a: number; b: number }>({
+      add = await h.client.tools.serve<{ a: number; b: number }>({
         name: "add",
         description: "Adds two numbers.",
         parameters: {
@@ -50,7 +47,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
           return a + b;
         },
       });
-      capital = await dspy.tools.serve<{ country: string }>({
+      capital = await h.client.tools.serve<{ country: string }>({
         name: "lookup_capital",
         description: "The capital city of a country.",
         parameters: { type: "object", properties: { country: { type: "string" } }, required: ["country"] },
@@ -90,7 +87,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
           outputs: { next_thought: "First the sum.", next_tool_name: "add", next_tool_args: { a: 2, b: 3 } },
         },
       ]);
-      const r = await dspy.react("question -> answer", { question }, { tools: [add, capital], max_iters: 5 });
+      const r = await h.client.modules.react("question -> answer", { question }, { tools: [add, capital], max_iters: 5 });
       assert.equal(r.outputs.answer, "5, Paris");
       assert.equal(typeof r.outputs.reasoning, "string");
       assert.deepEqual(
@@ -110,14 +107,14 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
     });
 
     test("a tool that throws, times out or is not served is an observation, not a failed request", async () => {
-      const flaky = await dspy.tools.serve({
+      const flaky = await h.client.tools.serve({
         name: "flaky",
         description: "Always fails.",
         handler: () => {
           throw new Error("the database is down");
         },
       });
-      const slow = await dspy.tools.serve({
+      const slow = await h.client.tools.serve({
         name: "slow",
         description: "Answers too late.",
         timeoutMs: 300,
@@ -146,7 +143,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
           outputs: { next_thought: "Try flaky.", next_tool_name: "flaky", next_tool_args: {} },
         },
       ]);
-      const r = await dspy.react("question -> answer", { question: "Fetch the data." }, { tools: [flaky, slow, ghost], max_iters: 6 });
+      const r = await h.client.modules.react("question -> answer", { question: "Fetch the data." }, { tools: [flaky, slow, ghost], max_iters: 6 });
       assert.equal(r.outputs.answer, "no data");
       const [s0, s1, s2] = r.trajectory;
       assert.match(String(s0!.observation), /Execution error in flaky.*the database is down/s);
@@ -169,7 +166,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
           outputs: { next_thought: "Add.", next_tool_name: "add", next_tool_args: { a: "two" } },
         },
       ]);
-      const r = await dspy.react("question -> answer", { question: "Sum things." }, { tools: [add], max_iters: 3 });
+      const r = await h.client.modules.react("question -> answer", { question: "Sum things." }, { tools: [add], max_iters: 3 });
       assert.match(String(r.trajectory[0]!.observation), /Execution error in add/);
     });
   });
@@ -186,7 +183,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
       },
     ]);
     let started = performance.now();
-    const pot = await dspy.programOfThought("question -> answer", { question }, { max_iters: 2 });
+    const pot = await h.client.modules.programOfThought("question -> answer", { question }, { max_iters: 2 });
     t.diagnostic(`ProgramOfThought: ${Math.round(performance.now() - started)} ms`);
     const final = h.lmDouble.requests().at(-1)!.prompt!;
     assert.equal(final.inputs.code_output, "391", "the sandbox ran the generated code");
@@ -194,20 +191,20 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
     assert.equal(typeof pot.outputs.answer, "string");
 
     started = performance.now();
-    const rlm = await dspy.rlm("question -> answer", { question }, { max_iters: 2 });
+    const rlm = await h.client.modules.rlm("question -> answer", { question }, { max_iters: 2 });
     t.diagnostic(`RLM: ${Math.round(performance.now() - started)} ms`);
     assert.equal(rlm.outputs.answer, "391", "SUBMIT() in the sandbox produced the answer");
   });
 
   test("MultiChainComparison compares M chain-of-thought attempts; outputs gain rationale", async () => {
-    const r = await dspy.multiChainComparison("question -> answer", { question: "What is 9-4?" }, { m: 3, temperature: 0.7 });
+    const r = await h.client.modules.multiChainComparison("question -> answer", { question: "What is 9-4?" }, { m: 3, temperature: 0.7 });
     assert.equal(r.outputs.answer, "5");
     assert.equal(typeof r.outputs.rationale, "string");
     assert.equal(r.completions.length, 3);
     assert.ok(r.completions.every((c) => typeof c.reasoning === "string" && c.answer === "5"));
     // Given completions skip the attempts: one LM call.
     const before = h.lmDouble.requests().length;
-    const given = await dspy.multiChainComparison(
+    const given = await h.client.modules.multiChainComparison(
       "question -> answer",
       { question: "What is 9-4?" },
       { m: 2, completions: [{ reasoning: "nine minus four", answer: "5" }, { reasoning: "guess", answer: "6" }] },
@@ -219,13 +216,13 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
   });
 
   test("BestOfN stops at the first attempt meeting the threshold; Refine asks for advice between attempts", async () => {
-    const best = await dspy.bestOfN("question -> answer", { question: "What is 2+2?" }, { n: 3, reward: "one_word", threshold: 1 });
+    const best = await h.client.modules.bestOfN("question -> answer", { question: "What is 2+2?" }, { n: 3, reward: "one_word", threshold: 1 });
     assert.equal(best.outputs.answer, "4");
     assert.deepEqual(best.rewards, [1]);
     assert.equal(best.reward, "one_word");
 
     const seen = h.lmDouble.requests().length;
-    const refined = await dspy.refine(
+    const refined = await h.client.modules.refine(
       "question -> answer",
       { question: "What is 2+2?" },
       { n: 2, reward: "equals", reward_args: { value: "four" }, threshold: 1, module: "chain_of_thought" },
@@ -242,7 +239,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
 
   test("Parallel runs a batch; each item succeeds or fails on its own", async () => {
     h.lmDouble.control.setRules([{ field: "question", match: "broken", reply: "no markers at all", times: 10 }]);
-    const r = await dspy.parallel(
+    const r = await h.client.modules.parallel(
       "question -> answer",
       [{ question: "What is 1+1?" }, { question: "broken" }, { question: "What is 5*5?" }],
       { num_threads: 2 },
@@ -257,7 +254,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
 
   test("majority votes over n completions", async () => {
     const seen = h.lmDouble.requests().length;
-    const r = await dspy.majority("question -> answer", { question: "What is 8/2?" }, { n: 5 });
+    const r = await h.client.modules.majority("question -> answer", { question: "What is 8/2?" }, { n: 5 });
     assert.equal(r.outputs.answer, "4");
     assert.deepEqual(r.votes, [{ value: "4", count: 5 }]);
     assert.equal(r.field, "answer");
@@ -267,15 +264,15 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
   });
 
   test("bad module options are ValidationErrors naming the field, in TypeScript and in the worker", async () => {
-    const jsm = await jetstreamManager(h.router.nc);
-    const seq = (await jsm.streams.info(REQUEST_STREAM)).state.last_seq;
+    const jsm = await jetstreamManager(h.client.nc);
+    const seq = (await jsm.streams.info(STREAMS.requests.name)).state.last_seq;
     const cases: Array<[Promise<unknown>, string]> = [
-      [dspy.bestOfN("question -> answer", { question: "q" }, { n: 0, reward: "one_word" }), "module.n"],
-      [dspy.bestOfN("question -> answer", { question: "q" }, { reward: "" }), "module.reward"],
-      [dspy.majority("question -> answer", { question: "q" }, { n: 2, bogus: 1 } as never), "module.bogus"],
-      [dspy.parallel("question -> answer", [{ question: "q" }, {}]), "batch[1].question"],
-      [dspy.react("question -> answer", { question: "q" }, { tools: [] }), "module.tools"],
-      [dspy.react("question -> answer", { question: "q" }, { tools: ["nope"] }), "module.tools[0]"],
+      [h.client.modules.bestOfN("question -> answer", { question: "q" }, { n: 0, reward: "one_word" }), "module.n"],
+      [h.client.modules.bestOfN("question -> answer", { question: "q" }, { reward: "" }), "module.reward"],
+      [h.client.modules.majority("question -> answer", { question: "q" }, { n: 2, bogus: 1 } as never), "module.bogus"],
+      [h.client.modules.parallel("question -> answer", [{ question: "q" }, {}]), "batch[1].question"],
+      [h.client.modules.react("question -> answer", { question: "q" }, { tools: [] }), "module.tools"],
+      [h.client.modules.react("question -> answer", { question: "q" }, { tools: ["nope"] }), "module.tools[0]"],
     ];
     for (const [call, field] of cases) {
       await assert.rejects(call, (err: unknown) => {
@@ -284,8 +281,9 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
         return true;
       });
     }
-    assert.equal((await jsm.streams.info(REQUEST_STREAM)).state.last_seq, seq, "nothing was published");
-    // Past TypeScript (a hand-made request), the worker names the field the same way.
+    assert.equal((await jsm.streams.info(STREAMS.requests.name)).state.last_seq, seq, "nothing was published");
+    // Through the generic call (a wrong type is caught by the client's schema check, an unknown reward by the
+    // worker): the field is named the same way either side.
     const worker: Array<[Record<string, unknown>, string]> = [
       [{ n: "three", reward: "one_word" }, "module.n"],
       [{ reward: "no_such_reward" }, "module.reward"],
@@ -293,10 +291,10 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
     ];
     for (const [module, field] of worker) {
       await assert.rejects(
-        h.router.call("best_of_n", "question -> answer", { question: "q" }, { envelope: { module } }),
+        h.client.call("best_of_n", "question -> answer", { question: "q" }, { module }),
         (err: unknown) => {
-          assert.equal((err as WorkerError).type, "ValidationError", String(err));
-          assert.equal((err as WorkerError).field, field);
+          assert.ok(err instanceof ValidationError, String(err));
+          assert.equal(err.field, field);
           return true;
         },
       );

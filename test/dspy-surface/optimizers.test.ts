@@ -12,8 +12,8 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DspySurface, type CompileJob, type OptimizerName, type ProgressEvent } from "@dspex/router";
-import { ValidationError, WorkerError } from "@dspex/shared";
+import { type CompileJob, type OptimizerName } from "@dspex/client";
+import { Cancelled, Unsupported, ValidationError, type DspexError, type JobProgress as ProgressEvent } from "@dspex/protocol";
 import type { ScriptRule } from "../lm-double/server.js";
 import { startHarness, type Harness } from "../integration/harness.js";
 
@@ -53,26 +53,23 @@ async function collect(job: CompileJob): Promise<ProgressEvent[]> {
 
 describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () => {
   let h: Harness;
-  let dspy: DspySurface;
   const versions: Array<{ id: string; version: number }> = [];
 
   before(async () => {
     // A short AckWait so the killed worker's job is redelivered within the test; no partition consumers (the
     // optimizer pool's default, spelled out: one job per concurrency-1 worker, docs/dspy-surface.md).
     const pools = { optimizer: { ackWaitMs: OPTIMIZER_ACK_WAIT_MS, partitions: 0 } };
-    h = await startHarness({ fleet: { workers: { general: 1, optimizer: 1 }, pools }, router: { pools } });
-    dspy = new DspySurface(h.router);
+    h = await startHarness({ fleet: { workers: { general: 1, optimizer: 1 }, bus: { pools } }, client: { bus: { pools } } });
   });
   after(async () => {
-    await dspy?.close();
     await h?.close();
   });
   beforeEach(() => h.lmDouble.control.apply({ reset: true, rules: RULES }));
 
   test("BootstrapFewShot: a job id at once, progress events, a new version that scores higher", async (t) => {
-    const { definition, version: v1 } = await h.router.createProgram({ signature: "question -> answer" });
+    const { definition, version: v1 } = await h.client.createProgram({ signature: "question -> answer" });
     const started = performance.now();
-    const job = await dspy.compile({
+    const job = await h.client.compile({
       program: definition.id,
       optimizer: "BootstrapFewShot",
       options: { max_bootstrapped_demos: 2, max_labeled_demos: 2 },
@@ -97,15 +94,16 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
     assert.ok(events.some((e) => e.type === "stage" && e.stage === "compiling"));
     assert.ok(events.some((e) => e.type === "trial" && e.score === 100), "the final evaluation is a trial event");
     assert.deepEqual(events.map((e) => e.seq), events.map((_, i) => i), "ordered, none lost");
-    assert.ok(events.at(-1)!.lm_calls > 0 && events.at(-1)!.metric_calls > 0);
+    assert.ok((events.at(-1)!.lm_calls ?? 0) > 0 && (events.at(-1)!.metric_calls ?? 0) > 0);
 
     const status = await job.status();
     assert.equal(status.status, "succeeded");
-    assert.equal(status.attempts, 1);
+    assert.equal(status.runs, 1);
+    assert.equal(status.kind, "optimize");
     assert.deepEqual(status.result, result);
 
     // The stored version: DSPy state, score and lineage.
-    const { definition: optimized } = await h.router.programs.get(definition.id, result.program.version);
+    const { definition: optimized } = await h.client.programs.get(definition.id, result.program.version);
     const state = optimized.state!.dspy_state as { demos: unknown[]; lm: unknown };
     assert.equal(state.demos.length, 2);
     assert.equal(state.lm, null, "per-predictor LM settings are not stored");
@@ -115,10 +113,10 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
 
     // Measured independently with execute: the latest version answers the held-out questions, version 1 not.
     for (const { question, answer } of valset) {
-      const latest = await h.router.execute(definition.id, { question });
+      const latest = await h.client.execute(definition.id, { question });
       assert.equal(latest.version, result.program.version);
       assert.equal(latest.outputs.answer, answer);
-      const original = await h.router.execute(definition.id, { question }, { version: v1 });
+      const original = await h.client.execute(definition.id, { question }, { version: v1 });
       assert.equal(original.outputs.answer, `answer to: ${question}`);
     }
     versions.push(result.program);
@@ -151,13 +149,13 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
   ];
   for (const [optimizer, options, expected] of runs) {
     test(`${optimizer} runs as a job and stores a version`, async (t) => {
-      const { definition } = await h.router.createProgram({ signature: "question -> answer" });
+      const { definition } = await h.client.createProgram({ signature: "question -> answer" });
       const started = performance.now();
       // LabeledFewShot reads its examples from JSONL (text and a file); the others from arrays.
       const jsonl = optimizer === "LabeledFewShot";
       const file = join(tmpdir(), `dspex-valset-${process.pid}.jsonl`);
       if (jsonl) writeFileSync(file, valset.map((e) => JSON.stringify(e)).join("\n") + "\n");
-      const job = await dspy.compile({
+      const job = await h.client.compile({
         program: definition.id,
         optimizer,
         options,
@@ -174,11 +172,11 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
       assert.equal(events.at(-1)!.type, "done");
       assert.equal(result.baseline_score, 0);
       if (expected !== null) assert.equal(result.score, expected);
-      const stored = await h.router.programs.get(definition.id);
+      const stored = await h.client.programs.get(definition.id);
       assert.equal(stored.version, result.program.version);
       assert.ok(stored.definition.state?.dspy_state, "dump_state() stored");
       if (expected === 100) {
-        const r = await h.router.execute(definition.id, { question: valset[0]!.question });
+        const r = await h.client.execute(definition.id, { question: valset[0]!.question });
         assert.equal(r.outputs.answer, valset[0]!.answer);
       }
       versions.push(result.program);
@@ -186,8 +184,8 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
   }
 
   test("a compile runs with the adapter its `lm.adapter` names", async () => {
-    const { definition } = await h.router.createProgram({ signature: "question -> answer" });
-    const job = await dspy.compile({
+    const { definition } = await h.client.createProgram({ signature: "question -> answer" });
+    const job = await h.client.compile({
       program: definition.id,
       optimizer: "BootstrapFewShot",
       options: { max_bootstrapped_demos: 1, max_labeled_demos: 1 },
@@ -205,8 +203,8 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
     assert.ok(versions.length >= 3, "earlier jobs stored versions");
     const [base, ...rest] = versions;
     const members = [base!, ...rest.slice(0, 2)].map((v) => ({ id: v.id, version: v.version }));
-    const { definition } = await h.router.createProgram({ signature: "question -> answer" });
-    const job = await dspy.compile({
+    const { definition } = await h.client.createProgram({ signature: "question -> answer" });
+    const job = await h.client.compile({
       program: definition.id,
       optimizer: "Ensemble",
       options: { programs: members },
@@ -215,44 +213,43 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
     });
     const result = await job.result();
     assert.equal(result.score, 100);
-    const stored = await h.router.programs.get(definition.id);
+    const stored = await h.client.programs.get(definition.id);
     assert.equal(stored.definition.module, "ensemble");
-    const r = await h.router.execute(definition.id, { question: valset[1]!.question });
+    const r = await h.client.execute(definition.id, { question: valset[1]!.question });
     assert.equal(r.outputs.answer, valset[1]!.answer);
   });
 
   test("BootstrapFinetune on a provider without fine-tuning, and bad options, are typed errors", async () => {
-    const { definition, version } = await h.router.createProgram({ signature: "question -> answer" });
-    const ft = await dspy.compile({ program: definition.id, optimizer: "BootstrapFinetune", trainset, metric: "answer_exact_match" });
+    const { definition, version } = await h.client.createProgram({ signature: "question -> answer" });
+    const ft = await h.client.compile({ program: definition.id, optimizer: "BootstrapFinetune", trainset, metric: "answer_exact_match" });
     await assert.rejects(ft.result(), (err: unknown) => {
-      assert.ok(err instanceof WorkerError, String(err));
-      assert.equal(err.type, "Unsupported");
+      assert.ok(err instanceof Unsupported, String(err));
       assert.match(err.message, /fine-tuning/);
       return true;
     });
     // Checked in TypeScript before anything is stored or published …
     await assert.rejects(
-      dspy.compile({ program: definition.id, optimizer: "COPRO", options: { breadth: 1 }, trainset, metric: "answer_exact_match" }),
+      h.client.compile({ program: definition.id, optimizer: "COPRO", options: { breadth: 1 }, trainset, metric: "answer_exact_match" }),
       (err: unknown) => err instanceof ValidationError && err.field === "compile.options.breadth",
     );
     await assert.rejects(
-      dspy.compile({ program: definition.id, optimizer: "MIPROv2", options: { trials: 3 }, trainset, metric: "answer_exact_match" }),
+      h.client.compile({ program: definition.id, optimizer: "MIPROv2", options: { trials: 3 }, trainset, metric: "answer_exact_match" }),
       (err: unknown) => err instanceof ValidationError && err.field === "compile.options.trials",
     );
     await assert.rejects(
-      dspy.compile({ program: definition.id, optimizer: "BootstrapFewShot", trainset }),
+      h.client.compile({ program: definition.id, optimizer: "BootstrapFewShot", trainset }),
       (err: unknown) => err instanceof ValidationError && err.field === "compile.metric",
     );
     await assert.rejects(
-      dspy.compile({ program: definition.id, optimizer: "LabeledFewShot", trainset: { jsonl: '{"question": "q"}\nnot json' } }),
+      h.client.compile({ program: definition.id, optimizer: "LabeledFewShot", trainset: { jsonl: '{"question": "q"}\nnot json' } }),
       (err: unknown) => err instanceof ValidationError && err.field === "compile.trainset[1]" && /line 2/.test(err.message),
     );
     await assert.rejects(
-      dspy.compile({ program: definition.id, optimizer: "Nope" as OptimizerName, trainset }),
+      h.client.compile({ program: definition.id, optimizer: "Nope" as OptimizerName, trainset }),
       (err: unknown) => err instanceof ValidationError && err.field === "compile.optimizer",
     );
     // … and by the worker for what only it can see.
-    const bad = await dspy.compile({
+    const bad = await h.client.compile({
       program: definition.id,
       optimizer: "SIMBA",
       options: { bsize: 10 },
@@ -260,29 +257,29 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
       metric: "answer_exact_match",
     });
     await assert.rejects(bad.result(), (err: unknown) => {
-      assert.equal((err as WorkerError).type, "ValidationError");
-      assert.equal((err as WorkerError).field, "compile.options.bsize");
+      assert.equal((err as DspexError).type, "ValidationError");
+      assert.equal((err as DspexError).field, "compile.options.bsize");
       return true;
     });
     const failed = await bad.status();
     assert.equal(failed.status, "failed", "a job rejected by the worker is recorded as failed");
     assert.equal(failed.error?.field, "compile.options.bsize");
     assert.equal((await collect(bad)).at(-1)!.type, "failed");
-    const unknownMetric = await dspy.compile({ program: definition.id, optimizer: "BootstrapFewShot", trainset, metric: "no_such_metric" });
-    await assert.rejects(unknownMetric.result(), (err: unknown) => (err as WorkerError).field === "compile.metric");
-    const badRow = await dspy.compile({
+    const unknownMetric = await h.client.compile({ program: definition.id, optimizer: "BootstrapFewShot", trainset, metric: "no_such_metric" });
+    await assert.rejects(unknownMetric.result(), (err: unknown) => (err as DspexError).field === "compile.metric");
+    const badRow = await h.client.compile({
       program: definition.id,
       optimizer: "LabeledFewShot",
       trainset: [{ question: "q", answer: "a" }, { answer: "no question" }],
     });
-    await assert.rejects(badRow.result(), (err: unknown) => (err as WorkerError).field === "compile.trainset[1].question");
-    assert.equal((await h.router.programs.get(definition.id)).version, version, "failed jobs store nothing");
+    await assert.rejects(badRow.result(), (err: unknown) => (err as DspexError).field === "compile.trainset[1].question");
+    assert.equal((await h.client.programs.get(definition.id)).version, version, "failed jobs store nothing");
   });
 
   test("a cancelled compile stops at its next LM call and stores nothing", async (t) => {
     h.lmDouble.control.setLatency(150);
-    const { definition, version } = await h.router.createProgram({ signature: "question -> answer" });
-    const job = await dspy.compile({
+    const { definition, version } = await h.client.createProgram({ signature: "question -> answer" });
+    const job = await h.client.compile({
       program: definition.id,
       optimizer: "BootstrapFewShotWithRandomSearch",
       options: { max_bootstrapped_demos: 2, max_labeled_demos: 2, num_candidate_programs: 8, num_threads: 1 },
@@ -293,32 +290,31 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
     const events: ProgressEvent[] = [];
     for await (const e of job.progress()) {
       events.push(e);
-      if (e.lm_calls >= 3) break;
+      if ((e.lm_calls ?? 0) >= 3) break;
     }
     const cancelAt = performance.now();
     await job.cancel();
     await assert.rejects(job.result(), (err: unknown) => {
-      assert.ok(err instanceof WorkerError, String(err));
-      assert.equal(err.type, "Cancelled");
+      assert.ok(err instanceof Cancelled, String(err));
       return true;
     });
     const stopMs = performance.now() - cancelAt;
-    t.diagnostic(`cancelled after ${events.at(-1)!.lm_calls} LM calls; the job stopped ${Math.round(stopMs)} ms after cancel()`);
+    t.diagnostic(`cancelled after ${events.at(-1)!.lm_calls ?? 0} LM calls; the job stopped ${Math.round(stopMs)} ms after cancel()`);
     assert.ok(stopMs < 5_000);
     const after = await collect(job);
     assert.equal(after.at(-1)!.type, "cancelled");
     assert.equal((await job.status()).status, "cancelled");
-    assert.equal((await h.router.programs.get(definition.id)).version, version, "no new version");
+    assert.equal((await h.client.programs.get(definition.id)).version, version, "no new version");
     // Another process can follow the job by its id.
-    assert.equal((await dspy.job(job.id).status()).status, "cancelled");
-    await assert.rejects(dspy.job(job.id).result(), (err: unknown) => (err as WorkerError).type === "Cancelled");
-    assert.deepEqual(await collect(dspy.job(job.id)), [], "a finished job's progress ends at once");
+    assert.equal((await h.client.optimizer.job(job.id).status()).status, "cancelled");
+    await assert.rejects(h.client.optimizer.job(job.id).result(), (err: unknown) => err instanceof Cancelled);
+    assert.deepEqual(await collect(h.client.optimizer.job(job.id)), [], "a finished job's progress ends at once");
   });
 
   test("a job survives its worker being killed: redelivered after AckWait and re-run from the start", async (t) => {
     h.lmDouble.control.setLatency(100);
-    const { definition } = await h.router.createProgram({ signature: "question -> answer" });
-    const job = await dspy.compile({
+    const { definition } = await h.client.createProgram({ signature: "question -> answer" });
+    const job = await h.client.compile({
       program: definition.id,
       optimizer: "BootstrapFewShotWithRandomSearch",
       options: { max_bootstrapped_demos: 1, max_labeled_demos: 1, num_candidate_programs: 3, num_threads: 1 },
@@ -326,7 +322,7 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
       valset,
       metric: "answer_exact_match",
     });
-    for await (const e of job.progress()) if (e.lm_calls >= 2) break;
+    for await (const e of job.progress()) if ((e.lm_calls ?? 0) >= 2) break;
     const victim = h.fleet.workers.find((w) => w.pool === "optimizer")!;
     const killedAt = performance.now();
     victim.process.kill("SIGKILL");
@@ -337,11 +333,11 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
     assert.equal(result.score, 100);
     const status = await job.status();
     assert.equal(status.status, "succeeded");
-    assert.equal(status.attempts, 2, "re-run once, from the start");
-    assert.notEqual(status.worker, victim.id);
+    assert.equal(status.runs, 2, "re-run once, from the start");
+    assert.notEqual(status.owner, victim.id);
     const events = job.events;
     assert.deepEqual(
-      events.filter((e) => e.type === "started").map((e) => e.attempt),
+      events.filter((e) => e.type === "started").map((e) => e.run),
       [1, 2],
     );
   });

@@ -4,29 +4,26 @@
  */
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { DspySurface, type StreamEvent } from "@dspex/router";
-import { WorkerError } from "@dspex/shared";
+import { type StreamEvent } from "@dspex/client";
+import { LMError, ValidationError } from "@dspex/protocol";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 type Token = Extract<StreamEvent, { type: "token" }>;
 
 describe("streaming", { timeout: 180_000 }, () => {
   let h: Harness;
-  let dspy: DspySurface;
 
   before(async () => {
     h = await startHarness();
-    dspy = new DspySurface(h.router);
   });
   after(async () => {
-    await dspy?.close();
     await h?.close();
   });
   beforeEach(() => h.lmDouble.control.reset());
 
   test("a streamed answer arrives in pieces, with status events, before the typed result", async () => {
     const question = "Tell me about the long quiet river that runs past the old mill";
-    const stream = dspy.stream("predict", "question -> answer", { question });
+    const stream = h.client.stream("predict", "question -> answer", { question });
     let resolvedAt = 0;
     void stream.result.then(() => (resolvedAt = performance.now()));
     const arrivals: number[] = [];
@@ -53,7 +50,7 @@ describe("streaming", { timeout: 180_000 }, () => {
   });
 
   test("chain of thought streams its reasoning and its answer", async () => {
-    const stream = dspy.stream("chain_of_thought", "question -> answer: int", { question: "What is 6*7?" });
+    const stream = h.client.stream("chain_of_thought", "question -> answer: int", { question: "What is 6*7?" });
     for await (const _ of stream) {
       /* drain */
     }
@@ -64,7 +61,7 @@ describe("streaming", { timeout: 180_000 }, () => {
   });
 
   test("a ReAct agent's tool calls show up as status events", async () => {
-    const tool = await dspy.tools.serve<{ city: string }>({
+    const tool = await h.client.tools.serve<{ city: string }>({
       name: "weather",
       description: "Weather in a city.",
       parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
@@ -82,7 +79,7 @@ describe("streaming", { timeout: 180_000 }, () => {
         outputs: { next_thought: "Check.", next_tool_name: "weather", next_tool_args: { city: "Oslo" } },
       },
     ]);
-    const stream = dspy.stream("react", "question -> answer", { question: "Weather in Oslo?" }, { tools: [tool], max_iters: 3 });
+    const stream = h.client.stream("react", "question -> answer", { question: "Weather in Oslo?" }, { tools: [tool], max_iters: 3 });
     for await (const _ of stream) {
       /* drain */
     }
@@ -96,12 +93,12 @@ describe("streaming", { timeout: 180_000 }, () => {
   });
 
   test("a stored program streams; modules whose predictors are copies stream the raw LM text", async () => {
-    const { definition } = await h.router.createProgram({
+    const { definition } = await h.client.createProgram({
       signature: "question -> answer",
       module: "chain_of_thought",
       state: { demos: [{ question: "What is 1+1?", reasoning: "One plus one.", answer: "2" }] },
     });
-    const stored = await dspy.streamProgram(definition.id, { question: "What is 2+5?" });
+    const stored = await h.client.streamProgram(definition.id, { question: "What is 2+5?" });
     for await (const _ of stored) {
       /* drain */
     }
@@ -109,7 +106,7 @@ describe("streaming", { timeout: 180_000 }, () => {
     assert.equal(stored.text("answer"), "7");
     assert.ok(h.lmDouble.requests().at(-1)!.prompt!.messageCount >= 4, "with its demo");
 
-    const best = dspy.stream("best_of_n", "question -> answer", { question: "What is 3+3?" }, { n: 2, reward: "one_word" });
+    const best = h.client.stream("best_of_n", "question -> answer", { question: "What is 3+3?" }, { n: 2, reward: "one_word" });
     for await (const _ of best) {
       /* drain */
     }
@@ -120,21 +117,21 @@ describe("streaming", { timeout: 180_000 }, () => {
   test("an error ends the stream with the typed error", async () => {
     h.lmDouble.control.failAll("http500");
     try {
-      const stream = dspy.stream("predict", "question -> answer", { question: "boom" });
+      const stream = h.client.stream("predict", "question -> answer", { question: "boom" });
       await assert.rejects(
         (async () => {
           for await (const _ of stream) {
             /* drain */
           }
         })(),
-        (err: unknown) => err instanceof WorkerError && err.type === "LMError",
+        (err: unknown) => err instanceof LMError,
       );
     } finally {
       h.lmDouble.control.clearFailure();
     }
     await assert.rejects(
-      h.router.call("majority", "question -> answer", { question: "q" }, { envelope: { stream: { subject: "dspex.stream.x" } } }),
-      (err: unknown) => (err as WorkerError).type === "ValidationError" && (err as WorkerError).field === "stream",
+      h.client.send({ op: "majority", signature: "question -> answer", inputs: { question: "q" }, stream: { subject: "dspex.stream.x" } }),
+      (err: unknown) => err instanceof ValidationError && err.field === "stream",
     );
   });
 });

@@ -1,6 +1,6 @@
 /**
  * The bad-input catalogue (docs/reliability.md): every kind of bad request gets a typed error naming the
- * field and the problem — from the router before anything is published, or as an error reply from the
+ * field and the problem — from the client before anything is published, or as an error reply from the
  * worker for what only a hand-built request can carry — the worker stays up, and what cannot be decoded
  * (including a poison body that breaks decoding in a way no check anticipates) lands in the DLQ with its
  * reason, from where it can be listed, shown and replayed.
@@ -13,16 +13,16 @@ import { promisify } from "node:util";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import {
-  LMError,
-  PayloadTooLargeError,
-  REQUEST_STREAM,
+  LMOutputError,
+  PayloadTooLarge,
+  STREAMS,
   SignatureError,
   ValidationError,
   WorkerError,
   encode,
   type ReplyErr,
-} from "@dspex/shared";
-import { DLQ_STREAM, getDeadLetter, listDeadLetters, replayDeadLetter } from "@dspex/router";
+} from "@dspex/protocol";
+import { getDeadLetter, listDeadLetters, replayDeadLetter } from "@dspex/dlq";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { DeadLetters, handRequest, requestBody } from "./helpers.js";
 
@@ -42,20 +42,20 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
   let workerPid: number | undefined;
 
   before(async () => {
-    h = await startHarness({ router: { dlq: { onDeadLetter: dead.onDeadLetter } } });
-    jsm = await jetstreamManager(h.router.nc);
+    h = await startHarness({ fleet: { dlq: { onDeadLetter: dead.onDeadLetter } } });
+    jsm = await jetstreamManager(h.client.nc);
     workerPid = h.fleet.workers[0]?.process.pid;
   });
   after(async () => {
     await h?.close();
   });
 
-  const lastSeq = async () => (await jsm.streams.info(REQUEST_STREAM)).state.last_seq;
+  const lastSeq = async () => (await jsm.streams.info(STREAMS.requests.name)).state.last_seq;
 
-  test("router side: unknown pool, bad signature, bad inputs, oversized payload — typed, nothing published", async () => {
+  test("client side: unknown pool, bad signature, bad inputs, oversized payload — typed, nothing published", async () => {
     const before = await lastSeq();
     await assert.rejects(
-      h.router.predict("question -> answer", { question: "q" }, { pool: "nosuchpool" as never }),
+      h.client.predict("question -> answer", { question: "q" }, { pool: "nosuchpool" as never }),
       (err: unknown) => {
         assert.ok(err instanceof ValidationError, String(err));
         assert.equal(err.field, "pool");
@@ -63,10 +63,10 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
         return true;
       },
     );
-    await assert.rejects(h.router.predict("question -> answer: string", { question: "q" }), (err: unknown) => {
+    await assert.rejects(h.client.predict("question -> answer: string", { question: "q" }), (err: unknown) => {
       assert.ok(err instanceof SignatureError);
       assert.equal(err.field, "answer");
-      assert.equal(err.position, 20);
+      assert.equal(err.details?.position, 20);
       assert.match(err.message, /unknown type 'string'.*did you mean str/s);
       return true;
     });
@@ -77,15 +77,15 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
       [{ question: "q", n: "x" }, "n", /expected int, got string "x"/],
     ];
     for (const [inputs, field, message] of cases) {
-      await assert.rejects(h.router.predict(sig, inputs), (err: unknown) => {
+      await assert.rejects(h.client.predict(sig, inputs), (err: unknown) => {
         assert.ok(err instanceof ValidationError, String(err));
         assert.equal(err.field, field);
         assert.match(err.message, message);
         return true;
       });
     }
-    await assert.rejects(h.router.predict("question -> answer", { question: "x".repeat(2 * 1024 * 1024) }), (err: unknown) => {
-      assert.ok(err instanceof PayloadTooLargeError, String(err));
+    await assert.rejects(h.client.predict("question -> answer", { question: "x".repeat(2 * 1024 * 1024) }), (err: unknown) => {
+      assert.ok(err instanceof PayloadTooLarge, String(err));
       assert.equal(err.type, "PayloadTooLarge");
       assert.equal(err.field, "inputs");
       assert.equal(err.details?.limit, 1024 * 1024);
@@ -99,23 +99,23 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
     const h2 = natsHeaders();
     h2.set("Nats-Msg-Id", "nosuchpool-1");
     await assert.rejects(
-      jetstream(h.router.nc).publish("dspex.req.nosuchpool.any", encode(requestBody()), { headers: h2, timeout: 2_000 }),
+      jetstream(h.client.nc).publish("dspex.req.nosuchpool.any", encode(requestBody()), { headers: h2, timeout: 2_000 }),
       (err: unknown) => {
         assert.match(String((err as Error).name), /JetStreamNotEnabled|NoResponders|RequestError/);
         return true;
       },
     );
     // A plain (core) publish is dropped by the server: no stream captures the subject.
-    h.router.nc.publish("dspex.req.nosuchpool.any", encode(requestBody()));
-    await h.router.nc.flush();
+    h.client.nc.publish("dspex.req.nosuchpool.any", encode(requestBody()));
+    await h.client.nc.flush();
     assert.equal(await lastSeq(), before);
-    const subjects = (await jsm.streams.info(REQUEST_STREAM)).config.subjects;
+    const subjects = (await jsm.streams.info(STREAMS.requests.name)).config.subjects;
     assert.deepEqual(subjects, ["dspex.req.general.>", "dspex.req.optimizer.>", "dspex.req.gpu.>"]);
   });
 
   test("undecodable msgpack: DecodeError reply (field body), then dead-lettered with the reason and the body", async () => {
     const garbage = new Uint8Array([0xc1, 0x00, 0xff]);
-    const r = await handRequest(h.router.nc, { body: garbage });
+    const r = await handRequest(h.client.nc, { body: garbage });
     const error = errorOf(await r.reply);
     assert.equal(error.type, "DecodeError");
     assert.equal(error.field, "body");
@@ -133,11 +133,11 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
     assert.equal(entry.requestId, r.id);
     assert.equal(entry.subject, "dspex.dlq.general");
     assert.equal(entry.headers["Dspex-Dlq-By"]?.startsWith("general-"), true, "the worker made the copy");
-    assert.equal(await jsm.streams.getMessage(REQUEST_STREAM, { seq: r.ack.seq }), null, "gone from the work queue");
+    assert.equal(await jsm.streams.getMessage(STREAMS.requests.name, { seq: r.ack.seq }), null, "gone from the work queue");
   });
 
   test("wrong envelope version: VersionError (field v), dead-lettered", async () => {
-    const r = await handRequest(h.router.nc, { body: requestBody({ v: 2 }) });
+    const r = await handRequest(h.client.nc, { body: requestBody({ v: 2 }) });
     const error = errorOf(await r.reply);
     assert.equal(error.type, "VersionError");
     assert.equal(error.field, "v");
@@ -168,7 +168,7 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
       ],
       [requestBody({ lm: { model: "openai/x", api_base: "http://127.0.0.1:9", bogus: 1 } }), "LMConfigError", "lm.bogus", /unknown LM option\(s\): bogus/],
     ];
-    const replies = await Promise.all(cases.map(([body]) => handRequest(h.router.nc, { body }).then((r) => r.reply)));
+    const replies = await Promise.all(cases.map(([body]) => handRequest(h.client.nc, { body }).then((r) => r.reply)));
     cases.forEach(([, type, field, message], i) => {
       const error = errorOf(replies[i]);
       assert.equal(error.type, type, JSON.stringify(error));
@@ -178,25 +178,26 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
     assert.equal(dead.events.length, 2, "only the two undecodable requests were dead-lettered so far");
   });
 
-  test("invalid LM configuration through the router: LMConfigError naming lm.model", async () => {
+  test("an LM map that breaks the contract: ValidationError naming lm.model, nothing published", async () => {
+    const before = await lastSeq();
     await assert.rejects(
-      h.router.predict("question -> answer", { question: "q" }, { lm: { model: "gpt-4o-mini" } }),
+      h.client.predict("question -> answer", { question: "q" }, { lm: { model: "gpt-4o-mini" } }),
       (err: unknown) => {
-        assert.ok(err instanceof LMError, String(err));
-        assert.equal(err.type, "LMConfigError");
+        assert.ok(err instanceof ValidationError, String(err));
         assert.equal(err.field, "lm.model");
-        assert.match(err.message, /'<provider>\/<model>'/);
+        assert.match(err.message, /`lm.model` must match pattern/);
         return true;
       },
     );
+    assert.equal(await lastSeq(), before);
   });
 
   test("LM output DSPy cannot parse: LMOutputError, not retried", async () => {
     const seen = h.lmDouble.requests().length;
     h.lmDouble.control.failAll("malformed");
     try {
-      await assert.rejects(h.router.predict("question -> answer: int", { question: "q" }), (err: unknown) => {
-        assert.ok(err instanceof LMError);
+      await assert.rejects(h.client.predict("question -> answer: int", { question: "q" }), (err: unknown) => {
+        assert.ok(err instanceof LMOutputError);
         assert.equal(err.type, "LMOutputError");
         assert.equal(err.retryable, false);
         return true;
@@ -213,7 +214,7 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
       { field: "question", match: "huge", reply: "[[ ## answer ## ]]\n99999999999999999999999999\n\n[[ ## completed ## ]]" },
     ]);
     try {
-      await assert.rejects(h.router.predict("question -> answer: int", { question: "huge" }), (err: unknown) => {
+      await assert.rejects(h.client.predict("question -> answer: int", { question: "huge" }), (err: unknown) => {
         assert.ok(err instanceof WorkerError, String(err));
         assert.equal(err.type, "WorkerError");
         assert.equal(err.field, "outputs");
@@ -227,7 +228,7 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
 
   test("poison: a body that breaks decoding in a new way is a DecodeError, dead-lettered; the worker carries on", async () => {
     // Valid msgpack, every check passes, but timeout_ms is +Infinity: int() of it raises OverflowError.
-    const r = await handRequest(h.router.nc, { body: requestBody({ timeout_ms: Number.POSITIVE_INFINITY }) });
+    const r = await handRequest(h.client.nc, { body: requestBody({ timeout_ms: Number.POSITIVE_INFINITY }) });
     const error = errorOf(await r.reply);
     assert.equal(error.type, "DecodeError");
     assert.equal(error.field, "body");
@@ -238,11 +239,11 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
 
   test("no reply subject: terminated and dead-lettered; replayed from the DLQ it is answered", async () => {
     const body = requestBody({ inputs: { question: "What is 3+4?" }, lm: h.lm });
-    const r = await handRequest(h.router.nc, { body, replyTo: null });
+    const r = await handRequest(h.client.nc, { body, replyTo: null });
     const event = await dead.forSeq(r.ack.seq);
     assert.equal(event.kind, "terminated");
     assert.match(event.reason, /^no Dspex-Reply-To header/);
-    const replay = await replayDeadLetter(h.router.nc, event.dlqSeq, { waitMs: 30_000 });
+    const replay = await replayDeadLetter(h.client.nc, event.dlqSeq, { waitMs: 30_000 });
     assert.equal(replay.subject, "dspex.req.general.any");
     assert.match(replay.id, new RegExp(`^${r.id}#replay-[0-9a-f]{8}$`));
     assert.ok(replay.reply?.ok, JSON.stringify(replay));
@@ -272,11 +273,11 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
     const [result] = JSON.parse(replayed.stdout) as Array<{ reply?: { ok: boolean; outputs?: unknown } }>;
     assert.equal(result?.reply?.ok, true);
     assert.deepEqual(result?.reply?.outputs, { answer: "7" });
-    assert.equal((await jsm.streams.info(DLQ_STREAM)).state.messages, 4, "replay keeps the dead letter");
+    assert.equal((await jsm.streams.info(STREAMS.deadLetters.name)).state.messages, 4, "replay keeps the dead letter");
   });
 
   test("after all of it the same worker process is up and answers", async () => {
-    const ok = await h.router.predict("question -> answer", { question: "What is 2+2?" });
+    const ok = await h.client.predict("question -> answer", { question: "What is 2+2?" });
     assert.equal(ok.outputs.answer, "4");
     assert.equal(h.fleet.workers.length, 1);
     assert.equal(h.fleet.workers[0]?.process.pid, workerPid, "never restarted");

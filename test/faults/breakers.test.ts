@@ -9,8 +9,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { CircuitOpenError, LMError, NoWorkersError, REQUEST_STREAM, ValidationError } from "@dspex/shared";
-import { breakerStates, lmKey } from "@dspex/router";
+import { CircuitOpenError, LMError, LMOutputError, NoWorkersError, STREAMS, ValidationError } from "@dspex/protocol";
+import { lmKey } from "@dspex/client";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 describe("circuit breakers and retries", { timeout: 120_000 }, () => {
@@ -20,18 +20,16 @@ describe("circuit breakers and retries", { timeout: 120_000 }, () => {
 
   before(async () => {
     h = await startHarness({
-      router: {
-        resilience: {
-          breakers: {
-            all: { volumeThreshold: 4, errorThresholdPercentage: 50, rollingWindowMs: 10_000, rollingBuckets: 10 },
-            lm: { resetTimeoutMs: 1_500 },
-            pool: { resetTimeoutMs: 60_000 },
-          },
-          retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 },
+      client: {
+        breakers: {
+          all: { volumeThreshold: 4, errorThresholdPercentage: 50, rollingWindowMs: 10_000, rollingBuckets: 10 },
+          lm: { resetTimeoutMs: 1_500 },
+          pool: { resetTimeoutMs: 60_000 },
         },
+        retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 },
       },
     });
-    jsm = await jetstreamManager(h.router.nc);
+    jsm = await jetstreamManager(h.client.nc);
     lmName = `lm:${lmKey(h.lm)}`;
   });
   after(async () => {
@@ -39,46 +37,46 @@ describe("circuit breakers and retries", { timeout: 120_000 }, () => {
   });
 
   const ask = (question: string, extra: Record<string, unknown> = {}) =>
-    h.router.predict("question -> answer", { question }, { retry: false, ...extra });
-  const lastSeq = async () => (await jsm.streams.info(REQUEST_STREAM).then((i) => i.state.last_seq));
+    h.client.predict("question -> answer", { question }, { retry: false, ...extra });
+  const lastSeq = async () => (await jsm.streams.info(STREAMS.requests.name).then((i) => i.state.last_seq));
 
   test("a retryable error reply is retried as new attempts <id>#2, <id>#3 until it succeeds", async () => {
     const published: string[] = [];
-    const spy = h.router.nc.subscribe("dspex.req.general.any", {
-      callback: (_e, m) => published.push(m.headers?.get("Nats-Msg-Id") ?? "?"),
+    const spy = h.client.nc.subscribe("dspex.req.general.any", {
+      callback: (_e, m) => void published.push(m.headers?.get("Nats-Msg-Id") ?? "?"),
     });
     const seen = h.lmDouble.requests().length;
-    const retries = h.router.resilience.counts.retries;
+    const retries = h.client.counts.retries;
     h.lmDouble.control.failNext("http500", 2);
-    const result = await h.router.predict("question -> answer", { question: "What is 5+5?" });
+    const result = await h.client.predict("question -> answer", { question: "What is 5+5?" });
     spy.unsubscribe();
     assert.equal(result.outputs.answer, "10");
     assert.equal(h.lmDouble.requests().length - seen, 3, "three LM calls: two failed, one answered");
     assert.deepEqual(published, [result.id, `${result.id}#2`, `${result.id}#3`]);
-    assert.equal(h.router.resilience.counts.retries - retries, 2);
+    assert.equal(h.client.counts.retries - retries, 2);
   });
 
   test("errors that say nothing about the provider's health do not count", async () => {
-    const before = h.router.resilience.breakers.find(lmName)!.snapshot();
+    const before = h.client.breakers.find(lmName)!.snapshot();
     for (let i = 0; i < 6; i++) {
-      await assert.rejects(h.router.predict("question -> answer", {}), ValidationError);
+      await assert.rejects(h.client.predict("question -> answer", {}), ValidationError);
     }
     h.lmDouble.control.failAll("malformed");
     try {
       for (let i = 0; i < 5; i++) {
-        await assert.rejects(ask(`unparseable ${i}`), (err: unknown) => err instanceof LMError && err.type === "LMOutputError");
+        await assert.rejects(ask(`unparseable ${i}`), (err: unknown) => err instanceof LMOutputError);
       }
     } finally {
       h.lmDouble.control.clearFailure();
     }
-    const lm = h.router.resilience.breakers.find(lmName)!.snapshot();
+    const lm = h.client.breakers.find(lmName)!.snapshot();
     assert.equal(lm.state, "closed");
     assert.equal(lm.window.failures, before.window.failures, "no failure recorded");
     assert.equal(lm.window.calls - before.window.calls, 5, "validation errors are not recorded; LMOutputError is the LM answering");
   });
 
   test("LM provider failing: the breaker opens, calls fail fast without reaching the bus or the LM, a probe closes it", async () => {
-    const breakers = h.router.resilience.breakers;
+    const breakers = h.client.breakers;
     const opened = breakers.waitFor(lmName, "open", 30_000);
     h.lmDouble.control.failAll("http500");
     let failures = 0;
@@ -112,7 +110,7 @@ describe("circuit breakers and retries", { timeout: 120_000 }, () => {
       }
       assert.equal(h.lmDouble.requests().length, lmSeen, "the LM saw no request while the breaker was open");
       assert.equal(await lastSeq(), seq, "nothing was published while the breaker was open");
-      assert.equal(breakerStates().find((b) => b.name === lmName)?.state, "open", "breakerStates() for dspex status");
+      assert.equal(h.client.breakers.states().find((b) => b.name === lmName)?.state, "open", "the states a router reports to dspex status");
 
       // An open breaker falls back to a native implementation when the call has one.
       const native = await ask("What is 1+1?", {
@@ -149,7 +147,7 @@ describe("circuit breakers and retries", { timeout: 120_000 }, () => {
   });
 
   test("a pool with no workers opens its pool breaker; then calls fail fast with CircuitOpenError", async () => {
-    const breakers = h.router.resilience.breakers;
+    const breakers = h.client.breakers;
     const opened = breakers.waitFor("pool:optimizer", "open", 30_000);
     for (let i = 0; i < 4; i++) {
       await assert.rejects(ask("q", { pool: "optimizer" }), NoWorkersError);

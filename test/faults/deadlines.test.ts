@@ -5,14 +5,14 @@
  *  - a redelivery that arrives while the first delivery still runs on the same worker joins it (one LM call);
  *  - the deadline travels in Dspex-Deadline: work whose deadline passed before it started, or while it ran,
  *    is answered DeadlineExceeded;
- *  - a worker slowed past the caller's deadline: the caller gets TimeoutError, the late reply is dropped.
+ *  - a worker slowed past the caller's deadline: the caller gets DeadlineExceeded, the late reply is dropped.
  */
 process.env.DSPEX_GENERAL_ACK_WAIT_MS = "2000";
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { REQUEST_STREAM, TimeoutError, type ReplyErr } from "@dspex/shared";
+import { STREAMS, DeadlineExceeded, type ReplyErr } from "@dspex/protocol";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { handRequest, requestBody, until } from "./helpers.js";
 
@@ -26,10 +26,10 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
     await h?.close();
   });
 
-  const consumer = async () => (await jetstreamManager(h.router.nc)).consumers.info(REQUEST_STREAM, "general");
+  const consumer = async () => (await jetstreamManager(h.client.nc)).consumers.info(STREAMS.requests.name, "general");
   const workerStatus = async () => {
     const w = h.fleet.workers[0]!;
-    const reply = await h.router.nc.request(`dspex.worker.${w.id}.status`, undefined, { timeout: 2_000 });
+    const reply = await h.client.nc.request(`dspex.worker.${w.id}.status`, undefined, { timeout: 2_000 });
     return reply.json<{ reliability: { redelivered: number; memory: { hits: number; joined: number } } }>();
   };
 
@@ -45,7 +45,7 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
     try {
       const seen = h.lmDouble.requests().length;
       const redelivered = (await consumer()).num_redelivered;
-      const result = await h.router.predict("question -> answer", { question: "What is 6+1?" }, { timeoutMs: 20_000 });
+      const result = await h.client.predict("question -> answer", { question: "What is 6+1?" }, { timeoutMs: 20_000 });
       assert.equal(result.outputs.answer, "7");
       assert.ok(result.timings.exec_ms >= 5_000, `exec ${result.timings.exec_ms} ms`);
       assert.equal(h.lmDouble.requests().length - seen, 1, "exactly one LM call");
@@ -58,11 +58,11 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
   test("a redelivery that arrives while the request still runs on the same worker joins it, not rerun", async () => {
     const worker = h.fleet.workers[0]!;
     const before = await workerStatus();
-    const dropped = { ...h.router.resilience.replies.dropped };
+    const dropped = { ...h.client.snapshot().droppedReplies };
     const seen = h.lmDouble.requests().length;
     h.lmDouble.control.setLatency(6_000);
     try {
-      const call = h.router.predict("question -> answer", { question: "What is 8+1?" }, { timeoutMs: 30_000 });
+      const call = h.client.predict("question -> answer", { question: "What is 8+1?" }, { timeoutMs: 30_000 });
       await h.lmDouble.waitForRequests(seen + 1);
       // Freeze the worker past AckWait: no in-progress acks, so JetStream redelivers the request (when the
       // worker pulls again: nothing is observable before that, hence a plain wait of AckWait + 1 s).
@@ -76,8 +76,8 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
       assert.equal(afterStatus.reliability.memory.joined - before.reliability.memory.joined, 1, "joined the running one");
       assert.equal(afterStatus.reliability.memory.hits - before.reliability.memory.hits, 1, "answered from memory");
       assert.equal(h.lmDouble.requests().length - seen, 1, "the LM was called once");
-      // Both deliveries answered (the second from memory): the router surfaced one, dropped the other.
-      await until(() => h.router.resilience.replies.dropped.duplicate === dropped.duplicate + 1, 10_000);
+      // Both deliveries answered (the second from memory): the client surfaced one, dropped the other.
+      await until(() => h.client.snapshot().droppedReplies.duplicate === dropped.duplicate + 1, 10_000);
     } finally {
       worker.process.kill("SIGCONT");
       h.lmDouble.control.setLatency(0);
@@ -86,7 +86,7 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
 
   test("a deadline that passed before the work started: DeadlineExceeded, the LM is not called", async () => {
     const seen = h.lmDouble.requests().length;
-    const r = await handRequest(h.router.nc, { body: requestBody({ lm: h.lm }), deadline: Date.now() - 1_000 });
+    const r = await handRequest(h.client.nc, { body: requestBody({ lm: h.lm }), deadline: Date.now() - 1_000 });
     const reply = (await r.reply) as ReplyErr;
     assert.equal(reply.ok, false);
     assert.equal(reply.error.type, "DeadlineExceeded");
@@ -99,7 +99,7 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
     h.lmDouble.control.setLatency(10_000);
     try {
       const t0 = Date.now();
-      const r = await handRequest(h.router.nc, { body: requestBody({ lm: h.lm }), deadline: t0 + 1_500 });
+      const r = await handRequest(h.client.nc, { body: requestBody({ lm: h.lm }), deadline: t0 + 1_500 });
       const reply = (await r.reply) as ReplyErr;
       const elapsed = Date.now() - t0;
       assert.equal(reply.error.type, "DeadlineExceeded");
@@ -110,30 +110,30 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
     }
   });
 
-  test("a worker slowed past the caller's deadline: TimeoutError, and its late reply is dropped", async () => {
+  test("a worker slowed past the caller's deadline: DeadlineExceeded, and its late reply is dropped", async () => {
     const worker = h.fleet.workers[0]!;
-    const dropped = { ...h.router.resilience.replies.dropped };
+    const dropped = { ...h.client.snapshot().droppedReplies };
     const seen = h.lmDouble.requests().length;
     h.lmDouble.control.failAll("hang");
     try {
-      const call = h.router.predict("question -> answer", { question: "slow" }, { timeoutMs: 800, retry: false });
+      const call = h.client.predict("question -> answer", { question: "slow" }, { timeoutMs: 800, retry: false });
       await h.lmDouble.waitForRequests(seen + 1);
       worker.process.kill("SIGSTOP"); // the worker can do nothing until after the deadline
       await assert.rejects(call, (err: unknown) => {
-        assert.ok(err instanceof TimeoutError, String(err));
+        assert.ok(err instanceof DeadlineExceeded, String(err));
         assert.match(err.message, /^no reply within 8\d\d ms/);
-        assert.notEqual(err.details?.source, "worker", "the router's own timeout");
+        assert.notEqual(err.details?.source, "worker", "the client's own timeout");
         return true;
       });
       worker.process.kill("SIGCONT");
-      // The worker wakes up past the deadline and answers DeadlineExceeded: the router drops it as late.
-      await until(() => h.router.resilience.replies.dropped.late === dropped.late + 1, 10_000);
-      assert.equal(h.router.resilience.replies.dropped.duplicate, dropped.duplicate);
+      // The worker wakes up past the deadline and answers DeadlineExceeded: the client drops it as late.
+      await until(() => h.client.snapshot().droppedReplies.late === dropped.late + 1, 10_000);
+      assert.equal(h.client.snapshot().droppedReplies.duplicate, dropped.duplicate);
     } finally {
       worker.process.kill("SIGCONT");
       h.lmDouble.control.clearFailure();
     }
-    const ok = await h.router.predict("question -> answer", { question: "What is 2+2?" });
+    const ok = await h.client.predict("question -> answer", { question: "What is 2+2?" });
     assert.equal(ok.outputs.answer, "4");
   });
 });

@@ -1,13 +1,13 @@
 /**
  * Shared pieces of the fault tests (docs/reliability.md): requests built and published by hand (so a test
- * can send what the router never would), dead-letter events, and small waits on events, never on sleeps.
+ * can send what the client never would), dead-letter events, and small waits on events, never on sleeps.
  */
 import { randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type PubAck } from "@nats-io/jetstream";
-import { decode, encode, type ReplyEnvelope } from "@dspex/shared";
-import type { DeadLetterEvent } from "@dspex/router";
+import { decode, encode, type ReplyEnvelope } from "@dspex/protocol";
+import type { DeadLetterEvent } from "@dspex/dlq";
 
 export const QA_SIGNATURE = {
   inputs: [{ name: "question", type: { kind: "str" } }],
@@ -81,7 +81,7 @@ export async function handRequest(
   return { id, ack, reply };
 }
 
-/** Collects dead-letter events (pass `collector.onDeadLetter` as the router's `dlq.onDeadLetter`). */
+/** Collects dead-letter events (pass `collector.onDeadLetter` as the client's `dlq.onDeadLetter`). */
 export class DeadLetters extends EventEmitter {
   readonly events: DeadLetterEvent[] = [];
   readonly onDeadLetter = (event: DeadLetterEvent): void => {

@@ -1,15 +1,15 @@
 /**
  * nats-server stopped and restarted (same port, same file store) in the middle of a run of 500 requests
  * (docs/reliability.md). Every request is answered exactly once with its own answer; none is lost: the
- * router re-publishes a publish that got no PubAck (same Nats-Msg-Id, stored once), waits for the reconnect
- * instead of failing, workers re-send replies until the router confirms them, and redelivered requests are
+ * client re-publishes a publish that got no PubAck (same Nats-Msg-Id, stored once), waits for the reconnect
+ * instead of failing, workers re-send replies until the client confirms them, and redelivered requests are
  * answered without surfacing twice.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { REQUEST_STREAM } from "@dspex/shared";
+import { STREAMS } from "@dspex/protocol";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { until } from "./helpers.js";
 
@@ -23,7 +23,7 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
   let h: Harness;
 
   before(async () => {
-    h = await startHarness({ fleet: { workers: { general: 2 }, pools: POOLS }, router: { pools: POOLS } });
+    h = await startHarness({ fleet: { workers: { general: 2 }, bus: { pools: POOLS } }, client: { bus: { pools: POOLS } } });
   });
   after(async () => {
     await h?.close();
@@ -39,7 +39,7 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
       while (next < TOTAL) {
         const i = next++;
         try {
-          const r = await h.router.predict("question -> answer", { question: `What is ${i}+1?` }, { timeoutMs: 90_000 });
+          const r = await h.client.predict("question -> answer", { question: `What is ${i}+1?` }, { timeoutMs: 90_000 });
           const list = answers.get(i) ?? [];
           list.push(String(r.outputs.answer));
           answers.set(i, list);
@@ -72,16 +72,16 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
       assert.deepEqual(answers.get(i), [String(i + 1)], `request ${i} answered once, with its own answer`);
     }
     // Acks sent just before the server went down are lost: those requests come back after AckWait and are
-    // answered from the workers' reply memory (the router drops the repeat). Then nothing is left.
-    const jsm = await jetstreamManager(h.router.nc);
-    const left = (await jsm.streams.info(REQUEST_STREAM)).state.messages;
-    await until(async () => (await jsm.streams.info(REQUEST_STREAM)).state.messages === 0, 30_000, 250);
+    // answered from the workers' reply memory (the client drops the repeat). Then nothing is left.
+    const jsm = await jetstreamManager(h.client.nc);
+    const left = (await jsm.streams.info(STREAMS.requests.name)).state.messages;
+    await until(async () => (await jsm.streams.info(STREAMS.requests.name)).state.messages === 0, 30_000, 250);
     const lmCalls = h.lmDouble.requests().length;
-    const dropped = h.router.resilience.replies.dropped;
+    const dropped = h.client.snapshot().droppedReplies;
     process.stderr.write(
       `# restart: ${inFlightAtRestart} in flight at the restart, outage ${outageMs} ms, run ${totalMs} ms, ` +
         `${left} unacked after the run, LM calls ${lmCalls} (${lmCalls - TOTAL} reruns), ` +
-        `re-published ${h.router.resilience.counts.republished}, dropped replies ${JSON.stringify(dropped)}\n`,
+        `re-published ${h.client.snapshot().republished}, dropped replies ${JSON.stringify(dropped)}\n`,
     );
     assert.ok(lmCalls >= TOTAL);
     assert.equal(dropped.unknown, 0);
@@ -90,21 +90,21 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
   test("a publish that gets no PubAck is re-sent with the same Nats-Msg-Id and stored once", async () => {
     const server = h.fleet.nats!.process;
     const ids: string[] = [];
-    const spy = h.router.nc.subscribe("dspex.req.general.any", {
-      callback: (_e, m) => ids.push(m.headers?.get("Nats-Msg-Id") ?? "?"),
+    const spy = h.client.nc.subscribe("dspex.req.general.any", {
+      callback: (_e, m) => void ids.push(m.headers?.get("Nats-Msg-Id") ?? "?"),
     });
-    await h.router.nc.flush();
+    await h.client.nc.flush();
     const seen = h.lmDouble.requests().length;
-    const republished = h.router.resilience.counts.republished;
+    const republished = h.client.snapshot().republished;
     server.kill("SIGSTOP"); // the server takes the publish but answers nothing: no PubAck
     try {
-      const call = h.router.predict("question -> answer", { question: "What is 9+9?" }, { timeoutMs: 30_000 });
+      const call = h.client.predict("question -> answer", { question: "What is 9+9?" }, { timeoutMs: 30_000 });
       // One try waits 5 s for its PubAck; then the same message is published again.
-      await until(() => h.router.resilience.counts.republished > republished, 15_000);
+      await until(() => h.client.snapshot().republished > republished, 15_000);
       server.kill("SIGCONT");
       const result = await call;
       assert.equal(result.outputs.answer, "18");
-      await h.router.nc.flush();
+      await h.client.nc.flush();
       // Every copy that reached the server carried the same id (the first may be lost if the stalled
       // connection was dropped; that is what the re-publish is for).
       assert.ok(ids.length >= 1 && ids.every((id) => id === result.id), `published with one id: ${JSON.stringify(ids)}`);

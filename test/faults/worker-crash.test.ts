@@ -7,8 +7,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { REQUEST_STREAM, WorkerError, decode, type PoolSettings } from "@dspex/shared";
-import { getDeadLetter, type WorkerProcess } from "@dspex/router";
+import { STREAMS, WorkerError, decode } from "@dspex/protocol";
+import type { PoolSettings } from "@dspex/bus";
+import { getDeadLetter } from "@dspex/dlq";
+import type { WorkerProcess } from "@dspex/embedded";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { DeadLetters, until } from "./helpers.js";
 
@@ -20,8 +22,8 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
 
   before(async () => {
     h = await startHarness({
-      fleet: { workers: { general: 2 }, pools: POOLS },
-      router: { pools: POOLS, dlq: { onDeadLetter: dead.onDeadLetter } },
+      fleet: { workers: { general: 2 }, bus: { pools: POOLS }, dlq: { onDeadLetter: dead.onDeadLetter } },
+      client: { bus: { pools: POOLS } },
     });
   });
   after(async () => {
@@ -33,7 +35,7 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
     for (let i = 0; i < 100; i++) {
       for (const w of [...h.fleet.workers]) {
         try {
-          const reply = await h.router.nc.request(`dspex.worker.${w.id}.status`, undefined, { timeout: 1_000 });
+          const reply = await h.client.nc.request(`dspex.worker.${w.id}.status`, undefined, { timeout: 1_000 });
           if (reply.json<{ inflight: number }>().inflight > 0) return w;
         } catch {
           // starting or gone
@@ -53,10 +55,10 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
 
   test("kill -9 mid-request: redelivered to another worker, the caller gets exactly one answer", async () => {
     const seen = h.lmDouble.requests().length;
-    const dropped = { ...h.router.resilience.replies.dropped };
+    const dropped = { ...h.client.snapshot().droppedReplies };
     h.lmDouble.control.setLatency(3_000);
     try {
-      const call = h.router.predict("question -> answer", { question: "What is 7*6?" }, { timeoutMs: 30_000 });
+      const call = h.client.predict("question -> answer", { question: "What is 7*6?" }, { timeoutMs: 30_000 });
       await h.lmDouble.waitForRequests(seen + 1);
       const killed = await killBusy();
       const result = await call;
@@ -64,19 +66,19 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
       assert.notEqual(result.worker, killed, "answered by another worker");
       const asked = h.lmDouble.requests().slice(seen).map((r) => r.prompt?.inputs.question);
       assert.deepEqual(asked, ["What is 7*6?", "What is 7*6?"], "run once per delivery: the killed one never replied");
-      assert.deepEqual(h.router.resilience.replies.dropped, dropped, "no second reply reached the router");
+      assert.deepEqual(h.client.snapshot().droppedReplies, dropped, "no second reply reached the client");
     } finally {
       h.lmDouble.control.setLatency(0);
     }
   });
 
   test("a request that crashes every worker that takes it: MaxDeliver, dead-lettered, its caller told at once", async () => {
-    const jsm = await jetstreamManager(h.router.nc);
+    const jsm = await jetstreamManager(h.client.nc);
     const seen = h.lmDouble.requests().length;
     h.lmDouble.control.failAll("hang");
     const t0 = Date.now();
     try {
-      const call = h.router.predict("question -> answer", { question: "poison" }, { timeoutMs: 60_000 });
+      const call = h.client.predict("question -> answer", { question: "poison" }, { timeoutMs: 60_000 });
       call.catch(() => {});
       await h.lmDouble.waitForRequests(seen + 1, { timeoutMs: 30_000 });
       await killBusy(); // delivery 1
@@ -102,7 +104,7 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
       const body = decode(entry.body) as { id: string; inputs: { question: string } };
       assert.equal(body.inputs.question, "poison");
       assert.equal(entry.requestId, body.id);
-      assert.equal(await jsm.streams.getMessage(REQUEST_STREAM, { seq: event.originalSeq }), null, "deleted from the work queue");
+      assert.equal(await jsm.streams.getMessage(STREAMS.requests.name, { seq: event.originalSeq }), null, "deleted from the work queue");
       assert.equal(h.lmDouble.requests().length - seen, 2, "never run a third time");
     } finally {
       h.lmDouble.control.clearFailure();
@@ -110,7 +112,7 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
     // The supervisor replaced the killed workers; the pool serves again.
     await until(() => h.fleet.workers.length >= 2, 30_000);
     await Promise.all(h.fleet.workers.map((w) => w.ready));
-    const ok = await h.router.predict("question -> answer", { question: "What is 1+2?" }, { timeoutMs: 60_000 });
+    const ok = await h.client.predict("question -> answer", { question: "What is 1+2?" }, { timeoutMs: 60_000 });
     assert.equal(ok.outputs.answer, "3");
   });
 });

@@ -1,5 +1,5 @@
 /**
- * The foundation path end to end: TypeScript router → msgpack on JetStream → Python worker running real
+ * The foundation path end to end: TypeScript client → msgpack on JetStream → Python worker running real
  * dspy → LM double over HTTP → reply → validated outputs in TypeScript.
  */
 import { after, before, describe, test } from "node:test";
@@ -10,12 +10,13 @@ import { promisify } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
 import {
   LMError,
+  LMOutputError,
   NoWorkersError,
-  REQUEST_STREAM,
-  TimeoutError,
+  STREAMS,
+  DeadlineExceeded,
   ValidationError,
   SignatureError,
-} from "@dspex/shared";
+} from "@dspex/protocol";
 import { startHarness, type Harness } from "./harness.js";
 
 const run = promisify(execFile);
@@ -32,7 +33,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
   });
 
   test("a multi-input, multi-output signature returns typed outputs from a real dspy.Predict", async () => {
-    const result = await h.router.predict("context: list[str], question: str -> answer: str, confidence: float", {
+    const result = await h.client.predict<{ answer: string; confidence: number }>("context: list[str], question: str -> answer: str, confidence: float", {
       context: ["Two plus three makes five."],
       question: "What is 2+3?",
     });
@@ -49,7 +50,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
   });
 
   test("chain of thought adds reasoning", async () => {
-    const result = await h.router.chainOfThought("question -> answer: int", { question: "What is 6*7?" });
+    const result = await h.client.chainOfThought("question -> answer: int", { question: "What is 6*7?" });
     assert.equal(result.outputs.answer, 42);
     assert.equal(typeof result.outputs.reasoning, "string");
     assert.ok(result.outputs.reasoning.length > 0);
@@ -59,7 +60,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
 
   test("a Literal and a list output parse into their types", async () => {
     const labels = ["positive", "negative", "neutral"];
-    const result = await h.router.predict(
+    const result = await h.client.predict(
       "review -> sentiment: Literal['positive', 'negative', 'neutral'], keywords: list[str]",
       { review: "Great battery, poor screen." },
     );
@@ -69,44 +70,43 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
   });
 
   test("bad inputs and bad signatures are rejected before anything is published", async () => {
-    const jsm = await jetstreamManager(h.router.nc);
-    const before = (await jsm.streams.info(REQUEST_STREAM)).state.last_seq;
-    await assert.rejects(h.router.predict("question -> answer", {}), (err: unknown) => {
+    const jsm = await jetstreamManager(h.client.nc);
+    const before = (await jsm.streams.info(STREAMS.requests.name)).state.last_seq;
+    await assert.rejects(h.client.predict("question -> answer", {}), (err: unknown) => {
       assert.ok(err instanceof ValidationError);
       assert.match(err.message, /question/);
       return true;
     });
-    await assert.rejects(h.router.predict("question -> answer", { question: "q", extra: 1 }), ValidationError);
-    await assert.rejects(h.router.predict("n: int -> answer", { n: "not a number" }), ValidationError);
-    await assert.rejects(h.router.predict("question -> answer: string", { question: "q" }), (err: unknown) => {
+    await assert.rejects(h.client.predict("question -> answer", { question: "q", extra: 1 }), ValidationError);
+    await assert.rejects(h.client.predict("n: int -> answer", { n: "not a number" }), ValidationError);
+    await assert.rejects(h.client.predict("question -> answer: string", { question: "q" }), (err: unknown) => {
       assert.ok(err instanceof SignatureError);
       assert.match(err.message, /str/);
       return true;
     });
-    const afterSeq = (await jsm.streams.info(REQUEST_STREAM)).state.last_seq;
+    const afterSeq = (await jsm.streams.info(STREAMS.requests.name)).state.last_seq;
     assert.equal(afterSeq, before, "nothing was published");
   });
 
   test("an LM failure surfaces as a typed, retryable LMError", async () => {
     h.lmDouble.control.failNext("http500", 1);
-    // retry: false — the router would otherwise retry a retryable error reply (docs/reliability.md).
-    await assert.rejects(h.router.predict("question -> answer", { question: "boom?" }, { retry: false }), (err: unknown) => {
+    // retry: false — the client would otherwise retry a retryable error reply (docs/reliability.md).
+    await assert.rejects(h.client.predict("question -> answer", { question: "boom?" }, { retry: false }), (err: unknown) => {
       assert.ok(err instanceof LMError, `got ${String(err)}`);
       assert.equal(err.type, "LMError");
       assert.equal(err.retryable, true);
       return true;
     });
     // The worker survived and answers the next call.
-    const ok = await h.router.predict("question -> answer", { question: "What is 1+1?" });
+    const ok = await h.client.predict("question -> answer", { question: "What is 1+1?" });
     assert.equal(ok.outputs.answer, "2");
   });
 
   test("LM output DSPy cannot parse surfaces as LMOutputError", async () => {
     h.lmDouble.control.failAll("malformed");
     try {
-      await assert.rejects(h.router.predict("question -> answer: int", { question: "q" }), (err: unknown) => {
-        assert.ok(err instanceof LMError);
-        assert.equal(err.type, "LMOutputError");
+      await assert.rejects(h.client.predict("question -> answer: int", { question: "q" }), (err: unknown) => {
+        assert.ok(err instanceof LMOutputError);
         assert.equal(err.retryable, false);
         return true;
       });
@@ -119,7 +119,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
     h.lmDouble.control.failAll("hang");
     const seen = h.lmDouble.requests().length;
     const calls = Array.from({ length: 6 }, (_, i) =>
-      h.router.predict("question -> answer", { question: `hang ${i}` }, { timeoutMs: 4_000 }),
+      h.client.predict("question -> answer", { question: `hang ${i}` }, { timeoutMs: 4_000 }),
     );
     try {
       // Resolves only if all six are at the LM at the same time: none of them can finish while it hangs.
@@ -127,18 +127,18 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
       assert.equal(new Set(h.lmDouble.requests().slice(seen).map((r) => r.prompt?.inputs.question)).size, 6);
       for (const result of await Promise.allSettled(calls)) {
         assert.equal(result.status, "rejected");
-        assert.ok(result.reason instanceof TimeoutError, String(result.reason));
+        assert.ok(result.reason instanceof DeadlineExceeded, String(result.reason));
       }
     } finally {
       h.lmDouble.control.clearFailure();
     }
-    const ok = await h.router.predict("question -> answer", { question: "What is 2+2?" });
+    const ok = await h.client.predict("question -> answer", { question: "What is 2+2?" });
     assert.equal(ok.outputs.answer, "4");
   });
 
   test("a pool with no live workers fails fast with NoWorkersError", async () => {
     await assert.rejects(
-      h.router.predict("question -> answer", { question: "q" }, { pool: "optimizer" }),
+      h.client.predict("question -> answer", { question: "q" }, { pool: "optimizer" }),
       NoWorkersError,
     );
   });
@@ -154,7 +154,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
       stream: string;
       reply: { v: number; id: string; ok: boolean; outputs: { answer: number; tags: string[] }; worker: string };
     };
-    assert.equal(stream, REQUEST_STREAM);
+    assert.equal(stream, STREAMS.requests.name);
     assert.equal(reply.v, 1);
     assert.equal(reply.id, request_id);
     assert.equal(reply.ok, true);

@@ -1,37 +1,38 @@
 /**
  * Shared set-up for integration tests: a real nats-server with JetStream, real Python worker processes
- * importing real dspy, the router, and the LM double (a deterministic OpenAI-compatible test server — the
+ * importing real dspy, the client, and the LM double (a deterministic OpenAI-compatible test server — the
  * one thing tests fake, at the HTTP boundary).
  */
-import { Router, startFleet, type Fleet, type FleetOptions, type RouterOptions } from "@dspex/router";
-import type { LMConfigWire } from "@dspex/shared";
+import { Client, type ClientOptions } from "@dspex/client";
+import { startFleet, type Fleet, type FleetOptions } from "@dspex/embedded";
+import type { LMConfig } from "@dspex/protocol";
 import { startLmDouble, type LmDouble } from "../lm-double/server.js";
 
 export interface Harness {
   fleet: Fleet;
-  router: Router;
+  client: Client;
   lmDouble: LmDouble;
   /** LM config pointing dspy.LM at the double (litellm's retries off so failures surface at once). */
-  lm: LMConfigWire;
+  lm: LMConfig;
   close(): Promise<void>;
 }
 
 export async function startHarness(
-  options: { fleet?: FleetOptions; router?: RouterOptions } = {},
+  options: { fleet?: FleetOptions; client?: ClientOptions } = {},
 ): Promise<Harness> {
   const lmDouble = await startLmDouble();
-  const lm: LMConfigWire = { model: "openai/test-model", api_base: lmDouble.url, num_retries: 0 };
+  const lm: LMConfig = { model: "openai/test-model", api_base: lmDouble.url, num_retries: 0 };
   let fleet: Fleet | undefined;
   try {
     fleet = await startFleet({ workers: { general: 1 }, ...options.fleet });
-    const router = await Router.connect({ servers: fleet.natsUrl, lm, ...options.router });
+    const client = await Client.connect({ servers: fleet.natsUrl, lm, ...options.client });
     return {
       fleet,
-      router,
+      client,
       lmDouble,
       lm,
       async close() {
-        await router.close();
+        await client.close();
         await fleet!.stop();
         await lmDouble.close();
       },

@@ -7,8 +7,10 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Router, type Fleet, type WorkerProcess } from "@dspex/router";
-import { SessionAffinityError } from "@dspex/shared";
+import { Client } from "@dspex/client";
+import type { Fleet, WorkerProcess } from "@dspex/embedded";
+import { AffinityError } from "@dspex/protocol";
+import { startRouter } from "@dspex/router";
 import { startLmDouble, type LmDouble } from "../lm-double/server.js";
 import { startHarness, type Harness } from "./harness.js";
 
@@ -93,7 +95,7 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
       while (next < total) {
         const i = next++;
         const session = sessions[i % sessions.length]!;
-        const r = await h.router.predict("question -> answer", { question: `What is ${i}+1?` }, { session });
+        const r = await h.client.predict("question -> answer", { question: `What is ${i}+1?` }, { session });
         assert.equal(r.outputs.answer, String(i + 1));
         const m = served.get(session) ?? new Map<string, number>();
         m.set(r.worker, (m.get(r.worker) ?? 0) + 1);
@@ -113,12 +115,12 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
   test("after kill -9 of a session's worker, its next request runs on another worker with the same program state", async () => {
     const session = "kill-session";
     const demo = { question: "What is the capital of Atlantis?", answer: "Poseidonia" };
-    const { definition } = await h.router.createProgram({
+    const { definition } = await h.client.createProgram({
       signature: "question -> answer",
       state: { demos: [demo] },
       session,
     });
-    const first = await h.router.execute(definition.id, { question: "What is 2+2?" });
+    const first = await h.client.execute(definition.id, { question: "What is 2+2?" });
     assert.equal(first.outputs.answer, "4");
     const firstPrompt = h.lmDouble.requests().at(-1)!.prompt!;
     assert.ok(firstPrompt.messageCount >= 4, `the demo reaches the LM (${firstPrompt.messageCount} messages)`);
@@ -127,7 +129,7 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
     const restarted = new Promise((resolve) => h.fleet.supervisor.once("ready", resolve));
     victim.process.kill("SIGKILL");
     await victim.exited;
-    const second = await h.router.execute(definition.id, { question: "What is 3+3?" }, { timeoutMs: 60_000 });
+    const second = await h.client.execute(definition.id, { question: "What is 3+3?" }, { timeoutMs: 60_000 });
     assert.equal(second.outputs.answer, "6");
     assert.notEqual(second.worker, first.worker);
     assert.equal(second.version, first.version);
@@ -137,21 +139,21 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
 
   test("strict affinity fails fast when the session's worker is gone", async () => {
     const session = "strict-session";
-    const first = await h.router.predict("question -> answer", { question: "What is 5+5?" }, { session, affinity: "strict" });
-    const again = await h.router.predict("question -> answer", { question: "What is 5+6?" }, { session, affinity: "strict" });
+    const first = await h.client.predict("question -> answer", { question: "What is 5+5?" }, { session, affinity: "strict" });
+    const again = await h.client.predict("question -> answer", { question: "What is 5+6?" }, { session, affinity: "strict" });
     assert.equal(again.worker, first.worker);
     const victim = h.fleet.workers.find((w) => w.id === first.worker)!;
     victim.process.kill("SIGKILL");
     await victim.exited;
-    await h.router.discovery.refresh();
+    await h.client.discovery.refresh();
     await assert.rejects(
-      h.router.predict("question -> answer", { question: "q" }, { session, affinity: "strict", timeoutMs: 60_000 }),
-      SessionAffinityError,
+      h.client.predict("question -> answer", { question: "q" }, { session, affinity: "strict", timeoutMs: 60_000 }),
+      AffinityError,
     );
   });
 
   test("a hung optimizer request does not delay general predictions", async () => {
-    const hung = h.router.predict(
+    const hung = h.client.predict(
       "question -> answer",
       { question: "optimize forever" },
       { pool: "optimizer", lm: { model: "openai/slow", api_base: slowLm.url, num_retries: 0 }, timeoutMs: 120_000 },
@@ -163,7 +165,7 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
     );
     await slowLm.waitForRequests(1, { timeoutMs: 30_000 });
     for (let i = 0; i < 10; i++) {
-      const r = await h.router.predict("question -> answer", { question: `What is ${i}+${i}?` });
+      const r = await h.client.predict("question -> answer", { question: `What is ${i}+${i}?` });
       assert.equal(r.outputs.answer, String(2 * i));
     }
     assert.equal(settled, false, "the optimizer request is still running while general predictions completed");
@@ -171,28 +173,44 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
     await assert.rejects(hung);
   });
 
-  test("dspex status shows the pools and workers", async () => {
-    const { stdout } = await run(
-      process.execPath,
-      ["--conditions=development", "--import", "tsx", join(ROOT, "services/cli/src/cli.ts"), "status", "--json"],
-      { env: { ...process.env, NATS_URL: h.fleet.natsUrl }, cwd: ROOT, timeout: 60_000 },
-    );
-    const status = JSON.parse(stdout) as { pools: Array<{ pool: string; workers: Array<{ worker: string; uptime_s: number }> }> };
-    assert.deepEqual(status.pools.map((p) => p.pool), ["general", "optimizer", "gpu"]);
-    const general = status.pools.find((p) => p.pool === "general")!;
-    const live = h.fleet.workers.filter((w) => w.pool === "general").map((w) => w.id).sort();
-    assert.deepEqual(general.workers.map((w) => w.worker).sort(), live);
-    assert.ok(general.workers.every((w) => w.uptime_s >= 0));
-    assert.equal(status.pools.find((p) => p.pool === "optimizer")!.workers.length, 1);
-    const routers = (status as unknown as { routers: Array<{ breakers: Array<{ name: string; state: string }> }> }).routers;
-    assert.ok(routers.length >= 1, "the test's router answers with its breakers");
-    assert.ok(routers.some((r) => r.breakers.some((b) => b.state === "closed")), JSON.stringify(routers));
+  test("dspex status shows the bus, pools and workers without a router, and a router's breakers when one runs", async () => {
+    const status = async () => {
+      const { stdout } = await run(
+        process.execPath,
+        ["--conditions=development", "--import", "tsx", join(ROOT, "services/cli/src/cli.ts"), "status", "--json"],
+        { env: { ...process.env, NATS_URL: h.fleet.natsUrl }, cwd: ROOT, timeout: 60_000 },
+      );
+      return JSON.parse(stdout) as {
+        pools: Array<{ pool: string; workers: Array<{ worker: string; uptime_s: number }> }>;
+        routers: Array<{ breakers: Array<{ name: string; state: string }> }>;
+        bus: { missing: string[]; streams: Array<{ name: string; replicas: number }> };
+      };
+    };
+    const withoutRouter = await status();
+    assert.deepEqual(withoutRouter.routers, [], "no router runs: status works without one");
+    assert.deepEqual(withoutRouter.bus.missing, []);
+    assert.ok(withoutRouter.bus.streams.some((s) => s.name === "DSPEX_REQ" && s.replicas === 1));
+    const router = await startRouter({ port: 0, client: { servers: h.fleet.natsUrl, lm: h.lm } });
+    try {
+      await router.client.predict("question -> answer", { question: "What is 1+2?" });
+      const st = await status();
+      assert.deepEqual(st.pools.map((p) => p.pool), ["general", "optimizer", "gpu"]);
+      const general = st.pools.find((p) => p.pool === "general")!;
+      const live = h.fleet.workers.filter((w) => w.pool === "general").map((w) => w.id).sort();
+      assert.deepEqual(general.workers.map((w) => w.worker).sort(), live);
+      assert.ok(general.workers.every((w) => w.uptime_s >= 0));
+      assert.equal(st.pools.find((p) => p.pool === "optimizer")!.workers.length, 1);
+      assert.equal(st.routers.length, 1, "the running router answers with its breakers");
+      assert.ok(st.routers[0]!.breakers.some((b) => b.name === "pool:general" && b.state === "closed"), JSON.stringify(st.routers));
+    } finally {
+      await router.stop();
+    }
   });
 });
 
 describe("recycling", { timeout: 180_000 }, () => {
   test("a worker is recycled after N requests with no request lost", async (t) => {
-    const h = await startHarness({ fleet: { workers: { general: 2 }, pools: { general: { maxRequests: 25 } } } });
+    const h = await startHarness({ fleet: { workers: { general: 2 }, bus: { pools: { general: { maxRequests: 25 } } } } });
     try {
       const recycled: string[] = [];
       const twoRecycled = new Promise<void>((resolve) =>
@@ -201,7 +219,7 @@ describe("recycling", { timeout: 180_000 }, () => {
           if (recycled.length === 2) resolve();
         }),
       );
-      const ask = (i: number) => h.router.predict("question -> answer", { question: `What is ${i}+2?` }, { timeoutMs: 90_000 });
+      const ask = (i: number) => h.client.predict("question -> answer", { question: `What is ${i}+2?` }, { timeoutMs: 90_000 });
       // Both workers pass their limit; requests keep flowing while replacements start and the old ones drain.
       const first = await Promise.all(Array.from({ length: 60 }, (_, i) => ask(i)));
       const during = Array.from({ length: 60 }, (_, i) => ask(60 + i));

@@ -1,18 +1,18 @@
-/** The router's HTTP service (what the Kubernetes Deployment runs): API, health and readiness. */
+/** The router service (what the Kubernetes Deployment runs): HTTP API, health and readiness. */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { HEALTH_PATHS } from "@dspex/shared";
-import { startServer } from "../../services/router/src/server.js";
+import { HEALTH_PATHS } from "@dspex/observability";
+import { startRouter } from "@dspex/router";
 import { startHarness, type Harness } from "./harness.js";
 
-describe("router HTTP service", { timeout: 120_000 }, () => {
+describe("router service HTTP API", { timeout: 120_000 }, () => {
   let h: Harness;
-  let service: Awaited<ReturnType<typeof startServer>>;
+  let service: Awaited<ReturnType<typeof startRouter>>;
   let base: string;
 
   before(async () => {
     h = await startHarness();
-    service = await startServer({ port: 0, natsUrl: h.fleet.natsUrl, lm: h.lm });
+    service = await startRouter({ port: 0, client: { servers: h.fleet.natsUrl, lm: h.lm } });
     base = `http://127.0.0.1:${service.port}`;
   });
   after(async () => {

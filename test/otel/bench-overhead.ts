@@ -8,7 +8,7 @@
  * to receiver.py with the default batching. Prints one JSON line: end-to-end latency, the worker's exec_ms, and
  * end-to-end minus JetStream queue wait (which isolates what the two sides add from how soon a pull arrives).
  */
-import { initTelemetry, type Telemetry } from "@dspex/shared";
+import { initTelemetry, type Telemetry } from "@dspex/observability";
 import { startHarness } from "../integration/harness.js";
 import { startReceiver } from "./receiver.js";
 
@@ -40,7 +40,7 @@ const run = async (count: number) => {
   const withoutQueue: number[] = [];
   for (let i = 0; i < count; i++) {
     const started = performance.now();
-    const r = await h.router.predict("question -> answer: int", { question: `What is ${i}+1?` });
+    const r = await h.client.predict("question -> answer: int", { question: `What is ${i}+1?` });
     const ms = performance.now() - started;
     total.push(ms);
     exec.push(r.timings.exec_ms);

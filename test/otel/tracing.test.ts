@@ -10,7 +10,9 @@ import { execFile } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { LMError, initTelemetry, type Telemetry } from "@dspex/shared";
+import { LMError } from "@dspex/protocol";
+import { initTelemetry, type Telemetry } from "@dspex/observability";
+import { startRouter, type RouterService } from "@dspex/router";
 import { startHarness, type Harness } from "../integration/harness.js";
 import {
   PYTHON,
@@ -30,6 +32,7 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
   let receiver: Receiver;
   let telemetry: Telemetry;
   let h: Harness;
+  let router: RouterService;
 
   before(async () => {
     receiver = await startReceiver();
@@ -46,17 +49,20 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
         },
       },
     });
+    // the router service reports the consumers' lag (the client itself runs nothing in the background)
+    router = await startRouter({ port: 0, client: { servers: h.fleet.natsUrl } });
   });
   after(async () => {
+    await router?.stop();
     await h?.close();
     await telemetry?.shutdown();
     await receiver?.close();
   });
 
-  /** The router's call span and producer span of request `id`, once exported. */
+  /** The client's call span and producer span of request `id`, once exported. */
   async function routerSpans(id: string, op = "dspex.predict"): Promise<{ call: FlatSpan; send: FlatSpan }> {
     await telemetry.forceFlush();
-    return waitFor(`router spans of ${id}`, async () => {
+    return waitFor(`client spans of ${id}`, async () => {
       const spans = await receiver.spans();
       const call = spans.find((s) => s.name === op && s.attributes["dspex.request.id"] === id);
       const send = spans.find((s) => s.kind === "PRODUCER" && s.attributes["messaging.message.id"] === id);
@@ -66,13 +72,13 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
 
   test("one trace id from the call span through the PRODUCER and CONSUMER spans to the LM span", async () => {
     const id = randomUUID();
-    const result = await h.router.predict("question -> answer: int", { question: "What is 2+3?" }, { requestId: id });
+    const result = await h.client.predict("question -> answer: int", { question: "What is 2+3?" }, { requestId: id });
     assert.equal(result.outputs.answer, 5);
     const { call, send } = await routerSpans(id);
     const spans = await waitForTrace(receiver, call.traceId, (s) => s.some((x) => x.name === "chat test-model"));
 
     // TypeScript side (OTLP/JSON).
-    assert.equal(call.service, "dspex-router");
+    assert.equal(call.service, "dspex-client");
     assert.equal(call.kind, "INTERNAL");
     assert.equal(call.encoding, "json");
     assert.equal(call.attributes["dspex.operation"], "predict");
@@ -128,7 +134,7 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
 
   test("chain of thought nests dspy.ChainOfThought → dspy.Predict → chat", async () => {
     const id = randomUUID();
-    await h.router.chainOfThought("question -> answer: int", { question: "What is 6*7?" }, { requestId: id });
+    await h.client.chainOfThought("question -> answer: int", { question: "What is 6*7?" }, { requestId: id });
     const { call } = await routerSpans(id, "dspex.chain_of_thought");
     const spans = await waitForTrace(receiver, call.traceId, (s) => s.some((x) => x.name === "chat test-model"));
     const process = one(spans, (s) => s.kind === "CONSUMER", "CONSUMER span");
@@ -145,8 +151,8 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
   test("an LM failure marks the call, CONSUMER, module and LM spans as errors, and logs carry the trace id", async () => {
     const id = randomUUID();
     h.lmDouble.control.failNext("http500", 1);
-    // retry: false — the router would otherwise retry the retryable LMError (docs/reliability.md).
-    const failing = h.router.predict("question -> answer", { question: "fail?" }, { requestId: id, retry: false });
+    // retry: false — the client would otherwise retry the retryable LMError (docs/reliability.md).
+    const failing = h.client.predict("question -> answer", { question: "fail?" }, { requestId: id, retry: false });
     await assert.rejects(failing, LMError);
     const { call, send } = await routerSpans(id);
     const spans = await waitForTrace(receiver, call.traceId, (s) => s.some((x) => x.name === "chat test-model"));
@@ -204,12 +210,12 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
     assert.match(process.traceState, /vendor=dspex-test/);
     const lm = one(spans, (s) => s.name === "chat test-model", "LM span");
     assert.ok(descendsFrom(spans, lm, process));
-    assert.ok(spans.every((s) => s.service === "dspex-worker"), "no router span: the router was not involved");
+    assert.ok(spans.every((s) => s.service === "dspex-worker"), "no client span: the client was not involved");
   });
 
   test("metrics arrive from both sides", async () => {
     const points = await waitFor(
-      "router and worker metrics",
+      "client and worker metrics",
       async () => {
         await telemetry.forceFlush();
         const all = await receiver.metrics();
@@ -233,7 +239,7 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
     const latest = (name: string, filter: (p: FlatPoint) => boolean = () => true) =>
       points.filter((p) => p.name === name && filter(p)).at(-1)!;
     const client = latest("dspex.client.request.duration", (p) => p.attributes["dspex.outcome"] === "ok");
-    assert.equal(client.service, "dspex-router");
+    assert.equal(client.service, "dspex-client");
     assert.equal(client.unit, "s");
     assert.equal(client.encoding, "json");
     assert.equal(client.type, "histogram");

@@ -32,8 +32,8 @@ import {
   pythonRound,
   TABLES_SOURCE,
   type AnswerExample,
-} from "../../services/shared/src/metrics/index.js";
-import * as charsets from "../../services/shared/src/metrics/charsets.js";
+} from "../../services/native/src/metrics/index.js";
+import * as charsets from "../../services/native/src/metrics/charsets.js";
 
 const root = join(import.meta.dirname, "../..");
 const python = join(root, ".venv/bin/python");

@@ -17,15 +17,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { SignatureError } from "../../services/shared/src/errors.js";
-import {
-  checkSignature,
-  compileSignature,
-  parseSignature,
-  signature,
-  t,
-} from "../../services/shared/src/signature/index.js";
-import type { SignatureWire, TypeExpr } from "../../services/shared/src/wire/envelope.js";
+import { SignatureError, type SignatureWire, type TypeExpr } from "@dspex/protocol";
+import { checkSignature, compileSignature, parseSignature, signature, t } from "@dspex/native";
 
 const root = join(import.meta.dirname, "../..");
 const python = join(root, ".venv/bin/python");
@@ -243,7 +236,7 @@ const WIRES: unknown[] = [
   { inputs: [q], outputs: [{ name: "b", type: { kind: "optional", inner: { kind: "int" } }, constraints: { ge: 0 } }] },
 ];
 
-/** Input validation: the router's pre-publish check must agree with the worker's validate_inputs. */
+/** Input validation: the client's pre-publish check must agree with the worker's validate_inputs. */
 const INPUT_SIG = parseSignature(
   "context: list[str], question, k: int, weight: float, strict: bool, mode: Literal['fast', 'slow'], " +
     "filters: dict[str, int], ids: dict[int, str], hint: Optional[str], limit: Optional[int], extra: Any -> answer",
@@ -398,8 +391,9 @@ INVALID.forEach((text, k) => {
     assert.equal(dspy.ok, false, `DSPy accepted it: ${JSON.stringify(dspy)}`);
     const ours = tryParse(text);
     assert.ok(ours instanceof SignatureError, `TypeScript accepted it: ${JSON.stringify(ours)}`);
-    assert.equal(typeof ours.position, "number");
-    assert.ok(ours.position! >= 0 && ours.position! <= text.length, `position ${ours.position} out of range`);
+    const position = ours.details?.position as number;
+    assert.equal(typeof position, "number");
+    assert.ok(position >= 0 && position <= text.length, `position ${position} out of range`);
   });
 });
 

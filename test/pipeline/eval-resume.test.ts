@@ -10,8 +10,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { REQUEST_STREAM } from "@dspex/shared";
-import { PipelineClient, RESULTS_STREAM, RESULTS_PREFIX, progressSubject, type ProgressEvent } from "@dspex/pipeline";
+import { STREAMS, evalResultSubject, jobProgressSubject } from "@dspex/protocol";
+import { PipelineClient, type ProgressEvent } from "@dspex/pipeline";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 const ROOT = join(import.meta.dirname, "../..");
@@ -79,7 +79,7 @@ function startService(natsUrl: string): Promise<ServiceProcess> {
 function progressFeed(nc: NatsConnection, job: () => string | undefined) {
   const waiters: Array<{ pred: (e: ProgressEvent) => boolean; resolve: (e: ProgressEvent) => void }> = [];
   let last: ProgressEvent | undefined;
-  const sub = nc.subscribe(progressSubject("*"), {
+  const sub = nc.subscribe(jobProgressSubject("*"), {
     callback: (_err, msg) => {
       const e = JSON.parse(new TextDecoder().decode(msg.data)) as ProgressEvent;
       if (e.job !== job()) return;
@@ -143,25 +143,25 @@ describe("evaluation job survives a worker kill and a pipeline service kill + re
     const examples = Array.from({ length: TOTAL }, (_, i) => ({ question: `question ${i}`, answer: "yes" }));
     job = await client.submit(
       // A short per-call deadline: workers stop retrying replies to the killed service's inbox sooner.
-      { name: "resume-test", program: { signature: "question -> answer", lm: h.lm, timeoutMs: 10_000 }, metrics: ["exact_match"], concurrency: 24 },
+      { name: "resume-test", program: { signature: "question -> answer", lm: h.lm, timeout_ms: 10_000 }, metrics: ["exact_match"], concurrency: 24 },
       examples,
     );
     assert.match(job, /^ev-/);
 
     // 1. SIGKILL one worker mid-run.
-    const atWorkerKill = await feed.until((e) => e.done >= 150, "150 examples done");
+    const atWorkerKill = await feed.until((e) => (e.done ?? 0) >= 150, "150 examples done");
     const victim = h.fleet.workers[0]!;
     victim.process.kill("SIGKILL");
     await victim.exited;
 
     // 2. SIGKILL the pipeline service mid-run.
-    const atServiceKill = await feed.until((e) => e.done >= 450, "450 examples done");
+    const atServiceKill = await feed.until((e) => (e.done ?? 0) >= 450, "450 examples done");
     service.child.kill("SIGKILL");
     await service.exited;
-    assert.ok(atWorkerKill.done < TOTAL && atServiceKill.done < TOTAL, "both kills happened mid-run");
+    assert.ok((atWorkerKill.done ?? 0) < TOTAL && (atServiceKill.done ?? 0) < TOTAL, "both kills happened mid-run");
     const storedAtKill = (await client.results(job)).size;
     assert.ok(storedAtKill >= 450 && storedAtKill < TOTAL, `stored at kill: ${storedAtKill}`);
-    const requestsAtKill = (await jsm.streams.info(REQUEST_STREAM)).state.last_seq;
+    const requestsAtKill = (await jsm.streams.info(STREAMS.requests.name)).state.last_seq;
     const recordAtKill = await client.record(job);
     assert.equal(recordAtKill?.status, "running");
 
@@ -169,12 +169,12 @@ describe("evaluation job survives a worker kill and a pipeline service kill + re
     service = await startService(h.fleet.natsUrl);
     services.push(service);
     const final = await feed.until((e) => e.status !== "running", "the job to finish", 120_000);
-    assert.equal(final.status, "completed", JSON.stringify(final));
+    assert.equal(final.status, "succeeded", JSON.stringify(final));
     const record = await client.wait(job, { timeoutMs: 30_000 });
     const wallS = (performance.now() - t0) / 1000;
 
     // Exactly one stored result per example: 1,000 subjects, one message each, indices 0..999.
-    const info = await jsm.streams.info(RESULTS_STREAM, { subjects_filter: `${RESULTS_PREFIX}.${job}.>` });
+    const info = await jsm.streams.info(STREAMS.evalResults.name, { subjects_filter: evalResultSubject(job, ">") });
     const perSubject = Object.values(info.state.subjects ?? {});
     assert.equal(perSubject.length, TOTAL);
     assert.ok(perSubject.every((n) => n === 1), "no subject holds two results");
@@ -195,25 +195,25 @@ describe("evaluation job survives a worker kill and a pipeline service kill + re
       }
     }
     const expectedScore = (100 * [...Array(TOTAL).keys()].filter((i) => expected(i) === 1).length) / TOTAL;
-    assert.equal(record.status, "completed");
-    assert.equal(record.summary?.score, expectedScore);
-    assert.equal(record.summary?.done, TOTAL);
-    assert.equal(record.summary?.failed, TOTAL / 50);
-    assert.deepEqual(record.summary?.errorsByType, { LMOutputError: TOTAL / 50 });
+    assert.equal(record.status, "succeeded");
+    assert.equal(record.result?.score, expectedScore);
+    assert.equal(record.result?.done, TOTAL);
+    assert.equal(record.result?.failed, TOTAL / 50);
+    assert.deepEqual(record.result?.errors_by_type, { LMOutputError: TOTAL / 50 });
     assert.equal(final.score, expectedScore);
     assert.equal(record.runs, 2, "picked up once after the restart");
 
     // The restarted service loaded every stored result and published requests only for the rest.
-    const start = service.logs.find((l) => l.event === "job-start" && l.job === job);
+    const start = service.logs.find((l) => l.msg === "job-start" && l.job === job);
     assert.equal(start?.done, storedAtKill);
-    const requestsAfter = (await jsm.streams.info(REQUEST_STREAM)).state.last_seq - requestsAtKill;
+    const requestsAfter = (await jsm.streams.info(STREAMS.requests.name)).state.last_seq - requestsAtKill;
     assert.equal(requestsAfter, TOTAL - storedAtKill, "no finished example was run again");
 
-    const s = record.summary!;
+    const s = record.result!;
     process.stderr.write(
       `eval-resume: ${TOTAL} examples in ${wallS.toFixed(1)} s wall (${(TOTAL / wallS).toFixed(1)} examples/s incl. kills and restart); ` +
         `job rate ${s.rate?.toFixed(1)}/s; worker killed at ${atWorkerKill.done}, service killed at ${atServiceKill.done} ` +
-        `(${storedAtKill} stored); after restart ${requestsAfter} requests; latency p50 ${s.latencyMs?.p50.toFixed(0)} ms, p99 ${s.latencyMs?.p99.toFixed(0)} ms\n`,
+        `(${storedAtKill} stored); after restart ${requestsAfter} requests; latency p50 ${s.latency_ms?.p50.toFixed(0)} ms, p99 ${s.latency_ms?.p99.toFixed(0)} ms\n`,
     );
     feed.stop();
   });

@@ -2,25 +2,18 @@
  * Client of a running pipeline service over NATS: submit (uploading large datasets to the data stream first),
  * status, list, cancel, resume, progress events, results (read straight from the results stream).
  */
-import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { DspexError, TransportError, ValidationError } from "@dspex/shared";
+import { NoRespondersError, RequestError, type NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "@dspex/bus";
+import { ProgressFeed, newJobId, waitForJob } from "@dspex/jobs";
+import { TransportError, ValidationError, errorFromWire, type ErrorWire } from "@dspex/protocol";
 import type { PipelineResult, PipelineSpec } from "./pipeline.js";
 import { EvalStore } from "./store.js";
-import { EVAL_SUBJECTS, newJobId, progressSubject } from "./subjects.js";
+import { EVAL_SUBJECTS } from "./subjects.js";
 import { summarize } from "./summary.js";
-import { TERMINAL_STATUSES, type ExampleResult, type JobRecord, type JobSpec, type JobSummary, type ProgressEvent } from "./types.js";
+import type { ExampleResult, JobRecord, JobSpecInput, JobSummary, ProgressEvent } from "./types.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** An error reply of the pipeline service, with the remote error's type. */
-export class ServiceError extends DspexError {
-  override readonly type: string;
-  constructor(error: { type: string; message: string; field?: string }) {
-    super(error.message, error.field ? { field: error.field } : {});
-    this.type = error.type;
-  }
-}
 
 export interface SubmitOptions {
   /** Use this job id (e.g. to resume under a known id). */
@@ -29,7 +22,7 @@ export interface SubmitOptions {
   inlineLimitBytes?: number;
 }
 
-export interface JobListing extends Omit<JobRecord, "spec" | "summary"> {
+export interface JobListing extends Omit<JobRecord, "spec" | "result"> {
   name?: string;
   score: number | null;
 }
@@ -44,12 +37,7 @@ export class PipelineClient {
 
   static async connect(options: { servers?: string | string[]; connection?: NatsConnection } = {}): Promise<PipelineClient> {
     if (options.connection) return new PipelineClient(options.connection, false);
-    const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
-    try {
-      return new PipelineClient(await connect({ servers, name: "dspex-pipeline-client" }), true);
-    } catch (err) {
-      throw new TransportError(`cannot connect to NATS at ${String(servers)}: ${String(err)}`, { cause: err });
-    }
+    return new PipelineClient(await connectNats({ servers: options.servers, name: "dspex-eval-client" }), true);
   }
 
   /** Direct access to the job streams and bucket (read results without going through the service). */
@@ -57,20 +45,18 @@ export class PipelineClient {
     return (this.storePromise ??= EvalStore.open(this.nc));
   }
 
-  /** JSON request/reply to the service; throws ServiceError for an error reply. */
+  /** JSON request/reply to the service; an error reply throws its typed error (the contract's classes). */
   async request<T>(subject: string, body: unknown, timeoutMs = 30_000): Promise<T> {
     let raw: Uint8Array;
     try {
       raw = (await this.nc.request(subject, encoder.encode(JSON.stringify(body)), { timeout: timeoutMs })).data;
     } catch (err) {
-      const text = String(err);
-      if (/no responders|503/i.test(text)) {
-        throw new TransportError(`no pipeline service is serving ${subject} (start services/pipeline/src/server.ts)`, { cause: err });
-      }
-      throw new TransportError(`request on ${subject} failed: ${text}`, { cause: err });
+      const noService = err instanceof NoRespondersError || (err instanceof RequestError && err.cause instanceof NoRespondersError);
+      if (noService) throw new TransportError(`no pipeline service is serving ${subject} (services/pipeline/src/server.ts)`, { cause: err });
+      throw new TransportError(`request on ${subject} failed: ${String(err)}`, { cause: err });
     }
-    const reply = JSON.parse(decoder.decode(raw)) as { ok: boolean; error?: { type: string; message: string; field?: string } } & T;
-    if (!reply.ok) throw new ServiceError(reply.error ?? { type: "Error", message: "unknown error" });
+    const reply = JSON.parse(decoder.decode(raw)) as { ok: boolean; error?: ErrorWire } & T;
+    if (!reply.ok) throw errorFromWire(reply.error ?? { type: "WorkerError", message: "unknown error", retryable: false });
     return reply;
   }
 
@@ -85,14 +71,14 @@ export class PipelineClient {
   }
 
   /** Submits a job; returns its id as soon as the job and its dataset are persisted. */
-  async submit(spec: JobSpec, examples: ReadonlyArray<Record<string, unknown>>, options: SubmitOptions = {}): Promise<string> {
+  async submit(spec: JobSpecInput, examples: ReadonlyArray<Record<string, unknown>>, options: SubmitOptions = {}): Promise<string> {
     if (examples.length === 0) throw new ValidationError("the dataset is empty", { field: "examples" });
     const size = examples.reduce((n, e) => n + JSON.stringify(e).length + 1, 0);
     if (size <= (options.inlineLimitBytes ?? 256 * 1024)) {
       const r = await this.request<{ job: string }>(EVAL_SUBJECTS.submit, { spec, examples, ...(options.job ? { job: options.job } : {}) });
       return r.job;
     }
-    const job = options.job ?? newJobId();
+    const job = options.job ?? newJobId("eval");
     await (await this.store()).writeDataset(job, examples);
     const r = await this.request<{ job: string }>(EVAL_SUBJECTS.submit, { spec, job, dataset: { uploaded: examples.length } });
     return r.job;
@@ -142,54 +128,29 @@ export class PipelineClient {
 
   /** Calls `listener` with each progress event of the job; returns a function that stops listening. */
   watch(job: string, listener: (event: ProgressEvent) => void): () => void {
-    const sub = this.nc.subscribe(progressSubject(job), {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          listener(JSON.parse(decoder.decode(msg.data)) as ProgressEvent);
-        } catch {
-          /* not an event */
-        }
-      },
-    });
-    return () => sub.unsubscribe();
+    const feed = new ProgressFeed(this.nc, job);
+    void (async () => {
+      for await (const e of feed) listener(e);
+    })();
+    return () => feed.end();
   }
 
-  /**
-   * Resolves with the job record once the job is completed, failed or cancelled. Progress events drive it;
-   * the record is also checked every `pollMs` in case an event was missed.
-   */
+  /** Resolves with the job record once the job ended; `onProgress` sees its progress events meanwhile. */
   async wait(job: string, options: { onProgress?: (e: ProgressEvent) => void; timeoutMs?: number; pollMs?: number } = {}): Promise<JobRecord> {
     const store = await this.store();
-    return new Promise<JobRecord>((resolve, reject) => {
-      let settled = false;
-      const finish = (fn: () => void) => {
-        if (settled) return;
-        settled = true;
-        stop();
-        clearInterval(poll);
-        clearTimeout(timer);
-        fn();
-      };
-      const check = async () => {
-        try {
-          const rec = (await store.getJob(job))?.record;
-          if (!rec) finish(() => reject(new ValidationError(`no job '${job}'`, { field: "job" })));
-          else if (TERMINAL_STATUSES.includes(rec.status)) finish(() => resolve(rec));
-        } catch {
-          /* try again at the next poll */
-        }
-      };
-      const stop = this.watch(job, (e) => {
-        options.onProgress?.(e);
-        if (TERMINAL_STATUSES.includes(e.status)) void check();
+    const stop = options.onProgress ? this.watch(job, options.onProgress) : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const done = waitForJob(this.nc, store.jobs, job, options.pollMs ?? 2_000) as unknown as Promise<JobRecord>;
+      if (!options.timeoutMs) return await done;
+      const limit = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TransportError(`job '${job}' not finished within ${options.timeoutMs} ms`)), options.timeoutMs);
       });
-      const poll = setInterval(() => void check(), options.pollMs ?? 2_000);
-      const timer = options.timeoutMs
-        ? setTimeout(() => finish(() => reject(new TransportError(`job '${job}' not finished within ${options.timeoutMs} ms`))), options.timeoutMs)
-        : undefined;
-      void check();
-    });
+      return await Promise.race([done, limit]);
+    } finally {
+      clearTimeout(timer);
+      stop?.();
+    }
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,7 @@
  * Comparison of two or more jobs on the same dataset: scores side by side and, for every pair, per-example
  * wins, losses and ties on the primary metric (a failed example scores 0, as in DSPy).
  */
-import { ValidationError } from "@dspex/shared";
+import { ValidationError } from "@dspex/protocol";
 import { summarize } from "./summary.js";
 import type { ExampleResult, JobRecord, JobSummary } from "./types.js";
 
@@ -28,7 +28,7 @@ export interface PairComparison {
 }
 
 export interface Comparison {
-  datasetHash: string;
+  dataset_hash: string;
   total: number;
   jobs: JobSummary[];
   pairs: PairComparison[];
@@ -41,9 +41,9 @@ export function compareJobs(jobs: ReadonlyArray<JobData>, options: { force?: boo
   if (jobs.length < 2) throw new ValidationError("comparison needs at least two jobs", { field: "jobs" });
   const first = jobs[0]!.record;
   for (const j of jobs.slice(1)) {
-    if (j.record.datasetHash !== first.datasetHash && !options.force) {
+    if (j.record.dataset_hash !== first.dataset_hash && !options.force) {
       throw new ValidationError(
-        `jobs '${first.id}' and '${j.record.id}' ran on different datasets (${first.datasetHash.slice(0, 12)} vs ${j.record.datasetHash.slice(0, 12)})`,
+        `jobs '${first.id}' and '${j.record.id}' ran on different datasets (${first.dataset_hash.slice(0, 12)} vs ${j.record.dataset_hash.slice(0, 12)})`,
         { field: "jobs" },
       );
     }
@@ -85,12 +85,12 @@ export function compareJobs(jobs: ReadonlyArray<JobData>, options: { force?: boo
       pairs.push(pair);
     }
   }
-  return { datasetHash: first.datasetHash, total, jobs: summaries, pairs, perExample };
+  return { dataset_hash: first.dataset_hash, total, jobs: summaries, pairs, perExample };
 }
 
 /** A plain-text table of a comparison (for the CLI). */
 export function formatComparison(c: Comparison): string {
-  const lines = [`dataset ${c.datasetHash.slice(0, 12)}…, ${c.total} examples`, ""];
+  const lines = [`dataset ${c.dataset_hash.slice(0, 12)}…, ${c.total} examples`, ""];
   for (const s of c.jobs) {
     lines.push(`  ${s.job.padEnd(28)} ${(s.score === null ? "—" : s.score.toFixed(2)).padStart(7)}  (${s.ok} ok, ${s.failed} failed, ${s.status})${s.name ? `  ${s.name}` : ""}`);
   }

@@ -1,6 +1,6 @@
 /** Datasets: JSON Lines (one example object per line) or a JSON array of example objects. */
 import { readFile } from "node:fs/promises";
-import { ValidationError } from "@dspex/shared";
+import { ValidationError } from "@dspex/protocol";
 
 export function parseJsonl(text: string): Array<Record<string, unknown>> {
   const out: Array<Record<string, unknown>> = [];

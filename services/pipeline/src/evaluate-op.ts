@@ -1,16 +1,11 @@
 /**
  * Client of the worker's `evaluate` operation (run a module, then score it with named Python metrics): a
- * Router call with the `evaluate` map in the envelope, reading `scores` from the reply, so it gets the
- * Router's validation, retries, breakers, tracing and discovery like every other call.
+ * client call with the `evaluate` map in the envelope, reading `scores` from the reply, so it gets the
+ * client's validation, retries, breakers, tracing and discovery like every other call.
  */
-import {
-  type EvaluateWire,
-  type LMConfigWire,
-  type Pool,
-  type SignatureInput,
-  type Usage,
-} from "@dspex/shared";
-import type { Router } from "@dspex/router";
+import type { EvaluateSpec, LMConfig, Pool, Usage } from "@dspex/protocol";
+import type { SignatureInput } from "@dspex/native";
+import type { CallOptions, Client } from "@dspex/client";
 export interface EvaluateCallOptions {
   module: "predict" | "chain_of_thought";
   metrics: Array<{ name: string; args?: Record<string, unknown> }>;
@@ -18,10 +13,11 @@ export interface EvaluateCallOptions {
   example: Record<string, unknown>;
   instructions?: string;
   demos?: Array<Record<string, unknown>>;
-  lm?: LMConfigWire;
+  lm?: LMConfig;
   pool?: Pool;
   timeoutMs?: number;
   signal?: AbortSignal;
+  retry?: CallOptions["retry"];
 }
 
 export interface EvaluateCallResult {
@@ -32,30 +28,26 @@ export interface EvaluateCallResult {
 }
 
 export class EvaluateCaller {
-  constructor(private readonly router: Router) {}
+  constructor(private readonly client: Client) {}
 
   async evaluate(
     signature: SignatureInput,
     inputs: Record<string, unknown>,
     options: EvaluateCallOptions,
   ): Promise<EvaluateCallResult> {
-    const evaluate: EvaluateWire = { module: options.module, metrics: options.metrics, example: options.example };
-    let scores: Record<string, number | boolean> = {};
-    const result = await this.router.call("evaluate", signature, inputs, {
-      instructions: typeof signature === "string" ? options.instructions : undefined,
-      demos: options.demos,
-      lm: options.lm,
-      pool: options.pool,
-      timeoutMs: options.timeoutMs,
-      signal: options.signal,
-      envelope: { evaluate },
-      extraOutputs: ["reasoning"],
-      onReply: (reply) => {
-        scores = (reply as { scores?: Record<string, number | boolean> }).scores ?? {};
+    const evaluate: EvaluateSpec = { module: options.module, metrics: options.metrics, example: options.example };
+    const result = await this.client.send<Record<string, unknown>>(
+      { op: "evaluate", signature, inputs, evaluate, extraOutputs: ["reasoning"] },
+      {
+        ...(typeof signature === "string" && options.instructions !== undefined ? { instructions: options.instructions } : {}),
+        ...(options.demos ? { demos: options.demos } : {}),
+        ...(options.lm ? { lm: options.lm } : {}),
+        ...(options.pool ? { pool: options.pool } : {}),
+        ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.retry !== undefined ? { retry: options.retry } : {}),
       },
-    });
-    return { outputs: result.outputs as Record<string, unknown>, scores, worker: result.worker, usage: result.usage };
+    );
+    return { outputs: result.outputs, scores: result.scores ?? {}, worker: result.worker, usage: result.usage };
   }
-
-  close(): void {}
 }

@@ -1,6 +1,6 @@
 export { PipelineService, type PipelineServiceOptions, type SubmitRequest } from "./service.js";
-export { PipelineClient, ServiceError, type SubmitOptions, type JobListing } from "./client.js";
-export { EvalStore, datasetHash, type StoreOptions, type RecordOutcome } from "./store.js";
+export { PipelineClient, type SubmitOptions, type JobListing } from "./client.js";
+export { EvalStore, datasetHash, resultMsgId, type RecordOutcome } from "./store.js";
 export { JobRun, Stats, callModule, inputKeysOf, type RunnerDeps, type StopReason } from "./runner.js";
 export { EvaluateCaller, type EvaluateCallOptions, type EvaluateCallResult } from "./evaluate-op.js";
 export { NATIVE_METRICS, PY_PREFIX, resolveMetrics, normalizeMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
@@ -28,7 +28,5 @@ export {
   type StepTiming,
 } from "./pipeline.js";
 export { parseJsonl, readDatasetFile, toJsonl } from "./dataset.js";
-export { formatProgress, ProgressDisplay } from "./progress.js";
-export { registerPipelineCommands, embeddedStoreDir } from "./cli.js";
 export * from "./subjects.js";
 export * from "./types.js";

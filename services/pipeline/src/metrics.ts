@@ -1,9 +1,10 @@
 /**
  * Metrics of a job. Native ones run here on the prediction (DSPy-identical implementations from
- * @dspex/shared); `py:<name>` ones run in the Python worker through the `evaluate` operation; custom
+ * @dspex/native); `py:<name>` ones run in the Python worker through the `evaluate` operation; custom
  * TypeScript functions are registered by name in the process that runs the job.
  */
-import { answerExactMatch, answerPassageMatch, f1, ValidationError, type Answers } from "@dspex/shared";
+import { ValidationError } from "@dspex/protocol";
+import { answerExactMatch, answerPassageMatch, f1, type Answers } from "@dspex/native";
 import type { MetricFunction, MetricSpec } from "./types.js";
 
 export const PY_PREFIX = "py:";

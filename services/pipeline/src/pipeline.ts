@@ -14,7 +14,8 @@
  * native step receives the whole flat map. A step's `outputs` mapping `{<new name>: <output field>}` renames
  * what is merged (only the mapped fields are merged then).
  */
-import { DspexError, ValidationError, resolveSignature, type LMConfigWire, type Pool, type SignatureWire, type Usage } from "@dspex/shared";
+import { DspexError, ValidationError, type LMConfig, type Pool, type SignatureWire, type Usage } from "@dspex/protocol";
+import { resolveSignature } from "@dspex/native";
 import type { ModuleKind } from "./types.js";
 
 /** target field -> source path */
@@ -38,9 +39,9 @@ export interface ModuleStep extends StepBase {
   signature: string | SignatureWire;
   instructions?: string;
   demos?: Array<Record<string, unknown>>;
-  lm?: LMConfigWire;
+  lm?: LMConfig;
   pool?: Pool;
-  timeoutMs?: number;
+  timeout_ms?: number;
 }
 
 export interface NativeStep extends StepBase {
@@ -141,8 +142,8 @@ export class PipelineStepError extends DspexError {
   }
 }
 
-export function errorInfo(err: unknown): { type: string; message: string } {
-  if (err instanceof DspexError) return { type: err.type, message: err.message };
+export function errorInfo(err: unknown): { type: string; message: string; retryable?: boolean } {
+  if (err instanceof DspexError) return { type: err.type, message: err.message, retryable: err.retryable };
   if (err instanceof Error) return { type: err.name === "Error" ? "Error" : err.name, message: err.message };
   return { type: "Error", message: String(err) };
 }

@@ -175,11 +175,11 @@ function programLabel(record: JobRecord): string {
 
 function summaryCards(s: JobSummary): string {
   const cards = [
-    `<div class="card score"><div class="l">score (${esc(s.primaryMetric)})</div><div class="v">${fmtScore(s.score)}</div></div>`,
+    `<div class="card score"><div class="l">score (${esc(s.primary_metric)})</div><div class="v">${fmtScore(s.score)}</div></div>`,
     `<div class="card"><div class="l">examples</div><div class="v">${s.done} / ${s.total}</div></div>`,
     `<div class="card"><div class="l">failed</div><div class="v ${s.failed ? "err" : ""}">${s.failed}</div></div>`,
     `<div class="card"><div class="l">throughput</div><div class="v">${s.rate === undefined ? "—" : `${s.rate.toFixed(1)}/s`}</div></div>`,
-    `<div class="card"><div class="l">latency p50 / p90</div><div class="v small">${s.latencyMs ? `${fmtMs(s.latencyMs.p50)} / ${fmtMs(s.latencyMs.p90)}` : "—"}</div></div>`,
+    `<div class="card"><div class="l">latency p50 / p90</div><div class="v small">${s.latency_ms ? `${fmtMs(s.latency_ms.p50)} / ${fmtMs(s.latency_ms.p90)}` : "—"}</div></div>`,
     `<div class="card"><div class="l">tokens</div><div class="v">${s.usage.total_tokens.toLocaleString("en-US")}</div></div>`,
   ];
   return `<div class="cards">${cards.join("")}</div>`;
@@ -199,13 +199,13 @@ export function renderReport(input: ReportInput): string {
 <p class="sub">${programLabel(record)} · ${record.total} examples · generated ${esc(fmtTime((input.generatedAt ?? new Date()).getTime()))}</p>`;
 
   const metricsRows = Object.entries(summary.metrics)
-    .map(([k, v]) => `<tr><td><code>${esc(k)}</code>${k === summary.primaryMetric ? ' <span class="badge">primary</span>' : ""}</td><td class="num">${fmtScore(v)}</td></tr>`)
+    .map(([k, v]) => `<tr><td><code>${esc(k)}</code>${k === summary.primary_metric ? ' <span class="badge">primary</span>' : ""}</td><td class="num">${fmtScore(v)}</td></tr>`)
     .join("");
   const meta = `<dl class="meta">
 <dt>job</dt><dd class="mono">${esc(record.id)}</dd>
-<dt>dataset</dt><dd class="mono">sha256 ${esc(record.datasetHash.slice(0, 16))}…</dd>
-<dt>started</dt><dd>${esc(fmtTime(record.startedAt))}</dd>
-<dt>finished</dt><dd>${esc(fmtTime(record.finishedAt))}</dd>
+<dt>dataset</dt><dd class="mono">sha256 ${esc(record.dataset_hash.slice(0, 16))}…</dd>
+<dt>started</dt><dd>${esc(fmtTime(record.started_at))}</dd>
+<dt>finished</dt><dd>${esc(fmtTime(record.finished_at))}</dd>
 <dt>runs</dt><dd>${record.runs}${record.runs > 1 ? " (resumed)" : ""}</dd>
 <dt>concurrency</dt><dd>${record.spec.concurrency ?? 8}</dd>
 ${record.error ? `<dt>stopped</dt><dd class="err">${esc(record.error.type)}: ${esc(record.error.message)}</dd>` : ""}
@@ -216,7 +216,7 @@ ${record.error ? `<dt>stopped</dt><dd class="err">${esc(record.error.type)}: ${e
 <p class="muted" style="margin:8px 0 0;font-size:12px">Scores are DSPy's <code>round(100 × sum / n, 2)</code>; a failed example scores 0.</p></div>${meta}</div></section>`;
 
   const distribution = `<section id="distribution"><h2>Distribution</h2><div class="grid2">
-<div>${barChart(scoreBars(results), { title: `Per-example ${summary.primaryMetric}`, xLabel: `per-example ${summary.primaryMetric}`, width: 540 })}</div>
+<div>${barChart(scoreBars(results), { title: `Per-example ${summary.primary_metric}`, xLabel: `per-example ${summary.primary_metric}`, width: 540 })}</div>
 <div>${results.length ? barChart(latencyBars(results), { title: "Latency per example", xLabel: "latency per example (retries included)", width: 540 }) : '<p class="none">no results</p>'}</div>
 </div></section>`;
 
@@ -289,7 +289,7 @@ export function renderComparisonReport(c: Comparison, options: { generatedAt?: D
   const jobRows = c.jobs
     .map(
       (s) =>
-        `<tr><td class="mono">${esc(s.job)}</td><td>${esc(s.name ?? "")}</td><td><span class="badge ${esc(s.status)}">${esc(s.status)}</span></td><td class="num"><b>${fmtScore(s.score)}</b></td><td class="num">${s.ok}</td><td class="num">${s.failed}</td><td class="num">${s.latencyMs ? fmtMs(s.latencyMs.p50) : "—"}</td></tr>`,
+        `<tr><td class="mono">${esc(s.job)}</td><td>${esc(s.name ?? "")}</td><td><span class="badge ${esc(s.status)}">${esc(s.status)}</span></td><td class="num"><b>${fmtScore(s.score)}</b></td><td class="num">${s.ok}</td><td class="num">${s.failed}</td><td class="num">${s.latency_ms ? fmtMs(s.latency_ms.p50) : "—"}</td></tr>`,
     )
     .join("");
   const pairRows = c.pairs
@@ -315,7 +315,7 @@ export function renderComparisonReport(c: Comparison, options: { generatedAt?: D
       return `<tr><td class="num">${row.index}</td>${cells.join("")}</tr>`;
     })
     .join("");
-  const body = `<h1>${esc(title)}</h1><p class="sub">same dataset (sha256 <span class="mono">${esc(c.datasetHash.slice(0, 16))}…</span>), ${c.total} examples · generated ${esc(fmtTime((options.generatedAt ?? new Date()).getTime()))}</p>
+  const body = `<h1>${esc(title)}</h1><p class="sub">same dataset (sha256 <span class="mono">${esc(c.dataset_hash.slice(0, 16))}…</span>), ${c.total} examples · generated ${esc(fmtTime((options.generatedAt ?? new Date()).getTime()))}</p>
 <section id="comparison"><h2>Jobs</h2><div class="grid2"><div><table><thead><tr><th>job</th><th>name</th><th>status</th><th class="num">score</th><th class="num">ok</th><th class="num">failed</th><th class="num">p50</th></tr></thead><tbody>${jobRows}</tbody></table></div><div>${chart}</div></div></section>
 <section id="pairs"><h2>Per-example wins, losses and ties</h2><table><thead><tr><th>job</th><th>against</th><th class="num">wins</th><th class="num">losses</th><th class="num">ties</th><th class="num">missing</th><th class="num">Δ score</th></tr></thead><tbody>${pairRows}</tbody></table></section>
 <section id="changed"><h2>Examples that differ</h2><p class="muted" style="margin:0 0 8px">Primary-metric score per example; green is better and red worse than the first job.</p>${

@@ -6,26 +6,17 @@
  */
 import { setMaxListeners } from "node:events";
 import type { NatsConnection } from "@nats-io/transport-node";
-import {
-  NoWorkersError,
-  TimeoutError,
-  TransportError,
-  ValidationError,
-  pythonRound,
-  resolveSignature,
-  type LMConfigWire,
-  type Usage,
-} from "@dspex/shared";
-import type { Router } from "@dspex/router";
+import { ValidationError, type ErrorWire, type LMConfig, type Usage } from "@dspex/protocol";
+import { pythonRound, resolveSignature } from "@dspex/native";
+import type { CallOptions, Client } from "@dspex/client";
+import { publishProgress } from "@dspex/jobs";
 import type { EvaluateCaller } from "./evaluate-op.js";
 import { resolveMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
 import { errorInfo, PipelineStepError, runPipeline, type NativeFunction, type StepTiming } from "./pipeline.js";
 import type { EvalStore } from "./store.js";
-import { progressSubject } from "./subjects.js";
 import { primaryKey, summarize } from "./summary.js";
 import {
   isPipelineProgram,
-  type ErrorInfo,
   type ExampleResult,
   type JobRecord,
   type JobStatus,
@@ -36,7 +27,7 @@ import {
 
 export interface RunnerDeps {
   store: EvalStore;
-  router: Router;
+  client: Client;
   evaluator: EvaluateCaller;
   nc: NatsConnection;
   /** This service instance (lease owner id). */
@@ -44,7 +35,7 @@ export interface RunnerDeps {
   leaseMs: number;
   metrics: ReadonlyMap<string, MetricFunction>;
   functions: ReadonlyMap<string, NativeFunction>;
-  defaultLm?: LMConfigWire;
+  defaultLm?: LMConfig;
   /** Minimum interval between progress events (default 250 ms). */
   progressIntervalMs?: number;
   log?: (event: string, fields: Record<string, unknown>) => void;
@@ -99,13 +90,24 @@ export class Stats {
     return n / span;
   }
 
-  event(job: string, status: JobStatus, startedAt: number | undefined, error?: ErrorInfo): ProgressEvent {
+  event(
+    job: string,
+    status: JobStatus,
+    started_at: number | undefined,
+    extra: { type?: ProgressEvent["type"]; seq?: number; run?: number; error?: ErrorWire } = {},
+  ): ProgressEvent {
     const now = Date.now();
     const rate = this.rate(now);
     const left = this.total - this.done;
     return {
+      v: 1,
       job,
+      kind: "eval",
+      type: extra.type ?? "progress",
       status,
+      at: now,
+      ...(extra.seq !== undefined ? { seq: extra.seq } : {}),
+      ...(extra.run !== undefined ? { run: extra.run } : {}),
       total: this.total,
       done: this.done,
       ok: this.ok,
@@ -113,21 +115,10 @@ export class Stats {
       score: this.score,
       rate: Math.round(rate * 100) / 100,
       eta_s: left === 0 ? 0 : rate > 0 ? Math.round((left / rate) * 10) / 10 : null,
-      elapsed_s: startedAt === undefined ? 0 : Math.round((now - startedAt) / 100) / 10,
-      at: now,
-      ...(error ? { error } : {}),
+      elapsed_ms: started_at === undefined ? 0 : now - started_at,
+      ...(extra.error ? { error: extra.error } : {}),
     };
   }
-}
-
-function isRetryable(err: unknown): boolean {
-  const e = err instanceof PipelineStepError ? err.cause : err;
-  return (
-    (e as { retryable?: boolean })?.retryable === true ||
-    e instanceof TimeoutError ||
-    e instanceof NoWorkersError ||
-    e instanceof TransportError
-  );
 }
 
 /** How long one example waits in total for an open circuit breaker before it is recorded as failed. */
@@ -153,7 +144,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 /** Input keys of a job's program. */
 export function inputKeysOf(record: JobRecord): string[] | undefined {
   const { spec } = record;
-  if (spec.inputKeys) return spec.inputKeys;
+  if (spec.input_keys) return spec.input_keys;
   if (isPipelineProgram(spec.program)) return spec.program.pipeline.inputs;
   const p = spec.program;
   return resolveSignature(p.signature, typeof p.signature === "string" ? p.instructions : undefined).inputs.map((f) => f.name);
@@ -202,13 +193,20 @@ export class JobRun {
     this.controller.abort(new Error(`job ${this.record.id} stopped: ${reason}`));
   }
 
-  progress(): ProgressEvent {
-    return this.stats.event(this.record.id, this.record.status, this.record.startedAt);
+  private seq = 0;
+
+  progress(type: ProgressEvent["type"] = "progress", error?: ErrorWire): ProgressEvent {
+    return this.stats.event(this.record.id, this.record.status, this.record.started_at, {
+      type,
+      seq: this.seq++,
+      run: this.record.runs,
+      ...(error ? { error } : {}),
+    });
   }
 
   private publish(event: ProgressEvent): void {
     try {
-      this.deps.nc.publish(progressSubject(this.record.id), JSON.stringify(event));
+      publishProgress(this.deps.nc, event);
     } catch {
       /* progress is best effort; the job record and the results stream are the truth */
     }
@@ -242,12 +240,13 @@ export class JobRun {
         return await this.finish("failed", {
           type: "DatasetError",
           message: `the stored dataset has ${dataset.filter(Boolean).length} of ${this.record.total} examples`,
+          retryable: false,
         });
       }
       const existing = await store.readResults(job);
       for (const r of existing.values()) this.stats.add(r, false);
       this.deps.log?.("job-start", { job, total: this.record.total, done: existing.size, run: this.record.runs });
-      this.publish(this.progress());
+      this.publish(this.progress("started"));
       // Normally one pass; a second one only re-runs examples whose result did not make it to the stream.
       for (let pass = 0; pass < 3 && !signal.aborted; pass++) {
         const todo: number[] = [];
@@ -266,7 +265,8 @@ export class JobRun {
         if (this.stopReason === "budget") {
           return await this.finish("failed", {
             type: "ErrorBudgetExceeded",
-            message: `${this.stats.failed} examples failed; the job allows at most ${this.record.spec.maxErrors}`,
+            message: `${this.stats.failed} examples failed; the job allows at most ${this.record.spec.max_errors}`,
+            retryable: false,
           });
         }
         return await this.release();
@@ -275,13 +275,14 @@ export class JobRun {
         return await this.finish("failed", {
           type: "IncompleteJob",
           message: `${this.record.total - existing.size} examples have no stored result after 3 passes`,
+          retryable: true,
         });
       }
-      return await this.finish("completed");
+      return await this.finish("succeeded");
     } catch (err) {
       if (signal.aborted && this.stopReason !== "cancel" && this.stopReason !== "budget") return this.release();
       this.deps.log?.("job-error", { job, error: String(err) });
-      if (err instanceof ValidationError) return this.finish("failed", errorInfo(err));
+      if (err instanceof ValidationError) return this.finish("failed", err.toWire());
       // Store or bus trouble: keep the job for a later run (the lease lapses and a scan picks it up).
       return this.release();
     } finally {
@@ -297,7 +298,7 @@ export class JobRun {
   ): Promise<void> {
     const signal = this.controller.signal;
     const concurrency = Math.max(1, Math.min(this.record.spec.concurrency ?? 8, todo.length));
-    const maxErrors = this.record.spec.maxErrors;
+    const max_errors = this.record.spec.max_errors;
     let next = 0;
     const lane = async () => {
       try {
@@ -317,7 +318,7 @@ export class JobRun {
         existing.set(index, stored);
         this.stats.add(stored, true);
         this.tick();
-        if (!stored.ok && maxErrors !== undefined && maxErrors !== null && this.stats.failed > maxErrors) {
+        if (!stored.ok && max_errors !== undefined && max_errors !== null && this.stats.failed > max_errors) {
           this.stop("budget");
         }
       }
@@ -325,86 +326,83 @@ export class JobRun {
     await Promise.all(Array.from({ length: concurrency }, lane));
   }
 
-  /** One example, with retries of retryable errors. Null when the run was stopped meanwhile. */
+  /**
+   * One example. Retries are the client's (its one retry policy, with the job's `retries`, also after a pool
+   * had no worker: nothing was sent then); an open circuit breaker pauses the example instead of failing it,
+   * without using up retries. Null when the run was stopped meanwhile.
+   */
   private async runExample(
     index: number,
     example: Record<string, unknown>,
     metrics: ResolvedMetric[],
   ): Promise<ExampleResult | null> {
     const signal = this.controller.signal;
-    const retries = this.record.spec.retries ?? 2;
     const keys = inputKeysOf(this.record);
     const inputs = pick(example, keys);
     const started = performance.now();
     const base = { job: this.record.id, index };
     let pausedMs = 0;
-    for (let attempt = 1; ; attempt++) {
-      let outcome: Outcome;
+    let outcome: Outcome;
+    for (;;) {
       try {
         outcome = await this.execute(inputs, omit(example, keys), metrics, signal);
+        break;
       } catch (err) {
         if (signal.aborted) return null;
         if (isCircuitOpen(err) && pausedMs < CIRCUIT_PAUSE_MAX_MS) {
-          // The Router's breaker for the pool or the LM is open: nothing was sent. Wait for it to let a probe
-          // through instead of failing the example; this does not use up the example's retries.
+          // the client's breaker for the pool or the LM is open: nothing was sent; wait for its probe
           const wait = Math.min(10_000, 1_000 * 2 ** Math.min(4, Math.floor(pausedMs / 10_000)));
           pausedMs += wait;
-          attempt--;
           await sleep(wait, signal);
           if (signal.aborted) return null;
           continue;
         }
-        if (isRetryable(err) && attempt <= retries) {
-          await sleep(Math.min(5_000, 250 * 2 ** (attempt - 1)), signal);
-          if (signal.aborted) return null;
-          continue;
-        }
         const info = errorInfo(err);
         return {
           ...base,
           ok: false,
           scores: {},
           score: 0,
-          error: { ...info, retryable: isRetryable(err) },
+          error: info,
           ms: performance.now() - started,
-          attempts: attempt,
+          attempts: 1,
           ...(err instanceof PipelineStepError ? { steps: err.timings } : {}),
           at: Date.now(),
         };
       }
-      // TypeScript metrics on the prediction; a metric that throws fails the example (as in dspy.Evaluate).
-      const scores = { ...outcome.scores };
-      try {
-        for (const m of metrics) if (!m.python) scores[m.key] = await scoreNative(m, example, outcome.outputs);
-      } catch (err) {
-        const info = errorInfo(err);
-        return {
-          ...base,
-          ok: false,
-          outputs: outcome.outputs,
-          scores: {},
-          score: 0,
-          error: { type: "MetricError", message: `${info.type}: ${info.message}`, retryable: false },
-          ms: performance.now() - started,
-          attempts: attempt,
-          ...(outcome.worker ? { worker: outcome.worker } : {}),
-          at: Date.now(),
-        };
-      }
+    }
+    // TypeScript metrics on the prediction; a metric that throws fails the example (as in dspy.Evaluate)
+    const scores = { ...outcome.scores };
+    try {
+      for (const m of metrics) if (!m.python) scores[m.key] = await scoreNative(m, example, outcome.outputs);
+    } catch (err) {
+      const info = errorInfo(err);
       return {
         ...base,
-        ok: true,
+        ok: false,
         outputs: outcome.outputs,
-        scores,
-        score: scoreNumber(scores[primaryKey(this.record)]),
+        scores: {},
+        score: 0,
+        error: { type: "MetricError", message: `${info.type}: ${info.message}`, retryable: false },
         ms: performance.now() - started,
-        attempts: attempt,
+        attempts: 1,
         ...(outcome.worker ? { worker: outcome.worker } : {}),
-        ...(outcome.usage ? { usage: outcome.usage } : {}),
-        ...(outcome.steps ? { steps: outcome.steps } : {}),
         at: Date.now(),
       };
     }
+    return {
+      ...base,
+      ok: true,
+      outputs: outcome.outputs,
+      scores,
+      score: scoreNumber(scores[primaryKey(this.record)]),
+      ms: performance.now() - started,
+      attempts: 1,
+      ...(outcome.worker ? { worker: outcome.worker } : {}),
+      ...(outcome.usage ? { usage: outcome.usage } : {}),
+      ...(outcome.steps ? { steps: outcome.steps } : {}),
+      at: Date.now(),
+    };
   }
 
   /** Runs the program on one example; Python metrics come back from the worker with the outputs. */
@@ -414,11 +412,12 @@ export class JobRun {
     metrics: ResolvedMetric[],
     signal: AbortSignal,
   ): Promise<Outcome> {
-    const { router, evaluator } = this.deps;
+    const { client, evaluator } = this.deps;
     const program = this.record.spec.program;
+    const retry = { maxAttempts: (this.record.spec.retries ?? 2) + 1, noWorkers: true };
     if (isPipelineProgram(program)) {
       const r = await runPipeline(program.pipeline, inputs, {
-        callModule: (step, stepInputs, s) => callModule(router, step, stepInputs, s),
+        callModule: (step, stepInputs, s) => callModule(client, step, stepInputs, s, retry),
         functions: this.deps.functions,
         signal,
       });
@@ -435,8 +434,9 @@ export class JobRun {
         ...(program.demos ? { demos: program.demos } : {}),
         ...(lm ? { lm } : {}),
         ...(program.pool ? { pool: program.pool } : {}),
-        ...(program.timeoutMs ? { timeoutMs: program.timeoutMs } : {}),
+        ...(program.timeout_ms ? { timeoutMs: program.timeout_ms } : {}),
         signal,
+        retry,
       });
       const scores: Record<string, number | boolean> = {};
       for (const m of python) {
@@ -446,7 +446,7 @@ export class JobRun {
       }
       return { outputs: r.outputs, scores, worker: r.worker, usage: r.usage };
     }
-    const r = await callModule(router, program, inputs, signal);
+    const r = await callModule(client, program, inputs, signal, retry);
     return { outputs: r.outputs, scores: {}, worker: r.worker, usage: r.usage };
   }
 
@@ -462,12 +462,12 @@ export class JobRun {
           cancelled = cur.status === "cancelled";
           return null;
         }
-        if (cur.cancelRequested) {
+        if (cur.cancel_requested) {
           cancelled = true;
           return null;
         }
-        cur.leaseUntil = Date.now() + this.deps.leaseMs;
-        cur.progress = { done: this.stats.done, failed: this.stats.failed, score: this.stats.score };
+        cur.lease_until = Date.now() + this.deps.leaseMs;
+        cur.progress = { done: this.stats.done, total: this.stats.total, failed: this.stats.failed, score: this.stats.score };
         return cur;
       });
       if (cancelled) this.stop("cancel");
@@ -483,8 +483,8 @@ export class JobRun {
     try {
       const rec = await this.deps.store.updateJob(this.record.id, (cur) => {
         if (cur.owner !== this.deps.owner) return null;
-        cur.leaseUntil = 0;
-        cur.progress = { done: this.stats.done, failed: this.stats.failed, score: this.stats.score };
+        cur.lease_until = 0;
+        cur.progress = { done: this.stats.done, total: this.stats.total, failed: this.stats.failed, score: this.stats.score };
         return cur;
       });
       if (rec) this.record = rec;
@@ -495,23 +495,24 @@ export class JobRun {
     return this.record;
   }
 
-  private async finish(status: JobStatus, error?: ErrorInfo): Promise<JobRecord> {
+  private async finish(status: JobStatus, error?: ErrorWire): Promise<JobRecord> {
     const { store } = this.deps;
     const results = await store.readResults(this.record.id);
     const now = Date.now();
     const rec = await store.updateJob(this.record.id, (cur) => {
       if (cur.owner !== this.deps.owner && cur.status === "running") return null;
-      const next: JobRecord = { ...cur, status: cur.cancelRequested && status !== "completed" ? "cancelled" : status };
-      next.finishedAt = now;
-      next.leaseUntil = 0;
+      const next: JobRecord = { ...cur, status: cur.cancel_requested && status !== "succeeded" ? "cancelled" : status };
+      next.finished_at = now;
+      next.lease_until = 0;
       if (error) next.error = error;
-      next.summary = summarize(next, results);
-      next.progress = { done: next.summary.done, failed: next.summary.failed, score: next.summary.score };
+      next.result = summarize(next, results);
+      next.progress = { done: next.result.done, total: next.total, failed: next.result.failed, score: next.result.score };
       return next;
     });
     if (rec) this.record = rec;
-    const s = this.record.summary;
-    const event = this.stats.event(this.record.id, this.record.status, this.record.startedAt, this.record.error);
+    const s = this.record.result;
+    const type = this.record.status === "succeeded" ? "done" : this.record.status === "cancelled" ? "cancelled" : "failed";
+    const event = this.progress(type, this.record.error);
     if (s) Object.assign(event, { done: s.done, ok: s.ok, failed: s.failed, score: s.score });
     this.publish(event);
     this.deps.log?.("job-finished", { job: this.record.id, status: this.record.status, score: s?.score, done: s?.done });
@@ -519,19 +520,21 @@ export class JobRun {
   }
 }
 
-/** One module call through the Router. */
+/** One module call through the client. */
 export async function callModule(
-  router: Router,
-  program: Pick<ModuleProgram, "signature" | "module" | "instructions" | "demos" | "lm" | "pool" | "timeoutMs">,
+  client: Client,
+  program: Pick<ModuleProgram, "signature" | "module" | "instructions" | "demos" | "lm" | "pool" | "timeout_ms">,
   inputs: Record<string, unknown>,
   signal: AbortSignal | undefined,
+  retry?: CallOptions["retry"],
 ): Promise<{ outputs: Record<string, unknown>; worker: string; usage: Usage }> {
-  const r = await router.call<Record<string, unknown>>(program.module ?? "predict", program.signature, inputs, {
+  const r = await client.call<Record<string, unknown>>(program.module ?? "predict", program.signature, inputs, {
+    ...(retry !== undefined ? { retry } : {}),
     ...(typeof program.signature === "string" && program.instructions !== undefined ? { instructions: program.instructions } : {}),
     ...(program.demos ? { demos: program.demos } : {}),
     ...(program.lm ? { lm: program.lm } : {}),
     ...(program.pool ? { pool: program.pool } : {}),
-    ...(program.timeoutMs ? { timeoutMs: program.timeoutMs } : {}),
+    ...(program.timeout_ms ? { timeoutMs: program.timeout_ms } : {}),
     ...(signal ? { signal } : {}),
   });
   return { outputs: r.outputs, worker: r.worker, usage: r.usage };

@@ -2,23 +2,26 @@
  * The pipeline service: serves the evaluation subjects, runs the jobs it owns, and picks up unfinished jobs
  * (its own after a restart, and other instances' once their lease lapsed).
  *
- * Ownership is a lease in the job record (`owner`, `leaseUntil`), taken and renewed with compare-and-set.
+ * Ownership is a lease in the job record (`owner`, `lease_until`), taken and renewed with compare-and-set.
  * The lease only avoids wasted work: correctness does not depend on it, because each example's result can
  * be stored only once (see store.ts), so even two instances running the same job produce one result per
  * example.
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { connect, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Router, type RouterOptions } from "@dspex/router";
-import { DspexError, TransportError, ValidationError, type LMConfigWire } from "@dspex/shared";
+import { Client, type ClientOptions } from "@dspex/client";
+import { connectNats } from "@dspex/bus";
+import { isJobId, newJobId, requestCancel } from "@dspex/jobs";
+import { DspexError, NotFound, ValidationError, jobCancelSubject, type LMConfig } from "@dspex/protocol";
+import { createLogger, type Logger } from "@dspex/observability";
 import { EvaluateCaller } from "./evaluate-op.js";
 import { customMetricNames, normalizeMetrics, resolveMetrics } from "./metrics.js";
 import { errorInfo, runPipeline, validatePipeline, type NativeFunction, type PipelineResult, type PipelineSpec, type Step } from "./pipeline.js";
 import { JobRun, callModule, inputKeysOf } from "./runner.js";
-import { EvalStore, datasetHash, type StoreOptions } from "./store.js";
-import { EVAL_SUBJECTS, SERVICE_QUEUE, controlSubject, isJobId, newJobId } from "./subjects.js";
+import { EvalStore, datasetHash } from "./store.js";
+import { EVAL_SUBJECTS, SERVICE_QUEUE } from "./subjects.js";
 import { summarize } from "./summary.js";
 import {
   TERMINAL_STATUSES,
@@ -26,6 +29,7 @@ import {
   type ExampleResult,
   type JobRecord,
   type JobSpec,
+  type JobSpecInput,
   type JobSummary,
   type MetricFunction,
   type MetricSpec,
@@ -36,11 +40,11 @@ export interface PipelineServiceOptions {
   /** NATS server(s) (default $NATS_URL); ignored with `connection`. */
   servers?: string | string[];
   connection?: NatsConnection;
-  /** Router to call the fleet with (default: one on the same connection). */
-  router?: Router;
-  routerOptions?: RouterOptions;
-  /** Default LM of jobs that name none (default: DSPEX_LM on the workers). */
-  lm?: LMConfigWire;
+  /** Client to call the fleet with (default: one on the same connection). */
+  client?: Client;
+  clientOptions?: ClientOptions;
+  /** Default LM of jobs that name none (default: the workers' own). */
+  lm?: LMConfig;
   /** Instance id (lease owner); default DSPEX_PIPELINE_ID, else host name + random suffix. */
   id?: string;
   /** Lease of a running job (default DSPEX_PIPELINE_LEASE_MS or 15 s); renewed every third of it. */
@@ -51,13 +55,13 @@ export interface PipelineServiceOptions {
   serve?: boolean;
   /** Pick up unfinished jobs on start and periodically (default true). */
   resume?: boolean;
-  store?: StoreOptions;
   progressIntervalMs?: number;
-  log?: (event: string, fields: Record<string, unknown>) => void;
+  /** Where the service logs (default: the JSON logger `dspex.pipeline`). */
+  logger?: Logger;
 }
 
 export interface SubmitRequest {
-  spec: JobSpec;
+  spec: JobSpecInput;
   /** Inline examples (small datasets; a NATS message is at most 1 MiB by default). */
   examples?: Array<Record<string, unknown>>;
   /** The dataset was uploaded to `dspex.eval.data.<job>.<index>` beforehand under this job id. */
@@ -71,6 +75,7 @@ function envInt(name: string): number | undefined {
 }
 
 const encoder = new TextEncoder();
+const DEFAULT_LOGGER = createLogger("dspex.pipeline");
 const decoder = new TextDecoder();
 
 export class PipelineService {
@@ -89,8 +94,8 @@ export class PipelineService {
   private constructor(
     readonly nc: NatsConnection,
     private readonly ownsConnection: boolean,
-    readonly router: Router,
-    private readonly ownsRouter: boolean,
+    readonly client: Client,
+    private readonly ownsClient: boolean,
     readonly store: EvalStore,
     readonly evaluator: EvaluateCaller,
     private readonly options: PipelineServiceOptions,
@@ -100,20 +105,12 @@ export class PipelineService {
   }
 
   static async start(options: PipelineServiceOptions = {}): Promise<PipelineService> {
-    let nc = options.connection;
-    const owns = nc === undefined;
-    if (!nc) {
-      const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
-      try {
-        nc = await connect({ servers, name: "dspex-pipeline", maxReconnectAttempts: -1 });
-      } catch (err) {
-        throw new TransportError(`cannot connect to NATS at ${String(servers)}: ${String(err)}`, { cause: err });
-      }
-    }
-    const router =
-      options.router ?? (await Router.connect({ ...options.routerOptions, connection: nc, ...(options.lm ? { lm: options.lm } : {}) }));
-    const store = await EvalStore.open(nc, options.store);
-    const service = new PipelineService(nc, owns, router, !options.router, store, new EvaluateCaller(router), options);
+    const owns = options.connection === undefined;
+    const nc = options.connection ?? (await connectNats({ servers: options.servers, name: "dspex-pipeline" }));
+    const client =
+      options.client ?? (await Client.connect({ ...options.clientOptions, connection: nc, ...(options.lm ? { lm: options.lm } : {}) }));
+    const store = await EvalStore.open(nc);
+    const service = new PipelineService(nc, owns, client, !options.client, store, new EvaluateCaller(client), options);
     if (options.serve !== false) {
       service.serve();
       await nc.flush(); // the server knows the subscriptions before anyone is told the service is up
@@ -138,14 +135,18 @@ export class PipelineService {
     return this;
   }
 
+  private get logger(): Logger {
+    return this.options.logger ?? DEFAULT_LOGGER;
+  }
+
   private log(event: string, fields: Record<string, unknown>): void {
-    this.options.log?.(event, { service: this.id, ...fields });
+    this.logger.info(event, { service: this.id, ...fields });
   }
 
   // ----- submit / status / cancel --------------------------------------------------------------------
 
   /** Checks a spec against what this process can run; throws ValidationError. */
-  validateSpec(spec: JobSpec): JobSpec {
+  validateSpec(spec: JobSpecInput): JobSpec {
     if (!spec || typeof spec !== "object") throw new ValidationError("spec must be an object", { field: "spec" });
     if (!spec.program || typeof spec.program !== "object") throw new ValidationError("spec.program is required", { field: "program" });
     const metrics = normalizeMetrics((spec.metrics as Array<string | MetricSpec> | undefined) ?? []);
@@ -173,8 +174,8 @@ export class PipelineService {
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
       throw new ValidationError("concurrency must be an integer from 1 to 1024", { field: "concurrency" });
     }
-    if (spec.maxErrors !== undefined && spec.maxErrors !== null && (!Number.isInteger(spec.maxErrors) || spec.maxErrors < 0)) {
-      throw new ValidationError("maxErrors must be a non-negative integer", { field: "maxErrors" });
+    if (spec.max_errors !== undefined && spec.max_errors !== null && (!Number.isInteger(spec.max_errors) || spec.max_errors < 0)) {
+      throw new ValidationError("max_errors must be a non-negative integer", { field: "max_errors" });
     }
     if (spec.retries !== undefined && (!Number.isInteger(spec.retries) || spec.retries < 0 || spec.retries > 10)) {
       throw new ValidationError("retries must be an integer from 0 to 10", { field: "retries" });
@@ -203,7 +204,7 @@ export class PipelineService {
     } else {
       if (!Array.isArray(request.examples)) throw new ValidationError("`examples` must be a list", { field: "examples" });
       if (request.job !== undefined && !isJobId(request.job)) throw new ValidationError("bad job id", { field: "job" });
-      job = request.job ?? newJobId();
+      job = request.job ?? newJobId("eval");
       examples = request.examples;
     }
     if (examples.length === 0) throw new ValidationError("the dataset is empty", { field: "examples" });
@@ -212,17 +213,20 @@ export class PipelineService {
         throw new ValidationError(`example ${i} must be an object`, { field: `examples[${i}]` });
       }
     });
-    if (await this.store.getJob(job)) throw new ValidationError(`job '${job}' already exists`, { field: "job" });
+    if (await this.store.jobs.get(job)) throw new ValidationError(`job '${job}' already exists`, { field: "job" });
     if (request.dataset?.uploaded === undefined) await this.store.writeDataset(job, examples);
     const now = Date.now();
     await this.store.createJob({
+      v: 1,
       id: job,
+      kind: "eval",
+      ...(spec.name ? { name: spec.name } : {}),
       spec,
       status: "queued",
       total: examples.length,
-      datasetHash: datasetHash(examples),
-      createdAt: now,
-      updatedAt: now,
+      dataset_hash: datasetHash(examples),
+      created_at: now,
+      updated_at: now,
       runs: 0,
     });
     this.log("job-submitted", { job, total: examples.length });
@@ -243,22 +247,18 @@ export class PipelineService {
 
   /** Asks a job to stop; it ends as `cancelled` with the results so far. */
   async cancel(job: string): Promise<JobRecord | null> {
+    if (!(await this.store.getJob(job))) return null;
+    await requestCancel(this.nc, this.store.jobs, job);
+    this.runs.get(job)?.stop("cancel");
+    // nobody is running it: finish it here
     const rec = await this.store.updateJob(job, (cur) => {
       if (TERMINAL_STATUSES.includes(cur.status)) return null;
-      cur.cancelRequested = true;
-      if (cur.status === "queued" || !cur.owner || (cur.leaseUntil ?? 0) < Date.now()) {
-        // Nobody is running it: finish it here.
-        cur.status = "cancelled";
-        cur.finishedAt = Date.now();
-      }
-      return cur;
+      if (cur.status !== "queued" && cur.owner && (cur.lease_until ?? 0) >= Date.now() && !this.runs.has(job)) return null;
+      return { ...cur, status: "cancelled", finished_at: Date.now() };
     });
-    if (!rec) return null;
-    this.runs.get(job)?.stop("cancel");
-    this.nc.publish(controlSubject(job), JSON.stringify({ action: "cancel" }));
-    if (rec.status === "cancelled" && !rec.summary) {
+    if (rec && rec.status === "cancelled" && !rec.result) {
       const results = await this.store.readResults(job);
-      return this.store.updateJob(job, (cur) => ({ ...cur, summary: summarize(cur, results) }));
+      return this.store.updateJob(job, (cur) => ({ ...cur, result: summarize(cur, results) }));
     }
     return rec;
   }
@@ -274,11 +274,11 @@ export class PipelineService {
     if (rec.status === "failed" || rec.status === "cancelled") {
       rec = await this.store.updateJob(job, (cur) => {
         if (cur.status !== "failed" && cur.status !== "cancelled") return null;
-        const next: JobRecord = { ...cur, status: "queued", cancelRequested: false };
+        const next: JobRecord = { ...cur, status: "queued", cancel_requested: false };
         delete next.error;
-        delete next.finishedAt;
+        delete next.finished_at;
         delete next.owner;
-        delete next.leaseUntil;
+        delete next.lease_until;
         return next;
       });
     }
@@ -312,7 +312,7 @@ export class PipelineService {
       const run = this.runs.get(job);
       if (run) await run.finished;
       const found = await this.store.getJob(job);
-      if (!found) throw new ValidationError(`no job '${job}'`, { field: "job" });
+      if (!found) throw new NotFound(`no job '${job}'`, { field: "job" });
       if (TERMINAL_STATUSES.includes(found.record.status)) return found.record;
       await new Promise((r) => setTimeout(r, pollMs));
     }
@@ -322,7 +322,7 @@ export class PipelineService {
   runPipeline(spec: PipelineSpec, inputs: Record<string, unknown>, signal?: AbortSignal): Promise<PipelineResult> {
     validatePipeline(spec, this.stepFns);
     return runPipeline(spec, inputs, {
-      callModule: (step, stepInputs, s) => callModule(this.router, step, stepInputs, s),
+      callModule: (step, stepInputs, s) => callModule(this.client, step, stepInputs, s),
       functions: this.stepFns,
       ...(signal ? { signal } : {}),
     });
@@ -352,18 +352,18 @@ export class PipelineService {
         flags.claimed = false;
         flags.cancelledUnowned = false;
         if (TERMINAL_STATUSES.includes(cur.status)) return null;
-        const leased = cur.owner !== undefined && cur.owner !== this.id && (cur.leaseUntil ?? 0) > now;
+        const leased = cur.owner !== undefined && cur.owner !== this.id && (cur.lease_until ?? 0) > now;
         if (leased || !this.canRun(cur)) return null;
-        if (cur.cancelRequested) {
+        if (cur.cancel_requested) {
           flags.cancelledUnowned = true;
-          return { ...cur, status: "cancelled", finishedAt: now, leaseUntil: 0 };
+          return { ...cur, status: "cancelled", finished_at: now, lease_until: 0 };
         }
         flags.claimed = true;
-        return { ...cur, status: "running", owner: this.id, leaseUntil: now + this.leaseMs, startedAt: cur.startedAt ?? now, runs: cur.runs + 1 };
+        return { ...cur, status: "running", owner: this.id, lease_until: now + this.leaseMs, started_at: cur.started_at ?? now, runs: cur.runs + 1 };
       });
       if (flags.cancelledUnowned && rec) {
         const results = await this.store.readResults(job);
-        await this.store.updateJob(job, (cur) => ({ ...cur, summary: summarize(cur, results) }));
+        await this.store.updateJob(job, (cur) => ({ ...cur, result: summarize(cur, results) }));
         return;
       }
       if (!flags.claimed || !rec || this.runs.has(job) || this.closed) return;
@@ -373,7 +373,7 @@ export class PipelineService {
       const run = new JobRun(
         {
           store: this.store,
-          router: this.router,
+          client: this.client,
           evaluator: this.evaluator,
           nc: this.nc,
           owner: this.id,
@@ -387,14 +387,9 @@ export class PipelineService {
         rec,
       );
       this.runs.set(job, run);
-      const control = this.nc.subscribe(controlSubject(job), {
-        callback: (err, msg) => {
-          if (err) return;
-          try {
-            if ((JSON.parse(decoder.decode(msg.data)) as { action?: string }).action === "cancel") run.stop("cancel");
-          } catch {
-            /* ignore malformed control messages */
-          }
+      const control = this.nc.subscribe(jobCancelSubject(job), {
+        callback: (err) => {
+          if (!err) run.stop("cancel");
         },
       });
       try {
@@ -419,7 +414,7 @@ export class PipelineService {
         for (const rec of await this.store.listJobs()) {
           if (this.closed) break;
           if (TERMINAL_STATUSES.includes(rec.status) || this.runs.has(rec.id) || this.claiming.has(rec.id)) continue;
-          const free = !rec.owner || rec.owner === this.id || (rec.leaseUntil ?? 0) <= now;
+          const free = !rec.owner || rec.owner === this.id || (rec.lease_until ?? 0) <= now;
           if (free) void this.claimAndRun(rec.id);
         }
       } catch (err) {
@@ -460,25 +455,25 @@ export class PipelineService {
     handle(EVAL_SUBJECTS.submit, async (body) => ({ job: await this.submit(body as unknown as SubmitRequest) }));
     handle(EVAL_SUBJECTS.status, async (body) => {
       const s = await this.status(requireJob(body));
-      if (!s) throw new ValidationError(`no job '${String(body.job)}'`, { field: "job" });
+      if (!s) throw new NotFound(`no job '${String(body.job)}'`, { field: "job" });
       return s;
     });
     handle(EVAL_SUBJECTS.list, async () => ({
-      jobs: (await this.list()).map(({ spec, summary, ...rest }) => ({
+      jobs: (await this.list()).map(({ spec, result, ...rest }) => ({
         ...rest,
         name: spec.name,
-        score: summary?.score ?? rest.progress?.score ?? null,
+        score: result?.score ?? rest.progress?.score ?? null,
       })),
     }));
     handle(EVAL_SUBJECTS.cancel, async (body) => {
       const rec = await this.cancel(requireJob(body));
-      if (!rec) throw new ValidationError(`no job '${String(body.job)}'`, { field: "job" });
+      if (!rec) throw new NotFound(`no job '${String(body.job)}'`, { field: "job" });
       return { record: rec };
     });
     handle(EVAL_SUBJECTS.resume, async (body) => {
       const job = requireJob(body);
       const rec = await this.resume(job);
-      if (!rec) throw new ValidationError(`no job '${job}'`, { field: "job" });
+      if (!rec) throw new NotFound(`no job '${job}'`, { field: "job" });
       return { record: rec };
     });
     handle(EVAL_SUBJECTS.delete, async (body) => ({ deleted: await this.delete(requireJob(body)) }));
@@ -504,8 +499,15 @@ export class PipelineService {
       if (!body || typeof body !== "object" || Array.isArray(body)) throw new ValidationError("the request body must be a JSON object");
       reply = { ok: true, ...(await fn(body as Record<string, unknown>) as object) };
     } catch (err) {
-      const info = err instanceof SyntaxError ? { type: "DecodeError", message: `request body is not JSON: ${err.message}` } : errorInfo(err);
-      reply = { ok: false, error: { ...info, ...(err instanceof DspexError && err.field ? { field: err.field } : {}) } };
+      reply = {
+        ok: false,
+        error:
+          err instanceof SyntaxError
+            ? { type: "DecodeError", message: `request body is not JSON: ${err.message}`, retryable: false }
+            : err instanceof DspexError
+              ? err.toWire()
+              : { ...errorInfo(err), retryable: false },
+      };
     }
     if (msg.reply) msg.respond(encoder.encode(JSON.stringify(reply)));
   }
@@ -520,8 +522,7 @@ export class PipelineService {
     for (const r of runs) r.stop("shutdown");
     await Promise.allSettled(runs.map((r) => r.finished));
     await this.scanning;
-    this.evaluator.close();
-    if (this.ownsRouter) await this.router.close();
+    if (this.ownsClient) await this.client.close();
     if (this.ownsConnection) await this.nc.drain();
   }
 }

@@ -1,8 +1,7 @@
 /**
- * Persistence of evaluation jobs in JetStream.
+ * Persistence of evaluation jobs in JetStream. The job records are the job model's (KV `dspex_jobs`,
+ * @dspex/jobs); this store adds the eval kind's data:
  *
- * - KV bucket `dspex_eval_jobs`: one record per job (spec, status, owner lease, checkpoint, summary), updated
- *   with compare-and-set on the revision so concurrent writers (a cancel, a lease renewal) never lose an update.
  * - Stream `DSPEX_EVAL_DATA`: the dataset, one message per example on `dspex.eval.data.<job>.<index>`.
  * - Stream `DSPEX_EVAL_RESULTS`: one message per example on `dspex.eval.result.<job>.<index>`, published with
  *   `Nats-Msg-Id: <job>:<index>`. Both streams keep at most one message per subject and reject a second one
@@ -11,49 +10,29 @@
  *   cover two minutes). Readers also keep only the first result per index.
  */
 import { createHash } from "node:crypto";
-import {
-  DiscardPolicy,
-  RetentionPolicy,
-  StorageType,
-  jetstream,
-  jetstreamManager,
-  type JetStreamClient,
-  type JetStreamManager,
-  type StreamConfig,
-} from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
-import { nanos, type NatsConnection } from "@nats-io/transport-node";
-import { TransportError, ValidationError } from "@dspex/shared";
-import {
-  DATA_PREFIX,
-  DATA_STREAM,
-  JOBS_BUCKET,
-  RESULTS_PREFIX,
-  RESULTS_STREAM,
-  dataSubject,
-  resultMsgId,
-  resultSubject,
-} from "./subjects.js";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { JS_CODES, isStreamNotFound, jsCode, requireBus } from "@dspex/bus";
+import { JobStore } from "@dspex/jobs";
+import { STREAMS, evalDataSubject, evalResultSubject } from "@dspex/protocol";
 import type { ExampleResult, JobRecord } from "./types.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const DATA_STREAM = STREAMS.evalData.name;
+const RESULTS_STREAM = STREAMS.evalResults.name;
+/** Subject prefixes (`dspex.eval.data.<job>.<index>` without `<job>.<index>`). */
+const DATA_PREFIX = evalDataSubject("", "").slice(0, -2);
+const RESULTS_PREFIX = evalResultSubject("", "").slice(0, -2);
 
-export interface StoreOptions {
-  replicas?: number;
-  storage?: "file" | "memory";
-  /** Largest example or result message (default 1 MiB). */
-  maxMessageBytes?: number;
-}
-
-function isNotFound(err: unknown): boolean {
-  return /not found/i.test(String((err as { message?: string })?.message ?? err));
+/** `Nats-Msg-Id` of an example's result: a re-run example is dropped as a duplicate. */
+export function resultMsgId(job: string, index: number): string {
+  return `${job}:${index}`;
 }
 
 /** The server refused a second message on a one-message subject: the example already has its result. */
 function isPerSubjectLimit(err: unknown): boolean {
-  const e = err as { message?: string; code?: number | string; api_error?: { err_code?: number } };
-  return /maximum messages per subject/i.test(String(e?.message ?? err)) || e?.api_error?.err_code === 10077;
+  return jsCode(err) === JS_CODES.StreamStoreFailed;
 }
 
 export type RecordOutcome = "stored" | "duplicate";
@@ -63,83 +42,40 @@ export class EvalStore {
     readonly nc: NatsConnection,
     readonly js: JetStreamClient,
     readonly jsm: JetStreamManager,
-    readonly kv: KV,
+    /** The job records (the job model's store). */
+    readonly jobs: JobStore,
   ) {}
 
-  /** Opens (and creates if missing) the streams and the bucket. Idempotent. */
-  static async open(nc: NatsConnection, options: StoreOptions = {}): Promise<EvalStore> {
-    const jsm = await jetstreamManager(nc);
-    const base: Partial<StreamConfig> = {
-      retention: RetentionPolicy.Limits,
-      storage: options.storage === "memory" ? StorageType.Memory : StorageType.File,
-      num_replicas: options.replicas ?? 1,
-      max_msgs_per_subject: 1,
-      discard: DiscardPolicy.New,
-      discard_new_per_subject: true,
-      duplicate_window: nanos(120_000),
-      max_msg_size: options.maxMessageBytes ?? 1024 * 1024,
-    };
-    await ensureStream(jsm, { ...base, name: DATA_STREAM, subjects: [`${DATA_PREFIX}.>`] });
-    await ensureStream(jsm, { ...base, name: RESULTS_STREAM, subjects: [`${RESULTS_PREFIX}.>`] });
-    const kv = await new Kvm(nc).create(JOBS_BUCKET, { history: 1, replicas: options.replicas ?? 1 });
-    return new EvalStore(nc, jetstream(nc), jsm, kv);
+  /** Opens the streams and the jobs bucket; a BusError names what is missing (`dspex bus apply` creates them). */
+  static async open(nc: NatsConnection): Promise<EvalStore> {
+    await requireBus(nc, { streams: ["evalData", "evalResults"], buckets: ["jobs"] });
+    return new EvalStore(nc, jetstream(nc), await jetstreamManager(nc), await JobStore.open(nc));
   }
 
-  // ----- job records -----------------------------------------------------------------------------------
+  // ----- job records (kind eval) ------------------------------------------------------------------------
 
   async createJob(record: JobRecord): Promise<void> {
-    try {
-      await this.kv.create(record.id, encoder.encode(JSON.stringify(record)));
-    } catch (err) {
-      if (/wrong last sequence|key exists/i.test(String(err))) {
-        throw new ValidationError(`job '${record.id}' already exists`, { field: "job" });
-      }
-      throw err;
-    }
+    await this.jobs.create(record as never);
   }
 
   async getJob(id: string): Promise<{ record: JobRecord; revision: number } | null> {
-    const entry = await this.kv.get(id);
-    if (!entry || entry.operation !== "PUT" || entry.length === 0) return null;
-    return { record: JSON.parse(decoder.decode(entry.value)) as JobRecord, revision: entry.revision };
+    const found = await this.jobs.get(id);
+    return found && found.record.kind === "eval" ? (found as unknown as { record: JobRecord; revision: number }) : null;
   }
 
-  /**
-   * Read-modify-write with compare-and-set: `change` gets the current record and returns the new one, or
-   * null to leave it alone. Retries on a concurrent update. Returns the stored record (or the current one).
-   */
   async updateJob(id: string, change: (current: JobRecord) => JobRecord | null): Promise<JobRecord | null> {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const current = await this.getJob(id);
-      if (!current) return null;
-      const next = change(structuredClone(current.record));
-      if (next === null) return current.record;
-      next.updatedAt = Date.now();
-      try {
-        await this.kv.update(id, encoder.encode(JSON.stringify(next)), current.revision);
-        return next;
-      } catch (err) {
-        if (!/wrong last sequence/i.test(String(err))) throw err;
-      }
-    }
-    throw new TransportError(`could not update job '${id}': too many concurrent updates`);
+    return (await this.jobs.update(id, change as never)) as unknown as JobRecord | null;
   }
 
   async listJobs(): Promise<JobRecord[]> {
-    const keys: string[] = [];
-    for await (const k of await this.kv.keys()) keys.push(k);
-    const records = await Promise.all(keys.map((k) => this.getJob(k)));
-    return records
-      .filter((r): r is { record: JobRecord; revision: number } => r !== null)
-      .map((r) => r.record)
-      .sort((a, b) => a.createdAt - b.createdAt);
+    return (await this.jobs.list("eval")) as unknown as JobRecord[];
   }
 
   /** Removes a job: its record, dataset and results. */
   async deleteJob(id: string): Promise<void> {
     await this.jsm.streams.purge(RESULTS_STREAM, { filter: `${RESULTS_PREFIX}.${id}.>` });
     await this.jsm.streams.purge(DATA_STREAM, { filter: `${DATA_PREFIX}.${id}.>` });
-    await this.kv.purge(id);
+    await this.jobs.delete(id);
   }
 
   // ----- dataset ---------------------------------------------------------------------------------------
@@ -152,7 +88,7 @@ export class EvalStore {
         chunk.map(async (example, k) => {
           const index = start + k;
           try {
-            await this.js.publish(dataSubject(job, index), encoder.encode(JSON.stringify(example)), {
+            await this.js.publish(evalDataSubject(job, index), encoder.encode(JSON.stringify(example)), {
               msgID: `${job}:data:${index}`,
             });
           } catch (err) {
@@ -194,7 +130,7 @@ export class EvalStore {
    */
   async recordResult(result: ExampleResult): Promise<RecordOutcome> {
     try {
-      const ack = await this.js.publish(resultSubject(result.job, result.index), encoder.encode(JSON.stringify(result)), {
+      const ack = await this.js.publish(evalResultSubject(result.job, result.index), encoder.encode(JSON.stringify(result)), {
         msgID: resultMsgId(result.job, result.index),
       });
       return ack.duplicate ? "duplicate" : "stored";
@@ -207,10 +143,10 @@ export class EvalStore {
   /** The stored result of one example, if any. */
   async getResult(job: string, index: number): Promise<ExampleResult | null> {
     try {
-      const msg = await this.jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: resultSubject(job, index) });
+      const msg = await this.jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: evalResultSubject(job, index) });
       return msg ? (JSON.parse(decoder.decode(msg.data)) as ExampleResult) : null;
     } catch (err) {
-      if (isNotFound(err)) return null;
+      if (jsCode(err) === JS_CODES.NoMessageFound || isStreamNotFound(err)) return null;
       throw err;
     }
   }
@@ -252,18 +188,4 @@ export function datasetHash(examples: ReadonlyArray<Record<string, unknown>>): s
   const h = createHash("sha256");
   for (const e of examples) h.update(`${JSON.stringify(e)}\n`);
   return h.digest("hex");
-}
-
-async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
-  try {
-    await jsm.streams.info(config.name);
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-    try {
-      await jsm.streams.add(config);
-    } catch (addErr) {
-      // Another instance created it first.
-      if (!/already in use|already exists/i.test(String(addErr))) throw addErr;
-    }
-  }
 }

@@ -1,5 +1,6 @@
 /** Aggregates of a job's results: DSPy's score, per-metric scores, errors by type, latency, usage. */
-import { evaluateScore, type Usage } from "@dspex/shared";
+import type { Usage } from "@dspex/protocol";
+import { evaluateScore } from "@dspex/native";
 import { scoreNumber } from "./metrics.js";
 import type { ExampleResult, JobRecord, JobSummary, LatencyStats } from "./types.js";
 
@@ -37,14 +38,14 @@ export function summarize(record: JobRecord, results: ReadonlyMap<number, Exampl
   const ordered = [...results.values()].sort((a, b) => a.index - b.index);
   const keys = record.spec.metrics.map((m) => m.as ?? m.name);
   const primary = primaryKey(record);
-  const errorsByType: Record<string, number> = {};
+  const errors_by_type: Record<string, number> = {};
   const usage: Usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
   let failed = 0;
   for (const r of ordered) {
     if (!r.ok) {
       failed++;
       const type = r.error?.type ?? "Error";
-      errorsByType[type] = (errorsByType[type] ?? 0) + 1;
+      errors_by_type[type] = (errors_by_type[type] ?? 0) + 1;
     }
     if (r.usage) {
       usage.prompt_tokens += r.usage.prompt_tokens ?? 0;
@@ -54,9 +55,9 @@ export function summarize(record: JobRecord, results: ReadonlyMap<number, Exampl
   }
   const metrics: Record<string, number | null> = {};
   for (const key of keys) metrics[key] = aggregate(ordered.map((r) => (r.ok ? scoreNumber(r.scores[key]) : 0)));
-  const startedAt = record.startedAt;
-  const finishedAt = record.finishedAt;
-  const wall = startedAt !== undefined ? ((finishedAt ?? Date.now()) - startedAt) / 1000 : undefined;
+  const started_at = record.started_at;
+  const finished_at = record.finished_at;
+  const wall = started_at !== undefined ? ((finished_at ?? Date.now()) - started_at) / 1000 : undefined;
   return {
     job: record.id,
     ...(record.spec.name ? { name: record.spec.name } : {}),
@@ -67,13 +68,13 @@ export function summarize(record: JobRecord, results: ReadonlyMap<number, Exampl
     failed,
     score: aggregate(ordered.map((r) => r.score)),
     metrics,
-    primaryMetric: primary,
-    errorsByType,
-    latencyMs: latencyStats(ordered.map((r) => r.ms)),
+    primary_metric: primary,
+    errors_by_type,
+    latency_ms: latencyStats(ordered.map((r) => r.ms)),
     usage,
-    ...(startedAt !== undefined ? { startedAt } : {}),
-    ...(finishedAt !== undefined ? { finishedAt } : {}),
+    ...(started_at !== undefined ? { started_at } : {}),
+    ...(finished_at !== undefined ? { finished_at } : {}),
     ...(wall !== undefined && wall > 0 ? { rate: ordered.length / wall } : {}),
-    datasetHash: record.datasetHash,
+    dataset_hash: record.dataset_hash,
   };
 }

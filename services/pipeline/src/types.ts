@@ -1,5 +1,8 @@
-/** The data model of batch evaluation jobs: specs, persisted job records, per-example results, events. */
-import type { LMConfigWire, Pool, SignatureWire, Usage } from "@dspex/shared";
+/**
+ * The data model of batch evaluation jobs: the eval kind of the one job model (job.schema.json) with its spec
+ * typed, per-example results, summaries. Records and progress events are the protocol's (@dspex/protocol).
+ */
+import type { EvalSpec, JobProgress, JobRecord as WireJobRecord, JobStatus, LMConfig, Pool, SignatureWire, Usage } from "@dspex/protocol";
 import type { PipelineSpec, StepTiming } from "./pipeline.js";
 
 export type ModuleKind = "predict" | "chain_of_thought";
@@ -12,10 +15,10 @@ export interface ModuleProgram {
   /** `predict` (default) or `chain_of_thought`. */
   module?: ModuleKind;
   demos?: Array<Record<string, unknown>>;
-  lm?: LMConfigWire;
+  lm?: LMConfig;
   pool?: Pool;
   /** Per-call timeout (default: the pool's). */
-  timeoutMs?: number;
+  timeout_ms?: number;
 }
 
 /** A pipeline of steps (see pipeline.ts) as the program of a job. */
@@ -54,54 +57,35 @@ export type MetricFunction = (
   args: Record<string, unknown>,
 ) => number | boolean | Promise<number | boolean>;
 
-/** What a job is asked to do; stored with the job, so it must be plain JSON. */
-export interface JobSpec {
-  /** Free-form label shown in listings. */
-  name?: string;
+/** What a job is asked to do (job.schema.json EvalSpec, with its program and metrics typed); plain JSON. */
+export interface JobSpec extends Omit<EvalSpec, "program" | "metrics"> {
   program: ProgramSpec;
   /** The first metric is the job's score; the others are reported alongside. */
   metrics: MetricSpec[];
-  /** Examples in flight at once (default 8). */
-  concurrency?: number;
-  /** Stop the job (status `failed`) once more than this many examples failed; unset: never. */
-  maxErrors?: number | null;
-  /** Retries of an example after a retryable error (timeout, LM 5xx/429, no workers; default 2). */
-  retries?: number;
-  /** Example fields passed to the program (default: the signature's input fields; every field for a pipeline). */
-  inputKeys?: string[];
 }
 
-export type JobStatus = "queued" | "running" | "completed" | "failed" | "cancelled";
-export const TERMINAL_STATUSES: readonly JobStatus[] = ["completed", "failed", "cancelled"];
+/** A spec as submitted: metrics may be given by name (normalized into MetricSpecs when the job is created). */
+export interface JobSpecInput extends Omit<JobSpec, "metrics"> {
+  metrics: Array<string | MetricSpec>;
+}
+
+export type { JobStatus };
+export { TERMINAL as TERMINAL_STATUSES } from "@dspex/jobs";
 
 export interface ErrorInfo {
   type: string;
   message: string;
 }
 
-/** The job record in the KV bucket (key = job id). */
-export interface JobRecord {
-  id: string;
+/** An eval job's record in KV `dspex_jobs`: the job model's record, its spec and result typed. */
+export interface JobRecord extends Omit<WireJobRecord, "spec" | "result" | "total" | "dataset_hash"> {
+  kind: "eval";
   spec: JobSpec;
-  status: JobStatus;
   total: number;
   /** sha256 of the dataset (canonical JSON lines): jobs are comparable when it matches. */
-  datasetHash: string;
-  createdAt: number;
-  updatedAt: number;
-  startedAt?: number;
-  finishedAt?: number;
-  /** Service instance running the job and until when its lease holds. */
-  owner?: string;
-  leaseUntil?: number;
-  /** How many times a service picked the job up (1 + resumes). */
-  runs: number;
-  /** Checkpoint of the counters (the results stream is the truth). */
-  progress?: { done: number; failed: number; score: number | null };
-  summary?: JobSummary;
-  error?: ErrorInfo;
-  /** A cancel was asked for. */
-  cancelRequested?: boolean;
+  dataset_hash: string;
+  /** The summary, once the job ended. */
+  result?: JobSummary;
 }
 
 /** One example's result, stored once in the results stream. */
@@ -145,32 +129,16 @@ export interface JobSummary {
   score: number | null;
   /** Per metric key, the same aggregate over the examples that have a result. */
   metrics: Record<string, number | null>;
-  primaryMetric: string;
-  errorsByType: Record<string, number>;
-  latencyMs: LatencyStats | null;
+  primary_metric: string;
+  errors_by_type: Record<string, number>;
+  latency_ms: LatencyStats | null;
   usage: Usage;
-  startedAt?: number;
-  finishedAt?: number;
+  started_at?: number;
+  finished_at?: number;
   /** Examples per second over the run's wall time. */
   rate?: number;
-  datasetHash: string;
+  dataset_hash: string;
 }
 
-/** A progress event on `dspex.eval.progress.<job>` (JSON). */
-export interface ProgressEvent {
-  job: string;
-  status: JobStatus;
-  total: number;
-  done: number;
-  ok: number;
-  failed: number;
-  /** Running score: round(100 * sum / done, 2). */
-  score: number | null;
-  /** Examples per second (recent). */
-  rate: number;
-  /** Seconds to go at the current rate (null when unknown). */
-  eta_s: number | null;
-  elapsed_s: number;
-  at: number;
-  error?: ErrorInfo;
-}
+/** A progress event of a job (job.schema.json JobProgress). */
+export type ProgressEvent = JobProgress;

@@ -16,7 +16,7 @@ import {
   type JobRecord,
   type ProgressEvent,
 } from "@dspex/pipeline";
-import { Router, lmKey } from "@dspex/router";
+import { Client, lmKey } from "@dspex/client";
 import { startHarness, type Harness } from "../../../test/integration/harness.js";
 
 const QA = "question -> answer";
@@ -32,7 +32,7 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
 
   before(async () => {
     h = await startHarness({ fleet: { workers: { general: 1 } } });
-    service = await PipelineService.start({ connection: h.router.nc, router: h.router, lm: h.lm, leaseMs: 1_500 });
+    service = await PipelineService.start({ connection: h.client.nc, client: h.client, lm: h.lm, leaseMs: 1_500 });
     client = await PipelineClient.connect({ servers: h.fleet.natsUrl });
   });
   after(async () => {
@@ -75,13 +75,13 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
     const { ok, job } = reply.json<{ ok: boolean; job: string }>();
     assert.equal(ok, true);
     const record = await client.wait(job, { timeoutMs: 60_000 });
-    assert.equal(record.status, "completed");
-    assert.equal(record.summary?.score, 50); // last digit 0-4 -> "yes"
-    assert.deepEqual(record.summary?.metrics, { exact_match: 50, f1: 50 });
+    assert.equal(record.status, "succeeded");
+    assert.equal(record.result?.score, 50); // last digit 0-4 -> "yes"
+    assert.deepEqual(record.result?.metrics, { exact_match: 50, f1: 50 });
     assert.equal(record.runs, 1);
-    assert.equal(record.datasetHash, datasetHash(examples(20)));
+    assert.equal(record.dataset_hash, datasetHash(examples(20)));
     const status = (await client.nc.request(EVAL_SUBJECTS.status, JSON.stringify({ job }))).json<{ ok: boolean; record: JobRecord }>();
-    assert.equal(status.record.status, "completed");
+    assert.equal(status.record.status, "succeeded");
     const list = await client.list();
     assert.ok(list.some((j) => j.id === job && j.score === 50));
     const page = (await client.nc.request(EVAL_SUBJECTS.results, JSON.stringify({ job, offset: 5, limit: 3 }))).json<{
@@ -113,38 +113,38 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
   test("cancel stops a running job with its results so far; resume finishes it without redoing any", async () => {
     rules(150);
     const job = await client.submit({ program: { signature: QA }, metrics: ["exact_match"], concurrency: 2 }, examples(40, "slow"));
-    await waitEvent(job, (e) => e.done >= 4);
+    await waitEvent(job, (e) => (e.done ?? 0) >= 4);
     const cancelled = await client.cancel(job);
-    assert.equal(cancelled.cancelRequested, true);
+    assert.equal(cancelled.cancel_requested, true);
     const stopped = await client.wait(job, { timeoutMs: 30_000 });
     assert.equal(stopped.status, "cancelled");
     const partial = await client.results(job);
     assert.ok(partial.size >= 4 && partial.size < 40, `results after cancel: ${partial.size}`);
-    assert.equal(stopped.summary?.done, partial.size);
+    assert.equal(stopped.result?.done, partial.size);
 
     rules(0);
     const seen = h.lmDouble.requests().length;
     await client.resume(job);
     const done = await client.wait(job, { timeoutMs: 60_000 });
-    assert.equal(done.status, "completed");
+    assert.equal(done.status, "succeeded");
     assert.equal(done.runs, 2);
     const all = await client.results(job);
     assert.equal(all.size, 40);
     for (const [i, r] of partial) assert.deepEqual(all.get(i), r, `example ${i} kept its first result`);
     const asked = new Set(h.lmDouble.requests().slice(seen).map((r) => r.prompt?.inputs.question));
     for (const i of partial.keys()) assert.ok(!asked.has(`slow ${i}`), `example ${i} was not run again`);
-    assert.equal(done.summary?.score, 50);
+    assert.equal(done.result?.score, 50);
   });
 
   test("the error budget stops a job as failed; failed examples carry their error", async () => {
     rules();
     const data = examples(30).map((e, i) => (i >= 5 ? { ...e, question: `fail ${i}` } : e));
-    const job = await client.submit({ program: { signature: QA }, metrics: ["exact_match"], concurrency: 1, maxErrors: 3 }, data);
+    const job = await client.submit({ program: { signature: QA }, metrics: ["exact_match"], concurrency: 1, max_errors: 3 }, data);
     const record = await client.wait(job, { timeoutMs: 60_000 });
     assert.equal(record.status, "failed");
     assert.equal(record.error?.type, "ErrorBudgetExceeded");
-    assert.equal(record.summary?.failed, 4);
-    assert.equal(record.summary?.done, 9);
+    assert.equal(record.result?.failed, 4);
+    assert.equal(record.result?.done, 9);
     const r = (await client.results(job)).get(5)!;
     assert.equal(r.ok, false);
     assert.equal(r.error?.type, "LMOutputError");
@@ -156,9 +156,9 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
     const data = examples(10).map((e, i) => (i % 5 === 0 ? { ...e, question: `fail ${i}` } : e));
     const job = await client.submit({ program: { signature: QA }, metrics: ["exact_match"] }, data);
     const record = await client.wait(job, { timeoutMs: 60_000 });
-    assert.equal(record.status, "completed");
-    assert.equal(record.summary?.failed, 2);
-    assert.equal(record.summary?.score, 40); // 1,2,3,4 right; 0 and 5 failed
+    assert.equal(record.status, "succeeded");
+    assert.equal(record.result?.failed, 2);
+    assert.equal(record.result?.score, 40); // 1,2,3,4 right; 0 and 5 failed
   });
 
   test("Python metrics run in the worker (op evaluate); custom TypeScript metrics run here", async () => {
@@ -172,7 +172,7 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
       examples(10),
     );
     const record = await client.wait(job, { timeoutMs: 60_000 });
-    assert.equal(record.status, "completed", JSON.stringify(record.error));
+    assert.equal(record.status, "succeeded", JSON.stringify(record.error));
     const results = await client.results(job);
     const first = results.get(0)!;
     assert.equal(first.ok, true, JSON.stringify(first.error));
@@ -180,17 +180,17 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
     assert.equal(first.scores["py:answer_exact_match"], true);
     assert.equal(first.scores.starts_with_y, true);
     assert.equal(first.scores.ts_em, true);
-    assert.equal(record.summary?.metrics["py:answer_exact_match"], 50);
-    assert.equal(record.summary?.metrics.ts_em, 50);
-    assert.equal(record.summary?.metrics.starts_with_y, 50);
-    assert.deepEqual(record.summary?.errorsByType, {});
+    assert.equal(record.result?.metrics["py:answer_exact_match"], 50);
+    assert.equal(record.result?.metrics.ts_em, 50);
+    assert.equal(record.result?.metrics.starts_with_y, 50);
+    assert.deepEqual(record.result?.errors_by_type, {});
   });
 
   test("a Python metric that raises fails the example with the worker's error", async () => {
     rules();
     const job = await client.submit({ program: { signature: QA }, metrics: ["py:answer_passage_match"] }, examples(3));
     const record = await client.wait(job, { timeoutMs: 60_000 });
-    assert.equal(record.status, "completed");
+    assert.equal(record.status, "succeeded");
     const r = (await client.results(job)).get(0)!;
     assert.equal(r.ok, false);
     assert.equal(r.error?.type, "WorkerError");
@@ -205,57 +205,59 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
     await store.writeDataset(job, data);
     const now = Date.now();
     await store.createJob({
+      v: 1,
+      kind: "eval",
       id: job,
       spec: { program: { signature: QA }, metrics: [{ name: "exact_match" }], concurrency: 3 },
       status: "running",
       total: data.length,
-      datasetHash: datasetHash(data),
-      createdAt: now,
-      updatedAt: now,
-      startedAt: now,
+      dataset_hash: datasetHash(data),
+      created_at: now,
+      updated_at: now,
+      started_at: now,
       owner: "ghost-instance",
-      leaseUntil: now + 1_000,
+      lease_until: now + 1_000,
       runs: 1,
     });
     // The dead owner had stored three results before it died.
     const ghost = (i: number): ExampleResult => ({ job, index: i, ok: true, outputs: { answer: "ghost" }, scores: { exact_match: true }, score: 1, ms: 1, attempts: 1, at: now });
     for (const i of [0, 1, 2]) assert.equal(await store.recordResult(ghost(i)), "stored");
     const record = await client.wait(job, { timeoutMs: 30_000 });
-    assert.equal(record.status, "completed");
+    assert.equal(record.status, "succeeded");
     assert.equal(record.owner, service.id);
     assert.equal(record.runs, 2);
     const results = await client.results(job);
     assert.equal(results.size, 12);
     assert.equal(results.get(1)?.outputs?.answer, "ghost", "the stored result stays");
-    assert.equal(record.summary?.score, 58.33); // 0-2 the ghost's; 3, 4, 10, 11 answered "yes": 7 of 12
+    assert.equal(record.result?.score, 58.33); // 0-2 the ghost's; 3, 4, 10, 11 answered "yes": 7 of 12
   });
 
   test("an open circuit breaker pauses the examples instead of failing them", async () => {
     rules();
-    // A router whose LM breaker opens after 5 calls and lets a probe through after 1 s.
-    const router = await Router.connect({
-      connection: h.router.nc,
+    // A client whose LM breaker opens after 5 calls and lets a probe through after 1 s.
+    const client = await Client.connect({
+      connection: h.client.nc,
       lm: h.lm,
-      dlq: false,
-      resilience: { breakers: { all: { volumeThreshold: 5, resetTimeoutMs: 1_000 } }, retry: { maxAttempts: 1 } },
+      breakers: { all: { volumeThreshold: 5, resetTimeoutMs: 1_000 } },
+      retry: { maxAttempts: 1 },
     });
-    const local = await PipelineService.start({ connection: h.router.nc, router, lm: h.lm, serve: false, resume: false });
+    const local = await PipelineService.start({ connection: h.client.nc, client, lm: h.lm, serve: false, resume: false });
     try {
       h.lmDouble.control.failAll("http500");
       const job = await local.submit({
         spec: { program: { signature: QA }, metrics: ["exact_match"], concurrency: 4, retries: 8 },
         examples: examples(20, "breaker"),
       });
-      await router.resilience.breakers.waitFor(`lm:${lmKey(h.lm)}`, "open", 30_000);
+      await client.breakers.waitFor(`lm:${lmKey(h.lm)}`, "open", 30_000);
       h.lmDouble.control.clearFailure();
       const record = await local.waitFor(job);
-      assert.equal(record.status, "completed");
-      assert.equal(record.summary?.failed, 0, JSON.stringify(record.summary?.errorsByType));
-      assert.equal(record.summary?.score, 50);
+      assert.equal(record.status, "succeeded");
+      assert.equal(record.result?.failed, 0, JSON.stringify(record.result?.errors_by_type));
+      assert.equal(record.result?.score, 50);
     } finally {
       h.lmDouble.control.clearFailure();
       await local.close();
-      await router.close();
+      await client.close();
     }
   });
 

@@ -1,5 +1,5 @@
 /**
- * Pipelines: native TypeScript steps and Python DSPy module steps through the Router (real workers, real
+ * Pipelines: native TypeScript steps and Python DSPy module steps through the Client (real workers, real
  * dspy, LM double), field mapping, parallel groups, conditional branches, continue_on_error, per-step
  * timing; run as one request (API and dspex.pipeline.run) and as the program of a batch job.
  */
@@ -128,7 +128,7 @@ describe("pipelines with Python DSPy module steps", { timeout: 120_000 }, () => 
 
   before(async () => {
     h = await startHarness({ fleet: { workers: { general: 1 } } });
-    service = await PipelineService.start({ connection: h.router.nc, router: h.router, lm: h.lm });
+    service = await PipelineService.start({ connection: h.client.nc, client: h.client, lm: h.lm });
     service.registerStep("shout", (input) => ({ shout: String(input.answer).toUpperCase() }));
     client = await PipelineClient.connect({ servers: h.fleet.natsUrl });
   });
@@ -211,8 +211,8 @@ describe("pipelines with Python DSPy module steps", { timeout: 120_000 }, () => 
     const data = Array.from({ length: 12 }, (_, i) => ({ a: i, b: 2, answer: String(i + 2 === 5 ? 5 : i + 3) }));
     const job = await client.submit({ program: { pipeline: math }, metrics: ["exact_match"], concurrency: 4 }, data);
     const record = await client.wait(job, { timeoutMs: 60_000 });
-    assert.equal(record.status, "completed");
-    assert.equal(record.summary?.score, 8.33); // only a=3 (3+2=5) has the right gold answer: 1 of 12
+    assert.equal(record.status, "succeeded");
+    assert.equal(record.result?.score, 8.33); // only a=3 (3+2=5) has the right gold answer: 1 of 12
     const r = (await client.results(job)).get(3)!;
     assert.equal(r.ok, true);
     assert.equal(r.outputs?.verdict, "five");

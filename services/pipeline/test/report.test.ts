@@ -8,23 +8,25 @@ import {
   renderReport,
   scoreBars,
   summarize,
-  formatProgress,
   Stats,
   type ExampleResult,
   type JobRecord,
 } from "@dspex/pipeline";
+import { formatProgress } from "../../cli/src/commands/progress.js";
 
 function record(id: string, total: number, overrides: Partial<JobRecord> = {}): JobRecord {
   return {
+    v: 1,
+    kind: "eval",
     id,
     spec: { name: `job ${id}`, program: { signature: "question -> answer" }, metrics: [{ name: "exact_match" }, { name: "f1" }] },
-    status: "completed",
+    status: "succeeded",
     total,
-    datasetHash: "a".repeat(64),
-    createdAt: 1_700_000_000_000,
-    updatedAt: 1_700_000_010_000,
-    startedAt: 1_700_000_000_000,
-    finishedAt: 1_700_000_010_000,
+    dataset_hash: "a".repeat(64),
+    created_at: 1_700_000_000_000,
+    updated_at: 1_700_000_010_000,
+    started_at: 1_700_000_000_000,
+    finished_at: 1_700_000_010_000,
     runs: 1,
     ...overrides,
   };
@@ -60,11 +62,11 @@ describe("summary", () => {
     const s = summarize(record("j", 4), rs);
     assert.equal(s.score, 50); // 2 of 4
     assert.deepEqual(s.metrics, { exact_match: 50, f1: 62.5 }); // (1 + 0.5 + 1 + 0) / 4
-    assert.equal(s.primaryMetric, "exact_match");
-    assert.deepEqual(s.errorsByType, { LMError: 1 });
+    assert.equal(s.primary_metric, "exact_match");
+    assert.deepEqual(s.errors_by_type, { LMError: 1 });
     assert.equal(s.ok, 3);
     assert.equal(s.failed, 1);
-    assert.equal(s.latencyMs?.max, 300);
+    assert.equal(s.latency_ms?.max, 300);
     assert.equal(s.usage.total_tokens, 36);
     assert.equal(s.rate, 0.4); // 4 examples in 10 s
   });
@@ -85,8 +87,8 @@ describe("summary", () => {
     const e = stats.event("j", "running", Date.now() - 1000);
     assert.equal(e.done, 3);
     assert.equal(e.failed, 1);
-    assert.ok(e.rate > 0);
-    assert.ok(e.eta_s !== null && e.eta_s > 0);
+    assert.ok((e.rate ?? 0) > 0);
+    assert.ok(e.eta_s !== null && e.eta_s !== undefined && e.eta_s > 0);
     assert.match(formatProgress(e), /^\[#+\.+\] 3\/10 +30% .*score 33\.33 +failed 1$/);
   });
 });
@@ -97,7 +99,7 @@ describe("HTML report", () => {
     ...Array.from({ length: 40 }, (_, i) => ok(job, i, i % 3 !== 0, i % 3 === 0 ? 0.25 : 1, 100 + i * 10)),
     failed(job, 40, "LMOutputError", "could not parse <garbage> & more"),
     failed(job, 41, "LMOutputError", "could not parse again"),
-    failed(job, 42, "TimeoutError", "no reply within 10000 ms"),
+    failed(job, 42, "DeadlineExceeded", "no reply within 10000 ms"),
   ];
   const dataset = list.map((r) => ({ question: `question <b>${r.index}</b>`, answer: "yes" }));
   const html = renderReport({ record: record(job, 43), results: results(list), dataset, generatedAt: new Date(0) });
@@ -115,7 +117,7 @@ describe("HTML report", () => {
     const s = summarize(record(job, 43), results(list));
     assert.ok(html.includes(`>${s.score!.toFixed(2)}<`), "the score");
     assert.match(html, /<code class="err">LMOutputError<\/code><\/td><td class="num">2<\/td>/);
-    assert.match(html, /<code class="err">TimeoutError<\/code><\/td><td class="num">1<\/td>/);
+    assert.match(html, /<code class="err">DeadlineExceeded<\/code><\/td><td class="num">1<\/td>/);
     assert.ok(html.includes("could not parse &lt;garbage&gt; &amp; more"));
     assert.ok(html.includes("question &lt;b&gt;40&lt;/b&gt;"), "inputs of failed examples, escaped");
     assert.ok(!html.includes("<b>40</b>"));
@@ -157,7 +159,7 @@ describe("comparison", () => {
   });
 
   test("refuses different datasets unless forced", () => {
-    const other = { record: record("ev-d", 4, { datasetHash: "b".repeat(64) }), results: new Map() };
+    const other = { record: record("ev-d", 4, { dataset_hash: "b".repeat(64) }), results: new Map() };
     assert.throws(() => compareJobs([a, other]), /different datasets/);
     assert.equal(compareJobs([a, other], { force: true }).pairs.length, 1);
     assert.throws(() => compareJobs([a]), /at least two/);

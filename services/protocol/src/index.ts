@@ -10,7 +10,7 @@ export { SCHEMAS } from "./generated/schemas.js";
 export * from "./errors.js";
 export { encode, decode } from "./codec.js";
 export { check, checkCompile, checkModuleOptions, checkRequest, requiredFor } from "./validate.js";
-export { partitionOf } from "./partition.js";
+export { partitionOf, partitionSubject } from "./partition.js";
 import { POOLS, type Pool } from "./generated/bus.js";
 
 /** Version of the envelopes (`v`). */

@@ -1,3 +1,5 @@
+import { requestSubject } from "./generated/bus.js";
+
 /**
  * Partition of a session: FNV-1a (32-bit) of the session id's UTF-8 bytes, modulo the pool's partition
  * count. Documented in schemas/README.md so clients in any language publish to the same partition.
@@ -11,4 +13,9 @@ export function partitionOf(session: string, partitions: number): number {
     hash = Math.imul(hash, 0x01000193) >>> 0;
   }
   return hash % partitions;
+}
+
+/** Subject of a session partition: `dspex.req.<pool>.p<N>` (bus.json's request subject, key `p<N>`). */
+export function partitionSubject(pool: string, partition: number): string {
+  return requestSubject(pool, `p${partition}`);
 }

@@ -1,21 +1,7 @@
-export { Router, type RouterOptions, type CallOptions, type CallResult } from "./router.js";
-export { provisionBus, type ProvisionOptions } from "./provision.js";
-export { WorkerDiscovery, WORKER_SERVICE, type WorkerInfo } from "./discovery.js";
-export { startFleet, type Fleet, type FleetOptions } from "./embedded/fleet.js";
-export { startNatsServer, stopChild, type EmbeddedNats } from "./embedded/nats-server.js";
-export { natsServerBin, pythonBin } from "./embedded/paths.js";
-export { spawnWorker, type WorkerProcess } from "./embedded/workers.js";
-export { startDefaultLm, configuredLm, hostedLm, localLmInstalled, type DefaultLm } from "./embedded/default-lm.js";
-export { collectStatus, formatStatus, type BusStatus, type PoolStatus, type WorkerStatus } from "./status.js";
-export { Supervisor, type SupervisorOptions } from "./embedded/supervisor.js";
-export { ProgramStore, type ProgramDefinition, type ProgramState, type ProgramVersion, type CreateProgramOptions } from "./programs.js";
-export { SessionTable } from "./sessions.js";
-// Resilience (docs/reliability.md): breakers, retries, dead letters.
-export * from "./breakers.js";
-export * from "./retry.js";
-export * from "./resilience.js";
-export * from "./dlq.js";
-export { DspySurface, MODULE_OPTIONS, checkModuleOptions, type ModuleOp, type InnerModule, type TrajectoryStep, type ToolRef, type ReActOptions, type ReActResult, type ProgramOfThoughtOptions, type RLMOptions, type MultiChainComparisonOptions, type MultiChainComparisonResult, type BestOfNOptions, type BestOfNResult, type ParallelOptions, type ParallelResult, type BatchItem, type MajorityOptions, type MajorityResult } from "./surface.js";
-export { serveTool, ToolRegistry, checkToolArgs, toolSubject, TOOL_SUBJECT_PREFIX, type ToolDefinition, type ToolParameters, type ToolContext, type ToolSpecWire, type ServedTool } from "./tools.js";
-export { ProgramStream, STREAM_SUBJECT_PREFIX, type StreamEvent, type StreamOptions } from "./stream.js";
-export { Optimizer, CompileJob, checkCompile, OPTIMIZER_OPTIONS, KV_JOBS, PROGRESS_SUBJECT_PREFIX, CANCEL_SUBJECT_PREFIX, type OptimizerName, type CompileOptions, type Dataset, type ProgressEvent, type ProgressType, type JobRecord, type JobResult } from "./optimize.js";
+/**
+ * @dspex/router — the router service: the HTTP API over the client (`createHttpApi`), its housekeeping
+ * (`startSweeper`), and `startRouter` wiring them (the process is server.ts).
+ */
+export { createHttpApi, statusFor } from "./http.js";
+export { startSweeper } from "./sweeper.js";
+export { startRouter, type RouterService } from "./service.js";

@@ -62,11 +62,6 @@ export function deadLetterSubject(pool: string | number): string {
   return `dspex.dlq.${pool}`;
 }
 
-/** The DLQ service's request/reply API (JSON): list, show, replay (queue group dspex-dlq). */
-export function dlqApiSubject(action: string | number): string {
-  return `dspex.dlq.api.${action}`;
-}
-
 /** Every running router answers with its breaker states (JSON; optional: status works without routers). */
 export function routerStatusSubject(): string {
   return `dspex.router.status`;
@@ -109,7 +104,6 @@ export const SERVICES = {
 } as const;
 export const QUEUES = {
   "jobs": "dspex-jobs",
-  "dlq": "dspex-dlq",
   "tools": "dspex-tools"
 } as const;
 

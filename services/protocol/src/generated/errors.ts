@@ -3,7 +3,7 @@
 import { DspexError, type DspexErrorOptions } from "../error-base.js";
 
 /** Every error type of the contract (error.schema.json). */
-export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError"] as const;
+export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError"] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 
 /** The body is not msgpack, or not a map. (raised by: worker) */
@@ -158,6 +158,38 @@ export class BusError extends DspexError {
   }
 }
 
+/** A job's dataset is missing examples or is not a list of example objects. (raised by: any) */
+export class DatasetError extends DspexError {
+  override readonly type = "DatasetError";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
+/** An eval job stopped: more examples failed than its max_errors allows. (raised by: any) */
+export class ErrorBudgetExceeded extends DspexError {
+  override readonly type = "ErrorBudgetExceeded";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
+/** An eval job ended with examples that have no stored result; resuming it runs them. (raised by: any) */
+export class IncompleteJob extends DspexError {
+  override readonly type = "IncompleteJob";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: true, ...options });
+  }
+}
+
+/** A metric raised or returned something that is not a score. (raised by: any) */
+export class MetricError extends DspexError {
+  override readonly type = "MetricError";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
 /** The class of each error type: the one table both directions of the wire mapping use. */
 export const ERROR_CLASSES: Record<ErrorType, new (message: string, options?: DspexErrorOptions) => DspexError> = {
   DecodeError,
@@ -179,4 +211,8 @@ export const ERROR_CLASSES: Record<ErrorType, new (message: string, options?: Ds
   CircuitOpenError,
   TransportError,
   BusError,
+  DatasetError,
+  ErrorBudgetExceeded,
+  IncompleteJob,
+  MetricError,
 };

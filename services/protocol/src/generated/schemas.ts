@@ -32,7 +32,11 @@ export const SCHEMAS = {
           "NoWorkersError",
           "CircuitOpenError",
           "TransportError",
-          "BusError"
+          "BusError",
+          "DatasetError",
+          "ErrorBudgetExceeded",
+          "IncompleteJob",
+          "MetricError"
         ],
         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."
       },
@@ -147,6 +151,26 @@ export const SCHEMAS = {
         "retryable": false,
         "raisedBy": "client",
         "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."
+      },
+      "DatasetError": {
+        "retryable": false,
+        "raisedBy": "any",
+        "description": "A job's dataset is missing examples or is not a list of example objects."
+      },
+      "ErrorBudgetExceeded": {
+        "retryable": false,
+        "raisedBy": "any",
+        "description": "An eval job stopped: more examples failed than its max_errors allows."
+      },
+      "IncompleteJob": {
+        "retryable": true,
+        "raisedBy": "any",
+        "description": "An eval job ended with examples that have no stored result; resuming it runs them."
+      },
+      "MetricError": {
+        "retryable": false,
+        "raisedBy": "any",
+        "description": "A metric raised or returned something that is not a score."
       }
     },
     "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -211,7 +235,8 @@ export const SCHEMAS = {
             "type": "string",
             "description": "optimize: baseline | compiling | final | storing."
           }
-        }
+        },
+        "additionalProperties": false
       },
       "evalSpec": {
         "title": "EvalSpec",
@@ -340,7 +365,8 @@ export const SCHEMAS = {
             ],
             "minimum": 0
           }
-        }
+        },
+        "additionalProperties": false
       },
       "optimizeResult": {
         "title": "OptimizeResult",
@@ -371,7 +397,8 @@ export const SCHEMAS = {
               "null"
             ]
           }
-        }
+        },
+        "additionalProperties": false
       },
       "record": {
         "title": "JobRecord",
@@ -406,6 +433,14 @@ export const SCHEMAS = {
           "spec": {
             "type": "object",
             "description": "eval: EvalSpec; optimize: OptimizeSpec."
+          },
+          "total": {
+            "type": [
+              "integer",
+              "null"
+            ],
+            "minimum": 0,
+            "description": "Units of work, when known up front (eval: examples)."
           },
           "dataset_hash": {
             "type": "string",
@@ -450,7 +485,8 @@ export const SCHEMAS = {
           "cancel_requested": {
             "type": "boolean"
           }
-        }
+        },
+        "additionalProperties": false
       },
       "progress": {
         "title": "JobProgress",
@@ -584,7 +620,8 @@ export const SCHEMAS = {
           "error": {
             "$ref": "error.schema.json"
           }
-        }
+        },
+        "additionalProperties": false
       }
     }
   },
@@ -1628,7 +1665,11 @@ export const SCHEMAS = {
             "description": "Worker time for the request."
           }
         },
-        "title": "Timings"
+        "title": "Timings",
+        "required": [
+          "queue_ms",
+          "exec_ms"
+        ]
       },
       "usage": {
         "type": "object",

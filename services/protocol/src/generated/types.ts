@@ -160,7 +160,11 @@ export interface ErrorWire {
     | "NoWorkersError"
     | "CircuitOpenError"
     | "TransportError"
-    | "BusError";
+    | "BusError"
+    | "DatasetError"
+    | "ErrorBudgetExceeded"
+    | "IncompleteJob"
+    | "MetricError";
   message: string;
   /**
    * The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).
@@ -190,7 +194,6 @@ export interface JobCounts {
    * optimize: baseline | compiling | final | storing.
    */
   stage?: string;
-  [k: string]: unknown;
 }
 /**
  * What an eval job runs (docs/evaluation.md).
@@ -211,7 +214,7 @@ export interface EvalSpec {
    *
    * @minItems 1
    */
-  metrics: [string | MetricSpec, ...(string | MetricSpec)[]];
+  metrics: (string | MetricSpec)[];
   /**
    * Examples in flight at once.
    */
@@ -263,7 +266,6 @@ export interface OptimizeSpec {
   evaluate?: boolean;
   trainset_size?: number;
   valset_size?: number | null;
-  [k: string]: unknown;
 }
 /**
  * A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).
@@ -280,7 +282,6 @@ export interface OptimizeResult {
    */
   score: number | null;
   baseline_score: number | null;
-  [k: string]: unknown;
 }
 export interface JobRecord {
   v: 1;
@@ -294,6 +295,10 @@ export interface JobRecord {
   spec: {
     [k: string]: unknown;
   };
+  /**
+   * Units of work, when known up front (eval: examples).
+   */
+  total?: number | null;
   /**
    * sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable.
    */
@@ -326,7 +331,6 @@ export interface JobRecord {
   };
   error?: ErrorWire;
   cancel_requested?: boolean;
-  [k: string]: unknown;
 }
 /**
  * A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.
@@ -374,7 +378,6 @@ export interface JobProgress {
   baseline_score?: number | null;
   program?: ProgramRef;
   error?: ErrorWire;
-  [k: string]: unknown;
 }
 /**
  * A tool served over NATS (docs/dspy-surface.md, Tools).
@@ -596,7 +599,7 @@ export interface EnsembleOptions {
   /**
    * @minItems 1
    */
-  programs: [ProgramRef, ...ProgramRef[]];
+  programs: ProgramRef[];
 }
 /**
  * dspy.BootstrapFinetune: constructor options, and compile() arguments (x-dspex-stage: compile).
@@ -642,11 +645,11 @@ export interface Timings {
   /**
    * Stored in the stream until a worker started it.
    */
-  queue_ms?: number;
+  queue_ms: number;
   /**
    * Worker time for the request.
    */
-  exec_ms?: number;
+  exec_ms: number;
   [k: string]: unknown;
 }
 export interface Usage {
@@ -675,11 +678,11 @@ export interface SignatureWire {
   /**
    * @minItems 1
    */
-  inputs: [FieldWire, ...FieldWire[]];
+  inputs: FieldWire[];
   /**
    * @minItems 1
    */
-  outputs: [FieldWire, ...FieldWire[]];
+  outputs: FieldWire[];
 }
 export interface FieldWire {
   name: string;
@@ -709,7 +712,7 @@ export interface LiteralType {
   /**
    * @minItems 1
    */
-  values: [string | number | boolean, ...(string | number | boolean)[]];
+  values: (string | number | boolean)[];
 }
 export interface FieldConstraints {
   ge?: number;
@@ -729,7 +732,7 @@ export interface EvaluateSpec {
    *
    * @minItems 1
    */
-  metrics: [MetricRef, ...MetricRef[]];
+  metrics: MetricRef[];
   /**
    * The example's gold (label) fields; the metric sees them together with the inputs.
    */

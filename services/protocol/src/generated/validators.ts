@@ -6837,10 +6837,10 @@ return errors === 0;
 }
 
 export const validateReply = validate41;
-const schema57 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings"},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
-const schema58 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings"};
+const schema57 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
+const schema58 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]};
 const schema59 = {"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"};
-const schema60 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"client","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
+const schema60 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"client","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."},"DatasetError":{"retryable":false,"raisedBy":"any","description":"A job's dataset is missing examples or is not a list of example objects."},"ErrorBudgetExceeded":{"retryable":false,"raisedBy":"any","description":"An eval job stopped: more examples failed than its max_errors allows."},"IncompleteJob":{"retryable":true,"raisedBy":"any","description":"An eval job ended with examples that have no stored result; resuming it runs them."},"MetricError":{"retryable":false,"raisedBy":"any","description":"A metric raised or returned something that is not a score."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
 
 function validate41(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="https://dspex.dev/schemas/v1/reply.schema.json" */;
@@ -6961,16 +6961,28 @@ const _errs11 = errors;
 const _errs12 = errors;
 if(errors === _errs12){
 if(data5 && typeof data5 == "object" && !Array.isArray(data5)){
-if(data5.queue_ms !== undefined){
-let data6 = data5.queue_ms;
-const _errs14 = errors;
-if(!((typeof data6 == "number") && (isFinite(data6)))){
-const err6 = {instancePath:instancePath+"/timings/queue_ms",schemaPath:"#/definitions/timings/properties/queue_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
+let missing1;
+if(((data5.queue_ms === undefined) && (missing1 = "queue_ms")) || ((data5.exec_ms === undefined) && (missing1 = "exec_ms"))){
+const err6 = {instancePath:instancePath+"/timings",schemaPath:"#/definitions/timings/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"};
 if(vErrors === null){
 vErrors = [err6];
 }
 else {
 vErrors.push(err6);
+}
+errors++;
+}
+else {
+if(data5.queue_ms !== undefined){
+let data6 = data5.queue_ms;
+const _errs14 = errors;
+if(!((typeof data6 == "number") && (isFinite(data6)))){
+const err7 = {instancePath:instancePath+"/timings/queue_ms",schemaPath:"#/definitions/timings/properties/queue_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
 }
 errors++;
 }
@@ -6984,12 +6996,12 @@ if(data5.exec_ms !== undefined){
 let data7 = data5.exec_ms;
 const _errs16 = errors;
 if(!((typeof data7 == "number") && (isFinite(data7)))){
-const err7 = {instancePath:instancePath+"/timings/exec_ms",schemaPath:"#/definitions/timings/properties/exec_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err8 = {instancePath:instancePath+"/timings/exec_ms",schemaPath:"#/definitions/timings/properties/exec_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
-vErrors = [err7];
+vErrors = [err8];
 }
 else {
-vErrors.push(err7);
+vErrors.push(err8);
 }
 errors++;
 }
@@ -7000,13 +7012,14 @@ var valid3 = true;
 }
 }
 }
-else {
-const err8 = {instancePath:instancePath+"/timings",schemaPath:"#/definitions/timings/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err8];
 }
 else {
-vErrors.push(err8);
+const err9 = {instancePath:instancePath+"/timings",schemaPath:"#/definitions/timings/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
 }
 errors++;
 }
@@ -7020,12 +7033,12 @@ if(valid1){
 if(data.worker !== undefined){
 const _errs18 = errors;
 if(typeof data.worker !== "string"){
-const err9 = {instancePath:instancePath+"/worker",schemaPath:"#/oneOf/0/properties/worker/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err10 = {instancePath:instancePath+"/worker",schemaPath:"#/oneOf/0/properties/worker/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
-vErrors = [err9];
+vErrors = [err10];
 }
 else {
-vErrors.push(err9);
+vErrors.push(err10);
 }
 errors++;
 }
@@ -7044,12 +7057,12 @@ for(const key0 in data9){
 let data10 = data9[key0];
 const _errs23 = errors;
 if((typeof data10 !== "boolean") && (!((typeof data10 == "number") && (isFinite(data10))))){
-const err10 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema57.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
+const err11 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema57.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
 if(vErrors === null){
-vErrors = [err10];
+vErrors = [err11];
 }
 else {
-vErrors.push(err10);
+vErrors.push(err11);
 }
 errors++;
 }
@@ -7060,12 +7073,12 @@ break;
 }
 }
 else {
-const err11 = {instancePath:instancePath+"/scores",schemaPath:"#/oneOf/0/properties/scores/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err12 = {instancePath:instancePath+"/scores",schemaPath:"#/oneOf/0/properties/scores/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err11];
+vErrors = [err12];
 }
 else {
-vErrors.push(err11);
+vErrors.push(err12);
 }
 errors++;
 }
@@ -7080,12 +7093,12 @@ if(data.extra !== undefined){
 let data11 = data.extra;
 const _errs25 = errors;
 if(!(data11 && typeof data11 == "object" && !Array.isArray(data11))){
-const err12 = {instancePath:instancePath+"/extra",schemaPath:"#/oneOf/0/properties/extra/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err13 = {instancePath:instancePath+"/extra",schemaPath:"#/oneOf/0/properties/extra/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err12];
+vErrors = [err13];
 }
 else {
-vErrors.push(err12);
+vErrors.push(err13);
 }
 errors++;
 }
@@ -7101,14 +7114,14 @@ const _errs27 = errors;
 const _errs28 = errors;
 if(errors === _errs28){
 if(data12 && typeof data12 == "object" && !Array.isArray(data12)){
-let missing1;
-if((((data12.prompt_tokens === undefined) && (missing1 = "prompt_tokens")) || ((data12.completion_tokens === undefined) && (missing1 = "completion_tokens"))) || ((data12.total_tokens === undefined) && (missing1 = "total_tokens"))){
-const err13 = {instancePath:instancePath+"/usage",schemaPath:"#/definitions/usage/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"};
+let missing2;
+if((((data12.prompt_tokens === undefined) && (missing2 = "prompt_tokens")) || ((data12.completion_tokens === undefined) && (missing2 = "completion_tokens"))) || ((data12.total_tokens === undefined) && (missing2 = "total_tokens"))){
+const err14 = {instancePath:instancePath+"/usage",schemaPath:"#/definitions/usage/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"};
 if(vErrors === null){
-vErrors = [err13];
+vErrors = [err14];
 }
 else {
-vErrors.push(err13);
+vErrors.push(err14);
 }
 errors++;
 }
@@ -7117,12 +7130,12 @@ if(data12.prompt_tokens !== undefined){
 let data13 = data12.prompt_tokens;
 const _errs30 = errors;
 if(!(((typeof data13 == "number") && (!(data13 % 1) && !isNaN(data13))) && (isFinite(data13)))){
-const err14 = {instancePath:instancePath+"/usage/prompt_tokens",schemaPath:"#/definitions/usage/properties/prompt_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err15 = {instancePath:instancePath+"/usage/prompt_tokens",schemaPath:"#/definitions/usage/properties/prompt_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
-vErrors = [err14];
+vErrors = [err15];
 }
 else {
-vErrors.push(err14);
+vErrors.push(err15);
 }
 errors++;
 }
@@ -7136,12 +7149,12 @@ if(data12.completion_tokens !== undefined){
 let data14 = data12.completion_tokens;
 const _errs32 = errors;
 if(!(((typeof data14 == "number") && (!(data14 % 1) && !isNaN(data14))) && (isFinite(data14)))){
-const err15 = {instancePath:instancePath+"/usage/completion_tokens",schemaPath:"#/definitions/usage/properties/completion_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err16 = {instancePath:instancePath+"/usage/completion_tokens",schemaPath:"#/definitions/usage/properties/completion_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
-vErrors = [err15];
+vErrors = [err16];
 }
 else {
-vErrors.push(err15);
+vErrors.push(err16);
 }
 errors++;
 }
@@ -7155,12 +7168,12 @@ if(data12.total_tokens !== undefined){
 let data15 = data12.total_tokens;
 const _errs34 = errors;
 if(!(((typeof data15 == "number") && (!(data15 % 1) && !isNaN(data15))) && (isFinite(data15)))){
-const err16 = {instancePath:instancePath+"/usage/total_tokens",schemaPath:"#/definitions/usage/properties/total_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err17 = {instancePath:instancePath+"/usage/total_tokens",schemaPath:"#/definitions/usage/properties/total_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
-vErrors = [err16];
+vErrors = [err17];
 }
 else {
-vErrors.push(err16);
+vErrors.push(err17);
 }
 errors++;
 }
@@ -7174,12 +7187,12 @@ var valid6 = true;
 }
 }
 else {
-const err17 = {instancePath:instancePath+"/usage",schemaPath:"#/definitions/usage/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err18 = {instancePath:instancePath+"/usage",schemaPath:"#/definitions/usage/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err17];
+vErrors = [err18];
 }
 else {
-vErrors.push(err17);
+vErrors.push(err18);
 }
 errors++;
 }
@@ -7201,12 +7214,12 @@ var valid1 = true;
 }
 }
 else {
-const err18 = {instancePath,schemaPath:"#/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err19 = {instancePath,schemaPath:"#/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err18];
+vErrors = [err19];
 }
 else {
-vErrors.push(err18);
+vErrors.push(err19);
 }
 errors++;
 }
@@ -7219,14 +7232,14 @@ passing0 = 0;
 const _errs36 = errors;
 if(errors === _errs36){
 if(data && typeof data == "object" && !Array.isArray(data)){
-let missing2;
-if(((((data.v === undefined) && (missing2 = "v")) || ((data.id === undefined) && (missing2 = "id"))) || ((data.ok === undefined) && (missing2 = "ok"))) || ((data.error === undefined) && (missing2 = "error"))){
-const err19 = {instancePath,schemaPath:"#/oneOf/1/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"};
+let missing3;
+if(((((data.v === undefined) && (missing3 = "v")) || ((data.id === undefined) && (missing3 = "id"))) || ((data.ok === undefined) && (missing3 = "ok"))) || ((data.error === undefined) && (missing3 = "error"))){
+const err20 = {instancePath,schemaPath:"#/oneOf/1/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"};
 if(vErrors === null){
-vErrors = [err19];
+vErrors = [err20];
 }
 else {
-vErrors.push(err19);
+vErrors.push(err20);
 }
 errors++;
 }
@@ -7234,12 +7247,12 @@ else {
 if(data.v !== undefined){
 const _errs38 = errors;
 if(1 !== data.v){
-const err20 = {instancePath:instancePath+"/v",schemaPath:"#/oneOf/1/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"};
+const err21 = {instancePath:instancePath+"/v",schemaPath:"#/oneOf/1/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"};
 if(vErrors === null){
-vErrors = [err20];
+vErrors = [err21];
 }
 else {
-vErrors.push(err20);
+vErrors.push(err21);
 }
 errors++;
 }
@@ -7252,12 +7265,12 @@ if(valid7){
 if(data.id !== undefined){
 const _errs39 = errors;
 if(typeof data.id !== "string"){
-const err21 = {instancePath:instancePath+"/id",schemaPath:"#/oneOf/1/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err22 = {instancePath:instancePath+"/id",schemaPath:"#/oneOf/1/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
-vErrors = [err21];
+vErrors = [err22];
 }
 else {
-vErrors.push(err21);
+vErrors.push(err22);
 }
 errors++;
 }
@@ -7270,12 +7283,12 @@ if(valid7){
 if(data.ok !== undefined){
 const _errs41 = errors;
 if(false !== data.ok){
-const err22 = {instancePath:instancePath+"/ok",schemaPath:"#/oneOf/1/properties/ok/const",keyword:"const",params:{allowedValue: false},message:"must be equal to constant"};
+const err23 = {instancePath:instancePath+"/ok",schemaPath:"#/oneOf/1/properties/ok/const",keyword:"const",params:{allowedValue: false},message:"must be equal to constant"};
 if(vErrors === null){
-vErrors = [err22];
+vErrors = [err23];
 }
 else {
-vErrors.push(err22);
+vErrors.push(err23);
 }
 errors++;
 }
@@ -7291,14 +7304,14 @@ const _errs42 = errors;
 const _errs43 = errors;
 if(errors === _errs43){
 if(data19 && typeof data19 == "object" && !Array.isArray(data19)){
-let missing3;
-if((((data19.type === undefined) && (missing3 = "type")) || ((data19.message === undefined) && (missing3 = "message"))) || ((data19.retryable === undefined) && (missing3 = "retryable"))){
-const err23 = {instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"};
+let missing4;
+if((((data19.type === undefined) && (missing4 = "type")) || ((data19.message === undefined) && (missing4 = "message"))) || ((data19.retryable === undefined) && (missing4 = "retryable"))){
+const err24 = {instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing4},message:"must have required property '"+missing4+"'"};
 if(vErrors === null){
-vErrors = [err23];
+vErrors = [err24];
 }
 else {
-vErrors.push(err23);
+vErrors.push(err24);
 }
 errors++;
 }
@@ -7306,12 +7319,12 @@ else {
 const _errs45 = errors;
 for(const key1 in data19){
 if(!(((((key1 === "type") || (key1 === "message")) || (key1 === "field")) || (key1 === "retryable")) || (key1 === "details"))){
-const err24 = {instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
+const err25 = {instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
 if(vErrors === null){
-vErrors = [err24];
+vErrors = [err25];
 }
 else {
-vErrors.push(err24);
+vErrors.push(err25);
 }
 errors++;
 break;
@@ -7321,13 +7334,13 @@ if(_errs45 === errors){
 if(data19.type !== undefined){
 let data20 = data19.type;
 const _errs46 = errors;
-if(!(((((((((((((((((((data20 === "DecodeError") || (data20 === "VersionError")) || (data20 === "UnknownOperation")) || (data20 === "ValidationError")) || (data20 === "PayloadTooLarge")) || (data20 === "LMConfigError")) || (data20 === "LMError")) || (data20 === "LMOutputError")) || (data20 === "WorkerError")) || (data20 === "DeadlineExceeded")) || (data20 === "AffinityError")) || (data20 === "Unsupported")) || (data20 === "Cancelled")) || (data20 === "NotFound")) || (data20 === "SignatureError")) || (data20 === "NoWorkersError")) || (data20 === "CircuitOpenError")) || (data20 === "TransportError")) || (data20 === "BusError"))){
-const err25 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema60.properties.type.enum},message:"must be equal to one of the allowed values"};
+if(!(((((((((((((((((((((((data20 === "DecodeError") || (data20 === "VersionError")) || (data20 === "UnknownOperation")) || (data20 === "ValidationError")) || (data20 === "PayloadTooLarge")) || (data20 === "LMConfigError")) || (data20 === "LMError")) || (data20 === "LMOutputError")) || (data20 === "WorkerError")) || (data20 === "DeadlineExceeded")) || (data20 === "AffinityError")) || (data20 === "Unsupported")) || (data20 === "Cancelled")) || (data20 === "NotFound")) || (data20 === "SignatureError")) || (data20 === "NoWorkersError")) || (data20 === "CircuitOpenError")) || (data20 === "TransportError")) || (data20 === "BusError")) || (data20 === "DatasetError")) || (data20 === "ErrorBudgetExceeded")) || (data20 === "IncompleteJob")) || (data20 === "MetricError"))){
+const err26 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema60.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
-vErrors = [err25];
+vErrors = [err26];
 }
 else {
-vErrors.push(err25);
+vErrors.push(err26);
 }
 errors++;
 }
@@ -7340,12 +7353,12 @@ if(valid9){
 if(data19.message !== undefined){
 const _errs47 = errors;
 if(typeof data19.message !== "string"){
-const err26 = {instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err27 = {instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
-vErrors = [err26];
+vErrors = [err27];
 }
 else {
-vErrors.push(err26);
+vErrors.push(err27);
 }
 errors++;
 }
@@ -7358,12 +7371,12 @@ if(valid9){
 if(data19.field !== undefined){
 const _errs49 = errors;
 if(typeof data19.field !== "string"){
-const err27 = {instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err28 = {instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
-vErrors = [err27];
+vErrors = [err28];
 }
 else {
-vErrors.push(err27);
+vErrors.push(err28);
 }
 errors++;
 }
@@ -7376,12 +7389,12 @@ if(valid9){
 if(data19.retryable !== undefined){
 const _errs51 = errors;
 if(typeof data19.retryable !== "boolean"){
-const err28 = {instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+const err29 = {instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
-vErrors = [err28];
+vErrors = [err29];
 }
 else {
-vErrors.push(err28);
+vErrors.push(err29);
 }
 errors++;
 }
@@ -7395,12 +7408,12 @@ if(data19.details !== undefined){
 let data24 = data19.details;
 const _errs53 = errors;
 if(!(data24 && typeof data24 == "object" && !Array.isArray(data24))){
-const err29 = {instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err30 = {instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err29];
+vErrors = [err30];
 }
 else {
-vErrors.push(err29);
+vErrors.push(err30);
 }
 errors++;
 }
@@ -7417,12 +7430,12 @@ var valid9 = true;
 }
 }
 else {
-const err30 = {instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err31 = {instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err30];
+vErrors = [err31];
 }
 else {
-vErrors.push(err30);
+vErrors.push(err31);
 }
 errors++;
 }
@@ -7436,12 +7449,12 @@ if(valid7){
 if(data.worker !== undefined){
 const _errs55 = errors;
 if(typeof data.worker !== "string"){
-const err31 = {instancePath:instancePath+"/worker",schemaPath:"#/oneOf/1/properties/worker/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err32 = {instancePath:instancePath+"/worker",schemaPath:"#/oneOf/1/properties/worker/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
-vErrors = [err31];
+vErrors = [err32];
 }
 else {
-vErrors.push(err31);
+vErrors.push(err32);
 }
 errors++;
 }
@@ -7457,16 +7470,28 @@ const _errs57 = errors;
 const _errs58 = errors;
 if(errors === _errs58){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+let missing5;
+if(((data26.queue_ms === undefined) && (missing5 = "queue_ms")) || ((data26.exec_ms === undefined) && (missing5 = "exec_ms"))){
+const err33 = {instancePath:instancePath+"/timings",schemaPath:"#/definitions/timings/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"};
+if(vErrors === null){
+vErrors = [err33];
+}
+else {
+vErrors.push(err33);
+}
+errors++;
+}
+else {
 if(data26.queue_ms !== undefined){
 let data27 = data26.queue_ms;
 const _errs60 = errors;
 if(!((typeof data27 == "number") && (isFinite(data27)))){
-const err32 = {instancePath:instancePath+"/timings/queue_ms",schemaPath:"#/definitions/timings/properties/queue_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err34 = {instancePath:instancePath+"/timings/queue_ms",schemaPath:"#/definitions/timings/properties/queue_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
-vErrors = [err32];
+vErrors = [err34];
 }
 else {
-vErrors.push(err32);
+vErrors.push(err34);
 }
 errors++;
 }
@@ -7480,12 +7505,12 @@ if(data26.exec_ms !== undefined){
 let data28 = data26.exec_ms;
 const _errs62 = errors;
 if(!((typeof data28 == "number") && (isFinite(data28)))){
-const err33 = {instancePath:instancePath+"/timings/exec_ms",schemaPath:"#/definitions/timings/properties/exec_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err35 = {instancePath:instancePath+"/timings/exec_ms",schemaPath:"#/definitions/timings/properties/exec_ms/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
-vErrors = [err33];
+vErrors = [err35];
 }
 else {
-vErrors.push(err33);
+vErrors.push(err35);
 }
 errors++;
 }
@@ -7496,13 +7521,14 @@ var valid11 = true;
 }
 }
 }
-else {
-const err34 = {instancePath:instancePath+"/timings",schemaPath:"#/definitions/timings/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err34];
 }
 else {
-vErrors.push(err34);
+const err36 = {instancePath:instancePath+"/timings",schemaPath:"#/definitions/timings/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err36];
+}
+else {
+vErrors.push(err36);
 }
 errors++;
 }
@@ -7520,12 +7546,12 @@ var valid7 = true;
 }
 }
 else {
-const err35 = {instancePath,schemaPath:"#/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err37 = {instancePath,schemaPath:"#/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
-vErrors = [err35];
+vErrors = [err37];
 }
 else {
-vErrors.push(err35);
+vErrors.push(err37);
 }
 errors++;
 }
@@ -7542,12 +7568,12 @@ passing0 = 1;
 }
 }
 if(!valid0){
-const err36 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err38 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err36];
+vErrors = [err38];
 }
 else {
-vErrors.push(err36);
+vErrors.push(err38);
 }
 errors++;
 validate41.errors = vErrors;
@@ -7594,7 +7620,7 @@ if(_errs1 === errors){
 if(data.type !== undefined){
 let data0 = data.type;
 const _errs2 = errors;
-if(!(((((((((((((((((((data0 === "DecodeError") || (data0 === "VersionError")) || (data0 === "UnknownOperation")) || (data0 === "ValidationError")) || (data0 === "PayloadTooLarge")) || (data0 === "LMConfigError")) || (data0 === "LMError")) || (data0 === "LMOutputError")) || (data0 === "WorkerError")) || (data0 === "DeadlineExceeded")) || (data0 === "AffinityError")) || (data0 === "Unsupported")) || (data0 === "Cancelled")) || (data0 === "NotFound")) || (data0 === "SignatureError")) || (data0 === "NoWorkersError")) || (data0 === "CircuitOpenError")) || (data0 === "TransportError")) || (data0 === "BusError"))){
+if(!(((((((((((((((((((((((data0 === "DecodeError") || (data0 === "VersionError")) || (data0 === "UnknownOperation")) || (data0 === "ValidationError")) || (data0 === "PayloadTooLarge")) || (data0 === "LMConfigError")) || (data0 === "LMError")) || (data0 === "LMOutputError")) || (data0 === "WorkerError")) || (data0 === "DeadlineExceeded")) || (data0 === "AffinityError")) || (data0 === "Unsupported")) || (data0 === "Cancelled")) || (data0 === "NotFound")) || (data0 === "SignatureError")) || (data0 === "NoWorkersError")) || (data0 === "CircuitOpenError")) || (data0 === "TransportError")) || (data0 === "BusError")) || (data0 === "DatasetError")) || (data0 === "ErrorBudgetExceeded")) || (data0 === "IncompleteJob")) || (data0 === "MetricError"))){
 validate42.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema60.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
@@ -10807,10 +10833,10 @@ return errors === 0;
 }
 
 export const validateJobRecord = validate46;
-const schema78 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}}};
+const schema78 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"total":{"type":["integer","null"],"minimum":0,"description":"Units of work, when known up front (eval: examples)."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}},"additionalProperties":false};
 const schema79 = {"title":"JobKind","enum":["eval","optimize"]};
 const schema80 = {"title":"JobStatus","enum":["queued","running","succeeded","failed","cancelled"],"description":"succeeded, failed and cancelled are final; a failed or cancelled job can be resumed (queued again)."};
-const schema81 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}}};
+const schema81 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}},"additionalProperties":false};
 
 function validate46(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -10823,13 +10849,22 @@ validate46.errors = [{instancePath,schemaPath:"#/required",keyword:"required",pa
 return false;
 }
 else {
-if(data.v !== undefined){
 const _errs1 = errors;
+for(const key0 in data){
+if(!(func4.call(schema78.properties, key0))){
+validate46.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.v !== undefined){
+const _errs2 = errors;
 if(1 !== data.v){
 validate46.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
-var valid0 = _errs1 === errors;
+var valid0 = _errs2 === errors;
 }
 else {
 var valid0 = true;
@@ -10837,8 +10872,8 @@ var valid0 = true;
 if(valid0){
 if(data.id !== undefined){
 let data1 = data.id;
-const _errs2 = errors;
-if(errors === _errs2){
+const _errs3 = errors;
+if(errors === _errs3){
 if(typeof data1 === "string"){
 if(!pattern2.test(data1)){
 validate46.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
@@ -10850,7 +10885,7 @@ validate46.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/i
 return false;
 }
 }
-var valid0 = _errs2 === errors;
+var valid0 = _errs3 === errors;
 }
 else {
 var valid0 = true;
@@ -10858,24 +10893,24 @@ var valid0 = true;
 if(valid0){
 if(data.kind !== undefined){
 let data2 = data.kind;
-const _errs4 = errors;
+const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
 validate46.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema79.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid0 = _errs4 === errors;
+var valid0 = _errs5 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.name !== undefined){
-const _errs6 = errors;
+const _errs7 = errors;
 if(typeof data.name !== "string"){
 validate46.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid0 = _errs6 === errors;
+var valid0 = _errs7 === errors;
 }
 else {
 var valid0 = true;
@@ -10883,12 +10918,12 @@ var valid0 = true;
 if(valid0){
 if(data.status !== undefined){
 let data4 = data.status;
-const _errs8 = errors;
+const _errs9 = errors;
 if(!(((((data4 === "queued") || (data4 === "running")) || (data4 === "succeeded")) || (data4 === "failed")) || (data4 === "cancelled"))){
 validate46.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema80.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid0 = _errs8 === errors;
+var valid0 = _errs9 === errors;
 }
 else {
 var valid0 = true;
@@ -10896,186 +10931,174 @@ var valid0 = true;
 if(valid0){
 if(data.spec !== undefined){
 let data5 = data.spec;
-const _errs10 = errors;
+const _errs11 = errors;
 if(!(data5 && typeof data5 == "object" && !Array.isArray(data5))){
 validate46.errors = [{instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid0 = _errs10 === errors;
+var valid0 = _errs11 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.total !== undefined){
+let data6 = data.total;
+const _errs13 = errors;
+if((!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))) && (data6 !== null)){
+validate46.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema78.properties.total.type},message:"must be integer,null"}];
+return false;
+}
+if(errors === _errs13){
+if((typeof data6 == "number") && (isFinite(data6))){
+if(data6 < 0 || isNaN(data6)){
+validate46.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+var valid0 = _errs13 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.dataset_hash !== undefined){
-const _errs12 = errors;
+const _errs15 = errors;
 if(typeof data.dataset_hash !== "string"){
 validate46.errors = [{instancePath:instancePath+"/dataset_hash",schemaPath:"#/properties/dataset_hash/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid0 = _errs12 === errors;
+var valid0 = _errs15 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.created_at !== undefined){
-let data7 = data.created_at;
-const _errs14 = errors;
-if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
+let data8 = data.created_at;
+const _errs17 = errors;
+if(!(((typeof data8 == "number") && (!(data8 % 1) && !isNaN(data8))) && (isFinite(data8)))){
 validate46.errors = [{instancePath:instancePath+"/created_at",schemaPath:"#/properties/created_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs14 === errors;
+var valid0 = _errs17 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.updated_at !== undefined){
-let data8 = data.updated_at;
-const _errs16 = errors;
-if(!(((typeof data8 == "number") && (!(data8 % 1) && !isNaN(data8))) && (isFinite(data8)))){
+let data9 = data.updated_at;
+const _errs19 = errors;
+if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
 validate46.errors = [{instancePath:instancePath+"/updated_at",schemaPath:"#/properties/updated_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs16 === errors;
+var valid0 = _errs19 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.started_at !== undefined){
-let data9 = data.started_at;
-const _errs18 = errors;
-if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
+let data10 = data.started_at;
+const _errs21 = errors;
+if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
 validate46.errors = [{instancePath:instancePath+"/started_at",schemaPath:"#/properties/started_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs18 === errors;
+var valid0 = _errs21 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.finished_at !== undefined){
-let data10 = data.finished_at;
-const _errs20 = errors;
-if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
+let data11 = data.finished_at;
+const _errs23 = errors;
+if(!(((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11))) && (isFinite(data11)))){
 validate46.errors = [{instancePath:instancePath+"/finished_at",schemaPath:"#/properties/finished_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs20 === errors;
+var valid0 = _errs23 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.owner !== undefined){
-const _errs22 = errors;
+const _errs25 = errors;
 if(typeof data.owner !== "string"){
 validate46.errors = [{instancePath:instancePath+"/owner",schemaPath:"#/properties/owner/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid0 = _errs22 === errors;
+var valid0 = _errs25 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.lease_until !== undefined){
-let data12 = data.lease_until;
-const _errs24 = errors;
-if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
+let data13 = data.lease_until;
+const _errs27 = errors;
+if(!(((typeof data13 == "number") && (!(data13 % 1) && !isNaN(data13))) && (isFinite(data13)))){
 validate46.errors = [{instancePath:instancePath+"/lease_until",schemaPath:"#/properties/lease_until/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs24 === errors;
+var valid0 = _errs27 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.runs !== undefined){
-let data13 = data.runs;
-const _errs26 = errors;
-if(!(((typeof data13 == "number") && (!(data13 % 1) && !isNaN(data13))) && (isFinite(data13)))){
+let data14 = data.runs;
+const _errs29 = errors;
+if(!(((typeof data14 == "number") && (!(data14 % 1) && !isNaN(data14))) && (isFinite(data14)))){
 validate46.errors = [{instancePath:instancePath+"/runs",schemaPath:"#/properties/runs/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs26){
-if((typeof data13 == "number") && (isFinite(data13))){
-if(data13 < 0 || isNaN(data13)){
+if(errors === _errs29){
+if((typeof data14 == "number") && (isFinite(data14))){
+if(data14 < 0 || isNaN(data14)){
 validate46.errors = [{instancePath:instancePath+"/runs",schemaPath:"#/properties/runs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
-var valid0 = _errs26 === errors;
+var valid0 = _errs29 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.progress !== undefined){
-let data14 = data.progress;
-const _errs28 = errors;
-const _errs29 = errors;
-if(errors === _errs29){
-if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
-if(data14.done !== undefined){
-let data15 = data14.done;
+let data15 = data.progress;
 const _errs31 = errors;
-if(!(((typeof data15 == "number") && (!(data15 % 1) && !isNaN(data15))) && (isFinite(data15)))){
+const _errs32 = errors;
+if(errors === _errs32){
+if(data15 && typeof data15 == "object" && !Array.isArray(data15)){
+const _errs34 = errors;
+for(const key1 in data15){
+if(!((((((key1 === "done") || (key1 === "total")) || (key1 === "ok")) || (key1 === "failed")) || (key1 === "score")) || (key1 === "stage"))){
+validate46.errors = [{instancePath:instancePath+"/progress",schemaPath:"#/definitions/counts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs34 === errors){
+if(data15.done !== undefined){
+let data16 = data15.done;
+const _errs35 = errors;
+if(!(((typeof data16 == "number") && (!(data16 % 1) && !isNaN(data16))) && (isFinite(data16)))){
 validate46.errors = [{instancePath:instancePath+"/progress/done",schemaPath:"#/definitions/counts/properties/done/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs31){
-if((typeof data15 == "number") && (isFinite(data15))){
-if(data15 < 0 || isNaN(data15)){
-validate46.errors = [{instancePath:instancePath+"/progress/done",schemaPath:"#/definitions/counts/properties/done/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-var valid4 = _errs31 === errors;
-}
-else {
-var valid4 = true;
-}
-if(valid4){
-if(data14.total !== undefined){
-let data16 = data14.total;
-const _errs33 = errors;
-if((!(((typeof data16 == "number") && (!(data16 % 1) && !isNaN(data16))) && (isFinite(data16)))) && (data16 !== null)){
-validate46.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema81.properties.total.type},message:"must be integer,null"}];
-return false;
-}
-if(errors === _errs33){
+if(errors === _errs35){
 if((typeof data16 == "number") && (isFinite(data16))){
 if(data16 < 0 || isNaN(data16)){
-validate46.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
-return false;
-}
-}
-}
-var valid4 = _errs33 === errors;
-}
-else {
-var valid4 = true;
-}
-if(valid4){
-if(data14.ok !== undefined){
-let data17 = data14.ok;
-const _errs35 = errors;
-if(!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))){
-validate46.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs35){
-if((typeof data17 == "number") && (isFinite(data17))){
-if(data17 < 0 || isNaN(data17)){
-validate46.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate46.errors = [{instancePath:instancePath+"/progress/done",schemaPath:"#/definitions/counts/properties/done/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11086,17 +11109,17 @@ else {
 var valid4 = true;
 }
 if(valid4){
-if(data14.failed !== undefined){
-let data18 = data14.failed;
+if(data15.total !== undefined){
+let data17 = data15.total;
 const _errs37 = errors;
-if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
-validate46.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+if((!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))) && (data17 !== null)){
+validate46.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema81.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs37){
-if((typeof data18 == "number") && (isFinite(data18))){
-if(data18 < 0 || isNaN(data18)){
-validate46.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+if((typeof data17 == "number") && (isFinite(data17))){
+if(data17 < 0 || isNaN(data17)){
+validate46.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11107,12 +11130,20 @@ else {
 var valid4 = true;
 }
 if(valid4){
-if(data14.score !== undefined){
-let data19 = data14.score;
+if(data15.ok !== undefined){
+let data18 = data15.ok;
 const _errs39 = errors;
-if((!((typeof data19 == "number") && (isFinite(data19)))) && (data19 !== null)){
-validate46.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema81.properties.score.type},message:"must be number,null"}];
+if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
+validate46.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
+}
+if(errors === _errs39){
+if((typeof data18 == "number") && (isFinite(data18))){
+if(data18 < 0 || isNaN(data18)){
+validate46.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
 }
 var valid4 = _errs39 === errors;
 }
@@ -11120,16 +11151,51 @@ else {
 var valid4 = true;
 }
 if(valid4){
-if(data14.stage !== undefined){
+if(data15.failed !== undefined){
+let data19 = data15.failed;
 const _errs41 = errors;
-if(typeof data14.stage !== "string"){
-validate46.errors = [{instancePath:instancePath+"/progress/stage",schemaPath:"#/definitions/counts/properties/stage/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
+validate46.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
+}
+if(errors === _errs41){
+if((typeof data19 == "number") && (isFinite(data19))){
+if(data19 < 0 || isNaN(data19)){
+validate46.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
 }
 var valid4 = _errs41 === errors;
 }
 else {
 var valid4 = true;
+}
+if(valid4){
+if(data15.score !== undefined){
+let data20 = data15.score;
+const _errs43 = errors;
+if((!((typeof data20 == "number") && (isFinite(data20)))) && (data20 !== null)){
+validate46.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema81.properties.score.type},message:"must be number,null"}];
+return false;
+}
+var valid4 = _errs43 === errors;
+}
+else {
+var valid4 = true;
+}
+if(valid4){
+if(data15.stage !== undefined){
+const _errs45 = errors;
+if(typeof data15.stage !== "string"){
+validate46.errors = [{instancePath:instancePath+"/progress/stage",schemaPath:"#/definitions/counts/properties/stage/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid4 = _errs45 === errors;
+}
+else {
+var valid4 = true;
+}
 }
 }
 }
@@ -11142,87 +11208,63 @@ validate46.errors = [{instancePath:instancePath+"/progress",schemaPath:"#/defini
 return false;
 }
 }
-var valid0 = _errs28 === errors;
+var valid0 = _errs31 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.result !== undefined){
-let data21 = data.result;
-const _errs43 = errors;
-if(!(data21 && typeof data21 == "object" && !Array.isArray(data21))){
+let data22 = data.result;
+const _errs47 = errors;
+if(!(data22 && typeof data22 == "object" && !Array.isArray(data22))){
 validate46.errors = [{instancePath:instancePath+"/result",schemaPath:"#/properties/result/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid0 = _errs43 === errors;
+var valid0 = _errs47 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.error !== undefined){
-let data22 = data.error;
-const _errs45 = errors;
-const _errs46 = errors;
-if(errors === _errs46){
-if(data22 && typeof data22 == "object" && !Array.isArray(data22)){
+let data23 = data.error;
+const _errs49 = errors;
+const _errs50 = errors;
+if(errors === _errs50){
+if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
 let missing1;
-if((((data22.type === undefined) && (missing1 = "type")) || ((data22.message === undefined) && (missing1 = "message"))) || ((data22.retryable === undefined) && (missing1 = "retryable"))){
+if((((data23.type === undefined) && (missing1 = "type")) || ((data23.message === undefined) && (missing1 = "message"))) || ((data23.retryable === undefined) && (missing1 = "retryable"))){
 validate46.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
-const _errs48 = errors;
-for(const key0 in data22){
-if(!(((((key0 === "type") || (key0 === "message")) || (key0 === "field")) || (key0 === "retryable")) || (key0 === "details"))){
-validate46.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+const _errs52 = errors;
+for(const key2 in data23){
+if(!(((((key2 === "type") || (key2 === "message")) || (key2 === "field")) || (key2 === "retryable")) || (key2 === "details"))){
+validate46.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs48 === errors){
-if(data22.type !== undefined){
-let data23 = data22.type;
-const _errs49 = errors;
-if(!(((((((((((((((((((data23 === "DecodeError") || (data23 === "VersionError")) || (data23 === "UnknownOperation")) || (data23 === "ValidationError")) || (data23 === "PayloadTooLarge")) || (data23 === "LMConfigError")) || (data23 === "LMError")) || (data23 === "LMOutputError")) || (data23 === "WorkerError")) || (data23 === "DeadlineExceeded")) || (data23 === "AffinityError")) || (data23 === "Unsupported")) || (data23 === "Cancelled")) || (data23 === "NotFound")) || (data23 === "SignatureError")) || (data23 === "NoWorkersError")) || (data23 === "CircuitOpenError")) || (data23 === "TransportError")) || (data23 === "BusError"))){
+if(_errs52 === errors){
+if(data23.type !== undefined){
+let data24 = data23.type;
+const _errs53 = errors;
+if(!(((((((((((((((((((((((data24 === "DecodeError") || (data24 === "VersionError")) || (data24 === "UnknownOperation")) || (data24 === "ValidationError")) || (data24 === "PayloadTooLarge")) || (data24 === "LMConfigError")) || (data24 === "LMError")) || (data24 === "LMOutputError")) || (data24 === "WorkerError")) || (data24 === "DeadlineExceeded")) || (data24 === "AffinityError")) || (data24 === "Unsupported")) || (data24 === "Cancelled")) || (data24 === "NotFound")) || (data24 === "SignatureError")) || (data24 === "NoWorkersError")) || (data24 === "CircuitOpenError")) || (data24 === "TransportError")) || (data24 === "BusError")) || (data24 === "DatasetError")) || (data24 === "ErrorBudgetExceeded")) || (data24 === "IncompleteJob")) || (data24 === "MetricError"))){
 validate46.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema60.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid6 = _errs49 === errors;
+var valid6 = _errs53 === errors;
 }
 else {
 var valid6 = true;
 }
 if(valid6){
-if(data22.message !== undefined){
-const _errs50 = errors;
-if(typeof data22.message !== "string"){
-validate46.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-var valid6 = _errs50 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data22.field !== undefined){
-const _errs52 = errors;
-if(typeof data22.field !== "string"){
-validate46.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-var valid6 = _errs52 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data22.retryable !== undefined){
+if(data23.message !== undefined){
 const _errs54 = errors;
-if(typeof data22.retryable !== "boolean"){
-validate46.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+if(typeof data23.message !== "string"){
+validate46.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs54 === errors;
@@ -11231,14 +11273,38 @@ else {
 var valid6 = true;
 }
 if(valid6){
-if(data22.details !== undefined){
-let data27 = data22.details;
+if(data23.field !== undefined){
 const _errs56 = errors;
-if(!(data27 && typeof data27 == "object" && !Array.isArray(data27))){
-validate46.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+if(typeof data23.field !== "string"){
+validate46.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs56 === errors;
+}
+else {
+var valid6 = true;
+}
+if(valid6){
+if(data23.retryable !== undefined){
+const _errs58 = errors;
+if(typeof data23.retryable !== "boolean"){
+validate46.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+return false;
+}
+var valid6 = _errs58 === errors;
+}
+else {
+var valid6 = true;
+}
+if(valid6){
+if(data23.details !== undefined){
+let data28 = data23.details;
+const _errs60 = errors;
+if(!(data28 && typeof data28 == "object" && !Array.isArray(data28))){
+validate46.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+var valid6 = _errs60 === errors;
 }
 else {
 var valid6 = true;
@@ -11255,22 +11321,24 @@ validate46.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schem
 return false;
 }
 }
-var valid0 = _errs45 === errors;
+var valid0 = _errs49 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.cancel_requested !== undefined){
-const _errs58 = errors;
+const _errs62 = errors;
 if(typeof data.cancel_requested !== "boolean"){
 validate46.errors = [{instancePath:instancePath+"/cancel_requested",schemaPath:"#/properties/cancel_requested/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid0 = _errs58 === errors;
+var valid0 = _errs62 === errors;
 }
 else {
 var valid0 = true;
+}
+}
 }
 }
 }
@@ -11301,7 +11369,7 @@ return errors === 0;
 }
 
 export const validateJobProgress = validate47;
-const schema83 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"error":{"$ref":"error.schema.json"}}};
+const schema83 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
 
 function validate47(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -11314,22 +11382,19 @@ validate47.errors = [{instancePath,schemaPath:"#/required",keyword:"required",pa
 return false;
 }
 else {
-if(data.v !== undefined){
 const _errs1 = errors;
+for(const key0 in data){
+if(!(func4.call(schema83.properties, key0))){
+validate47.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.v !== undefined){
+const _errs2 = errors;
 if(1 !== data.v){
 validate47.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
-return false;
-}
-var valid0 = _errs1 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.job !== undefined){
-const _errs2 = errors;
-if(typeof data.job !== "string"){
-validate47.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -11338,14 +11403,26 @@ else {
 var valid0 = true;
 }
 if(valid0){
+if(data.job !== undefined){
+const _errs3 = errors;
+if(typeof data.job !== "string"){
+validate47.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid0 = _errs3 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
 if(data.kind !== undefined){
 let data2 = data.kind;
-const _errs4 = errors;
+const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
 validate47.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema79.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid0 = _errs4 === errors;
+var valid0 = _errs5 === errors;
 }
 else {
 var valid0 = true;
@@ -11353,12 +11430,12 @@ var valid0 = true;
 if(valid0){
 if(data.seq !== undefined){
 let data3 = data.seq;
-const _errs6 = errors;
+const _errs7 = errors;
 if(!(((typeof data3 == "number") && (!(data3 % 1) && !isNaN(data3))) && (isFinite(data3)))){
 validate47.errors = [{instancePath:instancePath+"/seq",schemaPath:"#/properties/seq/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs6){
+if(errors === _errs7){
 if((typeof data3 == "number") && (isFinite(data3))){
 if(data3 < 0 || isNaN(data3)){
 validate47.errors = [{instancePath:instancePath+"/seq",schemaPath:"#/properties/seq/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
@@ -11366,7 +11443,7 @@ return false;
 }
 }
 }
-var valid0 = _errs6 === errors;
+var valid0 = _errs7 === errors;
 }
 else {
 var valid0 = true;
@@ -11374,22 +11451,9 @@ var valid0 = true;
 if(valid0){
 if(data.type !== undefined){
 let data4 = data.type;
-const _errs8 = errors;
+const _errs9 = errors;
 if(!((((((((data4 === "started") || (data4 === "progress")) || (data4 === "stage")) || (data4 === "trial")) || (data4 === "heartbeat")) || (data4 === "done")) || (data4 === "failed")) || (data4 === "cancelled"))){
 validate47.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema83.properties.type.enum},message:"must be equal to one of the allowed values"}];
-return false;
-}
-var valid0 = _errs8 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.status !== undefined){
-let data5 = data.status;
-const _errs9 = errors;
-if(!(((((data5 === "queued") || (data5 === "running")) || (data5 === "succeeded")) || (data5 === "failed")) || (data5 === "cancelled"))){
-validate47.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema80.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -11398,14 +11462,27 @@ else {
 var valid0 = true;
 }
 if(valid0){
+if(data.status !== undefined){
+let data5 = data.status;
+const _errs10 = errors;
+if(!(((((data5 === "queued") || (data5 === "running")) || (data5 === "succeeded")) || (data5 === "failed")) || (data5 === "cancelled"))){
+validate47.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema80.enum},message:"must be equal to one of the allowed values"}];
+return false;
+}
+var valid0 = _errs10 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
 if(data.at !== undefined){
 let data6 = data.at;
-const _errs11 = errors;
+const _errs12 = errors;
 if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
 validate47.errors = [{instancePath:instancePath+"/at",schemaPath:"#/properties/at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs11 === errors;
+var valid0 = _errs12 === errors;
 }
 else {
 var valid0 = true;
@@ -11413,12 +11490,12 @@ var valid0 = true;
 if(valid0){
 if(data.run !== undefined){
 let data7 = data.run;
-const _errs13 = errors;
+const _errs14 = errors;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
 validate47.errors = [{instancePath:instancePath+"/run",schemaPath:"#/properties/run/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs13){
+if(errors === _errs14){
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 < 1 || isNaN(data7)){
 validate47.errors = [{instancePath:instancePath+"/run",schemaPath:"#/properties/run/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
@@ -11426,7 +11503,7 @@ return false;
 }
 }
 }
-var valid0 = _errs13 === errors;
+var valid0 = _errs14 === errors;
 }
 else {
 var valid0 = true;
@@ -11434,12 +11511,12 @@ var valid0 = true;
 if(valid0){
 if(data.elapsed_ms !== undefined){
 let data8 = data.elapsed_ms;
-const _errs15 = errors;
+const _errs16 = errors;
 if(!((typeof data8 == "number") && (isFinite(data8)))){
 validate47.errors = [{instancePath:instancePath+"/elapsed_ms",schemaPath:"#/properties/elapsed_ms/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
-var valid0 = _errs15 === errors;
+var valid0 = _errs16 === errors;
 }
 else {
 var valid0 = true;
@@ -11447,12 +11524,12 @@ var valid0 = true;
 if(valid0){
 if(data.done !== undefined){
 let data9 = data.done;
-const _errs17 = errors;
+const _errs18 = errors;
 if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
 validate47.errors = [{instancePath:instancePath+"/done",schemaPath:"#/properties/done/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs17){
+if(errors === _errs18){
 if((typeof data9 == "number") && (isFinite(data9))){
 if(data9 < 0 || isNaN(data9)){
 validate47.errors = [{instancePath:instancePath+"/done",schemaPath:"#/properties/done/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
@@ -11460,7 +11537,7 @@ return false;
 }
 }
 }
-var valid0 = _errs17 === errors;
+var valid0 = _errs18 === errors;
 }
 else {
 var valid0 = true;
@@ -11468,12 +11545,12 @@ var valid0 = true;
 if(valid0){
 if(data.total !== undefined){
 let data10 = data.total;
-const _errs19 = errors;
+const _errs20 = errors;
 if((!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))) && (data10 !== null)){
 validate47.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema83.properties.total.type},message:"must be integer,null"}];
 return false;
 }
-var valid0 = _errs19 === errors;
+var valid0 = _errs20 === errors;
 }
 else {
 var valid0 = true;
@@ -11481,12 +11558,12 @@ var valid0 = true;
 if(valid0){
 if(data.ok !== undefined){
 let data11 = data.ok;
-const _errs21 = errors;
+const _errs22 = errors;
 if(!(((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11))) && (isFinite(data11)))){
 validate47.errors = [{instancePath:instancePath+"/ok",schemaPath:"#/properties/ok/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs21 === errors;
+var valid0 = _errs22 === errors;
 }
 else {
 var valid0 = true;
@@ -11494,12 +11571,12 @@ var valid0 = true;
 if(valid0){
 if(data.failed !== undefined){
 let data12 = data.failed;
-const _errs23 = errors;
+const _errs24 = errors;
 if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
 validate47.errors = [{instancePath:instancePath+"/failed",schemaPath:"#/properties/failed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs23 === errors;
+var valid0 = _errs24 === errors;
 }
 else {
 var valid0 = true;
@@ -11507,12 +11584,12 @@ var valid0 = true;
 if(valid0){
 if(data.score !== undefined){
 let data13 = data.score;
-const _errs25 = errors;
+const _errs26 = errors;
 if((!((typeof data13 == "number") && (isFinite(data13)))) && (data13 !== null)){
 validate47.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: schema83.properties.score.type},message:"must be number,null"}];
 return false;
 }
-var valid0 = _errs25 === errors;
+var valid0 = _errs26 === errors;
 }
 else {
 var valid0 = true;
@@ -11520,12 +11597,12 @@ var valid0 = true;
 if(valid0){
 if(data.rate !== undefined){
 let data14 = data.rate;
-const _errs27 = errors;
+const _errs28 = errors;
 if(!((typeof data14 == "number") && (isFinite(data14)))){
 validate47.errors = [{instancePath:instancePath+"/rate",schemaPath:"#/properties/rate/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
-var valid0 = _errs27 === errors;
+var valid0 = _errs28 === errors;
 }
 else {
 var valid0 = true;
@@ -11533,36 +11610,36 @@ var valid0 = true;
 if(valid0){
 if(data.eta_s !== undefined){
 let data15 = data.eta_s;
-const _errs29 = errors;
+const _errs30 = errors;
 if((!((typeof data15 == "number") && (isFinite(data15)))) && (data15 !== null)){
 validate47.errors = [{instancePath:instancePath+"/eta_s",schemaPath:"#/properties/eta_s/type",keyword:"type",params:{type: schema83.properties.eta_s.type},message:"must be number,null"}];
 return false;
 }
-var valid0 = _errs29 === errors;
+var valid0 = _errs30 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.waiting !== undefined){
-const _errs31 = errors;
+const _errs32 = errors;
 if(typeof data.waiting !== "string"){
 validate47.errors = [{instancePath:instancePath+"/waiting",schemaPath:"#/properties/waiting/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid0 = _errs31 === errors;
+var valid0 = _errs32 === errors;
 }
 else {
 var valid0 = true;
 }
 if(valid0){
 if(data.stage !== undefined){
-const _errs33 = errors;
+const _errs34 = errors;
 if(typeof data.stage !== "string"){
 validate47.errors = [{instancePath:instancePath+"/stage",schemaPath:"#/properties/stage/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid0 = _errs33 === errors;
+var valid0 = _errs34 === errors;
 }
 else {
 var valid0 = true;
@@ -11570,12 +11647,12 @@ var valid0 = true;
 if(valid0){
 if(data.trials !== undefined){
 let data18 = data.trials;
-const _errs35 = errors;
+const _errs36 = errors;
 if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
 validate47.errors = [{instancePath:instancePath+"/trials",schemaPath:"#/properties/trials/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs35 === errors;
+var valid0 = _errs36 === errors;
 }
 else {
 var valid0 = true;
@@ -11583,12 +11660,12 @@ var valid0 = true;
 if(valid0){
 if(data.lm_calls !== undefined){
 let data19 = data.lm_calls;
-const _errs37 = errors;
+const _errs38 = errors;
 if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
 validate47.errors = [{instancePath:instancePath+"/lm_calls",schemaPath:"#/properties/lm_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs37 === errors;
+var valid0 = _errs38 === errors;
 }
 else {
 var valid0 = true;
@@ -11596,12 +11673,12 @@ var valid0 = true;
 if(valid0){
 if(data.metric_calls !== undefined){
 let data20 = data.metric_calls;
-const _errs39 = errors;
+const _errs40 = errors;
 if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
 validate47.errors = [{instancePath:instancePath+"/metric_calls",schemaPath:"#/properties/metric_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-var valid0 = _errs39 === errors;
+var valid0 = _errs40 === errors;
 }
 else {
 var valid0 = true;
@@ -11609,12 +11686,12 @@ var valid0 = true;
 if(valid0){
 if(data.metric_mean !== undefined){
 let data21 = data.metric_mean;
-const _errs41 = errors;
+const _errs42 = errors;
 if((!((typeof data21 == "number") && (isFinite(data21)))) && (data21 !== null)){
 validate47.errors = [{instancePath:instancePath+"/metric_mean",schemaPath:"#/properties/metric_mean/type",keyword:"type",params:{type: schema83.properties.metric_mean.type},message:"must be number,null"}];
 return false;
 }
-var valid0 = _errs41 === errors;
+var valid0 = _errs42 === errors;
 }
 else {
 var valid0 = true;
@@ -11622,12 +11699,12 @@ var valid0 = true;
 if(valid0){
 if(data.best_score !== undefined){
 let data22 = data.best_score;
-const _errs43 = errors;
+const _errs44 = errors;
 if((!((typeof data22 == "number") && (isFinite(data22)))) && (data22 !== null)){
 validate47.errors = [{instancePath:instancePath+"/best_score",schemaPath:"#/properties/best_score/type",keyword:"type",params:{type: schema83.properties.best_score.type},message:"must be number,null"}];
 return false;
 }
-var valid0 = _errs43 === errors;
+var valid0 = _errs44 === errors;
 }
 else {
 var valid0 = true;
@@ -11635,12 +11712,12 @@ var valid0 = true;
 if(valid0){
 if(data.last_score !== undefined){
 let data23 = data.last_score;
-const _errs45 = errors;
+const _errs46 = errors;
 if((!((typeof data23 == "number") && (isFinite(data23)))) && (data23 !== null)){
 validate47.errors = [{instancePath:instancePath+"/last_score",schemaPath:"#/properties/last_score/type",keyword:"type",params:{type: schema83.properties.last_score.type},message:"must be number,null"}];
 return false;
 }
-var valid0 = _errs45 === errors;
+var valid0 = _errs46 === errors;
 }
 else {
 var valid0 = true;
@@ -11648,12 +11725,12 @@ var valid0 = true;
 if(valid0){
 if(data.baseline_score !== undefined){
 let data24 = data.baseline_score;
-const _errs47 = errors;
+const _errs48 = errors;
 if((!((typeof data24 == "number") && (isFinite(data24)))) && (data24 !== null)){
 validate47.errors = [{instancePath:instancePath+"/baseline_score",schemaPath:"#/properties/baseline_score/type",keyword:"type",params:{type: schema83.properties.baseline_score.type},message:"must be number,null"}];
 return false;
 }
-var valid0 = _errs47 === errors;
+var valid0 = _errs48 === errors;
 }
 else {
 var valid0 = true;
@@ -11661,9 +11738,9 @@ var valid0 = true;
 if(valid0){
 if(data.program !== undefined){
 let data25 = data.program;
-const _errs49 = errors;
 const _errs50 = errors;
-if(errors === _errs50){
+const _errs51 = errors;
+if(errors === _errs51){
 if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
 let missing1;
 if(((data25.id === undefined) && (missing1 = "id")) || ((data25.version === undefined) && (missing1 = "version"))){
@@ -11671,19 +11748,19 @@ validate47.errors = [{instancePath:instancePath+"/program",schemaPath:"request.s
 return false;
 }
 else {
-const _errs52 = errors;
-for(const key0 in data25){
-if(!((key0 === "id") || (key0 === "version"))){
-validate47.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+const _errs53 = errors;
+for(const key1 in data25){
+if(!((key1 === "id") || (key1 === "version"))){
+validate47.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs52 === errors){
+if(_errs53 === errors){
 if(data25.id !== undefined){
 let data26 = data25.id;
-const _errs53 = errors;
-if(errors === _errs53){
+const _errs54 = errors;
+if(errors === _errs54){
 if(typeof data26 === "string"){
 if(!pattern2.test(data26)){
 validate47.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
@@ -11695,7 +11772,7 @@ validate47.errors = [{instancePath:instancePath+"/program/id",schemaPath:"reques
 return false;
 }
 }
-var valid4 = _errs53 === errors;
+var valid4 = _errs54 === errors;
 }
 else {
 var valid4 = true;
@@ -11703,12 +11780,12 @@ var valid4 = true;
 if(valid4){
 if(data25.version !== undefined){
 let data27 = data25.version;
-const _errs55 = errors;
+const _errs56 = errors;
 if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
 validate47.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs55){
+if(errors === _errs56){
 if((typeof data27 == "number") && (isFinite(data27))){
 if(data27 < 1 || isNaN(data27)){
 validate47.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
@@ -11716,7 +11793,7 @@ return false;
 }
 }
 }
-var valid4 = _errs55 === errors;
+var valid4 = _errs56 === errors;
 }
 else {
 var valid4 = true;
@@ -11730,7 +11807,7 @@ validate47.errors = [{instancePath:instancePath+"/program",schemaPath:"request.s
 return false;
 }
 }
-var valid0 = _errs49 === errors;
+var valid0 = _errs50 === errors;
 }
 else {
 var valid0 = true;
@@ -11738,9 +11815,9 @@ var valid0 = true;
 if(valid0){
 if(data.error !== undefined){
 let data28 = data.error;
-const _errs57 = errors;
 const _errs58 = errors;
-if(errors === _errs58){
+const _errs59 = errors;
+if(errors === _errs59){
 if(data28 && typeof data28 == "object" && !Array.isArray(data28)){
 let missing2;
 if((((data28.type === undefined) && (missing2 = "type")) || ((data28.message === undefined) && (missing2 = "message"))) || ((data28.retryable === undefined) && (missing2 = "retryable"))){
@@ -11748,32 +11825,20 @@ validate47.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schem
 return false;
 }
 else {
-const _errs60 = errors;
-for(const key1 in data28){
-if(!(((((key1 === "type") || (key1 === "message")) || (key1 === "field")) || (key1 === "retryable")) || (key1 === "details"))){
-validate47.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+const _errs61 = errors;
+for(const key2 in data28){
+if(!(((((key2 === "type") || (key2 === "message")) || (key2 === "field")) || (key2 === "retryable")) || (key2 === "details"))){
+validate47.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs60 === errors){
+if(_errs61 === errors){
 if(data28.type !== undefined){
 let data29 = data28.type;
-const _errs61 = errors;
-if(!(((((((((((((((((((data29 === "DecodeError") || (data29 === "VersionError")) || (data29 === "UnknownOperation")) || (data29 === "ValidationError")) || (data29 === "PayloadTooLarge")) || (data29 === "LMConfigError")) || (data29 === "LMError")) || (data29 === "LMOutputError")) || (data29 === "WorkerError")) || (data29 === "DeadlineExceeded")) || (data29 === "AffinityError")) || (data29 === "Unsupported")) || (data29 === "Cancelled")) || (data29 === "NotFound")) || (data29 === "SignatureError")) || (data29 === "NoWorkersError")) || (data29 === "CircuitOpenError")) || (data29 === "TransportError")) || (data29 === "BusError"))){
-validate47.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema60.properties.type.enum},message:"must be equal to one of the allowed values"}];
-return false;
-}
-var valid6 = _errs61 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data28.message !== undefined){
 const _errs62 = errors;
-if(typeof data28.message !== "string"){
-validate47.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(!(((((((((((((((((((((((data29 === "DecodeError") || (data29 === "VersionError")) || (data29 === "UnknownOperation")) || (data29 === "ValidationError")) || (data29 === "PayloadTooLarge")) || (data29 === "LMConfigError")) || (data29 === "LMError")) || (data29 === "LMOutputError")) || (data29 === "WorkerError")) || (data29 === "DeadlineExceeded")) || (data29 === "AffinityError")) || (data29 === "Unsupported")) || (data29 === "Cancelled")) || (data29 === "NotFound")) || (data29 === "SignatureError")) || (data29 === "NoWorkersError")) || (data29 === "CircuitOpenError")) || (data29 === "TransportError")) || (data29 === "BusError")) || (data29 === "DatasetError")) || (data29 === "ErrorBudgetExceeded")) || (data29 === "IncompleteJob")) || (data29 === "MetricError"))){
+validate47.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema60.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid6 = _errs62 === errors;
@@ -11782,25 +11847,37 @@ else {
 var valid6 = true;
 }
 if(valid6){
+if(data28.message !== undefined){
+const _errs63 = errors;
+if(typeof data28.message !== "string"){
+validate47.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid6 = _errs63 === errors;
+}
+else {
+var valid6 = true;
+}
+if(valid6){
 if(data28.field !== undefined){
-const _errs64 = errors;
+const _errs65 = errors;
 if(typeof data28.field !== "string"){
 validate47.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid6 = _errs64 === errors;
+var valid6 = _errs65 === errors;
 }
 else {
 var valid6 = true;
 }
 if(valid6){
 if(data28.retryable !== undefined){
-const _errs66 = errors;
+const _errs67 = errors;
 if(typeof data28.retryable !== "boolean"){
 validate47.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid6 = _errs66 === errors;
+var valid6 = _errs67 === errors;
 }
 else {
 var valid6 = true;
@@ -11808,12 +11885,12 @@ var valid6 = true;
 if(valid6){
 if(data28.details !== undefined){
 let data33 = data28.details;
-const _errs68 = errors;
+const _errs69 = errors;
 if(!(data33 && typeof data33 == "object" && !Array.isArray(data33))){
 validate47.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid6 = _errs68 === errors;
+var valid6 = _errs69 === errors;
 }
 else {
 var valid6 = true;
@@ -11830,10 +11907,11 @@ validate47.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schem
 return false;
 }
 }
-var valid0 = _errs57 === errors;
+var valid0 = _errs58 === errors;
 }
 else {
 var valid0 = true;
+}
 }
 }
 }

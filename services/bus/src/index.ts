@@ -1,0 +1,17 @@
+/**
+ * @dspex/bus — the bus as a described, applied and inspected thing: connecting to NATS (one way for every
+ * component), the declarative description of every stream, consumer and KV bucket with the deployment's
+ * replicas and limits, `applyBus` (the one writer), `requireBus`/`inspectBus` (everyone else: verify,
+ * report drift), the pools' settings, and what `dspex status` shows.
+ */
+export { connectNats, serverList, type ConnectOptions } from "./connect.js";
+export { busSettings, LIMIT_DEFAULTS, type BusSettings, type BusSettingsOverrides, type Limits, type LimitName } from "./settings.js";
+export { busSpec, BUS_METADATA_KEY, type BusSpec, type BusNeeds, type StreamSpec, type ConsumerSpec, type BucketSpec } from "./spec.js";
+export { applyBus, formatApplyReport, type ApplyReport } from "./apply.js";
+export { inspectBus, requireBus, formatDrift, type BusInspection, type StreamState } from "./inspect.js";
+export type { Difference } from "./diff.js";
+export { collectStatus, formatStatus, type BusStatus, type PoolStatus, type WorkerStatus, type BreakerSnapshot } from "./status.js";
+export { poolSettings, POOL_DEFAULTS, envName, type PoolSettings } from "./pools.js";
+export { consumerBackoffMs } from "./backoff.js";
+export { jsCode, JS_CODES, isStreamNotFound, isConsumerNotFound, isWrongLastSequence } from "./jserrors.js";
+export { publishWithRetry, isTransientPublishError, type PublishRetryOptions } from "./publish.js";

@@ -1,0 +1,150 @@
+/**
+ * What `dspex status` shows: the bus (each stream's and bucket's replicas, leader, fill and limits; what is
+ * missing; drift from the deployment's description), per pool the consumers' lag and in-flight work, the
+ * live workers with their own stats (NATS service API), and — when routers run — their circuit breakers.
+ * Nothing here needs a router: routers only add their breakers when they answer.
+ */
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { POOLS, SERVICES, STREAMS, poolConsumer, routerStatusSubject, workerStatusSubject, type Pool } from "@dspex/protocol";
+import { formatDrift, inspectBus, type BusInspection } from "./inspect.js";
+import type { BusSpec } from "./spec.js";
+
+/** A breaker as routers report it (the client's breaker snapshot). */
+export interface BreakerSnapshot {
+  name: string;
+  state: string;
+  since: number;
+  opened: number;
+  rejected: number;
+  [key: string]: unknown;
+}
+
+export interface WorkerStatus {
+  worker: string;
+  pool: Pool | string;
+  pid?: number;
+  uptime_s?: number;
+  inflight?: number;
+  handled?: number;
+  failed?: number;
+  rss_mb?: number;
+  partitions?: string[];
+  signature_cache?: { hits: number; misses: number };
+}
+
+export interface PoolStatus {
+  pool: Pool;
+  /** Requests stored and not yet delivered, over the pool's consumers. */
+  lag: number;
+  /** Delivered and not yet acknowledged. */
+  inflight: number;
+  redelivered: number;
+  consumers: number;
+  workers: WorkerStatus[];
+}
+
+export interface BusStatus {
+  server: string;
+  /** Circuit breakers of each running router (they live in the routers' processes); empty without routers. */
+  routers: Array<{ router: string; breakers: BreakerSnapshot[] }>;
+  stream: { messages: number; bytes: number; consumers: number } | undefined;
+  /** Streams and buckets against the deployment's description. */
+  bus: BusInspection;
+  pools: PoolStatus[];
+}
+
+export async function collectStatus(nc: NatsConnection, spec: BusSpec, waitMs = 500): Promise<BusStatus> {
+  const jsm = await jetstreamManager(nc);
+  const pools: PoolStatus[] = POOLS.map((pool) => ({ pool, lag: 0, inflight: 0, redelivered: 0, consumers: 0, workers: [] }));
+  let stream: BusStatus["stream"];
+  try {
+    const info = await jsm.streams.info(STREAMS.requests.name);
+    stream = { messages: info.state.messages, bytes: info.state.bytes, consumers: info.state.consumer_count };
+    for await (const c of jsm.consumers.list(STREAMS.requests.name)) {
+      const pool = pools.find((p) => c.name === poolConsumer(p.pool) || c.name.startsWith(`${p.pool}-p`));
+      if (!pool) continue;
+      pool.consumers += 1;
+      pool.lag += c.num_pending;
+      pool.inflight += c.num_ack_pending;
+      pool.redelivered += c.num_redelivered;
+    }
+  } catch {
+    stream = undefined; // not provisioned yet
+  }
+  // Each worker answers its own status endpoint; ping the service first to learn who is there.
+  const replies = await nc.requestMany(`$SRV.PING.${SERVICES.worker}`, undefined, { strategy: "timer", maxWait: waitMs });
+  const ids: string[] = [];
+  for await (const msg of replies) {
+    const info = msg.json<{ metadata?: Record<string, string> }>();
+    if (info.metadata?.worker) ids.push(info.metadata.worker);
+  }
+  const stats = await Promise.all(
+    ids.map(async (id) => {
+      try {
+        const reply = await nc.request(workerStatusSubject(id), undefined, { timeout: 2_000 });
+        return reply.json<WorkerStatus>();
+      } catch {
+        return { worker: id, pool: "unknown" } as WorkerStatus;
+      }
+    }),
+  );
+  for (const s of stats.sort((a, b) => a.worker.localeCompare(b.worker))) {
+    pools.find((p) => p.pool === s.pool)?.workers.push(s);
+  }
+  const routers: BusStatus["routers"] = [];
+  try {
+    for await (const msg of await nc.requestMany(routerStatusSubject(), undefined, { strategy: "timer", maxWait: waitMs })) {
+      routers.push(msg.json<BusStatus["routers"][number]>());
+    }
+  } catch {
+    // no router answered: routers are optional (their breakers are all they add)
+  }
+  return { server: nc.getServer(), routers, stream, bus: await inspectBus(nc, spec), pools };
+}
+
+export function formatStatus(status: BusStatus): string {
+  const lines = [`NATS ${status.server} — stream ${STREAMS.requests.name}: ${status.stream ? `${status.stream.messages} stored, ${status.stream.consumers} consumers` : "not provisioned (run `dspex bus apply`)"}`];
+  lines.push("\nbus:");
+  for (const st of status.bus.streams) {
+    const limit = st.maxBytes > 0 ? `${(st.bytes / st.maxBytes * 100).toFixed(1)}% of ${mib(st.maxBytes)}` : "no byte limit";
+    lines.push(
+      `  ${st.kind.padEnd(6)} ${st.name.padEnd(20)} replicas ${st.replicas}  leader ${st.leader ?? "-"}` +
+        `${st.lagging.length ? `  lagging ${st.lagging.join(",")}` : ""}  ${st.messages} msgs, ${mib(st.bytes)} (${limit})` +
+        `${st.maxAgeMs > 0 ? `, max age ${duration(st.maxAgeMs)}` : ""}`,
+    );
+  }
+  for (const m of status.bus.missing) lines.push(`  MISSING ${m} (run \`dspex bus apply\`)`);
+  for (const d of formatDrift(status.bus.drift)) lines.push(`  DRIFT ${d}`);
+  for (const p of status.pools) {
+    lines.push(`\npool ${p.pool}: ${p.workers.length} worker(s), lag ${p.lag}, in flight ${p.inflight}, redelivered ${p.redelivered}`);
+    for (const w of p.workers) {
+      lines.push(
+        `  ${w.worker.padEnd(28)} pid ${String(w.pid ?? "?").padEnd(7)} up ${String(w.uptime_s ?? "?").padStart(7)} s  ` +
+          `in flight ${w.inflight ?? "?"}  handled ${w.handled ?? "?"}  failed ${w.failed ?? "?"}  rss ${w.rss_mb ?? "?"} MiB  ` +
+          `partitions ${(w.partitions ?? []).length}`,
+      );
+    }
+  }
+  const breakers = status.routers.flatMap((r) => r.breakers);
+  lines.push(
+    status.routers.length === 0
+      ? "\nrouters: none answered (breakers live in routers' processes)"
+      : `\nbreakers (${status.routers.length} router(s)): ${breakers.length === 0 ? "none yet" : ""}`,
+  );
+  for (const b of breakers) {
+    lines.push(`  ${b.name.padEnd(32)} ${b.state.padEnd(9)} since ${new Date(b.since).toISOString()}  opened ${b.opened}, rejected ${b.rejected}`);
+  }
+  return lines.join("\n");
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+function duration(ms: number): string {
+  if (ms % (24 * 3600_000) === 0) return `${ms / (24 * 3600_000)} d`;
+  if (ms % 3600_000 === 0) return `${ms / 3600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${ms / 1000} s`;
+}

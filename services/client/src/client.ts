@@ -1,0 +1,284 @@
+/**
+ * The client: typed DSPy calls from TypeScript over the bus. It only calls — resolve and validate the
+ * signature and inputs, build the envelope, publish, await the reply, validate the outputs — with tracing,
+ * idempotency, retries, strict affinity, circuit breakers and worker discovery as interceptors composed
+ * once around the transport (call.ts). Connecting opens one inbox subscription and checks that the bus it
+ * needs exists; nothing else runs in the background. The bus is provisioned by `dspex bus apply`, never here.
+ *
+ * ```ts
+ * const client = await Client.connect({ servers: "nats://127.0.0.1:4222" });
+ * const { outputs } = await client.predict("question -> answer", { question: "2+3?" });
+ * ```
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import {
+  OPERATION_POOLS,
+  POOLS,
+  ValidationError,
+  checkModuleOptions,
+  isPool,
+  type LMConfig,
+  type Operation,
+  type Pool,
+  type ReplyOk,
+} from "@dspex/protocol";
+import { resolveSignature, validateInputs, validateOutputs, type SignatureInput } from "@dspex/native";
+import { busSettings, busSpec, connectNats, formatDrift, requireBus, type BusSettingsOverrides, type Difference, type PoolSettings } from "@dspex/bus";
+import { createLogger } from "@dspex/observability";
+import { compose, type CallInput, type CallOptions, type CallRequest, type CallResult, type Caller, type Interceptor } from "./call.js";
+import { discoveryInterceptor, WorkerDiscovery, type DiscoveryOptions } from "./discovery.js";
+import { affinityInterceptor } from "./interceptors/affinity.js";
+import { breakerInterceptor, breakerSettings, Breakers, type BreakerOptions } from "./interceptors/breaker.js";
+import { idempotencyInterceptor, newRequestId, retryInterceptor, retryPolicy, type RetryPolicy } from "./interceptors/retry.js";
+import { tracingInterceptor } from "./interceptors/tracing.js";
+import { Modules } from "./modules.js";
+import { Optimizer, type CompileJob, type CompileOptions } from "./optimize.js";
+import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
+import { SessionTable } from "./sessions.js";
+import { ProgramStream, type StreamOptions } from "./stream.js";
+import { ToolRegistry } from "./tools.js";
+import { Transport } from "./transport.js";
+
+export interface ClientOptions {
+  /** NATS server URL(s); default $NATS_URL, then nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /** Use this connection instead of opening one (the client will not close it). */
+  connection?: NatsConnection;
+  /** Default LM for calls that name none; else the workers' default. */
+  lm?: LMConfig;
+  /** The deployment's bus settings (pools' timeouts and payload limits; replicas and limits for drift). */
+  bus?: BusSettingsOverrides;
+  /** Check on connect that the request stream exists (default true). */
+  verifyBus?: boolean;
+  /** Fail fast with NoWorkersError when a pool has no live worker (default true). */
+  checkWorkers?: boolean;
+  breakers?: BreakerOptions;
+  retry?: Partial<RetryPolicy>;
+  /** Run a call's `fallback` when a breaker is open (default true; DSPEX_BREAKER_FALLBACK=0 turns it off). */
+  fallbackOnOpen?: boolean;
+  discovery?: DiscoveryOptions;
+  /** Extra interceptors, outermost first, placed between tracing and the client's own. */
+  interceptors?: Interceptor[];
+  /** Connection name shown by the server (default dspex-client). */
+  name?: string;
+}
+
+export class Client implements Caller {
+  readonly pools: Record<Pool, PoolSettings>;
+  readonly breakers: Breakers;
+  readonly discovery: WorkerDiscovery;
+  readonly sessions: SessionTable;
+  readonly programs: ProgramStore;
+  /** Where the bus differs from this client's idea of the deployment (reported, never acted on). */
+  readonly busDrift: Difference[];
+  /** Counters since the client was made. */
+  readonly counts = { retries: 0, failedFast: 0, fallbacks: 0 };
+  private readonly transport: Transport;
+  private readonly chain: (input: CallInput) => Promise<ReplyOk>;
+  private toolRegistry: ToolRegistry | undefined;
+  private moduleOps: Modules | undefined;
+  private optimizerJobs: Optimizer | undefined;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly ownsConnection: boolean,
+    private readonly options: ClientOptions,
+    drift: Difference[],
+  ) {
+    const settings = busSettings(options.bus);
+    this.pools = settings.pools;
+    this.busDrift = drift;
+    this.transport = new Transport(nc, jetstream(nc), this.pools);
+    this.discovery = new WorkerDiscovery(nc, options.discovery);
+    this.sessions = new SessionTable(nc);
+    this.programs = new ProgramStore(nc);
+    this.breakers = new Breakers(breakerSettings(options.breakers));
+    const fallbackOnOpen = options.fallbackOnOpen ?? process.env.DSPEX_BREAKER_FALLBACK !== "0";
+    const interceptors: Interceptor[] = [
+      tracingInterceptor,
+      ...(options.interceptors ?? []),
+      idempotencyInterceptor(),
+      retryInterceptor(retryPolicy(options.retry), this.transport, this.counts),
+      affinityInterceptor(this.sessions, this.discovery),
+      breakerInterceptor(this.breakers, this.counts, fallbackOnOpen),
+      ...(options.checkWorkers === false ? [] : [discoveryInterceptor(this.discovery)]),
+    ];
+    this.chain = compose(interceptors, (input) => this.transport.send(input));
+  }
+
+  static async connect(options: ClientOptions = {}): Promise<Client> {
+    const nc = options.connection ?? (await connectNats({ servers: options.servers, name: options.name ?? "dspex-client" }));
+    try {
+      let drift: Difference[] = [];
+      if (options.verifyBus !== false) {
+        drift = await requireBus(nc, { streams: ["requests"] }, busSpec(busSettings(options.bus)));
+        if (drift.length > 0) {
+          createLogger("dspex.client").warn("the bus differs from this client's deployment settings; clients never change it (run `dspex bus apply`)", {
+            drift: formatDrift(drift),
+          });
+        }
+      }
+      return new Client(nc, options.connection === undefined, options, drift);
+    } catch (err) {
+      if (options.connection === undefined) await nc.close();
+      throw err;
+    }
+  }
+
+  /** `dspy.Predict` on the general pool. */
+  predict<O extends Record<string, unknown> = Record<string, unknown>>(
+    signature: SignatureInput,
+    inputs: Record<string, unknown>,
+    options: CallOptions = {},
+  ): Promise<CallResult<O>> {
+    return this.call<O>("predict", signature, inputs, options);
+  }
+
+  /** `dspy.ChainOfThought`: outputs gain a `reasoning` field. */
+  chainOfThought<O extends Record<string, unknown> = Record<string, unknown>>(
+    signature: SignatureInput,
+    inputs: Record<string, unknown>,
+    options: CallOptions = {},
+  ): Promise<CallResult<O & { reasoning: string }>> {
+    return this.call<O & { reasoning: string }>("chain_of_thought", signature, inputs, options);
+  }
+
+  /** Stores a program (signature, module, state) in KV and returns its id and version. */
+  createProgram(options: CreateProgramOptions): Promise<ProgramVersion> {
+    return this.programs.create(options);
+  }
+
+  /** Runs a stored program, the latest version unless `version` names one. */
+  async execute<O extends Record<string, unknown> = Record<string, unknown>>(
+    programId: string,
+    inputs: Record<string, unknown>,
+    options: CallOptions & { version?: number } = {},
+  ): Promise<CallResult<O> & { version: number }> {
+    const { definition, version } = await this.programs.get(programId, options.version);
+    const result = await this.send<O>(
+      { op: definition.module, signature: definition.signature, inputs, program: { id: definition.id, version } },
+      { ...options, session: options.session ?? definition.session },
+    );
+    return { ...result, version };
+  }
+
+  /** Any operation by name, with its module options (checked against the op's schema). */
+  call<O>(op: Operation, signature: SignatureInput, inputs: Record<string, unknown>, options: CallOptions & { module?: Record<string, unknown> } = {}): Promise<CallResult<O>> {
+    const { module, ...rest } = options;
+    return this.send<O>({ op, signature, inputs, ...(module ? { module } : {}) }, rest);
+  }
+
+  /** Sends one request through the interceptors; the outputs come back validated against the signature. */
+  async send<O>(request: CallRequest, options: CallOptions = {}): Promise<CallResult<O>> {
+    const started = performance.now();
+    const pool = options.pool ?? OPERATION_POOLS[request.op] ?? "general";
+    if (!isPool(pool)) {
+      throw new ValidationError(`unknown pool ${JSON.stringify(pool)}; pools: ${POOLS.join(", ")}`, { field: "pool", details: { pool, pools: [...POOLS] } });
+    }
+    const signature = resolveSignature(request.signature, options.instructions);
+    const inputs = request.rawInputs ? request.inputs : validateInputs(signature, request.inputs);
+    const module = options.demos ? { ...request.module, demos: options.demos } : request.module;
+    checkModuleOptions(request.op, module ?? {});
+    const timeoutMs = options.timeoutMs ?? this.pools[pool].defaultTimeoutMs;
+    const reply = await this.chain({
+      op: request.op,
+      pool,
+      signature,
+      inputs,
+      request: module ? { ...request, module } : request,
+      options,
+      lm: options.lm ?? this.options.lm,
+      requestId: options.requestId ?? newRequestId(),
+      deadline: Date.now() + timeoutMs,
+      headers: {},
+    });
+    const outputs = request.rawOutputs
+      ? reply.outputs
+      : validateOutputs(signature, reply.outputs, {
+          extra: [...(request.op === "chain_of_thought" ? ["reasoning"] : []), ...(request.extraOutputs ?? [])],
+        });
+    return {
+      id: reply.id,
+      outputs: outputs as O,
+      lm: reply.lm,
+      usage: reply.usage,
+      timings: { ...reply.timings, total_ms: performance.now() - started },
+      worker: reply.worker,
+      ...(reply.scores ? { scores: reply.scores } : {}),
+      ...(reply.extra ? { extra: reply.extra } : {}),
+    };
+  }
+
+  /** Tools served from this process to ReAct agents (a subscription per tool, only once one is served). */
+  get tools(): ToolRegistry {
+    this.toolRegistry ??= new ToolRegistry(this.nc);
+    return this.toolRegistry;
+  }
+
+  /** The DSPy modules beyond Predict and ChainOfThought: ReAct, RLM, BestOfN, Parallel, … (modules.ts). */
+  get modules(): Modules {
+    this.moduleOps ??= new Modules(this, () => this.tools);
+    return this.moduleOps;
+  }
+
+  /** Optimizer jobs (optimize.ts). */
+  get optimizer(): Optimizer {
+    this.optimizerJobs ??= new Optimizer(this);
+    return this.optimizerJobs;
+  }
+
+  /** Starts an optimizer job on the optimizer pool; resolves with its handle as soon as it is queued. */
+  compile(options: CompileOptions): Promise<CompileJob> {
+    return this.optimizer.compile(options);
+  }
+
+  /**
+   * Streams a running program: an async iterator of token and status events, then the typed result
+   * (`for await (const e of client.stream("predict", sig, inputs)) …`; `await stream.result`).
+   */
+  stream<O extends Record<string, unknown> = Record<string, unknown>>(
+    op: Exclude<Operation, "parallel" | "majority" | "compile" | "evaluate">,
+    signature: SignatureInput,
+    inputs: Record<string, unknown>,
+    module: Record<string, unknown> = {},
+    options: StreamOptions = {},
+  ): ProgramStream<O> {
+    const wire = op === "react" && Array.isArray(module.tools) ? { ...module, tools: this.modules.toolSpecs(module.tools as never) } : module;
+    const extraOutputs =
+      op === "chain_of_thought" || op === "react" || module.module === "chain_of_thought" ? ["reasoning"] : op === "multi_chain_comparison" ? ["rationale"] : [];
+    return ProgramStream.start<O>(this, op, signature, inputs, { ...options, module: wire, extraOutputs });
+  }
+
+  /** Streams a stored program (latest or a named version). */
+  async streamProgram<O extends Record<string, unknown> = Record<string, unknown>>(
+    programId: string,
+    inputs: Record<string, unknown>,
+    options: StreamOptions & { version?: number } = {},
+  ): Promise<ProgramStream<O>> {
+    const { definition, version } = await this.programs.get(programId, options.version);
+    return ProgramStream.start<O>(this, definition.module, definition.signature, inputs, {
+      ...options,
+      session: options.session ?? definition.session,
+      program: { id: definition.id, version },
+      extraOutputs: definition.module === "chain_of_thought" ? ["reasoning"] : [],
+    });
+  }
+
+  /** For `dspex status` (a router answers with it) and tests. */
+  snapshot() {
+    return { breakers: this.breakers.states(), droppedReplies: this.transport.dropped, republished: this.transport.republished, ...this.counts };
+  }
+
+  /** The client's default LM (calls that name none use it). */
+  get defaultLm(): LMConfig | undefined {
+    return this.options.lm;
+  }
+
+  async close(): Promise<void> {
+    await this.toolRegistry?.stop();
+    this.breakers.shutdown();
+    await this.transport.close();
+    if (this.ownsConnection) await this.nc.drain();
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * @dspex/client — typed DSPy calls over the bus, from TypeScript: `Client.connect`, `predict`,
+ * `chainOfThought`, `execute` of stored programs, the DSPy modules (`client.modules`), tools for ReAct
+ * (`client.tools`), streaming (`client.stream`), optimizer jobs (`client.compile`). The call path is a chain
+ * of interceptors (tracing, idempotency, retries, affinity, breakers, discovery) around the transport.
+ */
+export { Client, type ClientOptions } from "./client.js";
+export { compose, type CallInput, type CallOptions, type CallRequest, type CallResult, type Caller, type FallbackContext, type Interceptor, type Next } from "./call.js";
+export { WorkerDiscovery, type WorkerInfo, type DiscoveryOptions } from "./discovery.js";
+export { Breakers, Breaker, breakerSettings, lmKey, poolFailure, lmFailure, BREAKER_DEFAULTS, type BreakerKind, type BreakerSettings, type BreakerOptions, type BreakerSnapshot, type StateChange } from "./interceptors/breaker.js";
+export { retryPolicy, backoffDelayMs, attemptId, baseRequestId, isRetryableReply, retryAfterMs, RETRY_DEFAULTS, type RetryPolicy } from "./interceptors/retry.js";
+export { isReplyError, type DroppedReplies } from "./transport.js";
+export { ProgramStore, type ProgramDefinition, type ProgramState, type ProgramVersion, type CreateProgramOptions } from "./programs.js";
+export { SessionTable, sessionKey } from "./sessions.js";
+export * from "./modules.js";
+export { serveTool, ToolRegistry, checkToolArgs, type ToolDefinition, type ToolParameters, type ToolContext, type ToolSpecWire, type ServedTool } from "./tools.js";
+export { ProgramStream, type StreamEvent, type StreamOptions } from "./stream.js";
+export { Optimizer, CompileJob, type CompileOptions, type Dataset, type OptimizerName, type OptimizeResult } from "./optimize.js";

@@ -1,0 +1,59 @@
+/**
+ * Sessions: which worker served a session last (for strict affinity) and when it was last used. Kept in
+ * the KV bucket `dspex_sessions`, whose TTL is the idle timeout, so an idle session simply ages out and the
+ * programs created in it are swept (see programs.ts).
+ */
+import { Kvm, type KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { BUCKETS, type Pool } from "@dspex/protocol";
+
+export interface SessionRecord {
+  worker: string;
+  pool: Pool;
+  lastUsed: number;
+}
+
+/** KV keys allow `[-/_=.a-zA-Z0-9]`; other session ids are stored base64url-encoded with a `b64.` prefix. */
+export function sessionKey(session: string): string {
+  return /^[-_=a-zA-Z0-9]+$/.test(session) ? session : `b64.${Buffer.from(session).toString("base64url")}`;
+}
+
+export class SessionTable {
+  private kv: Promise<KV> | undefined;
+  private readonly local = new Map<string, SessionRecord>();
+
+  constructor(private readonly nc: NatsConnection) {}
+
+  private bucket(): Promise<KV> {
+    this.kv ??= new Kvm(this.nc).open(BUCKETS.sessions.name);
+    return this.kv;
+  }
+
+  /** Worker that last served the session, if the session is still alive. */
+  async owner(session: string): Promise<string | undefined> {
+    const cached = this.local.get(session);
+    if (cached) return cached.worker;
+    const entry = await (await this.bucket()).get(sessionKey(session));
+    if (!entry || entry.operation !== "PUT" || entry.length === 0) return undefined;
+    const record = entry.json<SessionRecord>();
+    this.local.set(session, record);
+    return record.worker;
+  }
+
+  async exists(session: string): Promise<boolean> {
+    const entry = await (await this.bucket()).get(sessionKey(session));
+    return entry !== null && entry.operation === "PUT" && entry.length > 0;
+  }
+
+  /** Records a use; refreshes the idle TTL. Written in the background: a call never waits on it. */
+  touch(session: string, worker: string, pool: Pool): void {
+    const record: SessionRecord = { worker, pool, lastUsed: Date.now() };
+    this.local.set(session, record);
+    if (this.local.size > 100_000) this.local.delete(this.local.keys().next().value!);
+    void this.bucket()
+      .then((kv) => kv.put(sessionKey(session), JSON.stringify(record)))
+      .catch(() => {
+        /* best effort: the next use writes again */
+      });
+  }
+}

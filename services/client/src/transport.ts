@@ -1,0 +1,245 @@
+/**
+ * The innermost step of a call: encode the envelope, publish it to the pool's JetStream subject with the
+ * reply inbox and deadline in headers, and resolve with the worker's reply. One inbox subscription per
+ * client multiplexes the replies by request id; replies are confirmed (`Dspex-Reply-Ack`) so one sent
+ * while this client was reconnecting is re-sent. A reply that arrives for no pending call (late, duplicate)
+ * is counted and dropped — never surfaced twice.
+ */
+import { randomUUID } from "node:crypto";
+import type { JetStreamClient } from "@nats-io/jetstream";
+import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import {
+  DeadlineExceeded,
+  ENVELOPE_VERSION,
+  HEADERS,
+  PayloadTooLarge,
+  TransportError,
+  checkRequest,
+  decode,
+  encode,
+  errorFromWire,
+  partitionOf,
+  partitionSubject,
+  requestSubject,
+  type ReplyEnvelope,
+  type ReplyOk,
+  type RequestEnvelope,
+} from "@dspex/protocol";
+import { publishWithRetry, type PoolSettings } from "@dspex/bus";
+import { tracedPublish } from "@dspex/observability";
+import type { CallInput } from "./call.js";
+
+/** Replies the client received and did not surface (each would have been a second answer). */
+export interface DroppedReplies {
+  /** The attempt had already ended without this reply (timed out, publish failed, aborted). */
+  late: number;
+  /** The attempt had already been answered. */
+  duplicate: number;
+  /** Not an attempt of this client (or one older than the ledger remembers). */
+  unknown: number;
+}
+
+/** Remembers how recent attempts ended, to classify replies that arrive for no pending call. */
+class ReplyLedger {
+  private readonly ended = new Map<string, "inflight" | "answered" | "ended">();
+  readonly dropped: DroppedReplies = { late: 0, duplicate: 0, unknown: 0 };
+
+  constructor(private readonly capacity = 20_000) {}
+
+  settled(id: string, how: "inflight" | "answered" | "ended"): void {
+    this.ended.delete(id);
+    this.ended.set(id, how);
+    if (this.ended.size > this.capacity) this.ended.delete(this.ended.keys().next().value as string);
+  }
+
+  drop(id: string): void {
+    const how = this.ended.get(id);
+    if (how === "answered") this.dropped.duplicate += 1;
+    else if (how === "ended" || how === "inflight") this.dropped.late += 1;
+    else this.dropped.unknown += 1;
+  }
+}
+
+/** Errors rebuilt from a worker's error reply (as opposed to raised here: no reply at all). */
+const fromReply = new WeakSet<object>();
+
+export function isReplyError(err: unknown): boolean {
+  return typeof err === "object" && err !== null && fromReply.has(err);
+}
+
+interface Pending {
+  resolve: (reply: ReplyEnvelope) => void;
+  reject: (err: unknown) => void;
+}
+
+export class Transport {
+  private readonly pending = new Map<string, Pending>();
+  private readonly inbox = `_INBOX.${randomUUID().replaceAll("-", "")}`;
+  private readonly sub: Subscription;
+  private readonly ledger = new ReplyLedger();
+  private connected = true;
+  private reconnectWaiters = new Set<() => void>();
+  private stopped = false;
+  /** Re-publishes of an attempt after a transient publish failure (same Nats-Msg-Id). */
+  republished = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly pools: Record<string, PoolSettings>,
+  ) {
+    this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => void (err ? undefined : this.onReply(msg)) });
+    void this.watchConnection();
+  }
+
+  get dropped(): DroppedReplies {
+    return { ...this.ledger.dropped };
+  }
+
+  /** Whether a reply for an attempt came (retries use it to tell "answered" from "lost"). */
+  settled(id: string, how: "inflight" | "answered" | "ended"): void {
+    this.ledger.settled(id, how);
+  }
+
+  private async watchConnection(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (this.stopped) break;
+      if (s.type === "disconnect") this.connected = false;
+      else if (s.type === "reconnect") {
+        this.connected = true;
+        for (const w of this.reconnectWaiters) w();
+        this.reconnectWaiters.clear();
+      }
+    }
+  }
+
+  /**
+   * While the connection is down (a server restarting, a network cut) a new attempt waits for the reconnect
+   * within its deadline instead of failing: NoWorkers or a timeout measured while disconnected says nothing
+   * about the pool.
+   */
+  ready(deadline: number): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.reconnectWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+      this.reconnectWaiters.add(done);
+    });
+  }
+
+  private onReply(msg: Msg): void {
+    if (msg.reply) msg.respond(); // confirms receipt: the worker stops re-sending (Dspex-Reply-Ack)
+    let reply: ReplyEnvelope;
+    try {
+      reply = decode(msg.data) as ReplyEnvelope;
+    } catch {
+      return; // not ours to interpret; the caller's deadline reports the missing answer
+    }
+    const id = msg.subject.slice(this.inbox.length + 1);
+    const pending = this.pending.get(id);
+    if (!pending) return this.ledger.drop(id);
+    this.pending.delete(id);
+    this.ledger.settled(id, "answered");
+    pending.resolve(reply);
+  }
+
+  /** Builds the envelope of an attempt. */
+  envelope(input: CallInput): RequestEnvelope {
+    const r = input.request;
+    const envelope: RequestEnvelope = {
+      v: ENVELOPE_VERSION,
+      id: input.requestId,
+      op: input.op,
+      signature: input.signature,
+      inputs: input.inputs,
+      timeout_ms: Math.max(1, input.deadline - Date.now()),
+    };
+    if (input.lm) envelope.lm = input.lm;
+    if (r.module && Object.keys(r.module).length > 0) envelope.module = r.module;
+    if (r.program) envelope.program = r.program;
+    if (r.evaluate) envelope.evaluate = r.evaluate;
+    if (r.batch) envelope.batch = r.batch;
+    if (r.compile) envelope.compile = r.compile as RequestEnvelope["compile"];
+    if (r.stream) envelope.stream = r.stream;
+    if (input.options.session) envelope.session = input.options.session;
+    return envelope;
+  }
+
+  /** Publishes one attempt and resolves with its success reply; an error reply throws its typed error. */
+  async send(input: CallInput): Promise<ReplyOk> {
+    const settings = this.pools[input.pool]!;
+    const id = input.requestId;
+    let subject = requestSubject(input.pool, "any");
+    // a pool without partitions (optimizer and gpu by default) has no affinity: any worker takes it
+    if (input.options.session && settings.partitions > 0) {
+      subject = partitionSubject(input.pool, partitionOf(input.options.session, settings.partitions));
+    }
+    const envelope = this.envelope(input);
+    checkRequest(envelope); // the whole contract, before anything is published (ValidationError naming the field)
+    const body = encode(envelope);
+    if (body.byteLength > settings.maxPayloadBytes) {
+      throw new PayloadTooLarge(`request is ${body.byteLength} bytes; pool '${input.pool}' accepts at most ${settings.maxPayloadBytes}`, {
+        field: "inputs",
+        details: { size: body.byteLength, limit: settings.maxPayloadBytes },
+      });
+    }
+    const h = natsHeaders();
+    h.set(HEADERS.replyTo, `${this.inbox}.${id}`);
+    h.set(HEADERS.version, String(ENVELOPE_VERSION));
+    h.set(HEADERS.deadline, String(input.deadline));
+    h.set(HEADERS.replyAck, "1");
+    for (const [k, v] of Object.entries(input.headers)) h.set(k, v);
+
+    const signal = input.options.signal;
+    const reply = await new Promise<ReplyEnvelope>((resolve, reject) => {
+      const timeoutMs = Math.max(0, input.deadline - Date.now());
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        const budget = input.options.timeoutMs ?? timeoutMs;
+        reject(new DeadlineExceeded(`no reply within ${budget} ms (request ${id}, pool '${input.pool}')`, { details: { id, pool: input.pool, timeoutMs: budget } }));
+      }, timeoutMs);
+      const finish = (fn: () => void) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        fn();
+      };
+      const onAbort = () => {
+        this.pending.delete(id);
+        finish(() => reject(signal?.reason ?? new Error("aborted")));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(id, { resolve: (r) => finish(() => resolve(r)), reject: (e) => finish(() => reject(e)) });
+      tracedPublish({ headers: h, subject, pool: input.pool, messageId: id, bodySize: body.byteLength }, () =>
+        publishWithRetry(this.js, subject, body, {
+          msgID: id,
+          headers: h,
+          deadline: input.deadline,
+          stopped: () => !this.pending.has(id),
+          onRetry: () => void (this.republished += 1),
+        }),
+      ).catch((err: unknown) => {
+        const p = this.pending.get(id);
+        this.pending.delete(id);
+        p?.reject(err instanceof TransportError ? err : new TransportError(`publish to JetStream failed: ${String(err)}`, { cause: err }));
+      });
+    });
+    if (!reply.ok) {
+      const err = errorFromWire(reply.error);
+      fromReply.add(err);
+      throw err;
+    }
+    return reply;
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    for (const w of this.reconnectWaiters) w();
+    for (const [id, p] of this.pending) p.reject(new TransportError(`client closed before request ${id} was answered`));
+    this.pending.clear();
+    this.sub.unsubscribe();
+  }
+}

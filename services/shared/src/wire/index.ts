@@ -1,3 +1,0 @@
-export * from "./codec.js";
-export * from "./envelope.js";
-export * from "./subjects.js";
