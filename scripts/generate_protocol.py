@@ -306,9 +306,11 @@ def main() -> None:
             stale.unlink()
     for name, text in files.items():
         (out / name).write_text(text if text.endswith("\n") else text + "\n")
-    # formatted like the rest of the package (ruff format), so a fresh generation is byte-identical
-    ruff = Path(sys.executable).parent / "ruff"
-    subprocess.run([str(ruff), "format", "--quiet", "--line-length", "120", str(out)], check=True)
+    # linted and formatted with the package's own ruff settings, so a fresh generation is byte-identical
+    ruff = str(Path(sys.executable).parent / "ruff")
+    config = str(ROOT / "workers/pyproject.toml")
+    subprocess.run([ruff, "check", "--quiet", "--config", config, "--select", "I", "--fix", str(out)], check=True)
+    subprocess.run([ruff, "format", "--quiet", "--config", config, str(out)], check=True)
     print(f"generated {len(files)} files in {out}")
 
 

@@ -10,8 +10,9 @@ bash scripts/install-deploy-tools.sh
 
 section() { printf '\n== %s\n' "$*"; }
 
-section "TypeScript: type-check (tsc -b, strict; the benchmarks too, so they do not rot between runs)"
+section "TypeScript: type-check (tsc -b, strict; the tests and benchmarks too, so they do not rot between runs)"
 npx --no-install tsc -b
+npx --no-install tsc -p test
 npx --no-install tsc -p bench
 
 section "Python: ruff, mypy --strict"

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { Client } from "@dspex/client";
 import type { Fleet, WorkerProcess } from "@dspex/embedded";
 import { AffinityError } from "@dspex/protocol";
 import { startRouter } from "@dspex/router";

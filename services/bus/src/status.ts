@@ -73,11 +73,15 @@ export async function collectStatus(nc: NatsConnection, spec: BusSpec, waitMs = 
     stream = undefined; // not provisioned yet
   }
   // Each worker answers its own status endpoint; ping the service first to learn who is there.
-  const replies = await nc.requestMany(`$SRV.PING.${SERVICES.worker}`, undefined, { strategy: "timer", maxWait: waitMs });
   const ids: string[] = [];
-  for await (const msg of replies) {
-    const info = msg.json<{ metadata?: Record<string, string> }>();
-    if (info.metadata?.worker) ids.push(info.metadata.worker);
+  try {
+    const replies = await nc.requestMany(`$SRV.PING.${SERVICES.worker}`, undefined, { strategy: "timer", maxWait: waitMs });
+    for await (const msg of replies) {
+      const info = msg.json<{ metadata?: Record<string, string> }>();
+      if (info.metadata?.worker) ids.push(info.metadata.worker);
+    }
+  } catch {
+    // no responders: no worker runs
   }
   const stats = await Promise.all(
     ids.map(async (id) => {

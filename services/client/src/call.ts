@@ -16,7 +16,16 @@ import type {
   Usage,
 } from "@dspex/protocol";
 import type { SignatureInput } from "@dspex/native";
-import type { RetryPolicy } from "./interceptors/retry.js";
+
+export interface RetryPolicy {
+  /** Attempts in all, the first included (1 disables retries). */
+  maxAttempts: number;
+  /** Backoff base: attempt n waits a random time in [0, min(maxDelayMs, baseDelayMs · 2^(n-1))]. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Also retry when the pool had no live worker (nothing was sent then); default false: NoWorkersError at once. */
+  noWorkers?: boolean;
+}
 
 /** What the caller can set on any call. */
 export interface CallOptions {

@@ -24,6 +24,7 @@ export interface EvaluateCallResult {
   outputs: Record<string, unknown>;
   scores: Record<string, number | boolean>;
   worker: string;
+  lm: string;
   usage: Usage;
 }
 
@@ -48,6 +49,6 @@ export class EvaluateCaller {
         ...(options.retry !== undefined ? { retry: options.retry } : {}),
       },
     );
-    return { outputs: result.outputs, scores: result.scores ?? {}, worker: result.worker, usage: result.usage };
+    return { outputs: result.outputs, scores: result.scores ?? {}, worker: result.worker, lm: result.lm, usage: result.usage };
   }
 }

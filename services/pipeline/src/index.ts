@@ -1,7 +1,10 @@
-export { PipelineService, type PipelineServiceOptions, type SubmitRequest } from "./service.js";
+export { PipelineService, type PipelineServiceOptions } from "./service.js";
+export { serveJobsApi, type JobsBackend, type SubmitRequest } from "./api.js";
 export { PipelineClient, type SubmitOptions, type JobListing } from "./client.js";
 export { EvalStore, datasetHash, resultMsgId, type RecordOutcome } from "./store.js";
-export { JobRun, Stats, callModule, inputKeysOf, type RunnerDeps, type StopReason } from "./runner.js";
+export { JobRun, inputKeysOf, type RunnerDeps, type StopReason } from "./runner.js";
+export { Stats } from "./stats.js";
+export { callModule } from "./call-module.js";
 export { EvaluateCaller, type EvaluateCallOptions, type EvaluateCallResult } from "./evaluate-op.js";
 export { NATIVE_METRICS, PY_PREFIX, resolveMetrics, normalizeMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
 export { summarize, aggregate, latencyStats, percentile, primaryKey } from "./summary.js";

@@ -16,7 +16,6 @@
  */
 import { DspexError, ValidationError, type LMConfig, type Pool, type SignatureWire, type Usage } from "@dspex/protocol";
 import { resolveSignature } from "@dspex/native";
-import type { ModuleKind } from "./types.js";
 
 /** target field -> source path */
 export type FieldMapping = Record<string, string>;
@@ -35,7 +34,7 @@ interface StepBase {
 
 export interface ModuleStep extends StepBase {
   kind: "module";
-  module?: ModuleKind;
+  module?: "predict" | "chain_of_thought";
   signature: string | SignatureWire;
   instructions?: string;
   demos?: Array<Record<string, unknown>>;
@@ -468,4 +467,26 @@ export async function runPipeline(
     outputs = Object.fromEntries(Object.entries(spec.output).map(([k, p]) => [k, resolvePath(state, p, state.values)]));
   } else outputs = { ...state.produced };
   return { outputs, values: state.values, steps, ms: performance.now() - t0, usage: state.usage, workers: state.workers };
+}
+
+/** Names of the native functions a pipeline's steps call (nested steps included). */
+export function collectFunctionNames(steps: Step[], out: string[]): void {
+  for (const s of steps) {
+    if (s.kind === "native" && typeof s.fn === "string") out.push(s.fn);
+    if (s.kind === "parallel") collectFunctionNames(s.steps, out);
+    if (s.kind === "branch") {
+      collectFunctionNames(s.then, out);
+      collectFunctionNames(s.else ?? [], out);
+    }
+  }
+}
+
+/** Whether any native step or branch of a pipeline is an inline function (the API only; a job must name them). */
+export function hasInlineFunctions(steps: Step[]): boolean {
+  return steps.some(
+    (s) =>
+      (s.kind === "native" && typeof s.fn === "function") ||
+      (s.kind === "branch" && (typeof s.if === "function" || hasInlineFunctions(s.then) || hasInlineFunctions(s.else ?? []))) ||
+      (s.kind === "parallel" && hasInlineFunctions(s.steps)),
+  );
 }

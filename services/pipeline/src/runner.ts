@@ -7,9 +7,11 @@
 import { setMaxListeners } from "node:events";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ValidationError, type ErrorWire, type LMConfig, type Usage } from "@dspex/protocol";
-import { pythonRound, resolveSignature } from "@dspex/native";
-import type { CallOptions, Client } from "@dspex/client";
+import { resolveSignature } from "@dspex/native";
+import type { Client } from "@dspex/client";
 import { publishProgress } from "@dspex/jobs";
+import { callModule } from "./call-module.js";
+import { Stats } from "./stats.js";
 import type { EvaluateCaller } from "./evaluate-op.js";
 import { resolveMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
 import { errorInfo, PipelineStepError, runPipeline, type NativeFunction, type StepTiming } from "./pipeline.js";
@@ -21,7 +23,6 @@ import {
   type JobRecord,
   type JobStatus,
   type MetricFunction,
-  type ModuleProgram,
   type ProgressEvent,
 } from "./types.js";
 
@@ -48,77 +49,9 @@ interface Outcome {
   outputs: Record<string, unknown>;
   scores: Record<string, number | boolean>;
   worker?: string;
+  lm?: string;
   usage?: Usage;
   steps?: StepTiming[];
-}
-
-/** Running counters of a job (results of earlier runs included). */
-export class Stats {
-  done = 0;
-  ok = 0;
-  failed = 0;
-  sum = 0;
-  private readonly recent: number[] = [];
-
-  constructor(
-    readonly total: number,
-    private readonly runStarted = Date.now(),
-  ) {}
-
-  add(result: ExampleResult, live: boolean): void {
-    this.done++;
-    if (result.ok) this.ok++;
-    else this.failed++;
-    this.sum += result.score;
-    if (live) {
-      this.recent.push(Date.now());
-      if (this.recent.length > 5_000) this.recent.splice(0, this.recent.length - 5_000);
-    }
-  }
-
-  get score(): number | null {
-    return this.done === 0 ? null : pythonRound((100 * this.sum) / this.done, 2);
-  }
-
-  /** Examples per second over the last 10 s of this run. */
-  rate(now = Date.now()): number {
-    const windowStart = Math.max(now - 10_000, this.runStarted);
-    const span = (now - windowStart) / 1000;
-    if (span <= 0) return 0;
-    let n = 0;
-    for (let i = this.recent.length - 1; i >= 0 && this.recent[i]! >= windowStart; i--) n++;
-    return n / span;
-  }
-
-  event(
-    job: string,
-    status: JobStatus,
-    started_at: number | undefined,
-    extra: { type?: ProgressEvent["type"]; seq?: number; run?: number; error?: ErrorWire } = {},
-  ): ProgressEvent {
-    const now = Date.now();
-    const rate = this.rate(now);
-    const left = this.total - this.done;
-    return {
-      v: 1,
-      job,
-      kind: "eval",
-      type: extra.type ?? "progress",
-      status,
-      at: now,
-      ...(extra.seq !== undefined ? { seq: extra.seq } : {}),
-      ...(extra.run !== undefined ? { run: extra.run } : {}),
-      total: this.total,
-      done: this.done,
-      ok: this.ok,
-      failed: this.failed,
-      score: this.score,
-      rate: Math.round(rate * 100) / 100,
-      eta_s: left === 0 ? 0 : rate > 0 ? Math.round((left / rate) * 10) / 10 : null,
-      elapsed_ms: started_at === undefined ? 0 : now - started_at,
-      ...(extra.error ? { error: extra.error } : {}),
-    };
-  }
 }
 
 /** How long one example waits in total for an open circuit breaker before it is recorded as failed. */
@@ -399,6 +332,7 @@ export class JobRun {
       ms: performance.now() - started,
       attempts: 1,
       ...(outcome.worker ? { worker: outcome.worker } : {}),
+      ...(outcome.lm ? { lm: outcome.lm } : {}),
       ...(outcome.usage ? { usage: outcome.usage } : {}),
       ...(outcome.steps ? { steps: outcome.steps } : {}),
       at: Date.now(),
@@ -444,10 +378,10 @@ export class JobRun {
         if (v === undefined) throw new ValidationError(`the worker returned no score for '${m.pythonName}'`);
         scores[m.key] = v;
       }
-      return { outputs: r.outputs, scores, worker: r.worker, usage: r.usage };
+      return { outputs: r.outputs, scores, worker: r.worker, lm: r.lm, usage: r.usage };
     }
     const r = await callModule(client, program, inputs, signal, retry);
-    return { outputs: r.outputs, scores: {}, worker: r.worker, usage: r.usage };
+    return { outputs: r.outputs, scores: {}, worker: r.worker, lm: r.lm, usage: r.usage };
   }
 
   /** Lease renewal + checkpoint; notices a cancel or a lost lease. */
@@ -518,24 +452,4 @@ export class JobRun {
     this.deps.log?.("job-finished", { job: this.record.id, status: this.record.status, score: s?.score, done: s?.done });
     return this.record;
   }
-}
-
-/** One module call through the client. */
-export async function callModule(
-  client: Client,
-  program: Pick<ModuleProgram, "signature" | "module" | "instructions" | "demos" | "lm" | "pool" | "timeout_ms">,
-  inputs: Record<string, unknown>,
-  signal: AbortSignal | undefined,
-  retry?: CallOptions["retry"],
-): Promise<{ outputs: Record<string, unknown>; worker: string; usage: Usage }> {
-  const r = await client.call<Record<string, unknown>>(program.module ?? "predict", program.signature, inputs, {
-    ...(retry !== undefined ? { retry } : {}),
-    ...(typeof program.signature === "string" && program.instructions !== undefined ? { instructions: program.instructions } : {}),
-    ...(program.demos ? { demos: program.demos } : {}),
-    ...(program.lm ? { lm: program.lm } : {}),
-    ...(program.pool ? { pool: program.pool } : {}),
-    ...(program.timeout_ms ? { timeoutMs: program.timeout_ms } : {}),
-    ...(signal ? { signal } : {}),
-  });
-  return { outputs: r.outputs, worker: r.worker, usage: r.usage };
 }

@@ -9,19 +9,20 @@
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Client, type ClientOptions } from "@dspex/client";
 import { connectNats } from "@dspex/bus";
 import { isJobId, newJobId, requestCancel } from "@dspex/jobs";
-import { DspexError, NotFound, ValidationError, jobCancelSubject, type LMConfig } from "@dspex/protocol";
+import { NotFound, ValidationError, jobCancelSubject, type LMConfig } from "@dspex/protocol";
 import { createLogger, type Logger } from "@dspex/observability";
 import { EvaluateCaller } from "./evaluate-op.js";
 import { customMetricNames, normalizeMetrics, resolveMetrics } from "./metrics.js";
-import { errorInfo, runPipeline, validatePipeline, type NativeFunction, type PipelineResult, type PipelineSpec, type Step } from "./pipeline.js";
-import { JobRun, callModule, inputKeysOf } from "./runner.js";
+import { collectFunctionNames, hasInlineFunctions, runPipeline, validatePipeline, type NativeFunction, type PipelineResult, type PipelineSpec } from "./pipeline.js";
+import { serveJobsApi, type JobsBackend, type SubmitRequest } from "./api.js";
+import { callModule } from "./call-module.js";
+import { JobRun, inputKeysOf } from "./runner.js";
 import { EvalStore, datasetHash } from "./store.js";
-import { EVAL_SUBJECTS, SERVICE_QUEUE } from "./subjects.js";
 import { summarize } from "./summary.js";
 import {
   TERMINAL_STATUSES,
@@ -60,25 +61,14 @@ export interface PipelineServiceOptions {
   logger?: Logger;
 }
 
-export interface SubmitRequest {
-  spec: JobSpecInput;
-  /** Inline examples (small datasets; a NATS message is at most 1 MiB by default). */
-  examples?: Array<Record<string, unknown>>;
-  /** The dataset was uploaded to `dspex.eval.data.<job>.<index>` beforehand under this job id. */
-  job?: string;
-  dataset?: { uploaded: number };
-}
-
 function envInt(name: string): number | undefined {
   const v = process.env[name];
   return v ? Number(v) : undefined;
 }
 
-const encoder = new TextEncoder();
 const DEFAULT_LOGGER = createLogger("dspex.pipeline");
-const decoder = new TextDecoder();
 
-export class PipelineService {
+export class PipelineService implements JobsBackend {
   readonly id: string;
   readonly leaseMs: number;
   private readonly runs = new Map<string, JobRun>();
@@ -86,7 +76,7 @@ export class PipelineService {
   private readonly claiming = new Set<string>();
   private readonly metricFns = new Map<string, MetricFunction>();
   private readonly stepFns = new Map<string, NativeFunction>();
-  private readonly subs: Subscription[] = [];
+  readonly subs: Subscription[] = [];
   private scanTimer: NodeJS.Timeout | undefined;
   private scanning: Promise<void> | undefined;
   private closed = false;
@@ -112,7 +102,7 @@ export class PipelineService {
     const store = await EvalStore.open(nc);
     const service = new PipelineService(nc, owns, client, !options.client, store, new EvaluateCaller(client), options);
     if (options.serve !== false) {
-      service.serve();
+      service.subs.push(...serveJobsApi(service));
       await nc.flush(); // the server knows the subscriptions before anyone is told the service is up
     }
     if (options.resume !== false) {
@@ -438,80 +428,6 @@ export class PipelineService {
     }
   }
 
-  // ----- NATS subjects ---------------------------------------------------------------------------------
-
-  private serve(): void {
-    const handle = (subject: string, fn: (body: Record<string, unknown>) => Promise<unknown>) => {
-      this.subs.push(
-        this.nc.subscribe(subject, {
-          queue: SERVICE_QUEUE,
-          callback: (err, msg) => {
-            if (err) return;
-            void this.answer(msg, fn);
-          },
-        }),
-      );
-    };
-    handle(EVAL_SUBJECTS.submit, async (body) => ({ job: await this.submit(body as unknown as SubmitRequest) }));
-    handle(EVAL_SUBJECTS.status, async (body) => {
-      const s = await this.status(requireJob(body));
-      if (!s) throw new NotFound(`no job '${String(body.job)}'`, { field: "job" });
-      return s;
-    });
-    handle(EVAL_SUBJECTS.list, async () => ({
-      jobs: (await this.list()).map(({ spec, result, ...rest }) => ({
-        ...rest,
-        name: spec.name,
-        score: result?.score ?? rest.progress?.score ?? null,
-      })),
-    }));
-    handle(EVAL_SUBJECTS.cancel, async (body) => {
-      const rec = await this.cancel(requireJob(body));
-      if (!rec) throw new NotFound(`no job '${String(body.job)}'`, { field: "job" });
-      return { record: rec };
-    });
-    handle(EVAL_SUBJECTS.resume, async (body) => {
-      const job = requireJob(body);
-      const rec = await this.resume(job);
-      if (!rec) throw new NotFound(`no job '${job}'`, { field: "job" });
-      return { record: rec };
-    });
-    handle(EVAL_SUBJECTS.delete, async (body) => ({ deleted: await this.delete(requireJob(body)) }));
-    handle(EVAL_SUBJECTS.results, async (body) => {
-      const job = requireJob(body);
-      const offset = Number(body.offset ?? 0);
-      const limit = Math.min(Number(body.limit ?? 100), 1000);
-      const all = [...(await this.store.readResults(job)).values()].sort((a, b) => a.index - b.index);
-      return { total: all.length, offset, results: all.slice(offset, offset + limit) };
-    });
-    handle(EVAL_SUBJECTS.pipelineRun, async (body) => {
-      const spec = body.pipeline as PipelineSpec;
-      if (!spec) throw new ValidationError("`pipeline` is required", { field: "pipeline" });
-      if (hasInlineFunctions(spec.steps ?? [])) throw new ValidationError("native steps must name a function", { field: "pipeline" });
-      return { result: await this.runPipeline(spec, (body.inputs as Record<string, unknown>) ?? {}) };
-    });
-  }
-
-  private async answer(msg: Msg, fn: (body: Record<string, unknown>) => Promise<unknown>): Promise<void> {
-    let reply: unknown;
-    try {
-      const body = msg.data.length === 0 ? {} : (JSON.parse(decoder.decode(msg.data)) as unknown);
-      if (!body || typeof body !== "object" || Array.isArray(body)) throw new ValidationError("the request body must be a JSON object");
-      reply = { ok: true, ...(await fn(body as Record<string, unknown>) as object) };
-    } catch (err) {
-      reply = {
-        ok: false,
-        error:
-          err instanceof SyntaxError
-            ? { type: "DecodeError", message: `request body is not JSON: ${err.message}`, retryable: false }
-            : err instanceof DspexError
-              ? err.toWire()
-              : { ...errorInfo(err), retryable: false },
-      };
-    }
-    if (msg.reply) msg.respond(encoder.encode(JSON.stringify(reply)));
-  }
-
   /** Stops serving; running jobs give their lease back so the next instance resumes them at once. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -525,29 +441,4 @@ export class PipelineService {
     if (this.ownsClient) await this.client.close();
     if (this.ownsConnection) await this.nc.drain();
   }
-}
-
-function requireJob(body: Record<string, unknown>): string {
-  if (!isJobId(body.job)) throw new ValidationError("`job` must be a job id", { field: "job" });
-  return body.job;
-}
-
-function collectFunctionNames(steps: Step[], out: string[]): void {
-  for (const s of steps) {
-    if (s.kind === "native" && typeof s.fn === "string") out.push(s.fn);
-    if (s.kind === "parallel") collectFunctionNames(s.steps, out);
-    if (s.kind === "branch") {
-      collectFunctionNames(s.then, out);
-      collectFunctionNames(s.else ?? [], out);
-    }
-  }
-}
-
-function hasInlineFunctions(steps: Step[]): boolean {
-  return steps.some(
-    (s) =>
-      (s.kind === "native" && typeof s.fn === "function") ||
-      (s.kind === "branch" && (typeof s.if === "function" || hasInlineFunctions(s.then) || hasInlineFunctions(s.else ?? []))) ||
-      (s.kind === "parallel" && hasInlineFunctions(s.steps)),
-  );
 }

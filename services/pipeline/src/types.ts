@@ -103,6 +103,8 @@ export interface ExampleResult {
   ms: number;
   attempts: number;
   worker?: string;
+  /** The model that answered (module programs). */
+  lm?: string;
   usage?: Usage;
   steps?: StepTiming[];
   at: number;

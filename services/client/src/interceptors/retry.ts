@@ -10,21 +10,17 @@
  * that succeeded recently gets the same result.
  */
 import { randomUUID } from "node:crypto";
-import { DspexError, type ReplyOk } from "@dspex/protocol";
-import type { CallInput, Interceptor } from "../call.js";
+import { DspexError, NoWorkersError, type ReplyOk } from "@dspex/protocol";
+import type { CallInput, Interceptor, RetryPolicy } from "../call.js";
 import { isReplyError, type Transport } from "../transport.js";
 
-export interface RetryPolicy {
-  /** Attempts in all, the first included (1 disables retries). */
-  maxAttempts: number;
-  /** Backoff base: attempt n waits a random time in [0, min(maxDelayMs, baseDelayMs · 2^(n-1))]. */
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
+export type { RetryPolicy };
 
 export const RETRY_DEFAULTS: RetryPolicy = { maxAttempts: 3, baseDelayMs: 200, maxDelayMs: 5_000 };
 
-const RETRY_ENV: Record<keyof RetryPolicy, string> = {
+type NumericSetting = "maxAttempts" | "baseDelayMs" | "maxDelayMs";
+
+const RETRY_ENV: Record<NumericSetting, string> = {
   maxAttempts: "DSPEX_RETRY_MAX_ATTEMPTS",
   baseDelayMs: "DSPEX_RETRY_BASE_MS",
   maxDelayMs: "DSPEX_RETRY_MAX_MS",
@@ -42,7 +38,7 @@ export function envInt(env: NodeJS.ProcessEnv, name: string): number | undefined
 /** Defaults, then DSPEX_RETRY_* environment variables, then explicit overrides. */
 export function retryPolicy(overrides: Partial<RetryPolicy> = {}, env: NodeJS.ProcessEnv = process.env): RetryPolicy {
   const policy = { ...RETRY_DEFAULTS };
-  for (const key of Object.keys(RETRY_ENV) as Array<keyof RetryPolicy>) {
+  for (const key of Object.keys(RETRY_ENV) as NumericSetting[]) {
     const value = envInt(env, RETRY_ENV[key]);
     if (value !== undefined) policy[key] = value;
   }
@@ -123,7 +119,8 @@ export function retryInterceptor(policy: RetryPolicy, transport: Transport, coun
         return attempt === id ? reply : { ...reply, id };
       } catch (err) {
         transport.settled(attempt, isReplyError(err) ? "answered" : "ended");
-        if (!isRetryableReply(err) || n + 1 >= first + p.maxAttempts) throw err;
+        const again = isRetryableReply(err) || (p.noWorkers === true && err instanceof NoWorkersError);
+        if (!again || n + 1 >= first + p.maxAttempts) throw err;
         const delay = Math.max(backoffDelayMs(n - first + 1, p), retryAfterMs(err));
         // not worth another attempt if it could not even start before the deadline
         if (Date.now() + delay + 50 >= input.deadline) throw err;

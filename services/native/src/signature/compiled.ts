@@ -4,7 +4,6 @@ import { SignatureError } from "@dspex/protocol";
 import { LruCache } from "./lru.js";
 import { clearParseCache, parseSignature } from "./parser.js";
 import { type JsonSchema, signatureJsonSchema } from "./schema.js";
-import type { SignatureBuilder } from "./builder.js";
 import type { SignatureWire } from "./types.js";
 import {
   type CheckResult,
@@ -100,8 +99,12 @@ export type SignatureInput =
   | SignatureWire
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   | CompiledSignature<any, any>
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  | SignatureBuilder<any, any>;
+  | SignatureSourceBuilder;
+
+/** What compileSignature needs from a builder (builder.ts's SignatureBuilder; structural, so no import cycle). */
+export interface SignatureSourceBuilder {
+  toWire(): SignatureWire;
+}
 /** @deprecated alias of SignatureInput */
 export type SignatureSource = SignatureInput;
 

@@ -3,6 +3,9 @@
  * `dspy.Signature(text)` (dspy/signatures/signature.py, `_parse_signature` / `_parse_type_node`) accepts, within
  * the types the wire format can carry. Anything DSPy rejects is rejected here too, with the position of the
  * problem. A few things DSPy silently mangles are rejected as well (see `parseSignature`).
+ *
+ * Longer than 500 lines on purpose: it is one recursive-descent parser over one grammar (fields, types and
+ * their Python spellings, with DSPy's error positions); split into files, each part would need the others.
  */
 
 import { SignatureError } from "@dspex/protocol";

@@ -1,0 +1,24 @@
+/** One DSPy module call of an eval job or a pipeline step, through the client (its retries, breakers, tracing). */
+import type { Usage } from "@dspex/protocol";
+import type { CallOptions, Client } from "@dspex/client";
+import type { ModuleProgram } from "./types.js";
+
+/** One module call through the client. */
+export async function callModule(
+  client: Client,
+  program: Pick<ModuleProgram, "signature" | "module" | "instructions" | "demos" | "lm" | "pool" | "timeout_ms">,
+  inputs: Record<string, unknown>,
+  signal: AbortSignal | undefined,
+  retry?: CallOptions["retry"],
+): Promise<{ outputs: Record<string, unknown>; worker: string; lm: string; usage: Usage }> {
+  const r = await client.call<Record<string, unknown>>(program.module ?? "predict", program.signature, inputs, {
+    ...(retry !== undefined ? { retry } : {}),
+    ...(typeof program.signature === "string" && program.instructions !== undefined ? { instructions: program.instructions } : {}),
+    ...(program.demos ? { demos: program.demos } : {}),
+    ...(program.lm ? { lm: program.lm } : {}),
+    ...(program.pool ? { pool: program.pool } : {}),
+    ...(program.timeout_ms ? { timeoutMs: program.timeout_ms } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  return { outputs: r.outputs, worker: r.worker, lm: r.lm, usage: r.usage };
+}
