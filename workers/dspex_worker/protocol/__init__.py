@@ -5,7 +5,15 @@ and path-naming checks."""
 from .codec import decode, encode
 from .error_base import DspexError
 from .errors import error_from_wire
-from .validate import check_compile, check_job_progress, check_job_record, check_module_options, check_request, check_signature
+from .validate import (
+    check_compile,
+    check_job_progress,
+    check_job_record,
+    check_lm,
+    check_module_options,
+    check_request,
+    check_signature,
+)
 
 ENVELOPE_VERSION = 1
 
@@ -15,6 +23,7 @@ __all__ = [
     "check_compile",
     "check_job_progress",
     "check_job_record",
+    "check_lm",
     "check_module_options",
     "check_request",
     "check_signature",

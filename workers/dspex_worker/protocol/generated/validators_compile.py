@@ -374,7 +374,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                         "size": {"type": "integer", "minimum": 1},
                                         "programs": {
                                             "type": "array",
-                                            "items": {"$ref": "request.schema.json#/definitions/program"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/request.schema.json#/definitions/program"
+                                            },
                                             "minItems": 1,
                                             "x-dspex-stage": "compile",
                                         },
@@ -1095,7 +1097,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                     "size": {"type": "integer", "minimum": 1},
                                     "programs": {
                                         "type": "array",
-                                        "items": {"$ref": "request.schema.json#/definitions/program"},
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/request.schema.json#/definitions/program"
+                                        },
                                         "minItems": 1,
                                         "x-dspex-stage": "compile",
                                     },
@@ -1569,7 +1573,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             "size": {"type": "integer", "minimum": 1},
                                             "programs": {
                                                 "type": "array",
-                                                "items": {"$ref": "request.schema.json#/definitions/program"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/request.schema.json#/definitions/program"
+                                                },
                                                 "minItems": 1,
                                                 "x-dspex-stage": "compile",
                                             },
@@ -2165,7 +2171,9 @@ def validate(data, custom_formats={}, name_prefix=None):
                                             "size": {"type": "integer", "minimum": 1},
                                             "programs": {
                                                 "type": "array",
-                                                "items": {"$ref": "request.schema.json#/definitions/program"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/request.schema.json#/definitions/program"
+                                                },
                                                 "minItems": 1,
                                                 "x-dspex-stage": "compile",
                                             },

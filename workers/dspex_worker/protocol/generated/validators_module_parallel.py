@@ -46,6 +46,8 @@ def validate(data, custom_formats={}, name_prefix=None):
             validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_innermodule(
                 data__module, custom_formats, (name_prefix or "data") + ".module"
             )
+        else:
+            data["module"] = "predict"
         if "num_threads" in data_keys:
             data_keys.remove("num_threads")
             data__numthreads = data["num_threads"]

@@ -7,10 +7,7 @@ import re
 from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException
 
 
-REGEX_PATTERNS = {
-    "^[-_a-zA-Z0-9]{1,128}$": re.compile("^[-_a-zA-Z0-9]{1,128}\\Z"),
-    "^[^/]+/.+$": re.compile("^[^/]+/.+\\Z"),
-}
+REGEX_PATTERNS = {"^[-_a-zA-Z0-9]{1,128}$": re.compile("^[-_a-zA-Z0-9]{1,128}\\Z")}
 
 NoneType = type(None)
 
@@ -71,33 +68,7 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json(data, custom_forma
                         "description": "op parallel: one input map per item (`inputs` is then {}).",
                     },
                     "compile": {"type": "object"},
-                    "lm": {
-                        "type": "object",
-                        "required": ["model"],
-                        "additionalProperties": False,
-                        "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
-                        "properties": {
-                            "model": {
-                                "type": "string",
-                                "pattern": "^[^/]+/.+$",
-                                "description": "provider/model, as dspy.LM takes it",
-                            },
-                            "api_base": {"type": "string"},
-                            "api_key_env": {
-                                "type": "string",
-                                "description": "Name of the worker's environment variable holding the key.",
-                            },
-                            "temperature": {"type": "number"},
-                            "max_tokens": {"type": "integer"},
-                            "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                            "num_retries": {"type": "integer", "minimum": 0},
-                            "adapter": {
-                                "enum": ["chat", "json"],
-                                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                            },
-                        },
-                        "title": "LMConfig",
-                    },
+                    "lm": {"type": "object"},
                     "evaluate": {
                         "type": "object",
                         "required": ["metrics"],
@@ -294,33 +265,7 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json(data, custom_forma
                             "description": "op parallel: one input map per item (`inputs` is then {}).",
                         },
                         "compile": {"type": "object"},
-                        "lm": {
-                            "type": "object",
-                            "required": ["model"],
-                            "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
-                            "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
-                                },
-                                "api_base": {"type": "string"},
-                                "api_key_env": {
-                                    "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
-                                },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
-                                "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                                },
-                            },
-                            "title": "LMConfig",
-                        },
+                        "lm": {"type": "object"},
                         "evaluate": {
                             "type": "object",
                             "required": ["metrics"],
@@ -680,9 +625,14 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json(data, custom_forma
         if "lm" in data_keys:
             data_keys.remove("lm")
             data__lm = data["lm"]
-            validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
-                data__lm, custom_formats, (name_prefix or "data") + ".lm"
-            )
+            if not isinstance(data__lm, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".lm must be object",
+                    value=data__lm,
+                    name="" + (name_prefix or "data") + ".lm",
+                    definition={"type": "object"},
+                    rule="type",
+                )
         if "evaluate" in data_keys:
             data_keys.remove("evaluate")
             data__evaluate = data["evaluate"]
@@ -756,33 +706,7 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json(data, custom_forma
                             "description": "op parallel: one input map per item (`inputs` is then {}).",
                         },
                         "compile": {"type": "object"},
-                        "lm": {
-                            "type": "object",
-                            "required": ["model"],
-                            "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
-                            "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
-                                },
-                                "api_base": {"type": "string"},
-                                "api_key_env": {
-                                    "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
-                                },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
-                                "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                                },
-                            },
-                            "title": "LMConfig",
-                        },
+                        "lm": {"type": "object"},
                         "evaluate": {
                             "type": "object",
                             "required": ["metrics"],
@@ -1518,251 +1442,6 @@ def validate_https___dspex_dev_schemas_v1_optimizers_schema_json__definitions_me
             },
             rule="oneOf",
         )
-    return data
-
-
-def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
-    data, custom_formats={}, name_prefix=None
-):
-    if not isinstance(data, (dict)):
-        raise JsonSchemaValueException(
-            "" + (name_prefix or "data") + " must be object",
-            value=data,
-            name="" + (name_prefix or "data") + "",
-            definition={
-                "type": "object",
-                "required": ["model"],
-                "additionalProperties": False,
-                "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
-                "properties": {
-                    "model": {
-                        "type": "string",
-                        "pattern": "^[^/]+/.+$",
-                        "description": "provider/model, as dspy.LM takes it",
-                    },
-                    "api_base": {"type": "string"},
-                    "api_key_env": {
-                        "type": "string",
-                        "description": "Name of the worker's environment variable holding the key.",
-                    },
-                    "temperature": {"type": "number"},
-                    "max_tokens": {"type": "integer"},
-                    "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                    "num_retries": {"type": "integer", "minimum": 0},
-                    "adapter": {
-                        "enum": ["chat", "json"],
-                        "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                    },
-                },
-                "title": "LMConfig",
-            },
-            rule="type",
-        )
-    data_is_dict = isinstance(data, dict)
-    if data_is_dict:
-        data__missing_keys = set(["model"]) - data.keys()
-        if data__missing_keys:
-            raise JsonSchemaValueException(
-                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
-                value=data,
-                name="" + (name_prefix or "data") + "",
-                definition={
-                    "type": "object",
-                    "required": ["model"],
-                    "additionalProperties": False,
-                    "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
-                    "properties": {
-                        "model": {
-                            "type": "string",
-                            "pattern": "^[^/]+/.+$",
-                            "description": "provider/model, as dspy.LM takes it",
-                        },
-                        "api_base": {"type": "string"},
-                        "api_key_env": {
-                            "type": "string",
-                            "description": "Name of the worker's environment variable holding the key.",
-                        },
-                        "temperature": {"type": "number"},
-                        "max_tokens": {"type": "integer"},
-                        "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                        "num_retries": {"type": "integer", "minimum": 0},
-                        "adapter": {
-                            "enum": ["chat", "json"],
-                            "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                        },
-                    },
-                    "title": "LMConfig",
-                },
-                rule="required",
-            )
-        data_keys = set(data.keys())
-        if "model" in data_keys:
-            data_keys.remove("model")
-            data__model = data["model"]
-            if not isinstance(data__model, (str)):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".model must be string",
-                    value=data__model,
-                    name="" + (name_prefix or "data") + ".model",
-                    definition={
-                        "type": "string",
-                        "pattern": "^[^/]+/.+$",
-                        "description": "provider/model, as dspy.LM takes it",
-                    },
-                    rule="type",
-                )
-            if isinstance(data__model, str):
-                if not REGEX_PATTERNS["^[^/]+/.+$"].search(data__model):
-                    raise JsonSchemaValueException(
-                        "" + (name_prefix or "data") + ".model must match pattern ^[^/]+/.+$",
-                        value=data__model,
-                        name="" + (name_prefix or "data") + ".model",
-                        definition={
-                            "type": "string",
-                            "pattern": "^[^/]+/.+$",
-                            "description": "provider/model, as dspy.LM takes it",
-                        },
-                        rule="pattern",
-                    )
-        if "api_base" in data_keys:
-            data_keys.remove("api_base")
-            data__apibase = data["api_base"]
-            if not isinstance(data__apibase, (str)):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".api_base must be string",
-                    value=data__apibase,
-                    name="" + (name_prefix or "data") + ".api_base",
-                    definition={"type": "string"},
-                    rule="type",
-                )
-        if "api_key_env" in data_keys:
-            data_keys.remove("api_key_env")
-            data__apikeyenv = data["api_key_env"]
-            if not isinstance(data__apikeyenv, (str)):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".api_key_env must be string",
-                    value=data__apikeyenv,
-                    name="" + (name_prefix or "data") + ".api_key_env",
-                    definition={
-                        "type": "string",
-                        "description": "Name of the worker's environment variable holding the key.",
-                    },
-                    rule="type",
-                )
-        if "temperature" in data_keys:
-            data_keys.remove("temperature")
-            data__temperature = data["temperature"]
-            if not isinstance(data__temperature, (int, float, Decimal)) or isinstance(data__temperature, bool):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".temperature must be number",
-                    value=data__temperature,
-                    name="" + (name_prefix or "data") + ".temperature",
-                    definition={"type": "number"},
-                    rule="type",
-                )
-        if "max_tokens" in data_keys:
-            data_keys.remove("max_tokens")
-            data__maxtokens = data["max_tokens"]
-            if (
-                not isinstance(data__maxtokens, (int))
-                and not (isinstance(data__maxtokens, float) and data__maxtokens.is_integer())
-                or isinstance(data__maxtokens, bool)
-            ):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".max_tokens must be integer",
-                    value=data__maxtokens,
-                    name="" + (name_prefix or "data") + ".max_tokens",
-                    definition={"type": "integer"},
-                    rule="type",
-                )
-        if "cache" in data_keys:
-            data_keys.remove("cache")
-            data__cache = data["cache"]
-            if not isinstance(data__cache, (bool)):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".cache must be boolean",
-                    value=data__cache,
-                    name="" + (name_prefix or "data") + ".cache",
-                    definition={"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                    rule="type",
-                )
-        if "num_retries" in data_keys:
-            data_keys.remove("num_retries")
-            data__numretries = data["num_retries"]
-            if (
-                not isinstance(data__numretries, (int))
-                and not (isinstance(data__numretries, float) and data__numretries.is_integer())
-                or isinstance(data__numretries, bool)
-            ):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".num_retries must be integer",
-                    value=data__numretries,
-                    name="" + (name_prefix or "data") + ".num_retries",
-                    definition={"type": "integer", "minimum": 0},
-                    rule="type",
-                )
-            if isinstance(data__numretries, (int, float, Decimal)) and not isinstance(data__numretries, bool):
-                if data__numretries < 0:
-                    raise JsonSchemaValueException(
-                        "" + (name_prefix or "data") + ".num_retries must be bigger than or equal to 0",
-                        value=data__numretries,
-                        name="" + (name_prefix or "data") + ".num_retries",
-                        definition={"type": "integer", "minimum": 0},
-                        rule="minimum",
-                    )
-        if "adapter" in data_keys:
-            data_keys.remove("adapter")
-            data__adapter = data["adapter"]
-            if not (
-                isinstance(data__adapter, str)
-                and data__adapter == "chat"
-                or isinstance(data__adapter, str)
-                and data__adapter == "json"
-            ):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".adapter must be one of ['chat', 'json']",
-                    value=data__adapter,
-                    name="" + (name_prefix or "data") + ".adapter",
-                    definition={
-                        "enum": ["chat", "json"],
-                        "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                    },
-                    rule="enum",
-                )
-        if data_keys:
-            raise JsonSchemaValueException(
-                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
-                value=data,
-                name="" + (name_prefix or "data") + "",
-                definition={
-                    "type": "object",
-                    "required": ["model"],
-                    "additionalProperties": False,
-                    "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
-                    "properties": {
-                        "model": {
-                            "type": "string",
-                            "pattern": "^[^/]+/.+$",
-                            "description": "provider/model, as dspy.LM takes it",
-                        },
-                        "api_base": {"type": "string"},
-                        "api_key_env": {
-                            "type": "string",
-                            "description": "Name of the worker's environment variable holding the key.",
-                        },
-                        "temperature": {"type": "number"},
-                        "max_tokens": {"type": "integer"},
-                        "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                        "num_retries": {"type": "integer", "minimum": 0},
-                        "adapter": {
-                            "enum": ["chat", "json"],
-                            "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                        },
-                    },
-                    "title": "LMConfig",
-                },
-                rule="additionalProperties",
-            )
     return data
 
 

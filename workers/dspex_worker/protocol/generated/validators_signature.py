@@ -117,7 +117,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -127,8 +129,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -138,7 +144,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -211,7 +219,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "list"},
-                                                    "items": {"$ref": "#/definitions/type"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "ListType",
                                             },
@@ -221,8 +231,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "dict"},
-                                                    "keys": {"$ref": "#/definitions/type"},
-                                                    "values": {"$ref": "#/definitions/type"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "DictType",
                                             },
@@ -232,7 +246,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "optional"},
-                                                    "inner": {"$ref": "#/definitions/type"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "OptionalType",
                                             },
@@ -280,7 +296,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "list"},
-                                                    "items": {"$ref": "#/definitions/type"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "ListType",
                                             },
@@ -290,8 +308,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "dict"},
-                                                    "keys": {"$ref": "#/definitions/type"},
-                                                    "values": {"$ref": "#/definitions/type"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "DictType",
                                             },
@@ -301,7 +323,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "optional"},
-                                                    "inner": {"$ref": "#/definitions/type"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "OptionalType",
                                             },
@@ -340,7 +364,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "list"},
-                                                    "items": {"$ref": "#/definitions/type"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "ListType",
                                             },
@@ -350,8 +376,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "dict"},
-                                                    "keys": {"$ref": "#/definitions/type"},
-                                                    "values": {"$ref": "#/definitions/type"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "DictType",
                                             },
@@ -361,7 +391,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "optional"},
-                                                    "inner": {"$ref": "#/definitions/type"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "OptionalType",
                                             },
@@ -409,7 +441,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "list"},
-                                                    "items": {"$ref": "#/definitions/type"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "ListType",
                                             },
@@ -419,8 +453,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "dict"},
-                                                    "keys": {"$ref": "#/definitions/type"},
-                                                    "values": {"$ref": "#/definitions/type"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "DictType",
                                             },
@@ -430,7 +468,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "additionalProperties": False,
                                                 "properties": {
                                                     "kind": {"const": "optional"},
-                                                    "inner": {"$ref": "#/definitions/type"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
                                                 },
                                                 "title": "OptionalType",
                                             },
@@ -582,7 +622,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -592,8 +634,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -603,7 +649,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -676,7 +724,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -686,8 +736,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -697,7 +751,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -745,7 +801,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -755,8 +813,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -766,7 +828,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -805,7 +869,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -815,8 +881,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -826,7 +896,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -874,7 +946,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -884,8 +958,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -895,7 +973,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -1235,7 +1315,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -1245,8 +1327,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -1256,7 +1342,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -1329,7 +1417,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -1339,8 +1429,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -1350,7 +1444,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -1398,7 +1494,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -1408,8 +1506,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -1419,7 +1521,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -1458,7 +1562,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -1468,8 +1574,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -1479,7 +1589,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -1527,7 +1639,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "list"},
-                                                        "items": {"$ref": "#/definitions/type"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "ListType",
                                                 },
@@ -1537,8 +1651,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "dict"},
-                                                        "keys": {"$ref": "#/definitions/type"},
-                                                        "values": {"$ref": "#/definitions/type"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "DictType",
                                                 },
@@ -1548,7 +1666,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "additionalProperties": False,
                                                     "properties": {
                                                         "kind": {"const": "optional"},
-                                                        "inner": {"$ref": "#/definitions/type"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
                                                     },
                                                     "title": "OptionalType",
                                                 },
@@ -1624,7 +1744,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                 "type": "object",
                                 "required": ["kind", "items"],
                                 "additionalProperties": False,
-                                "properties": {"kind": {"const": "list"}, "items": {"$ref": "#/definitions/type"}},
+                                "properties": {
+                                    "kind": {"const": "list"},
+                                    "items": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                },
                                 "title": "ListType",
                             },
                             {
@@ -1633,8 +1758,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                 "additionalProperties": False,
                                 "properties": {
                                     "kind": {"const": "dict"},
-                                    "keys": {"$ref": "#/definitions/type"},
-                                    "values": {"$ref": "#/definitions/type"},
+                                    "keys": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                    "values": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
                                 },
                                 "title": "DictType",
                             },
@@ -1642,7 +1771,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                 "type": "object",
                                 "required": ["kind", "inner"],
                                 "additionalProperties": False,
-                                "properties": {"kind": {"const": "optional"}, "inner": {"$ref": "#/definitions/type"}},
+                                "properties": {
+                                    "kind": {"const": "optional"},
+                                    "inner": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                },
                                 "title": "OptionalType",
                             },
                             {
@@ -1710,7 +1844,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "type": "object",
                                     "required": ["kind", "items"],
                                     "additionalProperties": False,
-                                    "properties": {"kind": {"const": "list"}, "items": {"$ref": "#/definitions/type"}},
+                                    "properties": {
+                                        "kind": {"const": "list"},
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
                                     "title": "ListType",
                                 },
                                 {
@@ -1719,8 +1858,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "additionalProperties": False,
                                     "properties": {
                                         "kind": {"const": "dict"},
-                                        "keys": {"$ref": "#/definitions/type"},
-                                        "values": {"$ref": "#/definitions/type"},
+                                        "keys": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "values": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
                                     },
                                     "title": "DictType",
                                 },
@@ -1730,7 +1873,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "additionalProperties": False,
                                     "properties": {
                                         "kind": {"const": "optional"},
-                                        "inner": {"$ref": "#/definitions/type"},
+                                        "inner": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
                                     },
                                     "title": "OptionalType",
                                 },
@@ -2009,7 +2154,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "type": "object",
                                     "required": ["kind", "items"],
                                     "additionalProperties": False,
-                                    "properties": {"kind": {"const": "list"}, "items": {"$ref": "#/definitions/type"}},
+                                    "properties": {
+                                        "kind": {"const": "list"},
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
                                     "title": "ListType",
                                 },
                                 {
@@ -2018,8 +2168,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "additionalProperties": False,
                                     "properties": {
                                         "kind": {"const": "dict"},
-                                        "keys": {"$ref": "#/definitions/type"},
-                                        "values": {"$ref": "#/definitions/type"},
+                                        "keys": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "values": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
                                     },
                                     "title": "DictType",
                                 },
@@ -2029,7 +2183,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "additionalProperties": False,
                                     "properties": {
                                         "kind": {"const": "optional"},
-                                        "inner": {"$ref": "#/definitions/type"},
+                                        "inner": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
                                     },
                                     "title": "OptionalType",
                                 },
@@ -2184,7 +2340,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -2194,8 +2352,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -2205,7 +2367,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -2264,7 +2428,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -2274,8 +2440,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -2285,7 +2455,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -2356,7 +2528,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -2366,8 +2540,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -2377,7 +2555,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -2435,7 +2615,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -2445,8 +2627,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -2456,7 +2642,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -2493,7 +2681,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -2503,8 +2693,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -2514,7 +2708,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -2573,7 +2769,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -2583,8 +2781,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -2594,7 +2796,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -2631,7 +2835,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -2641,8 +2847,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -2652,7 +2862,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -2729,7 +2941,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -2739,8 +2953,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -2750,7 +2968,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -2787,7 +3007,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -2797,8 +3019,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -2808,7 +3034,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -2866,7 +3094,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -2876,8 +3106,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -2887,7 +3121,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -2946,7 +3182,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -2956,8 +3194,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -2967,7 +3209,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -3038,7 +3282,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "list"},
-                                                "items": {"$ref": "#/definitions/type"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "ListType",
                                         },
@@ -3048,8 +3294,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "dict"},
-                                                "keys": {"$ref": "#/definitions/type"},
-                                                "values": {"$ref": "#/definitions/type"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "DictType",
                                         },
@@ -3059,7 +3309,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "additionalProperties": False,
                                             "properties": {
                                                 "kind": {"const": "optional"},
-                                                "inner": {"$ref": "#/definitions/type"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
                                             },
                                             "title": "OptionalType",
                                         },
@@ -3259,7 +3511,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -3269,8 +3523,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -3280,7 +3538,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -3326,7 +3586,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -3336,8 +3598,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -3347,7 +3613,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -3384,7 +3652,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -3394,8 +3664,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -3405,7 +3679,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
@@ -3451,7 +3727,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "list"},
-                                            "items": {"$ref": "#/definitions/type"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "ListType",
                                     },
@@ -3461,8 +3739,12 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "dict"},
-                                            "keys": {"$ref": "#/definitions/type"},
-                                            "values": {"$ref": "#/definitions/type"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "DictType",
                                     },
@@ -3472,7 +3754,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "additionalProperties": False,
                                         "properties": {
                                             "kind": {"const": "optional"},
-                                            "inner": {"$ref": "#/definitions/type"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
                                         },
                                         "title": "OptionalType",
                                     },
