@@ -9,7 +9,7 @@
  * used per request. `--partitions=0` provisions the pool without session partitions.
  */
 import { Router, startFleet, startNatsServer } from "@dspex/router";
-import { cpuSeconds } from "./lib/proc.js";
+import { WORKER_ENV, cpuSeconds } from "./lib/proc.js";
 import { closedLoop } from "./lib/stats.js";
 
 const opt = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback);
@@ -21,7 +21,7 @@ const SIGNATURE = "review: str -> sentiment: Literal['positive', 'negative', 'ne
 
 const pools = partitions ? { general: { partitions: Number(partitions.split("=")[1]) } } : undefined;
 const nats = await startNatsServer();
-const fleet = await startFleet({ natsUrl: nats.url, workers: { general: workers }, ...(pools ? { pools } : {}) });
+const fleet = await startFleet({ natsUrl: nats.url, workers: { general: workers }, workerEnv: WORKER_ENV, ...(pools ? { pools } : {}) });
 const router = await Router.connect({ servers: nats.url, lm: { model: "dspex/echo" }, ...(pools ? { pools } : {}) });
 try {
   const call = () => router.predict(SIGNATURE, { review: "Battery lasts two days." });

@@ -14,8 +14,9 @@ section "TypeScript: type-check (tsc -b, strict; the benchmarks too, so they do 
 npx --no-install tsc -b
 npx --no-install tsc -p bench
 
-section "Python: ruff, mypy --strict"
-(cd workers && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check . && ../.venv/bin/mypy dspex_worker)
+section "Python: ruff, mypy --strict, import contracts (layers, no cycles: workers/pyproject.toml)"
+(cd workers && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check . && ../.venv/bin/mypy dspex_worker \
+  && ../.venv/bin/lint-imports --no-cache)
 .venv/bin/ruff check bench && .venv/bin/ruff format --check bench
 
 section "Python: pytest"

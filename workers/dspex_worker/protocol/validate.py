@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, cast
 
 from fastjsonschema import JsonSchemaValueException
 
 from .generated.errors import ValidationError
 from .generated.ops import MODULE_OPTIONS, OPERATION_REQUIRES
+from .generated.types import RequestEnvelope
 from .generated.unions import UNIONS
 from .generated.validators_compile import validate as _compile
 from .generated.validators_job_progress import validate as _job_progress
@@ -99,14 +100,14 @@ def check(validate: Callable[[Any], Any], value: Any, prefix: str) -> Any:
         raise _error(exc, prefix) from None
 
 
-def check_request(body: Any) -> dict[str, Any]:
+def check_request(body: Any) -> RequestEnvelope:
     """The envelope. Its parts that are checked once per distinct value or per op are left to check_signature,
     check_lm, check_module_options and check_compile."""
     checked: dict[str, Any] = check(_request, body, "")
     for name in OPERATION_REQUIRES.get(checked["op"], ()):
         if checked.get(name) is None:
             raise ValidationError(f"{name}: op {checked['op']!r} needs it", field=name)
-    return checked
+    return cast(RequestEnvelope, checked)
 
 
 def check_signature(signature: Any, prefix: str = "signature") -> dict[str, Any]:
