@@ -146,7 +146,7 @@ async function ensureConsumer(jsm: JetStreamManager, consumer: ReturnType<typeof
   }
 }
 
-/** KV buckets: worker membership (heartbeats), program definitions and state, sessions (idle TTL). */
+/** KV buckets: worker membership (heartbeats), program definitions and state, sessions (idle TTL), jobs. */
 export async function provisionKv(
   nc: NatsConnection,
   options: { replicas?: number; sessionTtlMs?: number } = {},
@@ -156,4 +156,6 @@ export async function provisionKv(
   await kvm.create(KV_MEMBERS, { history: 1, ttl: 30_000, replicas });
   await kvm.create(KV_PROGRAMS, { history: 5, replicas });
   await kvm.create(KV_SESSIONS, { history: 1, ttl: options.sessionTtlMs ?? 30 * 60_000, replicas });
+  // Job records (schemas/bus.json buckets.jobs): workers verify the bucket exists and never create it.
+  await kvm.create("dspex_jobs", { history: 1, ttl: 7 * 24 * 3_600_000, replicas });
 }
