@@ -75,6 +75,7 @@ class Worker:
         self._reconcile_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._ready = False
+        self.ready = asyncio.Event()  # set once the worker pulls (what the `ready` event on stdout announces)
         self.started_at = time.time()
         self.handled = 0
         self.failed = 0
@@ -160,6 +161,7 @@ class Worker:
         if cfg.health_port is not None:
             health = await start_health_server(cfg.health_port, lambda: self._ready and nc.is_connected, self.stats)
         self._ready = True
+        self.ready.set()
         emit_event("ready", worker=cfg.worker_id, pool=cfg.pool, pid=os.getpid(), **lm_meta)
         log.info("worker ready", worker=cfg.worker_id, pool=cfg.pool)
 

@@ -43,6 +43,7 @@ EVENT_STATUS: Final[dict[str, JobStatus]] = {"done": "succeeded", "failed": "fai
 async def wait_while_owned(store: JobStore, stored: StoredRecord, worker: str) -> StoredRecord:
     """While another worker holds a live lease on the job (a redelivery reached us while it still runs there),
     waits at the lease's pace until the job ends or the lease lapses (its owner is gone)."""
+    waiting = False
     while True:
         record = stored.value
         if record["status"] != "running" or record.get("owner") in (None, worker):
@@ -50,6 +51,9 @@ async def wait_while_owned(store: JobStore, stored: StoredRecord, worker: str) -
         if record.get("lease_until", 0) <= now_ms():
             log.info("job lease lapsed: taking it over", job=stored.id, owner=record.get("owner"))
             return stored
+        if not waiting:
+            log.info("job runs on another worker: waiting for it to end", job=stored.id, owner=record.get("owner"))
+            waiting = True
         await asyncio.sleep(HEARTBEAT_S)  # the owner renews its lease at this pace
         fresh = await store.get(stored.id)
         if fresh is None:

@@ -46,7 +46,7 @@ class Progress:
     def set_stage(self, stage: str) -> None:
         with self._lock:
             self.stage = stage
-        self.run.emit("stage")
+        self.run.emit("stage", **self.fields())  # the counters as they are now, not when the event goes out
 
     def set_baseline(self, score: float) -> None:
         with self._lock:
@@ -70,7 +70,7 @@ class Progress:
             self.last_score = score
             if self.stage == "compiling" and (self.best_score is None or score > self.best_score):
                 self.best_score = score
-        self.run.emit("trial")
+        self.run.emit("trial", **self.fields())
 
     # -- for the events and the record --------------------------------------------------------------------------
     def fields(self) -> dict[str, Any]:

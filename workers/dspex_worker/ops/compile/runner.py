@@ -223,7 +223,7 @@ async def run(ctx: OpContext, request: Request, options: dict[str, Any]) -> Exec
     except ValidationError as exc:
         await _reject(ctx, store, raw.get("job", request["id"]), raw, exc)
         raise
-    stored = await store.get_or_create(new_record(spec.job, "optimize", optimize_spec(raw)))
+    stored = await store.get_or_create(new_record(spec.job, "optimize", spec.record_spec))
     stored = await wait_while_owned(store, stored, ctx.worker_id)
     if stored.value["status"] in FINAL_STATUSES:
         # A redelivery of a job that ended (or one a client queued again only after it ended): not run again.

@@ -33,6 +33,7 @@ class CompileSpec:
     reflection_lm: LMConfig | None
     evaluate: bool
     takes_valset: bool
+    record_spec: dict[str, Any]  # the job record's `spec`
 
 
 def parse_compile(raw: Any, request_id: str) -> CompileSpec:
@@ -60,6 +61,7 @@ def parse_compile(raw: Any, request_id: str) -> CompileSpec:
         reflection_lm=checked.get("reflection_lm"),
         evaluate=checked["evaluate"],
         takes_valset=info["valset"],
+        record_spec=optimize_spec(checked),
     )
 
 
