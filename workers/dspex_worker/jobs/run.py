@@ -162,7 +162,7 @@ class JobRun:
         body: dict[str, Any] = {
             "v": 1,
             "job": self.job,
-            "kind": self.record["kind"],
+            "kind": self.record.get("kind", "optimize"),  # a record written before the job model had no kind
             "seq": self._seq,
             "status": EVENT_STATUS.get(event["type"], "running"),
             "at": now_ms(),

@@ -19,12 +19,12 @@ from .generated.errors import ValidationError
 from .generated.ops import MODULE_OPTIONS, OPERATION_REQUIRES
 from .generated.types import RequestEnvelope
 from .generated.unions import UNIONS
-from .generated.validators_compile import validate as _compile
-from .generated.validators_job_progress import validate as _job_progress
-from .generated.validators_job_record import validate as _job_record
-from .generated.validators_lm import validate as _lm
-from .generated.validators_request import validate as _request
-from .generated.validators_signature import validate as _signature
+from .generated.validators import validate_compile as _compile
+from .generated.validators import validate_job_progress as _job_progress
+from .generated.validators import validate_job_record as _job_record
+from .generated.validators import validate_lm as _lm
+from .generated.validators import validate_request as _request
+from .generated.validators import validate_signature as _signature
 
 _MISSING = re.compile(r"must contain \['([^']+)'")  # the first missing one
 _EXTRA = re.compile(r"must not contain \{'([^']+)'")

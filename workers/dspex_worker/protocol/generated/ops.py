@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, TypedDict
 
-from .validators_module_best_of_n import validate as _module_best_of_n
-from .validators_module_majority import validate as _module_majority
-from .validators_module_multi_chain_comparison import validate as _module_multi_chain_comparison
-from .validators_module_none import validate as _module_none
-from .validators_module_parallel import validate as _module_parallel
-from .validators_module_predict import validate as _module_predict
-from .validators_module_program_of_thought import validate as _module_program_of_thought
-from .validators_module_react import validate as _module_react
-from .validators_module_rlm import validate as _module_rlm
+from .validators import validate_module_best_of_n as _module_best_of_n
+from .validators import validate_module_majority as _module_majority
+from .validators import validate_module_multi_chain_comparison as _module_multi_chain_comparison
+from .validators import validate_module_none as _module_none
+from .validators import validate_module_parallel as _module_parallel
+from .validators import validate_module_predict as _module_predict
+from .validators import validate_module_program_of_thought as _module_program_of_thought
+from .validators import validate_module_react as _module_react
+from .validators import validate_module_rlm as _module_rlm
 
 OPERATIONS: Final = (
     "predict",

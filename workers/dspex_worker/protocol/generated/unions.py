@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
-from .validators_union_type_expr import validate as _type_expr
+from .validators import validate_union_type_expr as _type_expr
 
 
 class TaggedUnion(NamedTuple):
