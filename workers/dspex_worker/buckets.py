@@ -14,17 +14,12 @@ MEMBERS = BUCKETS["members"]["name"]
 PROGRAMS = BUCKETS["programs"]["name"]
 JOBS = BUCKETS["jobs"]["name"]
 
-APPLY_HINT = "`dspex bus apply` provisions it"
-
-
-def missing_bucket(name: str) -> BusError:
-    return BusError(
-        f"KV bucket {name} does not exist; {APPLY_HINT}", details={"missing": [f"kv:{name}"], "bucket": name}
-    )
+APPLY_HINT = "`dspex bus apply` provisions the bus"
 
 
 async def open_bucket(js: JetStreamContext, name: str) -> KeyValue:
     try:
         return await js.key_value(name)
-    except BucketNotFoundError:
-        raise missing_bucket(name) from None
+    except BucketNotFoundError:  # at run time: the bucket was deleted after the worker verified it
+        missing = f"KV bucket {name}"
+        raise BusError(f"{missing} does not exist; {APPLY_HINT}", details={"missing": [missing]}) from None

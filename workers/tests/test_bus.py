@@ -25,7 +25,7 @@ async def test_a_worker_waits_for_its_consumer_and_says_what_is_missing(nats_url
         record = await asyncio.wait_for(watch.seen, 10)
         message = record.getMessage()
         assert f"stream {REQUEST_STREAM}" in message and f"consumer {REQUEST_STREAM}/general" in message
-        assert "`dspex bus apply` provisions it" in message
+        assert "`dspex bus apply` provisions the bus" in message
         assert not verifying.done(), "still waiting: the provisioning may come later"
         await provision(nc, pools=("general",))
         view = await asyncio.wait_for(verifying, 10)

@@ -261,3 +261,14 @@ async def test_a_lapsed_lease_is_taken_over(optimizer_bus: Bus) -> None:
     record = await b.record("job-8")
     assert record["status"] == "succeeded" and record["owner"] == "w1" and record["runs"] == 2
     assert {e["run"] for e in events.items if "run" in e} == {2}
+
+
+async def test_two_requests_for_one_job_run_it_once(optimizer_bus: Bus) -> None:
+    b = optimizer_bus
+    version = await b.store_program()
+    body = b.compile("job-9", version, lm="dspex/echo?latency_ms=50")
+    first, second = await asyncio.gather(call(b.nc, "optimizer", dict(body)), call(b.nc, "optimizer", dict(body)))
+    assert first["ok"] is True and second["ok"] is True
+    assert first["extra"]["job"]["result"] == second["extra"]["job"]["result"]
+    assert (await b.record("job-9"))["runs"] == 1
+    assert await b.latest_version() == version + 1, "one program stored"

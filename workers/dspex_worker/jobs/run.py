@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import threading
 import time
@@ -39,6 +40,10 @@ LEASE_MS: Final = 15_000
 SAVE_EVERY_S: Final = 1.0
 EVENT_STATUS: Final[dict[str, JobStatus]] = {"done": "succeeded", "failed": "failed", "cancelled": "cancelled"}
 
+# Jobs this process is running now: a second request for one of them (a client resending it) must not start a
+# second run beside the first just because the record names this worker as the owner.
+_running_here: set[str] = set()
+
 
 async def wait_while_owned(store: JobStore, stored: StoredRecord, worker: str) -> StoredRecord:
     """While another worker holds a live lease on the job (a redelivery reached us while it still runs there),
@@ -46,13 +51,16 @@ async def wait_while_owned(store: JobStore, stored: StoredRecord, worker: str) -
     waiting = False
     while True:
         record = stored.value
-        if record["status"] != "running" or record.get("owner") in (None, worker):
+        if record["status"] != "running" or record.get("owner") is None:
             return stored
+        if record.get("owner") == worker and stored.id not in _running_here:
+            return stored  # this worker's earlier life (same id, restarted) ran it: take it over at once
         if record.get("lease_until", 0) <= now_ms():
             log.info("job lease lapsed: taking it over", job=stored.id, owner=record.get("owner"))
             return stored
         if not waiting:
             log.info("job runs on another worker: waiting for it to end", job=stored.id, owner=record.get("owner"))
+            # (or on this one, for another request: the same wait)
             waiting = True
         await asyncio.sleep(HEARTBEAT_S)  # the owner renews its lease at this pace
         fresh = await store.get(stored.id)
@@ -103,24 +111,29 @@ class JobRun:
         if stored.value.get("cancel_requested"):
             self.cancelled.set()
 
-    async def start(self) -> None:
-        """Claims the job and starts its events, heartbeat and cancel watch."""
+    async def start(self) -> bool:
+        """Claims the job — only if its record is as this run read it: a record that moved meanwhile (another
+        worker claimed it, a client asked to cancel) has to be looked at again — then starts its events,
+        heartbeat and cancel watch. False when the record had moved."""
         now = now_ms()
-
-        def claim(record: JobRecord) -> None:
-            record["status"] = "running"
-            record["owner"] = self.worker
-            record["lease_until"] = now + LEASE_MS
-            record["started_at"] = now
-            record["runs"] = record.get("runs", 0) + 1
-            for stale in ("error", "result", "finished_at"):
-                record.pop(stale, None)  # type: ignore[misc]
-
-        await self._write(claim)
+        record = copy.deepcopy(self.record)
+        record["status"] = "running"
+        record["owner"] = self.worker
+        record["lease_until"] = now + LEASE_MS
+        record["started_at"] = now
+        record["runs"] = record.get("runs", 0) + 1
+        for stale in ("error", "result", "finished_at"):
+            record.pop(stale, None)  # type: ignore[misc]
+        claimed = await self.store.replace(self.stored, record)
+        if claimed is None:
+            return False
+        self.stored = claimed
+        _running_here.add(self.job)
         self._started = time.monotonic()
         self._cancel_sub = await self.nc.subscribe(job_cancel_subject(self.job), cb=self._on_cancel)
         self._publisher = asyncio.create_task(self._publish_loop())
         self.emit("started")
+        return True
 
     async def _on_cancel(self, _msg: Msg) -> None:
         log.info("job cancel requested", job=self.job)
@@ -181,6 +194,7 @@ class JobRun:
     async def finish(self, status: JobStatus, event: dict[str, Any], **fields: Any) -> None:
         """Ends the run (or settles a job that never started): the queued events go out, the record gets its final
         status and `fields` (result, error) and loses its lease, then the last event (done, failed, cancelled)."""
+        _running_here.discard(self.job)
         if self._cancel_sub is not None:
             with contextlib.suppress(Exception):
                 await self._cancel_sub.unsubscribe()

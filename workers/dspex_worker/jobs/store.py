@@ -79,22 +79,29 @@ class JobStore:
                 return stored
         raise RuntimeError(f"job {record['id']}: the record keeps being created and deleted")
 
+    async def replace(self, stored: StoredRecord, value: JobRecord) -> StoredRecord | None:
+        """Writes `value` if the record is still at `stored.revision`; None when it moved (someone wrote first)."""
+        kv = await self._bucket()
+        value["updated_at"] = now_ms()
+        try:
+            revision = await kv.update(stored.id, json.dumps(value).encode(), last=stored.revision)
+        except KeyWrongLastSequenceError:
+            return None
+        return StoredRecord(value=value, revision=int(revision))
+
     async def update(self, stored: StoredRecord, change: Callable[[JobRecord], None]) -> StoredRecord | None:
         """Applies `change` to the record and writes it if the record is still at `stored.revision`; else re-reads
         it and applies `change` to the fresh one. None when the record is gone (deleted)."""
-        kv = await self._bucket()
         for _ in range(_MAX_CONFLICTS):
             value = copy.deepcopy(stored.value)
             change(value)
-            value["updated_at"] = now_ms()
-            try:
-                revision = await kv.update(stored.id, json.dumps(value).encode(), last=stored.revision)
-                return StoredRecord(value=value, revision=int(revision))
-            except KeyWrongLastSequenceError:
-                fresh = await self.get(stored.id)
-                if fresh is None:
-                    return None
-                stored = fresh
+            written = await self.replace(stored, value)
+            if written is not None:
+                return written
+            fresh = await self.get(stored.id)
+            if fresh is None:
+                return None
+            stored = fresh
         raise RuntimeError(f"job {stored.id}: more than {_MAX_CONFLICTS} conflicting writes in a row")
 
 

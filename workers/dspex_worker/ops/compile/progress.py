@@ -25,7 +25,7 @@ class Progress:
     """The counters of one run (thread-safe); events go out through the run."""
 
     def __init__(self, run: JobRun) -> None:
-        self.run = run
+        self.bind(run)
         self._lock = threading.Lock()
         self.stage = "starting"
         self.trials = 0
@@ -35,6 +35,10 @@ class Progress:
         self.best_score: float | None = None
         self.last_score: float | None = None
         self.baseline_score: float | None = None
+
+    def bind(self, run: JobRun) -> None:
+        """Reports through `run` (a claim that lost a race is retried with a new run)."""
+        self.run = run
         run.counters = self.fields
         run.counts = self.counts
 

@@ -224,23 +224,30 @@ async def run(ctx: OpContext, request: Request, options: dict[str, Any]) -> Exec
         await _reject(ctx, store, raw.get("job", request["id"]), raw, exc)
         raise
     stored = await store.get_or_create(new_record(spec.job, "optimize", spec.record_spec))
-    stored = await wait_while_owned(store, stored, ctx.worker_id)
-    if stored.value["status"] in FINAL_STATUSES:
-        # A redelivery of a job that ended (or one a client queued again only after it ended): not run again.
-        return _answer(stored.value, _lm_name(ctx, request))
-    job = JobRun(nc, store, stored, worker=ctx.worker_id)
-    if stored.value.get("cancel_requested"):
-        await job.finish("cancelled", {"type": "cancelled"})
-        raise Cancelled(f"job {spec.job} was cancelled before it started", details={"job": spec.job})
-    progress = Progress(job)
-    try:
-        prepared = await _prepare(ctx, request, spec, progress)
-    except Exception as exc:
-        error = classify_exception(exc)
-        await job.finish("failed", {"type": "failed", "error": error.to_wire()}, error=error.to_wire())
-        raise error from exc
-    await job.start()
-    return await _run(ctx, spec, job, progress, prepared)
+    progress: Progress | None = None
+    prepared: Prepared | None = None
+    while True:
+        stored = await wait_while_owned(store, stored, ctx.worker_id)
+        if stored.value["status"] in FINAL_STATUSES:
+            # A redelivery of a job that ended (or one a client queued again only after it ended): not run again.
+            return _answer(stored.value, _lm_name(ctx, request))
+        job = JobRun(nc, store, stored, worker=ctx.worker_id)
+        if stored.value.get("cancel_requested"):
+            await job.finish("cancelled", {"type": "cancelled"})
+            raise Cancelled(f"job {spec.job} was cancelled before it started", details={"job": spec.job})
+        if progress is None:
+            progress = Progress(job)
+        progress.bind(job)
+        if prepared is None:
+            try:
+                prepared = await _prepare(ctx, request, spec, progress)
+            except Exception as exc:
+                error = classify_exception(exc)
+                await job.finish("failed", {"type": "failed", "error": error.to_wire()}, error=error.to_wire())
+                raise error from exc
+        if await job.start():
+            return await _run(ctx, spec, job, progress, prepared)
+        stored = await store.get(spec.job) or stored  # the record moved while this run prepared: look again
 
 
 async def _run(ctx: OpContext, spec: CompileSpec, job: JobRun, progress: Progress, p: Prepared) -> Execution:
