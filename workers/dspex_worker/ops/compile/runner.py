@@ -229,7 +229,7 @@ async def run(ctx: OpContext, request: Request, options: dict[str, Any]) -> Exec
     while True:
         stored = await wait_while_owned(store, stored, ctx.worker_id)
         if stored.value["status"] in FINAL_STATUSES:
-            # A redelivery of a job that ended (or one a client queued again only after it ended): not run again.
+            # A job that has ended (a redelivery, or a client sending it again) is answered, not run again.
             return _answer(stored.value, _lm_name(ctx, request))
         job = JobRun(nc, store, stored, worker=ctx.worker_id)
         if stored.value.get("cancel_requested"):
