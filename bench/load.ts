@@ -10,7 +10,7 @@
  */
 import { Client } from "@dspex/client";
 import { startFleet, startNatsServer } from "@dspex/embedded";
-import { cpuSeconds } from "./lib/proc.js";
+import { WORKER_ENV, cpuSeconds } from "./lib/proc.js";
 import { closedLoop } from "./lib/stats.js";
 
 const opt = (name: string, fallback: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback);
@@ -22,8 +22,8 @@ const SIGNATURE = "review: str -> sentiment: Literal['positive', 'negative', 'ne
 
 const pools = partitions ? { general: { partitions: Number(partitions.split("=")[1]) } } : undefined;
 const nats = await startNatsServer();
-const fleet = await startFleet({ natsUrl: nats.url, workers: { general: workers }, ...(pools ? { pools } : {}) });
-const client = await Client.connect({ servers: nats.url, lm: { model: "dspex/echo" }, ...(pools ? { pools } : {}) });
+const fleet = await startFleet({ natsUrl: nats.url, workers: { general: workers }, workerEnv: WORKER_ENV, ...(pools ? { bus: { pools } } : {}) });
+const client = await Client.connect({ servers: nats.url, lm: { model: "dspex/echo" }, ...(pools ? { bus: { pools } } : {}) });
 try {
   const call = () => client.predict(SIGNATURE, { review: "Battery lasts two days." });
   await closedLoop(call, { concurrency, durationMs: 1_500, warmupMs: 0, maxRequests: 1e9 });

@@ -9,7 +9,7 @@
  *   5. batch      N examples at 100 ms LM latency: the fleet vs dspy.Evaluate(num_threads=K) vs N*latency/K
  *   6. native     TS signature parse/validate, Python signature class build (cold/cached), worker cold start,
  *                 signature-cache hit rate during (3)
- * The LM is `dspex/echo` (workers/dspex_worker/echo_lm.py) everywhere: in-process, zero latency (scenario 5:
+ * The LM is `dspex/echo` (workers/dspex_worker/lm/echo.py) everywhere: in-process, zero latency (scenario 5:
  * a fixed 100 ms), so what is measured is DSPy + transport, never a provider.
  *
  * Options: --quick (shorter runs), --only=a,b (scenarios), --duration=ms, --warmup=ms, --concurrency=1,16,64,
@@ -29,7 +29,7 @@ import { ENVELOPE_VERSION, decode, encode, type LMConfig } from "@dspex/protocol
 import { clearSignatureCache, compileSignature, resolveSignature, validateInputs } from "@dspex/native";
 import { machineFacts } from "./lib/machine.js";
 import { RESULTS_DIR, PROJECT_ROOT } from "./lib/paths.js";
-import { CpuMeter, PYTHON, childPids, runPython, startPython } from "./lib/proc.js";
+import { CpuMeter, PYTHON, WORKER_ENV, childPids, runPython, startPython } from "./lib/proc.js";
 import { closedLoop, perCallUs, type LoadResult } from "./lib/stats.js";
 import { spawn, type ChildProcess } from "node:child_process";
 
@@ -202,7 +202,7 @@ async function dspexE2e(
   results: Results,
 ): Promise<{ fleet: Fleet; client: Client }> {
   log("dspex: client -> JetStream -> worker -> reply");
-  const fleet = await startFleet({ natsUrl: nats.url, workers: { general: 1 }, workerEnv: { LITELLM_LOCAL_MODEL_COST_MAP: "true" } });
+  const fleet = await startFleet({ natsUrl: nats.url, workers: { general: 1 }, workerEnv: WORKER_ENV });
   const client = await Client.connect({ servers: nats.url, lm: ECHO });
   results.dspex = [];
   for (const workers of WORKER_COUNTS) {
@@ -258,7 +258,7 @@ async function coldStart(nats: EmbeddedNats): Promise<NonNullable<Results["colds
   const samples: number[] = [];
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
-    const w = spawnWorker({ natsUrl: nats.url, pool: "general", id: `bench-cold-${i}-${process.pid}`, env: { LITELLM_LOCAL_MODEL_COST_MAP: "true" } });
+    const w = spawnWorker({ natsUrl: nats.url, pool: "general", id: `bench-cold-${i}-${process.pid}`, env: WORKER_ENV });
     await w.ready;
     samples.push(r2(performance.now() - t0));
     await w.stop(5_000);
@@ -600,7 +600,7 @@ async function main(): Promise<void> {
     options: { quick: QUICK, duration_ms: DURATION_MS, warmup_ms: WARMUP_MS, concurrency: CONCURRENCY, workers: WORKER_COUNTS, scenarios: [...ONLY] },
     payload: { request_bytes: sizes.request.byteLength, reply_bytes: sizes.reply.byteLength },
     lm: {
-      default: "dspex/echo: in-process zero-latency LM inside the serving Python process (workers/dspex_worker/echo_lm.py)",
+      default: "dspex/echo: in-process zero-latency LM inside the serving Python process (workers/dspex_worker/lm/echo.py)",
       batch: `dspex/echo?latency_ms=${LM_LATENCY_MS}: the same LM waiting ${LM_LATENCY_MS} ms per call`,
       floor: "none (no DSPy)",
     },
@@ -616,7 +616,7 @@ async function main(): Promise<void> {
     if (enabled("dspex") || enabled("batch")) {
       if (enabled("dspex")) ({ fleet, client } = await dspexE2e(nats!, results));
       else {
-        fleet = await startFleet({ natsUrl: nats!.url, workers: { general: Math.max(...WORKER_COUNTS) }, workerEnv: { LITELLM_LOCAL_MODEL_COST_MAP: "true" } });
+        fleet = await startFleet({ natsUrl: nats!.url, workers: { general: Math.max(...WORKER_COUNTS) }, workerEnv: WORKER_ENV });
         client = await Client.connect({ servers: nats!.url, lm: ECHO });
       }
     }

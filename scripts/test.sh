@@ -15,8 +15,9 @@ npx --no-install tsc -b
 npx --no-install tsc -p test
 npx --no-install tsc -p bench
 
-section "Python: ruff, mypy --strict"
-(cd workers && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check . && ../.venv/bin/mypy dspex_worker)
+section "Python: ruff, mypy --strict, import contracts (layers, no cycles: workers/pyproject.toml)"
+(cd workers && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check . && ../.venv/bin/mypy dspex_worker \
+  && ../.venv/bin/lint-imports --no-cache)
 .venv/bin/ruff check bench && .venv/bin/ruff format --check bench
 
 section "Python: pytest"

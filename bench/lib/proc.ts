@@ -8,6 +8,10 @@ import { PROJECT_ROOT } from "./paths.js";
 export const PYTHON = pythonBin();
 export const BENCH_PY = join(PROJECT_ROOT, "bench/py");
 
+/** Environment of the DSPex workers a benchmark starts: they serve the test-only `dspex/echo` LM, which a
+ * worker refuses unless started with --allow-test-models (this variable), and litellm needs no network. */
+export const WORKER_ENV = { LITELLM_LOCAL_MODEL_COST_MAP: "true", DSPEX_ALLOW_TEST_MODELS: "1" };
+
 const env = () => ({
   ...process.env,
   PYTHONUNBUFFERED: "1",

@@ -19,7 +19,7 @@ def main() -> None:
     import dspy
     from dspy.evaluate import answer_exact_match
 
-    from dspex_worker.echo_lm import EchoLM
+    from dspex_worker.lm.echo import EchoLM
 
     lm = EchoLM(f"dspex/echo?latency_ms={args.latency_ms:g}")
     dspy.configure(lm=lm)

@@ -17,7 +17,7 @@ import dspy
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-from dspex_worker.echo_lm import EchoLM
+from dspex_worker.lm.echo import EchoLM
 
 app = FastAPI(title="DSPy Program API", description="DSPy program behind FastAPI (benchmark)", version="1.0.0")
 

@@ -41,9 +41,11 @@ def main() -> None:
     t0 = time.perf_counter()
     import dspy
 
-    from dspex_worker.echo_lm import EchoLM
-    from dspex_worker.executor import Executor
-    from dspex_worker.wire import Request
+    from dspex_worker.execution import Request
+    from dspex_worker.lm.echo import EchoLM
+    from dspex_worker.lm.factory import LMFactory
+    from dspex_worker.ops import registry
+    from dspex_worker.ops.context import OpContext
 
     import_s = time.perf_counter() - t0
     inputs: dict[str, Any] = json.loads(args.inputs)
@@ -69,33 +71,31 @@ def main() -> None:
                 r = await closed_loop_async(op, c, args.duration, args.warmup, args.max_requests)
                 results.append({"mode": "predict_async", **r})
                 print(f"predict_async c={c}: {r['rps']} req/s p50 {r['p50_ms']} ms", file=sys.stderr)
+        # the worker's op path without the bus: the op registry with the worker's caches, on the test model
+        ops = OpContext(lms=LMFactory(allow_test_models=True))
+        request: Request = {
+            "v": 1,
+            "id": "bench",
+            "op": "predict",
+            "signature": json.loads(args.wire),
+            "inputs": inputs,
+            "lm": {"model": "dspex/echo"},
+        }
         if "executor" in modes:
-            executor = Executor()
-            request = Request(
-                id="bench",
-                op="predict",
-                signature=json.loads(args.wire),
-                inputs=inputs,
-                lm={"model": "dspex/echo"},
-            )
 
             async def op_exec() -> Any:
-                return await executor.run(request)
+                return await registry.run(ops, request)
 
             r = await closed_loop_async(op_exec, 1, args.duration, args.warmup, args.max_requests)
             results.append({"mode": "executor", **r})
             print(f"executor c=1: {r['rps']} req/s p50 {r['p50_ms']} ms", file=sys.stderr)
         if "executor_idle" in modes:
-            executor = Executor()
-            request = Request(
-                id="bench", op="predict", signature=json.loads(args.wire), inputs=inputs, lm={"model": "dspex/echo"}
-            )
             samples: list[float] = []
             end = time.perf_counter() + args.duration
             while time.perf_counter() < end and len(samples) < args.max_requests:
                 await asyncio.sleep(args.idle_ms / 1000)
                 t0 = time.perf_counter()
-                await executor.run(request)
+                await registry.run(ops, request)
                 samples.append(time.perf_counter() - t0)
             r = summarize(samples[5:], sum(samples[5:]))
             r["concurrency"] = 1

@@ -1,11 +1,11 @@
 """What the worker itself adds per request, without the network: `Worker._handle` driven in-process with
 JetStream-shaped messages and a NATS client stand-in whose publish/request return at once.
 
-  * stub executor: a request costs only the worker's own code (decode, dedup, progress timer, deadline,
+  * stub ops: a request costs only the worker's own code (decode, dedup, progress timer, deadline,
     telemetry hook, reply encoding, confirmed reply, ack) — DSPex's per-request overhead in Python;
     `pull_loop_c16` also goes through the pull loop (credit, pull requests, task per message);
-  * echo executor: the real Executor on `dspex/echo` (signature cache, validation, dspy.Predict.acall);
-  * executor alone: `Executor.run` on the same request, to subtract.
+  * echo: the real op registry on `dspex/echo` (signature cache, validation, dspy.Predict.acall);
+  * ops alone: `registry.run` on the same request, to subtract.
 
 Each number is CPU time (process_time: all threads, not time spent waiting for a core) per request, the best
 of several repeats, so a busy machine disturbs it less.
@@ -54,21 +54,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from nats.aio.msg import Msg
 
     from dspex_worker.config import WorkerConfig
-    from dspex_worker.executor import Execution, Executor
-    from dspex_worker.wire import decode_request
+    from dspex_worker.execution import Execution, Request
+    from dspex_worker.ops import registry
+    from dspex_worker.ops.context import OpContext
+    from dspex_worker.transport.dead_letter import DeadLetters
+    from dspex_worker.transport.envelope import decode_request
+    from dspex_worker.transport.replies import Replies
     from dspex_worker.worker import Worker
 
     sig = json.loads(args.wire)
     inputs = json.loads(args.inputs)
     client = FakeClient()
 
-    class StubExecutor(Executor):
-        async def run(self, request: Any) -> Execution:
-            return Execution(
-                outputs={"sentiment": "positive", "confidence": 0.5},
-                lm="stub",
-                usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-            )
+    async def stub_ops(ops: OpContext, request: Request) -> Execution:
+        return Execution(
+            outputs={"sentiment": "positive", "confidence": 0.5},
+            lm="stub",
+            usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        )
 
     seq = 0
 
@@ -99,10 +102,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         reply = f"$JS.ACK.DSPEX_REQ.general.1.{seq}.{seq}.{now_ns}.0"
         return Msg(_client=client, subject="dspex.req.general.any", reply=reply, data=body, headers=headers)  # type: ignore[arg-type]
 
-    def worker_with(executor: Executor) -> Worker:
-        w = Worker(WorkerConfig(worker_id="bench-overhead"), executor=executor)
+    config = WorkerConfig(worker_id="bench-overhead", allow_test_models=True)
+
+    def worker_with(run_op: Any) -> Worker:
+        w = Worker(config, run_op=run_op)
         w.nc = client  # type: ignore[assignment]
-        w.reliability.nc = client  # type: ignore[assignment]
+        w.replies = Replies(client, DeadLetters(client, config.worker_id))  # type: ignore[arg-type]
         return w
 
     async def per_request_us(handle: Any, n: int, concurrency: int) -> float:
@@ -126,9 +131,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     async def through_pull_loop(n: int, max_inflight: int) -> float:
         """Messages handed to the worker's pull loop (`Puller`) as fast as its pull credit allows."""
-        from dspex_worker.pull import Puller
+        from dspex_worker.transport.pull import Puller
 
-        w = worker_with(StubExecutor())
+        w = worker_with(stub_ops)
         puller = Puller(client, "DSPEX_REQ", w._handle, max_inflight)  # type: ignore[arg-type]
         await puller.add("general")
         puller.start()
@@ -149,17 +154,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     out["pull_loop_c16_us"] = await through_pull_loop(args.n, 16)
-    stub = worker_with(StubExecutor())
+    stub = worker_with(stub_ops)
     await per_request_us(stub._handle, 200, 1)  # warm-up
     out["stub_c1_us"] = await per_request_us(stub._handle, args.n, 1)
     out["stub_c16_us"] = await per_request_us(stub._handle, args.n, 16)
-    executor = Executor()
-    echo = worker_with(executor)
+    echo = worker_with(registry.run)
     await per_request_us(echo._handle, 100, 1)
     out["echo_c1_us"] = await per_request_us(echo._handle, args.n // 4, 1)
 
     async def executor_only(m: Msg) -> None:
-        await executor.run(decode_request(m.data))
+        await registry.run(echo.ops, decode_request(m.data))
 
     out["executor_only_c1_us"] = await per_request_us(executor_only, args.n // 4, 1)
     out["worker_overhead_us"] = round(out["echo_c1_us"] - out["executor_only_c1_us"], 1)

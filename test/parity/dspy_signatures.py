@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workers"))
 
 import dspy
 import jsonschema
-from dspex_worker.errors import ValidationError
+from dspex_worker.protocol.errors import ValidationError
 from dspex_worker.signatures import (
     build_signature,
     check_signature,

@@ -1,4 +1,4 @@
-"""`python -m dspex_worker --pool general`: run one worker process."""
+"""`python -m dspex_worker --pool general`: run one worker process (`--help` lists the flags)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import sys
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .config import parse_config
-from .log import setup_logging
+from .observability.log import setup_logging
+from .observability.telemetry import setup_telemetry
 from .parent import exit_with_parent_if_asked
-from .telemetry import setup_telemetry
 from .worker import serve
 
 

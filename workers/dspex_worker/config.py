@@ -7,7 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from .wire import POOLS
+from .protocol.generated.bus import POOLS
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,10 @@ class WorkerConfig:
     max_rss_mb: int = 0
     # Under the embedded supervisor a worker asks to be recycled instead of stopping by itself.
     supervised: bool = False
-    # gpu pool: start the local model server beside the worker and advertise it (local_lm_host.py).
+    # gpu pool: start the local model server beside the worker and advertise it (lm/hosting.py).
     host_local_lm: bool = False
+    # Serve the `dspex/*` test models (lm/echo.py): benchmarks and tests only.
+    allow_test_models: bool = False
 
 
 def _env_int(name: str, default: int) -> int:
@@ -37,7 +39,11 @@ def _env_int(name: str, default: int) -> int:
 
 
 def parse_config(argv: list[str] | None = None) -> WorkerConfig:
-    parser = argparse.ArgumentParser(prog="dspex-worker", description="DSPex Python worker (real DSPy over NATS)")
+    parser = argparse.ArgumentParser(
+        prog="dspex-worker",
+        description="DSPex Python worker (real DSPy over NATS). It verifies the bus it is given and never "
+        "provisions it: run `dspex bus apply` first (the worker waits for its pool's consumer).",
+    )
     parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", WorkerConfig.nats_url))
     parser.add_argument("--pool", default=os.environ.get("DSPEX_POOL", WorkerConfig.pool), choices=POOLS)
     parser.add_argument(
@@ -59,6 +65,13 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         default=os.environ.get("DSPEX_HOST_LOCAL_LM") == "1",
         help="serve the installed local model (docs/local-lm.md) and advertise it; for the gpu pool",
     )
+    parser.add_argument(
+        "--allow-test-models",
+        action="store_true",
+        default=os.environ.get("DSPEX_ALLOW_TEST_MODELS") == "1",
+        help="serve the test-only LMs `dspex/*` (the zero-latency `dspex/echo`), for tests and benchmarks; "
+        "without it a request naming one gets LMConfigError (env DSPEX_ALLOW_TEST_MODELS=1)",
+    )
     parser.add_argument("--supervised", action="store_true", default=os.environ.get("DSPEX_SUPERVISED") == "1")
     args = parser.parse_args(argv)
     if args.concurrency < 1:
@@ -75,4 +88,5 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         max_rss_mb=args.max_rss_mb,
         supervised=args.supervised,
         host_local_lm=args.host_local_lm,
+        allow_test_models=args.allow_test_models,
     )

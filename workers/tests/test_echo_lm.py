@@ -8,11 +8,12 @@ import time
 import dspy
 import pytest
 
-from dspex_worker.echo_lm import EchoLM, output_fields, parse_model, value_for
-from dspex_worker.errors import LMConfigError
-from dspex_worker.executor import Executor
-from dspex_worker.lm import LMFactory
-from dspex_worker.wire import Request
+from dspex_worker.execution import Request
+from dspex_worker.lm.echo import EchoLM, output_fields, parse_model, value_for
+from dspex_worker.lm.factory import LMFactory
+from dspex_worker.ops import registry
+from dspex_worker.ops.context import OpContext
+from dspex_worker.protocol.errors import LMConfigError
 
 SENTIMENT = "review: str -> sentiment: Literal['positive', 'negative', 'neutral'], confidence: float"
 
@@ -96,8 +97,27 @@ def test_output_fields_from_the_system_prompt() -> None:
     assert value_for("o", "int | None", "") == 1
 
 
+def test_test_models_are_refused_unless_the_worker_allows_them() -> None:
+    with pytest.raises(LMConfigError) as err:
+        LMFactory().get({"model": "dspex/echo"})
+    assert err.value.field == "lm.model" and "--allow-test-models" in err.value.message
+    assert isinstance(LMFactory(allow_test_models=True).get({"model": "dspex/echo"}), EchoLM)
+
+
+def test_lm_maps_are_checked_against_the_schema() -> None:
+    factory = LMFactory(allow_test_models=True)
+    for config, field, words in [
+        ({"model": "gpt-4o-mini"}, "lm.model", "'<provider>/<model>'"),
+        ({"model": "openai/x", "bogus": 1}, "lm.bogus", "unknown LM option(s): bogus"),
+        ({"model": "openai/x", "num_retries": -1}, "lm.num_retries", "lm.num_retries: must be"),
+    ]:
+        with pytest.raises(LMConfigError) as err:
+            factory.get(config)
+        assert err.value.field == field and words in err.value.message, err.value.message
+
+
 def test_factory_selects_echo_by_model_name() -> None:
-    factory = LMFactory()
+    factory = LMFactory(allow_test_models=True)
     lm = factory.get({"model": "dspex/echo?latency_ms=0"})
     assert isinstance(lm, EchoLM)
     assert factory.get({"model": "dspex/echo?latency_ms=0"}) is lm
@@ -106,27 +126,28 @@ def test_factory_selects_echo_by_model_name() -> None:
 
 
 def test_factory_resolves_the_adapter_lm_adapter_names() -> None:
-    factory = LMFactory()
+    factory = LMFactory(allow_test_models=True)
     lm, adapter = factory.resolve({"model": "dspex/echo", "adapter": "json"})
     assert isinstance(adapter, dspy.JSONAdapter)
     assert factory.resolve({"model": "dspex/echo"}) == (lm, None), "same client; chat is DSPy's default"
     with pytest.raises(LMConfigError) as err:
         factory.resolve({"model": "dspex/echo", "adapter": "xml"})
-    assert err.value.field == "lm.adapter" and "chat, json" in str(err.value)
+    assert err.value.field == "lm.adapter" and "'chat', 'json'" in str(err.value)
 
 
-def test_executor_runs_a_request_on_echo() -> None:
-    request = Request(
-        id="r1",
-        op="predict",
-        signature={
+def test_the_registry_runs_a_request_on_echo() -> None:
+    request: Request = {
+        "v": 1,
+        "id": "r1",
+        "op": "predict",
+        "signature": {
             "inputs": [{"name": "question", "type": {"kind": "str"}}],
             "outputs": [{"name": "answer", "type": {"kind": "str"}}, {"name": "n", "type": {"kind": "int"}}],
         },
-        inputs={"question": "hi"},
-        lm={"model": "dspex/echo"},
-    )
-    execution = asyncio.run(Executor().run(request))
+        "inputs": {"question": "hi"},
+        "lm": {"model": "dspex/echo"},
+    }
+    execution = asyncio.run(registry.run(OpContext(lms=LMFactory(allow_test_models=True)), request))
     assert execution.outputs == {"answer": "answer: hi", "n": 1}
     assert execution.lm == "dspex/echo"
     assert execution.usage["total_tokens"] > 0

@@ -10,16 +10,12 @@ from typing import Any
 import dspy
 import pytest
 
-from dspex_worker.errors import ValidationError, WorkerError
-from dspex_worker.metrics import (
-    BUILTIN_METRICS,
-    apply_metrics,
-    is_allowed,
-    parse_evaluate,
-    resolve_metric,
-    score_value,
-)
-from dspex_worker.wire import decode_request, encode
+from dspex_worker.ops.allowlist import is_allowed
+from dspex_worker.ops.evaluate import apply_metrics
+from dspex_worker.ops.metrics import BUILTIN_METRICS, metric_call, resolve_metric, score_value
+from dspex_worker.protocol import encode
+from dspex_worker.protocol.errors import ValidationError, WorkerError
+from dspex_worker.transport.envelope import decode_request
 
 
 def test_builtin_metrics_are_dspys() -> None:
@@ -62,13 +58,18 @@ def test_user_metric_loads_by_dotted_path() -> None:
         del sys.modules["dspex_test_user_metrics"]
 
 
-def test_parse_evaluate() -> None:
-    spec = parse_evaluate(
-        {"module": "chain_of_thought", "metrics": ["answer_exact_match", {"name": "x:y", "args": {"frac": 0.5}}]}
-    )
-    assert spec.module == "chain_of_thought"
-    assert [(m.name, m.args) for m in spec.metrics] == [("answer_exact_match", {}), ("x:y", {"frac": 0.5})]
-    assert spec.example == {}
+def evaluate_request(evaluate: Any) -> bytes:
+    body = {"v": 1, "id": "r1", "op": "evaluate", "signature": {"inputs": [], "outputs": []}, "inputs": {}}
+    return encode({**body, "evaluate": evaluate} if evaluate is not None else body)
+
+
+def test_the_evaluate_map() -> None:
+    request = decode_request(evaluate_request({"metrics": ["answer_exact_match", {"name": "x:y", "args": {"f": 1}}]}))
+    assert request["evaluate"] == {
+        "module": "predict",  # the schema's default
+        "metrics": ["answer_exact_match", {"name": "x:y", "args": {"f": 1}}],
+    }
+    assert [metric_call(m) for m in request["evaluate"]["metrics"]] == [("answer_exact_match", {}), ("x:y", {"f": 1})]
     for bad, field in [
         (None, "evaluate"),
         ({"metrics": []}, "evaluate.metrics"),
@@ -78,17 +79,8 @@ def test_parse_evaluate() -> None:
         ({"metrics": ["m"], "extra": 1}, "evaluate.extra"),
     ]:
         with pytest.raises(ValidationError) as info:
-            parse_evaluate(bad)  # type: ignore[arg-type]
+            decode_request(evaluate_request(bad))
         assert info.value.field == field
-
-
-def test_decode_request_needs_the_evaluate_map() -> None:
-    body = {"v": 1, "id": "r1", "op": "evaluate", "signature": {"inputs": [], "outputs": []}, "inputs": {}}
-    with pytest.raises(ValidationError) as info:
-        decode_request(encode(body))
-    assert info.value.field == "evaluate"
-    request = decode_request(encode({**body, "evaluate": {"metrics": ["answer_exact_match"]}}))
-    assert request.evaluate == {"metrics": ["answer_exact_match"]}
 
 
 def test_score_values() -> None:
@@ -104,11 +96,11 @@ def test_score_values() -> None:
 async def test_apply_metrics_like_dspy_evaluate() -> None:
     example = dspy.Example(question="q", answer=["Paris", "paris, france"]).with_inputs("question")
     pred = dspy.Prediction(answer="The Paris")
-    calls = parse_evaluate({"metrics": ["answer_exact_match", {"name": "answer_exact_match", "args": {"frac": 0.5}}]})
-    scores = await apply_metrics(calls.metrics, example, pred, {"answer": "The Paris"})
+    calls = [("answer_exact_match", {}), ("answer_exact_match", {"frac": 0.5})]
+    scores = await apply_metrics(calls, example, pred, {"answer": "The Paris"})
     assert scores == {"answer_exact_match": True}  # same name twice: the last one wins in the map
     failing = await apply_metrics(
-        parse_evaluate({"metrics": ["answer_passage_match"]}).metrics,
+        [("answer_passage_match", {})],
         dspy.Example(answer="Paris"),
         dspy.Prediction(context=["The capital is Paris."]),
         {},
@@ -116,7 +108,7 @@ async def test_apply_metrics_like_dspy_evaluate() -> None:
     assert failing == {"answer_passage_match": True}
     with pytest.raises(WorkerError) as info:
         await apply_metrics(
-            parse_evaluate({"metrics": ["answer_exact_match"]}).metrics,
+            [("answer_exact_match", {})],
             dspy.Example(answer=3),
             pred,
             {"answer": "The Paris"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dspex_worker.pull import Puller, Source
+from dspex_worker.transport.pull import Puller, Source
 
 
 async def _noop(_msg: Any) -> None:

@@ -12,9 +12,10 @@ import msgpack
 import pytest
 from nats.errors import NoRespondersError
 
-from dspex_worker.dedup import ReplyMemory
-from dspex_worker.errors import DecodeError, VersionError
-from dspex_worker.reliability import Reliability, decode_guarded, pool_of, progress_interval
+from dspex_worker.transport.acks import progress_interval
+from dspex_worker.transport.dead_letter import DeadLetters, pool_of
+from dspex_worker.transport.memory import ReplyMemory
+from dspex_worker.transport.replies import Replies
 
 
 class FakeMsg:
@@ -54,11 +55,8 @@ class FakeNc:
         return object()
 
 
-def reliability(nc: FakeNc) -> Reliability:
-    r = Reliability("w-1", ReplyMemory())
-    r.nc = nc  # type: ignore[assignment]
-    r.progress_interval = 0.05
-    return r
+def reliability(nc: FakeNc) -> Replies:
+    return Replies(nc, DeadLetters(nc, "w-1"), ReplyMemory(), progress_interval=0.05)  # type: ignore[arg-type]
 
 
 def test_progress_interval_is_a_third_of_the_shortest_ack_wait() -> None:
@@ -71,19 +69,6 @@ def test_progress_interval_is_a_third_of_the_shortest_ack_wait() -> None:
 def test_pool_of_subject() -> None:
     assert pool_of("dspex.req.gpu.p3") == "gpu"
     assert pool_of("other") == "unknown"
-
-
-def test_decode_guarded_names_the_body() -> None:
-    with pytest.raises(DecodeError) as bad:
-        decode_guarded(b"\xc1")
-    assert bad.value.field == "body"
-    body = {"v": 1, "id": "a", "op": "predict", "signature": {}, "inputs": {}, "timeout_ms": float("inf")}
-    with pytest.raises(DecodeError) as poison:
-        decode_guarded(msgpack.packb(body))
-    assert poison.value.field == "body"
-    assert "OverflowError" in poison.value.message
-    with pytest.raises(VersionError):
-        decode_guarded(msgpack.packb({**body, "v": 2}))
 
 
 async def test_memory_running_done_abandoned_and_bounded() -> None:

@@ -12,7 +12,7 @@ import pytest
 from annotated_types import Ge, Le, MinLen
 from dspy.utils.dummies import DummyLM
 
-from dspex_worker.errors import ValidationError
+from dspex_worker.protocol.errors import ValidationError
 from dspex_worker.signatures import (
     SignatureCache,
     build_signature,

@@ -8,13 +8,17 @@ from typing import Any
 import dspy
 import pytest
 
-from dspex_worker.ensemble import EnsembleProgram
-from dspex_worker.errors import ValidationError
-from dspex_worker.modules import OPTIONS, check_options, trajectory_steps
-from dspex_worker.optimize import parse_compile, strip_lm_state, to_examples
-from dspex_worker.rewards import resolve_reward
+from dspex_worker.ops import sandbox
+from dspex_worker.ops.compile.optimizers import strip_lm_state
+from dspex_worker.ops.compile.runner import to_examples
+from dspex_worker.ops.compile.spec import parse_compile
+from dspex_worker.ops.rewards import resolve_reward
+from dspex_worker.ops.surface import trajectory_steps
+from dspex_worker.ops.tools import check_tool_specs
+from dspex_worker.programs.ensemble import EnsembleProgram
+from dspex_worker.protocol import check_module_options
+from dspex_worker.protocol.errors import ValidationError
 from dspex_worker.signatures import build_signature
-from dspex_worker.tools import check_tool_specs
 
 SIG = {
     "inputs": [{"name": "question", "type": {"kind": "str"}}],
@@ -29,21 +33,24 @@ def field_of(fn: Any, *args: Any, **kwargs: Any) -> str | None:
 
 
 def test_module_options_defaults_and_errors_name_the_field() -> None:
-    assert check_options({"reward": "one_word"}, OPTIONS["best_of_n"]) == {
+    # defaults of the schema, those of referenced definitions (innerModule) included
+    assert check_module_options("best_of_n", {"reward": "one_word"}) == {
         "module": "predict",
         "n": 3,
         "reward": "one_word",
-        "reward_args": None,
         "threshold": 1.0,
-        "fail_count": None,
-        "demos": None,
     }
-    assert field_of(check_options, {"reward": "x", "n": 0}, OPTIONS["best_of_n"]) == "module.n"
-    assert field_of(check_options, {"reward": "x", "n": True}, OPTIONS["best_of_n"]) == "module.n"
-    assert field_of(check_options, {}, OPTIONS["best_of_n"]) == "module.reward"
-    assert field_of(check_options, {"reward": "x", "module": "react"}, OPTIONS["best_of_n"]) == "module.module"
-    assert field_of(check_options, {"tools": [], "bogus": 1}, OPTIONS["react"]) == "module.bogus"
-    assert field_of(check_options, [], OPTIONS["react"]) == "module"
+    assert check_module_options("multi_chain_comparison", None) == {"m": 3, "temperature": 0.7}
+    assert field_of(check_module_options, "best_of_n", {"reward": "x", "n": 0}) == "module.n"
+    assert field_of(check_module_options, "best_of_n", {"reward": "x", "n": True}) == "module.n"
+    assert field_of(check_module_options, "best_of_n", {}) == "module.reward"
+    assert field_of(check_module_options, "best_of_n", {"reward": "x", "module": "react"}) == "module.module"
+    assert field_of(check_module_options, "react", {"tools": [], "bogus": 1}) == "module.bogus"
+    assert field_of(check_module_options, "react", []) == "module"
+    assert field_of(check_module_options, "ensemble", {"demos": []}) == "module.demos"
+    with pytest.raises(ValidationError) as info:
+        check_module_options("majority", {"n": 21})
+    assert info.value.message == "module.n: must be smaller than or equal to 20"
 
 
 def test_rewards_are_named_bound_and_have_source() -> None:
@@ -59,17 +66,22 @@ def test_rewards_are_named_bound_and_have_source() -> None:
     assert field_of(resolve_reward, "os:system", None) == "module.reward"  # not allow-listed
 
 
+def tools(*specs: Any) -> list[dict[str, Any]]:
+    """The tool specs as the op gets them: the react options checked against the schema, then the tools' own rules."""
+    return check_tool_specs(check_module_options("react", {"tools": list(specs)})["tools"])
+
+
 def test_tool_specs() -> None:
-    specs = check_tool_specs(
-        [{"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}]
-    )
+    specs = tools({"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}})
     assert specs[0]["subject"] == "dspex.tool.add" and specs[0]["timeout_ms"] == 30_000
-    assert field_of(check_tool_specs, [{"name": "finish"}]) == "module.tools[0].name"
-    assert field_of(check_tool_specs, [{"name": "a b"}]) == "module.tools[0].name"
-    assert field_of(check_tool_specs, [{"name": "a"}, {"name": "a"}]) == "module.tools[1].name"
-    assert field_of(check_tool_specs, [{"name": "a", "subject": "dspex.tool.*"}]) == "module.tools[0].subject"
-    bad_required = [{"name": "a", "parameters": {"properties": {}, "required": ["x"]}}]
-    assert field_of(check_tool_specs, bad_required) == "module.tools[0].parameters.required"
+    assert field_of(tools) == "module.tools"
+    assert field_of(tools, {"name": "finish"}) == "module.tools[0].name"
+    assert field_of(tools, {"name": "a b"}) == "module.tools[0].name"
+    assert field_of(tools, {"name": "a"}, {"name": "a"}) == "module.tools[1].name"
+    assert field_of(tools, {"name": "a", "subject": "dspex.tool.*"}) == "module.tools[0].subject"
+    assert field_of(tools, {"name": "a", "timeout_ms": 0}) == "module.tools[0].timeout_ms"
+    bad_required = {"name": "a", "parameters": {"properties": {}, "required": ["x"]}}
+    assert field_of(tools, bad_required) == "module.tools[0].parameters.required"
 
 
 def test_trajectory_steps() -> None:
@@ -93,11 +105,8 @@ def compile_map(**overrides: Any) -> dict[str, Any]:
 
 def test_compile_specs() -> None:
     spec = parse_compile(compile_map(options={"max_bootstrapped_demos": 2}), "job-1")
-    assert (
-        spec.job == "job-1"
-        and spec.init == {"max_bootstrapped_demos": 2}
-        and spec.metric == {"name": "answer_exact_match"}
-    )
+    assert spec.job == "job-1" and spec.init == {"max_bootstrapped_demos": 2} and spec.metric == "answer_exact_match"
+    assert spec.evaluate is True and not spec.takes_valset
     mipro = parse_compile(compile_map(optimizer="MIPROv2", options={"num_candidates": 2, "num_trials": 2}), "j")
     assert mipro.init["auto"] is None and mipro.compile == {"num_trials": 2}
     assert field_of(parse_compile, compile_map(optimizer="Nope"), "j") == "compile.optimizer"
@@ -109,6 +118,15 @@ def test_compile_specs() -> None:
     assert field_of(parse_compile, compile_map(optimizer="GEPA"), "j") == "compile.options.max_metric_calls"
     assert field_of(parse_compile, compile_map(optimizer="SIMBA", options={"bsize": 2}), "j") == "compile.options.bsize"
     assert field_of(parse_compile, compile_map(trainset=[]), "j") == "compile.trainset"
+    assert field_of(parse_compile, compile_map(), "j#2") == "compile.job", "a request id that is no job id"
+    assert field_of(parse_compile, compile_map(optimizer="MIPROv2", options={"auto": "x"}), "j") == (
+        "compile.options.auto"
+    )
+    assert field_of(parse_compile, compile_map(optimizer="Ensemble"), "j") == "compile.options"
+    bfrs = parse_compile(
+        compile_map(optimizer="BootstrapFewShotWithRandomSearch", options={"labeled_sample": True}), "j"
+    )
+    assert bfrs.compile == {"labeled_sample": True} and bfrs.init == {} and bfrs.takes_valset
     assert field_of(to_examples, [{"answer": "a"}], SIG, "compile.trainset") == "compile.trainset[0].question"
     examples = to_examples([{"question": "q", "answer": "a"}], SIG, "t")
     assert examples[0].inputs().toDict() == {"question": "q"} and examples[0].answer == "a"
@@ -137,22 +155,20 @@ def test_ensemble_program_round_trips_its_state() -> None:
 
 
 def test_program_of_thought_without_deno_is_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dspex_worker import modules
+    from dspex_worker.protocol.errors import Unsupported
 
-    monkeypatch.setattr(modules, "find_deno", lambda: None)
-    with pytest.raises(modules.Unsupported) as info:
-        modules._need_deno("program_of_thought")
+    monkeypatch.setattr(sandbox, "find_deno", lambda: None)
+    with pytest.raises(Unsupported) as info:
+        sandbox.need_deno("program_of_thought")
     assert info.value.type == "Unsupported" and "Deno" in info.value.message and not info.value.retryable
-    failure = modules._sandbox_failure("rlm", RuntimeError("Deno exited (code 1) during health check"))
+    failure = sandbox.sandbox_failure("rlm", RuntimeError("Deno exited (code 1) during health check"))
     assert failure is not None and failure.type == "Unsupported"
-    assert modules._sandbox_failure("rlm", RuntimeError("unrelated")) is None
+    assert sandbox.sandbox_failure("rlm", RuntimeError("unrelated")) is None
 
 
 def test_sandbox_interpreter_maps_deno_land_to_the_package() -> None:
-    from dspex_worker.modules import SANDBOX_DIR, sandbox_interpreter
-
-    interpreter = sandbox_interpreter()
+    interpreter = sandbox.sandbox_interpreter()
     command = interpreter.deno_command
-    assert f"--import-map={SANDBOX_DIR / 'import_map.json'}" == command[command.index("run") + 1]
-    assert any(a.startswith("--allow-read=") and a.endswith(str(SANDBOX_DIR)) for a in command)
-    assert (SANDBOX_DIR / "std_io.ts").exists()
+    assert f"--import-map={sandbox.SANDBOX_DIR / 'import_map.json'}" == command[command.index("run") + 1]
+    assert any(a.startswith("--allow-read=") and a.endswith(str(sandbox.SANDBOX_DIR)) for a in command)
+    assert (sandbox.SANDBOX_DIR / "std_io.ts").exists()

@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from dspex_worker import telemetry
-from dspex_worker.log import JsonFormatter
-from dspex_worker.telemetry_dspy import input_messages, provider_name, split_model
+from dspex_worker.observability import telemetry
+from dspex_worker.observability.dspy_callback import input_messages, provider_name, split_model
+from dspex_worker.observability.log import JsonFormatter, trace_fields
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -146,12 +146,12 @@ async def test_disabled_traced_request_only_keeps_log_correlation() -> None:
     seen: dict[str, str] = {}
 
     async def work() -> dict[str, Any]:
-        seen.update(telemetry.trace_fields())
+        seen.update(trace_fields())
         return {"ok": True}
 
     assert await telemetry.traced_request(work(), FakeMsg({"traceparent": TRACEPARENT}), pool="general") == {"ok": True}
     assert seen == {"trace_id": TRACE_ID, "span_id": PARENT_ID}
-    assert telemetry.trace_fields() == {}
+    assert trace_fields() == {}
 
 
 # -- the process span ----------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ async def test_process_span_continues_the_callers_trace(otel: Otel) -> None:
 
     async def work() -> dict[str, Any]:
         telemetry.note_request("predict")
-        inner.update(telemetry.trace_fields())
+        inner.update(trace_fields())
         return {"ok": True, "outputs": {}}
 
     headers = {"traceparent": TRACEPARENT, "Nats-Msg-Id": "req-1", "Dspex-Reply-To": "_INBOX.x"}

@@ -11,8 +11,9 @@ import msgpack
 import pytest
 from referencing import Registry, Resource
 
-from dspex_worker.errors import DecodeError, UnknownOperation, ValidationError, VersionError
-from dspex_worker.wire import decode, decode_request, encode
+from dspex_worker.protocol import decode, encode
+from dspex_worker.protocol.errors import DecodeError, UnknownOperation, ValidationError, VersionError
+from dspex_worker.transport.envelope import decode_request
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 VECTORS = sorted(p.stem for p in (SCHEMAS / "vectors").glob("*.msgpack"))
@@ -64,23 +65,43 @@ def request(**overrides: Any) -> bytes:
 
 def test_decode_request_ok() -> None:
     req = decode_request(request())
-    assert req.op == "predict" and req.inputs == {"question": "What is 2+3?"}
+    assert req["op"] == "predict" and req["inputs"] == {"question": "What is 2+3?"}
 
 
 @pytest.mark.parametrize(
     ("data", "error", "field"),
     [
-        (b"\xc1\xc1", DecodeError, None),
-        (msgpack.packb([1, 2]), DecodeError, None),
+        (b"\xc1\xc1", DecodeError, "body"),
+        (msgpack.packb([1, 2]), DecodeError, "body"),
         (request(v=2), VersionError, "v"),
         (request(op="teleport"), UnknownOperation, "op"),
         (request(inputs="nope"), ValidationError, "inputs"),
         (request(signature=None), ValidationError, "signature"),
         (request(lm="gpt"), ValidationError, "lm"),
+        (request(timeout_ms=float("inf")), ValidationError, "timeout_ms"),
+        (request(module={"demos": "x"}, op="predict"), None, None),  # module options are checked per op, later
+        (request(stream={"subject": "s", "bogus": 1}), ValidationError, "stream.bogus"),
+        (request(op="evaluate"), ValidationError, "evaluate"),
     ],
 )
-def test_decode_request_errors(data: bytes, error: type[Exception], field: str | None) -> None:
+def test_decode_request_errors(data: bytes, error: type[Exception] | None, field: str | None) -> None:
+    if error is None:
+        decode_request(data)
+        return
     with pytest.raises(error) as info:
         decode_request(data)
     assert getattr(info.value, "field", None) == field
     assert str(info.value)
+
+
+def test_an_unexpected_exception_while_decoding_is_a_decode_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body that breaks decoding in a way no check knows is answered as DecodeError (and dead-lettered)."""
+    from dspex_worker.transport import envelope
+
+    def breaks(body: object) -> object:
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(envelope, "check_request", breaks)
+    with pytest.raises(DecodeError) as info:
+        decode_request(request())
+    assert info.value.field == "body" and "OverflowError" in info.value.message

@@ -8,7 +8,6 @@ serves until SIGTERM/SIGINT. Logs (JSON) go to stderr. Exit codes: 0 clean stop,
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -16,14 +15,14 @@ import sys
 import threading
 from types import FrameType
 
-from ..log import setup_logging
+from ..observability.log import emit_event, get_logger, setup_logging
 from ..parent import exit_with_parent_if_asked
 from .constraints import ConstraintLimits
 from .engine import Engine, EngineConfig
 from .models import KNOWN_MODELS, LocalModelNotFound, find_model
 from .server import LocalLMServer
 
-log = logging.getLogger("dspex.local_lm")
+log = get_logger("local_lm")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
+        log.info("stopping", signal=signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = find_model(args.model)
     except LocalModelNotFound as exc:
-        log.error("%s", exc)
+        log.error(str(exc))
         return 3
     config = EngineConfig(
         n_ctx=args.ctx,
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine.start()
     except ImportError as exc:
-        log.error("the local LM runtime is not installed (%s); run scripts/install-local-lm.sh", exc)
+        log.error("the local LM runtime is not installed; run scripts/install-local-lm.sh", error=str(exc))
         return 3
     if stop.is_set():
         engine.close()
@@ -112,18 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     server = LocalLMServer((args.host, args.port), engine)
     thread = threading.Thread(target=server.serve_forever, name="local-lm-http", daemon=True)
     thread.start()
-    sys.stdout.write(
-        json.dumps({"url": server.url, "model": model.id, "load_seconds": round(engine.load_seconds or 0, 3)}) + "\n"
-    )
-    sys.stdout.flush()
-    log.info("serving %s at %s", model.id, server.url)
+    # the one line on stdout, read by the worker that hosts this server (lm/hosting.py)
+    emit_event("ready", url=server.url, model=model.id, load_seconds=round(engine.load_seconds or 0, 3))
+    log.info("serving the local model", model=model.id, url=server.url)
 
     stop.wait()
     server.shutdown()
     server.server_close()
     if not engine.close(timeout=args.grace):
         # llama.cpp cannot be interrupted mid-generation from here; the process exit ends it.
-        log.warning("a generation was still running %.0fs after the stop signal; exiting anyway", args.grace)
+        log.warning("a generation was still running after the stop signal; exiting anyway", grace_s=args.grace)
         logging.shutdown()
         os._exit(0)
     log.info("stopped")

@@ -7,7 +7,6 @@ enqueue a job and wait; a single worker thread runs jobs in arrival order.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import queue
 import threading
@@ -16,10 +15,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from ..observability.log import get_logger
 from .constraints import COMPLETED_MARKER, ConstraintLimits, constrain_request
 from .models import LocalModel
 
-log = logging.getLogger("dspex.local_lm")
+log = get_logger("local_lm")
 
 
 class EngineBusy(RuntimeError):
@@ -91,7 +91,7 @@ class Engine:
         self.load_seconds = time.monotonic() - started
         self._thread = threading.Thread(target=self._run, name="local-lm-engine", daemon=True)
         self._thread.start()
-        log.info("loaded %s from %s in %.2fs", self.model.id, self.model.path, self.load_seconds)
+        log.info("model loaded", model=self.model.id, path=str(self.model.path), seconds=round(self.load_seconds, 2))
 
     def close(self, timeout: float = 30.0) -> bool:
         """Fail the queued jobs, let the running one finish within `timeout`, free the model.
@@ -183,14 +183,10 @@ class Engine:
         usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
         log.debug(
             "generated",
-            extra={
-                "fields": {
-                    "constraint": constraint,
-                    "response_format": job.body.get("response_format"),
-                    "prompt_tokens": usage["prompt_tokens"],
-                    "completion_tokens": usage["completion_tokens"],
-                }
-            },
+            constraint=constraint,
+            response_format=job.body.get("response_format"),
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
         )
         result["dspex"] = {
             "constraint": constraint,

@@ -7,7 +7,6 @@ SSE chunk), ``GET /v1/models``, ``GET /health``.
 from __future__ import annotations
 
 import json
-import logging
 import time
 import uuid
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -15,9 +14,10 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..observability.log import get_logger
 from .engine import Engine, EngineBusy, EngineRequestError
 
-log = logging.getLogger("dspex.local_lm")
+log = get_logger("local_lm")
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -49,7 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        log.debug(format % args, client=self.address_string())
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode()

@@ -1,0 +1,66 @@
+"""The `evaluate` operation: run a module on an example's inputs, then score the prediction with named Python
+metrics (metrics.py). The request carries, besides the usual signature, inputs, lm and module options,
+
+    evaluate: {
+      module: "predict" | "chain_of_thought",          # the DSPy module to run (default "predict")
+      metrics: [{name: "answer_exact_match", args?: {frac: 1.0}}, ...],
+      example: {answer: "...", ...},                   # the example's gold (label) fields
+    }
+
+(request.schema.json#/definitions/evaluate) and its reply is the usual success reply plus
+`scores: {<metric name>: bool | float}`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import dspy
+
+from ..execution import Execution, Request
+from ..protocol.errors import WorkerError
+from ..protocol.generated.types import EvaluateSpec
+from . import predict
+from .context import OpContext
+from .metrics import metric_call, resolve_metric, score_value
+from .plan import run_planned
+
+
+async def apply_metrics(
+    metrics: list[tuple[str, dict[str, Any]]],
+    example: dspy.Example,
+    prediction: dspy.Prediction,
+    outputs: dict[str, Any],
+) -> dict[str, bool | float]:
+    """Each metric called as `dspy.Evaluate` calls it; a metric that raises is a WorkerError naming it."""
+    scores: dict[str, bool | float] = {}
+    for name, args in metrics:
+        metric = resolve_metric(name)
+        try:
+            result = metric(example, prediction, **args)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            raise WorkerError(
+                f"metric {name!r} raised {type(exc).__name__}: {exc}",
+                details={"metric": name, "stage": "metric", "outputs": outputs},
+            ) from exc
+        scores[name] = score_value(name, result)
+    return scores
+
+
+async def run(ctx: OpContext, request: Request, options: dict[str, Any]) -> Execution:
+    spec: EvaluateSpec = request["evaluate"]
+    metrics = [metric_call(m) for m in spec["metrics"]]
+    for i, (name, _) in enumerate(metrics):
+        resolve_metric(name, field=f"evaluate.metrics[{i}]")  # fail before spending LM tokens
+    module_request: Request = {**request, "op": spec.get("module", "predict")}
+    execution = await run_planned(ctx, module_request, options, predict.plan)
+    example = dspy.Example(**{**spec.get("example", {}), **request["inputs"]}).with_inputs(*request["inputs"])
+    lm, adapter = ctx.lms.resolve(request.get("lm"))
+    with dspy.context(lm=lm, adapter=adapter):
+        execution.scores = await apply_metrics(
+            metrics, example, dspy.Prediction(**execution.outputs), execution.outputs
+        )
+    return execution

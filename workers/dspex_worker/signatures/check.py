@@ -1,0 +1,195 @@
+"""What makes a wire signature usable by DSPy, and the Python types of its type expressions.
+
+The shape (keys, field objects, type expressions, constraint keys and their JSON types) is the schema's:
+`protocol.check_signature` (schemas/signature.schema.json). The rules here are those a schema cannot say,
+checked against real DSPy 3.4 / pydantic 2, and mirrored by services/shared/src/signature so that the
+TypeScript side rejects before publishing what the worker would reject: field names DSPy or Python refuse,
+a name used twice, dict key types pydantic cannot parse, non-finite literal values, constraints that do not
+apply to the field's type or that no value satisfies. Every error is a ValidationError whose `field` is the
+path (`signature.outputs[1].type.keys`) and whose message starts with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import keyword
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+from ..protocol import check_signature as check_signature_shape
+from ..protocol.errors import ValidationError
+
+# Constraint keys in the order DSPy lists them (dspy/signatures/field.py PYDANTIC_CONSTRAINT_MAP).
+CONSTRAINT_KEYS: Final = ("gt", "ge", "lt", "le", "min_length", "max_length")
+_RANGE_KEYS: Final = frozenset({"gt", "ge", "lt", "le"})
+
+# Names DSPy 3.4 / pydantic 2 fail on as field names (checked against real DSPy).
+RESERVED_FIELD_NAMES: Final = frozenset(
+    {
+        "fields",
+        "input_fields",
+        "output_fields",
+        "instructions",
+        "signature",
+        "model_config",
+        "model_dump",
+        "model_dump_json",
+        "model_validate",
+        "model_validate_json",
+        "model_validate_strings",
+    }
+)
+
+_DICT_KEY_KINDS: Final = frozenset({"str", "int", "float", "bool", "literal", "any"})
+_SCALARS: Final[dict[str, Any]] = {"str": str, "int": int, "float": float, "bool": bool, "any": Any}
+
+# typing special forms subscripted with run-time values (typed Any so that mypy accepts the subscription).
+_LITERAL: Final[Any] = Literal
+_OPTIONAL: Final[Any] = typing.Optional
+
+
+def _fail(path: str, message: str) -> typing.NoReturn:
+    raise ValidationError(f"{path}: {message}", field=path)
+
+
+def field_name_problem(name: str) -> str | None:
+    """Why `name` (an identifier, as the schema's pattern requires) cannot be a field name, or None."""
+    if keyword.iskeyword(name):
+        return f"'{name}' is a Python keyword and cannot be a field name"
+    if name.startswith("_"):
+        return f"field name '{name}' starts with an underscore, which pydantic does not allow"
+    if name in RESERVED_FIELD_NAMES:
+        return f"'{name}' is reserved by DSPy and cannot be a field name"
+    return None
+
+
+def format_type(expr: Mapping[str, Any]) -> str:
+    """A (checked) type expression in DSPy/Python notation: ``list[str]``, ``Optional[int]``."""
+    kind = expr["kind"]
+    if kind == "any":
+        return "Any"
+    if kind == "list":
+        return f"list[{format_type(expr['items'])}]"
+    if kind == "dict":
+        return f"dict[{format_type(expr['keys'])}, {format_type(expr['values'])}]"
+    if kind == "optional":
+        return f"Optional[{format_type(expr['inner'])}]"
+    if kind == "literal":
+        return f"Literal[{', '.join(repr(v) for v in expr['values'])}]"
+    return str(kind)
+
+
+def inner_kind(expr: Mapping[str, Any]) -> str:
+    """The kind under any number of `optional`s."""
+    while expr["kind"] == "optional":
+        expr = expr["inner"]
+    return str(expr["kind"])
+
+
+def _type(expr: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A shape-checked type expression, normalised (literal values without repeats)."""
+    kind = expr["kind"]
+    if kind == "list":
+        return {"kind": kind, "items": _type(expr["items"], f"{path}.items")}
+    if kind == "dict":
+        keys = _type(expr["keys"], f"{path}.keys")
+        if keys["kind"] not in _DICT_KEY_KINDS:
+            _fail(f"{path}.keys", f"dict keys must be str, int, float, bool, any or literal, not {format_type(keys)}")
+        return {"kind": kind, "keys": keys, "values": _type(expr["values"], f"{path}.values")}
+    if kind == "optional":
+        return {"kind": kind, "inner": _type(expr["inner"], f"{path}.inner")}
+    if kind == "literal":
+        values: list[str | int | float | bool] = []
+        for i, v in enumerate(expr["values"]):
+            if isinstance(v, float) and not math.isfinite(v):  # msgpack carries them; JSON and DSPy do not
+                _fail(f"{path}.values[{i}]", f"literal values must be finite, got {v}")
+            if not any(type(x) is type(v) and x == v for x in values):
+                values.append(v)
+        return {"kind": kind, "values": values}
+    return {"kind": kind}
+
+
+def _constraints(value: Mapping[str, Any], type_: Mapping[str, Any], path: str) -> dict[str, int | float]:
+    kind = inner_kind(type_)
+    out: dict[str, int | float] = {}
+    for key in CONSTRAINT_KEYS:
+        if key not in value:
+            continue
+        v = value[key]
+        if not math.isfinite(v):
+            _fail(f"{path}.{key}", f"expected a finite number, got {v}")
+        if key in _RANGE_KEYS and kind not in ("int", "float"):
+            _fail(f"{path}.{key}", f"range constraints apply to int and float fields, not {format_type(type_)}")
+        if key not in _RANGE_KEYS and kind not in ("str", "list", "dict"):
+            _fail(f"{path}.{key}", f"length constraints apply to str, list and dict fields, not {format_type(type_)}")
+        out[key] = v if key in _RANGE_KEYS else int(v)
+    inf = math.inf
+    lower = max(out.get("ge", -inf), out.get("gt", -inf))
+    upper = min(out.get("le", inf), out.get("lt", inf))
+    lower_exclusive = "gt" in out and out["gt"] >= out.get("ge", -inf)
+    upper_exclusive = "lt" in out and out["lt"] <= out.get("le", inf)
+    if lower > upper or (lower == upper and (lower_exclusive or upper_exclusive)):
+        _fail(path, "no value satisfies these range constraints")
+    if "min_length" in out and "max_length" in out and out["min_length"] > out["max_length"]:
+        _fail(path, "min_length is greater than max_length")
+    return out
+
+
+def check_signature(sig: object, path: str = "signature") -> dict[str, Any]:
+    """Checks a wire signature (the schema, then the rules above); returns a normalised copy."""
+    shaped = check_signature_shape(sig, path)
+    out: dict[str, Any] = {}
+    if "instructions" in shaped:
+        out["instructions"] = shaped["instructions"]
+    seen: dict[str, str] = {}
+    for side in ("inputs", "outputs"):
+        checked = []
+        for i, raw in enumerate(shaped[side]):
+            field_path = f"{path}.{side}[{i}]"
+            name = raw["name"]
+            if problem := field_name_problem(name):
+                _fail(f"{field_path}.name", problem)
+            previous = seen.get(name)
+            if previous is not None:
+                if previous.startswith(f"{path}.{side}"):
+                    _fail(f"{field_path}.name", f"duplicate field '{name}' (also {previous})")
+                _fail(f"{field_path}.name", f"field '{name}' is both an input and an output (also {previous})")
+            seen[name] = field_path
+            field: dict[str, Any] = {"name": name, "type": _type(raw["type"], f"{field_path}.type")}
+            field.update({k: raw[k] for k in ("desc", "prefix") if k in raw})
+            if constraints := _constraints(raw.get("constraints") or {}, field["type"], f"{field_path}.constraints"):
+                field["constraints"] = constraints
+            checked.append(field)
+        out[side] = checked
+    return out
+
+
+def type_from_expr(expr: Mapping[str, Any]) -> Any:
+    """The Python type of a checked type expression: ``list[str]``, ``dict[str, int]``, ``Optional[X]``,
+    ``Literal['a', 'b']``, ``typing.Any``."""
+    kind = expr["kind"]
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        return scalar
+    if kind == "list":
+        return types.GenericAlias(list, (type_from_expr(expr["items"]),))
+    if kind == "dict":
+        return types.GenericAlias(dict, (type_from_expr(expr["keys"]), type_from_expr(expr["values"])))
+    if kind == "optional":
+        return _OPTIONAL[type_from_expr(expr["inner"])]
+    if kind == "literal":
+        return _LITERAL[tuple(expr["values"])]
+    raise ValidationError(f"type.kind: unknown type kind {kind!r}", field="type.kind")
+
+
+def signature_key(sig: Mapping[str, Any]) -> str:
+    """A deterministic cache key: sha256 of the canonical JSON (sorted keys, compact) of the signature."""
+    try:
+        text = json.dumps(sig, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"signature: not plain JSON data: {exc}", field="signature") from exc
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
