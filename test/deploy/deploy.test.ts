@@ -270,29 +270,13 @@ function workerContract(): HealthContract {
   return { live: paths.live, ready: paths.ready, port: c.DEFAULT_HEALTH_PORT as number, source: "workers/dspex_worker/health.py" };
 }
 
-/** Pools, stream and consumer names as both languages define them (the contract when absent). */
+/** Pools, stream and consumer names as both languages' generated protocol defines them (schemas/bus.json). */
 async function busContract(): Promise<{ pools: string[]; stream: string; consumer: (pool: string) => string }> {
-  let pools: string[] = [...CONTRACT.pools];
-  let stream: string = CONTRACT.stream;
-  let consumer = (pool: string): string => pool;
-  const ts = join(ROOT, "services", "shared", "src", "wire", "subjects.ts");
-  if (existsSync(ts)) {
-    const mod = (await import(pathToFileURL(ts).href)) as {
-      POOLS?: readonly string[];
-      REQUEST_STREAM?: string;
-      consumerName?: (pool: string) => string;
-    };
-    if (mod.POOLS) pools = [...mod.POOLS];
-    if (mod.REQUEST_STREAM) stream = mod.REQUEST_STREAM;
-    if (mod.consumerName) consumer = mod.consumerName;
-  }
-  const py = join(ROOT, "workers", "dspex_worker", "wire.py");
-  if (existsSync(py)) {
-    const c = pythonConstants(py, ["POOLS", "REQUEST_STREAM"]);
-    if (c.POOLS !== undefined) assert.deepEqual(c.POOLS, pools, "Python POOLS differ from TypeScript POOLS");
-    if (c.REQUEST_STREAM !== undefined) assert.equal(c.REQUEST_STREAM, stream, "Python REQUEST_STREAM differs");
-  }
-  return { pools, stream, consumer };
+  const { POOLS, STREAMS, poolConsumer } = await import("@dspex/protocol");
+  const c = pythonConstants(join(ROOT, "workers", "dspex_worker", "protocol", "generated", "bus.py"), ["POOLS", "STREAMS"]);
+  assert.deepEqual(c.POOLS, [...POOLS], "Python POOLS differ from TypeScript POOLS");
+  assert.equal((c.STREAMS as { requests: { name: string } }).requests.name, STREAMS.requests.name, "Python request stream differs");
+  return { pools: [...POOLS], stream: STREAMS.requests.name, consumer: poolConsumer };
 }
 
 /** The workspace directories a TypeScript service needs at run time: itself and its @dspex/* dependencies. */

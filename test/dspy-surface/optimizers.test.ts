@@ -77,7 +77,7 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
       valset,
       metric: "answer_exact_match",
     });
-    assert.match(job.id, /^[0-9a-f-]{36}$/);
+    assert.match(job.id, /^op-[0-9a-z]+-[0-9a-f]{8}$/, "a job id of the one job model");
     assert.ok(performance.now() - started < 2_000, "compile() returns before the job runs");
     const [events, result] = await Promise.all([collect(job), job.result()]);
     t.diagnostic(`BootstrapFewShot job: ${Math.round(performance.now() - started)} ms, ${events.length} events`);
@@ -92,7 +92,7 @@ describe("optimizers as jobs on the optimizer pool", { timeout: 300_000 }, () =>
     assert.equal(types[0], "started");
     assert.equal(types.at(-1), "done");
     assert.ok(events.some((e) => e.type === "stage" && e.stage === "compiling"));
-    assert.ok(events.some((e) => e.type === "trial" && e.score === 100), "the final evaluation is a trial event");
+    assert.ok(events.some((e) => e.type === "trial" && e.last_score === 100), "the final evaluation is a trial event");
     assert.deepEqual(events.map((e) => e.seq), events.map((_, i) => i), "ordered, none lost");
     assert.ok((events.at(-1)!.lm_calls ?? 0) > 0 && (events.at(-1)!.metric_calls ?? 0) > 0);
 

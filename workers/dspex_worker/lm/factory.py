@@ -23,7 +23,9 @@ from ..protocol.errors import LMConfigError, ValidationError
 from .echo import ECHO_PROVIDER, EchoLM
 
 _JSON_ADAPTER = dspy.JSONAdapter()  # holds only its options, so one instance serves every request
-DEFAULT_NUM_RETRIES = 2
+# The client owns the retry policy (one layer: its retries of retryable replies, with jitter, within the
+# deadline); the LM client's own retries are off unless a request or the operator asks for them.
+DEFAULT_NUM_RETRIES = 0
 
 
 def default_lm_config() -> dict[str, Any] | None:

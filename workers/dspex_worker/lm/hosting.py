@@ -42,7 +42,8 @@ async def start_local_lm(timeout: float = 120.0) -> HostedLM:
         "-m",
         "dspex_worker.local_lm",
         "--port",
-        "0",
+        # a fixed port (the embedded fleet picks one) lets a restarted host serve where the workers look
+        os.environ.get("DSPEX_LOCAL_LM_PORT", "0"),
         stdout=asyncio.subprocess.PIPE,
         env=env,
     )

@@ -617,6 +617,10 @@ export const SCHEMAS = {
           "program": {
             "$ref": "request.schema.json#/definitions/program"
           },
+          "parent_version": {
+            "type": "integer",
+            "description": "optimize: the version the stored program was optimized from."
+          },
           "error": {
             "$ref": "error.schema.json"
           }

@@ -377,6 +377,10 @@ export interface JobProgress {
   last_score?: number | null;
   baseline_score?: number | null;
   program?: ProgramRef;
+  /**
+   * optimize: the version the stored program was optimized from.
+   */
+  parent_version?: number;
   error?: ErrorWire;
 }
 /**

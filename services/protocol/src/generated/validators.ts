@@ -11369,7 +11369,7 @@ return errors === 0;
 }
 
 export const validateJobProgress = validate47;
-const schema83 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
+const schema83 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"parent_version":{"type":"integer","description":"optimize: the version the stored program was optimized from."},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
 
 function validate47(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -11813,56 +11813,57 @@ else {
 var valid0 = true;
 }
 if(valid0){
-if(data.error !== undefined){
-let data28 = data.error;
+if(data.parent_version !== undefined){
+let data28 = data.parent_version;
 const _errs58 = errors;
-const _errs59 = errors;
-if(errors === _errs59){
-if(data28 && typeof data28 == "object" && !Array.isArray(data28)){
+if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
+validate47.errors = [{instancePath:instancePath+"/parent_version",schemaPath:"#/properties/parent_version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+var valid0 = _errs58 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.error !== undefined){
+let data29 = data.error;
+const _errs60 = errors;
+const _errs61 = errors;
+if(errors === _errs61){
+if(data29 && typeof data29 == "object" && !Array.isArray(data29)){
 let missing2;
-if((((data28.type === undefined) && (missing2 = "type")) || ((data28.message === undefined) && (missing2 = "message"))) || ((data28.retryable === undefined) && (missing2 = "retryable"))){
+if((((data29.type === undefined) && (missing2 = "type")) || ((data29.message === undefined) && (missing2 = "message"))) || ((data29.retryable === undefined) && (missing2 = "retryable"))){
 validate47.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"}];
 return false;
 }
 else {
-const _errs61 = errors;
-for(const key2 in data28){
+const _errs63 = errors;
+for(const key2 in data29){
 if(!(((((key2 === "type") || (key2 === "message")) || (key2 === "field")) || (key2 === "retryable")) || (key2 === "details"))){
 validate47.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs61 === errors){
-if(data28.type !== undefined){
-let data29 = data28.type;
-const _errs62 = errors;
-if(!(((((((((((((((((((((((data29 === "DecodeError") || (data29 === "VersionError")) || (data29 === "UnknownOperation")) || (data29 === "ValidationError")) || (data29 === "PayloadTooLarge")) || (data29 === "LMConfigError")) || (data29 === "LMError")) || (data29 === "LMOutputError")) || (data29 === "WorkerError")) || (data29 === "DeadlineExceeded")) || (data29 === "AffinityError")) || (data29 === "Unsupported")) || (data29 === "Cancelled")) || (data29 === "NotFound")) || (data29 === "SignatureError")) || (data29 === "NoWorkersError")) || (data29 === "CircuitOpenError")) || (data29 === "TransportError")) || (data29 === "BusError")) || (data29 === "DatasetError")) || (data29 === "ErrorBudgetExceeded")) || (data29 === "IncompleteJob")) || (data29 === "MetricError"))){
+if(_errs63 === errors){
+if(data29.type !== undefined){
+let data30 = data29.type;
+const _errs64 = errors;
+if(!(((((((((((((((((((((((data30 === "DecodeError") || (data30 === "VersionError")) || (data30 === "UnknownOperation")) || (data30 === "ValidationError")) || (data30 === "PayloadTooLarge")) || (data30 === "LMConfigError")) || (data30 === "LMError")) || (data30 === "LMOutputError")) || (data30 === "WorkerError")) || (data30 === "DeadlineExceeded")) || (data30 === "AffinityError")) || (data30 === "Unsupported")) || (data30 === "Cancelled")) || (data30 === "NotFound")) || (data30 === "SignatureError")) || (data30 === "NoWorkersError")) || (data30 === "CircuitOpenError")) || (data30 === "TransportError")) || (data30 === "BusError")) || (data30 === "DatasetError")) || (data30 === "ErrorBudgetExceeded")) || (data30 === "IncompleteJob")) || (data30 === "MetricError"))){
 validate47.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema60.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid6 = _errs62 === errors;
+var valid6 = _errs64 === errors;
 }
 else {
 var valid6 = true;
 }
 if(valid6){
-if(data28.message !== undefined){
-const _errs63 = errors;
-if(typeof data28.message !== "string"){
-validate47.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-var valid6 = _errs63 === errors;
-}
-else {
-var valid6 = true;
-}
-if(valid6){
-if(data28.field !== undefined){
+if(data29.message !== undefined){
 const _errs65 = errors;
-if(typeof data28.field !== "string"){
-validate47.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(typeof data29.message !== "string"){
+validate47.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs65 === errors;
@@ -11871,10 +11872,10 @@ else {
 var valid6 = true;
 }
 if(valid6){
-if(data28.retryable !== undefined){
+if(data29.field !== undefined){
 const _errs67 = errors;
-if(typeof data28.retryable !== "boolean"){
-validate47.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+if(typeof data29.field !== "string"){
+validate47.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs67 === errors;
@@ -11883,14 +11884,26 @@ else {
 var valid6 = true;
 }
 if(valid6){
-if(data28.details !== undefined){
-let data33 = data28.details;
+if(data29.retryable !== undefined){
 const _errs69 = errors;
-if(!(data33 && typeof data33 == "object" && !Array.isArray(data33))){
-validate47.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+if(typeof data29.retryable !== "boolean"){
+validate47.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid6 = _errs69 === errors;
+}
+else {
+var valid6 = true;
+}
+if(valid6){
+if(data29.details !== undefined){
+let data34 = data29.details;
+const _errs71 = errors;
+if(!(data34 && typeof data34 == "object" && !Array.isArray(data34))){
+validate47.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+var valid6 = _errs71 === errors;
 }
 else {
 var valid6 = true;
@@ -11907,10 +11920,11 @@ validate47.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schem
 return false;
 }
 }
-var valid0 = _errs58 === errors;
+var valid0 = _errs60 === errors;
 }
 else {
 var valid0 = true;
+}
 }
 }
 }

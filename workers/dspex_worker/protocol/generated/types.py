@@ -598,6 +598,10 @@ class JobProgress(TypedDict, closed=True):
     last_score: NotRequired[float | None]
     baseline_score: NotRequired[float | None]
     program: NotRequired[ProgramRef]
+    parent_version: NotRequired[int]
+    """
+    optimize: the version the stored program was optimized from.
+    """
     error: NotRequired[ErrorWire]
 
 

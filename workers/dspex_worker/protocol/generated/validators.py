@@ -833,6 +833,10 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                             "program": {
                                 "$ref": "https://dspex.dev/schemas/v1/request.schema.json#/definitions/program"
                             },
+                            "parent_version": {
+                                "type": "integer",
+                                "description": "optimize: the version the stored program was optimized from.",
+                            },
                             "error": {"$ref": "https://dspex.dev/schemas/v1/error.schema.json"},
                         },
                         "additionalProperties": False,
@@ -7227,6 +7231,10 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                         },
                         "title": "ProgramRef",
                     },
+                    "parent_version": {
+                        "type": "integer",
+                        "description": "optimize: the version the stored program was optimized from.",
+                    },
                     "error": {
                         "$schema": "http://json-schema.org/draft-07/schema#",
                         "$id": "https://dspex.dev/schemas/v1/error.schema.json",
@@ -7470,6 +7478,10 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                 "version": {"type": "integer", "minimum": 1},
                             },
                             "title": "ProgramRef",
+                        },
+                        "parent_version": {
+                            "type": "integer",
+                            "description": "optimize: the version the stored program was optimized from.",
                         },
                         "error": {
                             "$schema": "http://json-schema.org/draft-07/schema#",
@@ -8016,6 +8028,24 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
             validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_program(
                 data__program, custom_formats, (name_prefix or "data") + ".program"
             )
+        if "parent_version" in data_keys:
+            data_keys.remove("parent_version")
+            data__parentversion = data["parent_version"]
+            if (
+                not isinstance(data__parentversion, (int))
+                and not (isinstance(data__parentversion, float) and data__parentversion.is_integer())
+                or isinstance(data__parentversion, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".parent_version must be integer",
+                    value=data__parentversion,
+                    name="" + (name_prefix or "data") + ".parent_version",
+                    definition={
+                        "type": "integer",
+                        "description": "optimize: the version the stored program was optimized from.",
+                    },
+                    rule="type",
+                )
         if "error" in data_keys:
             data_keys.remove("error")
             data__error = data["error"]
@@ -8090,6 +8120,10 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                 "version": {"type": "integer", "minimum": 1},
                             },
                             "title": "ProgramRef",
+                        },
+                        "parent_version": {
+                            "type": "integer",
+                            "description": "optimize: the version the stored program was optimized from.",
                         },
                         "error": {
                             "$schema": "http://json-schema.org/draft-07/schema#",
