@@ -20,6 +20,19 @@ export interface ApplyReport {
   refused: Difference[];
 }
 
+/**
+ * Records what a comparison found: nothing (unchanged), or the changes to make and the refusals. Returns the
+ * changes the server can make in place (empty: nothing to update).
+ */
+function triage(report: ApplyReport, what: string, diff: Difference[]): Difference[] {
+  if (diff.length === 0) {
+    report.unchanged.push(what);
+    return [];
+  }
+  report.refused.push(...diff.filter((d) => d.immutable));
+  return diff.filter((d) => !d.immutable);
+}
+
 async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamConfig | undefined> {
   try {
     return (await jsm.streams.info(name)).config;
@@ -43,11 +56,8 @@ async function applyStream(jsm: JetStreamManager, spec: StreamSpec, report: Appl
     }
   }
   const current = live ?? (await jsm.streams.info(spec.config.name)).config;
-  const diff = diffStream(spec, current);
-  if (diff.length === 0) return void report.unchanged.push(what);
-  const refused = diff.filter((d) => d.immutable);
-  report.refused.push(...refused);
-  if (refused.length === diff.length) return;
+  const changes = triage(report, what, diffStream(spec, current));
+  if (changes.length === 0) return;
   await jsm.streams.update(spec.config.name, {
     ...current,
     ...spec.config,
@@ -56,7 +66,7 @@ async function applyStream(jsm: JetStreamManager, spec: StreamSpec, report: Appl
     retention: current.retention,
     storage: current.storage,
   } as StreamConfig);
-  report.updated.push({ what, changes: diff.filter((d) => !d.immutable) });
+  report.updated.push({ what, changes });
 }
 
 async function applyConsumer(jsm: JetStreamManager, spec: ConsumerSpec, report: ApplyReport): Promise<void> {
@@ -72,11 +82,8 @@ async function applyConsumer(jsm: JetStreamManager, spec: ConsumerSpec, report: 
     report.created.push(what);
     return;
   }
-  const diff = diffConsumer(spec, live);
-  if (diff.length === 0) return void report.unchanged.push(what);
-  const refused = diff.filter((d) => d.immutable);
-  report.refused.push(...refused);
-  if (refused.length === diff.length) return;
+  const changes = triage(report, what, diffConsumer(spec, live));
+  if (changes.length === 0) return;
   const { durable_name: _name, ...mutable } = spec.config;
   await jsm.consumers.update(spec.stream, spec.config.durable_name, {
     ack_wait: mutable.ack_wait,
@@ -87,7 +94,7 @@ async function applyConsumer(jsm: JetStreamManager, spec: ConsumerSpec, report: 
     metadata: mutable.metadata,
     ...(mutable.priority_groups ? { priority_groups: mutable.priority_groups, priority_timeout: mutable.priority_timeout } : {}),
   });
-  report.updated.push({ what, changes: diff.filter((d) => !d.immutable) });
+  report.updated.push({ what, changes });
 }
 
 async function applyBucket(nc: NatsConnection, jsm: JetStreamManager, spec: BucketSpec, report: ApplyReport): Promise<void> {
@@ -105,11 +112,8 @@ async function applyBucket(nc: NatsConnection, jsm: JetStreamManager, spec: Buck
     report.created.push(what);
     return;
   }
-  const diff = diffBucket(spec, live);
-  if (diff.length === 0) return void report.unchanged.push(what);
-  const refused = diff.filter((d) => d.immutable);
-  report.refused.push(...refused);
-  if (refused.length === diff.length) return;
+  const changes = triage(report, what, diffBucket(spec, live));
+  if (changes.length === 0) return;
   await jsm.streams.update(spec.stream, {
     ...live,
     num_replicas: spec.replicas,
@@ -117,7 +121,7 @@ async function applyBucket(nc: NatsConnection, jsm: JetStreamManager, spec: Buck
     max_age: spec.ttlMs * 1e6,
     max_bytes: spec.maxBytes > 0 ? spec.maxBytes : -1,
   });
-  report.updated.push({ what, changes: diff.filter((d) => !d.immutable) });
+  report.updated.push({ what, changes });
 }
 
 export async function applyBus(nc: NatsConnection, spec: BusSpec): Promise<ApplyReport> {

@@ -15,3 +15,4 @@ export { poolSettings, POOL_DEFAULTS, envName, type PoolSettings } from "./pools
 export { consumerBackoffMs } from "./backoff.js";
 export { jsCode, JS_CODES, isStreamNotFound, isConsumerNotFound, isWrongLastSequence } from "./jserrors.js";
 export { publishWithRetry, isTransientPublishError, type PublishRetryOptions } from "./publish.js";
+export { LazyBucket, isLive, type BucketName } from "./buckets.js";

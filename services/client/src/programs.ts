@@ -5,9 +5,10 @@
  * worker that first ran it.
  */
 import { randomUUID } from "node:crypto";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { LazyBucket, isLive } from "@dspex/bus";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { BUCKETS, NotFound, ValidationError, type Operation, type SignatureWire } from "@dspex/protocol";
+import { NotFound, ValidationError, type Operation, type SignatureWire } from "@dspex/protocol";
 import { resolveSignature, type SignatureInput } from "@dspex/native";
 import type { SessionTable } from "./sessions.js";
 
@@ -49,14 +50,15 @@ export interface ProgramVersion {
 const PROGRAM_ID = /^[-_a-zA-Z0-9]{1,128}$/;
 
 export class ProgramStore {
-  private kv: Promise<KV> | undefined;
+  private readonly kv: LazyBucket;
   private readonly byVersion = new Map<string, ProgramVersion>();
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(nc: NatsConnection) {
+    this.kv = new LazyBucket(nc, "programs");
+  }
 
   private bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.nc).open(BUCKETS.programs.name);
-    return this.kv;
+    return this.kv.get();
   }
 
   async create(options: CreateProgramOptions): Promise<ProgramVersion> {
@@ -97,7 +99,7 @@ export class ProgramStore {
     }
     const kv = await this.bucket();
     const entry = version === undefined ? await kv.get(id) : await kv.get(id, { revision: version });
-    if (!entry || entry.operation !== "PUT" || entry.length === 0) {
+    if (!isLive(entry)) {
       throw new NotFound(
         `no program ${JSON.stringify(id)}${version === undefined ? "" : ` at version ${version}`} (deleted, expired with its session, or never created)`,
         { field: "program", details: { program: id, ...(version === undefined ? {} : { version }) } },
@@ -119,7 +121,7 @@ export class ProgramStore {
     const removed: string[] = [];
     for await (const key of await kv.keys()) {
       const entry = await kv.get(key);
-      if (!entry || entry.operation !== "PUT" || entry.length === 0) continue;
+      if (!isLive(entry)) continue;
       const def = entry.json<ProgramDefinition>();
       if (def.session && !(await sessions.exists(def.session))) {
         await this.delete(def.id);

@@ -3,9 +3,10 @@
  * the KV bucket `dspex_sessions`, whose TTL is the idle timeout, so an idle session simply ages out and the
  * programs created in it are swept (see programs.ts).
  */
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { LazyBucket, isLive } from "@dspex/bus";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { BUCKETS, type Pool } from "@dspex/protocol";
+import type { Pool } from "@dspex/protocol";
 
 export interface SessionRecord {
   worker: string;
@@ -19,14 +20,15 @@ export function sessionKey(session: string): string {
 }
 
 export class SessionTable {
-  private kv: Promise<KV> | undefined;
+  private readonly kv: LazyBucket;
   private readonly local = new Map<string, SessionRecord>();
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(nc: NatsConnection) {
+    this.kv = new LazyBucket(nc, "sessions");
+  }
 
   private bucket(): Promise<KV> {
-    this.kv ??= new Kvm(this.nc).open(BUCKETS.sessions.name);
-    return this.kv;
+    return this.kv.get();
   }
 
   /** Worker that last served the session, if the session is still alive. */
@@ -34,7 +36,7 @@ export class SessionTable {
     const cached = this.local.get(session);
     if (cached) return cached.worker;
     const entry = await (await this.bucket()).get(sessionKey(session));
-    if (!entry || entry.operation !== "PUT" || entry.length === 0) return undefined;
+    if (!isLive(entry)) return undefined;
     const record = entry.json<SessionRecord>();
     this.local.set(session, record);
     return record.worker;
@@ -42,7 +44,7 @@ export class SessionTable {
 
   async exists(session: string): Promise<boolean> {
     const entry = await (await this.bucket()).get(sessionKey(session));
-    return entry !== null && entry.operation === "PUT" && entry.length > 0;
+    return isLive(entry);
   }
 
   /** Records a use; refreshes the idle TTL. Written in the background: a call never waits on it. */

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { isWrongLastSequence } from "@dspex/bus";
+import { isLive, isWrongLastSequence } from "@dspex/bus";
 import { BUCKETS, NotFound, TransportError, ValidationError, type JobKind, type JobRecord, type JobStatus } from "@dspex/protocol";
 
 const encoder = new TextEncoder();
@@ -56,7 +56,7 @@ export class JobStore {
 
   async get(id: string): Promise<Stored | null> {
     const entry = await this.kv.get(id);
-    if (!entry || entry.operation !== "PUT" || entry.length === 0) return null;
+    if (!isLive(entry)) return null;
     return { record: JSON.parse(decoder.decode(entry.value)) as JobRecord, revision: entry.revision };
   }
 

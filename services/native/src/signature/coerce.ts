@@ -4,7 +4,7 @@
  * `ast.literal_eval` for the literal subset.
  */
 
-import { type Token, tokenize } from "./pytokens.js";
+import { type Token, TokenCursor, tokenize } from "./pytokens.js";
 import { pyNumberRepr, pyStringRepr } from "./types.js";
 
 /** Python `repr()` of a JSON/msgpack value. */
@@ -266,25 +266,7 @@ export function literalEval(text: string): { ok: true; value: unknown } | { ok: 
   }
 }
 
-class LiteralParser {
-  i = 0;
-  constructor(readonly tokens: Token[]) {}
-
-  peek(): Token {
-    return this.tokens[this.i] ?? this.tokens[this.tokens.length - 1]!;
-  }
-
-  next(): Token {
-    const tok = this.peek();
-    this.i++;
-    return tok;
-  }
-
-  isOp(v: string): boolean {
-    const tok = this.peek();
-    return tok.t === "op" && tok.value === v;
-  }
-
+class LiteralParser extends TokenCursor {
   top(): unknown {
     const first = this.expr();
     if (this.isOp(",")) {

@@ -12,7 +12,7 @@ import { SignatureError } from "@dspex/protocol";
 import { signatureError } from "./errors.js";
 import { LruCache } from "./lru.js";
 import { closest, fieldNameProblem, PYTHON_KEYWORDS } from "./names.js";
-import { type Token, TokenError, tokenize } from "./pytokens.js";
+import { type Token, TokenCursor, TokenError, tokenize } from "./pytokens.js";
 import {
   type Field,
   formatType,
@@ -57,25 +57,7 @@ class Fail extends Error {
 const CLOSERS: Record<string, string> = { "[": "]", "(": ")", "{": "}" };
 
 /** Recursive-descent parser over a token list. */
-class ExprParser {
-  i = 0;
-  constructor(readonly tokens: Token[]) {}
-
-  peek(): Token {
-    return this.tokens[this.i] ?? this.tokens[this.tokens.length - 1]!;
-  }
-
-  next(): Token {
-    const tok = this.peek();
-    if (this.i < this.tokens.length - 1) this.i++;
-    return tok;
-  }
-
-  isOp(value: string): boolean {
-    const tok = this.peek();
-    return tok.t === "op" && tok.value === value;
-  }
-
+class ExprParser extends TokenCursor {
   expr(): Node {
     let left = this.unary();
     while (this.isOp("|")) {

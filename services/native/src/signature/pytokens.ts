@@ -217,3 +217,25 @@ function readEscape(src: string, i: number, bytes: boolean): { text: string; end
   if (!bytes && next === "N") throw new TokenError("\\N{...} escapes are not supported", i);
   return { text: "\\" + next, end: i + 2 }; // unknown escapes keep the backslash, as in Python
 }
+
+/** A cursor over a token list (the last token is `end`): what the recursive-descent parsers share. */
+export class TokenCursor {
+  i = 0;
+  constructor(readonly tokens: Token[]) {}
+
+  peek(): Token {
+    return this.tokens[this.i] ?? this.tokens[this.tokens.length - 1]!;
+  }
+
+  /** The current token; moves on, but never past the final `end` token. */
+  next(): Token {
+    const tok = this.peek();
+    if (this.i < this.tokens.length - 1) this.i++;
+    return tok;
+  }
+
+  isOp(value: string): boolean {
+    const tok = this.peek();
+    return tok.t === "op" && tok.value === value;
+  }
+}
