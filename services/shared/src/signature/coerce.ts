@@ -5,7 +5,7 @@
  */
 
 import { type Token, tokenize } from "./pytokens.js";
-import { pyNumberRepr, pyStringRepr } from "./types.js";
+import { PyFloat, pyFloatRepr, pyNumberRepr, pyStringRepr } from "./types.js";
 
 /** Python `repr()` of a JSON/msgpack value. */
 export function pyRepr(value: unknown): string {
@@ -22,6 +22,7 @@ export function pyRepr(value: unknown): string {
     default:
       break;
   }
+  if (value instanceof PyFloat) return pyFloatRepr(value.value);
   if (Array.isArray(value)) return `[${value.map(pyRepr).join(", ")}]`;
   if (value instanceof Uint8Array) return `b${pyStringRepr(String.fromCharCode(...value))}`;
   if (value instanceof Map) {
@@ -38,6 +39,14 @@ export function pyStr(value: unknown): string {
   return typeof value === "string" ? value : pyRepr(value);
 }
 
+export interface LooseJsonOptions {
+  /**
+   * Return the numbers Python would read as floats (`3.0`, `1e3`, `NaN`) as PyFloat, so that `str()` of the
+   * result matches Python's. Valid JSON then goes through the lenient parser, which reads it the same way.
+   */
+  tagFloats?: boolean;
+}
+
 /** Marker for "json_repair found nothing" (it returns "" then). */
 export const NOTHING: unique symbol = Symbol("nothing");
 
@@ -47,8 +56,9 @@ export const NOTHING: unique symbol = Symbol("nothing");
  * trailing commas, bare words, unclosed at the end); otherwise NOTHING. json_repair has many more repair
  * heuristics for badly broken JSON; those are not reproduced.
  */
-export function looseJsonLoads(text: string): unknown {
-  if (mayBeJson(text)) {
+export function looseJsonLoads(text: string, options: LooseJsonOptions = {}): unknown {
+  const tagFloats = options.tagFloats === true;
+  if (!tagFloats && mayBeJson(text)) {
     try {
       const value = JSON.parse(text) as unknown;
       // JSON "-0" is the Python int 0; only "-0.0" (or an exponent form) is the float -0.0.
@@ -58,12 +68,26 @@ export function looseJsonLoads(text: string): unknown {
     }
   }
   const trimmed = text.trim();
-  if (trimmed === "NaN") return NaN;
-  if (trimmed === "Infinity") return Infinity;
-  if (trimmed === "-Infinity") return -Infinity;
+  const float = tagFloats ? (n: number) => new PyFloat(n) : (n: number) => n;
+  if (trimmed === "NaN") return float(NaN);
+  if (trimmed === "Infinity") return float(Infinity);
+  if (trimmed === "-Infinity") return float(-Infinity);
+  if (tagFloats && mayBeJson(text)) {
+    // Only a top-level scalar needs this: containers go through the lenient parser, which tags floats.
+    const start = text.search(/\S/);
+    if (text[start] !== "[" && text[start] !== "{") {
+      try {
+        const value = JSON.parse(text) as unknown;
+        if (typeof value !== "number") return value;
+        return /[.eE]/.test(trimmed) ? new PyFloat(value) : Object.is(value, -0) ? 0 : value;
+      } catch {
+        // fall through
+      }
+    }
+  }
   const start = text.search(/[[{]/);
   if (start < 0) return NOTHING;
-  const parser = new LenientJson(text, start);
+  const parser = new LenientJson(text, start, tagFloats);
   let values: unknown[];
   try {
     values = [parser.value()];
@@ -104,6 +128,7 @@ function mayBeJson(text: string): boolean {
 const GIVE_UP = Object.freeze({ giveUp: true });
 
 function pyTruthy(v: unknown): boolean {
+  if (v instanceof PyFloat) return v.value !== 0;
   if (Array.isArray(v)) return v.length > 0;
   if (v !== null && typeof v === "object") return Object.keys(v).length > 0;
   return Boolean(v);
@@ -130,6 +155,7 @@ class LenientJson {
   constructor(
     readonly s: string,
     public i: number,
+    readonly tagFloats = false,
   ) {}
 
   ws(): void {
@@ -235,15 +261,19 @@ class LenientJson {
       case "None":
         return null;
       case "NaN":
-        return NaN;
+        return this.tagFloats ? new PyFloat(NaN) : NaN;
       case "Infinity":
-        return Infinity;
+        return this.tagFloats ? new PyFloat(Infinity) : Infinity;
       case "-Infinity":
-        return -Infinity;
+        return this.tagFloats ? new PyFloat(-Infinity) : -Infinity;
       default:
         break;
     }
-    if (/^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/.test(word)) return Number(word);
+    if (/^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/.test(word)) {
+      const n = Number(word);
+      if (this.tagFloats && /[.eE]/.test(word)) return new PyFloat(n);
+      return Object.is(n, -0) && !/[.eE]/.test(word) ? 0 : n;
+    }
     return word;
   }
 }

@@ -17,6 +17,7 @@ import {
   type Field,
   formatType,
   type LiteralValue,
+  pyStrip,
   type SignatureWire,
   type TypeExpr,
   unwrapOptional,
@@ -241,10 +242,6 @@ function compileKey(type: TypeExpr): Check {
     const r = lax(k, path, ctx);
     return r === FAIL ? FAIL : String(r);
   };
-}
-
-function pyStrip(s: string): string {
-  return s.replace(/^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/g, "");
 }
 
 /** DSPy's `parse_value(value, annotation)` for a top-level field value. */
@@ -476,4 +473,22 @@ export function problemsToError(problems: readonly ValidationProblem[], side: "i
 /** Compiles validators for both sides of a (checked) signature. */
 export function compileValidators(sig: SignatureWire): { inputs: SideValidator; outputs: SideValidator } {
   return { inputs: new SideValidator(sig.inputs, "input"), outputs: new SideValidator(sig.outputs, "output") };
+}
+
+const parsers = new WeakMap<TypeExpr, Check>();
+
+/**
+ * DSPy's `parse_value(value, annotation)` (dspy/adapters/utils.py), which the adapters apply to each output
+ * field: the value coerced to the type, or the problem. Unlike `validateOutputs` it checks no constraints and
+ * gives null no special meaning (`str(None)` is `"None"`, `None` is no int).
+ */
+export function parseValue(type: TypeExpr, value: unknown, name = "value"): CheckResult<unknown> {
+  let parse = parsers.get(type);
+  if (parse === undefined) {
+    parse = compileParseValue(type);
+    parsers.set(type, parse);
+  }
+  const ctx: Ctx = { field: name, problems: [], side: "output" };
+  const r = parse(value, name, ctx);
+  return r === FAIL ? { ok: false, problems: ctx.problems } : { ok: true, value: r };
 }
