@@ -3,9 +3,9 @@
  * messages byte for byte as `ChatAdapter().format(signature, demos, inputs)` makes them, and answers parsed
  * as `ChatAdapter().parse(signature, completion)` parses them. JSONAdapter (json.ts) extends it, as in DSPy.
  *
- * Values are given as JSON-like data (what the router validated, or demos as stored). A number in a position
- * the signature types `float` is printed as a Python float (`3.0`), because the worker's input validation makes
- * it one before DSPy formats it; PyFloat marks a float anywhere else (see pythonTyped).
+ * Values are the Python values DSPy would be given, as JSON-like data: an integral number is a Python int, a
+ * PyFloat a float. Inputs of a request reach DSPy through the worker's validation, which makes a `float`
+ * field's `3` the float `3.0`: workerInputs(signature, inputs) does that step (demos are not validated).
  */
 
 import { parseValue } from "../signature/validate.js";
@@ -18,7 +18,6 @@ import {
   fieldDescriptions,
   formatFieldValue,
   has,
-  pythonTyped,
 } from "./format.js";
 import { pyDedent, pyLen, pySliceFrom, pySplitlines, pyStrip } from "./python.js";
 import { type AdapterField, type AdapterSignature, adapterSignature } from "./signature.js";
@@ -108,7 +107,7 @@ export class ChatAdapter {
   ): string {
     const parts = [prefix];
     for (const f of sig.inputs) {
-      if (has(values, f.name)) parts.push(`[[ ## ${f.name} ## ]]\n${formatFieldValue(f.type, pythonTyped(values[f.name], f.type))}`);
+      if (has(values, f.name)) parts.push(`[[ ## ${f.name} ## ]]\n${formatFieldValue(f.type, values[f.name])}`);
     }
     if (mainRequest) parts.push(this.userMessageOutputRequirements(sig));
     parts.push(suffix);
@@ -131,7 +130,7 @@ export class ChatAdapter {
 
   /** ChatAdapter's `format_field_with_value`: `[[ ## name ## ]]` sections. */
   formatFieldsWithValues(fields: ReadonlyArray<[AdapterField, unknown]>): string {
-    return pyStrip(fields.map(([f, v]) => `[[ ## ${f.name} ## ]]\n${formatFieldValue(f.type, pythonTyped(v, f.type))}`).join("\n\n"));
+    return pyStrip(fields.map(([f, v]) => `[[ ## ${f.name} ## ]]\n${formatFieldValue(f.type, v)}`).join("\n\n"));
   }
 
   /**

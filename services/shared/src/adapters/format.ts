@@ -4,19 +4,19 @@
  * dspy/adapters/_legacy_type_markers.py, which every user message passes through).
  */
 
+import { compileSignature } from "../signature/compiled.js";
 import { looseJsonLoads, NOTHING } from "../signature/coerce.js";
 import { PyFloat } from "../signature/types.js";
-import type { TypeExpr } from "../wire/envelope.js";
+import type { SignatureWire, TypeExpr } from "../wire/envelope.js";
 import { annotationName, normalizeType } from "./annotations.js";
 import { AdapterFormatError } from "./errors.js";
 import { isPlainObject, pyJsonDumps, pyStrip, pyStrOf, pyTypeName, serializeForJson } from "./python.js";
 import type { AdapterField } from "./signature.js";
 
 /**
- * Marks the numbers that are Python floats in a value of the given type. The worker validates inputs with
- * pydantic before DSPy formats them, so a `float` field (or a `list[float]` item, ...) holds a float even when
- * the caller sent `3`, and DSPy prints `3.0`. Numbers elsewhere stay ints when integral, as JSON and msgpack
- * read them. A PyFloat given by the caller is kept.
+ * Marks the numbers that are Python floats in a value of the given type: in a `float` position (a `float`
+ * field, a `list[float]` item, ...) a number is a float even when integral, as pydantic makes it; numbers
+ * elsewhere are left as they are (an integral number is an int, as JSON and msgpack read it). A PyFloat stays.
  */
 export function pythonTyped(value: unknown, type: TypeExpr): unknown {
   if (value instanceof PyFloat || value === null || value === undefined) return value;
@@ -33,6 +33,19 @@ export function pythonTyped(value: unknown, type: TypeExpr): unknown {
     default:
       return value;
   }
+}
+
+/**
+ * The inputs as DSPy receives them on the Python path: validated and coerced as the worker's `validate_inputs`
+ * does before it calls the module (throws ValidationError as the router does), with the floats pydantic makes
+ * marked as PyFloat, so that `float` fields print as DSPy prints them (`3.0`). `signature` is the request's
+ * signature (for ChainOfThought, the signature before its extension).
+ */
+export function workerInputs(signature: SignatureWire, inputs: unknown): Record<string, unknown> {
+  const valid = compileSignature(signature).validateInputs(inputs);
+  const out: Record<string, unknown> = {};
+  for (const f of signature.inputs) if (Object.hasOwn(valid, f.name)) out[f.name] = pythonTyped(valid[f.name], f.type);
+  return out;
 }
 
 /** Python's `needle in container` for the containers a JSON value can be; TypeError for the others. */

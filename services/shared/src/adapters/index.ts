@@ -22,7 +22,7 @@ export {
   type AdapterParseErrorInit,
   type FieldParseProblem,
 } from "./errors.js";
-export { type ChatMessage, type ContentPart, formatFieldValue, pythonTyped } from "./format.js";
+export { type ChatMessage, type ContentPart, formatFieldValue, pythonTyped, workerInputs } from "./format.js";
 export {
   type AdapterField,
   type AdapterSignature,

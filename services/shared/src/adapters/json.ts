@@ -9,7 +9,7 @@ import type { SignatureWire } from "../wire/envelope.js";
 import { STRUCTURED_OUTPUTS_NAME, strictJsonSchema, structuredOutputsSchema, translateFieldType } from "./annotations.js";
 import { type AdapterName, AdapterParseError } from "./errors.js";
 import { ChatAdapter, checkComplete, type LMCapabilities, type RequestParams, typeInfo } from "./chat.js";
-import { has, pythonTyped } from "./format.js";
+import { has } from "./format.js";
 import { isPlainObject, pyJsonDumps, pyStrip, pyStrOf, serializeForJson } from "./python.js";
 import { type AdapterField, type AdapterSignature, adapterSignature } from "./signature.js";
 
@@ -110,7 +110,7 @@ export class JSONAdapter extends ChatAdapter {
 
 /** JSONAdapter's assistant-side `format_field_with_value`: `json.dumps(..., indent=2, ensure_ascii=False)`. */
 function jsonObject(fields: ReadonlyArray<[AdapterField, unknown]>): string {
-  const values = Object.fromEntries(fields.map(([f, v]) => [f.name, pythonTyped(v, f.type)]));
+  const values = Object.fromEntries(fields.map(([f, v]) => [f.name, v]));
   return pyJsonDumps(serializeForJson(values), 2);
 }
 

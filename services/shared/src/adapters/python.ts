@@ -7,7 +7,7 @@
  */
 
 import { pyStr } from "../signature/coerce.js";
-import { isPySpace, PyFloat, pyFloatRepr, pyLstrip, pyNumberRepr, pyStrip } from "../signature/types.js";
+import { isPySpace, PyFloat, pyFloatRepr, pyLstrip, pyStrip } from "../signature/types.js";
 
 export { isPySpace, pyLstrip, pyStrip };
 
@@ -134,18 +134,26 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 }
 
 /**
- * Python `repr()` of an int given as a JS number. An integral number is a Python int (JSON and msgpack both
- * read integral numbers as ints); beyond 2^53 its exact decimal expansion is what Python prints.
+ * Whether a JS number stands for a Python int: integral and written without an exponent by JSON.stringify
+ * (below 1e21), which is how Python's json reads it. Everything else is a float (as is a PyFloat).
+ */
+export function isPyInt(n: number): boolean {
+  return Number.isInteger(n) && Math.abs(n) < 1e21 && !Object.is(n, -0); // -0 only comes from a float
+}
+
+/**
+ * Python `repr()` of an int given as a JS number: the digits JSON writes for it (beyond 2^53 those are the
+ * shortest round-trip digits, e.g. 2**60 is 1152921504606847000, the int Python reads from that JSON).
  */
 function pyIntRepr(n: number): string {
-  return Number.isSafeInteger(n) ? String(Object.is(n, -0) ? 0 : n) : BigInt(n).toString();
+  return String(n);
 }
 
 /** The Python type name of a JSON-like value: `int`, `float`, `str`, `list`, `dict`, `bool`, `NoneType`. */
 export function pyTypeName(value: unknown): string {
   if (value === null || value === undefined) return "NoneType";
   if (value instanceof PyFloat) return "float";
-  if (typeof value === "number") return Number.isInteger(value) ? "int" : "float";
+  if (typeof value === "number") return isPyInt(value) ? "int" : "float";
   if (typeof value === "bigint") return "int";
   if (typeof value === "boolean") return "bool";
   if (typeof value === "string") return "str";
@@ -155,7 +163,7 @@ export function pyTypeName(value: unknown): string {
 
 /** Python `str()` of a JSON-like value (PyFloat and non-integral numbers as floats, integral numbers as ints). */
 export function pyStrOf(value: unknown): string {
-  if (typeof value === "number" && Number.isInteger(value)) return pyIntRepr(value);
+  if (typeof value === "number" && isPyInt(value)) return pyIntRepr(value);
   return pyStr(value);
 }
 
@@ -163,8 +171,7 @@ function jsonNumber(n: number, isFloat: boolean): string {
   if (Number.isNaN(n)) return "NaN";
   if (n === Infinity) return "Infinity";
   if (n === -Infinity) return "-Infinity";
-  if (isFloat) return pyFloatRepr(n);
-  return Number.isInteger(n) ? pyIntRepr(n) : pyNumberRepr(n);
+  return isFloat || !isPyInt(n) ? pyFloatRepr(n) : pyIntRepr(n);
 }
 
 /**

@@ -59,7 +59,9 @@ export function adapterSignature(sig: SignatureWire): AdapterSignature {
       return Object.freeze({ name: f.name, type: f.type, side, desc: f.desc ?? `\${${f.name}}`, constraints });
     };
     out = Object.freeze({
-      instructions: pyCleandoc(sig.instructions ?? defaultInstructions(sig)),
+      // Empty instructions count as none: pydantic's create_model leaves `__doc__` None for "", and DSPy then
+      // writes its default (whitespace-only instructions are kept and clean up to "").
+      instructions: pyCleandoc(sig.instructions ? sig.instructions : defaultInstructions(sig)),
       inputs: Object.freeze(sig.inputs.map(field("input"))),
       outputs: Object.freeze(sig.outputs.map(field("output"))),
     });

@@ -102,23 +102,13 @@ export class PyFloat {
 
 /** Python `repr()`/`str()` of a float: `3.0`, `0.1`, `1e+16`, `nan`, `inf`. */
 export function pyFloatRepr(n: number): string {
-  if (Number.isInteger(n) && Math.abs(n) < 1e16) return Object.is(n, -0) ? "-0.0" : `${n}.0`;
-  return pyNumberRepr(n);
-}
-
-/**
- * Python `repr()`/`str()` of a number that arrived as a JS number. Integral values print as Python ints
- * (msgpack carries 3.0 from Python as a float, but a JS number cannot tell the two apart).
- */
-export function pyNumberRepr(n: number): string {
   if (Number.isNaN(n)) return "nan";
   if (n === Infinity) return "inf";
   if (n === -Infinity) return "-inf";
-  if (Number.isSafeInteger(n)) return Object.is(n, -0) ? "-0.0" : String(n);
   // Python's float repr: shortest round-trip digits, exponent form when exp < -4 or exp >= 16.
   const [mantissa = "", expText = "0"] = n.toExponential().split("e");
   const exp = Number(expText);
-  const negative = mantissa.startsWith("-");
+  const negative = mantissa.startsWith("-") || Object.is(n, -0);
   const digits = mantissa.replace("-", "").replace(".", "");
   let body: string;
   if (exp < -4 || exp >= 16) {
@@ -132,6 +122,17 @@ export function pyNumberRepr(n: number): string {
     body = `${digits}${"0".repeat(exp + 1 - digits.length)}.0`;
   }
   return negative ? `-${body}` : body;
+}
+
+/**
+ * Python `repr()`/`str()` of a number that arrived as a JS number. Integral values print as Python ints
+ * (msgpack carries 3.0 from Python as a float, but a JS number cannot tell the two apart).
+ */
+export function pyNumberRepr(n: number): string {
+  if (Object.is(n, -0)) return "-0.0";
+  // An integral number JSON writes without an exponent is a Python int: the int JSON's digits spell.
+  if (Number.isInteger(n) && Math.abs(n) < 1e21) return String(n);
+  return pyFloatRepr(n);
 }
 
 /** Structural equality of type expressions (literal values compared with their JS type). */

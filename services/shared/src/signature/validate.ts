@@ -17,6 +17,7 @@ import {
   type Field,
   formatType,
   type LiteralValue,
+  PyFloat,
   pyStrip,
   type SignatureWire,
   type TypeExpr,
@@ -188,6 +189,16 @@ function compileLax(type: TypeExpr): Check {
       const values = type.values;
       const expected = formatType(type);
       return (v, path, ctx) => {
+        if (v instanceof PyFloat) {
+          // pydantic-core's literal lookup for a float: the bool and float members first (1.0 == True), then
+          // the int members (lax int validation).
+          const x = v.value;
+          for (const allowed of values) {
+            if ((typeof allowed === "boolean" || (typeof allowed === "number" && !Number.isInteger(allowed))) && Number(allowed) === x) return allowed;
+          }
+          for (const allowed of values) if (typeof allowed === "number" && allowed === x) return allowed;
+          return typeProblem(ctx, path, expected, x);
+        }
         for (const allowed of values) if (allowed === v) return allowed;
         if (typeof v !== "string") for (const allowed of values) if (pyEquals(allowed, v)) return allowed;
         return typeProblem(ctx, path, expected, v);
@@ -250,6 +261,9 @@ function compileParseValue(type: TypeExpr): Check {
   const lax = compileLax(type);
   const optionalStr = type.kind === "optional" && type.inner.kind === "str";
   const literal: readonly LiteralValue[] | undefined = type.kind === "literal" ? type.values : undefined;
+  // Whether `1.0` and `1` read differently (a Literal with both True and 1, or False and 0): only then does the
+  // JSON reading need to keep Python's float/int distinction (pydantic maps the float 1.0 to True there).
+  const tagFloats = literal?.some((a) => typeof a === "boolean" && literal.some((b) => typeof b === "number" && b === Number(a))) ?? false;
   return (v, path, ctx) => {
     let value = v;
     if (literal) {
@@ -263,7 +277,7 @@ function compileParseValue(type: TypeExpr): Check {
       }
     }
     if (typeof value !== "string" || optionalStr) return lax(value, path, ctx);
-    let candidate = looseJsonLoads(value);
+    let candidate = looseJsonLoads(value, { tagFloats });
     if (candidate === NOTHING || candidate === "") {
       if (value !== "") {
         const evaluated = literalEval(value);
