@@ -475,6 +475,22 @@ const handParse: Array<Omit<ParseCase, "module"> & { module?: Module }> = [
   { label: "JSON in a chat section with trailing prose", adapter: "chat", signature: wire("containers", undefined),
     completion: '[[ ## tags ## ]]\n["a", "b"] are the tags\n\n[[ ## counts ## ]]\n{"a": 1}\n\n[[ ## matrix ## ]]\n[[1, 2], [3]]\n\n[[ ## records ## ]]\n[{"k": null}]' },
 ];
+// Literals holding both 1 and True (or 0 and False): pydantic reads the float 1.0 as True, the int 1 as 1.
+const collisions = checkSignature({
+  inputs: [f("x", str)],
+  outputs: [f("flags", list(lit(1, true))), f("by_key", dict(str, lit(0, false, 2))), f("maybe", opt(lit(true, 1))), f("top", lit("a", 1, true))],
+});
+for (const [flags, byKey, maybe, top] of [
+  ["[1.0, 1, true]", '{"a": 0.0, "b": 0, "c": 2.0}', "1.0", "1.0"],
+  ["[1, 1.0]", '{"a": false}', "1", "1"],
+  ["[0.5]", '{"a": 1.0}', "2.0", "True"],
+  ["[1e0]", '{"a": 0e0}', "null", "'1'"],
+]) {
+  handParse.push({ label: `literal collisions (chat): ${flags} ${byKey} ${maybe} ${top}`, adapter: "chat", signature: collisions,
+    completion: `[[ ## flags ## ]]\n${flags}\n\n[[ ## by_key ## ]]\n${byKey}\n\n[[ ## maybe ## ]]\n${maybe}\n\n[[ ## top ## ]]\n${top}` });
+  handParse.push({ label: `literal collisions (json): ${flags} ${byKey} ${maybe} ${top}`, adapter: "json", signature: collisions,
+    completion: `{"flags": ${flags}, "by_key": ${byKey}, "maybe": ${maybe}, "top": ${top.startsWith("'") ? '"1"' : top === "True" ? "true" : top}}` });
+}
 for (const c of handParse) parseCases.push({ module: "predict", ...c });
 
 // ---------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
  */
 
 import { looseJsonLoads } from "../signature/coerce.js";
-import { parseValue } from "../signature/validate.js";
+import { needsFloatTags, parseValue } from "../signature/validate.js";
 import type { SignatureWire } from "../wire/envelope.js";
 import { STRUCTURED_OUTPUTS_NAME, strictJsonSchema, structuredOutputsSchema, translateFieldType } from "./annotations.js";
 import { type AdapterName, AdapterParseError } from "./errors.js";
@@ -81,15 +81,23 @@ export class JSONAdapter extends ChatAdapter {
     }
     const byName = new Map(sig.outputs.map((f) => [f.name, f]));
     const fields = new Map<string, unknown>(Object.entries(parsed).filter(([k]) => byName.has(k)));
-    let tagged: unknown;
+    let tagged: Record<string, unknown> | undefined;
+    // Where Python's int/float distinction shows, which JSON.parse loses, the value is read again with its floats
+    // marked: `str(value)` of a non-string for a str output (`3.0`, `[1.0]`), and Literals holding both 1 and True.
+    const retagged = (name: string, value: unknown): unknown => {
+      if (tagged === undefined) {
+        const again = looseJsonLoads(text, { tagFloats: true });
+        tagged = isPlainObject(again) ? again : {};
+      }
+      return Object.hasOwn(tagged, name) ? tagged[name] : value;
+    };
     for (const [name, value] of fields) {
       const field = byName.get(name)!;
-      let r = parseValue(field.type, value, name);
-      if (r.ok && field.type.kind === "str" && typeof value !== "string" && containsNumber(value)) {
-        // `str(value)` shows Python's int/float distinction (`3.0`, `[1.0]`), which JSON.parse loses: re-read
-        // the answer with floats marked.
-        tagged ??= looseJsonLoads(text, { tagFloats: true });
-        if (isPlainObject(tagged) && Object.hasOwn(tagged, name)) r = { ok: true, value: pyStrOf(tagged[name]) };
+      let r;
+      if (field.type.kind === "str" && typeof value !== "string" && containsNumber(value)) {
+        r = { ok: true as const, value: pyStrOf(retagged(name, value)) };
+      } else {
+        r = parseValue(field.type, needsFloatTags(field.type) && containsNumber(value) ? retagged(name, value) : value, name);
       }
       if (!r.ok) {
         const problemText = r.problems.map((p) => p.message).join("; ");
