@@ -317,7 +317,7 @@ const handFormat: Array<Omit<FormatCase, "validate"> & { validate?: boolean }> =
   { label: "dict with a guillemet key as the only item of a str input", adapter: "chat", module: "predict", signature: qa, demos: [], inputs: { question: [{ "«": 1 }] } },
   { label: "non-printable characters in Python repr", adapter: "chat", module: "predict", signature: qa, demos: [], inputs: { question: [["nb\u00a0sp", "zw\u200bj", "ls\u2028x", "del\x7f", "astral 𝄞", "bom\ufeff"]] } },
   { label: "floats: large, tiny, negative zero, nested non-finite", adapter: "chat", module: "predict", signature: anyIn, demos: [],
-    inputs: { x: { a: new PyFloat(-0), b: 1e22, c: 1.5e-5, d: [NaN, -Infinity, new PyFloat(2)], e: 9007199254740993, f: 2 ** 60 } } },
+    inputs: { x: { a: new PyFloat(-0), b: 1e22, c: 1.5e-5, d: [NaN, new PyFloat(-Infinity), new PyFloat(2), [new PyFloat(NaN)]], e: 9007199254740993, f: 2 ** 60 } } },
   { label: "top-level NaN for an Any input", adapter: "json", module: "predict", signature: anyIn, demos: [], inputs: { x: NaN } },
   { label: "an astral character and escapes in JSON values", adapter: "json", module: "predict", signature: anyIn, demos: [{ x: ["𝄞", "\u0001", "\u2028"], y: "ok" }], inputs: { x: { "𝄞": "\u001f\"\\" } } },
   { label: "an empty input dict still gets the output requirements", adapter: "chat", module: "predict", signature: qa, demos: [], inputs: {} },
@@ -480,12 +480,13 @@ const collisions = checkSignature({
   inputs: [f("x", str)],
   outputs: [f("flags", list(lit(1, true))), f("by_key", dict(str, lit(0, false, 2))), f("maybe", opt(lit(true, 1))), f("top", lit("a", 1, true))],
 });
-for (const [flags, byKey, maybe, top] of [
+const collisionAnswers: Array<[string, string, string, string]> = [
   ["[1.0, 1, true]", '{"a": 0.0, "b": 0, "c": 2.0}', "1.0", "1.0"],
   ["[1, 1.0]", '{"a": false}', "1", "1"],
   ["[0.5]", '{"a": 1.0}', "2.0", "True"],
   ["[1e0]", '{"a": 0e0}', "null", "'1'"],
-]) {
+];
+for (const [flags, byKey, maybe, top] of collisionAnswers) {
   handParse.push({ label: `literal collisions (chat): ${flags} ${byKey} ${maybe} ${top}`, adapter: "chat", signature: collisions,
     completion: `[[ ## flags ## ]]\n${flags}\n\n[[ ## by_key ## ]]\n${byKey}\n\n[[ ## maybe ## ]]\n${maybe}\n\n[[ ## top ## ]]\n${top}` });
   handParse.push({ label: `literal collisions (json): ${flags} ${byKey} ${maybe} ${top}`, adapter: "json", signature: collisions,

@@ -138,7 +138,9 @@ class Endpoint:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 endpoint.bodies.append(body)
                 if not endpoint.script:
-                    self.reply(500, {"error": {"message": "the test script has no more answers", "type": "server_error"}})
+                    self.reply(
+                        500, {"error": {"message": "the test script has no more answers", "type": "server_error"}}
+                    )
                     return
                 text = endpoint.script.pop(0)
                 self.reply(

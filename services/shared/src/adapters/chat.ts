@@ -54,6 +54,7 @@ export class ChatAdapter {
   readonly name: AdapterName = "ChatAdapter";
   /** ChatAdapter's `use_json_adapter_fallback` (default true): retry with JSONAdapter after a parse failure. */
   readonly useJsonAdapterFallback: boolean;
+  private readonly systemMessages = new WeakMap<AdapterSignature, string>();
 
   constructor(options: { useJsonAdapterFallback?: boolean } = {}) {
     this.useJsonAdapterFallback = options.useJsonAdapterFallback ?? true;
@@ -62,7 +63,13 @@ export class ChatAdapter {
   /** `adapter.format(signature, demos, inputs)`: system message, demo turns, then the user message. */
   format(signature: SignatureWire, demos: readonly Demo[], inputs: Readonly<Record<string, unknown>>): ChatMessage[] {
     const sig = adapterSignature(signature);
-    const messages: ChatMessage[] = [{ role: "system", content: this.formatSystemMessage(sig) }];
+    // The system message depends on the signature only: computed once per signature and adapter.
+    let system = this.systemMessages.get(sig);
+    if (system === undefined) {
+      system = this.formatSystemMessage(sig);
+      this.systemMessages.set(sig, system);
+    }
+    const messages: ChatMessage[] = [{ role: "system", content: system }];
     messages.push(...this.formatDemos(sig, demos));
     const content = this.formatUserMessageContent(sig, inputs, "", "", true);
     if (content) messages.push({ role: "user", content });

@@ -28,8 +28,15 @@ export class JSONAdapter extends ChatAdapter {
     if (outputs.some((f) => f.type.kind === "dict") || !capabilities.responseSchema) {
       return { response_format: { type: "json_object" } };
     }
-    const schema = strictJsonSchema(structuredOutputsSchema(outputs)) as Record<string, unknown>;
-    return { response_format: { type: "json_schema", json_schema: { name: STRUCTURED_OUTPUTS_NAME, schema, strict: true } } };
+    let schema = schemas.get(outputs);
+    if (schema === undefined) {
+      schema = strictJsonSchema(structuredOutputsSchema(outputs)) as Record<string, unknown>;
+      schemas.set(outputs, schema);
+    }
+    // A fresh copy per request: callers may serialize or extend it, the cached one must stay DSPy's.
+    return {
+      response_format: { type: "json_schema", json_schema: { name: STRUCTURED_OUTPUTS_NAME, schema: structuredClone(schema), strict: true } },
+    };
   }
 
   override formatFieldStructure(sig: AdapterSignature): string {
@@ -115,6 +122,9 @@ export class JSONAdapter extends ChatAdapter {
     return checkComplete(sig, fields, "JSONAdapter", text);
   }
 }
+
+/** The strict Structured Outputs schema per signature (its outputs array is frozen and cached with it). */
+const schemas = new WeakMap<readonly AdapterField[], Record<string, unknown>>();
 
 /** JSONAdapter's assistant-side `format_field_with_value`: `json.dumps(..., indent=2, ensure_ascii=False)`. */
 function jsonObject(fields: ReadonlyArray<[AdapterField, unknown]>): string {
