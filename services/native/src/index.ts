@@ -4,3 +4,4 @@
  */
 export * from "./signature/index.js";
 export * from "./metrics/index.js";
+export * from "./adapters/index.js";

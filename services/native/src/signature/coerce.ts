@@ -5,7 +5,7 @@
  */
 
 import { type Token, TokenCursor, tokenize } from "./pytokens.js";
-import { pyNumberRepr, pyStringRepr } from "./types.js";
+import { isPySpace, PyFloat, pyFloatRepr, pyNumberRepr, pyRstrip, pyStringRepr } from "./types.js";
 
 /** Python `repr()` of a JSON/msgpack value. */
 export function pyRepr(value: unknown): string {
@@ -22,6 +22,7 @@ export function pyRepr(value: unknown): string {
     default:
       break;
   }
+  if (value instanceof PyFloat) return pyFloatRepr(value.value);
   if (Array.isArray(value)) return `[${value.map(pyRepr).join(", ")}]`;
   if (value instanceof Uint8Array) return `b${pyStringRepr(String.fromCharCode(...value))}`;
   if (value instanceof Map) {
@@ -38,6 +39,14 @@ export function pyStr(value: unknown): string {
   return typeof value === "string" ? value : pyRepr(value);
 }
 
+export interface LooseJsonOptions {
+  /**
+   * Return the numbers Python would read as floats (`3.0`, `1e3`, `NaN`) as PyFloat, so that `str()` of the
+   * result matches Python's. Valid JSON then goes through the lenient parser, which reads it the same way.
+   */
+  tagFloats?: boolean;
+}
+
 /** Marker for "json_repair found nothing" (it returns "" then). */
 export const NOTHING: unique symbol = Symbol("nothing");
 
@@ -47,8 +56,9 @@ export const NOTHING: unique symbol = Symbol("nothing");
  * trailing commas, bare words, unclosed at the end); otherwise NOTHING. json_repair has many more repair
  * heuristics for badly broken JSON; those are not reproduced.
  */
-export function looseJsonLoads(text: string): unknown {
-  if (mayBeJson(text)) {
+export function looseJsonLoads(text: string, options: LooseJsonOptions = {}): unknown {
+  const tagFloats = options.tagFloats === true;
+  if (!tagFloats && mayBeJson(text)) {
     try {
       const value = JSON.parse(text) as unknown;
       // JSON "-0" is the Python int 0; only "-0.0" (or an exponent form) is the float -0.0.
@@ -58,15 +68,40 @@ export function looseJsonLoads(text: string): unknown {
     }
   }
   const trimmed = text.trim();
-  if (trimmed === "NaN") return NaN;
-  if (trimmed === "Infinity") return Infinity;
-  if (trimmed === "-Infinity") return -Infinity;
+  const float = tagFloats ? (n: number) => new PyFloat(n) : (n: number) => n;
+  if (trimmed === "NaN") return float(NaN);
+  if (trimmed === "Infinity") return float(Infinity);
+  if (trimmed === "-Infinity") return float(-Infinity);
+  if (tagFloats && mayBeJson(text)) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text) as unknown;
+    } catch {
+      value = NOTHING;
+    }
+    if (value !== NOTHING) {
+      // Valid JSON: read it again with the number texts at hand (strictly: no repairs apply to valid JSON).
+      const start = text.search(/\S/);
+      if (text[start] === "[" || text[start] === "{") return new LenientJson(text, start, true, true).value();
+      if (typeof value !== "number") return value;
+      if (/[.eE]/.test(trimmed)) return new PyFloat(value);
+      return Number.isSafeInteger(value) ? (Object.is(value, -0) ? 0 : value) : BigInt(trimmed);
+    }
+  }
   const start = text.search(/[[{]/);
   if (start < 0) return NOTHING;
-  const parser = new LenientJson(text, start);
+  const parser = new LenientJson(text, start, tagFloats);
   let values: unknown[];
   try {
-    values = [parser.value()];
+    // json_repair first tries the initial container as strict JSON (json's raw_decode) when text precedes it
+    // or non-comma text follows it: a valid object inside prose or code fences is read exactly, without repairs.
+    const strict = start !== 0 || nonCommaTrailing(text) ? strictContainer(text, start, tagFloats) : undefined;
+    if (strict) {
+      values = [strict.value];
+      parser.i = strict.end;
+    } else {
+      values = [parser.value()];
+    }
     // Further top-level containers: json_repair collects them into a list, a repeated same-shaped value
     // replacing the previous one (an "update"), an empty one being dropped.
     for (;;) {
@@ -87,6 +122,64 @@ export function looseJsonLoads(text: string): unknown {
   return values.length === 1 ? values[0] : values;
 }
 
+/** The container starting at `start` if it is valid JSON (Python's `json.JSONDecoder().raw_decode`), and its end. */
+function strictContainer(text: string, start: number, tagFloats: boolean): { value: unknown; end: number } | undefined {
+  const open: string[] = [];
+  let inString = false;
+  let escaped = false;
+  for (let i = start; i < text.length; i++) {
+    const ch = text[i]!;
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (ch === "\\") escaped = true;
+      else if (ch === '"') inString = false;
+    } else if (ch === '"') inString = true;
+    else if (ch === "{" || ch === "[") open.push(ch === "{" ? "}" : "]");
+    else if (ch === "}" || ch === "]") {
+      if (open.pop() !== ch) return undefined;
+      if (open.length === 0) {
+        const slice = text.slice(start, i + 1);
+        try {
+          const value = JSON.parse(slice) as unknown;
+          // Tagging floats needs the number texts: read the (valid) slice again with the tagging parser.
+          return { value: tagFloats ? new LenientJson(slice, 0, true, true).value() : value, end: i + 1 };
+        } catch {
+          return undefined;
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+/** json_repair's `_initial_container_has_non_comma_trailing_content` for a container at index 0. */
+function nonCommaTrailing(text: string): boolean {
+  const open: string[] = [];
+  let inString = false;
+  let escaped = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (ch === "\\") escaped = true;
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    if (ch === '"') inString = true;
+    else if (ch === "{" || ch === "[") open.push(ch);
+    else if (ch === "}" || ch === "]") {
+      const top = open.pop();
+      if (top === undefined || ch !== (top === "{" ? "}" : "]")) return false;
+      if (open.length === 0) {
+        let j = i + 1;
+        while (j < text.length && isPySpace(text[j]!)) j++;
+        return j < text.length && text[j] !== ",";
+      }
+    }
+  }
+  return false;
+}
+
 const JSON_START = new Set(["{", "[", '"', "-", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "t", "f", "n"]);
 
 /** False when JSON.parse would certainly fail (a failing JSON.parse costs microseconds). */
@@ -104,6 +197,7 @@ function mayBeJson(text: string): boolean {
 const GIVE_UP = Object.freeze({ giveUp: true });
 
 function pyTruthy(v: unknown): boolean {
+  if (v instanceof PyFloat) return v.value !== 0;
   if (Array.isArray(v)) return v.length > 0;
   if (v !== null && typeof v === "object") return Object.keys(v).length > 0;
   return Boolean(v);
@@ -130,6 +224,9 @@ class LenientJson {
   constructor(
     readonly s: string,
     public i: number,
+    readonly tagFloats = false,
+    /** The text is known to be valid JSON: no repairs (json_repair's string trimming) apply. */
+    readonly valid = false,
   ) {}
 
   ws(): void {
@@ -195,7 +292,8 @@ class LenientJson {
       const ch = this.s[this.i]!;
       if (ch === quote) {
         this.i++;
-        return out;
+        // json_repair's _finalize_string_result: a repaired string ending in a newline loses its trailing space.
+        return !this.valid && out.endsWith("\n") ? pyRstrip(out) : out;
       }
       if (ch === "\\") {
         const next = this.s[this.i + 1] ?? "";
@@ -212,7 +310,7 @@ class LenientJson {
       out += ch;
       this.i++;
     }
-    return out;
+    return pyRstrip(out); // no closing quote: json_repair strips the end
   }
 
   word(stops: string): string {
@@ -235,15 +333,21 @@ class LenientJson {
       case "None":
         return null;
       case "NaN":
-        return NaN;
+        return this.tagFloats ? new PyFloat(NaN) : NaN;
       case "Infinity":
-        return Infinity;
+        return this.tagFloats ? new PyFloat(Infinity) : Infinity;
       case "-Infinity":
-        return -Infinity;
+        return this.tagFloats ? new PyFloat(-Infinity) : -Infinity;
       default:
         break;
     }
-    if (/^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/.test(word)) return Number(word);
+    if (/^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/.test(word)) {
+      const n = Number(word);
+      if (this.tagFloats && /[.eE]/.test(word)) return new PyFloat(n);
+      // Python ints have every digit: where str() of the value shows them, keep them.
+      if (this.tagFloats && !Number.isSafeInteger(n)) return BigInt(word);
+      return Object.is(n, -0) && !/[.eE]/.test(word) ? 0 : n;
+    }
     return word;
   }
 }

@@ -62,7 +62,7 @@ export function formatLiteralValue(value: LiteralValue): string {
   return pyNumberRepr(value);
 }
 
-/** Python `repr()` of a str. */
+/** Python `repr()` of a str: the quote choice and escapes of CPython (non-printable characters as \\x, \\u, \\U). */
 export function pyStringRepr(s: string): string {
   const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
   let out = quote;
@@ -73,25 +73,42 @@ export function pyStringRepr(s: string): string {
     else if (ch === "\n") out += "\\n";
     else if (ch === "\r") out += "\\r";
     else if (ch === "\t") out += "\\t";
-    else if (code < 0x20 || code === 0x7f) out += "\\x" + code.toString(16).padStart(2, "0");
-    else out += ch;
+    else if (code < 0x7f && code >= 0x20) out += ch;
+    else if (!NOT_PRINTABLE.test(ch)) out += ch;
+    else if (code < 0x100) out += "\\x" + code.toString(16).padStart(2, "0");
+    else if (code < 0x10000) out += "\\u" + code.toString(16).padStart(4, "0");
+    else out += "\\U" + code.toString(16).padStart(8, "0");
   }
   return out + quote;
 }
 
+/** What `str.isprintable()` rejects: categories Cc, Cf, Cs, Co, Cn, Zl, Zp and Zs other than the space. */
+const NOT_PRINTABLE = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
+
 /**
- * Python `repr()`/`str()` of a number that arrived as a JS number. Integral values print as Python ints
- * (msgpack carries 3.0 from Python as a float, but a JS number cannot tell the two apart).
+ * A number that is a Python `float` even when it is integral (`3.0`). JS numbers do not say whether they were
+ * an int or a float in Python; where it shows (`str(3.0)` is `3.0`, `str(3)` is `3`), code that knows the
+ * value is a float wraps it in a PyFloat.
  */
-export function pyNumberRepr(n: number): string {
+export class PyFloat {
+  constructor(readonly value: number) {}
+  valueOf(): number {
+    return this.value;
+  }
+  toJSON(): number {
+    return this.value;
+  }
+}
+
+/** Python `repr()`/`str()` of a float: `3.0`, `0.1`, `1e+16`, `nan`, `inf`. */
+export function pyFloatRepr(n: number): string {
   if (Number.isNaN(n)) return "nan";
   if (n === Infinity) return "inf";
   if (n === -Infinity) return "-inf";
-  if (Number.isSafeInteger(n)) return Object.is(n, -0) ? "-0.0" : String(n);
   // Python's float repr: shortest round-trip digits, exponent form when exp < -4 or exp >= 16.
   const [mantissa = "", expText = "0"] = n.toExponential().split("e");
   const exp = Number(expText);
-  const negative = mantissa.startsWith("-");
+  const negative = mantissa.startsWith("-") || Object.is(n, -0);
   const digits = mantissa.replace("-", "").replace(".", "");
   let body: string;
   if (exp < -4 || exp >= 16) {
@@ -105,6 +122,17 @@ export function pyNumberRepr(n: number): string {
     body = `${digits}${"0".repeat(exp + 1 - digits.length)}.0`;
   }
   return negative ? `-${body}` : body;
+}
+
+/**
+ * Python `repr()`/`str()` of a number that arrived as a JS number. Integral values print as Python ints
+ * (msgpack carries 3.0 from Python as a float, but a JS number cannot tell the two apart).
+ */
+export function pyNumberRepr(n: number): string {
+  if (Object.is(n, -0)) return "-0.0";
+  // An integral number JSON writes without an exponent is a Python int: the int JSON's digits spell.
+  if (Number.isInteger(n) && Math.abs(n) < 1e21) return String(n);
+  return pyFloatRepr(n);
 }
 
 /** Structural equality of type expressions (literal values compared with their JS type). */
@@ -140,4 +168,32 @@ export function unwrapOptional(type: TypeExpr): { inner: TypeExpr; optional: boo
 /** Whether a field of this type may be omitted: its type admits None (DSPy's `annotation_allows_none`). */
 export function allowsNone(type: TypeExpr): boolean {
   return type.kind === "optional";
+}
+
+/** The characters Python's `str.isspace()` accepts (`str.strip()` removes them; JS `\\s` differs: U+FEFF). */
+const PY_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000";
+const PY_SPACE_SET = new Set(PY_SPACE);
+
+/** Python `ch.isspace()` for one character. */
+export function isPySpace(ch: string): boolean {
+  return PY_SPACE_SET.has(ch);
+}
+
+/** Python `s.lstrip()`. */
+export function pyLstrip(s: string): string {
+  let i = 0;
+  while (i < s.length && PY_SPACE_SET.has(s[i]!)) i++;
+  return i === 0 ? s : s.slice(i);
+}
+
+/** Python `s.rstrip()`. */
+export function pyRstrip(s: string): string {
+  let j = s.length;
+  while (j > 0 && PY_SPACE_SET.has(s[j - 1]!)) j--;
+  return j === s.length ? s : s.slice(0, j);
+}
+
+/** Python `s.strip()`. */
+export function pyStrip(s: string): string {
+  return pyRstrip(pyLstrip(s));
 }

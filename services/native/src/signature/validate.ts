@@ -17,6 +17,8 @@ import {
   type Field,
   formatType,
   type LiteralValue,
+  PyFloat,
+  pyStrip,
   type SignatureWire,
   type TypeExpr,
   unwrapOptional,
@@ -59,6 +61,7 @@ type Check = (value: unknown, path: string, ctx: Ctx) => Out;
 /** A short description of a value for messages: `string "abc"`, `number 3`, `array of 2`. */
 export function describeValue(value: unknown): string {
   if (value === null) return "null";
+  if (value instanceof PyFloat) return `number ${String(value.value)}`;
   if (value === undefined) return "nothing";
   if (Array.isArray(value)) return `array of ${value.length}`;
   switch (typeof value) {
@@ -138,7 +141,50 @@ function pyEquals(a: unknown, b: unknown): boolean {
 }
 
 /** pydantic lax-mode validation of one value (what `TypeAdapter(T).validate_python` accepts). */
+/**
+ * pydantic lax-mode validation, also of values whose floats are marked as PyFloat (parse_value's reading of a
+ * text for a type where Python's float/int distinction matters, see `needsFloatTags`): numbers unwrap them.
+ */
 function compileLax(type: TypeExpr): Check {
+  const check = compileLaxUntagged(type);
+  if (type.kind === "int" || type.kind === "float" || type.kind === "bool") {
+    return (v, path, ctx) => check(v instanceof PyFloat ? v.value : v, path, ctx);
+  }
+  if (type.kind === "any") return (v, path, ctx) => check(untagFloats(v), path, ctx);
+  return check;
+}
+
+/** The value with PyFloat markers replaced by their numbers. */
+export function untagFloats(v: unknown): unknown {
+  if (v instanceof PyFloat) return v.value;
+  if (Array.isArray(v)) return v.some((x) => typeof x === "object" && x !== null) ? v.map(untagFloats) : v;
+  if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, untagFloats(x)]));
+  return v;
+}
+
+/**
+ * Whether parsing a value of this type depends on Python's float/int distinction, which JSON.parse loses: a
+ * Literal with both `True` and `1` (or `False` and `0`), anywhere in the type — pydantic maps the float `1.0`
+ * to `True` there and the int `1` to `1`.
+ */
+export function needsFloatTags(type: TypeExpr): boolean {
+  switch (type.kind) {
+    case "literal": {
+      const values = type.values;
+      return values.some((a) => typeof a === "boolean" && values.some((b) => typeof b === "number" && b === Number(a)));
+    }
+    case "list":
+      return needsFloatTags(type.items);
+    case "dict":
+      return needsFloatTags(type.values);
+    case "optional":
+      return needsFloatTags(type.inner);
+    default:
+      return false;
+  }
+}
+
+function compileLaxUntagged(type: TypeExpr): Check {
   switch (type.kind) {
     case "str":
       return (v, path, ctx) => (typeof v === "string" ? v : typeProblem(ctx, path, "str", v));
@@ -187,6 +233,16 @@ function compileLax(type: TypeExpr): Check {
       const values = type.values;
       const expected = formatType(type);
       return (v, path, ctx) => {
+        if (v instanceof PyFloat) {
+          // pydantic-core's literal lookup for a float: the bool and float members first (1.0 == True), then
+          // the int members (lax int validation).
+          const x = v.value;
+          for (const allowed of values) {
+            if ((typeof allowed === "boolean" || (typeof allowed === "number" && !Number.isInteger(allowed))) && Number(allowed) === x) return allowed;
+          }
+          for (const allowed of values) if (typeof allowed === "number" && allowed === x) return allowed;
+          return typeProblem(ctx, path, expected, x);
+        }
         for (const allowed of values) if (allowed === v) return allowed;
         if (typeof v !== "string") for (const allowed of values) if (pyEquals(allowed, v)) return allowed;
         return typeProblem(ctx, path, expected, v);
@@ -243,20 +299,19 @@ function compileKey(type: TypeExpr): Check {
   };
 }
 
-function pyStrip(s: string): string {
-  return s.replace(/^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/g, "");
-}
-
 /** DSPy's `parse_value(value, annotation)` for a top-level field value. */
 function compileParseValue(type: TypeExpr): Check {
   if (type.kind === "str") return (v) => pyStr(v);
   const lax = compileLax(type);
   const optionalStr = type.kind === "optional" && type.inner.kind === "str";
   const literal: readonly LiteralValue[] | undefined = type.kind === "literal" ? type.values : undefined;
+  const tagFloats = needsFloatTags(type);
   return (v, path, ctx) => {
     let value = v;
     if (literal) {
-      for (const allowed of literal) if (pyEquals(allowed, value)) return value;
+      // `value in allowed` returns the value itself (a float stays a float).
+      const plain = value instanceof PyFloat ? value.value : value;
+      for (const allowed of literal) if (pyEquals(allowed, plain)) return plain;
       if (typeof value === "string") {
         let s = pyStrip(value);
         if ((s.startsWith("Literal[") || s.startsWith("str[")) && s.endsWith("]")) s = s.slice(s.indexOf("[") + 1, -1);
@@ -266,7 +321,7 @@ function compileParseValue(type: TypeExpr): Check {
       }
     }
     if (typeof value !== "string" || optionalStr) return lax(value, path, ctx);
-    let candidate = looseJsonLoads(value);
+    let candidate = looseJsonLoads(value, { tagFloats });
     if (candidate === NOTHING || candidate === "") {
       if (value !== "") {
         const evaluated = literalEval(value);
@@ -476,4 +531,22 @@ export function problemsToError(problems: readonly ValidationProblem[], side: "i
 /** Compiles validators for both sides of a (checked) signature. */
 export function compileValidators(sig: SignatureWire): { inputs: SideValidator; outputs: SideValidator } {
   return { inputs: new SideValidator(sig.inputs, "input"), outputs: new SideValidator(sig.outputs, "output") };
+}
+
+const parsers = new WeakMap<TypeExpr, Check>();
+
+/**
+ * DSPy's `parse_value(value, annotation)` (dspy/adapters/utils.py), which the adapters apply to each output
+ * field: the value coerced to the type, or the problem. Unlike `validateOutputs` it checks no constraints and
+ * gives null no special meaning (`str(None)` is `"None"`, `None` is no int).
+ */
+export function parseValue(type: TypeExpr, value: unknown, name = "value"): CheckResult<unknown> {
+  let parse = parsers.get(type);
+  if (parse === undefined) {
+    parse = compileParseValue(type);
+    parsers.set(type, parse);
+  }
+  const ctx: Ctx = { field: name, problems: [], side: "output" };
+  const r = parse(value, name, ctx);
+  return r === FAIL ? { ok: false, problems: ctx.problems } : { ok: true, value: untagFloats(r) };
 }
