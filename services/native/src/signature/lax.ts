@@ -1,0 +1,320 @@
+/**
+ * The coercions under validation: pydantic's lax mode (what `TypeAdapter(T).validate_python` accepts) and
+ * DSPy's `parse_value(value, annotation)` (dspy/adapters/utils.py) on top of it, compiled per type.
+ */
+import { literalEval, looseJsonLoads, NOTHING, pyStr } from "./coerce.js";
+import { formatType, type LiteralValue, PyFloat, pyStrip, type TypeExpr } from "./types.js";
+
+export type ProblemCode = "missing" | "unexpected" | "type" | "constraint";
+
+export interface ValidationProblem {
+  /** The top-level field name. */
+  readonly field: string;
+  /** The field name plus the location inside the value, e.g. `context[2]` or `scores.math`. */
+  readonly path: string;
+  readonly code: ProblemCode;
+  readonly message: string;
+  /** For `type`: the expected type in DSPy notation. For `constraint`: the constraint, e.g. `<= 1`. */
+  readonly expected?: string;
+  /** A short description of the offending value. */
+  readonly got?: string;
+}
+
+export type CheckResult<T> = { ok: true; value: T } | { ok: false; problems: ValidationProblem[] };
+
+export const FAIL: unique symbol = Symbol("fail");
+type Out = unknown;
+
+export interface Ctx {
+  field: string;
+  problems: ValidationProblem[];
+  side: "input" | "output";
+}
+
+export type Check = (value: unknown, path: string, ctx: Ctx) => Out;
+
+/** A short description of a value for messages: `string "abc"`, `number 3`, `array of 2`. */
+export function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (value instanceof PyFloat) return `number ${String(value.value)}`;
+  if (value === undefined) return "nothing";
+  if (Array.isArray(value)) return `array of ${value.length}`;
+  switch (typeof value) {
+    case "string": {
+      const shown = value.length > 40 ? `${value.slice(0, 37)}...` : value;
+      return `string ${JSON.stringify(shown)}`;
+    }
+    case "number":
+    case "bigint":
+      return `number ${String(value)}`;
+    case "boolean":
+      return `boolean ${String(value)}`;
+    case "object":
+      return "object";
+    default:
+      return typeof value;
+  }
+}
+
+export function typeProblem(ctx: Ctx, path: string, expected: string, value: unknown, detail?: string): typeof FAIL {
+  const got = describeValue(value);
+  ctx.problems.push({
+    field: ctx.field,
+    path,
+    code: "type",
+    expected,
+    got,
+    message: `${ctx.side} '${path}': expected ${expected}, got ${got}${detail ? ` (${detail})` : ""}`,
+  });
+  return FAIL;
+}
+
+// pydantic's lax str → number parsing.
+const INT_STR_RE = /^[+-]?\d(?:_?\d)*(?:\.0+)?$/;
+const FLOAT_STR_RE = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
+const INF_NAN_RE = /^([+-]?)(inf|infinity|nan)$/i;
+const TRUE_STRINGS = new Set(["1", "on", "t", "true", "y", "yes"]);
+const FALSE_STRINGS = new Set(["0", "off", "f", "false", "n", "no"]);
+
+function intFromString(s: string): number | typeof FAIL {
+  const t = s.trim();
+  if (!INT_STR_RE.test(t)) return FAIL;
+  const n = Number(t.replace(/_/g, "").replace(/\.0+$/, ""));
+  return Object.is(n, -0) ? 0 : n;
+}
+
+function floatFromString(s: string): number | typeof FAIL {
+  const t = s.trim();
+  const special = INF_NAN_RE.exec(t);
+  if (special) {
+    if (special[2]!.toLowerCase() === "nan") return NaN;
+    return special[1] === "-" ? -Infinity : Infinity;
+  }
+  if (!FLOAT_STR_RE.test(t)) return FAIL;
+  return Number(t.replace(/_/g, ""));
+}
+
+function boolFromString(s: string): boolean | typeof FAIL {
+  const lower = s.toLowerCase();
+  if (TRUE_STRINGS.has(lower)) return true;
+  if (FALSE_STRINGS.has(lower)) return false;
+  return FAIL;
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** Python `==` between JSON scalars (True == 1 == 1.0; strings only equal strings). */
+function pyEquals(a: unknown, b: unknown): boolean {
+  if (typeof a === "string" || typeof b === "string") return a === b;
+  const na = typeof a === "boolean" ? Number(a) : a;
+  const nb = typeof b === "boolean" ? Number(b) : b;
+  return typeof na === "number" && na === nb;
+}
+
+/** pydantic lax-mode validation of one value (what `TypeAdapter(T).validate_python` accepts). */
+/**
+ * pydantic lax-mode validation, also of values whose floats are marked as PyFloat (parse_value's reading of a
+ * text for a type where Python's float/int distinction matters, see `needsFloatTags`): numbers unwrap them.
+ */
+export function compileLax(type: TypeExpr): Check {
+  const check = compileLaxUntagged(type);
+  if (type.kind === "int" || type.kind === "float" || type.kind === "bool") {
+    return (v, path, ctx) => check(v instanceof PyFloat ? v.value : v, path, ctx);
+  }
+  if (type.kind === "any") return (v, path, ctx) => check(untagFloats(v), path, ctx);
+  return check;
+}
+
+/** The value with PyFloat markers replaced by their numbers. */
+export function untagFloats(v: unknown): unknown {
+  if (v instanceof PyFloat) return v.value;
+  if (Array.isArray(v)) return v.some((x) => typeof x === "object" && x !== null) ? v.map(untagFloats) : v;
+  if (isPlainObject(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, untagFloats(x)]));
+  return v;
+}
+
+/**
+ * Whether parsing a value of this type depends on Python's float/int distinction, which JSON.parse loses: a
+ * Literal with both `True` and `1` (or `False` and `0`), anywhere in the type — pydantic maps the float `1.0`
+ * to `True` there and the int `1` to `1`.
+ */
+export function needsFloatTags(type: TypeExpr): boolean {
+  switch (type.kind) {
+    case "literal": {
+      const values = type.values;
+      return values.some((a) => typeof a === "boolean" && values.some((b) => typeof b === "number" && b === Number(a)));
+    }
+    case "list":
+      return needsFloatTags(type.items);
+    case "dict":
+      return needsFloatTags(type.values);
+    case "optional":
+      return needsFloatTags(type.inner);
+    default:
+      return false;
+  }
+}
+
+function compileLaxUntagged(type: TypeExpr): Check {
+  switch (type.kind) {
+    case "str":
+      return (v, path, ctx) => (typeof v === "string" ? v : typeProblem(ctx, path, "str", v));
+    case "int":
+      return (v, path, ctx) => {
+        if (typeof v === "number") {
+          if (Number.isInteger(v)) return Object.is(v, -0) ? 0 : v;
+          return typeProblem(ctx, path, "int", v, Number.isFinite(v) ? "it has a fractional part" : undefined);
+        }
+        if (typeof v === "boolean") return v ? 1 : 0;
+        if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v;
+        if (typeof v === "string") {
+          const n = intFromString(v);
+          return n === FAIL ? typeProblem(ctx, path, "int", v) : n;
+        }
+        return typeProblem(ctx, path, "int", v);
+      };
+    case "float":
+      return (v, path, ctx) => {
+        if (typeof v === "number") return v;
+        if (typeof v === "boolean") return v ? 1 : 0;
+        if (typeof v === "bigint") return Number(v);
+        if (typeof v === "string") {
+          const n = floatFromString(v);
+          return n === FAIL ? typeProblem(ctx, path, "float", v) : n;
+        }
+        return typeProblem(ctx, path, "float", v);
+      };
+    case "bool":
+      return (v, path, ctx) => {
+        if (typeof v === "boolean") return v;
+        if (typeof v === "number" && (v === 0 || v === 1)) return v === 1;
+        if (typeof v === "string") {
+          const b = boolFromString(v);
+          return b === FAIL ? typeProblem(ctx, path, "bool", v) : b;
+        }
+        return typeProblem(ctx, path, "bool", v);
+      };
+    case "any":
+      return (v) => (v === undefined ? null : v);
+    case "optional": {
+      const inner = compileLax(type.inner);
+      return (v, path, ctx) => (v === null || v === undefined ? null : inner(v, path, ctx));
+    }
+    case "literal": {
+      const values = type.values;
+      const expected = formatType(type);
+      return (v, path, ctx) => {
+        if (v instanceof PyFloat) {
+          // pydantic-core's literal lookup for a float: the bool and float members first (1.0 == True), then
+          // the int members (lax int validation).
+          const x = v.value;
+          for (const allowed of values) {
+            if ((typeof allowed === "boolean" || (typeof allowed === "number" && !Number.isInteger(allowed))) && Number(allowed) === x) return allowed;
+          }
+          for (const allowed of values) if (typeof allowed === "number" && allowed === x) return allowed;
+          return typeProblem(ctx, path, expected, x);
+        }
+        for (const allowed of values) if (allowed === v) return allowed;
+        if (typeof v !== "string") for (const allowed of values) if (pyEquals(allowed, v)) return allowed;
+        return typeProblem(ctx, path, expected, v);
+      };
+    }
+    case "list": {
+      const item = compileLax(type.items);
+      const expected = formatType(type);
+      return (v, path, ctx) => {
+        if (!Array.isArray(v)) return typeProblem(ctx, path, expected, v);
+        const out = new Array<unknown>(v.length);
+        let failed = false;
+        for (let i = 0; i < v.length; i++) {
+          const r = item(v[i], `${path}[${i}]`, ctx);
+          if (r === FAIL) failed = true;
+          else out[i] = r;
+        }
+        return failed ? FAIL : out;
+      };
+    }
+    case "dict": {
+      const key = compileKey(type.keys);
+      const value = compileLax(type.values);
+      const expected = formatType(type);
+      return (v, path, ctx) => {
+        let entries: [unknown, unknown][];
+        if (isPlainObject(v)) entries = Object.entries(v);
+        else if (v instanceof Map) entries = [...(v as Map<unknown, unknown>).entries()];
+        else return typeProblem(ctx, path, expected, v);
+        const out: Record<string, unknown> = {};
+        let failed = false;
+        for (const [k, item] of entries) {
+          const sub = `${path}.${String(k)}`;
+          const kk = key(k, `${sub}.[key]`, ctx); // pydantic's location for a dict key
+          const vv = value(item, sub, ctx);
+          if (kk === FAIL || vv === FAIL) failed = true;
+          else out[kk as string] = vv;
+        }
+        return failed ? FAIL : out;
+      };
+    }
+  }
+}
+
+/** Dict keys arrive as strings; they are validated against the key type and re-keyed in canonical form. */
+export function compileKey(type: TypeExpr): Check {
+  if (type.kind === "str" || type.kind === "any") {
+    return (k, path, ctx) => (typeof k === "string" ? k : type.kind === "any" ? String(k) : typeProblem(ctx, path, "str", k));
+  }
+  const lax = compileLax(type);
+  return (k, path, ctx) => {
+    const r = lax(k, path, ctx);
+    return r === FAIL ? FAIL : String(r);
+  };
+}
+
+/** DSPy's `parse_value(value, annotation)` for a top-level field value. */
+export function compileParseValue(type: TypeExpr): Check {
+  if (type.kind === "str") return (v) => pyStr(v);
+  const lax = compileLax(type);
+  const optionalStr = type.kind === "optional" && type.inner.kind === "str";
+  const literal: readonly LiteralValue[] | undefined = type.kind === "literal" ? type.values : undefined;
+  const tagFloats = needsFloatTags(type);
+  return (v, path, ctx) => {
+    let value = v;
+    if (literal) {
+      // `value in allowed` returns the value itself (a float stays a float).
+      const plain = value instanceof PyFloat ? value.value : value;
+      for (const allowed of literal) if (pyEquals(allowed, plain)) return plain;
+      if (typeof value === "string") {
+        let s = pyStrip(value);
+        if ((s.startsWith("Literal[") || s.startsWith("str[")) && s.endsWith("]")) s = s.slice(s.indexOf("[") + 1, -1);
+        if (s.length > 1 && s[0] === s[s.length - 1] && (s[0] === '"' || s[0] === "'")) s = s.slice(1, -1);
+        for (const allowed of literal) if (allowed === s) return s;
+        value = s;
+      }
+    }
+    if (typeof value !== "string" || optionalStr) return lax(value, path, ctx);
+    let candidate = looseJsonLoads(value, { tagFloats });
+    if (candidate === NOTHING || candidate === "") {
+      if (value !== "") {
+        const evaluated = literalEval(value);
+        candidate = evaluated.ok ? evaluated.value : value;
+      } else {
+        candidate = value;
+      }
+    }
+    const problemsBefore = ctx.problems.length;
+    const r = lax(candidate, path, ctx);
+    if (r === FAIL && candidate !== value) {
+      // Report the value as it was given, not the intermediate parse, when the whole value is rejected.
+      const last = ctx.problems[ctx.problems.length - 1];
+      if (ctx.problems.length === problemsBefore + 1 && last?.path === path) {
+        ctx.problems.pop();
+        typeProblem(ctx, path, last.expected ?? formatType(type), value);
+      }
+    }
+    return r;
+  };
+}
