@@ -22,8 +22,8 @@ const SIGNATURE = "review: str -> sentiment: Literal['positive', 'negative', 'ne
 
 const pools = partitions ? { general: { partitions: Number(partitions.split("=")[1]) } } : undefined;
 const nats = await startNatsServer();
-const fleet = await startFleet({ natsUrl: nats.url, workers: { general: workers }, workerEnv: WORKER_ENV, ...(pools ? { bus: { pools } } : {}) });
-const client = await Client.connect({ servers: nats.url, lm: { model: "dspex/echo" }, ...(pools ? { bus: { pools } } : {}) });
+const fleet = await startFleet({ natsUrl: nats.url, creds: nats.creds, workers: { general: workers }, workerEnv: WORKER_ENV, ...(pools ? { bus: { pools } } : {}) });
+const client = await Client.connect({ servers: nats.url, creds: nats.creds.client, lm: { model: "dspex/echo" }, ...(pools ? { bus: { pools } } : {}) });
 try {
   const call = () => client.predict(SIGNATURE, { review: "Battery lasts two days." });
   await closedLoop(call, { concurrency, durationMs: 1_500, warmupMs: 0, maxRequests: 1e9 });

@@ -22,7 +22,8 @@ import http from "node:http";
 import { createServer } from "node:net";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "@dspex/bus";
 import { Client } from "@dspex/client";
 import { spawnWorker, startFleet, startNatsServer, stopChild, type EmbeddedNats, type Fleet } from "@dspex/embedded";
 import { ENVELOPE_VERSION, decode, encode, type LMConfig } from "@dspex/protocol";
@@ -164,8 +165,11 @@ async function inProcess(): Promise<Results["inprocess"]> {
 
 async function floor(nats: EmbeddedNats, sizes: { request: Uint8Array; reply: Uint8Array }): Promise<Results["floor"]> {
   log("floor: NATS core request-reply Node -> nats-py responder");
-  const responder = await startPython("floor_responder.py", ["--nats-url", nats.url, "--reply-size", String(sizes.reply.byteLength)]);
-  const nc = await connect({ servers: nats.url, name: "bench-floor" });
+  // the bench subject belongs to no role: both ends use the admin identity
+  const responder = await startPython("floor_responder.py", ["--nats-url", nats.url, "--reply-size", String(sizes.reply.byteLength)], {
+    NATS_CREDS: nats.creds.admin,
+  });
+  const nc = await connectNats({ servers: nats.url, creds: nats.creds.admin, name: "bench-floor" });
   const results: NonNullable<Results["floor"]> = [];
   try {
     const meter = new CpuMeter(() => ({ "nats-server": [nats.process.pid!], "responder (python)": [responder.pid!] }));
@@ -202,8 +206,8 @@ async function dspexE2e(
   results: Results,
 ): Promise<{ fleet: Fleet; client: Client }> {
   log("dspex: client -> JetStream -> worker -> reply");
-  const fleet = await startFleet({ natsUrl: nats.url, workers: { general: 1 }, workerEnv: WORKER_ENV });
-  const client = await Client.connect({ servers: nats.url, lm: ECHO });
+  const fleet = await startFleet({ natsUrl: nats.url, creds: nats.creds, workers: { general: 1 }, workerEnv: WORKER_ENV });
+  const client = await Client.connect({ servers: nats.url, creds: nats.creds.client, lm: ECHO });
   results.dspex = [];
   for (const workers of WORKER_COUNTS) {
     await settle(client, fleet, workers);
@@ -258,7 +262,7 @@ async function coldStart(nats: EmbeddedNats): Promise<NonNullable<Results["colds
   const samples: number[] = [];
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
-    const w = spawnWorker({ natsUrl: nats.url, pool: "general", id: `bench-cold-${i}-${process.pid}`, env: WORKER_ENV });
+    const w = spawnWorker({ natsUrl: nats.url, creds: nats.creds["worker-general"], pool: "general", id: `bench-cold-${i}-${process.pid}`, env: WORKER_ENV });
     await w.ready;
     samples.push(r2(performance.now() - t0));
     await w.stop(5_000);
@@ -616,8 +620,8 @@ async function main(): Promise<void> {
     if (enabled("dspex") || enabled("batch")) {
       if (enabled("dspex")) ({ fleet, client } = await dspexE2e(nats!, results));
       else {
-        fleet = await startFleet({ natsUrl: nats!.url, workers: { general: Math.max(...WORKER_COUNTS) }, workerEnv: WORKER_ENV });
-        client = await Client.connect({ servers: nats!.url, lm: ECHO });
+        fleet = await startFleet({ natsUrl: nats!.url, creds: nats!.creds, workers: { general: Math.max(...WORKER_COUNTS) }, workerEnv: WORKER_ENV });
+        client = await Client.connect({ servers: nats!.url, creds: nats!.creds.client, lm: ECHO });
       }
     }
     if (enabled("batch")) results.batch = await batch(client, fleet);

@@ -36,8 +36,8 @@ export async function runPython<T>(script: string, args: string[], options: { ec
 }
 
 /** Starts a long-running Python helper and resolves once it prints a JSON line with `ready`. */
-export async function startPython(script: string, args: string[]): Promise<ChildProcess> {
-  const child = spawn(PYTHON, [join(BENCH_PY, script), ...args], { cwd: BENCH_PY, env: env(), stdio: ["ignore", "pipe", "pipe"] });
+export async function startPython(script: string, args: string[], extraEnv: Record<string, string | undefined> = {}): Promise<ChildProcess> {
+  const child = spawn(PYTHON, [join(BENCH_PY, script), ...args], { cwd: BENCH_PY, env: { ...env(), ...extraEnv }, stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
   await new Promise<void>((resolve, reject) => {

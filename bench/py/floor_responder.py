@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 
 import nats
 from nats.aio.msg import Msg
 
 from common import emit
+from dspex_worker.transport.connect import connect_options
 
 
 async def serve(url: str, subject: str, reply_size: int) -> None:
-    nc = await nats.connect(url, name="bench-floor-responder")
+    nc = await nats.connect(url, name="bench-floor-responder", **connect_options(os.environ.get("NATS_CREDS")))
     reply = b"r" * reply_size
     handled = 0
 

@@ -264,7 +264,7 @@ describe("DSPy modules over the bus", { timeout: 240_000 }, () => {
   });
 
   test("bad module options are ValidationErrors naming the field, in TypeScript and in the worker", async () => {
-    const jsm = await jetstreamManager(h.client.nc);
+    const jsm = await jetstreamManager(h.admin);
     const seq = (await jsm.streams.info(STREAMS.requests.name)).state.last_seq;
     const cases: Array<[Promise<unknown>, string]> = [
       [h.client.modules.bestOfN("question -> answer", { question: "q" }, { n: 0, reward: "one_word" }), "module.n"],

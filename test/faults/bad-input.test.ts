@@ -44,7 +44,7 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
 
   before(async () => {
     h = await startHarness({ fleet: { dlq: { onDeadLetter: dead.onDeadLetter } } });
-    jsm = await jetstreamManager(h.client.nc);
+    jsm = await jetstreamManager(h.admin);
     workerPid = h.fleet.workers[0]?.process.pid;
   });
   after(async () => {
@@ -243,7 +243,7 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
     const event = await dead.forSeq(r.ack.seq);
     assert.equal(event.kind, "terminated");
     assert.match(event.reason, /^no Dspex-Reply-To header/);
-    const replay = await replayDeadLetter(h.client.nc, event.dlqSeq, { waitMs: 30_000 });
+    const replay = await replayDeadLetter(h.admin, event.dlqSeq, { waitMs: 30_000 });
     assert.equal(replay.subject, "dspex.req.general.any");
     assert.match(replay.id, new RegExp(`^${r.id}#replay-[0-9a-f]{8}$`));
     assert.ok(replay.reply?.ok, JSON.stringify(replay));
@@ -253,7 +253,7 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
 
   test("dspex dlq list / show / replay from the command line", async () => {
     const cli = join(ROOT, "services/cli/src/cli.ts");
-    const env = { ...process.env, NATS_URL: h.fleet.natsUrl };
+    const env = { ...process.env, NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.admin };
     const node = [process.execPath, "--conditions=development", "--import", "tsx", cli];
     const { stdout } = await run(node[0]!, [...node.slice(1), "dlq", "list", "--json"], { env, timeout: 30_000 });
     const listed = JSON.parse(stdout) as Array<{ seq: number; kind: string; reason: string }>;

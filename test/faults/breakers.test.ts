@@ -29,7 +29,7 @@ describe("circuit breakers and retries", { timeout: 120_000 }, () => {
         retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 },
       },
     });
-    jsm = await jetstreamManager(h.client.nc);
+    jsm = await jetstreamManager(h.admin);
     lmName = `lm:${lmKey(h.lm)}`;
   });
   after(async () => {
@@ -42,9 +42,10 @@ describe("circuit breakers and retries", { timeout: 120_000 }, () => {
 
   test("a retryable error reply is retried as new attempts <id>#2, <id>#3 until it succeeds", async () => {
     const published: string[] = [];
-    const spy = h.client.nc.subscribe("dspex.req.general.any", {
+    const spy = h.admin.subscribe("dspex.req.general.any", {
       callback: (_e, m) => void published.push(m.headers?.get("Nats-Msg-Id") ?? "?"),
     });
+    await h.admin.flush(); // the spy is subscribed before the client publishes
     const seen = h.lmDouble.requests().length;
     const retries = h.client.counts.retries;
     h.lmDouble.control.failNext("http500", 2);

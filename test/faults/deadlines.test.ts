@@ -26,7 +26,7 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
     await h?.close();
   });
 
-  const consumer = async () => (await jetstreamManager(h.client.nc)).consumers.info(STREAMS.requests.name, "general");
+  const consumer = async () => (await jetstreamManager(h.admin)).consumers.info(STREAMS.requests.name, "general");
   const workerStatus = async () => {
     const w = h.fleet.workers[0]!;
     const reply = await h.client.nc.request(`dspex.worker.${w.id}.status`, undefined, { timeout: 2_000 });

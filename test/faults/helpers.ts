@@ -2,6 +2,7 @@
  * Shared pieces of the fault tests (docs/reliability.md): requests built and published by hand (so a test
  * can send what the client never would), dead-letter events, and small waits on events, never on sleeps.
  */
+import { newInbox } from "@dspex/bus";
 import { randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
@@ -53,7 +54,8 @@ export async function handRequest(
   const id =
     options.id ??
     (options.body instanceof Uint8Array ? randomUUID() : String((options.body as { id?: unknown }).id ?? randomUUID()));
-  const replyTo = options.replyTo === undefined ? `_INBOX.hand.${randomUUID().replaceAll("-", "")}` : options.replyTo;
+  // an inbox under the connection's (its role's) prefix: the only place a worker may reply to
+  const replyTo = options.replyTo === undefined ? newInbox(nc, "hand") : options.replyTo;
   const h = natsHeaders();
   h.set("Nats-Msg-Id", id);
   if (replyTo) h.set("Dspex-Reply-To", replyTo);

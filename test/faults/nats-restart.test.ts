@@ -73,7 +73,7 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
     }
     // Acks sent just before the server went down are lost: those requests come back after AckWait and are
     // answered from the workers' reply memory (the client drops the repeat). Then nothing is left.
-    const jsm = await jetstreamManager(h.client.nc);
+    const jsm = await jetstreamManager(h.admin);
     const left = (await jsm.streams.info(STREAMS.requests.name)).state.messages;
     await until(async () => (await jsm.streams.info(STREAMS.requests.name)).state.messages === 0, 30_000, 250);
     const lmCalls = h.lmDouble.requests().length;
@@ -90,10 +90,10 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
   test("a publish that gets no PubAck is re-sent with the same Nats-Msg-Id and stored once", async () => {
     const server = h.fleet.nats!.process;
     const ids: string[] = [];
-    const spy = h.client.nc.subscribe("dspex.req.general.any", {
+    const spy = h.admin.subscribe("dspex.req.general.any", {
       callback: (_e, m) => void ids.push(m.headers?.get("Nats-Msg-Id") ?? "?"),
     });
-    await h.client.nc.flush();
+    await h.admin.flush();
     const seen = h.lmDouble.requests().length;
     const republished = h.client.snapshot().republished;
     server.kill("SIGSTOP"); // the server takes the publish but answers nothing: no PubAck
@@ -104,7 +104,7 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
       server.kill("SIGCONT");
       const result = await call;
       assert.equal(result.outputs.answer, "18");
-      await h.client.nc.flush();
+      await h.admin.flush();
       // Every copy that reached the server carried the same id (the first may be lost if the stalled
       // connection was dropped; that is what the re-publish is for).
       assert.ok(ids.length >= 1 && ids.every((id) => id === result.id), `published with one id: ${JSON.stringify(ids)}`);

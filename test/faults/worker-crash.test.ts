@@ -73,7 +73,7 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
   });
 
   test("a request that crashes every worker that takes it: MaxDeliver, dead-lettered, its caller told at once", async () => {
-    const jsm = await jetstreamManager(h.client.nc);
+    const jsm = await jetstreamManager(h.admin);
     const seen = h.lmDouble.requests().length;
     h.lmDouble.control.failAll("hang");
     const t0 = Date.now();

@@ -70,7 +70,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
   });
 
   test("bad inputs and bad signatures are rejected before anything is published", async () => {
-    const jsm = await jetstreamManager(h.client.nc);
+    const jsm = await jetstreamManager(h.admin);
     const before = (await jsm.streams.info(STREAMS.requests.name)).state.last_seq;
     await assert.rejects(h.client.predict("question -> answer", {}), (err: unknown) => {
       assert.ok(err instanceof ValidationError);
@@ -147,7 +147,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
     const { stdout } = await run(
       join(ROOT, ".venv/bin/python"),
       [join(ROOT, "test/integration/hand_request.py"), h.fleet.natsUrl, h.lmDouble.url],
-      { timeout: 60_000 },
+      { env: { ...process.env, NATS_CREDS: h.fleet.creds.client }, timeout: 60_000 },
     );
     const { request_id, stream, reply } = JSON.parse(stdout) as {
       request_id: string;

@@ -6,16 +6,19 @@ usage: hand_request.py <nats_url> <lm_api_base>
 
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
 
 import msgpack
 import nats
+from dspex_worker.transport.connect import connect_options
 
 
 async def main(nats_url: str, api_base: str) -> None:
-    nc = await nats.connect(nats_url)
+    # the client role's credentials (NATS_CREDS): its inbox prefix is the one workers may reply to
+    nc = await nats.connect(nats_url, **connect_options(os.environ.get("NATS_CREDS")))
     js = nc.jetstream()
     request_id = str(uuid.uuid4())
     inbox = nc.new_inbox()

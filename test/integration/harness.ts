@@ -3,6 +3,8 @@
  * importing real dspy, the client, and the LM double (a deterministic OpenAI-compatible test server — the
  * one thing tests fake, at the HTTP boundary).
  */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connectNats } from "@dspex/bus";
 import { Client, type ClientOptions } from "@dspex/client";
 import { startFleet, type Fleet, type FleetOptions } from "@dspex/embedded";
 import type { LMConfig } from "@dspex/protocol";
@@ -10,7 +12,10 @@ import { startLmDouble, type LmDouble } from "../lm-double/server.js";
 
 export interface Harness {
   fleet: Fleet;
+  /** A caller (the `client` role). */
   client: Client;
+  /** The operator's connection (`admin` role): what tests look at beyond a caller's permissions. */
+  admin: NatsConnection;
   lmDouble: LmDouble;
   /** LM config pointing dspy.LM at the double (litellm's retries off so failures surface at once). */
   lm: LMConfig;
@@ -25,13 +30,16 @@ export async function startHarness(
   let fleet: Fleet | undefined;
   try {
     fleet = await startFleet({ workers: { general: 1 }, ...options.fleet });
-    const client = await Client.connect({ servers: fleet.natsUrl, lm, ...options.client });
+    const client = await Client.connect({ servers: fleet.natsUrl, creds: fleet.creds.client, lm, ...options.client });
+    const admin = await connectNats({ servers: fleet.natsUrl, creds: fleet.creds.admin, name: "test-admin" });
     return {
       fleet,
       client,
+      admin,
       lmDouble,
       lm,
       async close() {
+        await admin.close();
         await client.close();
         await fleet!.stop();
         await lmDouble.close();

@@ -19,7 +19,7 @@ describe("the local model in the gpu pool", { timeout: 240_000, skip: !localLmIn
     fleet = await startFleet({ workers: { general: 1, gpu: 1 }, lm: "local" });
     assert.ok(fleet.lm, "the gpu worker advertises the local model in its ready event");
     lm = fleet.lm.lm;
-    client = await Client.connect({ servers: fleet.natsUrl }); // no LM: the workers' default is the local model
+    client = await Client.connect({ servers: fleet.natsUrl, creds: fleet.creds.client }); // no LM: the workers' default is the local model
   });
   after(async () => {
     await client?.close();

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Fleet, WorkerProcess } from "@dspex/embedded";
 import { AffinityError } from "@dspex/protocol";
-import { startRouter } from "@dspex/router";
+import { newToken, startRouter } from "@dspex/router";
 import { startLmDouble, type LmDouble } from "../lm-double/server.js";
 import { startHarness, type Harness } from "./harness.js";
 
@@ -177,7 +177,7 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
       const { stdout } = await run(
         process.execPath,
         ["--conditions=development", "--import", "tsx", join(ROOT, "services/cli/src/cli.ts"), "status", "--json"],
-        { env: { ...process.env, NATS_URL: h.fleet.natsUrl }, cwd: ROOT, timeout: 60_000 },
+        { env: { ...process.env, NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.monitor }, cwd: ROOT, timeout: 60_000 },
       );
       return JSON.parse(stdout) as {
         pools: Array<{ pool: string; workers: Array<{ worker: string; uptime_s: number }> }>;
@@ -189,7 +189,7 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
     assert.deepEqual(withoutRouter.routers, [], "no router runs: status works without one");
     assert.deepEqual(withoutRouter.bus.missing, []);
     assert.ok(withoutRouter.bus.streams.some((s) => s.name === "DSPEX_REQ" && s.replicas === 1));
-    const router = await startRouter({ port: 0, client: { servers: h.fleet.natsUrl, lm: h.lm } });
+    const router = await startRouter({ port: 0, tokens: [newToken("test", ["predict"]).entry], client: { servers: h.fleet.natsUrl, creds: h.fleet.creds.client, lm: h.lm } });
     try {
       await router.client.predict("question -> answer", { question: "What is 1+2?" });
       const st = await status();

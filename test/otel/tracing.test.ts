@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { LMError } from "@dspex/protocol";
 import { initTelemetry, type Telemetry } from "@dspex/observability";
-import { startRouter, type RouterService } from "@dspex/router";
+import { newToken, startRouter, type RouterService } from "@dspex/router";
 import { startHarness, type Harness } from "../integration/harness.js";
 import {
   PYTHON,
@@ -50,7 +50,7 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
       },
     });
     // the router service reports the consumers' lag (the client itself runs nothing in the background)
-    router = await startRouter({ port: 0, client: { servers: h.fleet.natsUrl } });
+    router = await startRouter({ port: 0, tokens: [newToken("test", ["predict"]).entry], client: { servers: h.fleet.natsUrl, creds: h.fleet.creds.client } });
   });
   after(async () => {
     await router?.stop();
@@ -199,7 +199,7 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
       h.lmDouble.url,
       `00-${traceId}-${parentId}-01`,
       "vendor=dspex-test",
-    ]);
+    ], { env: { ...globalThis.process.env, NATS_CREDS: h.fleet.creds.client } });
     const out = JSON.parse(stdout) as { request_id: string; reply: { ok: boolean; outputs: { answer: number } } };
     assert.equal(out.reply.ok, true);
     assert.equal(out.reply.outputs.answer, 42);

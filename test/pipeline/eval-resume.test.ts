@@ -33,10 +33,10 @@ interface ServiceProcess {
   exited: Promise<number | null>;
 }
 
-function startService(natsUrl: string): Promise<ServiceProcess> {
+function startService(natsUrl: string, creds: string | undefined): Promise<ServiceProcess> {
   const child = spawn(process.execPath, ["--conditions=development", "--import", "tsx", "services/pipeline/src/server.ts"], {
     cwd: ROOT,
-    env: { ...process.env, NATS_URL: natsUrl, PORT: "0", DSPEX_PIPELINE_LEASE_MS: LEASE_MS },
+    env: { ...process.env, NATS_URL: natsUrl, NATS_CREDS: creds, PORT: "0", DSPEX_PIPELINE_LEASE_MS: LEASE_MS },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Array<Record<string, unknown>> = [];
@@ -120,7 +120,7 @@ describe("evaluation job survives a worker kill and a pipeline service kill + re
         { field: "question", match: { regex: "^question \\d*[7-9]$" }, outputs: { answer: "no" } },
       ],
     });
-    client = await PipelineClient.connect({ servers: h.fleet.natsUrl });
+    client = await PipelineClient.connect({ servers: h.fleet.natsUrl, creds: h.fleet.creds.client });
   });
   after(async () => {
     for (const s of services) s.child.kill("SIGKILL");
@@ -130,7 +130,7 @@ describe("evaluation job survives a worker kill and a pipeline service kill + re
 
   test("1,000 examples: exactly one result each, the undisturbed score, nothing redone after the restart", async () => {
     const t0 = performance.now();
-    let service = await startService(h.fleet.natsUrl);
+    let service = await startService(h.fleet.natsUrl, h.fleet.creds.pipeline);
     services.push(service);
     const health = await fetch(`http://127.0.0.1:${service.port}/readyz`);
     assert.equal(health.status, 200);
@@ -166,7 +166,7 @@ describe("evaluation job survives a worker kill and a pipeline service kill + re
     assert.equal(recordAtKill?.status, "running");
 
     // 3. Restart: the new process picks the unfinished job up on its own.
-    service = await startService(h.fleet.natsUrl);
+    service = await startService(h.fleet.natsUrl, h.fleet.creds.pipeline);
     services.push(service);
     const final = await feed.until((e) => e.status !== "running", "the job to finish", 120_000);
     assert.equal(final.status, "succeeded", JSON.stringify(final));

@@ -13,6 +13,8 @@ from .protocol.generated.bus import POOLS
 @dataclass(frozen=True)
 class WorkerConfig:
     nats_url: str = "nats://127.0.0.1:4222"
+    # The worker role's credentials file (docs/security.md); None only against a server without auth.
+    nats_creds: str | None = None
     pool: str = "general"
     concurrency: int = 8
     worker_id: str = ""
@@ -45,6 +47,11 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         "provisions it: run `dspex bus apply` first (the worker waits for its pool's consumer).",
     )
     parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", WorkerConfig.nats_url))
+    parser.add_argument(
+        "--nats-creds",
+        default=os.environ.get("NATS_CREDS") or None,
+        help="the worker role's NATS credentials file (env NATS_CREDS); TLS from NATS_CA/NATS_CERT/NATS_KEY",
+    )
     parser.add_argument("--pool", default=os.environ.get("DSPEX_POOL", WorkerConfig.pool), choices=POOLS)
     parser.add_argument(
         "--concurrency", type=int, default=_env_int("DSPEX_WORKER_CONCURRENCY", WorkerConfig.concurrency)
@@ -79,6 +86,7 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     return WorkerConfig(
         nats_url=args.nats_url,
+        nats_creds=args.nats_creds,
         pool=args.pool,
         concurrency=args.concurrency,
         worker_id=worker_id,

@@ -33,11 +33,19 @@ from .observability.log import emit_event, get_logger
 from .ops import registry
 from .ops.context import OpContext
 from .protocol import DspexError
-from .protocol.errors import AffinityError, BusError, DeadlineExceeded, PayloadTooLarge, ValidationError
+from .protocol.errors import (
+    AffinityError,
+    BusError,
+    DeadlineExceeded,
+    PayloadTooLarge,
+    TransportError,
+    ValidationError,
+)
 from .protocol.generated import bus
 from .signatures import SignatureCache
 from .transport.acks import InProgress, progress_interval
 from .transport.bus import REQUEST_STREAM, verify_bus
+from .transport.connect import connect_options
 from .transport.dead_letter import DeadLetters
 from .transport.envelope import decode_request, error_reply, ok_reply, remaining_seconds
 from .transport.membership import Membership, assign_partitions
@@ -111,13 +119,29 @@ class Worker:
         async def on_disconnect() -> None:
             log.warning("disconnected from NATS")
 
+        async def on_error(exc: Exception) -> None:
+            if self.nc is None and "authorization violation" in str(exc).lower():
+                # raised out of nats.connect: refused credentials do not get better by retrying forever
+                raise TransportError(
+                    "NATS refused this worker's credentials"
+                    + (
+                        f" ({self.config.nats_creds})"
+                        if self.config.nats_creds
+                        else ": set NATS_CREDS (docs/security.md)"
+                    )
+                )
+            # e.g. a permissions violation: a publish outside this role's allow-list (docs/security.md)
+            log.warning("NATS error", error=f"{type(exc).__name__}: {exc}")
+
         return await nats.connect(
             self.config.nats_url,
             name=f"{SERVICE_NAME} {self.config.worker_id}",
+            **connect_options(self.config.nats_creds),
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             reconnected_cb=on_reconnect,
             disconnected_cb=on_disconnect,
+            error_cb=on_error,
         )
 
     async def run(self) -> None:
@@ -340,6 +364,6 @@ async def serve(config: WorkerConfig) -> None:
         loop.add_signal_handler(sig, worker.request_stop)
     try:
         await worker.run()
-    except BusError as exc:
+    except (BusError, TransportError) as exc:
         log.error(exc.message, error_type=exc.type, **(exc.details or {}))
         sys.exit(2)

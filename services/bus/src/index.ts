@@ -4,7 +4,10 @@
  * replicas and limits, `applyBus` (the one writer), `requireBus`/`inspectBus` (everyone else: verify,
  * report drift), the pools' settings, and what `dspex status` shows.
  */
-export { connectNats, serverList, type ConnectOptions } from "./connect.js";
+export { connectNats, connectionSecurity, newInbox, serverList, type BusAccess, type ConnectOptions, type TlsFiles } from "./connect.js";
+export { issueAuth, type IssuedAuth, type IssueOptions } from "./auth/issue.js";
+export { readCreds, type CredsInfo } from "./auth/creds.js";
+export { ROLES, WORKER_ROLES, inboxPrefix, isRole, rolePermissions, workerRole, type Role, type RolePermissions } from "./auth/roles.js";
 export { busSettings, LIMIT_DEFAULTS, type BusSettings, type BusSettingsOverrides, type Limits, type LimitName } from "./settings.js";
 export { busSpec, BUS_METADATA_KEY, type BusSpec, type BusNeeds, type StreamSpec, type ConsumerSpec, type BucketSpec } from "./spec.js";
 export { applyBus, formatApplyReport, type ApplyReport } from "./apply.js";
@@ -13,6 +16,6 @@ export type { Difference } from "./diff.js";
 export { collectStatus, formatStatus, type BusStatus, type PoolStatus, type WorkerStatus, type BreakerSnapshot } from "./status.js";
 export { poolSettings, POOL_DEFAULTS, envName, type PoolSettings } from "./pools.js";
 export { consumerBackoffMs } from "./backoff.js";
-export { jsCode, JS_CODES, isStreamNotFound, isConsumerNotFound, isWrongLastSequence } from "./jserrors.js";
+export { jsCode, JS_CODES, isStreamNotFound, isConsumerNotFound, isWrongLastSequence, isPermissionViolation, forbiddenOr } from "./jserrors.js";
 export { publishWithRetry, isTransientPublishError, type PublishRetryOptions } from "./publish.js";
 export { LazyBucket, isLive, type BucketName } from "./buckets.js";

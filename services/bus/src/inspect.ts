@@ -22,6 +22,8 @@ export interface StreamState {
   bytes: number;
   maxBytes: number;
   maxAgeMs: number;
+  /** Messages kept per subject (a bucket's history); 0: unlimited. */
+  maxMsgsPerSubject: number;
 }
 
 export interface BusInspection {
@@ -50,6 +52,7 @@ function state(i: StreamInfo, kind: StreamState["kind"]): StreamState {
     bytes: i.state.bytes,
     maxBytes: i.config.max_bytes,
     maxAgeMs: Math.round(i.config.max_age / 1e6),
+    maxMsgsPerSubject: Math.max(0, i.config.max_msgs_per_subject ?? 0),
   };
 }
 

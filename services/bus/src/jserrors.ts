@@ -3,6 +3,8 @@
  * constants for a few codes; the others are the server's (nats-server errors.json).
  */
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { PermissionViolationError } from "@nats-io/transport-node";
+import { Forbidden } from "@dspex/protocol";
 
 export const JS_CODES = {
   ...JetStreamApiCodes,
@@ -33,4 +35,24 @@ export function isConsumerNotFound(err: unknown): boolean {
 export function isWrongLastSequence(err: unknown): boolean {
   const code = jsCode(err);
   return code === JS_CODES.StreamWrongLastSequence || code === JS_CODES.StreamWrongLastSequenceUnknown;
+}
+
+/** The server refused a publish or subscription: the connection's role may not use that subject. */
+export function isPermissionViolation(err: unknown): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof PermissionViolationError) return true;
+  }
+  return false;
+}
+
+/**
+ * A permission refusal as the typed error `Forbidden`, naming what was attempted and the identity it needs
+ * (docs/security.md); any other error unchanged.
+ */
+export function forbiddenOr(err: unknown, what: string, needs: string): unknown {
+  if (!isPermissionViolation(err)) return err;
+  return new Forbidden(`${what} needs the ${needs} identity: this connection's credentials (NATS_CREDS) do not allow it`, {
+    details: { needs },
+    cause: err,
+  });
 }

@@ -6,19 +6,22 @@
  * Environment (all optional):
  *   DSPEX_BUS_REPLICAS (alias DSPEX_STREAM_REPLICAS)  replicas of every stream and bucket (3 on a cluster)
  *   DSPEX_BUS_STORAGE                                  file (default) | memory
- *   DSPEX_BUS_<NAME>_MAX_BYTES, DSPEX_BUS_<NAME>_MAX_AGE_MS   limits of one stream or bucket, NAME one of
+ *   DSPEX_BUS_<NAME>_MAX_BYTES, DSPEX_BUS_<NAME>_MAX_AGE_MS, DSPEX_BUS_<NAME>_MAX_MSGS_PER_SUBJECT
+ *                                                      limits of one stream or bucket (a bucket's history), NAME one of
  *       REQUESTS, DEAD_LETTERS, ADVISORIES, EVAL_DATA, EVAL_RESULTS, MEMBERS, PROGRAMS, SESSIONS, JOBS
  *   DSPEX_SESSION_TTL_MS                               idle time after which a session expires (30 min)
  *   DSPEX_PIN_TIMEOUT_MS                               how long a partition stays with a silent worker (3 s)
  *   DSPEX_<POOL>_<SETTING>                             the pools' settings (pools.ts)
  */
 import { poolSettings, type PoolSettings } from "./pools.js";
-import type { Pool } from "@dspex/protocol";
+import { BUCKETS, STREAMS, type Pool } from "@dspex/protocol";
 
 /** What one stream or bucket may hold. 0 = unlimited. */
 export interface Limits {
   maxBytes: number;
   maxAgeMs: number;
+  /** Messages kept per subject (a bucket's history: versions kept per key, 1–64). */
+  maxMsgsPerSubject: number;
 }
 
 export type LimitName =
@@ -36,20 +39,33 @@ const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const DAY = 24 * 3600_000;
 
+/** Messages per subject as schemas/bus.json describes them (a bucket's history; one result per example). */
+const PER_SUBJECT: Record<LimitName, number> = {
+  requests: 0, // every request of a pool shares a subject: never limited per subject
+  deadLetters: 0,
+  advisories: 0,
+  evalData: (STREAMS.evalData as { maxMsgsPerSubject?: number }).maxMsgsPerSubject ?? 0,
+  evalResults: (STREAMS.evalResults as { maxMsgsPerSubject?: number }).maxMsgsPerSubject ?? 0,
+  members: BUCKETS.members.history,
+  programs: BUCKETS.programs.history,
+  sessions: BUCKETS.sessions.history,
+  jobs: BUCKETS.jobs.history,
+};
+
 /**
  * Defaults sized for one node: nothing grows without bound. Requests older than a day have no caller
  * left; dead letters are kept a week; programs never expire by age (versions are the history).
  */
 export const LIMIT_DEFAULTS: Record<LimitName, Limits> = {
-  requests: { maxBytes: 1 * GiB, maxAgeMs: DAY },
-  deadLetters: { maxBytes: 1 * GiB, maxAgeMs: 7 * DAY },
-  advisories: { maxBytes: 64 * MiB, maxAgeMs: DAY },
-  evalData: { maxBytes: 4 * GiB, maxAgeMs: 30 * DAY },
-  evalResults: { maxBytes: 4 * GiB, maxAgeMs: 30 * DAY },
-  members: { maxBytes: 16 * MiB, maxAgeMs: 30_000 },
-  programs: { maxBytes: 1 * GiB, maxAgeMs: 0 },
-  sessions: { maxBytes: 256 * MiB, maxAgeMs: 30 * 60_000 },
-  jobs: { maxBytes: 256 * MiB, maxAgeMs: 7 * DAY },
+  requests: { maxBytes: 1 * GiB, maxAgeMs: DAY, maxMsgsPerSubject: PER_SUBJECT.requests },
+  deadLetters: { maxBytes: 1 * GiB, maxAgeMs: 7 * DAY, maxMsgsPerSubject: PER_SUBJECT.deadLetters },
+  advisories: { maxBytes: 64 * MiB, maxAgeMs: DAY, maxMsgsPerSubject: PER_SUBJECT.advisories },
+  evalData: { maxBytes: 4 * GiB, maxAgeMs: 30 * DAY, maxMsgsPerSubject: PER_SUBJECT.evalData },
+  evalResults: { maxBytes: 4 * GiB, maxAgeMs: 30 * DAY, maxMsgsPerSubject: PER_SUBJECT.evalResults },
+  members: { maxBytes: 16 * MiB, maxAgeMs: 30_000, maxMsgsPerSubject: PER_SUBJECT.members },
+  programs: { maxBytes: 1 * GiB, maxAgeMs: 0, maxMsgsPerSubject: PER_SUBJECT.programs },
+  sessions: { maxBytes: 256 * MiB, maxAgeMs: 30 * 60_000, maxMsgsPerSubject: PER_SUBJECT.sessions },
+  jobs: { maxBytes: 256 * MiB, maxAgeMs: 7 * DAY, maxMsgsPerSubject: PER_SUBJECT.jobs },
 };
 
 export interface BusSettings {
@@ -98,8 +114,14 @@ export function busSettings(overrides: BusSettingsOverrides = {}, env: NodeJS.Pr
     limits[name] = {
       maxBytes: envNumber(env, `DSPEX_BUS_${LIMIT_ENV[name]}_MAX_BYTES`, 0) ?? LIMIT_DEFAULTS[name].maxBytes,
       maxAgeMs: envNumber(env, `DSPEX_BUS_${LIMIT_ENV[name]}_MAX_AGE_MS`, 0) ?? LIMIT_DEFAULTS[name].maxAgeMs,
+      maxMsgsPerSubject: envNumber(env, `DSPEX_BUS_${LIMIT_ENV[name]}_MAX_MSGS_PER_SUBJECT`, 0) ?? LIMIT_DEFAULTS[name].maxMsgsPerSubject,
       ...overrides.limits?.[name],
     };
+    const isBucket = name in BUCKETS;
+    const perSubject = limits[name].maxMsgsPerSubject;
+    if (isBucket && (perSubject < 1 || perSubject > 64)) {
+      throw new RangeError(`DSPEX_BUS_${LIMIT_ENV[name]}_MAX_MSGS_PER_SUBJECT: a bucket's history must be 1–64 (got ${perSubject})`);
+    }
   }
   const sessionTtl = overrides.sessionTtlMs ?? envNumber(env, "DSPEX_SESSION_TTL_MS", 1);
   if (sessionTtl !== undefined) limits.sessions = { ...limits.sessions, maxAgeMs: sessionTtl };

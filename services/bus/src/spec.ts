@@ -89,9 +89,9 @@ function streamConfig(key: StreamKey, settings: BusSettings): StreamSpec["config
     discard: DiscardPolicy.New,
     metadata: { [BUS_METADATA_KEY]: String(BUS_VERSION) },
   };
+  if (limits.maxMsgsPerSubject > 0) config.max_msgs_per_subject = limits.maxMsgsPerSubject;
   if (s.maxMsgsPerSubject !== undefined) {
     // One message per subject, a second one refused: an example's result can never be stored twice.
-    config.max_msgs_per_subject = s.maxMsgsPerSubject;
     config.discard_new_per_subject = true;
   }
   switch (key) {
@@ -175,7 +175,7 @@ export function busSpec(settings: BusSettings): BusSpec {
       key,
       name: b.name,
       stream: `KV_${b.name}`,
-      history: b.history,
+      history: limits.maxMsgsPerSubject,
       ttlMs: limits.maxAgeMs,
       maxBytes: limits.maxBytes,
       replicas: settings.replicas,

@@ -115,7 +115,8 @@ export function formatStatus(status: BusStatus): string {
     lines.push(
       `  ${st.kind.padEnd(6)} ${st.name.padEnd(20)} replicas ${st.replicas}  leader ${st.leader ?? "-"}` +
         `${st.lagging.length ? `  lagging ${st.lagging.join(",")}` : ""}  ${st.messages} msgs, ${mib(st.bytes)} (${limit})` +
-        `${st.maxAgeMs > 0 ? `, max age ${duration(st.maxAgeMs)}` : ""}`,
+        `${st.maxAgeMs > 0 ? `, max age ${duration(st.maxAgeMs)}` : ", no age limit"}` +
+        `${st.maxMsgsPerSubject > 0 ? `, ${st.maxMsgsPerSubject} per subject` : ""}`,
     );
   }
   for (const m of status.bus.missing) lines.push(`  MISSING ${m} (run \`dspex bus apply\`)`);

@@ -28,7 +28,7 @@ describe("the bus: described, applied by one actor, verified by everyone else", 
 
   before(async () => {
     nats = await startNatsServer();
-    nc = await connectNats({ servers: nats.url, name: "bus-test" });
+    nc = await connectNats({ servers: nats.url, name: "bus-test", creds: nats.creds.admin });
     jsm = await jetstreamManager(nc);
   });
   after(async () => {
@@ -42,7 +42,7 @@ describe("the bus: described, applied by one actor, verified by everyone else", 
       assert.match(err.message, /missing bucket dspex_jobs, stream DSPEX_REQ; run `dspex bus apply`/);
       return true;
     });
-    await assert.rejects(Client.connect({ servers: nats.url }), (err: unknown) => err instanceof BusError && /stream DSPEX_REQ/.test(err.message));
+    await assert.rejects(Client.connect({ servers: nats.url, creds: nats.creds.client }), (err: unknown) => err instanceof BusError && /stream DSPEX_REQ/.test(err.message));
     assert.deepEqual((await inspectBus(nc, spec)).missing.length, total, "the client created nothing");
   });
 
@@ -62,7 +62,7 @@ describe("the bus: described, applied by one actor, verified by everyone else", 
 
   test("a client configured for 3 replicas changes nothing on a 1-replica bus and reports the drift", async () => {
     const before = (await jsm.streams.info(STREAMS.requests.name)).config;
-    const client = await Client.connect({ servers: nats.url, bus: { replicas: 3 }, checkWorkers: false });
+    const client = await Client.connect({ servers: nats.url, creds: nats.creds.client, bus: { replicas: 3 }, checkWorkers: false });
     try {
       const replicas = client.busDrift.find((d) => d.what === "stream DSPEX_REQ" && d.field === "num_replicas");
       assert.deepEqual(replicas && { want: replicas.want, have: replicas.have }, { want: 3, have: 1 });
@@ -74,7 +74,7 @@ describe("the bus: described, applied by one actor, verified by everyone else", 
     // `dspex status` of a deployment whose settings say 3 replicas shows the same drift
     const { stdout } = await run(process.execPath, ["--conditions=development", "--import", "tsx", "services/cli/src/cli.ts", "status"], {
       cwd: ROOT,
-      env: { ...process.env, NATS_URL: nats.url, DSPEX_BUS_REPLICAS: "3" },
+      env: { ...process.env, NATS_URL: nats.url, NATS_CREDS: nats.creds.monitor, DSPEX_BUS_REPLICAS: "3" },
     });
     assert.match(stdout, /DRIFT stream DSPEX_REQ: num_replicas is 1, the deployment says 3/);
     assert.match(stdout, /routers: none answered/);

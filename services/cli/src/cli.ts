@@ -7,6 +7,7 @@
 import { Command } from "commander";
 import { DspexError } from "@dspex/protocol";
 import { initTelemetry } from "@dspex/observability";
+import { registerApiTokenCommands } from "./commands/api-token.js";
 import { registerDlqCommands } from "./commands/dlq.js";
 import { registerEvalCommand } from "./commands/eval.js";
 import { registerJobsCommands } from "./commands/jobs.js";
@@ -21,6 +22,7 @@ registerStatusCommands(program);
 registerEvalCommand(program);
 registerJobsCommands(program);
 registerDlqCommands(program);
+registerApiTokenCommands(program);
 
 program
   .parseAsync()

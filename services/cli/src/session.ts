@@ -9,11 +9,16 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import type { LMConfig } from "@dspex/protocol";
 import { ValidationError } from "@dspex/protocol";
-import { applyBus, busSettings, busSpec, connectNats } from "@dspex/bus";
+import { applyBus, busSettings, busSpec, connectNats, type IssuedAuth } from "@dspex/bus";
 import { configuredLm, localLmInstalled, startFleet, startNatsServer, type Fleet } from "@dspex/embedded";
 
 export interface Session {
   natsUrl: string;
+  /**
+   * Credentials files by role of the embedded fleet (the CLI runs it, so it holds them all); empty on a
+   * deployment, where every connection uses NATS_CREDS (docs/security.md).
+   */
+  creds: Partial<IssuedAuth["creds"]>;
   /** The embedded fleet, when this command started one. */
   fleet: Fleet | undefined;
   /** What answers calls that name no LM, for the user. */
@@ -52,18 +57,18 @@ function embeddedLm(lm: LMConfig | undefined): "local" | "env" | LMConfig {
 export async function openSession(options: SessionOptions): Promise<Session> {
   const natsUrl = process.env.NATS_URL;
   if (natsUrl) {
-    return { natsUrl, fleet: undefined, lmLabel: options.lm?.model ?? "the workers' default LM (their DSPEX_LM)", close: async () => {} };
+    return { natsUrl, creds: {}, fleet: undefined, lmLabel: options.lm?.model ?? "the workers' default LM (their DSPEX_LM)", close: async () => {} };
   }
   if (!options.workers) {
     // a bus only (listing or reading jobs): the store of earlier embedded runs, the bus applied
     const nats = await startNatsServer({ ...(options.storeDir ? { storeDir: options.storeDir } : {}) });
-    const nc = await connectNats({ servers: nats.url, name: "dspex-cli-apply" });
+    const nc = await connectNats({ servers: nats.url, name: "dspex-cli-apply", creds: nats.creds.admin });
     try {
       await applyBus(nc, busSpec(busSettings()));
     } finally {
       await nc.close();
     }
-    return { natsUrl: nats.url, fleet: undefined, lmLabel: "none (no workers)", close: () => nats.stop() };
+    return { natsUrl: nats.url, creds: nats.creds, fleet: undefined, lmLabel: "none (no workers)", close: () => nats.stop() };
   }
   say(options.quiet, "starting the embedded fleet (nats-server, bus, workers)…");
   const t0 = performance.now();
@@ -76,7 +81,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
   say(options.quiet, `embedded fleet ready in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${fleet.natsUrl}, ${fleet.workers.length} worker(s)`);
   const lmLabel = fleet.lm?.label ?? "the workers' default LM";
   say(options.quiet, `LM: ${lmLabel}`);
-  return { natsUrl: fleet.natsUrl, fleet, lmLabel, close: () => fleet.stop() };
+  return { natsUrl: fleet.natsUrl, creds: fleet.creds, fleet, lmLabel, close: () => fleet.stop() };
 }
 
 /** Where embedded mode keeps jobs between runs (DSPEX_EVAL_STORE, else ~/.dspex/eval-store). */

@@ -22,22 +22,30 @@ const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.st
 
 describe("dspex up / status / run / eval with no LM configured", { timeout: 300_000, skip: !localLmInstalled() && "local model not installed" }, () => {
   let up: ChildProcess;
+  // what `dspex up` prints for other shells: the URL, the client's credentials, the monitor's for status
   let natsUrl: string;
+  let clientCreds: string;
+  let monitorCreds: string;
   const dir = mkdtempSync(join(tmpdir(), "dspex-embedded-cli-"));
 
   before(async () => {
     up = spawn(process.execPath, [...CLI, "up", "--workers", "1"], { cwd: ROOT, env: ENV, stdio: ["ignore", "pipe", "ignore"] });
-    natsUrl = await new Promise<string>((resolve, reject) => {
+    const printed = await new Promise<Record<string, string>>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("dspex up printed no NATS_URL within 120 s")), 120_000);
+      const seen: Record<string, string> = {};
       createInterface({ input: up.stdout! }).on("line", (line) => {
-        const m = /^NATS_URL=(\S+)$/.exec(line);
-        if (m) {
+        const m = /^(?:# dspex (status|bus, dspex dlq): )?(NATS_URL|NATS_CREDS)=(\S+)$/.exec(line);
+        if (m) seen[m[1] ? `${m[1]} ${m[2]}` : m[2]!] = m[3]!;
+        if (seen.NATS_URL && seen.NATS_CREDS && seen["status NATS_CREDS"] && seen["bus, dspex dlq NATS_CREDS"]) {
           clearTimeout(timer);
-          resolve(m[1]!);
+          resolve(seen);
         }
       });
       up.once("exit", (code) => reject(new Error(`dspex up exited with ${code}`)));
     });
+    natsUrl = printed.NATS_URL!;
+    clientCreds = printed.NATS_CREDS!;
+    monitorCreds = printed["status NATS_CREDS"]!;
   });
   after(async () => {
     if (up && up.exitCode === null) {
@@ -48,8 +56,15 @@ describe("dspex up / status / run / eval with no LM configured", { timeout: 300_
     rmSync(dir, { recursive: true, force: true });
   });
 
+  test("dspex up's bus refuses a connection without credentials, with a hint", async () => {
+    await assert.rejects(
+      run(process.execPath, [...CLI, "status"], { cwd: ROOT, env: { ...ENV, NATS_URL: natsUrl, NATS_CREDS: "" } }),
+      (err: { stderr?: string }) => /Authorization Violation/.test(err.stderr ?? "") && /set NATS_CREDS/.test(err.stderr ?? ""),
+    );
+  });
+
   test("dspex status works against dspex up with no router running", async () => {
-    const { stdout } = await run(process.execPath, [...CLI, "status", "--json"], { cwd: ROOT, env: { ...ENV, NATS_URL: natsUrl } });
+    const { stdout } = await run(process.execPath, [...CLI, "status", "--json"], { cwd: ROOT, env: { ...ENV, NATS_URL: natsUrl, NATS_CREDS: monitorCreds } });
     const status = JSON.parse(stdout) as {
       routers: unknown[];
       bus: { missing: string[] };
@@ -64,7 +79,7 @@ describe("dspex up / status / run / eval with no LM configured", { timeout: 300_
   test("NATS_URL=… dspex run against dspex up answers with the local model (no LM named anywhere)", async () => {
     const { stdout } = await run(process.execPath, [...CLI, "run", "question -> answer", "-i", "question=What color is the sky?", "--json", "--timeout", "180000"], {
       cwd: ROOT,
-      env: { ...ENV, NATS_URL: natsUrl },
+      env: { ...ENV, NATS_URL: natsUrl, NATS_CREDS: clientCreds },
     });
     const result = JSON.parse(stdout) as { outputs: { answer: unknown }; lm: string; worker: string };
     assert.equal(typeof result.outputs.answer, "string");

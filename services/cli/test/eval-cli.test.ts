@@ -17,7 +17,7 @@ describe("dspex eval / dspex jobs", { timeout: 180_000 }, () => {
   const dspex = (args: string[]) =>
     run(process.execPath, ["--conditions=development", "--import", "tsx", "services/cli/src/cli.ts", ...args], {
       cwd: ROOT,
-      env: { ...process.env, NATS_URL: h.fleet.natsUrl },
+      env: { ...process.env, NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.admin },
       timeout: 120_000,
     });
 

@@ -24,7 +24,7 @@ import {
   type ReplyOk,
 } from "@dspex/protocol";
 import { resolveSignature, validateInputs, validateOutputs, type SignatureInput } from "@dspex/native";
-import { busSettings, busSpec, connectNats, formatDrift, requireBus, type BusSettingsOverrides, type Difference, type PoolSettings } from "@dspex/bus";
+import { busSettings, busSpec, connectNats, formatDrift, requireBus, type BusAccess, type BusSettingsOverrides, type Difference, type PoolSettings } from "@dspex/bus";
 import { createLogger } from "@dspex/observability";
 import { compose, type CallInput, type CallOptions, type CallRequest, type CallResult, type Caller, type Interceptor } from "./call.js";
 import { discoveryInterceptor, WorkerDiscovery, type DiscoveryOptions } from "./discovery.js";
@@ -40,9 +40,7 @@ import { ProgramStream, type StreamOptions } from "./stream.js";
 import { ToolRegistry } from "./tools.js";
 import { Transport } from "./transport.js";
 
-export interface ClientOptions {
-  /** NATS server URL(s); default $NATS_URL, then nats://127.0.0.1:4222. */
-  servers?: string | string[];
+export interface ClientOptions extends BusAccess {
   /** Use this connection instead of opening one (the client will not close it). */
   connection?: NatsConnection;
   /** Default LM for calls that name none; else the workers' default. */
@@ -108,7 +106,7 @@ export class Client implements Caller {
   }
 
   static async connect(options: ClientOptions = {}): Promise<Client> {
-    const nc = options.connection ?? (await connectNats({ servers: options.servers, name: options.name ?? "dspex-client" }));
+    const nc = options.connection ?? (await connectNats({ servers: options.servers, creds: options.creds, tls: options.tls, name: options.name ?? "dspex-client" }));
     try {
       let drift: Difference[] = [];
       if (options.verifyBus !== false) {

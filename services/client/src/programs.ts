@@ -31,6 +31,8 @@ export interface ProgramDefinition {
   lineage?: Record<string, unknown>;
   /** Score of an optimized version (dspy.Evaluate percentage on its valset/trainset; docs/dspy-surface.md). */
   score?: number | null;
+  /** Who created it through the HTTP API (the API token's name); only they may add versions under its id. */
+  owner?: string;
 }
 
 export interface CreateProgramOptions {
@@ -40,6 +42,7 @@ export interface CreateProgramOptions {
   state?: ProgramState;
   session?: string;
   id?: string;
+  owner?: string;
 }
 
 export interface ProgramVersion {
@@ -79,6 +82,7 @@ export class ProgramStore {
       created_at: Date.now(),
       ...(options.state ? { state: options.state } : {}),
       ...(options.session ? { session: options.session } : {}),
+      ...(options.owner ? { owner: options.owner } : {}),
     };
     return this.put(definition);
   }

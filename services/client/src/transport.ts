@@ -5,7 +5,6 @@
  * while this client was reconnecting is re-sent. A reply that arrives for no pending call (late, duplicate)
  * is counted and dropped — never surfaced twice.
  */
-import { randomUUID } from "node:crypto";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
@@ -15,6 +14,7 @@ import {
   PayloadTooLarge,
   TransportError,
   checkRequest,
+  deadLetterNoticeSubject,
   decode,
   encode,
   errorFromWire,
@@ -25,7 +25,7 @@ import {
   type ReplyOk,
   type RequestEnvelope,
 } from "@dspex/protocol";
-import { publishWithRetry, type PoolSettings } from "@dspex/bus";
+import { newInbox, publishWithRetry, type PoolSettings } from "@dspex/bus";
 import { tracedPublish } from "@dspex/observability";
 import type { CallInput } from "./call.js";
 
@@ -74,8 +74,9 @@ interface Pending {
 
 export class Transport {
   private readonly pending = new Map<string, Pending>();
-  private readonly inbox = `_INBOX.${randomUUID().replaceAll("-", "")}`;
+  private readonly inbox: string;
   private readonly sub: Subscription;
+  private readonly noticeSub: Subscription;
   private readonly ledger = new ReplyLedger();
   private connected = true;
   private reconnectWaiters = new Set<() => void>();
@@ -88,7 +89,13 @@ export class Transport {
     private readonly js: JetStreamClient,
     private readonly pools: Record<string, PoolSettings>,
   ) {
+    // under the connection's inbox prefix: the only inboxes this role may subscribe to and workers may reply to
+    this.inbox = newInbox(nc);
     this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => void (err ? undefined : this.onReply(msg)) });
+    // the DLQ service's notices come beside the reply subject (deadLetterNoticeSubject): only errors count there
+    this.noticeSub = nc.subscribe(deadLetterNoticeSubject(`${this.inbox}.*`), {
+      callback: (err, msg) => void (err ? undefined : this.onReply(msg, true)),
+    });
     void this.watchConnection();
   }
 
@@ -131,7 +138,7 @@ export class Transport {
     });
   }
 
-  private onReply(msg: Msg): void {
+  private onReply(msg: Msg, notice = false): void {
     if (msg.reply) msg.respond(); // confirms receipt: the worker stops re-sending (Dspex-Reply-Ack)
     let reply: ReplyEnvelope;
     try {
@@ -139,7 +146,8 @@ export class Transport {
     } catch {
       return; // not ours to interpret; the caller's deadline reports the missing answer
     }
-    const id = msg.subject.slice(this.inbox.length + 1);
+    if (notice && reply.ok !== false) return; // a notice is an error or nothing
+    const id = msg.subject.slice(this.inbox.length + 1, notice ? msg.subject.lastIndexOf(".") : undefined);
     const pending = this.pending.get(id);
     if (!pending) return this.ledger.drop(id);
     this.pending.delete(id);
@@ -241,5 +249,6 @@ export class Transport {
     for (const [id, p] of this.pending) p.reject(new TransportError(`client closed before request ${id} was answered`));
     this.pending.clear();
     this.sub.unsubscribe();
+    this.noticeSub.unsubscribe();
   }
 }

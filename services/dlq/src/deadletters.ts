@@ -15,8 +15,8 @@
 import { randomUUID } from "node:crypto";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { ENVELOPE_VERSION, HEADERS, STREAMS, decode, deadLetterSubject, encode, type ReplyEnvelope } from "@dspex/protocol";
-import { publishWithRetry } from "@dspex/bus";
+import { ENVELOPE_VERSION, HEADERS, STREAMS, decode, deadLetterNoticeSubject, deadLetterSubject, encode, type ReplyEnvelope } from "@dspex/protocol";
+import { forbiddenOr, isStreamNotFound, jsCode, JS_CODES, newInbox, publishWithRetry } from "@dspex/bus";
 
 const DLQ_STREAM = STREAMS.deadLetters.name;
 
@@ -149,7 +149,8 @@ export async function deadLetter(
       worker: "dlq",
     };
     try {
-      nc.publish(replyTo, encode(reply));
+      // not the reply subject itself, which only workers may publish to (docs/security.md)
+      nc.publish(deadLetterNoticeSubject(replyTo), encode(reply));
     } catch {
       // nobody to tell
     }
@@ -209,8 +210,9 @@ export async function getDeadLetter(from: JetStreamManager | NatsConnection, seq
   try {
     const m = await jsm.streams.getMessage(DLQ_STREAM, { seq });
     return m ? toEntry(m) : undefined;
-  } catch {
-    return undefined;
+  } catch (err) {
+    if (jsCode(err) === JS_CODES.NoMessageFound || isStreamNotFound(err)) return undefined;
+    throw forbiddenOr(err, "reading dead letters", "admin");
   }
 }
 
@@ -223,8 +225,9 @@ export async function listDeadLetters(
   let state;
   try {
     state = (await jsm.streams.info(DLQ_STREAM)).state;
-  } catch {
-    return [];
+  } catch (err) {
+    if (isStreamNotFound(err)) return []; // no DLQ stream: nothing was dead-lettered
+    throw forbiddenOr(err, "reading dead letters", "admin");
   }
   const limit = options.limit ?? 100;
   const out: DlqEntry[] = [];
@@ -283,7 +286,7 @@ export async function replayDeadLetter(
     body = encode(map);
   }
   const timeoutMs = options.timeoutMs ?? 60_000;
-  const replyTo = `_INBOX.dspex-replay.${randomUUID().replaceAll("-", "")}`;
+  const replyTo = newInbox(nc, "dspex-replay");
   const h = natsHeaders();
   for (const [key, value] of Object.entries(entry.headers)) {
     const lower = key.toLowerCase();

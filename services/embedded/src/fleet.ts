@@ -6,7 +6,7 @@
  * stops everything it started. Only the CLI, tests and benchmarks use this package.
  */
 import { POOLS, type LMConfig, type Pool } from "@dspex/protocol";
-import { applyBus, busSettings, busSpec, connectNats, type BusSettings, type BusSettingsOverrides } from "@dspex/bus";
+import { applyBus, busSettings, busSpec, connectNats, type BusSettings, type BusSettingsOverrides, type IssuedAuth } from "@dspex/bus";
 import { DlqListener, type DlqListenerOptions } from "@dspex/dlq";
 import { configuredLm, hostedLm, lmEnv, type HostedLm } from "./default-lm.js";
 import { freePort, startNatsServer, type EmbeddedNats } from "./nats-server.js";
@@ -14,8 +14,13 @@ import { Supervisor } from "./supervisor.js";
 import type { WorkerProcess } from "./workers.js";
 
 export interface FleetOptions {
-  /** Use this NATS server instead of starting one. */
+  /** Use this NATS server instead of starting one (with `creds`). */
   natsUrl?: string;
+  /**
+   * Credentials files by role for a server given by `natsUrl` (the fleet's own server issues its own):
+   * `admin` applies the bus, `dlq` runs the DLQ loop, `worker-<pool>` for each pool's workers.
+   */
+  creds?: Partial<IssuedAuth["creds"]>;
   /** Worker processes per pool (default: the pools' `workers` setting). */
   workers?: Partial<Record<Pool, number>>;
   /** The deployment's bus settings (pools, replicas, limits) applied before the workers start. */
@@ -37,6 +42,8 @@ export interface FleetOptions {
 
 export interface Fleet {
   natsUrl: string;
+  /** Each role's credentials file (docs/security.md): `client` for callers, `admin` for operators' tools. */
+  creds: Partial<IssuedAuth["creds"]>;
   nats: EmbeddedNats | undefined;
   settings: BusSettings;
   /** Live worker processes (the supervisor replaces crashed and recycled ones). */
@@ -74,14 +81,19 @@ function installExitHooks(): void {
 export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   installExitHooks();
   const settings = busSettings(options.bus);
-  const nats = options.natsUrl ? undefined : await startNatsServer({ ...(options.storeDir ? { storeDir: options.storeDir } : {}) });
+  const partitions = Object.fromEntries(POOLS.map((p) => [p, settings.pools[p].partitions])) as Record<Pool, number>;
+  const nats = options.natsUrl
+    ? undefined
+    : await startNatsServer({ partitions, ...(options.storeDir ? { storeDir: options.storeDir } : {}) });
   const natsUrl = options.natsUrl ?? nats!.url;
+  const creds = nats?.creds ?? options.creds ?? {};
   const workerEnv: Record<string, string | undefined> = { ...options.workerEnv };
-  const supervisor = new Supervisor({ natsUrl, settings: settings.pools, workerEnv, echoLogs: options.echoWorkerLogs });
+  const supervisor = new Supervisor({ natsUrl, creds, settings: settings.pools, workerEnv, echoLogs: options.echoWorkerLogs });
   let dlq: DlqListener | undefined;
   let dlqConnection: Awaited<ReturnType<typeof connectNats>> | undefined;
   const fleet: Fleet = {
     natsUrl,
+    creds,
     nats,
     settings,
     workers: supervisor.workers,
@@ -99,14 +111,14 @@ export async function startFleet(options: FleetOptions = {}): Promise<Fleet> {
   };
   running.add(fleet);
   try {
-    const nc = await connectNats({ servers: natsUrl, name: "dspex-embedded-provision" });
+    const nc = await connectNats({ servers: natsUrl, name: "dspex-embedded-provision", creds: creds.admin });
     try {
       await applyBus(nc, busSpec(settings));
     } finally {
       await nc.close();
     }
     if (options.dlq !== false) {
-      dlqConnection = await connectNats({ servers: natsUrl, name: "dspex-dlq" });
+      dlqConnection = await connectNats({ servers: natsUrl, name: "dspex-dlq", creds: creds.dlq });
       dlq = fleet.dlq = await DlqListener.start(dlqConnection, typeof options.dlq === "object" ? options.dlq : {});
     }
     const counts = Object.fromEntries(POOLS.map((p) => [p, options.workers?.[p] ?? settings.pools[p].workers])) as Record<Pool, number>;

@@ -1,9 +1,16 @@
-/** Starts a local nats-server with JetStream on a free port and a temporary store, for embedded mode. */
+/**
+ * Starts a local nats-server with JetStream on a free port and a temporary store, for embedded mode. It
+ * never listens without authentication, even on loopback: its identities are issued at start (in the
+ * store's `auth/` directory, mode 0700, files 0600; kept with a persistent store so its account, and with it
+ * the streams, survive a restart) and `creds` names each role's credentials file.
+ */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer, type AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { busSettings, issueAuth, type IssuedAuth } from "@dspex/bus";
+import { POOLS, type Pool } from "@dspex/protocol";
 import { EXEC_WITH_PARENT_DEATH_SIGNAL, natsServerBin, pythonBin } from "./paths.js";
 import { eachLine } from "./lines.js";
 
@@ -12,6 +19,8 @@ export interface EmbeddedNats {
   port: number;
   storeDir: string;
   process: ChildProcess;
+  /** Each role's credentials file (docs/security.md). */
+  creds: IssuedAuth["creds"];
   /** Stops the server (SIGTERM, then SIGKILL after a grace period); removes a temporary store. */
   stop(): Promise<void>;
   /** Restarts on the same port and store (for fault tests). */
@@ -25,10 +34,18 @@ export interface EmbeddedNatsOptions {
   startTimeoutMs?: number;
   /** Extra nats-server arguments. */
   args?: string[];
+  /** The pools' session partitions (workers' permissions name their pool's consumers); default the settings'. */
+  partitions?: Record<Pool, number>;
 }
 
-function launch(storeDir: string, port: number | undefined, extra: string[], timeoutMs: number) {
-  const args = ["-a", "127.0.0.1", "-p", String(port ?? -1), "-js", "-sd", storeDir, ...extra];
+/** The partition counts of the bus settings in effect (environment included). */
+export function settingsPartitions(): Record<Pool, number> {
+  const pools = busSettings().pools;
+  return Object.fromEntries(POOLS.map((p) => [p, pools[p].partitions])) as Record<Pool, number>;
+}
+
+function launch(storeDir: string, authConf: string, port: number | undefined, extra: string[], timeoutMs: number) {
+  const args = ["-c", authConf, "-a", "127.0.0.1", "-p", String(port ?? -1), "-js", "-sd", storeDir, ...extra];
   const child = spawn(pythonBin(), ["-c", EXEC_WITH_PARENT_DEATH_SIGNAL, natsServerBin(), ...args], {
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -41,6 +58,8 @@ function launch(storeDir: string, port: number | undefined, extra: string[], tim
     }, timeoutMs);
     eachLine(child.stderr!, (line) => {
       if (log.length < 200) log.push(line);
+      // DSPEX_NATS_LOG=1: the server's log on this process's stderr (e.g. to see a permissions violation)
+      if (process.env.DSPEX_NATS_LOG === "1") process.stderr.write(`[nats-server] ${line}\n`);
       const m = /Listening for client connections on [^\s]+:(\d+)/.exec(line);
       if (m) listenPort = Number(m[1]);
       if (/Server is ready/.test(line) && listenPort !== undefined) {
@@ -73,20 +92,22 @@ export async function startNatsServer(options: EmbeddedNatsOptions = {}): Promis
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), "dspex-nats-"));
   const timeout = options.startTimeoutMs ?? 15_000;
   const extra = options.args ?? [];
-  let { child, ready } = launch(storeDir, options.port, extra, timeout);
+  const auth = await issueAuth({ dir: join(storeDir, "auth"), partitions: options.partitions ?? settingsPartitions() });
+  let { child, ready } = launch(storeDir, auth.serverConfigPath, options.port, extra, timeout);
   const port = await ready;
   const server: EmbeddedNats = {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
     process: child,
+    creds: auth.creds,
     async stop() {
       await stopChild(child);
       if (temporary) rmSync(storeDir, { recursive: true, force: true });
     },
     async restart() {
       await stopChild(child);
-      ({ child, ready } = launch(storeDir, port, extra, timeout));
+      ({ child, ready } = launch(storeDir, auth.serverConfigPath, port, extra, timeout));
       server.process = child;
       await ready;
     },

@@ -5,11 +5,13 @@
  */
 import { EventEmitter } from "node:events";
 import type { Pool } from "@dspex/protocol";
-import type { PoolSettings } from "@dspex/bus";
+import { workerRole, type IssuedAuth, type PoolSettings } from "@dspex/bus";
 import { spawnWorker, type WorkerEvent, type WorkerProcess } from "./workers.js";
 
 export interface SupervisorOptions {
   natsUrl: string;
+  /** Credentials files by role: each worker gets its pool's worker role's. */
+  creds?: Partial<IssuedAuth["creds"]>;
   settings: Record<Pool, PoolSettings>;
   workerEnv?: Record<string, string | undefined>;
   echoLogs?: boolean;
@@ -53,6 +55,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const s = this.options.settings[pool];
     const worker = spawnWorker({
       natsUrl: this.options.natsUrl,
+      creds: this.options.creds?.[workerRole(pool)],
       pool,
       id: `${pool}-${++this.seq}-${process.pid}`,
       concurrency: s.concurrency,

@@ -30,6 +30,8 @@ export interface WorkerProcess {
 
 export interface SpawnWorkerOptions {
   natsUrl: string;
+  /** The worker role's credentials file (given to the worker as NATS_CREDS; nothing else is inherited). */
+  creds?: string;
   pool: Pool;
   id: string;
   concurrency?: number;
@@ -45,7 +47,8 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerProcess {
   const python = pythonBin();
   const child = spawn(python, ["-c", EXEC_WITH_PARENT_DEATH_SIGNAL, python, ...args], {
     cwd: join(PROJECT_ROOT, "workers"),
-    env: { ...process.env, PYTHONUNBUFFERED: "1", ...options.env },
+    // NATS_CREDS is this worker's own, never the parent's (which may be another role's)
+    env: { ...process.env, PYTHONUNBUFFERED: "1", ...options.env, NATS_CREDS: options.creds },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: string[] = [];

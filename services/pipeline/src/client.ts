@@ -3,7 +3,7 @@
  * status, list, cancel, resume, progress events, results (read straight from the results stream).
  */
 import { NoRespondersError, RequestError, type NatsConnection } from "@nats-io/transport-node";
-import { connectNats } from "@dspex/bus";
+import { connectNats, type BusAccess } from "@dspex/bus";
 import { ProgressFeed, newJobId, waitForJob } from "@dspex/jobs";
 import { TransportError, ValidationError, errorFromWire, type ErrorWire } from "@dspex/protocol";
 import type { PipelineResult, PipelineSpec } from "./pipeline.js";
@@ -35,9 +35,9 @@ export class PipelineClient {
     private readonly ownsConnection: boolean,
   ) {}
 
-  static async connect(options: { servers?: string | string[]; connection?: NatsConnection } = {}): Promise<PipelineClient> {
+  static async connect(options: BusAccess & { connection?: NatsConnection } = {}): Promise<PipelineClient> {
     if (options.connection) return new PipelineClient(options.connection, false);
-    return new PipelineClient(await connectNats({ servers: options.servers, name: "dspex-eval-client" }), true);
+    return new PipelineClient(await connectNats({ ...options, name: "dspex-eval-client" }), true);
   }
 
   /** Direct access to the job streams and bucket (read results without going through the service). */

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Client, type ClientOptions } from "@dspex/client";
-import { connectNats } from "@dspex/bus";
+import { connectNats, type BusAccess } from "@dspex/bus";
 import { isJobId, newJobId, requestCancel } from "@dspex/jobs";
 import { NotFound, ValidationError, jobCancelSubject, type LMConfig } from "@dspex/protocol";
 import { createLogger, type Logger } from "@dspex/observability";
@@ -37,9 +37,8 @@ import {
   type ProgressEvent,
 } from "./types.js";
 
-export interface PipelineServiceOptions {
-  /** NATS server(s) (default $NATS_URL); ignored with `connection`. */
-  servers?: string | string[];
+export interface PipelineServiceOptions extends BusAccess {
+  /** NATS server(s) (default $NATS_URL), credentials (default $NATS_CREDS: the pipeline role's); ignored with `connection`. */
   connection?: NatsConnection;
   /** Client to call the fleet with (default: one on the same connection). */
   client?: Client;
@@ -96,7 +95,7 @@ export class PipelineService implements JobsBackend {
 
   static async start(options: PipelineServiceOptions = {}): Promise<PipelineService> {
     const owns = options.connection === undefined;
-    const nc = options.connection ?? (await connectNats({ servers: options.servers, name: "dspex-pipeline" }));
+    const nc = options.connection ?? (await connectNats({ servers: options.servers, creds: options.creds, tls: options.tls, name: "dspex-pipeline" }));
     const client =
       options.client ?? (await Client.connect({ ...options.clientOptions, connection: nc, ...(options.lm ? { lm: options.lm } : {}) }));
     const store = await EvalStore.open(nc);

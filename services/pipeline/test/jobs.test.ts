@@ -32,8 +32,8 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
 
   before(async () => {
     h = await startHarness({ fleet: { workers: { general: 1 } } });
-    service = await PipelineService.start({ connection: h.client.nc, client: h.client, lm: h.lm, leaseMs: 1_500 });
-    client = await PipelineClient.connect({ servers: h.fleet.natsUrl });
+    service = await PipelineService.start({ servers: h.fleet.natsUrl, creds: h.fleet.creds.pipeline, client: h.client, lm: h.lm, leaseMs: 1_500 });
+    client = await PipelineClient.connect({ servers: h.fleet.natsUrl, creds: h.fleet.creds.client });
   });
   after(async () => {
     await client?.close();
@@ -199,7 +199,7 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
 
   test("a job whose owner died is taken over once its lease lapses, keeping the owner's results", async () => {
     rules();
-    const store = await EvalStore.open(client.nc);
+    const store = await EvalStore.open(h.admin); // plays a pipeline instance (the role that writes results)
     const job = `ev-orphan-${randomUUID().slice(0, 8)}`;
     const data = examples(12);
     await store.writeDataset(job, data);
@@ -241,7 +241,7 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
       breakers: { all: { volumeThreshold: 5, resetTimeoutMs: 1_000 } },
       retry: { maxAttempts: 1 },
     });
-    const local = await PipelineService.start({ connection: h.client.nc, client, lm: h.lm, serve: false, resume: false });
+    const local = await PipelineService.start({ servers: h.fleet.natsUrl, creds: h.fleet.creds.pipeline, client, lm: h.lm, serve: false, resume: false });
     try {
       h.lmDouble.control.failAll("http500");
       const job = await local.submit({
@@ -262,7 +262,7 @@ describe("evaluation jobs: state handling", { timeout: 180_000 }, () => {
   });
 
   test("a result can be stored once per example, whatever the Nats-Msg-Id window", async () => {
-    const store = await EvalStore.open(client.nc);
+    const store = await EvalStore.open(h.admin); // plays a pipeline instance (the role that writes results)
     const job = `ev-once-${randomUUID().slice(0, 8)}`;
     const r = (tag: string): ExampleResult => ({ job, index: 7, ok: true, outputs: { tag }, scores: {}, score: 1, ms: 1, attempts: 1, at: Date.now() });
     assert.equal(await store.recordResult(r("first")), "stored");

@@ -128,9 +128,9 @@ describe("pipelines with Python DSPy module steps", { timeout: 120_000 }, () => 
 
   before(async () => {
     h = await startHarness({ fleet: { workers: { general: 1 } } });
-    service = await PipelineService.start({ connection: h.client.nc, client: h.client, lm: h.lm });
+    service = await PipelineService.start({ servers: h.fleet.natsUrl, creds: h.fleet.creds.pipeline, client: h.client, lm: h.lm });
     service.registerStep("shout", (input) => ({ shout: String(input.answer).toUpperCase() }));
-    client = await PipelineClient.connect({ servers: h.fleet.natsUrl });
+    client = await PipelineClient.connect({ servers: h.fleet.natsUrl, creds: h.fleet.creds.client });
   });
   after(async () => {
     await client?.close();

@@ -1,7 +1,9 @@
 /**
- * @dspex/router — the router service: the HTTP API over the client (`createHttpApi`), its housekeeping
+ * @dspex/router — the router service: the HTTP API over the client (`buildHttpApi`, fastify), its housekeeping
  * (`startSweeper`), and `startRouter` wiring them (the process is server.ts).
  */
-export { createHttpApi, statusFor } from "./http.js";
+export { buildHttpApi, corsOrigins, type HttpApiOptions } from "./http/app.js";
+export { contractError, statusFor } from "./http/errors.js";
+export { hashToken, loadTokens, newToken, parseTokens, SCOPES, TokenTable, type ApiToken, type Scope } from "./http/tokens.js";
 export { startSweeper } from "./sweeper.js";
-export { startRouter, type RouterService } from "./service.js";
+export { startRouter, type RouterOptions, type RouterService } from "./service.js";

@@ -4,11 +4,13 @@
  */
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
+import { ValidationError } from "@dspex/protocol";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { STREAMS, routerStatusSubject } from "@dspex/protocol";
 import { Client, type ClientOptions } from "@dspex/client";
 import { createLogger, observeConsumerLag, type Logger, type ReadinessCheck } from "@dspex/observability";
-import { createHttpApi } from "./http.js";
+import { buildHttpApi, corsOrigins } from "./http/app.js";
+import { loadTokens, TokenTable, type ApiToken } from "./http/tokens.js";
 import { startSweeper } from "./sweeper.js";
 
 export interface RouterService {
@@ -19,8 +21,28 @@ export interface RouterService {
   stop(): Promise<void>;
 }
 
-export async function startRouter(options: { port?: number; client?: ClientOptions; logger?: Logger } = {}): Promise<RouterService> {
+export interface RouterOptions {
+  port?: number;
+  /** Listen address (default 0.0.0.0, DSPEX_API_HOST). */
+  host?: string;
+  client?: ClientOptions;
+  logger?: Logger;
+  /** API tokens (default DSPEX_API_TOKENS_FILE / DSPEX_API_TOKENS). The API refuses to start without one. */
+  tokens?: ApiToken[];
+  /** Origins allowed to call from a browser (default DSPEX_API_CORS_ORIGINS; none: CORS off). */
+  corsOrigins?: string[];
+}
+
+export async function startRouter(options: RouterOptions = {}): Promise<RouterService> {
   const log = options.logger ?? createLogger("dspex.router");
+  const tokens = new TokenTable(options.tokens ?? loadTokens());
+  if (tokens.size === 0) {
+    throw new ValidationError(
+      "no API tokens configured: create one with `dspex api-token create --name <who> --scopes predict` and give the router " +
+        "the printed entry in DSPEX_API_TOKENS_FILE (a mounted Secret) or DSPEX_API_TOKENS (docs/security.md)",
+      { field: "DSPEX_API_TOKENS_FILE" },
+    );
+  }
   const client = await Client.connect({ name: "dspex-router", ...options.client });
   const status = client.nc.subscribe(routerStatusSubject(), {
     callback: (_err, msg) => void msg.respond(JSON.stringify({ router: String(client.nc.info?.client_id ?? "router"), breakers: client.breakers.states() })),
@@ -29,15 +51,16 @@ export async function startRouter(options: { port?: number; client?: ClientOptio
   // consumer lag as OTel gauges (read at metric collection, at most one JetStream API request per 5 s)
   const lag = observeConsumerLag(async () => (await jetstreamManager(client.nc, { checkAPI: false })).consumers.list(STREAMS.requests.name).next());
   const ready: ReadinessCheck = async () => ({ ok: !client.nc.isClosed(), detail: { nats: client.nc.getServer() } });
-  const http = createHttpApi(client, ready);
-  await new Promise<void>((resolve) => http.listen(options.port ?? 8080, resolve));
+  const app = await buildHttpApi({ client, ready, tokens, logger: log, corsOrigins: options.corsOrigins ?? corsOrigins() });
+  await app.listen({ port: options.port ?? 8080, host: options.host ?? process.env.DSPEX_API_HOST ?? "0.0.0.0" });
+  const http = app.server;
   return {
     client,
     http,
     port: (http.address() as AddressInfo).port,
     ready,
     stop: async () => {
-      http.close();
+      await app.close();
       sweeper.stop();
       lag.stop();
       status.unsubscribe();

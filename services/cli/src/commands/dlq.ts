@@ -5,7 +5,7 @@
 import { Option, type Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DspexError, STREAMS } from "@dspex/protocol";
-import { connectNats } from "@dspex/bus";
+import { connectNats, forbiddenOr } from "@dspex/bus";
 import {
   decodeDeadLetter,
   getDeadLetter,
@@ -21,6 +21,8 @@ async function withNats<T>(fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
   const nc = await connectNats({ servers, name: "dspex-dlq-cli" });
   try {
     return await fn(nc);
+  } catch (err) {
+    throw forbiddenOr(err, "dspex dlq", "admin");
   } finally {
     await nc.close();
   }

@@ -61,13 +61,14 @@ export async function openEvalSession(opts: { workers: boolean; generalWorkers?:
     });
     cleanups.push(() => session.close());
     // requests left in a kept store by an interrupted run have no caller any more: drop them
-    if (session.fleet && storeDir) await purgeStaleRequests(session.natsUrl);
-    const client = await PipelineClient.connect({ servers: session.natsUrl });
+    if (session.fleet && storeDir) await purgeStaleRequests(session.natsUrl, session.creds.admin);
+    const client = await PipelineClient.connect({ servers: session.natsUrl, creds: session.creds.client });
     cleanups.push(() => client.close());
     if (session.fleet || !(await client.ping())) {
       if (!session.fleet) say(opts.quiet, `no pipeline service answers on ${session.natsUrl}; running one in this process`);
       const service = await PipelineService.start({
         servers: session.natsUrl,
+        creds: session.creds.pipeline,
         // the deployment's workers have their own default LM; on the embedded fleet it is the fleet's
         ...(lm && !session.fleet ? { lm } : {}),
         // a stable id, so that `--resume` after an interrupted run takes the job back at once
@@ -86,8 +87,8 @@ export async function openEvalSession(opts: { workers: boolean; generalWorkers?:
   }
 }
 
-async function purgeStaleRequests(url: string): Promise<void> {
-  const nc = await connectNats({ servers: url, name: "dspex-cli-purge" });
+async function purgeStaleRequests(url: string, creds: string | undefined): Promise<void> {
+  const nc = await connectNats({ servers: url, name: "dspex-cli-purge", creds });
   try {
     await (await jetstreamManager(nc)).streams.purge(STREAMS.requests.name);
   } finally {

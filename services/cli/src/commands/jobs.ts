@@ -17,7 +17,7 @@ import { printSummary } from "./eval.js";
 async function withBus<T>(fn: (nc: NatsConnection, store: EvalStore) => Promise<T>): Promise<T> {
   const session = await openSession({ workers: false, quiet: true, ...(process.env.NATS_URL ? {} : { storeDir: embeddedStoreDir() }) });
   try {
-    const nc = await connectNats({ servers: session.natsUrl, name: "dspex-jobs" });
+    const nc = await connectNats({ servers: session.natsUrl, name: "dspex-jobs", creds: session.creds.client });
     try {
       return await fn(nc, await EvalStore.open(nc));
     } finally {

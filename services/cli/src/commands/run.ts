@@ -49,7 +49,7 @@ function printResult(result: CallResult<Record<string, unknown>>, json: boolean)
 
 /** A client on the session's bus; in embedded mode the LM is the workers' default, on a deployment --lm is sent. */
 async function withClient<T>(session: Session, lm: LMConfig | undefined, fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = await Client.connect({ servers: session.natsUrl, ...(session.fleet || !lm ? {} : { lm }) });
+  const client = await Client.connect({ servers: session.natsUrl, creds: session.creds.client, ...(session.fleet || !lm ? {} : { lm }) });
   try {
     return await fn(client);
   } finally {
@@ -129,7 +129,10 @@ export function registerRunCommands(program: Command): void {
       if (process.env.NATS_URL) throw new DspexError("dspex up starts its own bus; unset NATS_URL", { field: "NATS_URL" });
       const lm = lmFromFlags(flags);
       const session = await openSession({ workers: true, generalWorkers: flags.workers, ...(lm ? { lm } : {}), echoWorkerLogs: true });
-      process.stdout.write(`NATS_URL=${session.natsUrl}\n`);
+      // what another shell needs to use this fleet: the client's credentials, and the operator's and the
+      // monitor's for `dspex bus|dlq` and `dspex status` (docs/security.md)
+      process.stdout.write(`NATS_URL=${session.natsUrl}\nNATS_CREDS=${session.creds.client}\n`);
+      process.stdout.write(`# dspex status: NATS_CREDS=${session.creds.monitor}\n# dspex bus, dspex dlq: NATS_CREDS=${session.creds.admin}\n`);
       await new Promise(() => {}); // until a signal stops the process (the fleet's exit hooks clean up)
     });
 }

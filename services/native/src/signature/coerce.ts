@@ -4,6 +4,7 @@
  * `ast.literal_eval` for the literal subset.
  */
 
+import { MAX_JSON_DEPTH, nestingExceeds, REPAIR_LIMIT_CHARS } from "./bounds.js";
 import { type Token, TokenCursor, tokenize } from "./pytokens.js";
 import { isPySpace, PyFloat, pyFloatRepr, pyNumberRepr, pyRstrip, pyStringRepr } from "./types.js";
 
@@ -24,7 +25,11 @@ export function pyRepr(value: unknown): string {
   }
   if (value instanceof PyFloat) return pyFloatRepr(value.value);
   if (Array.isArray(value)) return `[${value.map(pyRepr).join(", ")}]`;
-  if (value instanceof Uint8Array) return `b${pyStringRepr(String.fromCharCode(...value))}`;
+  if (value instanceof Uint8Array) {
+    let text = "";
+    for (let i = 0; i < value.length; i += 8192) text += String.fromCharCode(...value.subarray(i, i + 8192)); // no spread of a huge array
+    return `b${pyStringRepr(text)}`;
+  }
   if (value instanceof Map) {
     return `{${[...value.entries()].map(([k, v]) => `${pyRepr(k)}: ${pyRepr(v)}`).join(", ")}}`;
   }
@@ -88,6 +93,10 @@ export function looseJsonLoads(text: string, options: LooseJsonOptions = {}): un
       return Number.isSafeInteger(value) ? (Object.is(value, -0) ? 0 : value) : BigInt(trimmed);
     }
   }
+  // Repairs (json_repair's) read character by character: text longer than this that is not valid JSON is not
+  // repaired, so that a huge malformed value costs a bounded time (docs/security.md). Valid JSON of any size
+  // was read above.
+  if (text.length > REPAIR_LIMIT_CHARS) return NOTHING;
   const start = text.search(/[[{]/);
   if (start < 0) return NOTHING;
   const parser = new LenientJson(text, start, tagFloats);
@@ -190,8 +199,12 @@ function mayBeJson(text: string): boolean {
   if (c === undefined || !JSON_START.has(c)) return false;
   // A single quote outside double-quoted strings is never valid JSON.
   if ((c === "[" || c === "{") && text.includes("'") && !text.includes('"')) return false;
+  // Deeper than Python's json can read (its recursion limit): not parsed at all, so that a megabyte of `[`
+  // does not build a million nested arrays before failing.
+  if ((c === "[" || c === "{") && nestingExceeds(text, i, MAX_JSON_DEPTH)) return false;
   return true;
 }
+
 
 /** Thrown (without a stack trace) by the lenient parsers below. */
 const GIVE_UP = Object.freeze({ giveUp: true });
@@ -354,6 +367,8 @@ class LenientJson {
 
 /** `ast.literal_eval(text)` for the literal subset (numbers, strings, True/False/None, tuples, lists, dicts). */
 export function literalEval(text: string): { ok: true; value: unknown } | { ok: false } {
+  // bounded work: a Python literal longer than the repair limit is not evaluated (docs/security.md)
+  if (text.length > REPAIR_LIMIT_CHARS) return { ok: false };
   let tokens: Token[];
   try {
     const stripped = text.replace(/^[ \t]+/, "");

@@ -56,7 +56,14 @@ export function describeValue(value: unknown): string {
   }
 }
 
+/**
+ * Problems reported per validation: a container stops checking its elements once this many are known, so a
+ * huge wrong value costs as much as a short one to reject (docs/security.md).
+ */
+export const MAX_PROBLEMS = 20;
+
 export function typeProblem(ctx: Ctx, path: string, expected: string, value: unknown, detail?: string): typeof FAIL {
+  if (ctx.problems.length >= MAX_PROBLEMS) return FAIL;
   const got = describeValue(value);
   ctx.problems.push({
     field: ctx.field,
@@ -232,8 +239,10 @@ function compileLaxUntagged(type: TypeExpr): Check {
         let failed = false;
         for (let i = 0; i < v.length; i++) {
           const r = item(v[i], `${path}[${i}]`, ctx);
-          if (r === FAIL) failed = true;
-          else out[i] = r;
+          if (r === FAIL) {
+            failed = true;
+            if (ctx.problems.length >= MAX_PROBLEMS) break;
+          } else out[i] = r;
         }
         return failed ? FAIL : out;
       };
@@ -253,8 +262,10 @@ function compileLaxUntagged(type: TypeExpr): Check {
           const sub = `${path}.${String(k)}`;
           const kk = key(k, `${sub}.[key]`, ctx); // pydantic's location for a dict key
           const vv = value(item, sub, ctx);
-          if (kk === FAIL || vv === FAIL) failed = true;
-          else out[kk as string] = vv;
+          if (kk === FAIL || vv === FAIL) {
+            failed = true;
+            if (ctx.problems.length >= MAX_PROBLEMS) break;
+          } else out[kk as string] = vv;
         }
         return failed ? FAIL : out;
       };

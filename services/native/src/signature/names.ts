@@ -25,12 +25,14 @@ export const IDENT_CONTINUE_RE = /[\p{XID_Continue}]/u;
 export function fieldNameProblem(name: string): { problem: string; suggestion?: string } | undefined {
   if (name.length === 0) return { problem: "a field name must not be empty" };
   if (!IDENT_RE.test(name)) {
-    const cleaned = name
+    let cleaned = name
       .normalize("NFKD")
       .replace(/[\u0300-\u036f]/g, "")
       .replace(/[^A-Za-z0-9_]+/g, "_")
-      .replace(/^[\d_]+/, "")
-      .replace(/_+$/, "");
+      .replace(/^[\d_]+/, "");
+    let end = cleaned.length; // trailing '_' cut by a loop: /_+$/ is quadratic on a long run of '_' (docs/security.md)
+    while (end > 0 && cleaned[end - 1] === "_") end--;
+    cleaned = cleaned.slice(0, end);
     return {
       problem: `'${name}' is not a valid field name (names are ASCII identifiers: letters, digits and '_', not starting with a digit)`,
       ...(cleaned && IDENT_RE.test(cleaned) ? { suggestion: `'${cleaned}'` } : {}),
@@ -73,15 +75,17 @@ export function editDistance(a: string, b: string): number {
 /** The candidate closest to `name` (case-insensitive), when it is close enough to be a likely typo. */
 export function closest(name: string, candidates: Iterable<string>): string | undefined {
   const lower = name.toLowerCase();
+  const limit = name.length <= 3 ? 1 : 2;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const c of candidates) {
+    // the distance is at least the difference in length: a long name is compared with nothing (bounded work)
+    if (Math.abs(c.length - name.length) > limit) continue;
     const d = editDistance(lower, c.toLowerCase());
     if (d < bestDistance) {
       best = c;
       bestDistance = d;
     }
   }
-  const limit = name.length <= 3 ? 1 : 2;
   return bestDistance <= limit ? best : undefined;
 }

@@ -56,23 +56,40 @@ class Fail extends Error {
 
 const CLOSERS: Record<string, string> = { "[": "]", "(": ")", "{": "}" };
 
+/** Python's limit on nesting (its tokenizer's MAXLEVEL): deeper input is a SyntaxError there, and here. */
+const MAX_NESTING = 200;
+
 /** Recursive-descent parser over a token list. */
 class ExprParser extends TokenCursor {
-  expr(): Node {
-    let left = this.unary();
-    while (this.isOp("|")) {
-      const op = this.next().start;
-      const right = this.unary();
-      left = { k: "or", left, right, start: left.start, end: right.end, op };
+  private depth = 0;
+
+  /** Bounds the recursion: untrusted input cannot exhaust the stack (docs/security.md). */
+  private nested<T>(parse: () => T): T {
+    if (++this.depth > MAX_NESTING) throw new Fail("too many nested parentheses", this.peek().start);
+    try {
+      return parse();
+    } finally {
+      this.depth--;
     }
-    return left;
+  }
+
+  expr(): Node {
+    return this.nested(() => {
+      let left = this.unary();
+      while (this.isOp("|")) {
+        const op = this.next().start;
+        const right = this.unary();
+        left = { k: "or", left, right, start: left.start, end: right.end, op };
+      }
+      return left;
+    });
   }
 
   unary(): Node {
     const tok = this.peek();
     if (tok.t === "op" && (tok.value === "-" || tok.value === "+" || tok.value === "~")) {
       this.next();
-      const operand = this.unary();
+      const operand = this.nested(() => this.unary());
       return { k: "unary", op: tok.value, operand, start: tok.start, end: operand.end };
     }
     return this.postfix();
@@ -670,8 +687,17 @@ const cache = new LruCache<string, SignatureWire>(1024);
  * values (`a: int = 3`), `*`/`/` parameters, an empty side, a bare `None` type; and types the wire format
  * cannot carry (tuple, set, bytes, non-Optional unions, custom classes).
  */
+/** Longest signature text parsed: size is checked before any parsing (docs/security.md). */
+export const MAX_SIGNATURE_CHARS = 64 * 1024;
+
 export function parseSignature(text: string, instructions?: string): SignatureWire {
   if (typeof text !== "string") throw new SignatureError("a signature string is required");
+  if (text.length > MAX_SIGNATURE_CHARS) {
+    throw new SignatureError(`the signature is ${text.length} characters long; at most ${MAX_SIGNATURE_CHARS} are accepted`, {
+      field: "signature",
+      details: { length: text.length, limit: MAX_SIGNATURE_CHARS },
+    });
+  }
   if (instructions !== undefined && typeof instructions !== "string") {
     throw new SignatureError("instructions must be a string");
   }

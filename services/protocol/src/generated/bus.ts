@@ -62,6 +62,11 @@ export function deadLetterSubject(pool: string | number): string {
   return `dspex.dlq.${pool}`;
 }
 
+/** Where the DLQ service tells a caller still waiting that its request was dead-lettered: the request's Dspex-Reply-To plus `.dlq`, an error reply (ok false, worker `dlq`). Only worker identities may publish to the reply subject itself, so no other identity can answer a request (docs/security.md). */
+export function deadLetterNoticeSubject(replyTo: string | number): string {
+  return `${replyTo}.dlq`;
+}
+
 /** Every running router answers with its breaker states (JSON; optional: status works without routers). */
 export function routerStatusSubject(): string {
   return `dspex.router.status`;

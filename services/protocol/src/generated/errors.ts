@@ -3,7 +3,7 @@
 import { DspexError, type DspexErrorOptions } from "../error-base.js";
 
 /** Every error type of the contract (error.schema.json). */
-export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError"] as const;
+export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError"] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 
 /** The body is not msgpack, or not a map. (raised by: worker) */
@@ -190,6 +190,38 @@ export class MetricError extends DspexError {
   }
 }
 
+/** No valid credentials: an HTTP API call without a valid bearer token (401). (raised by: client) */
+export class Unauthorized extends DspexError {
+  override readonly type = "Unauthorized";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
+/** The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md). (raised by: any) */
+export class Forbidden extends DspexError {
+  override readonly type = "Forbidden";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
+/** An HTTP API body that is not application/json (415). (raised by: client) */
+export class UnsupportedMediaType extends DspexError {
+  override readonly type = "UnsupportedMediaType";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
+/** An unexpected failure in a service; its message carries only an id that the service logged with the details. (raised by: client) */
+export class InternalError extends DspexError {
+  override readonly type = "InternalError";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
 /** The class of each error type: the one table both directions of the wire mapping use. */
 export const ERROR_CLASSES: Record<ErrorType, new (message: string, options?: DspexErrorOptions) => DspexError> = {
   DecodeError,
@@ -215,4 +247,8 @@ export const ERROR_CLASSES: Record<ErrorType, new (message: string, options?: Ds
   ErrorBudgetExceeded,
   IncompleteJob,
   MetricError,
+  Unauthorized,
+  Forbidden,
+  UnsupportedMediaType,
+  InternalError,
 };

@@ -36,7 +36,11 @@ export const SCHEMAS = {
           "DatasetError",
           "ErrorBudgetExceeded",
           "IncompleteJob",
-          "MetricError"
+          "MetricError",
+          "Unauthorized",
+          "Forbidden",
+          "UnsupportedMediaType",
+          "InternalError"
         ],
         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."
       },
@@ -171,6 +175,26 @@ export const SCHEMAS = {
         "retryable": false,
         "raisedBy": "any",
         "description": "A metric raised or returned something that is not a score."
+      },
+      "Unauthorized": {
+        "retryable": false,
+        "raisedBy": "client",
+        "description": "No valid credentials: an HTTP API call without a valid bearer token (401)."
+      },
+      "Forbidden": {
+        "retryable": false,
+        "raisedBy": "any",
+        "description": "The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md)."
+      },
+      "UnsupportedMediaType": {
+        "retryable": false,
+        "raisedBy": "client",
+        "description": "An HTTP API body that is not application/json (415)."
+      },
+      "InternalError": {
+        "retryable": false,
+        "raisedBy": "client",
+        "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details."
       }
     },
     "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",

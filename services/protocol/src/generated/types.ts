@@ -164,7 +164,11 @@ export interface ErrorWire {
     | "DatasetError"
     | "ErrorBudgetExceeded"
     | "IncompleteJob"
-    | "MetricError";
+    | "MetricError"
+    | "Unauthorized"
+    | "Forbidden"
+    | "UnsupportedMediaType"
+    | "InternalError";
   message: string;
   /**
    * The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).

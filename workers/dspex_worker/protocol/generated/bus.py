@@ -67,6 +67,11 @@ def dead_letter_subject(pool: str | int) -> str:
     return f"dspex.dlq.{pool}"
 
 
+def dead_letter_notice_subject(replyTo: str | int) -> str:
+    """Where the DLQ service tells a caller still waiting that its request was dead-lettered: the request's Dspex-Reply-To plus `.dlq`, an error reply (ok false, worker `dlq`). Only worker identities may publish to the reply subject itself, so no other identity can answer a request (docs/security.md)."""
+    return f"{replyTo}.dlq"
+
+
 def router_status_subject() -> str:
     """Every running router answers with its breaker states (JSON; optional: status works without routers)."""
     return "dspex.router.status"

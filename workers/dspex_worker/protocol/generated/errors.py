@@ -31,6 +31,10 @@ __all__ = [
     "ErrorBudgetExceeded",
     "IncompleteJob",
     "MetricError",
+    "Unauthorized",
+    "Forbidden",
+    "UnsupportedMediaType",
+    "InternalError",
     "ERROR_CLASSES",
 ]
 
@@ -196,6 +200,34 @@ class MetricError(DspexError):
     default_retryable = False
 
 
+class Unauthorized(DspexError):
+    """No valid credentials: an HTTP API call without a valid bearer token (401). (raised by: client)"""
+
+    type = "Unauthorized"
+    default_retryable = False
+
+
+class Forbidden(DspexError):
+    """The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md). (raised by: any)"""
+
+    type = "Forbidden"
+    default_retryable = False
+
+
+class UnsupportedMediaType(DspexError):
+    """An HTTP API body that is not application/json (415). (raised by: client)"""
+
+    type = "UnsupportedMediaType"
+    default_retryable = False
+
+
+class InternalError(DspexError):
+    """An unexpected failure in a service; its message carries only an id that the service logged with the details. (raised by: client)"""
+
+    type = "InternalError"
+    default_retryable = False
+
+
 # The class of each error type: the one table both directions of the wire mapping use.
 ERROR_CLASSES: Final[dict[str, type[DspexError]]] = {
     "DecodeError": DecodeError,
@@ -221,4 +253,8 @@ ERROR_CLASSES: Final[dict[str, type[DspexError]]] = {
     "ErrorBudgetExceeded": ErrorBudgetExceeded,
     "IncompleteJob": IncompleteJob,
     "MetricError": MetricError,
+    "Unauthorized": Unauthorized,
+    "Forbidden": Forbidden,
+    "UnsupportedMediaType": UnsupportedMediaType,
+    "InternalError": InternalError,
 }

@@ -38,6 +38,10 @@ class ErrorWire(TypedDict, closed=True):
         "ErrorBudgetExceeded",
         "IncompleteJob",
         "MetricError",
+        "Unauthorized",
+        "Forbidden",
+        "UnsupportedMediaType",
+        "InternalError",
     ]
     """
     One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.
