@@ -28,6 +28,7 @@ from .health import start_health_server
 from .lm.errors import classify_exception
 from .lm.factory import LMFactory
 from .lm.hosting import start_local_lm
+from .lm.profiles import LMPolicy, LMProfilesError
 from .observability import telemetry
 from .observability.log import emit_event, get_logger
 from .ops import registry
@@ -324,6 +325,26 @@ def _timings(queue_ms: float, started: float) -> dict[str, float]:
     return {"queue_ms": round(queue_ms, 3), "exec_ms": round((time.time() - started) * 1000, 3)}
 
 
+def describe_policy(policy: LMPolicy) -> None:
+    """The operator's LM profiles in the worker's log (names, models, endpoints, key variables — never keys)."""
+    for name, profile in sorted(policy.profiles.items()):
+        key = profile.api_key_env
+        log.info(
+            "LM profile",
+            profile=name,
+            default=name == policy.default,
+            models=sorted(profile.models),
+            api_base=profile.api_base or "(the provider's)",
+            key_env=key or "(none: no key is sent)",
+        )
+        if key is not None and not os.environ.get(key):
+            log.warning(
+                "LM profile's key variable is not set: its requests get LMConfigError", profile=name, key_env=key
+            )
+    for url, endpoint in sorted(policy.endpoints.items()):
+        log.info("LM endpoint a request may name", api_base=url, key_env=endpoint.api_key_env or "(none)")
+
+
 def rss_bytes() -> int:
     """Resident set size of this Python process."""
     try:
@@ -334,7 +355,12 @@ def rss_bytes() -> int:
 
 
 async def serve(config: WorkerConfig) -> None:
-    worker = Worker(config)
+    try:
+        worker = Worker(config)
+    except LMProfilesError as exc:
+        log.error(f"LM profiles: {exc}", error_type="LMProfilesError")
+        sys.exit(2)
+    describe_policy(worker.ops.lms.policy)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
