@@ -43,7 +43,9 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
   let workerPid: number | undefined;
 
   before(async () => {
-    h = await startHarness({ fleet: { dlq: { onDeadLetter: dead.onDeadLetter } } });
+    // dead letters keep the request bodies here (DSPEX_DLQ_KEEP_INPUTS=1; by default a worker keeps a redacted
+    // summary, workers/tests/test_dead_letters.py): these tests show and replay them
+    h = await startHarness({ fleet: { dlq: { onDeadLetter: dead.onDeadLetter }, workerEnv: { DSPEX_DLQ_KEEP_INPUTS: "1" } } });
     jsm = await jetstreamManager(h.client.nc);
     workerPid = h.fleet.workers[0]?.process.pid;
   });

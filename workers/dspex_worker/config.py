@@ -34,6 +34,8 @@ class WorkerConfig:
     # How long a request without a Dspex-Deadline header may run: the pool's default (bus.json defaultDeadlines,
     # DSPEX_<POOL>_TIMEOUT_MS); 0 falls back to the general pool's.
     default_deadline_ms: int = 0
+    # Dead-letter copies keep the request's body (its inputs); by default they keep a redacted summary.
+    dlq_keep_inputs: bool = False
 
 
 def _env_int(name: str, default: int) -> int:
@@ -77,6 +79,13 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     )
     parser.add_argument("--supervised", action="store_true", default=os.environ.get("DSPEX_SUPERVISED") == "1")
     parser.add_argument(
+        "--dlq-keep-inputs",
+        action="store_true",
+        default=os.environ.get("DSPEX_DLQ_KEEP_INPUTS") == "1",
+        help="dead-letter copies keep the request's body with its inputs (env DSPEX_DLQ_KEEP_INPUTS=1); by default "
+        "they keep a redacted summary: sizes, types and field names",
+    )
+    parser.add_argument(
         "--default-deadline-ms",
         type=int,
         default=None,
@@ -109,4 +118,5 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         host_local_lm=args.host_local_lm,
         allow_test_models=args.allow_test_models,
         default_deadline_ms=deadline_ms,
+        dlq_keep_inputs=args.dlq_keep_inputs,
     )

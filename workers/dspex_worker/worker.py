@@ -140,7 +140,9 @@ class Worker:
             return
         self.ops.connect(nc)
         self.replies = Replies(
-            nc, DeadLetters(nc, cfg.worker_id), progress_interval=progress_interval(view.ack_wait_s, view.backoff_s)
+            nc,
+            DeadLetters(nc, cfg.worker_id, keep_inputs=cfg.dlq_keep_inputs),
+            progress_interval=progress_interval(view.ack_wait_s, view.backoff_s),
         )
         self.pull = Puller(nc, REQUEST_STREAM, self._handle, cfg.concurrency)
         await self.pull.add(bus.pool_consumer(cfg.pool))
