@@ -15,6 +15,7 @@ import pytest
 
 from dspex_worker.lm.factory import NO_KEY, LMFactory
 from dspex_worker.lm.profiles import LMPolicy, LMProfilesError, load_policy, normalize_url
+from dspex_worker.programs.ensemble import EnsembleProgram
 from dspex_worker.programs.modules import apply_state, build_module, safe_dspy_state
 from dspex_worker.protocol.errors import LMConfigError
 from dspex_worker.signatures import SignatureCache
@@ -345,3 +346,8 @@ def test_a_stored_state_keeps_learned_state_only() -> None:
     nested = {"predict": {**cot.predict.dump_state(), "config": {"api_base": "http://evil/v1"}}}
     apply_state(cot, {"dspy_state": nested})
     assert cot.predict.config == {}
+    ensemble = EnsembleProgram(signature)
+    spec = {"ensemble": {"members": [{"module": "predict", "dspy_state": state}], "size": None}}
+    assert safe_dspy_state(ensemble, spec) is spec, "an ensemble reads its own state"
+    apply_state(ensemble, {"dspy_state": spec})
+    assert ensemble.members[0].config == {} and ensemble.members[0].lm is None, "its members' states are reduced"

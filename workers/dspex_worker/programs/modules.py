@@ -36,9 +36,11 @@ def _predictor_state(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def safe_dspy_state(module: Any, state: Any) -> Any:
-    """A `dump_state` map reduced to what learned state is (demos, instructions, traces) for each of the module's
-    predictors: no LM, no LM call settings. The request's LM (the operator's profile) runs every predictor."""
-    if not isinstance(state, dict):
+    """A basic module's `dump_state` map reduced to what learned state is (demos, instructions, traces) for each of
+    its predictors: no LM, no LM call settings. The request's LM (the operator's profile) runs every predictor.
+    Other modules (ensembles) read their own state, and load their members through apply_state."""
+    basic = any(isinstance(module, kind) for kind in BASIC_MODULES.values())
+    if not isinstance(state, dict) or not basic:
         return state  # load_state says what is wrong with it
     out: dict[str, Any] = {}
     for name, _ in module.named_predictors():
