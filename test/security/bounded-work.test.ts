@@ -59,13 +59,14 @@ describe("bounded work on the worker", { timeout: 240_000 }, () => {
     await h?.close();
   });
 
-  test("a request without a Dspex-Deadline header gets its pool's default deadline", async () => {
+  test("a request without a Dspex-Deadline header gets its pool's default deadline", async (t) => {
     h.lmDouble.control.failNext("hang"); // the LM never answers: without a deadline this runs forever
     const started = Date.now();
     const r = await handRequest(h.client.nc, { body: requestBody({ lm: h.lm }), deadline: null, timeoutMs: 30_000 });
     const error = errorOf(await r.reply);
     const elapsed = Date.now() - started;
     assert.equal(error.type, "DeadlineExceeded", JSON.stringify(error));
+    t.diagnostic(`DeadlineExceeded after ${elapsed} ms (default ${DEFAULT_DEADLINE_MS} ms)`);
     assert.ok(elapsed >= DEFAULT_DEADLINE_MS - 100 && elapsed < DEFAULT_DEADLINE_MS + 5_000, `answered after ${elapsed} ms`);
     assert.match(error.message, /pool's default/);
     h.lmDouble.control.reset();
@@ -74,7 +75,7 @@ describe("bounded work on the worker", { timeout: 240_000 }, () => {
   });
 
   for (const op of ["program_of_thought", "rlm"] as const) {
-    test(`a ${op} program looping forever answers DeadlineExceeded at its deadline and leaves no deno behind`, async () => {
+    test(`a ${op} program looping forever answers DeadlineExceeded at its deadline and leaves no deno behind`, async (t) => {
       const question = `Loop forever (${op}).`;
       const loop = "```python\nwhile True:\n    pass\n```";
       h.lmDouble.control.setRules([
@@ -94,7 +95,9 @@ describe("bounded work on the worker", { timeout: 240_000 }, () => {
       const elapsed = Date.now() - started;
       assert.equal(error.type, "DeadlineExceeded", JSON.stringify(error));
       assert.ok(elapsed >= deadlineMs - 100 && elapsed < deadlineMs + 5_000, `answered after ${elapsed} ms`);
-      await until(() => denoDescendants(pid).length === 0, 5_000);
+      const answered = Date.now();
+      await until(() => denoDescendants(pid).length === 0, 5_000, 5);
+      t.diagnostic(`DeadlineExceeded ${elapsed - deadlineMs} ms after the deadline; no deno ${Date.now() - answered} ms after the reply`);
       assert.ok(h.lmDouble.requests().some((x) => x.content?.includes("while True")), "the LM did hand over the loop");
 
       // the same worker answers the next request: its thread is free, the sandbox works again
