@@ -48,6 +48,8 @@ const VALIDATORS: Record<string, string> = {
   validateJobRecord: `${BASE}job.schema.json#/definitions/record`,
   validateJobProgress: `${BASE}job.schema.json#/definitions/progress`,
   validateEvalSpec: `${BASE}job.schema.json#/definitions/evalSpec`,
+  validateLmProfiles: `${BASE}lm-profiles.schema.json`,
+  validateDlqRedactedBody: `${BASE}dlq.schema.json#/definitions/redactedBody`,
 };
 
 /** The module options definition each op takes, from request.schema.json's if/then rules. */
@@ -171,6 +173,7 @@ function bus(): string {
   const spec = JSON.parse(readFileSync(join(SCHEMAS, "bus.json"), "utf8")) as {
     version: number;
     pools: string[];
+    defaultDeadlines: { description: string; ms: Record<string, number> };
     partitionGroup: string;
     subjects: Record<string, { template: string; description: string }>;
     services: Record<string, { name: string; description: string }>;
@@ -190,6 +193,7 @@ function bus(): string {
   out.push(`export const BUS_VERSION = ${spec.version};`);
   out.push(`export const POOLS = ${JSON.stringify(spec.pools)} as const;`);
   out.push("export type Pool = (typeof POOLS)[number];");
+  out.push(`/** ${spec.defaultDeadlines.description} */\nexport const DEFAULT_DEADLINE_MS: Record<Pool, number> = ${JSON.stringify(spec.defaultDeadlines.ms)};`);
   out.push(`/** Priority group of the pinned partition consumers. */\nexport const PARTITION_GROUP = ${JSON.stringify(spec.partitionGroup)};`);
   out.push("\n// ---- subjects");
   for (const [name, entry] of Object.entries(spec.subjects)) out.push(fn(`${name}Subject`, entry));

@@ -132,6 +132,8 @@ def validators(schemas: dict[str, dict[str, Any]]) -> str:
         "compile": f"{BASE}optimizers.schema.json#/definitions/compile",
         "job_record": f"{BASE}job.schema.json#/definitions/record",
         "job_progress": f"{BASE}job.schema.json#/definitions/progress",
+        "lm_profiles": f"{BASE}lm-profiles.schema.json",
+        "dlq_redacted_body": f"{BASE}dlq.schema.json#/definitions/redactedBody",
         **{f"module_{d}": f"{BASE}modules.schema.json#/definitions/{d}" for d in sorted(set(module_options_by_op(schemas).values()))},
         **{name: f"{WORKER}{name}.json" for name in made},
     }
@@ -299,6 +301,9 @@ def bus() -> str:
     lines = [HEADER + NOQA, "from __future__ import annotations", "", "from typing import Any, Final", ""]
     lines.append(f"BUS_VERSION: Final = {spec['version']}")
     lines.append(f"POOLS: Final = {tuple(spec['pools'])!r}")
+    deadlines = spec["defaultDeadlines"]
+    lines.append(f"# {deadlines['description']}")
+    lines.append(f"DEFAULT_DEADLINE_MS: Final[dict[str, int]] = {json.dumps(deadlines['ms'])}")
     lines.append(f"PARTITION_GROUP: Final = {spec['partitionGroup']!r}")
     lines.append(f"SERVICES: Final = {json.dumps({k: v['name'] for k, v in spec['services'].items()})}")
     lines.append(f"QUEUES: Final = {json.dumps(spec['queues'])}")

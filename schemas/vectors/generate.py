@@ -72,6 +72,30 @@ VECTORS = {
 }
 
 
+# msgpack type families (schemas/dlq.schema.json#/definitions/msgpackType) of the JSON values used here
+MSGPACK_TYPES = {type(None): "nil", bool: "bool", int: "int", float: "float", str: "str", list: "array", dict: "map"}
+
+
+def redacted(request: dict, pool: str) -> dict:
+    """What a redacted dead letter keeps of a request (dlq.schema.json#/definitions/redactedBody): computed here
+    from the values, independently of the worker's and the DLQ service's readers of the bytes."""
+    return {
+        "redacted": True,
+        "bytes": len(msgpack.packb(request, use_bin_type=True)),
+        "id": request["id"],
+        "op": request["op"],
+        "pool": pool,
+        "fields": {
+            name: {"type": MSGPACK_TYPES[type(value)], "bytes": len(msgpack.packb(value, use_bin_type=True))}
+            for name, value in request["inputs"].items()
+        },
+    }
+
+
+# The summary of request-cot-full published on dspex.req.general.any.
+VECTORS["dlq-redacted-cot-full"] = redacted(VECTORS["request-cot-full"], "general")
+
+
 def main() -> None:
     here = Path(__file__).parent
     for name, value in VECTORS.items():

@@ -45,7 +45,8 @@ export async function handRequest(
     id?: string;
     subject?: string;
     replyTo?: string | null;
-    deadline?: number;
+    /** Epoch ms (default: 30 s from now); null leaves the Dspex-Deadline header out. */
+    deadline?: number | null;
     headers?: Record<string, string>;
     timeoutMs?: number;
   },
@@ -59,7 +60,7 @@ export async function handRequest(
   const h = natsHeaders();
   h.set("Nats-Msg-Id", id);
   if (replyTo) h.set("Dspex-Reply-To", replyTo);
-  h.set("Dspex-Deadline", String(options.deadline ?? Date.now() + 30_000));
+  if (options.deadline !== null) h.set("Dspex-Deadline", String(options.deadline ?? Date.now() + 30_000));
   for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, v);
   const timeoutMs = options.timeoutMs ?? 30_000;
   let reply: Promise<ReplyEnvelope>;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { STREAMS, WorkerError, decode } from "@dspex/protocol";
 import type { PoolSettings } from "@dspex/bus";
-import { getDeadLetter } from "@dspex/dlq";
+import { getDeadLetter, replayDeadLetter } from "@dspex/dlq";
 import type { WorkerProcess } from "@dspex/embedded";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { DeadLetters, until } from "./helpers.js";
@@ -101,9 +101,15 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
       assert.equal(entry.deliveries, 2);
       assert.equal(entry.consumer, "general");
       assert.equal(entry.originalSubject, "dspex.req.general.any");
-      const body = decode(entry.body) as { id: string; inputs: { question: string } };
-      assert.equal(body.inputs.question, "poison");
+      // by default the DLQ keeps the request's shape, not what it said (docs/security.md)
+      assert.equal(entry.redacted, true);
+      assert.ok(!Buffer.from(entry.body).includes("poison"), "the input's text is not in the DLQ");
+      const body = decode(entry.body) as { redacted: boolean; id: string; op: string; pool: string; fields: Record<string, { type: string; bytes: number }> };
+      assert.deepEqual(body.fields, { question: { type: "str", bytes: 1 + "poison".length } });
+      assert.equal(body.op, "predict");
+      assert.equal(body.pool, "general");
       assert.equal(entry.requestId, body.id);
+      await assert.rejects(replayDeadLetter(h.admin, event.dlqSeq), (err: Error & { field?: string }) => err.field === "seq" && /DSPEX_DLQ_KEEP_INPUTS/.test(err.message));
       assert.equal(await jsm.streams.getMessage(STREAMS.requests.name, { seq: event.originalSeq }), null, "deleted from the work queue");
       assert.equal(h.lmDouble.requests().length - seen, 2, "never run a third time");
     } finally {

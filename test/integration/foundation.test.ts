@@ -146,7 +146,7 @@ describe("foundation: TypeScript → NATS JetStream → Python dspy → TypeScri
   test("a request built by hand with plain nats-py gets the documented reply", async () => {
     const { stdout } = await run(
       join(ROOT, ".venv/bin/python"),
-      [join(ROOT, "test/integration/hand_request.py"), h.fleet.natsUrl, h.lmDouble.url],
+      [join(ROOT, "test/integration/hand_request.py"), h.fleet.natsUrl],
       { env: { ...process.env, NATS_CREDS: h.fleet.creds.client }, timeout: 60_000 },
     );
     const { request_id, stream, reply } = JSON.parse(stdout) as {

@@ -1,7 +1,8 @@
 """Publishes one request built by hand from schemas/README.md with plain nats-py, prints the reply as JSON.
 
 This is what a client in any language does: no DSPex code is imported.
-usage: hand_request.py <nats_url> <lm_api_base>
+The LM is the workers' default profile (its operator's choice); the request names its model only.
+usage: hand_request.py <nats_url>
 """
 
 import asyncio
@@ -16,7 +17,7 @@ import nats
 from dspex_worker.transport.connect import connect_options
 
 
-async def main(nats_url: str, api_base: str) -> None:
+async def main(nats_url: str) -> None:
     # the client role's credentials (NATS_CREDS): its inbox prefix is the one workers may reply to
     nc = await nats.connect(nats_url, **connect_options(os.environ.get("NATS_CREDS")))
     js = nc.jetstream()
@@ -36,7 +37,7 @@ async def main(nats_url: str, api_base: str) -> None:
             ],
         },
         "inputs": {"question": "What is 20+22?"},
-        "lm": {"model": "openai/test-model", "api_base": api_base, "num_retries": 0},
+        "lm": {"model": "openai/test-model"},
     }
     headers = {
         "Dspex-Reply-To": inbox,
@@ -51,4 +52,4 @@ async def main(nats_url: str, api_base: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1]))

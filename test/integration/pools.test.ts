@@ -74,7 +74,9 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
 
   before(async () => {
     slowLm = await startLmDouble({ initial: { failure: { mode: "hang" } } });
-    h = await startHarness({ fleet: { workers: { general: 3, optimizer: 1 } } });
+    // the hanging double is an LM profile of the workers' operator: requests name it, never its endpoint
+    const profiles = { profiles: { slow: { model: "openai/slow", api_base: slowLm.url, num_retries: 0 } } };
+    h = await startHarness({ fleet: { workers: { general: 3, optimizer: 1 }, workerEnv: { DSPEX_LM_PROFILES: JSON.stringify(profiles) } } });
   });
   after(async () => {
     await h?.close();
@@ -155,7 +157,7 @@ describe("pools, affinity, supervisor", { timeout: 300_000 }, () => {
     const hung = h.client.predict(
       "question -> answer",
       { question: "optimize forever" },
-      { pool: "optimizer", lm: { model: "openai/slow", api_base: slowLm.url, num_retries: 0 }, timeoutMs: 120_000 },
+      { pool: "optimizer", lm: { profile: "slow" }, timeoutMs: 120_000 },
     );
     let settled = false;
     void hung.then(

@@ -99,6 +99,8 @@ export interface RecordedRequest {
   method: string;
   path: string;
   receivedAt: number;
+  /** The request's Authorization header (the key the client sent), or null: what security tests look at. */
+  authorization: string | null;
   /** Parsed JSON body, or null. */
   body: unknown;
   model: string | null;
@@ -507,7 +509,7 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
     } catch {
       body = null;
     }
-    const base = { method: req.method ?? "POST", path, receivedAt: Date.now(), body, rule: null };
+    const base = { method: req.method ?? "POST", path, receivedAt: Date.now(), authorization: req.headers.authorization ?? null, body, rule: null };
     if (!isRecord(body) || !Array.isArray(body["messages"])) {
       record({ ...base, model: null, stream: false, outcome: "bad_request", status: 400, prompt: null, content: null });
       sendJson(res, 400, openAiError("The body must be a JSON object with a messages array.", "invalid_request_error"));
@@ -677,8 +679,8 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
     }
     if ((path === "/v1/models" || path === "/models") && method === "GET") {
       record({
-        method, path, receivedAt: Date.now(), body: null, model: null, stream: false,
-        outcome: "models", status: 200, prompt: null, rule: null, content: null,
+        method, path, receivedAt: Date.now(), authorization: req.headers.authorization ?? null, body: null, model: null,
+        stream: false, outcome: "models", status: 200, prompt: null, rule: null, content: null,
       });
       sendJson(res, 200, {
         object: "list",
@@ -687,8 +689,8 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
       return;
     }
     record({
-      method, path, receivedAt: Date.now(), body: null, model: null, stream: false,
-      outcome: "not_found", status: 404, prompt: null, rule: null, content: null,
+      method, path, receivedAt: Date.now(), authorization: req.headers.authorization ?? null, body: null, model: null,
+      stream: false, outcome: "not_found", status: 404, prompt: null, rule: null, content: null,
     });
     sendJson(res, 404, openAiError(`The LM test double has no route ${method} ${path}.`, "invalid_request_error"));
   };

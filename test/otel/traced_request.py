@@ -2,7 +2,8 @@
 
 What any NATS client does to continue its trace in DSPex: put `traceparent` (and optionally `tracestate`) in the
 message headers next to the DSPex ones. No DSPex or OpenTelemetry code is imported.
-usage: traced_request.py <nats_url> <lm_api_base> <traceparent> [<tracestate>]
+The LM is the workers' default profile; the request names its model only.
+usage: traced_request.py <nats_url> <traceparent> [<tracestate>]
 """
 
 import asyncio
@@ -17,7 +18,7 @@ import nats
 from dspex_worker.transport.connect import connect_options
 
 
-async def main(nats_url: str, api_base: str, traceparent: str, tracestate: str | None) -> None:
+async def main(nats_url: str, traceparent: str, tracestate: str | None) -> None:
     # the client role's credentials (NATS_CREDS): its inbox prefix is the one workers may reply to
     nc = await nats.connect(nats_url, **connect_options(os.environ.get("NATS_CREDS")))
     js = nc.jetstream()
@@ -33,7 +34,7 @@ async def main(nats_url: str, api_base: str, traceparent: str, tracestate: str |
             "outputs": [{"name": "answer", "type": {"kind": "int"}}],
         },
         "inputs": {"question": "What is 20+22?"},
-        "lm": {"model": "openai/test-model", "api_base": api_base, "num_retries": 0},
+        "lm": {"model": "openai/test-model"},
     }
     headers = {
         "Dspex-Reply-To": inbox,
@@ -50,4 +51,4 @@ async def main(nats_url: str, api_base: str, traceparent: str, tracestate: str |
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None))

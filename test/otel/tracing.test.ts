@@ -196,7 +196,6 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
     const { stdout } = await run(PYTHON, [
       script,
       h.fleet.natsUrl,
-      h.lmDouble.url,
       `00-${traceId}-${parentId}-01`,
       "vendor=dspex-test",
     ], { env: { ...globalThis.process.env, NATS_CREDS: h.fleet.creds.client } });

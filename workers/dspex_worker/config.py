@@ -7,7 +7,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from .protocol.generated.bus import POOLS
+from .protocol.generated.bus import DEFAULT_DEADLINE_MS, POOLS
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class WorkerConfig:
     host_local_lm: bool = False
     # Serve the `dspex/*` test models (lm/echo.py): benchmarks and tests only.
     allow_test_models: bool = False
+    # How long a request without a Dspex-Deadline header may run: the pool's default (bus.json defaultDeadlines,
+    # DSPEX_<POOL>_TIMEOUT_MS); 0 falls back to the general pool's.
+    default_deadline_ms: int = 0
+    # Dead-letter copies keep the request's body (its inputs); by default they keep a redacted summary.
+    dlq_keep_inputs: bool = False
 
 
 def _env_int(name: str, default: int) -> int:
@@ -80,9 +85,32 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         "without it a request naming one gets LMConfigError (env DSPEX_ALLOW_TEST_MODELS=1)",
     )
     parser.add_argument("--supervised", action="store_true", default=os.environ.get("DSPEX_SUPERVISED") == "1")
+    parser.add_argument(
+        "--dlq-keep-inputs",
+        action="store_true",
+        default=os.environ.get("DSPEX_DLQ_KEEP_INPUTS") == "1",
+        help="dead-letter copies keep the request's body with its inputs (env DSPEX_DLQ_KEEP_INPUTS=1); by default "
+        "they keep a redacted summary: sizes, types and field names",
+    )
+    parser.add_argument(
+        "--default-deadline-ms",
+        type=int,
+        default=None,
+        help="how long a request without a Dspex-Deadline header may run (default: DSPEX_<POOL>_TIMEOUT_MS, else "
+        "the pool's default from schemas/bus.json: "
+        f"{', '.join(f'{pool} {ms} ms' for pool, ms in DEFAULT_DEADLINE_MS.items())})",
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    deadline_ms = args.default_deadline_ms
+    if deadline_ms is None:
+        try:
+            deadline_ms = _env_int(f"DSPEX_{args.pool.upper()}_TIMEOUT_MS", DEFAULT_DEADLINE_MS[args.pool])
+        except ValueError:
+            parser.error(f"DSPEX_{args.pool.upper()}_TIMEOUT_MS must be an integer (ms)")
+    if deadline_ms < 1:
+        parser.error("--default-deadline-ms (DSPEX_<POOL>_TIMEOUT_MS) must be at least 1")
     worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     return WorkerConfig(
         nats_url=args.nats_url,
@@ -97,4 +125,6 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         supervised=args.supervised,
         host_local_lm=args.host_local_lm,
         allow_test_models=args.allow_test_models,
+        default_deadline_ms=deadline_ms,
+        dlq_keep_inputs=args.dlq_keep_inputs,
     )

@@ -28,6 +28,7 @@ from .health import start_health_server
 from .lm.errors import classify_exception
 from .lm.factory import LMFactory
 from .lm.hosting import start_local_lm
+from .lm.profiles import LMPolicy, LMProfilesError
 from .observability import telemetry
 from .observability.log import emit_event, get_logger
 from .ops import registry
@@ -85,6 +86,10 @@ class Worker:
         self._ready = False
         self.ready = asyncio.Event()  # set once the worker pulls (what the `ready` event on stdout announces)
         self.started_at = time.time()
+        # a request without a Dspex-Deadline header runs at most this long (its pool's default)
+        self.default_deadline_ms = config.default_deadline_ms or bus.DEFAULT_DEADLINE_MS.get(
+            config.pool, bus.DEFAULT_DEADLINE_MS["general"]
+        )
         self.handled = 0
         self.failed = 0
         telemetry.observe_worker(self.stats)
@@ -159,7 +164,9 @@ class Worker:
             return
         self.ops.connect(nc)
         self.replies = Replies(
-            nc, DeadLetters(nc, cfg.worker_id), progress_interval=progress_interval(view.ack_wait_s, view.backoff_s)
+            nc,
+            DeadLetters(nc, cfg.worker_id, keep_inputs=cfg.dlq_keep_inputs),
+            progress_interval=progress_interval(view.ack_wait_s, view.backoff_s),
         )
         self.pull = Puller(nc, REQUEST_STREAM, self._handle, cfg.concurrency)
         await self.pull.add(bus.pool_consumer(cfg.pool))
@@ -282,8 +289,9 @@ class Worker:
             return  # not sent: left unacked, so it is redelivered (and answered from the reply memory)
         self._check_recycle()
 
-    def _admit(self, msg: Msg, headers: dict[str, str]) -> tuple[Request, float | None]:
-        """The decoded request and the seconds left until its deadline, or the error that stops it here."""
+    def _admit(self, msg: Msg, headers: dict[str, str]) -> tuple[Request, float, str | None]:
+        """The decoded request, the seconds left until its deadline and, when the request named none, what its
+        deadline is instead — or the error that stops it here."""
         if len(msg.data) > self.config.max_payload:
             raise PayloadTooLarge(
                 f"request body is {len(msg.data)} bytes; the limit is {self.config.max_payload}",
@@ -301,23 +309,32 @@ class Worker:
                 details={"bound_worker": bound, "worker": worker},
             )
         remaining = remaining_seconds(headers.get(bus.HEADER_DEADLINE))
-        if remaining is not None and remaining <= 0:
+        if remaining is None:
+            # No deadline: the pool's default, counted from now, or the body's timeout_ms when that is shorter.
+            limit_ms = min(self.default_deadline_ms, request.get("timeout_ms") or self.default_deadline_ms)
+            default = (
+                f"the pool's default deadline ({limit_ms} ms; the request had no {bus.HEADER_DEADLINE} header)"
+                if limit_ms == self.default_deadline_ms
+                else f"its timeout_ms ({limit_ms} ms; the request had no {bus.HEADER_DEADLINE} header)"
+            )
+            return request, limit_ms / 1000, default
+        if remaining <= 0:
             raise DeadlineExceeded(f"deadline passed {-remaining * 1000:.0f} ms before the work started")
-        return request, remaining
+        return request, remaining, None
 
     async def _execute(
         self, msg: Msg, req_id: str, headers: dict[str, str], queue_ms: float, started: float
     ) -> dict[str, Any]:
         worker = self.config.worker_id
         try:
-            request, remaining = self._admit(msg, headers)
+            request, remaining, default = self._admit(msg, headers)
             req_id = request["id"]
             try:
                 # asyncio.timeout runs the program in this task (wait_for wraps it in a new one each time)
                 async with asyncio.timeout(remaining):
                     execution = await self.run_op(self.ops, request)
             except TimeoutError:
-                raise DeadlineExceeded("deadline passed while the program was running") from None
+                raise DeadlineExceeded(f"{default or 'deadline'} passed while the program was running") from None
             self.handled += 1
             return ok_reply(
                 req_id,
@@ -348,6 +365,26 @@ def _timings(queue_ms: float, started: float) -> dict[str, float]:
     return {"queue_ms": round(queue_ms, 3), "exec_ms": round((time.time() - started) * 1000, 3)}
 
 
+def describe_policy(policy: LMPolicy) -> None:
+    """The operator's LM profiles in the worker's log (names, models, endpoints, key variables — never keys)."""
+    for name, profile in sorted(policy.profiles.items()):
+        key = profile.api_key_env
+        log.info(
+            "LM profile",
+            profile=name,
+            default=name == policy.default,
+            models=sorted(profile.models),
+            api_base=profile.api_base or "(the provider's)",
+            key_env=key or "(none: no key is sent)",
+        )
+        if key is not None and not os.environ.get(key):
+            log.warning(
+                "LM profile's key variable is not set: its requests get LMConfigError", profile=name, key_env=key
+            )
+    for url, endpoint in sorted(policy.endpoints.items()):
+        log.info("LM endpoint a request may name", api_base=url, key_env=endpoint.api_key_env or "(none)")
+
+
 def rss_bytes() -> int:
     """Resident set size of this Python process."""
     try:
@@ -358,7 +395,12 @@ def rss_bytes() -> int:
 
 
 async def serve(config: WorkerConfig) -> None:
-    worker = Worker(config)
+    try:
+        worker = Worker(config)
+    except LMProfilesError as exc:
+        log.error(f"LM profiles: {exc}", error_type="LMProfilesError")
+        sys.exit(2)
+    describe_policy(worker.ops.lms.policy)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)

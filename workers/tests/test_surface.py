@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import threading
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -167,8 +169,46 @@ def test_program_of_thought_without_deno_is_unsupported(monkeypatch: pytest.Monk
 
 
 def test_sandbox_interpreter_maps_deno_land_to_the_package() -> None:
-    interpreter = sandbox.sandbox_interpreter()
+    interpreter = sandbox.sandbox_interpreter(sandbox.Sandboxes())
     command = interpreter.deno_command
     assert f"--import-map={sandbox.SANDBOX_DIR / 'import_map.json'}" == command[command.index("run") + 1]
     assert any(a.startswith("--allow-read=") and a.endswith(str(sandbox.SANDBOX_DIR)) for a in command)
     assert (sandbox.SANDBOX_DIR / "std_io.ts").exists()
+
+
+def test_closed_sandboxes_start_nothing() -> None:
+    from dspy.primitives.code_interpreter import CodeInterpreterError
+
+    sandboxes = sandbox.Sandboxes()
+    assert sandboxes.close() == 0
+    with pytest.raises(CodeInterpreterError, match="no new sandbox"):
+        sandboxes.interpreter()
+
+
+@pytest.mark.skipif(sandbox.find_deno() is None, reason="no Deno on this machine")
+def test_closing_the_sandboxes_kills_a_looping_program_and_frees_its_thread() -> None:
+    from dspy.primitives.code_interpreter import CodeInterpreterError
+
+    sandboxes = sandbox.Sandboxes()
+    interpreter = sandboxes.interpreter()
+    outcome: list[BaseException | object] = []
+    running = threading.Event()
+
+    def run() -> None:
+        interpreter.start()  # the sandbox up (Pyodide loaded) before the program
+        running.set()
+        try:
+            outcome.append(interpreter.execute("while True:\n    pass"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert running.wait(120), "the sandbox did not start"
+    process = interpreter.deno_process
+    assert process is not None and process.poll() is None
+    assert sandboxes.close() == 1
+    thread.join(10)
+    assert not thread.is_alive(), "the thread reading the sandbox's answer ended"
+    assert isinstance(outcome[0], CodeInterpreterError), outcome
+    assert process.poll() is not None and not Path(f"/proc/{process.pid}").exists(), "killed and reaped"

@@ -2,7 +2,7 @@
  * Pool settings in one typed table with documented defaults; each value can be overridden by an
  * environment variable DSPEX_<POOL>_<SETTING> (e.g. DSPEX_GENERAL_ACK_WAIT_MS=60000).
  */
-import { POOLS, type Pool } from "@dspex/protocol";
+import { DEFAULT_DEADLINE_MS, POOLS, type Pool } from "@dspex/protocol";
 
 export interface PoolSettings {
   /** Requests one worker process runs at once. */
@@ -13,7 +13,10 @@ export interface PoolSettings {
   maxAckPending: number;
   /** Delivery attempts before a request is given up (dead-lettered). */
   maxDeliver: number;
-  /** Default caller timeout when a call names none. */
+  /**
+   * Default deadline of a call that names none (schemas/bus.json `defaultDeadlines`): the client's timeout, and what a
+   * worker allows a request without a Dspex-Deadline header (it reads the same DSPEX_<POOL>_TIMEOUT_MS).
+   */
   defaultTimeoutMs: number;
   /** Largest request body accepted, in bytes. */
   maxPayloadBytes: number;
@@ -36,7 +39,7 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     ackWaitMs: 30_000,
     maxAckPending: 1_000,
     maxDeliver: 5,
-    defaultTimeoutMs: 60_000,
+    defaultTimeoutMs: DEFAULT_DEADLINE_MS.general,
     maxPayloadBytes: 1024 * 1024,
     workers: 2,
     partitions: 16,
@@ -48,7 +51,7 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     ackWaitMs: 120_000,
     maxAckPending: 64,
     maxDeliver: 3,
-    defaultTimeoutMs: 3_600_000,
+    defaultTimeoutMs: DEFAULT_DEADLINE_MS.optimizer,
     maxPayloadBytes: 8 * 1024 * 1024,
     workers: 0,
     partitions: 0,
@@ -60,7 +63,7 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     ackWaitMs: 120_000,
     maxAckPending: 64,
     maxDeliver: 3,
-    defaultTimeoutMs: 300_000,
+    defaultTimeoutMs: DEFAULT_DEADLINE_MS.gpu,
     maxPayloadBytes: 4 * 1024 * 1024,
     workers: 0,
     partitions: 0,

@@ -7,10 +7,9 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { LMConfig } from "@dspex/protocol";
 import { ValidationError } from "@dspex/protocol";
 import { applyBus, busSettings, busSpec, connectNats, type IssuedAuth } from "@dspex/bus";
-import { configuredLm, localLmInstalled, startFleet, startNatsServer, type Fleet } from "@dspex/embedded";
+import { configuredLm, localLmInstalled, startFleet, startNatsServer, type DefaultLm, type Fleet } from "@dspex/embedded";
 
 export interface Session {
   natsUrl: string;
@@ -31,8 +30,8 @@ export interface SessionOptions {
   workers: boolean;
   /** General-pool workers of the embedded fleet. */
   generalWorkers?: number;
-  /** The LM the embedded workers default to (from --lm), over DSPEX_LM and the local model. */
-  lm?: LMConfig;
+  /** The LM profile the embedded workers default to (from --lm), over DSPEX_LM and the local model. */
+  lm?: DefaultLm;
   /** Keep JetStream data here between runs (embedded mode). */
   storeDir?: string;
   quiet?: boolean;
@@ -44,7 +43,7 @@ export function say(quiet: boolean | undefined, text: string): void {
 }
 
 /** The embedded fleet's default LM: the given one, DSPEX_LM, else the local model (or a clear error). */
-function embeddedLm(lm: LMConfig | undefined): "local" | "env" | LMConfig {
+function embeddedLm(lm: DefaultLm | undefined): "local" | "env" | DefaultLm {
   if (lm) return lm;
   if (configuredLm()) return "env";
   if (localLmInstalled()) return "local";

@@ -34,7 +34,8 @@ describe("dspex eval / dspex jobs", { timeout: 180_000 }, () => {
   });
 
   test("eval prints progress lines and the summary, writes the report; jobs lists and compares", async () => {
-    const lmFlags = ["--lm", "openai/test-model", "--api-base", h.lmDouble.url];
+    // the model of the workers' default profile (the harness points it at the LM double); no endpoint travels
+    const lmFlags = ["--lm", "openai/test-model"];
     const report = join(dir, "report.html");
     const first = await dspex(["eval", "question -> answer", join(dir, "data.jsonl"), "-m", "exact_match", "f1", "-c", "4", "--name", "cli-predict", "--out", report, ...lmFlags]);
     assert.match(first.stderr, /no pipeline service answers on .*; running one in this process/);

@@ -15,8 +15,9 @@
 import { randomUUID } from "node:crypto";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { ENVELOPE_VERSION, HEADERS, STREAMS, decode, deadLetterNoticeSubject, deadLetterSubject, encode, type ReplyEnvelope } from "@dspex/protocol";
+import { ENVELOPE_VERSION, HEADERS, STREAMS, ValidationError, decode, deadLetterNoticeSubject, deadLetterSubject, encode, type ReplyEnvelope } from "@dspex/protocol";
 import { forbiddenOr, isStreamNotFound, jsCode, JS_CODES, newInbox, publishWithRetry } from "@dspex/bus";
+import { keepInputs, redactedBody } from "./redaction.js";
 
 const DLQ_STREAM = STREAMS.deadLetters.name;
 
@@ -74,7 +75,14 @@ export interface DeadLetterEvent {
 export async function deadLetter(
   nc: NatsConnection,
   advisory: Advisory,
-  options: { jsm?: JetStreamManager; js?: JetStreamClient; notifyCaller?: boolean; by?: string } = {},
+  options: {
+    jsm?: JetStreamManager;
+    js?: JetStreamClient;
+    notifyCaller?: boolean;
+    by?: string;
+    /** Keep the request's body (default DSPEX_DLQ_KEEP_INPUTS=1; else a redacted summary, docs/security.md). */
+    keepInputs?: boolean;
+  } = {},
 ): Promise<DeadLetterEvent> {
   const jsm = options.jsm ?? (await jetstreamManager(nc));
   const js = options.js ?? jetstream(nc);
@@ -109,9 +117,13 @@ export async function deadLetter(
   if (msgId) h.set(DLQ_HEADERS.msgId, msgId);
   h.set(DLQ_HEADERS.by, options.by ?? "dlq-service");
   h.set(DLQ_HEADERS.at, String(Date.now()));
+  const keep = options.keepInputs ?? keepInputs();
   if (!original) h.set(DLQ_HEADERS.body, "missing");
+  else if (!keep) h.set(DLQ_HEADERS.body, "redacted");
   const pool = poolOf(original?.subject, advisory.consumer);
-  const ack = await publishWithRetry(js, deadLetterSubject(pool), original?.data ?? new Uint8Array(), {
+  // what the request said stays out of the DLQ unless the operator keeps inputs: its shape is enough to triage
+  const body = !original ? new Uint8Array() : keep ? original.data : encode(redactedBody(original.data, original.subject));
+  const ack = await publishWithRetry(js, deadLetterSubject(pool), body, {
     msgID: `dlq:${seq}`,
     headers: h,
     deadline: Date.now() + 30_000,
@@ -175,6 +187,8 @@ export interface DlqEntry {
   headers: Record<string, string>;
   body: Uint8Array;
   bodyMissing: boolean;
+  /** The body is the redacted summary (schemas/dlq.schema.json), not the request: it cannot be replayed. */
+  redacted: boolean;
 }
 
 function toEntry(m: { seq: number; subject: string; time: Date; header: MsgHdrs | undefined; data: Uint8Array }): DlqEntry {
@@ -197,6 +211,7 @@ function toEntry(m: { seq: number; subject: string; time: Date; header: MsgHdrs 
     headers,
     body: m.data,
     bodyMissing: get(DLQ_HEADERS.body) === "missing",
+    redacted: get(DLQ_HEADERS.body) === "redacted",
   };
 }
 
@@ -272,7 +287,13 @@ export async function replayDeadLetter(
   const jsm = await jetstreamManager(nc);
   const entry = await getDeadLetter(jsm, seq);
   if (!entry) throw new Error(`no dead letter with sequence ${seq} in ${DLQ_STREAM}`);
-  if (entry.bodyMissing) throw new Error(`dead letter ${seq} has no body to replay`);
+  if (entry.bodyMissing) throw new ValidationError(`dead letter ${seq} has no body to replay`, { field: "seq" });
+  if (entry.redacted) {
+    throw new ValidationError(
+      `dead letter ${seq} kept only a redacted summary of the request (set DSPEX_DLQ_KEEP_INPUTS=1 on the workers and the DLQ service to keep bodies for replay)`,
+      { field: "seq", details: { seq } },
+    );
+  }
   const subject = entry.originalSubject;
   if (!subject?.startsWith("dspex.req.")) throw new Error(`dead letter ${seq} has no original request subject`);
   const suffix = `#replay-${randomUUID().slice(0, 8)}`;

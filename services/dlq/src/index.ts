@@ -16,3 +16,4 @@ export {
   type DlqEntry,
   type ReplayResult,
 } from "./deadletters.js";
+export { keepInputs, msgpackType, redactedBody } from "./redaction.js";

@@ -14,6 +14,8 @@ export interface DlqListenerOptions {
   notifyCaller?: boolean;
   /** Called for every advisory handled (tests, metrics). */
   onDeadLetter?: (event: DeadLetterEvent) => void;
+  /** Keep request bodies in dead letters (default DSPEX_DLQ_KEEP_INPUTS=1; else a redacted summary). */
+  keepInputs?: boolean;
 }
 
 /** Reads the shared advisory consumer and dead-letters what it announces. */
@@ -50,7 +52,7 @@ export class DlqListener {
         continue;
       }
       try {
-        const event = await deadLetter(this.nc, advisory, { jsm, js, notifyCaller: this.options.notifyCaller });
+        const event = await deadLetter(this.nc, advisory, { jsm, js, notifyCaller: this.options.notifyCaller, keepInputs: this.options.keepInputs });
         this.handled[event.kind] += 1;
         if (event.recorded) {
           this.log.warn(`request dead-lettered (${event.kind}): ${event.reason}`, {

@@ -1,23 +1,28 @@
 /**
- * The LM a fleet's workers use when a request names none. DSPEX_LM (with DSPEX_LM_API_BASE,
- * DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER) names a provider the operator configured; without it, embedded mode
- * hosts the real local model (docs/local-lm.md) on a `gpu` worker and makes it every worker's default. The
- * same choice serves `dspex demo`, `run`, `up` and `eval`. Test doubles are never a default: tests start them
- * and configure the workers themselves.
+ * The LM a fleet's workers use when a request names none: their default LM profile (docs/security.md, LM
+ * profiles and provider keys). DSPEX_LM (with DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER,
+ * DSPEX_LM_NUM_RETRIES) names a provider the operator configured; without it, embedded mode hosts the real local
+ * model (docs/local-lm.md) on a `gpu` worker and makes it every worker's default profile. The same choice serves
+ * `dspex demo`, `run`, `up` and `eval`. Test doubles are never a default: tests start them and configure the
+ * workers themselves. Requests then name no endpoint: the profile holds it.
  */
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import type { LMConfig } from "@dspex/protocol";
+import type { LMProfile } from "@dspex/protocol";
 import { PROJECT_ROOT, pythonBin } from "./paths.js";
 import type { WorkerProcess } from "./workers.js";
 
-/** The operator's default LM from the environment, if any. */
-export function configuredLm(env: NodeJS.ProcessEnv = process.env): LMConfig | undefined {
+/** What the DSPEX_LM* variables can say of a workers' default profile (the rest belongs in DSPEX_LM_PROFILES). */
+export type DefaultLm = Pick<LMProfile, "model" | "api_base" | "api_key_env" | "adapter" | "num_retries">;
+
+/** The operator's default LM profile from the environment, if any. */
+export function configuredLm(env: NodeJS.ProcessEnv = process.env): DefaultLm | undefined {
   if (!env.DSPEX_LM) return undefined;
-  const lm: LMConfig = { model: env.DSPEX_LM };
+  const lm: DefaultLm = { model: env.DSPEX_LM };
   if (env.DSPEX_LM_API_BASE) lm.api_base = env.DSPEX_LM_API_BASE;
   if (env.DSPEX_LM_API_KEY_ENV) lm.api_key_env = env.DSPEX_LM_API_KEY_ENV;
   if (env.DSPEX_LM_ADAPTER === "json" || env.DSPEX_LM_ADAPTER === "chat") lm.adapter = env.DSPEX_LM_ADAPTER;
+  if (env.DSPEX_LM_NUM_RETRIES && /^\d+$/.test(env.DSPEX_LM_NUM_RETRIES)) lm.num_retries = Number(env.DSPEX_LM_NUM_RETRIES);
   return lm;
 }
 
@@ -32,7 +37,8 @@ export function localLmInstalled(): boolean {
 }
 
 export interface HostedLm {
-  lm: LMConfig;
+  /** The workers' default profile. */
+  lm: DefaultLm;
   /** Human-readable: what answers, for the CLI to print. */
   label: string;
 }
@@ -52,12 +58,13 @@ export function hostedLm(workers: readonly WorkerProcess[]): HostedLm | undefine
   return undefined;
 }
 
-/** The environment that makes `lm` a worker's default LM (what `configuredLm` reads back). */
-export function lmEnv(lm: LMConfig): Record<string, string> {
+/** The environment that makes `lm` a worker's default profile (what `configuredLm` reads back). */
+export function lmEnv(lm: DefaultLm): Record<string, string> {
   return {
     DSPEX_LM: lm.model,
     ...(lm.api_base ? { DSPEX_LM_API_BASE: lm.api_base } : {}),
     ...(lm.api_key_env ? { DSPEX_LM_API_KEY_ENV: lm.api_key_env } : {}),
     ...(lm.adapter ? { DSPEX_LM_ADAPTER: lm.adapter } : {}),
+    ...(lm.num_retries !== undefined ? { DSPEX_LM_NUM_RETRIES: String(lm.num_retries) } : {}),
   };
 }

@@ -5,10 +5,10 @@
  * others start with it as their default — and the DLQ service loop; stop() (and Ctrl-C, and process exit)
  * stops everything it started. Only the CLI, tests and benchmarks use this package.
  */
-import { POOLS, type LMConfig, type Pool } from "@dspex/protocol";
+import { POOLS, type Pool } from "@dspex/protocol";
 import { applyBus, busSettings, busSpec, connectNats, type BusSettings, type BusSettingsOverrides, type IssuedAuth } from "@dspex/bus";
 import { DlqListener, type DlqListenerOptions } from "@dspex/dlq";
-import { configuredLm, hostedLm, lmEnv, type HostedLm } from "./default-lm.js";
+import { configuredLm, hostedLm, lmEnv, type DefaultLm, type HostedLm } from "./default-lm.js";
 import { freePort, startNatsServer, type EmbeddedNats } from "./nats-server.js";
 import { Supervisor } from "./supervisor.js";
 import type { WorkerProcess } from "./workers.js";
@@ -26,11 +26,11 @@ export interface FleetOptions {
   /** The deployment's bus settings (pools, replicas, limits) applied before the workers start. */
   bus?: BusSettingsOverrides;
   /**
-   * The workers' default LM: `local` hosts the local model on a gpu worker (started first) and gives it to
-   * every worker; an LM config is given to every worker; `env` (default) leaves it to the environment
-   * (DSPEX_LM…), and to `workerEnv`.
+   * The workers' default LM profile: `local` hosts the local model on a gpu worker (started first) and makes it
+   * every worker's default; a profile given here becomes every worker's default (DSPEX_LM…); `env` (default)
+   * leaves it to the environment (DSPEX_LM…, DSPEX_LM_PROFILES…) and to `workerEnv`.
    */
-  lm?: "local" | "env" | LMConfig;
+  lm?: "local" | "env" | DefaultLm;
   /** Extra environment for the workers. */
   workerEnv?: Record<string, string | undefined>;
   echoWorkerLogs?: boolean;

@@ -8,4 +8,4 @@ export { startNatsServer, stopChild, freePort, type EmbeddedNats, type EmbeddedN
 export { natsServerBin, pythonBin, PROJECT_ROOT, EXEC_WITH_PARENT_DEATH_SIGNAL } from "./paths.js";
 export { spawnWorker, type WorkerProcess, type WorkerEvent, type SpawnWorkerOptions } from "./workers.js";
 export { Supervisor, type SupervisorOptions } from "./supervisor.js";
-export { configuredLm, hostedLm, localLmInstalled, lmEnv, type HostedLm } from "./default-lm.js";
+export { configuredLm, hostedLm, localLmInstalled, lmEnv, type DefaultLm, type HostedLm } from "./default-lm.js";

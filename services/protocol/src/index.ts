@@ -9,7 +9,15 @@ export * from "./generated/ops.js";
 export { SCHEMAS } from "./generated/schemas.js";
 export * from "./errors.js";
 export { encode, decode } from "./codec.js";
-export { check, checkCompile, checkModuleOptions, checkRequest, requiredFor } from "./validate.js";
+export {
+  check,
+  checkCompile,
+  checkDlqRedactedBody,
+  checkLmProfiles,
+  checkModuleOptions,
+  checkRequest,
+  requiredFor,
+} from "./validate.js";
 export { partitionOf, partitionSubject } from "./partition.js";
 import { POOLS, type Pool } from "./generated/bus.js";
 

@@ -6,7 +6,7 @@
 import type { ErrorObject, ValidateFunction } from "ajv";
 import { ValidationError } from "./generated/errors.js";
 import { MODULE_OPTION_VALIDATORS, OPERATION_REQUIRES, type Operation } from "./generated/ops.js";
-import { validateCompile, validateRequest } from "./generated/validators.js";
+import { validateCompile, validateDlqRedactedBody, validateLmProfiles, validateRequest } from "./generated/validators.js";
 
 /** `/module/tools/0/name` → `module.tools[0].name` under `prefix`. */
 function fieldPath(prefix: string, pointer: string, missing?: string): string {
@@ -49,6 +49,16 @@ export function checkModuleOptions(op: Operation, options: unknown, prefix = "mo
 /** An optimizer job's `compile` map (optimizers.schema.json). */
 export function checkCompile(compile: unknown, prefix = "compile"): void {
   check(validateCompile as ValidateFunction, compile, prefix);
+}
+
+/** An operator's LM profiles document (lm-profiles.schema.json: DSPEX_LM_PROFILES, DSPEX_LM_PROFILES_FILE). */
+export function checkLmProfiles(document: unknown, prefix = ""): void {
+  check(validateLmProfiles as ValidateFunction, document, prefix);
+}
+
+/** The body of a redacted dead letter (dlq.schema.json#/definitions/redactedBody). */
+export function checkDlqRedactedBody(body: unknown, prefix = ""): void {
+  check(validateDlqRedactedBody as ValidateFunction, body, prefix);
 }
 
 /** A whole request envelope (request.schema.json, every rule). */

@@ -1,7 +1,12 @@
-"""LM clients from the request's `lm` map or the worker's default (DSPEX_LM), one per distinct configuration.
+"""LM clients for requests, one per distinct configuration, under the operator's policy (policy.py, profiles.py).
 
-The `lm` map's shape is the schema's (request.schema.json#/definitions/lm): it is checked once per distinct
-configuration, when its client is built, and any problem with it is an LMConfigError naming the field.
+A request's `lm` map (request.schema.json#/definitions/lm) is checked against the schema once per distinct map,
+then resolved under the policy: a profile of the operator (the worker's default when it names none) with the knobs
+a request may change, or an endpoint the operator allow-listed. Any problem is an LMConfigError naming the field.
+
+Keys: a client gets the key of the one variable its profile or allow-list entry names, or a non-secret placeholder
+when none is named. It never gets nothing: litellm and DSPy's native engine would then fall back to OPENAI_API_KEY
+(or the provider's own variable) and send the worker's ambient key to the endpoint.
 
 `dspex/*` models are test doubles that answer without a model (echo.py, for benchmarks and tests). A worker
 refuses them unless it was started with `--allow-test-models` (DSPEX_ALLOW_TEST_MODELS=1), so a production
@@ -21,29 +26,16 @@ import dspy
 from ..protocol import check_lm
 from ..protocol.errors import LMConfigError, ValidationError
 from .echo import ECHO_PROVIDER, EchoLM
+from .policy import Resolved, resolve_lm
+from .profiles import LMPolicy, load_policy
 
 _JSON_ADAPTER = dspy.JSONAdapter()  # holds only its options, so one instance serves every request
 # The client owns the retry policy (one layer: its retries of retryable replies, with jitter, within the
-# deadline); the LM client's own retries are off unless a request or the operator asks for them.
+# deadline); the LM client's own retries are off unless a profile or a request asks for them.
 DEFAULT_NUM_RETRIES = 0
-
-
-def default_lm_config() -> dict[str, Any] | None:
-    """The worker's LM when a request names none: DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV,
-    DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES)."""
-    model = os.environ.get("DSPEX_LM")
-    if not model:
-        return None
-    config: dict[str, Any] = {"model": model}
-    if base := os.environ.get("DSPEX_LM_API_BASE"):
-        config["api_base"] = base
-    if key_env := os.environ.get("DSPEX_LM_API_KEY_ENV"):
-        config["api_key_env"] = key_env
-    if adapter := os.environ.get("DSPEX_LM_ADAPTER"):
-        config["adapter"] = adapter
-    if retries := os.environ.get("DSPEX_LM_NUM_RETRIES"):
-        config["num_retries"] = int(retries)
-    return config
+# Sent as the key where no key is configured: the client libraries insist on one, and without it they read the
+# provider's variable (OPENAI_API_KEY, …) from the environment.
+NO_KEY = "dspex-no-key"
 
 
 def _lm_config_error(exc: ValidationError) -> LMConfigError:
@@ -64,11 +56,13 @@ def _lm_config_error(exc: ValidationError) -> LMConfigError:
 class LMFactory:
     """Builds `dspy.LM` objects and keeps a few alive, since each holds a client and its connection pool."""
 
-    def __init__(self, max_size: int = 32, *, allow_test_models: bool = False) -> None:
+    def __init__(self, max_size: int = 32, *, allow_test_models: bool = False, policy: LMPolicy | None = None) -> None:
+        # the operator's policy, read once (LMProfilesError when it is wrong: the worker does not start)
+        self.policy = policy if policy is not None else load_policy(os.environ)
         # canonical `lm` map -> (client, adapter); the map is checked only when it is not here
         self._resolved: OrderedDict[str, tuple[dspy.LM, dspy.Adapter | None]] = OrderedDict()
-        # the client's part of the map (no adapter) -> client: requests differing only in the adapter share one
-        self._clients: OrderedDict[str, dspy.LM] = OrderedDict()
+        # the client's identity (no adapter) -> client: requests differing only in the adapter share one
+        self._clients: OrderedDict[tuple[Any, ...], dspy.LM] = OrderedDict()
         self._max_size = max_size
         self.allow_test_models = allow_test_models
 
@@ -76,13 +70,8 @@ class LMFactory:
         return self.resolve(config)[0]
 
     def resolve(self, config: Mapping[str, Any] | None) -> tuple[dspy.LM, dspy.Adapter | None]:
-        """The LM a request's `lm` map (or the worker's default) names, and the adapter its `lm.adapter` names
+        """The LM a request's `lm` map (None: the default profile) names, and the adapter it or its profile names
         (None: DSPy's default ChatAdapter) — both belong in the `dspy.context` a request runs in."""
-        config = config if config is not None else default_lm_config()
-        if config is None:
-            raise LMConfigError(
-                "lm: no LM configured: the request has no `lm` and the worker has no DSPEX_LM", field="lm"
-            )
         try:
             key = json.dumps(config, sort_keys=True)
         except (TypeError, ValueError) as exc:
@@ -92,23 +81,23 @@ class LMFactory:
             self._resolved.move_to_end(key)
             return found
         try:
-            checked = check_lm(config)
+            checked = check_lm(config) if config is not None else None
         except ValidationError as exc:
             raise _lm_config_error(exc) from None
-        client = {k: v for k, v in checked.items() if k != "adapter"}
-        client_key = json.dumps(client, sort_keys=True)
-        lm = self._clients.get(client_key) or self._build(client)
+        resolved = resolve_lm(self.policy, checked)
+        client_key = resolved.client_key()
+        lm = self._clients.get(client_key) or self._build(resolved)
         self._clients[client_key] = lm
         self._clients.move_to_end(client_key)
-        found = (lm, _JSON_ADAPTER if checked.get("adapter") == "json" else None)
+        found = (lm, _JSON_ADAPTER if resolved.knobs.get("adapter") == "json" else None)
         self._resolved[key] = found
         for cache in (self._resolved, self._clients):
             while len(cache) > self._max_size:
                 cache.popitem(last=False)
         return found
 
-    def _build(self, config: dict[str, Any]) -> dspy.LM:
-        model: str = config["model"]
+    def _build(self, resolved: Resolved) -> dspy.LM:
+        model = resolved.model
         if model.startswith(f"{ECHO_PROVIDER}/"):
             if not self.allow_test_models:
                 raise LMConfigError(
@@ -120,24 +109,29 @@ class LMFactory:
                 return EchoLM(model)
             except ValueError as exc:
                 raise LMConfigError(f"lm.model: invalid test model: {exc}", field="lm.model") from exc
+        knobs = resolved.knobs
         kwargs: dict[str, Any] = {
-            "cache": config.get("cache", False),
-            "num_retries": config.get("num_retries", DEFAULT_NUM_RETRIES),
+            "cache": knobs.get("cache", False),
+            "num_retries": knobs.get("num_retries", DEFAULT_NUM_RETRIES),
+            "api_key": self._key(resolved),
         }
-        for name in ("temperature", "max_tokens", "api_base"):
-            if config.get(name) is not None:
-                kwargs[name] = config[name]
-        key_env = config.get("api_key_env")
-        if key_env is not None:
-            if key_env not in os.environ:
-                raise LMConfigError(
-                    f"lm.api_key_env: names {key_env!r}, which is not set on the worker", field="lm.api_key_env"
-                )
-            kwargs["api_key"] = os.environ[key_env]
-        elif "api_base" in kwargs:
-            # OpenAI-compatible local endpoints usually need no key, but the client insists on one.
-            kwargs["api_key"] = os.environ.get("OPENAI_API_KEY", "unused")
+        for name in ("temperature", "max_tokens"):
+            if knobs.get(name) is not None:
+                kwargs[name] = knobs[name]
+        if resolved.api_base is not None:
+            kwargs["api_base"] = resolved.api_base
         try:
             return dspy.LM(model, **kwargs)
         except Exception as exc:
-            raise LMConfigError(f"lm: invalid LM configuration: {exc}", field="lm") from exc
+            raise LMConfigError(f"lm: invalid LM configuration for {resolved.owner}: {exc}", field="lm") from exc
+
+    @staticmethod
+    def _key(resolved: Resolved) -> str:
+        """The key of the one variable the profile or allow-list entry names, or the placeholder."""
+        if resolved.key_env is None:
+            return NO_KEY
+        value = os.environ.get(resolved.key_env)
+        if not value:
+            field = resolved.key_field
+            raise LMConfigError(f"{field}: {resolved.owner}'s key is not configured on this worker", field=field)
+        return value

@@ -3,8 +3,11 @@ arguments, whether it has `aforward`, the outputs it adds — and `run_planned` 
 inside `dspy.context(lm, adapter, usage tracking, callbacks)`, streamed when the request asks for it
 (streaming.py), and turns the prediction into outputs (extra ones like `reasoning` first), usage and extras.
 
-Modules without `aforward` in DSPy (BestOfN, Refine, MultiChainComparison, ProgramOfThought) run in a worker
-thread (`asyncio.to_thread` carries `dspy.context`); the others run on the event loop with `acall`.
+Modules without `aforward` in DSPy (BestOfN, Refine, MultiChainComparison, ProgramOfThought) and RLM (whose
+`aforward` runs the sandboxed code on the event loop) run in a worker thread (`asyncio.to_thread` carries
+`dspy.context`); the others run on the event loop with `acall`. A plan's `stop` (the sandboxes of ProgramOfThought
+and RLM) runs when the request ends however it ends; at the deadline the request waits, briefly, for its thread to
+end after `stop` before it answers, so the thread is free again when the caller hears DeadlineExceeded.
 """
 
 from __future__ import annotations
@@ -40,6 +43,28 @@ class Plan:
     usage: list[dict[str, Any]] = field(default_factory=list)
     # a typed error for an exception the module raised, when the op knows better than WorkerError
     on_error: Callable[[Exception], DspexError | None] | None = None
+    # ends what the module started outside this process (sandboxes) when the request ends, at its deadline too
+    stop: Callable[[], object] | None = None
+
+
+# How long a request stopped at its deadline waits for its thread to end after `stop` (a killed sandbox ends the
+# thread's read at once).
+THREAD_GRACE_S = 5.0
+
+
+async def _in_thread(plan: Plan) -> Any:
+    """Runs a synchronous module in a worker thread. Cancelled (the deadline), it stops what the plan started and
+    waits for the thread to end before it lets the cancellation through."""
+    task = asyncio.ensure_future(asyncio.to_thread(plan.module, **plan.kwargs))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if plan.stop is not None:
+            plan.stop()
+            await asyncio.wait({task}, timeout=THREAD_GRACE_S)
+        # the thread's own end (an error from the killed sandbox) has no one to hear it
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise
 
 
 @dataclass(slots=True)
@@ -78,13 +103,16 @@ async def run_planned(ctx: OpContext, request: Request, options: dict[str, Any],
             elif plan.is_async:
                 prediction = await plan.module.acall(**plan.kwargs)
             else:
-                prediction = await asyncio.to_thread(plan.module, **plan.kwargs)
+                prediction = await _in_thread(plan)
         except DspexError:
             raise
         except Exception as exc:
             if plan.on_error is not None and (typed := plan.on_error(exc)) is not None:
                 raise typed from exc
             raise
+        finally:
+            if plan.stop is not None:
+                plan.stop()
         if prediction is None:
             op = request["op"]
             raise WorkerError(f"{op}: every attempt failed; no prediction", details={"op": op})

@@ -4,15 +4,28 @@ A worker without Deno, or whose sandbox cannot start, answers those ops with the
 (not retryable). DSPy's runner.js imports `https://deno.land/std@0.186.0/io/mod.ts` (for `readLines`) when the
 sandbox starts; an import map points it at `sandbox_files/std_io.ts`, so the sandbox needs no access to deno.land
 (Deno downloads Pyodide from the npm registry on first use and caches it).
+
+Each request's sandboxes are a `Sandboxes`: DSPy asks it for interpreters, and the op closes it when the request
+ends — at its deadline above all: a program that loops forever blocks the thread reading the sandbox's answer,
+so the `deno` process is killed (SIGKILL), which ends that read, frees the thread and leaves no process behind;
+a closed `Sandboxes` starts no new sandbox.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
+from dspy.primitives.code_interpreter import CodeInterpreterError
+from dspy.primitives.python_interpreter import PythonInterpreter
+
+from ..observability.log import get_logger
 from ..protocol.errors import Unsupported
+
+log = get_logger("sandbox")
 
 SANDBOX_DIR = Path(__file__).parent / "sandbox_files"
 SANDBOX_OPS = ("program_of_thought", "rlm")
@@ -28,14 +41,69 @@ def find_deno() -> str | None:
         return shutil.which("deno")
 
 
-def sandbox_interpreter() -> Any:
-    """DSPy's `PythonInterpreter` (Deno + Pyodide) with deno.land's `std/io` served from this package.
+def _kill(process: subprocess.Popen[str] | None) -> bool:
+    """SIGKILLs a running deno process and reaps it; whether it was running."""
+    if process is None or process.poll() is not None:
+        return False
+    process.kill()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+        log.warning("deno process did not exit after SIGKILL", pid=process.pid)
+    return True
+
+
+class GuardedInterpreter(PythonInterpreter):  # type: ignore[misc]
+    """DSPy's interpreter that refuses to run once its request's Sandboxes is closed. The check sits between the
+    process start and its first exchange: a process started while the sandboxes were being closed is killed here,
+    one started before is killed by `Sandboxes.close`."""
+
+    def __init__(self, sandboxes: Sandboxes) -> None:
+        super().__init__()
+        self._dspex_sandboxes = sandboxes
+
+    def _health_check(self) -> None:
+        if self._dspex_sandboxes.closed:
+            _kill(self.deno_process)
+            raise CodeInterpreterError("the request ended (its deadline passed): the sandbox was stopped")
+        super()._health_check()
+
+
+class Sandboxes:
+    """The sandboxes one request's program starts (DSPy's `interpreter_factory` is `interpreter`); `close` kills
+    those still running and refuses new ones."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._interpreters: list[GuardedInterpreter] = []
+        self.closed = False
+
+    def interpreter(self) -> Any:
+        with self._lock:
+            if self.closed:
+                raise CodeInterpreterError("the request ended (its deadline passed): no new sandbox")
+            interpreter = sandbox_interpreter(self)
+            self._interpreters.append(interpreter)
+        return interpreter
+
+    def close(self) -> int:
+        """Kills every sandbox process of the request still running; how many were."""
+        with self._lock:
+            self.closed = True
+            interpreters = list(self._interpreters)
+        killed = sum(_kill(getattr(i, "deno_process", None)) for i in interpreters)
+        if killed:
+            log.info("sandbox stopped", killed=killed)
+        return killed
+
+
+def sandbox_interpreter(sandboxes: Sandboxes) -> GuardedInterpreter:
+    """DSPy's `PythonInterpreter` (Deno + Pyodide) with deno.land's `std/io` served from this package, closed with
+    the request's `sandboxes`.
 
     The default Deno command is a list DSPy builds in `PythonInterpreter.__init__`; the import map goes right after
     `run` and the directory joins `--allow-read`."""
-    from dspy.primitives.python_interpreter import PythonInterpreter
-
-    interpreter = PythonInterpreter()
+    interpreter = GuardedInterpreter(sandboxes)
     command = getattr(interpreter, "deno_command", None)
     if isinstance(command, list) and "run" in command:
         command.insert(command.index("run") + 1, f"--import-map={SANDBOX_DIR / 'import_map.json'}")

@@ -21,7 +21,7 @@ from ..programs.modules import build_module
 from ..protocol.errors import ValidationError
 from .plan import Plan, PlanInput
 from .rewards import resolve_reward
-from .sandbox import need_deno, sandbox_failure, sandbox_interpreter
+from .sandbox import Sandboxes, need_deno, sandbox_failure
 from .tools import build_tools
 
 
@@ -56,21 +56,31 @@ async def plan_react(p: PlanInput) -> Plan:
 
 async def plan_program_of_thought(p: PlanInput) -> Plan:
     need_deno("program_of_thought")
+    sandboxes = Sandboxes()
     module = dspy.ProgramOfThought(
-        p.signature, max_iters=p.options["max_iters"], interpreter_factory=sandbox_interpreter
+        p.signature, max_iters=p.options["max_iters"], interpreter_factory=sandboxes.interpreter
     )
-    return Plan(module, dict(p.inputs), is_async=False, on_error=partial(sandbox_failure, "program_of_thought"))
+    return Plan(
+        module,
+        dict(p.inputs),
+        is_async=False,
+        on_error=partial(sandbox_failure, "program_of_thought"),
+        stop=sandboxes.close,
+    )
 
 
 async def plan_rlm(p: PlanInput) -> Plan:
     need_deno("rlm")
+    sandboxes = Sandboxes()
     module = dspy.RLM(
         p.signature,
         max_iters=p.options["max_iters"],
         max_llm_calls=p.options["max_llm_calls"],
-        interpreter_factory=sandbox_interpreter,
+        interpreter_factory=sandboxes.interpreter,
     )
-    return Plan(module, dict(p.inputs), is_async=True, on_error=partial(sandbox_failure, "rlm"))
+    # RLM's aforward runs the sandboxed code on the event loop (a program that loops would stop the whole worker):
+    # its synchronous forward runs in a thread instead, stoppable at the deadline like ProgramOfThought's.
+    return Plan(module, dict(p.inputs), is_async=False, on_error=partial(sandbox_failure, "rlm"), stop=sandboxes.close)
 
 
 def _check_completions(raw: list[dict[str, Any]], m: int, names: list[str]) -> list[dict[str, Any]]:

@@ -7,9 +7,11 @@ from .error_base import DspexError
 from .errors import error_from_wire
 from .validate import (
     check_compile,
+    check_dlq_redacted_body,
     check_job_progress,
     check_job_record,
     check_lm,
+    check_lm_profiles,
     check_module_options,
     check_request,
     check_signature,
@@ -21,9 +23,11 @@ __all__ = [
     "ENVELOPE_VERSION",
     "DspexError",
     "check_compile",
+    "check_dlq_redacted_body",
     "check_job_progress",
     "check_job_record",
     "check_lm",
+    "check_lm_profiles",
     "check_module_options",
     "check_request",
     "check_signature",

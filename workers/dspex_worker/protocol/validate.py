@@ -20,9 +20,11 @@ from .generated.ops import MODULE_OPTIONS, OPERATION_REQUIRES
 from .generated.types import RequestEnvelope
 from .generated.unions import UNIONS
 from .generated.validators import validate_compile as _compile
+from .generated.validators import validate_dlq_redacted_body as _dlq_redacted_body
 from .generated.validators import validate_job_progress as _job_progress
 from .generated.validators import validate_job_record as _job_record
 from .generated.validators import validate_lm as _lm
+from .generated.validators import validate_lm_profiles as _lm_profiles
 from .generated.validators import validate_request as _request
 from .generated.validators import validate_signature as _signature
 
@@ -117,6 +119,18 @@ def check_signature(signature: Any, prefix: str = "signature") -> dict[str, Any]
 
 def check_lm(lm: Any, prefix: str = "lm") -> dict[str, Any]:
     result: dict[str, Any] = check(_lm, lm, prefix)
+    return result
+
+
+def check_lm_profiles(document: Any, prefix: str = "") -> dict[str, Any]:
+    """An operator's LM profiles document (lm-profiles.schema.json)."""
+    result: dict[str, Any] = check(_lm_profiles, document, prefix)
+    return result
+
+
+def check_dlq_redacted_body(body: Any) -> dict[str, Any]:
+    """The body of a redacted dead letter (dlq.schema.json#/definitions/redactedBody)."""
+    result: dict[str, Any] = check(_dlq_redacted_body, body, "")
     return result
 
 

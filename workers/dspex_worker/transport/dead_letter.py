@@ -2,7 +2,10 @@
 reply subject is copied into the dead-letter stream (`dspex.dlq.<pool>`, `Nats-Msg-Id: dlq:<stream seq>`, the
 original headers plus `Dspex-Dlq-*`) and then terminated with `+TERM <reason>`; the work-queue stream drops a
 terminated message at once, so the copy is made first. The DLQ service records the MSG_TERMINATED advisory too,
-deduplicated by that id (docs/reliability.md)."""
+deduplicated by that id (docs/reliability.md).
+
+A copy keeps the request's inputs only when the operator says so (DSPEX_DLQ_KEEP_INPUTS=1): by default its body is
+the redacted summary (redaction.py: sizes, types and field names) and its header Dspex-Dlq-Body is `redacted`."""
 
 from __future__ import annotations
 
@@ -13,7 +16,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from ..observability.log import get_logger
+from ..protocol import encode
 from ..protocol.generated import bus
+from .redaction import pool_of as _pool
+from .redaction import redacted_body
 
 log = get_logger("reliability")
 
@@ -24,11 +30,8 @@ TERMINAL_ERRORS = frozenset({"DecodeError", "VersionError"})
 
 
 def pool_of(subject: str) -> str:
-    """`dspex.req.<pool>.<key>` -> `<pool>`."""
-    for pool in bus.POOLS:
-        if subject.startswith(bus.request_subject(pool, "")):
-            return pool
-    return "unknown"
+    """`dspex.req.<pool>.<key>` -> `<pool>` (`unknown` for any other subject)."""
+    return _pool(subject) or "unknown"
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -37,9 +40,10 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 class DeadLetters:
-    def __init__(self, nc: Client, worker_id: str) -> None:
+    def __init__(self, nc: Client, worker_id: str, *, keep_inputs: bool = False) -> None:
         self.nc = nc
         self.worker_id = worker_id
+        self.keep_inputs = keep_inputs  # DSPEX_DLQ_KEEP_INPUTS=1: copy the body as it is
         self.terminated = 0
 
     async def terminate(self, msg: Msg, reason: str) -> None:
@@ -70,9 +74,13 @@ class DeadLetters:
             )
             if headers.get(bus.HEADER_MSG_ID):
                 record[bus.HEADER_DLQ_MSG_ID] = headers[bus.HEADER_MSG_ID]
+            body = msg.data
+            if not self.keep_inputs:
+                body = encode(redacted_body(msg.data, msg.subject))
+                record[bus.HEADER_DLQ_BODY] = "redacted"
             try:
                 await self.nc.jetstream().publish(
-                    bus.dead_letter_subject(pool_of(msg.subject)), msg.data, timeout=2.0, headers=record
+                    bus.dead_letter_subject(pool_of(msg.subject)), body, timeout=2.0, headers=record
                 )
             except Exception as exc:
                 # No DLQ stream: the MSG_TERMINATED advisory still names the sequence.

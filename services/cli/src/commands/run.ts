@@ -2,6 +2,7 @@
 import { Option, type Command } from "commander";
 import { DspexError, type LMConfig } from "@dspex/protocol";
 import { Client, type CallResult } from "@dspex/client";
+import type { DefaultLm } from "@dspex/embedded";
 import { openSession, type Session } from "../session.js";
 
 /** `k=v` pairs; values that look like JSON (lists, maps, quoted strings) are parsed as JSON. */
@@ -25,8 +26,11 @@ export function parseInputs(pairs: string[]): Record<string, unknown> {
   return inputs;
 }
 
-/** --lm / --api-base as an LM config. */
-export function lmFromFlags(flags: { lm?: string; apiBase?: string }): LMConfig | undefined {
+/**
+ * --lm / --api-base: the embedded workers' default profile; on a deployment (NATS_URL) they are sent as the
+ * request's `lm`, where an `api_base` is refused unless the workers' operator allow-listed it (docs/security.md).
+ */
+export function lmFromFlags(flags: { lm?: string; apiBase?: string }): DefaultLm | undefined {
   return flags.lm ? { model: flags.lm, ...(flags.apiBase ? { api_base: flags.apiBase } : {}) } : undefined;
 }
 

@@ -113,10 +113,15 @@ export function lmFailure(err: unknown): boolean {
   return noReply(err) || (err instanceof LMError && err.retryable);
 }
 
-/** Key of an LM breaker: model and endpoint, or the workers' default LM. */
+/**
+ * Key of an LM breaker: the model and where it is served — an allow-listed endpoint (`<model>@<api_base>`) or an
+ * operator's profile (`<model>@profile:<name>`, `profile:<name>`) — a model of the default profile alone, or
+ * `default` for the workers' default LM.
+ */
 export function lmKey(lm: LMConfig | undefined): string {
   if (!lm) return "default";
-  return lm.api_base ? `${lm.model}@${lm.api_base}` : lm.model;
+  const where = lm.api_base ?? (lm.profile ? `profile:${lm.profile}` : undefined);
+  return [lm.model, where].filter((part) => part).join("@") || "default";
 }
 
 export interface BreakerSnapshot {

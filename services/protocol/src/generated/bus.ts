@@ -3,6 +3,8 @@
 export const BUS_VERSION = 1;
 export const POOLS = ["general","optimizer","gpu"] as const;
 export type Pool = (typeof POOLS)[number];
+/** Per pool, the deadline in ms of a call that names none: the client's default timeout (which it sends as Dspex-Deadline), and how long a worker lets a request without a Dspex-Deadline header run. Overridden per deployment by DSPEX_<POOL>_TIMEOUT_MS (both sides). */
+export const DEFAULT_DEADLINE_MS: Record<Pool, number> = {"general":60000,"optimizer":3600000,"gpu":300000};
 /** Priority group of the pinned partition consumers. */
 export const PARTITION_GROUP = "dspex";
 

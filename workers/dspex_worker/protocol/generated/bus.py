@@ -7,6 +7,8 @@ from typing import Any, Final
 
 BUS_VERSION: Final = 1
 POOLS: Final = ("general", "optimizer", "gpu")
+# Per pool, the deadline in ms of a call that names none: the client's default timeout (which it sends as Dspex-Deadline), and how long a worker lets a request without a Dspex-Deadline header run. Overridden per deployment by DSPEX_<POOL>_TIMEOUT_MS (both sides).
+DEFAULT_DEADLINE_MS: Final[dict[str, int]] = {"general": 60000, "optimizer": 3600000, "gpu": 300000}
 PARTITION_GROUP: Final = "dspex"
 SERVICES: Final = {"worker": "dspex-worker"}
 QUEUES: Final = {"jobs": "dspex-jobs", "tools": "dspex-tools"}

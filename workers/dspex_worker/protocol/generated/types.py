@@ -9,6 +9,48 @@ from typing_extensions import TypedDict
 ProtocolTypes: TypeAlias = Any
 
 
+MsgpackTypeName: TypeAlias = Literal["nil", "bool", "int", "float", "str", "bin", "array", "map", "ext"]
+"""
+The msgpack type family of a value, from its first byte in the original body.
+"""
+
+
+class DlqFieldSummary(TypedDict, closed=True):
+    type: MsgpackTypeName
+    bytes: int
+    """
+    Size of the value's encoding in the original body (its bytes there, not re-encoded).
+    """
+
+
+class DlqRedactedBody(TypedDict, closed=True):
+    """
+    The body of a redacted dead letter: what the request was without what it said.
+    """
+
+    redacted: Literal[True]
+    bytes: int
+    """
+    Size of the original body.
+    """
+    id: NotRequired[str]
+    """
+    The body's `id`, when it decodes to a map with a string id.
+    """
+    op: NotRequired[str]
+    """
+    The body's `op`, when it decodes to a map with a string op.
+    """
+    pool: NotRequired[str]
+    """
+    The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools.
+    """
+    fields: NotRequired[dict[str, DlqFieldSummary]]
+    """
+    Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map.
+    """
+
+
 class ErrorWire(TypedDict, closed=True):
     """
     DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.
@@ -178,6 +220,67 @@ class JobRecord(TypedDict, closed=True):
     """
     error: NotRequired[ErrorWire]
     cancel_requested: NotRequired[bool]
+
+
+LmProfilesProfileName: TypeAlias = str
+
+
+LmProfilesModel: TypeAlias = str
+"""
+provider/model, as dspy.LM takes it
+"""
+
+
+LmProfilesBaseUrl: TypeAlias = str
+"""
+An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).
+"""
+
+
+LmProfilesKeyEnv: TypeAlias = str
+"""
+Name of the worker's environment variable holding the key.
+"""
+
+
+LmProfilesTemperature: TypeAlias = float
+
+
+LmProfilesMaxTokens: TypeAlias = int
+
+
+LmProfilesAdapter: TypeAlias = Literal["chat", "json"]
+"""
+DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).
+"""
+
+
+class LMProfile(TypedDict, closed=True):
+    """
+    One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).
+    """
+
+    model: LmProfilesModel
+    models: NotRequired[list[LmProfilesModel]]
+    api_base: NotRequired[LmProfilesBaseUrl]
+    api_key_env: NotRequired[LmProfilesKeyEnv]
+    temperature: NotRequired[LmProfilesTemperature]
+    max_tokens: NotRequired[LmProfilesMaxTokens]
+    cache: NotRequired[bool]
+    num_retries: NotRequired[int]
+    adapter: NotRequired[LmProfilesAdapter]
+    description: NotRequired[str]
+
+
+class LMEndpoint(TypedDict, closed=True):
+    """
+    An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).
+    """
+
+    url: LmProfilesBaseUrl
+    api_key_env: NotRequired[LmProfilesKeyEnv]
+    models: NotRequired[list[LmProfilesModel]]
+    description: NotRequired[str]
 
 
 ModulesDemos: TypeAlias = list[dict[str, Any]]
@@ -437,29 +540,30 @@ class Usage(TypedDict):
 
 class LMConfig(TypedDict, closed=True):
     """
-    LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.
+    The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.
     """
 
-    model: str
-    """
-    provider/model, as dspy.LM takes it
-    """
+    profile: NotRequired[LmProfilesProfileName]
+    model: NotRequired[LmProfilesModel]
     api_base: NotRequired[str]
+    """
+    An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.
+    """
     api_key_env: NotRequired[str]
     """
-    Name of the worker's environment variable holding the key.
+    The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.
     """
-    temperature: NotRequired[float]
-    max_tokens: NotRequired[int]
+    temperature: NotRequired[LmProfilesTemperature]
+    max_tokens: NotRequired[LmProfilesMaxTokens]
     cache: NotRequired[bool]
     """
-    Use DSPy's LM cache (default false).
+    Use DSPy's LM cache (default: the profile's, else false).
     """
     num_retries: NotRequired[int]
-    adapter: NotRequired[Literal["chat", "json"]]
     """
-    DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).
+    The LM client's own retries (default: the profile's, else 0).
     """
+    adapter: NotRequired[LmProfilesAdapter]
 
 
 class EvaluateSpec(TypedDict, closed=True):
@@ -607,6 +711,25 @@ class JobProgress(TypedDict, closed=True):
     optimize: the version the stored program was optimized from.
     """
     error: NotRequired[ErrorWire]
+
+
+class LMProfiles(TypedDict, closed=True):
+    """
+    The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.
+    """
+
+    profiles: NotRequired[dict[LmProfilesProfileName, LMProfile]]
+    """
+    Profiles by name.
+    """
+    default_profile: NotRequired[LmProfilesProfileName]
+    """
+    The profile a request without `lm.profile` gets (default: `default`, when defined).
+    """
+    allow_endpoints: NotRequired[list[LMEndpoint]]
+    """
+    Endpoints a request may name in `lm.api_base` itself (none by default).
+    """
 
 
 class CompileSpec(TypedDict, closed=True):

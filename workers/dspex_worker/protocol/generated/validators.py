@@ -12,6 +12,10 @@ REGEX_PATTERNS = {
     "^[A-Za-z_][A-Za-z0-9_]{0,63}$": re.compile("^[A-Za-z_][A-Za-z0-9_]{0,63}\\Z"),
     "^[^/]+/.+$": re.compile("^[^/]+/.+\\Z"),
     "^[A-Za-z_][A-Za-z0-9_]*$": re.compile("^[A-Za-z_][A-Za-z0-9_]*\\Z"),
+    "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$": re.compile(
+        "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?\\Z"
+    ),
+    "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$": re.compile("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\\Z"),
 }
 
 NoneType = type(None)
@@ -66,6 +70,22 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
     if not data_any_of_count1:
         try:
             validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
+                data, custom_formats, (name_prefix or "data") + ""
+            )
+            data_any_of_count1 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
+    if not data_any_of_count1:
+        try:
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(
+                data, custom_formats, (name_prefix or "data") + ""
+            )
+            data_any_of_count1 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
+    if not data_any_of_count1:
+        try:
+            validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_redactedbody(
                 data, custom_formats, (name_prefix or "data") + ""
             )
             data_any_of_count1 += 1
@@ -562,27 +582,41 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                     },
                     {
                         "type": "object",
-                        "required": ["model"],
                         "additionalProperties": False,
-                        "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                        "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                         "properties": {
-                            "model": {
-                                "type": "string",
-                                "pattern": "^[^/]+/.+$",
-                                "description": "provider/model, as dspy.LM takes it",
+                            "profile": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                             },
-                            "api_base": {"type": "string"},
+                            "model": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                            },
+                            "api_base": {
+                                "type": "string",
+                                "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                            },
                             "api_key_env": {
                                 "type": "string",
-                                "description": "Name of the worker's environment variable holding the key.",
+                                "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                             },
-                            "temperature": {"type": "number"},
-                            "max_tokens": {"type": "integer"},
-                            "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                            "num_retries": {"type": "integer", "minimum": 0},
+                            "temperature": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                            },
+                            "max_tokens": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                            },
+                            "cache": {
+                                "type": "boolean",
+                                "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                            },
+                            "num_retries": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 3,
+                                "description": "The LM client's own retries (default: the profile's, else 0).",
+                            },
                             "adapter": {
-                                "enum": ["chat", "json"],
-                                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                             },
                         },
                         "title": "LMConfig",
@@ -866,6 +900,151 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                         "additionalProperties": False,
                     },
                     {
+                        "$schema": "http://json-schema.org/draft-07/schema#",
+                        "$id": "https://dspex.dev/schemas/v1/lm-profiles.schema.json",
+                        "title": "LMProfiles",
+                        "description": "The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.",
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "profiles": {
+                                "type": "object",
+                                "propertyNames": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
+                                },
+                                "additionalProperties": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profile"
+                                },
+                                "description": "Profiles by name.",
+                            },
+                            "default_profile": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName",
+                                "description": "The profile a request without `lm.profile` gets (default: `default`, when defined).",
+                            },
+                            "allow_endpoints": {
+                                "type": "array",
+                                "items": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/endpoint"
+                                },
+                                "description": "Endpoints a request may name in `lm.api_base` itself (none by default).",
+                            },
+                        },
+                        "definitions": {
+                            "profileName": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                            "model": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                            "baseUrl": {
+                                "type": "string",
+                                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                                "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                            },
+                            "keyEnv": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                                "description": "Name of the worker's environment variable holding the key.",
+                            },
+                            "temperature": {"type": "number", "minimum": 0},
+                            "maxTokens": {"type": "integer", "minimum": 1},
+                            "adapter": {
+                                "enum": ["chat", "json"],
+                                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                            },
+                            "profile": {
+                                "title": "LMProfile",
+                                "type": "object",
+                                "required": ["model"],
+                                "additionalProperties": False,
+                                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                                "properties": {
+                                    "model": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                    },
+                                    "models": {
+                                        "type": "array",
+                                        "uniqueItems": True,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                        },
+                                    },
+                                    "api_base": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                    },
+                                    "api_key_env": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                    },
+                                    "temperature": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                    },
+                                    "max_tokens": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                    },
+                                    "cache": {"type": "boolean"},
+                                    "num_retries": {"type": "integer", "minimum": 0},
+                                    "adapter": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                    },
+                                    "description": {"type": "string"},
+                                },
+                            },
+                            "endpoint": {
+                                "title": "LMEndpoint",
+                                "type": "object",
+                                "required": ["url"],
+                                "additionalProperties": False,
+                                "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                                "properties": {
+                                    "url": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                    },
+                                    "api_key_env": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                    },
+                                    "models": {
+                                        "type": "array",
+                                        "uniqueItems": True,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                        },
+                                    },
+                                    "description": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                    {
+                        "title": "DlqRedactedBody",
+                        "type": "object",
+                        "required": ["redacted", "bytes"],
+                        "additionalProperties": False,
+                        "description": "The body of a redacted dead letter: what the request was without what it said.",
+                        "properties": {
+                            "redacted": {"const": True},
+                            "bytes": {"type": "integer", "minimum": 0, "description": "Size of the original body."},
+                            "id": {
+                                "type": "string",
+                                "description": "The body's `id`, when it decodes to a map with a string id.",
+                            },
+                            "op": {
+                                "type": "string",
+                                "description": "The body's `op`, when it decodes to a map with a string op.",
+                            },
+                            "pool": {
+                                "type": "string",
+                                "description": "The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools.",
+                            },
+                            "fields": {
+                                "type": "object",
+                                "additionalProperties": {
+                                    "$ref": "https://dspex.dev/schemas/v1/dlq.schema.json#/definitions/fieldSummary"
+                                },
+                                "description": "Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map.",
+                            },
+                        },
+                    },
+                    {
                         "title": "BestOfNOptions",
                         "type": "object",
                         "additionalProperties": False,
@@ -1050,27 +1229,41 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                         "definitions": {
                             "lm": {
                                 "type": "object",
-                                "required": ["model"],
                                 "additionalProperties": False,
-                                "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                                "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                                 "properties": {
-                                    "model": {
-                                        "type": "string",
-                                        "pattern": "^[^/]+/.+$",
-                                        "description": "provider/model, as dspy.LM takes it",
+                                    "profile": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                                     },
-                                    "api_base": {"type": "string"},
+                                    "model": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                    },
+                                    "api_base": {
+                                        "type": "string",
+                                        "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                    },
                                     "api_key_env": {
                                         "type": "string",
-                                        "description": "Name of the worker's environment variable holding the key.",
+                                        "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                     },
-                                    "temperature": {"type": "number"},
-                                    "max_tokens": {"type": "integer"},
-                                    "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                    "num_retries": {"type": "integer", "minimum": 0},
+                                    "temperature": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                    },
+                                    "max_tokens": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                    },
+                                    "cache": {
+                                        "type": "boolean",
+                                        "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                    },
+                                    "num_retries": {
+                                        "type": "integer",
+                                        "minimum": 0,
+                                        "maximum": 3,
+                                        "description": "The LM client's own retries (default: the profile's, else 0).",
+                                    },
                                     "adapter": {
-                                        "enum": ["chat", "json"],
-                                        "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                                     },
                                 },
                                 "title": "LMConfig",
@@ -4462,24 +4655,35 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                 "definitions": {
                     "lm": {
                         "type": "object",
-                        "required": ["model"],
                         "additionalProperties": False,
-                        "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                        "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                         "properties": {
+                            "profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                             "model": {
                                 "type": "string",
                                 "pattern": "^[^/]+/.+$",
                                 "description": "provider/model, as dspy.LM takes it",
                             },
-                            "api_base": {"type": "string"},
+                            "api_base": {
+                                "type": "string",
+                                "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                            },
                             "api_key_env": {
                                 "type": "string",
-                                "description": "Name of the worker's environment variable holding the key.",
+                                "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                             },
-                            "temperature": {"type": "number"},
-                            "max_tokens": {"type": "integer"},
-                            "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                            "num_retries": {"type": "integer", "minimum": 0},
+                            "temperature": {"type": "number", "minimum": 0},
+                            "max_tokens": {"type": "integer", "minimum": 1},
+                            "cache": {
+                                "type": "boolean",
+                                "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                            },
+                            "num_retries": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 3,
+                                "description": "The LM client's own retries (default: the profile's, else 0).",
+                            },
                             "adapter": {
                                 "enum": ["chat", "json"],
                                 "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
@@ -4659,24 +4863,35 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                     "definitions": {
                         "lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
+                                "profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                                 "model": {
                                     "type": "string",
                                     "pattern": "^[^/]+/.+$",
                                     "description": "provider/model, as dspy.LM takes it",
                                 },
-                                "api_base": {"type": "string"},
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {"type": "number", "minimum": 0},
+                                "max_tokens": {"type": "integer", "minimum": 1},
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
                                     "enum": ["chat", "json"],
                                     "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
@@ -5100,24 +5315,35 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                     "definitions": {
                         "lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
+                                "profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                                 "model": {
                                     "type": "string",
                                     "pattern": "^[^/]+/.+$",
                                     "description": "provider/model, as dspy.LM takes it",
                                 },
-                                "api_base": {"type": "string"},
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {"type": "number", "minimum": 0},
+                                "max_tokens": {"type": "integer", "minimum": 1},
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
                                     "enum": ["chat", "json"],
                                     "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
@@ -7192,6 +7418,1664 @@ def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_best_
                     },
                 },
                 rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_redactedbody(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "DlqRedactedBody",
+                "type": "object",
+                "required": ["redacted", "bytes"],
+                "additionalProperties": False,
+                "description": "The body of a redacted dead letter: what the request was without what it said.",
+                "properties": {
+                    "redacted": {"const": True},
+                    "bytes": {"type": "integer", "minimum": 0, "description": "Size of the original body."},
+                    "id": {
+                        "type": "string",
+                        "description": "The body's `id`, when it decodes to a map with a string id.",
+                    },
+                    "op": {
+                        "type": "string",
+                        "description": "The body's `op`, when it decodes to a map with a string op.",
+                    },
+                    "pool": {
+                        "type": "string",
+                        "description": "The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools.",
+                    },
+                    "fields": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "title": "DlqFieldSummary",
+                            "type": "object",
+                            "required": ["type", "bytes"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "type": {
+                                    "$ref": "https://dspex.dev/schemas/v1/dlq.schema.json#/definitions/msgpackType"
+                                },
+                                "bytes": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                                },
+                            },
+                        },
+                        "description": "Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map.",
+                    },
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["redacted", "bytes"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "DlqRedactedBody",
+                    "type": "object",
+                    "required": ["redacted", "bytes"],
+                    "additionalProperties": False,
+                    "description": "The body of a redacted dead letter: what the request was without what it said.",
+                    "properties": {
+                        "redacted": {"const": True},
+                        "bytes": {"type": "integer", "minimum": 0, "description": "Size of the original body."},
+                        "id": {
+                            "type": "string",
+                            "description": "The body's `id`, when it decodes to a map with a string id.",
+                        },
+                        "op": {
+                            "type": "string",
+                            "description": "The body's `op`, when it decodes to a map with a string op.",
+                        },
+                        "pool": {
+                            "type": "string",
+                            "description": "The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools.",
+                        },
+                        "fields": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "title": "DlqFieldSummary",
+                                "type": "object",
+                                "required": ["type", "bytes"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "type": {
+                                        "$ref": "https://dspex.dev/schemas/v1/dlq.schema.json#/definitions/msgpackType"
+                                    },
+                                    "bytes": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                                    },
+                                },
+                            },
+                            "description": "Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map.",
+                        },
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "redacted" in data_keys:
+            data_keys.remove("redacted")
+            data__redacted = data["redacted"]
+            if not (isinstance(data__redacted, bool) and data__redacted is True):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".redacted must be same as const definition: True",
+                    value=data__redacted,
+                    name="" + (name_prefix or "data") + ".redacted",
+                    definition={"const": True},
+                    rule="const",
+                )
+        if "bytes" in data_keys:
+            data_keys.remove("bytes")
+            data__bytes = data["bytes"]
+            if (
+                not isinstance(data__bytes, (int))
+                and not (isinstance(data__bytes, float) and data__bytes.is_integer())
+                or isinstance(data__bytes, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".bytes must be integer",
+                    value=data__bytes,
+                    name="" + (name_prefix or "data") + ".bytes",
+                    definition={"type": "integer", "minimum": 0, "description": "Size of the original body."},
+                    rule="type",
+                )
+            if isinstance(data__bytes, (int, float, Decimal)) and not isinstance(data__bytes, bool):
+                if data__bytes < 0:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".bytes must be bigger than or equal to 0",
+                        value=data__bytes,
+                        name="" + (name_prefix or "data") + ".bytes",
+                        definition={"type": "integer", "minimum": 0, "description": "Size of the original body."},
+                        rule="minimum",
+                    )
+        if "id" in data_keys:
+            data_keys.remove("id")
+            data__id = data["id"]
+            if not isinstance(data__id, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".id must be string",
+                    value=data__id,
+                    name="" + (name_prefix or "data") + ".id",
+                    definition={
+                        "type": "string",
+                        "description": "The body's `id`, when it decodes to a map with a string id.",
+                    },
+                    rule="type",
+                )
+        if "op" in data_keys:
+            data_keys.remove("op")
+            data__op = data["op"]
+            if not isinstance(data__op, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".op must be string",
+                    value=data__op,
+                    name="" + (name_prefix or "data") + ".op",
+                    definition={
+                        "type": "string",
+                        "description": "The body's `op`, when it decodes to a map with a string op.",
+                    },
+                    rule="type",
+                )
+        if "pool" in data_keys:
+            data_keys.remove("pool")
+            data__pool = data["pool"]
+            if not isinstance(data__pool, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".pool must be string",
+                    value=data__pool,
+                    name="" + (name_prefix or "data") + ".pool",
+                    definition={
+                        "type": "string",
+                        "description": "The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools.",
+                    },
+                    rule="type",
+                )
+        if "fields" in data_keys:
+            data_keys.remove("fields")
+            data__fields = data["fields"]
+            if not isinstance(data__fields, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".fields must be object",
+                    value=data__fields,
+                    name="" + (name_prefix or "data") + ".fields",
+                    definition={
+                        "type": "object",
+                        "additionalProperties": {
+                            "title": "DlqFieldSummary",
+                            "type": "object",
+                            "required": ["type", "bytes"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "type": {
+                                    "$ref": "https://dspex.dev/schemas/v1/dlq.schema.json#/definitions/msgpackType"
+                                },
+                                "bytes": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                                },
+                            },
+                        },
+                        "description": "Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map.",
+                    },
+                    rule="type",
+                )
+            data__fields_is_dict = isinstance(data__fields, dict)
+            if data__fields_is_dict:
+                data__fields_keys = set(data__fields.keys())
+                for data__fields_key in data__fields_keys:
+                    if data__fields_key not in []:
+                        data__fields_value = data__fields.get(data__fields_key)
+                        validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_fieldsummary(
+                            data__fields_value,
+                            custom_formats,
+                            (name_prefix or "data") + ".fields.{data__fields_key}".format(**locals()),
+                        )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "DlqRedactedBody",
+                    "type": "object",
+                    "required": ["redacted", "bytes"],
+                    "additionalProperties": False,
+                    "description": "The body of a redacted dead letter: what the request was without what it said.",
+                    "properties": {
+                        "redacted": {"const": True},
+                        "bytes": {"type": "integer", "minimum": 0, "description": "Size of the original body."},
+                        "id": {
+                            "type": "string",
+                            "description": "The body's `id`, when it decodes to a map with a string id.",
+                        },
+                        "op": {
+                            "type": "string",
+                            "description": "The body's `op`, when it decodes to a map with a string op.",
+                        },
+                        "pool": {
+                            "type": "string",
+                            "description": "The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools.",
+                        },
+                        "fields": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "title": "DlqFieldSummary",
+                                "type": "object",
+                                "required": ["type", "bytes"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "type": {
+                                        "$ref": "https://dspex.dev/schemas/v1/dlq.schema.json#/definitions/msgpackType"
+                                    },
+                                    "bytes": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                                    },
+                                },
+                            },
+                            "description": "Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map.",
+                        },
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_fieldsummary(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "DlqFieldSummary",
+                "type": "object",
+                "required": ["type", "bytes"],
+                "additionalProperties": False,
+                "properties": {
+                    "type": {
+                        "title": "MsgpackTypeName",
+                        "enum": ["nil", "bool", "int", "float", "str", "bin", "array", "map", "ext"],
+                        "description": "The msgpack type family of a value, from its first byte in the original body.",
+                    },
+                    "bytes": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                    },
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["type", "bytes"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "DlqFieldSummary",
+                    "type": "object",
+                    "required": ["type", "bytes"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {
+                            "title": "MsgpackTypeName",
+                            "enum": ["nil", "bool", "int", "float", "str", "bin", "array", "map", "ext"],
+                            "description": "The msgpack type family of a value, from its first byte in the original body.",
+                        },
+                        "bytes": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                        },
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "type" in data_keys:
+            data_keys.remove("type")
+            data__type = data["type"]
+            validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_msgpacktype(
+                data__type, custom_formats, (name_prefix or "data") + ".type"
+            )
+        if "bytes" in data_keys:
+            data_keys.remove("bytes")
+            data__bytes = data["bytes"]
+            if (
+                not isinstance(data__bytes, (int))
+                and not (isinstance(data__bytes, float) and data__bytes.is_integer())
+                or isinstance(data__bytes, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".bytes must be integer",
+                    value=data__bytes,
+                    name="" + (name_prefix or "data") + ".bytes",
+                    definition={
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__bytes, (int, float, Decimal)) and not isinstance(data__bytes, bool):
+                if data__bytes < 1:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".bytes must be bigger than or equal to 1",
+                        value=data__bytes,
+                        name="" + (name_prefix or "data") + ".bytes",
+                        definition={
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                        },
+                        rule="minimum",
+                    )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "DlqFieldSummary",
+                    "type": "object",
+                    "required": ["type", "bytes"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "type": {
+                            "title": "MsgpackTypeName",
+                            "enum": ["nil", "bool", "int", "float", "str", "bin", "array", "map", "ext"],
+                            "description": "The msgpack type family of a value, from its first byte in the original body.",
+                        },
+                        "bytes": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Size of the value's encoding in the original body (its bytes there, not re-encoded).",
+                        },
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_msgpacktype(
+    data, custom_formats={}, name_prefix=None
+):
+    if not (
+        isinstance(data, str)
+        and data == "nil"
+        or isinstance(data, str)
+        and data == "bool"
+        or isinstance(data, str)
+        and data == "int"
+        or isinstance(data, str)
+        and data == "float"
+        or isinstance(data, str)
+        and data == "str"
+        or isinstance(data, str)
+        and data == "bin"
+        or isinstance(data, str)
+        and data == "array"
+        or isinstance(data, str)
+        and data == "map"
+        or isinstance(data, str)
+        and data == "ext"
+    ):
+        raise JsonSchemaValueException(
+            ""
+            + (name_prefix or "data")
+            + " must be one of ['nil', 'bool', 'int', 'float', 'str', 'bin', 'array', 'map', 'ext']",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "MsgpackTypeName",
+                "enum": ["nil", "bool", "int", "float", "str", "bin", "array", "map", "ext"],
+                "description": "The msgpack type family of a value, from its first byte in the original body.",
+            },
+            rule="enum",
+        )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_formats={}, name_prefix=None):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "$id": "https://dspex.dev/schemas/v1/lm-profiles.schema.json",
+                "title": "LMProfiles",
+                "description": "The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.",
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "profiles": {
+                        "type": "object",
+                        "propertyNames": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                        "additionalProperties": {
+                            "title": "LMProfile",
+                            "type": "object",
+                            "required": ["model"],
+                            "additionalProperties": False,
+                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                            "properties": {
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "models": {
+                                    "type": "array",
+                                    "uniqueItems": True,
+                                    "items": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                    },
+                                },
+                                "api_base": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                },
+                                "api_key_env": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                },
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {"type": "boolean"},
+                                "num_retries": {"type": "integer", "minimum": 0},
+                                "adapter": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                },
+                                "description": {"type": "string"},
+                            },
+                        },
+                        "description": "Profiles by name.",
+                    },
+                    "default_profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                    "allow_endpoints": {
+                        "type": "array",
+                        "items": {
+                            "title": "LMEndpoint",
+                            "type": "object",
+                            "required": ["url"],
+                            "additionalProperties": False,
+                            "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                            "properties": {
+                                "url": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                },
+                                "api_key_env": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                },
+                                "models": {
+                                    "type": "array",
+                                    "uniqueItems": True,
+                                    "items": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                    },
+                                },
+                                "description": {"type": "string"},
+                            },
+                        },
+                        "description": "Endpoints a request may name in `lm.api_base` itself (none by default).",
+                    },
+                },
+                "definitions": {
+                    "profileName": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                    "model": {
+                        "type": "string",
+                        "pattern": "^[^/]+/.+$",
+                        "description": "provider/model, as dspy.LM takes it",
+                    },
+                    "baseUrl": {
+                        "type": "string",
+                        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                        "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                    },
+                    "keyEnv": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                        "description": "Name of the worker's environment variable holding the key.",
+                    },
+                    "temperature": {"type": "number", "minimum": 0},
+                    "maxTokens": {"type": "integer", "minimum": 1},
+                    "adapter": {
+                        "enum": ["chat", "json"],
+                        "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                    },
+                    "profile": {
+                        "title": "LMProfile",
+                        "type": "object",
+                        "required": ["model"],
+                        "additionalProperties": False,
+                        "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                        "properties": {
+                            "model": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                            "models": {
+                                "type": "array",
+                                "uniqueItems": True,
+                                "items": {
+                                    "type": "string",
+                                    "pattern": "^[^/]+/.+$",
+                                    "description": "provider/model, as dspy.LM takes it",
+                                },
+                            },
+                            "api_base": {
+                                "type": "string",
+                                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                                "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                            },
+                            "api_key_env": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                                "description": "Name of the worker's environment variable holding the key.",
+                            },
+                            "temperature": {"type": "number", "minimum": 0},
+                            "max_tokens": {"type": "integer", "minimum": 1},
+                            "cache": {"type": "boolean"},
+                            "num_retries": {"type": "integer", "minimum": 0},
+                            "adapter": {
+                                "enum": ["chat", "json"],
+                                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                            },
+                            "description": {"type": "string"},
+                        },
+                    },
+                    "endpoint": {
+                        "title": "LMEndpoint",
+                        "type": "object",
+                        "required": ["url"],
+                        "additionalProperties": False,
+                        "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                        "properties": {
+                            "url": {
+                                "type": "string",
+                                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                                "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                            },
+                            "api_key_env": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                                "description": "Name of the worker's environment variable holding the key.",
+                            },
+                            "models": {
+                                "type": "array",
+                                "uniqueItems": True,
+                                "items": {
+                                    "type": "string",
+                                    "pattern": "^[^/]+/.+$",
+                                    "description": "provider/model, as dspy.LM takes it",
+                                },
+                            },
+                            "description": {"type": "string"},
+                        },
+                    },
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data_keys = set(data.keys())
+        if "profiles" in data_keys:
+            data_keys.remove("profiles")
+            data__profiles = data["profiles"]
+            if not isinstance(data__profiles, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".profiles must be object",
+                    value=data__profiles,
+                    name="" + (name_prefix or "data") + ".profiles",
+                    definition={
+                        "type": "object",
+                        "propertyNames": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                        "additionalProperties": {
+                            "title": "LMProfile",
+                            "type": "object",
+                            "required": ["model"],
+                            "additionalProperties": False,
+                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                            "properties": {
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "models": {
+                                    "type": "array",
+                                    "uniqueItems": True,
+                                    "items": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                    },
+                                },
+                                "api_base": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                },
+                                "api_key_env": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                },
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {"type": "boolean"},
+                                "num_retries": {"type": "integer", "minimum": 0},
+                                "adapter": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                },
+                                "description": {"type": "string"},
+                            },
+                        },
+                        "description": "Profiles by name.",
+                    },
+                    rule="type",
+                )
+            data__profiles_is_dict = isinstance(data__profiles, dict)
+            if data__profiles_is_dict:
+                data__profiles_keys = set(data__profiles.keys())
+                for data__profiles_key in data__profiles_keys:
+                    if data__profiles_key not in []:
+                        data__profiles_value = data__profiles.get(data__profiles_key)
+                        validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_profile(
+                            data__profiles_value,
+                            custom_formats,
+                            (name_prefix or "data") + ".profiles.{data__profiles_key}".format(**locals()),
+                        )
+                data__profiles_len = len(data__profiles)
+                if data__profiles_len != 0:
+                    data__profiles_property_names = True
+                    for data__profiles_key in data__profiles:
+                        try:
+                            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_profilename(
+                                data__profiles_key, custom_formats, (name_prefix or "data") + ".profiles"
+                            )
+                        except (JsonSchemaValueException, JsonSchemaValuesException):
+                            data__profiles_property_names = False
+                    if not data__profiles_property_names:
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".profiles must be named by propertyName definition",
+                            value=data__profiles,
+                            name="" + (name_prefix or "data") + ".profiles",
+                            definition={
+                                "type": "object",
+                                "propertyNames": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                                "additionalProperties": {
+                                    "title": "LMProfile",
+                                    "type": "object",
+                                    "required": ["model"],
+                                    "additionalProperties": False,
+                                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                                    "properties": {
+                                        "model": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                        },
+                                        "models": {
+                                            "type": "array",
+                                            "uniqueItems": True,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                            },
+                                        },
+                                        "api_base": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                        },
+                                        "api_key_env": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                        },
+                                        "temperature": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                        },
+                                        "max_tokens": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                        },
+                                        "cache": {"type": "boolean"},
+                                        "num_retries": {"type": "integer", "minimum": 0},
+                                        "adapter": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                        },
+                                        "description": {"type": "string"},
+                                    },
+                                },
+                                "description": "Profiles by name.",
+                            },
+                            rule="propertyNames",
+                        )
+        if "default_profile" in data_keys:
+            data_keys.remove("default_profile")
+            data__defaultprofile = data["default_profile"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_profilename(
+                data__defaultprofile, custom_formats, (name_prefix or "data") + ".default_profile"
+            )
+        if "allow_endpoints" in data_keys:
+            data_keys.remove("allow_endpoints")
+            data__allowendpoints = data["allow_endpoints"]
+            if not isinstance(data__allowendpoints, (list, tuple)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".allow_endpoints must be array",
+                    value=data__allowendpoints,
+                    name="" + (name_prefix or "data") + ".allow_endpoints",
+                    definition={
+                        "type": "array",
+                        "items": {
+                            "title": "LMEndpoint",
+                            "type": "object",
+                            "required": ["url"],
+                            "additionalProperties": False,
+                            "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                            "properties": {
+                                "url": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                },
+                                "api_key_env": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                },
+                                "models": {
+                                    "type": "array",
+                                    "uniqueItems": True,
+                                    "items": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                    },
+                                },
+                                "description": {"type": "string"},
+                            },
+                        },
+                        "description": "Endpoints a request may name in `lm.api_base` itself (none by default).",
+                    },
+                    rule="type",
+                )
+            data__allowendpoints_is_list = isinstance(data__allowendpoints, (list, tuple))
+            if data__allowendpoints_is_list:
+                data__allowendpoints_len = len(data__allowendpoints)
+                for data__allowendpoints_x, data__allowendpoints_item in enumerate(data__allowendpoints):
+                    validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_endpoint(
+                        data__allowendpoints_item,
+                        custom_formats,
+                        (name_prefix or "data") + ".allow_endpoints[{data__allowendpoints_x}]".format(**locals()),
+                    )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "$schema": "http://json-schema.org/draft-07/schema#",
+                    "$id": "https://dspex.dev/schemas/v1/lm-profiles.schema.json",
+                    "title": "LMProfiles",
+                    "description": "The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "profiles": {
+                            "type": "object",
+                            "propertyNames": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                            "additionalProperties": {
+                                "title": "LMProfile",
+                                "type": "object",
+                                "required": ["model"],
+                                "additionalProperties": False,
+                                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                                "properties": {
+                                    "model": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                    },
+                                    "models": {
+                                        "type": "array",
+                                        "uniqueItems": True,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                        },
+                                    },
+                                    "api_base": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                    },
+                                    "api_key_env": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                    },
+                                    "temperature": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                    },
+                                    "max_tokens": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                    },
+                                    "cache": {"type": "boolean"},
+                                    "num_retries": {"type": "integer", "minimum": 0},
+                                    "adapter": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                    },
+                                    "description": {"type": "string"},
+                                },
+                            },
+                            "description": "Profiles by name.",
+                        },
+                        "default_profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                        "allow_endpoints": {
+                            "type": "array",
+                            "items": {
+                                "title": "LMEndpoint",
+                                "type": "object",
+                                "required": ["url"],
+                                "additionalProperties": False,
+                                "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                                "properties": {
+                                    "url": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/baseUrl"
+                                    },
+                                    "api_key_env": {
+                                        "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/keyEnv"
+                                    },
+                                    "models": {
+                                        "type": "array",
+                                        "uniqueItems": True,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                        },
+                                    },
+                                    "description": {"type": "string"},
+                                },
+                            },
+                            "description": "Endpoints a request may name in `lm.api_base` itself (none by default).",
+                        },
+                    },
+                    "definitions": {
+                        "profileName": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                        "model": {
+                            "type": "string",
+                            "pattern": "^[^/]+/.+$",
+                            "description": "provider/model, as dspy.LM takes it",
+                        },
+                        "baseUrl": {
+                            "type": "string",
+                            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                            "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                        },
+                        "keyEnv": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                            "description": "Name of the worker's environment variable holding the key.",
+                        },
+                        "temperature": {"type": "number", "minimum": 0},
+                        "maxTokens": {"type": "integer", "minimum": 1},
+                        "adapter": {
+                            "enum": ["chat", "json"],
+                            "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                        },
+                        "profile": {
+                            "title": "LMProfile",
+                            "type": "object",
+                            "required": ["model"],
+                            "additionalProperties": False,
+                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                            "properties": {
+                                "model": {
+                                    "type": "string",
+                                    "pattern": "^[^/]+/.+$",
+                                    "description": "provider/model, as dspy.LM takes it",
+                                },
+                                "models": {
+                                    "type": "array",
+                                    "uniqueItems": True,
+                                    "items": {
+                                        "type": "string",
+                                        "pattern": "^[^/]+/.+$",
+                                        "description": "provider/model, as dspy.LM takes it",
+                                    },
+                                },
+                                "api_base": {
+                                    "type": "string",
+                                    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                                    "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                                },
+                                "api_key_env": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                                    "description": "Name of the worker's environment variable holding the key.",
+                                },
+                                "temperature": {"type": "number", "minimum": 0},
+                                "max_tokens": {"type": "integer", "minimum": 1},
+                                "cache": {"type": "boolean"},
+                                "num_retries": {"type": "integer", "minimum": 0},
+                                "adapter": {
+                                    "enum": ["chat", "json"],
+                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                },
+                                "description": {"type": "string"},
+                            },
+                        },
+                        "endpoint": {
+                            "title": "LMEndpoint",
+                            "type": "object",
+                            "required": ["url"],
+                            "additionalProperties": False,
+                            "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                            "properties": {
+                                "url": {
+                                    "type": "string",
+                                    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                                    "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                                },
+                                "api_key_env": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                                    "description": "Name of the worker's environment variable holding the key.",
+                                },
+                                "models": {
+                                    "type": "array",
+                                    "uniqueItems": True,
+                                    "items": {
+                                        "type": "string",
+                                        "pattern": "^[^/]+/.+$",
+                                        "description": "provider/model, as dspy.LM takes it",
+                                    },
+                                },
+                                "description": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_endpoint(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "LMEndpoint",
+                "type": "object",
+                "required": ["url"],
+                "additionalProperties": False,
+                "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                "properties": {
+                    "url": {
+                        "type": "string",
+                        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                        "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                    },
+                    "api_key_env": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                        "description": "Name of the worker's environment variable holding the key.",
+                    },
+                    "models": {
+                        "type": "array",
+                        "uniqueItems": True,
+                        "items": {
+                            "type": "string",
+                            "pattern": "^[^/]+/.+$",
+                            "description": "provider/model, as dspy.LM takes it",
+                        },
+                    },
+                    "description": {"type": "string"},
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["url"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "LMEndpoint",
+                    "type": "object",
+                    "required": ["url"],
+                    "additionalProperties": False,
+                    "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                    "properties": {
+                        "url": {
+                            "type": "string",
+                            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                            "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                        },
+                        "api_key_env": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                            "description": "Name of the worker's environment variable holding the key.",
+                        },
+                        "models": {
+                            "type": "array",
+                            "uniqueItems": True,
+                            "items": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                        },
+                        "description": {"type": "string"},
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "url" in data_keys:
+            data_keys.remove("url")
+            data__url = data["url"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_baseurl(
+                data__url, custom_formats, (name_prefix or "data") + ".url"
+            )
+        if "api_key_env" in data_keys:
+            data_keys.remove("api_key_env")
+            data__apikeyenv = data["api_key_env"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_keyenv(
+                data__apikeyenv, custom_formats, (name_prefix or "data") + ".api_key_env"
+            )
+        if "models" in data_keys:
+            data_keys.remove("models")
+            data__models = data["models"]
+            if not isinstance(data__models, (list, tuple)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".models must be array",
+                    value=data__models,
+                    name="" + (name_prefix or "data") + ".models",
+                    definition={
+                        "type": "array",
+                        "uniqueItems": True,
+                        "items": {
+                            "type": "string",
+                            "pattern": "^[^/]+/.+$",
+                            "description": "provider/model, as dspy.LM takes it",
+                        },
+                    },
+                    rule="type",
+                )
+            data__models_is_list = isinstance(data__models, (list, tuple))
+            if data__models_is_list:
+
+                def fn(var):
+                    return (
+                        frozenset(dict((k, fn(v)) for k, v in var.items()).items())
+                        if hasattr(var, "items")
+                        else tuple(fn(v) for v in var)
+                        if isinstance(var, (dict, list))
+                        else (bool, var)
+                        if isinstance(var, bool)
+                        else var
+                    )
+
+                data__models_len = len(data__models)
+                if data__models_len > len(set(fn(data__models_x) for data__models_x in data__models)):
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".models must contain unique items",
+                        value=data__models,
+                        name="" + (name_prefix or "data") + ".models",
+                        definition={
+                            "type": "array",
+                            "uniqueItems": True,
+                            "items": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                        },
+                        rule="uniqueItems",
+                    )
+                for data__models_x, data__models_item in enumerate(data__models):
+                    validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_model(
+                        data__models_item,
+                        custom_formats,
+                        (name_prefix or "data") + ".models[{data__models_x}]".format(**locals()),
+                    )
+        if "description" in data_keys:
+            data_keys.remove("description")
+            data__description = data["description"]
+            if not isinstance(data__description, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".description must be string",
+                    value=data__description,
+                    name="" + (name_prefix or "data") + ".description",
+                    definition={"type": "string"},
+                    rule="type",
+                )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "LMEndpoint",
+                    "type": "object",
+                    "required": ["url"],
+                    "additionalProperties": False,
+                    "description": "An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).",
+                    "properties": {
+                        "url": {
+                            "type": "string",
+                            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                            "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                        },
+                        "api_key_env": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                            "description": "Name of the worker's environment variable holding the key.",
+                        },
+                        "models": {
+                            "type": "array",
+                            "uniqueItems": True,
+                            "items": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                        },
+                        "description": {"type": "string"},
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_model(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (str)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be string",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "type": "string",
+                "pattern": "^[^/]+/.+$",
+                "description": "provider/model, as dspy.LM takes it",
+            },
+            rule="type",
+        )
+    if isinstance(data, str):
+        if not REGEX_PATTERNS["^[^/]+/.+$"].search(data):
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must match pattern ^[^/]+/.+$",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "type": "string",
+                    "pattern": "^[^/]+/.+$",
+                    "description": "provider/model, as dspy.LM takes it",
+                },
+                rule="pattern",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_keyenv(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (str)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be string",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                "description": "Name of the worker's environment variable holding the key.",
+            },
+            rule="type",
+        )
+    if isinstance(data, str):
+        if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_]*$"].search(data):
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must match pattern ^[A-Za-z_][A-Za-z0-9_]*$",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "type": "string",
+                    "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                    "description": "Name of the worker's environment variable holding the key.",
+                },
+                rule="pattern",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_baseurl(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (str)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be string",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "type": "string",
+                "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+            },
+            rule="type",
+        )
+    if isinstance(data, str):
+        if not REGEX_PATTERNS["^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"].search(data):
+            raise JsonSchemaValueException(
+                ""
+                + (name_prefix or "data")
+                + " must match pattern ^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "type": "string",
+                    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                    "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                },
+                rule="pattern",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_profilename(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (str)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be string",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+            rule="type",
+        )
+    if isinstance(data, str):
+        if not REGEX_PATTERNS["^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"].search(data):
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must match pattern ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+                rule="pattern",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_profile(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "LMProfile",
+                "type": "object",
+                "required": ["model"],
+                "additionalProperties": False,
+                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                "properties": {
+                    "model": {
+                        "type": "string",
+                        "pattern": "^[^/]+/.+$",
+                        "description": "provider/model, as dspy.LM takes it",
+                    },
+                    "models": {
+                        "type": "array",
+                        "uniqueItems": True,
+                        "items": {
+                            "type": "string",
+                            "pattern": "^[^/]+/.+$",
+                            "description": "provider/model, as dspy.LM takes it",
+                        },
+                    },
+                    "api_base": {
+                        "type": "string",
+                        "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                        "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                    },
+                    "api_key_env": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                        "description": "Name of the worker's environment variable holding the key.",
+                    },
+                    "temperature": {"type": "number", "minimum": 0},
+                    "max_tokens": {"type": "integer", "minimum": 1},
+                    "cache": {"type": "boolean"},
+                    "num_retries": {"type": "integer", "minimum": 0},
+                    "adapter": {
+                        "enum": ["chat", "json"],
+                        "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                    },
+                    "description": {"type": "string"},
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["model"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "LMProfile",
+                    "type": "object",
+                    "required": ["model"],
+                    "additionalProperties": False,
+                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                    "properties": {
+                        "model": {
+                            "type": "string",
+                            "pattern": "^[^/]+/.+$",
+                            "description": "provider/model, as dspy.LM takes it",
+                        },
+                        "models": {
+                            "type": "array",
+                            "uniqueItems": True,
+                            "items": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                        },
+                        "api_base": {
+                            "type": "string",
+                            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                            "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                        },
+                        "api_key_env": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                            "description": "Name of the worker's environment variable holding the key.",
+                        },
+                        "temperature": {"type": "number", "minimum": 0},
+                        "max_tokens": {"type": "integer", "minimum": 1},
+                        "cache": {"type": "boolean"},
+                        "num_retries": {"type": "integer", "minimum": 0},
+                        "adapter": {
+                            "enum": ["chat", "json"],
+                            "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                        },
+                        "description": {"type": "string"},
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "model" in data_keys:
+            data_keys.remove("model")
+            data__model = data["model"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_model(
+                data__model, custom_formats, (name_prefix or "data") + ".model"
+            )
+        if "models" in data_keys:
+            data_keys.remove("models")
+            data__models = data["models"]
+            if not isinstance(data__models, (list, tuple)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".models must be array",
+                    value=data__models,
+                    name="" + (name_prefix or "data") + ".models",
+                    definition={
+                        "type": "array",
+                        "uniqueItems": True,
+                        "items": {
+                            "type": "string",
+                            "pattern": "^[^/]+/.+$",
+                            "description": "provider/model, as dspy.LM takes it",
+                        },
+                    },
+                    rule="type",
+                )
+            data__models_is_list = isinstance(data__models, (list, tuple))
+            if data__models_is_list:
+
+                def fn(var):
+                    return (
+                        frozenset(dict((k, fn(v)) for k, v in var.items()).items())
+                        if hasattr(var, "items")
+                        else tuple(fn(v) for v in var)
+                        if isinstance(var, (dict, list))
+                        else (bool, var)
+                        if isinstance(var, bool)
+                        else var
+                    )
+
+                data__models_len = len(data__models)
+                if data__models_len > len(set(fn(data__models_x) for data__models_x in data__models)):
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".models must contain unique items",
+                        value=data__models,
+                        name="" + (name_prefix or "data") + ".models",
+                        definition={
+                            "type": "array",
+                            "uniqueItems": True,
+                            "items": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                        },
+                        rule="uniqueItems",
+                    )
+                for data__models_x, data__models_item in enumerate(data__models):
+                    validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_model(
+                        data__models_item,
+                        custom_formats,
+                        (name_prefix or "data") + ".models[{data__models_x}]".format(**locals()),
+                    )
+        if "api_base" in data_keys:
+            data_keys.remove("api_base")
+            data__apibase = data["api_base"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_baseurl(
+                data__apibase, custom_formats, (name_prefix or "data") + ".api_base"
+            )
+        if "api_key_env" in data_keys:
+            data_keys.remove("api_key_env")
+            data__apikeyenv = data["api_key_env"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_keyenv(
+                data__apikeyenv, custom_formats, (name_prefix or "data") + ".api_key_env"
+            )
+        if "temperature" in data_keys:
+            data_keys.remove("temperature")
+            data__temperature = data["temperature"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_temperature(
+                data__temperature, custom_formats, (name_prefix or "data") + ".temperature"
+            )
+        if "max_tokens" in data_keys:
+            data_keys.remove("max_tokens")
+            data__maxtokens = data["max_tokens"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_maxtokens(
+                data__maxtokens, custom_formats, (name_prefix or "data") + ".max_tokens"
+            )
+        if "cache" in data_keys:
+            data_keys.remove("cache")
+            data__cache = data["cache"]
+            if not isinstance(data__cache, (bool)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".cache must be boolean",
+                    value=data__cache,
+                    name="" + (name_prefix or "data") + ".cache",
+                    definition={"type": "boolean"},
+                    rule="type",
+                )
+        if "num_retries" in data_keys:
+            data_keys.remove("num_retries")
+            data__numretries = data["num_retries"]
+            if (
+                not isinstance(data__numretries, (int))
+                and not (isinstance(data__numretries, float) and data__numretries.is_integer())
+                or isinstance(data__numretries, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".num_retries must be integer",
+                    value=data__numretries,
+                    name="" + (name_prefix or "data") + ".num_retries",
+                    definition={"type": "integer", "minimum": 0},
+                    rule="type",
+                )
+            if isinstance(data__numretries, (int, float, Decimal)) and not isinstance(data__numretries, bool):
+                if data__numretries < 0:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".num_retries must be bigger than or equal to 0",
+                        value=data__numretries,
+                        name="" + (name_prefix or "data") + ".num_retries",
+                        definition={"type": "integer", "minimum": 0},
+                        rule="minimum",
+                    )
+        if "adapter" in data_keys:
+            data_keys.remove("adapter")
+            data__adapter = data["adapter"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_adapter(
+                data__adapter, custom_formats, (name_prefix or "data") + ".adapter"
+            )
+        if "description" in data_keys:
+            data_keys.remove("description")
+            data__description = data["description"]
+            if not isinstance(data__description, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".description must be string",
+                    value=data__description,
+                    name="" + (name_prefix or "data") + ".description",
+                    definition={"type": "string"},
+                    rule="type",
+                )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "LMProfile",
+                    "type": "object",
+                    "required": ["model"],
+                    "additionalProperties": False,
+                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                    "properties": {
+                        "model": {
+                            "type": "string",
+                            "pattern": "^[^/]+/.+$",
+                            "description": "provider/model, as dspy.LM takes it",
+                        },
+                        "models": {
+                            "type": "array",
+                            "uniqueItems": True,
+                            "items": {
+                                "type": "string",
+                                "pattern": "^[^/]+/.+$",
+                                "description": "provider/model, as dspy.LM takes it",
+                            },
+                        },
+                        "api_base": {
+                            "type": "string",
+                            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$",
+                            "description": "An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped).",
+                        },
+                        "api_key_env": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                            "description": "Name of the worker's environment variable holding the key.",
+                        },
+                        "temperature": {"type": "number", "minimum": 0},
+                        "max_tokens": {"type": "integer", "minimum": 1},
+                        "cache": {"type": "boolean"},
+                        "num_retries": {"type": "integer", "minimum": 0},
+                        "adapter": {
+                            "enum": ["chat", "json"],
+                            "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                        },
+                        "description": {"type": "string"},
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_adapter(
+    data, custom_formats={}, name_prefix=None
+):
+    if not (isinstance(data, str) and data == "chat" or isinstance(data, str) and data == "json"):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be one of ['chat', 'json']",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "enum": ["chat", "json"],
+                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+            },
+            rule="enum",
+        )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_maxtokens(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (int)) and not (isinstance(data, float) and data.is_integer()) or isinstance(data, bool):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be integer",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={"type": "integer", "minimum": 1},
+            rule="type",
+        )
+    if isinstance(data, (int, float, Decimal)) and not isinstance(data, bool):
+        if data < 1:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must be bigger than or equal to 1",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={"type": "integer", "minimum": 1},
+                rule="minimum",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_temperature(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (int, float, Decimal)) or isinstance(data, bool):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be number",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={"type": "number", "minimum": 0},
+            rule="type",
+        )
+    if isinstance(data, (int, float, Decimal)) and not isinstance(data, bool):
+        if data < 0:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must be bigger than or equal to 0",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={"type": "number", "minimum": 0},
+                rule="minimum",
             )
     return data
 
@@ -9765,81 +11649,123 @@ def validate_https___dspex_dev_schemas_v1_optimizers_schema_json__definitions_co
                     },
                     "prompt_lm": {
                         "type": "object",
-                        "required": ["model"],
                         "additionalProperties": False,
-                        "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                        "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                         "properties": {
-                            "model": {
-                                "type": "string",
-                                "pattern": "^[^/]+/.+$",
-                                "description": "provider/model, as dspy.LM takes it",
+                            "profile": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                             },
-                            "api_base": {"type": "string"},
+                            "model": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                            },
+                            "api_base": {
+                                "type": "string",
+                                "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                            },
                             "api_key_env": {
                                 "type": "string",
-                                "description": "Name of the worker's environment variable holding the key.",
+                                "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                             },
-                            "temperature": {"type": "number"},
-                            "max_tokens": {"type": "integer"},
-                            "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                            "num_retries": {"type": "integer", "minimum": 0},
+                            "temperature": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                            },
+                            "max_tokens": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                            },
+                            "cache": {
+                                "type": "boolean",
+                                "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                            },
+                            "num_retries": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 3,
+                                "description": "The LM client's own retries (default: the profile's, else 0).",
+                            },
                             "adapter": {
-                                "enum": ["chat", "json"],
-                                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                             },
                         },
                         "title": "LMConfig",
                     },
                     "teacher_lm": {
                         "type": "object",
-                        "required": ["model"],
                         "additionalProperties": False,
-                        "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                        "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                         "properties": {
-                            "model": {
-                                "type": "string",
-                                "pattern": "^[^/]+/.+$",
-                                "description": "provider/model, as dspy.LM takes it",
+                            "profile": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                             },
-                            "api_base": {"type": "string"},
+                            "model": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                            },
+                            "api_base": {
+                                "type": "string",
+                                "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                            },
                             "api_key_env": {
                                 "type": "string",
-                                "description": "Name of the worker's environment variable holding the key.",
+                                "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                             },
-                            "temperature": {"type": "number"},
-                            "max_tokens": {"type": "integer"},
-                            "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                            "num_retries": {"type": "integer", "minimum": 0},
+                            "temperature": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                            },
+                            "max_tokens": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                            },
+                            "cache": {
+                                "type": "boolean",
+                                "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                            },
+                            "num_retries": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 3,
+                                "description": "The LM client's own retries (default: the profile's, else 0).",
+                            },
                             "adapter": {
-                                "enum": ["chat", "json"],
-                                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                             },
                         },
                         "title": "LMConfig",
                     },
                     "reflection_lm": {
                         "type": "object",
-                        "required": ["model"],
                         "additionalProperties": False,
-                        "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                        "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                         "properties": {
-                            "model": {
-                                "type": "string",
-                                "pattern": "^[^/]+/.+$",
-                                "description": "provider/model, as dspy.LM takes it",
+                            "profile": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                             },
-                            "api_base": {"type": "string"},
+                            "model": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                            },
+                            "api_base": {
+                                "type": "string",
+                                "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                            },
                             "api_key_env": {
                                 "type": "string",
-                                "description": "Name of the worker's environment variable holding the key.",
+                                "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                             },
-                            "temperature": {"type": "number"},
-                            "max_tokens": {"type": "integer"},
-                            "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                            "num_retries": {"type": "integer", "minimum": 0},
+                            "temperature": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                            },
+                            "max_tokens": {
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                            },
+                            "cache": {
+                                "type": "boolean",
+                                "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                            },
+                            "num_retries": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 3,
+                                "description": "The LM client's own retries (default: the profile's, else 0).",
+                            },
                             "adapter": {
-                                "enum": ["chat", "json"],
-                                "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                             },
                         },
                         "title": "LMConfig",
@@ -10953,81 +12879,123 @@ def validate_https___dspex_dev_schemas_v1_optimizers_schema_json__definitions_co
                         },
                         "prompt_lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
+                                "profile": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                                 },
-                                "api_base": {"type": "string"},
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                                 },
                             },
                             "title": "LMConfig",
                         },
                         "teacher_lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
+                                "profile": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                                 },
-                                "api_base": {"type": "string"},
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                                 },
                             },
                             "title": "LMConfig",
                         },
                         "reflection_lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
+                                "profile": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                                 },
-                                "api_base": {"type": "string"},
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                                 },
                             },
                             "title": "LMConfig",
@@ -11551,81 +13519,123 @@ def validate_https___dspex_dev_schemas_v1_optimizers_schema_json__definitions_co
                         },
                         "prompt_lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
+                                "profile": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                                 },
-                                "api_base": {"type": "string"},
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                                 },
                             },
                             "title": "LMConfig",
                         },
                         "teacher_lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
+                                "profile": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                                 },
-                                "api_base": {"type": "string"},
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                                 },
                             },
                             "title": "LMConfig",
                         },
                         "reflection_lm": {
                             "type": "object",
-                            "required": ["model"],
                             "additionalProperties": False,
-                            "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                            "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                             "properties": {
-                                "model": {
-                                    "type": "string",
-                                    "pattern": "^[^/]+/.+$",
-                                    "description": "provider/model, as dspy.LM takes it",
+                                "profile": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/profileName"
                                 },
-                                "api_base": {"type": "string"},
+                                "model": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
+                                },
+                                "api_base": {
+                                    "type": "string",
+                                    "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                                },
                                 "api_key_env": {
                                     "type": "string",
-                                    "description": "Name of the worker's environment variable holding the key.",
+                                    "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                                 },
-                                "temperature": {"type": "number"},
-                                "max_tokens": {"type": "integer"},
-                                "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                                "num_retries": {"type": "integer", "minimum": 0},
+                                "temperature": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/temperature"
+                                },
+                                "max_tokens": {
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/maxTokens"
+                                },
+                                "cache": {
+                                    "type": "boolean",
+                                    "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                                },
+                                "num_retries": {
+                                    "type": "integer",
+                                    "minimum": 0,
+                                    "maximum": 3,
+                                    "description": "The LM client's own retries (default: the profile's, else 0).",
+                                },
                                 "adapter": {
-                                    "enum": ["chat", "json"],
-                                    "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                    "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
                                 },
                             },
                             "title": "LMConfig",
@@ -13860,24 +15870,35 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
             name="" + (name_prefix or "data") + "",
             definition={
                 "type": "object",
-                "required": ["model"],
                 "additionalProperties": False,
-                "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                 "properties": {
+                    "profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                     "model": {
                         "type": "string",
                         "pattern": "^[^/]+/.+$",
                         "description": "provider/model, as dspy.LM takes it",
                     },
-                    "api_base": {"type": "string"},
+                    "api_base": {
+                        "type": "string",
+                        "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                    },
                     "api_key_env": {
                         "type": "string",
-                        "description": "Name of the worker's environment variable holding the key.",
+                        "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                     },
-                    "temperature": {"type": "number"},
-                    "max_tokens": {"type": "integer"},
-                    "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                    "num_retries": {"type": "integer", "minimum": 0},
+                    "temperature": {"type": "number", "minimum": 0},
+                    "max_tokens": {"type": "integer", "minimum": 1},
+                    "cache": {
+                        "type": "boolean",
+                        "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                    },
+                    "num_retries": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 3,
+                        "description": "The LM client's own retries (default: the profile's, else 0).",
+                    },
                     "adapter": {
                         "enum": ["chat", "json"],
                         "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
@@ -13889,70 +15910,19 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
         )
     data_is_dict = isinstance(data, dict)
     if data_is_dict:
-        data__missing_keys = set(["model"]) - data.keys()
-        if data__missing_keys:
-            raise JsonSchemaValueException(
-                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
-                value=data,
-                name="" + (name_prefix or "data") + "",
-                definition={
-                    "type": "object",
-                    "required": ["model"],
-                    "additionalProperties": False,
-                    "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
-                    "properties": {
-                        "model": {
-                            "type": "string",
-                            "pattern": "^[^/]+/.+$",
-                            "description": "provider/model, as dspy.LM takes it",
-                        },
-                        "api_base": {"type": "string"},
-                        "api_key_env": {
-                            "type": "string",
-                            "description": "Name of the worker's environment variable holding the key.",
-                        },
-                        "temperature": {"type": "number"},
-                        "max_tokens": {"type": "integer"},
-                        "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                        "num_retries": {"type": "integer", "minimum": 0},
-                        "adapter": {
-                            "enum": ["chat", "json"],
-                            "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                        },
-                    },
-                    "title": "LMConfig",
-                },
-                rule="required",
-            )
         data_keys = set(data.keys())
+        if "profile" in data_keys:
+            data_keys.remove("profile")
+            data__profile = data["profile"]
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_profilename(
+                data__profile, custom_formats, (name_prefix or "data") + ".profile"
+            )
         if "model" in data_keys:
             data_keys.remove("model")
             data__model = data["model"]
-            if not isinstance(data__model, (str)):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".model must be string",
-                    value=data__model,
-                    name="" + (name_prefix or "data") + ".model",
-                    definition={
-                        "type": "string",
-                        "pattern": "^[^/]+/.+$",
-                        "description": "provider/model, as dspy.LM takes it",
-                    },
-                    rule="type",
-                )
-            if isinstance(data__model, str):
-                if not REGEX_PATTERNS["^[^/]+/.+$"].search(data__model):
-                    raise JsonSchemaValueException(
-                        "" + (name_prefix or "data") + ".model must match pattern ^[^/]+/.+$",
-                        value=data__model,
-                        name="" + (name_prefix or "data") + ".model",
-                        definition={
-                            "type": "string",
-                            "pattern": "^[^/]+/.+$",
-                            "description": "provider/model, as dspy.LM takes it",
-                        },
-                        rule="pattern",
-                    )
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_model(
+                data__model, custom_formats, (name_prefix or "data") + ".model"
+            )
         if "api_base" in data_keys:
             data_keys.remove("api_base")
             data__apibase = data["api_base"]
@@ -13961,7 +15931,10 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
                     "" + (name_prefix or "data") + ".api_base must be string",
                     value=data__apibase,
                     name="" + (name_prefix or "data") + ".api_base",
-                    definition={"type": "string"},
+                    definition={
+                        "type": "string",
+                        "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                    },
                     rule="type",
                 )
         if "api_key_env" in data_keys:
@@ -13974,36 +15947,22 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
                     name="" + (name_prefix or "data") + ".api_key_env",
                     definition={
                         "type": "string",
-                        "description": "Name of the worker's environment variable holding the key.",
+                        "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                     },
                     rule="type",
                 )
         if "temperature" in data_keys:
             data_keys.remove("temperature")
             data__temperature = data["temperature"]
-            if not isinstance(data__temperature, (int, float, Decimal)) or isinstance(data__temperature, bool):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".temperature must be number",
-                    value=data__temperature,
-                    name="" + (name_prefix or "data") + ".temperature",
-                    definition={"type": "number"},
-                    rule="type",
-                )
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_temperature(
+                data__temperature, custom_formats, (name_prefix or "data") + ".temperature"
+            )
         if "max_tokens" in data_keys:
             data_keys.remove("max_tokens")
             data__maxtokens = data["max_tokens"]
-            if (
-                not isinstance(data__maxtokens, (int))
-                and not (isinstance(data__maxtokens, float) and data__maxtokens.is_integer())
-                or isinstance(data__maxtokens, bool)
-            ):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".max_tokens must be integer",
-                    value=data__maxtokens,
-                    name="" + (name_prefix or "data") + ".max_tokens",
-                    definition={"type": "integer"},
-                    rule="type",
-                )
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_maxtokens(
+                data__maxtokens, custom_formats, (name_prefix or "data") + ".max_tokens"
+            )
         if "cache" in data_keys:
             data_keys.remove("cache")
             data__cache = data["cache"]
@@ -14012,7 +15971,10 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
                     "" + (name_prefix or "data") + ".cache must be boolean",
                     value=data__cache,
                     name="" + (name_prefix or "data") + ".cache",
-                    definition={"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
+                    definition={
+                        "type": "boolean",
+                        "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                    },
                     rule="type",
                 )
         if "num_retries" in data_keys:
@@ -14027,7 +15989,12 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
                     "" + (name_prefix or "data") + ".num_retries must be integer",
                     value=data__numretries,
                     name="" + (name_prefix or "data") + ".num_retries",
-                    definition={"type": "integer", "minimum": 0},
+                    definition={
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 3,
+                        "description": "The LM client's own retries (default: the profile's, else 0).",
+                    },
                     rule="type",
                 )
             if isinstance(data__numretries, (int, float, Decimal)) and not isinstance(data__numretries, bool):
@@ -14036,28 +16003,33 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
                         "" + (name_prefix or "data") + ".num_retries must be bigger than or equal to 0",
                         value=data__numretries,
                         name="" + (name_prefix or "data") + ".num_retries",
-                        definition={"type": "integer", "minimum": 0},
+                        definition={
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 3,
+                            "description": "The LM client's own retries (default: the profile's, else 0).",
+                        },
                         rule="minimum",
+                    )
+                if data__numretries > 3:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".num_retries must be smaller than or equal to 3",
+                        value=data__numretries,
+                        name="" + (name_prefix or "data") + ".num_retries",
+                        definition={
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 3,
+                            "description": "The LM client's own retries (default: the profile's, else 0).",
+                        },
+                        rule="maximum",
                     )
         if "adapter" in data_keys:
             data_keys.remove("adapter")
             data__adapter = data["adapter"]
-            if not (
-                isinstance(data__adapter, str)
-                and data__adapter == "chat"
-                or isinstance(data__adapter, str)
-                and data__adapter == "json"
-            ):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".adapter must be one of ['chat', 'json']",
-                    value=data__adapter,
-                    name="" + (name_prefix or "data") + ".adapter",
-                    definition={
-                        "enum": ["chat", "json"],
-                        "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
-                    },
-                    rule="enum",
-                )
+            validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_adapter(
+                data__adapter, custom_formats, (name_prefix or "data") + ".adapter"
+            )
         if data_keys:
             raise JsonSchemaValueException(
                 "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
@@ -14065,24 +16037,35 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_lm(
                 name="" + (name_prefix or "data") + "",
                 definition={
                     "type": "object",
-                    "required": ["model"],
                     "additionalProperties": False,
-                    "description": "LM to use; the worker's default (DSPEX_LM) when absent. API keys never travel: name an env var.",
+                    "description": "The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.",
                     "properties": {
+                        "profile": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
                         "model": {
                             "type": "string",
                             "pattern": "^[^/]+/.+$",
                             "description": "provider/model, as dspy.LM takes it",
                         },
-                        "api_base": {"type": "string"},
+                        "api_base": {
+                            "type": "string",
+                            "description": "An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile.",
+                        },
                         "api_key_env": {
                             "type": "string",
-                            "description": "Name of the worker's environment variable holding the key.",
+                            "description": "The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise.",
                         },
-                        "temperature": {"type": "number"},
-                        "max_tokens": {"type": "integer"},
-                        "cache": {"type": "boolean", "description": "Use DSPy's LM cache (default false)."},
-                        "num_retries": {"type": "integer", "minimum": 0},
+                        "temperature": {"type": "number", "minimum": 0},
+                        "max_tokens": {"type": "integer", "minimum": 1},
+                        "cache": {
+                            "type": "boolean",
+                            "description": "Use DSPy's LM cache (default: the profile's, else false).",
+                        },
+                        "num_retries": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": 3,
+                            "description": "The LM client's own retries (default: the profile's, else 0).",
+                        },
                         "adapter": {
                             "enum": ["chat", "json"],
                             "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
@@ -18282,6 +20265,8 @@ validate_lm = validate_https___dspex_dev_schemas_v1_request_schema_json__definit
 validate_compile = validate_https___dspex_dev_schemas_v1_optimizers_schema_json__definitions_compile
 validate_job_record = validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record
 validate_job_progress = validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress
+validate_lm_profiles = validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json
+validate_dlq_redacted_body = validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_redactedbody
 validate_module_best_of_n = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_best_of_n
 validate_module_majority = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_majority
 validate_module_multi_chain_comparison = (
