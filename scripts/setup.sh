@@ -16,22 +16,27 @@ fingerprint() { cat "$@" | sha256sum | cut -d' ' -f1; }
 npm_fp=$(fingerprint package-lock.json package.json)
 if [ ! -d node_modules ] || [ "$(cat "$stamp_dir/npm" 2>/dev/null)" != "$npm_fp" ]; then
   log "installing npm packages from package-lock.json"
-  npm ci --no-audit --no-fund --loglevel=error
+  # no package's install scripts run: none is needed (esbuild's binary comes as an optional dependency)
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   echo "$npm_fp" > "$stamp_dir/npm"
 fi
 
-py_fp=$(fingerprint workers/requirements.lock workers/pyproject.toml)
+py_fp=$(fingerprint workers/requirements-bootstrap.lock workers/requirements.lock workers/pyproject.toml)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp_dir/venv" 2>/dev/null)" != "$py_fp" ]; then
   log "creating the Python venv (.venv) with dspy, nats-py, msgpack and nats-server"
   python_bin="${DSPEX_PYTHON:-python3}"
   [ -x .venv/bin/python ] || "$python_bin" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+  # uv itself is pinned by hash too (workers/requirements-bootstrap.lock)
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r workers/requirements-bootstrap.lock
   .venv/bin/uv pip install --quiet --python .venv/bin/python --require-hashes -r workers/requirements.lock
   .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e workers
   echo "$py_fp" > "$stamp_dir/venv"
 fi
 
 [ -x .venv/bin/nats-server ] || { log "nats-server missing from .venv"; exit 1; }
+
+# ProgramOfThought/RLM's sandbox modules (Pyodide), hash-pinned, cached now rather than fetched at run time
+bash scripts/install-sandbox.sh
 
 # The embedded default LM: a small real model served by the gpu pool (docs/local-lm.md). Prebuilt wheels only.
 bash scripts/install-local-lm.sh

@@ -94,6 +94,11 @@ describe("bad inputs: typed errors, the worker stays up, undecodable requests ar
       assert.equal(err.details?.limit, 1024 * 1024);
       return true;
     });
+    // the size is checked before any validation: a huge value is refused for its size, not parsed
+    await assert.rejects(h.client.predict(sig, { question: "q", n: "[".repeat(2 * 1024 * 1024) }), (err: unknown) => {
+      assert.ok(err instanceof PayloadTooLarge, `size before validation: ${String(err)}`);
+      return true;
+    });
     assert.equal(await lastSeq(), before, "nothing was published");
   });
 

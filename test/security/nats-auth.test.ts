@@ -17,6 +17,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connectNats, inboxPrefix, issueAuth, type Role } from "@dspex/bus";
 import { BUCKETS, ENVELOPE_VERSION, HEADERS, STREAMS, deadLetterNoticeSubject, deadLetterSubject, decode, encode, requestSubject, toolSubject } from "@dspex/protocol";
+import { Client } from "@dspex/client";
+import { startFleet, startNatsServer, type Fleet } from "@dspex/embedded";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -185,5 +187,37 @@ describe("NATS identities and permissions", { timeout: 240_000 }, () => {
     }
     const { stdout } = await run(CLI[0]!, [...CLI.slice(1), "dlq", "list", "--json"], { env: env("admin"), timeout: 60_000 });
     assert.ok((JSON.parse(stdout) as unknown[]).length >= 1, "the admin lists the dead letter");
+  });
+});
+
+describe("TLS on the client port", { timeout: 120_000 }, () => {
+  test("workers and clients connect with the CA; a connection that does not trust it is refused", async () => {
+    const certs = mkdtempSync(join(tmpdir(), "dspex-tls-test-"));
+    await run("bash", [join(ROOT, "scripts/dev-certs.sh"), certs, "localhost", "127.0.0.1"]);
+    const ca = join(certs, "ca.crt");
+    const nats = await startNatsServer({ tls: { cert: join(certs, "tls.crt"), key: join(certs, "tls.key") } });
+    let fleet: Fleet | undefined;
+    let client: Client | undefined;
+    try {
+      // the fleet's connections and its workers take the CA from NATS_CA, as on a deployment
+      process.env.NATS_CA = ca;
+      try {
+        fleet = await startFleet({ natsUrl: nats.url, creds: nats.creds, workers: { general: 1 }, workerEnv: { NATS_CA: ca, DSPEX_ALLOW_TEST_MODELS: "1" }, dlq: false });
+      } finally {
+        delete process.env.NATS_CA;
+      }
+      client = await Client.connect({ servers: nats.url, creds: nats.creds.client, tls: { ca }, lm: { model: "dspex/echo" } });
+      const result = await client.predict("question -> answer", { question: "over TLS?" });
+      assert.equal(typeof result.outputs.answer, "string");
+      await assert.rejects(
+        connectNats({ servers: nats.url, creds: nats.creds.client, name: "no-ca", nats: { maxReconnectAttempts: 0 } }),
+        /certificate|self.signed|TLS/i,
+      );
+    } finally {
+      await client?.close();
+      await fleet?.stop();
+      await nats.stop();
+      rmSync(certs, { recursive: true, force: true });
+    }
   });
 });

@@ -15,8 +15,10 @@ import { jetstream } from "@nats-io/jetstream";
 import {
   OPERATION_POOLS,
   POOLS,
+  PayloadTooLarge,
   ValidationError,
   checkModuleOptions,
+  encode,
   isPool,
   type LMConfig,
   type Operation,
@@ -173,6 +175,15 @@ export class Client implements Caller {
     const pool = options.pool ?? OPERATION_POOLS[request.op] ?? "general";
     if (!isPool(pool)) {
       throw new ValidationError(`unknown pool ${JSON.stringify(pool)}; pools: ${POOLS.join(", ")}`, { field: "pool", details: { pool, pools: [...POOLS] } });
+    }
+    // size before any validation (docs/security.md): an oversized value costs one encoding, not a parse
+    const limit = this.pools[pool].maxPayloadBytes;
+    const inputBytes = encode(request.inputs).byteLength;
+    if (inputBytes > limit) {
+      throw new PayloadTooLarge(`the inputs are ${inputBytes} bytes; pool '${pool}' accepts at most ${limit}`, {
+        field: "inputs",
+        details: { size: inputBytes, limit },
+      });
     }
     const signature = resolveSignature(request.signature, options.instructions);
     const inputs = request.rawInputs ? request.inputs : validateInputs(signature, request.inputs);

@@ -187,7 +187,6 @@ export class Transport {
       subject = partitionSubject(input.pool, partitionOf(input.options.session, settings.partitions));
     }
     const envelope = this.envelope(input);
-    checkRequest(envelope); // the whole contract, before anything is published (ValidationError naming the field)
     const body = encode(envelope);
     if (body.byteLength > settings.maxPayloadBytes) {
       throw new PayloadTooLarge(`request is ${body.byteLength} bytes; pool '${input.pool}' accepts at most ${settings.maxPayloadBytes}`, {
@@ -195,6 +194,7 @@ export class Transport {
         details: { size: body.byteLength, limit: settings.maxPayloadBytes },
       });
     }
+    checkRequest(envelope); // the whole contract, before anything is published (ValidationError naming the field)
     const h = natsHeaders();
     h.set(HEADERS.replyTo, `${this.inbox}.${id}`);
     h.set(HEADERS.version, String(ENVELOPE_VERSION));

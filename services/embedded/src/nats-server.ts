@@ -36,6 +36,13 @@ export interface EmbeddedNatsOptions {
   args?: string[];
   /** The pools' session partitions (workers' permissions name their pool's consumers); default the settings'. */
   partitions?: Record<Pool, number>;
+  /** TLS on the client port (PEM files, e.g. from scripts/dev-certs.sh); clients then need the CA (NATS_CA). */
+  tls?: { cert: string; key: string };
+  /**
+   * `false` starts the server without authentication. Only the benchmark that measures what authentication
+   * costs uses it, as its baseline; nothing in the product does (docs/security.md).
+   */
+  auth?: boolean;
 }
 
 /** The partition counts of the bus settings in effect (environment included). */
@@ -44,8 +51,8 @@ export function settingsPartitions(): Record<Pool, number> {
   return Object.fromEntries(POOLS.map((p) => [p, pools[p].partitions])) as Record<Pool, number>;
 }
 
-function launch(storeDir: string, authConf: string, port: number | undefined, extra: string[], timeoutMs: number) {
-  const args = ["-c", authConf, "-a", "127.0.0.1", "-p", String(port ?? -1), "-js", "-sd", storeDir, ...extra];
+function launch(storeDir: string, authConf: string | undefined, port: number | undefined, extra: string[], timeoutMs: number) {
+  const args = [...(authConf ? ["-c", authConf] : []), "-a", "127.0.0.1", "-p", String(port ?? -1), "-js", "-sd", storeDir, ...extra];
   const child = spawn(pythonBin(), ["-c", EXEC_WITH_PARENT_DEATH_SIGNAL, natsServerBin(), ...args], {
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -91,23 +98,24 @@ export async function startNatsServer(options: EmbeddedNatsOptions = {}): Promis
   const temporary = options.storeDir === undefined;
   const storeDir = options.storeDir ?? mkdtempSync(join(tmpdir(), "dspex-nats-"));
   const timeout = options.startTimeoutMs ?? 15_000;
-  const extra = options.args ?? [];
-  const auth = await issueAuth({ dir: join(storeDir, "auth"), partitions: options.partitions ?? settingsPartitions() });
-  let { child, ready } = launch(storeDir, auth.serverConfigPath, options.port, extra, timeout);
+  const extra = [...(options.tls ? ["--tls", "--tlscert", options.tls.cert, "--tlskey", options.tls.key] : []), ...(options.args ?? [])];
+  const auth =
+    options.auth === false ? undefined : await issueAuth({ dir: join(storeDir, "auth"), partitions: options.partitions ?? settingsPartitions() });
+  let { child, ready } = launch(storeDir, auth?.serverConfigPath, options.port, extra, timeout);
   const port = await ready;
   const server: EmbeddedNats = {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
     process: child,
-    creds: auth.creds,
+    creds: auth?.creds ?? ({} as IssuedAuth["creds"]),
     async stop() {
       await stopChild(child);
       if (temporary) rmSync(storeDir, { recursive: true, force: true });
     },
     async restart() {
       await stopChild(child);
-      ({ child, ready } = launch(storeDir, auth.serverConfigPath, port, extra, timeout));
+      ({ child, ready } = launch(storeDir, auth?.serverConfigPath, port, extra, timeout));
       server.process = child;
       await ready;
     },

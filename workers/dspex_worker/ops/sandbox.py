@@ -2,8 +2,10 @@
 
 A worker without Deno, or whose sandbox cannot start, answers those ops with the typed error `Unsupported`
 (not retryable). DSPy's runner.js imports `https://deno.land/std@0.186.0/io/mod.ts` (for `readLines`) when the
-sandbox starts; an import map points it at `sandbox_files/std_io.ts`, so the sandbox needs no access to deno.land
-(Deno downloads Pyodide from the npm registry on first use and caches it).
+sandbox starts; an import map points it at `sandbox_files/std_io.ts`, so the sandbox needs no access to deno.land.
+Pyodide (from the npm registry) is cached at install time (scripts/install-sandbox.sh, hash-pinned by
+`sandbox_files/deno.lock`) in the DENO_DIR the worker is given, and Deno runs with `--cached-only`: nothing is
+fetched at run time.
 
 Each request's sandboxes are a `Sandboxes`: DSPy asks it for interpreters, and the op closes it when the request
 ends — at its deadline above all: a program that loops forever blocks the thread reading the sandbox's answer,
@@ -101,12 +103,21 @@ def sandbox_interpreter(sandboxes: Sandboxes) -> GuardedInterpreter:
     """DSPy's `PythonInterpreter` (Deno + Pyodide) with deno.land's `std/io` served from this package, closed with
     the request's `sandboxes`.
 
-    The default Deno command is a list DSPy builds in `PythonInterpreter.__init__`; the import map goes right after
-    `run` and the directory joins `--allow-read`."""
+    The default Deno command is a list DSPy builds in `PythonInterpreter.__init__`; `--cached-only`, the lockfile
+    (instead of DSPy's `--no-lock`) and the import map go right after `run`, and the directory joins
+    `--allow-read`."""
     interpreter = GuardedInterpreter(sandboxes)
     command = getattr(interpreter, "deno_command", None)
     if isinstance(command, list) and "run" in command:
-        command.insert(command.index("run") + 1, f"--import-map={SANDBOX_DIR / 'import_map.json'}")
+        # resolved from the lockfile the install used (the cache holds those versions, and no registry metadata)
+        command[:] = [arg for arg in command if arg != "--no-lock"]
+        at = command.index("run") + 1
+        command[at:at] = [
+            "--cached-only",
+            f"--lock={SANDBOX_DIR / 'deno.lock'}",
+            "--frozen",
+            f"--import-map={SANDBOX_DIR / 'import_map.json'}",
+        ]
         for i, arg in enumerate(command):
             if isinstance(arg, str) and arg.startswith("--allow-read="):
                 command[i] = f"{arg},{SANDBOX_DIR}"
@@ -127,8 +138,14 @@ def sandbox_failure(op: str, exc: BaseException) -> Unsupported | None:
     text = f"{type(exc).__name__}: {exc}"
     if "Deno" in text or "deno" in text or "Pyodide" in text or "CodeInterpreter" in text:
         first = " ".join(str(exc).split())[:400]
+        hint = (
+            " (the sandbox's modules are not cached in this worker's DENO_DIR: run scripts/install-sandbox.sh, or "
+            "build the image, which caches them)"
+            if "--cached-only" in text
+            else ""
+        )
         return Unsupported(
-            f"op {op!r} could not start DSPy's Deno + Pyodide sandbox on this worker: {first}",
+            f"op {op!r} could not start DSPy's Deno + Pyodide sandbox on this worker: {first}{hint}",
             details={"op": op, "exception": type(exc).__name__},
         )
     return None
