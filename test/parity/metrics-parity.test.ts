@@ -34,6 +34,7 @@ import {
   type AnswerExample,
 } from "../../services/native/src/metrics/index.js";
 import * as charsets from "../../services/native/src/metrics/charsets.js";
+import { mulberry32 } from "../support/random.js";
 
 const root = join(import.meta.dirname, "../..");
 const python = join(root, ".venv/bin/python");
@@ -43,16 +44,6 @@ const script = join(import.meta.dirname, "metrics_corpus.py");
 // Seeded corpus
 // ---------------------------------------------------------------------------------------------------
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rng = mulberry32(0xd5e1_2024);
 const int = (lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));

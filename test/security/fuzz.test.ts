@@ -11,21 +11,11 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { compileSignature, parseSignature } from "@dspex/native";
 import { DspexError, checkRequest } from "@dspex/protocol";
+import { mulberry32 as rng } from "../support/random.js";
 
 const MiB = 1024 * 1024;
 const LIMIT_MS = 100;
 
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SIZES = [1_000, 64 * 1024, MiB];
 const PIECES = [" ", "\t", "\u3000", "\u00a0", "_", "[", "]", "'", '"', "\\", ",", ":", "-", ">", "0", "1.", "e", "a", "{", "}", "Literal[", "list[", "\n"];
