@@ -51,7 +51,11 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         description="DSPex Python worker (real DSPy over NATS). It verifies the bus it is given and never "
         "provisions it: run `dspex bus apply` first (the worker waits for its pool's consumer).",
     )
-    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", WorkerConfig.nats_url))
+    parser.add_argument(
+        "--nats-url",
+        default=os.environ.get("NATS_URL", WorkerConfig.nats_url),
+        help="NATS server URL(s), comma-separated: any nodes of a cluster (env NATS_URL)",
+    )
     parser.add_argument(
         "--nats-creds",
         default=os.environ.get("NATS_CREDS") or None,

@@ -46,7 +46,7 @@ from .protocol.generated import bus
 from .signatures import SignatureCache
 from .transport.acks import InProgress, progress_interval
 from .transport.bus import REQUEST_STREAM, verify_bus
-from .transport.connect import connect_options
+from .transport.connect import connect_options, server_list
 from .transport.dead_letter import DeadLetters
 from .transport.envelope import decode_request, error_reply, ok_reply, remaining_seconds
 from .transport.membership import Membership, assign_partitions
@@ -139,7 +139,7 @@ class Worker:
             log.warning("NATS error", error=f"{type(exc).__name__}: {exc}")
 
         return await nats.connect(
-            self.config.nats_url,
+            server_list(self.config.nats_url),
             name=f"{SERVICE_NAME} {self.config.worker_id}",
             **connect_options(self.config.nats_creds),
             max_reconnect_attempts=-1,

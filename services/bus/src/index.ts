@@ -18,4 +18,5 @@ export { poolSettings, POOL_DEFAULTS, envName, type PoolSettings } from "./pools
 export { consumerBackoffMs } from "./backoff.js";
 export { jsCode, JS_CODES, isStreamNotFound, isConsumerNotFound, isWrongLastSequence, isPermissionViolation, forbiddenOr } from "./jserrors.js";
 export { publishWithRetry, isTransientPublishError, type PublishRetryOptions } from "./publish.js";
+export { busTroubleReason, isTransientBusError, retryOnBus, type BusWaitOptions } from "./transient.js";
 export { LazyBucket, isLive, type BucketName } from "./buckets.js";

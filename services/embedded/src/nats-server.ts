@@ -51,7 +51,15 @@ export function settingsPartitions(): Record<Pool, number> {
   return Object.fromEntries(POOLS.map((p) => [p, pools[p].partitions])) as Record<Pool, number>;
 }
 
-function launch(storeDir: string, authConf: string | undefined, port: number | undefined, extra: string[], timeoutMs: number) {
+/** Starts one nats-server process; `ready` resolves with its client port once it says it is ready. */
+export function launch(
+  storeDir: string,
+  authConf: string | undefined,
+  port: number | undefined,
+  extra: string[],
+  timeoutMs: number,
+  onLine?: (line: string) => void,
+) {
   const args = [...(authConf ? ["-c", authConf] : []), "-a", "127.0.0.1", "-p", String(port ?? -1), "-js", "-sd", storeDir, ...extra];
   const child = spawn(pythonBin(), ["-c", EXEC_WITH_PARENT_DEATH_SIGNAL, natsServerBin(), ...args], {
     stdio: ["ignore", "ignore", "pipe"],
@@ -67,6 +75,7 @@ function launch(storeDir: string, authConf: string | undefined, port: number | u
       if (log.length < 200) log.push(line);
       // DSPEX_NATS_LOG=1: the server's log on this process's stderr (e.g. to see a permissions violation)
       if (process.env.DSPEX_NATS_LOG === "1") process.stderr.write(`[nats-server] ${line}\n`);
+      onLine?.(line);
       const m = /Listening for client connections on [^\s]+:(\d+)/.exec(line);
       if (m) listenPort = Number(m[1]);
       if (/Server is ready/.test(line) && listenPort !== undefined) {

@@ -3,6 +3,7 @@
  * notices on `dspex.jobs.cancel.<job>`. Events are core NATS (not stored): the record in `dspex_jobs` is the
  * truth, so a watcher that joins late or misses an event reads the record.
  */
+import { retryOnBus } from "@dspex/bus";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { jobCancelSubject, jobProgressSubject, type JobProgress, type JobRecord } from "@dspex/protocol";
 import { isTerminal, type JobStore } from "./store.js";
@@ -98,7 +99,8 @@ export async function waitForJob(nc: NatsConnection, store: JobStore, job: strin
   const feed = new ProgressFeed(nc, job, store, pollMs);
   try {
     for (;;) {
-      const record = await store.require(job);
+      // through bus trouble (a node lost, a leader being elected): keep waiting, the job goes on without us
+      const record = await retryOnBus(() => store.require(job), { deadline: Date.now() + 3_600_000 });
       if (isTerminal(record.status)) return record;
       // wait for the next event or the poller's verdict
       const it = feed[Symbol.asyncIterator]();

@@ -10,6 +10,7 @@ import { ValidationError, type ErrorWire, type LMConfig, type Usage } from "@dsp
 import { resolveSignature } from "@dspex/native";
 import type { Client } from "@dspex/client";
 import { publishProgress } from "@dspex/jobs";
+import { retryOnBus } from "@dspex/bus";
 import { callModule } from "./call-module.js";
 import { Stats } from "./stats.js";
 import type { EvaluateCaller } from "./evaluate-op.js";
@@ -39,6 +40,8 @@ export interface RunnerDeps {
   defaultLm?: LMConfig;
   /** Minimum interval between progress events (default 250 ms). */
   progressIntervalMs?: number;
+  /** How long a store operation waits for the bus through transient trouble before the job is released (120 s). */
+  busWaitMs?: number;
   log?: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -134,6 +137,28 @@ export class JobRun {
       seq: this.seq++,
       run: this.record.runs,
       ...(error ? { error } : {}),
+      ...(this.waiting ? { waiting: this.waiting } : {}),
+    });
+  }
+
+  /** Why the job is waiting for the bus (a node lost, a stream electing a leader), while it is. */
+  private waiting: string | undefined;
+
+  /**
+   * A store operation through bus trouble: tried again until the bus is back (DSPEX_BUS_WAIT_MS, default 120 s),
+   * with "waiting for the bus: <reason>" in the progress events meanwhile; then it fails and the job is
+   * released, resumable (docs/reliability.md).
+   */
+  private bus<T>(op: () => Promise<T>): Promise<T> {
+    return retryOnBus(op, {
+      deadline: Date.now() + (this.deps.busWaitMs ?? 120_000),
+      stopped: () => this.controller.signal.aborted,
+      onWait: (reason) => {
+        if (reason !== undefined && this.waiting === undefined) this.deps.log?.("bus-wait", { job: this.record.id, reason });
+        this.waiting = reason;
+        this.lastEvent = Date.now();
+        this.publish(this.progress());
+      },
     });
   }
 
@@ -167,7 +192,7 @@ export class JobRun {
     const heartbeat = setInterval(() => void this.renewLease(), Math.max(200, Math.floor(this.deps.leaseMs / 3)));
     try {
       const metrics = resolveMetrics(this.record.spec.metrics, this.deps.metrics);
-      const dataset = await store.readDataset(job);
+      const dataset = await this.bus(() => store.readDataset(job));
       const missingExamples = dataset.length !== this.record.total || dataset.some((e) => e === undefined);
       if (missingExamples) {
         return await this.finish("failed", {
@@ -176,7 +201,7 @@ export class JobRun {
           retryable: false,
         });
       }
-      const existing = await store.readResults(job);
+      const existing = await this.bus(() => store.readResults(job));
       for (const r of existing.values()) this.stats.add(r, false);
       this.deps.log?.("job-start", { job, total: this.record.total, done: existing.size, run: this.record.runs });
       this.publish(this.progress("started"));
@@ -187,7 +212,7 @@ export class JobRun {
         if (todo.length === 0) break;
         await this.runExamples(todo, dataset, metrics, existing);
         if (signal.aborted) break;
-        for (const [i, r] of await store.readResults(job)) {
+        for (const [i, r] of await this.bus(() => store.readResults(job))) {
           if (existing.has(i)) continue;
           existing.set(i, r); // stored by another run of the job meanwhile
           this.stats.add(r, false);
@@ -246,8 +271,8 @@ export class JobRun {
         const index = todo[next++]!;
         const result = await this.runExample(index, dataset[index]!, metrics);
         if (!result) return; // stopped meanwhile: the example stays without a result and runs again on resume
-        const outcome = await this.deps.store.recordResult(result);
-        const stored = outcome === "stored" ? result : ((await this.deps.store.getResult(result.job, index)) ?? result);
+        const outcome = await this.bus(() => this.deps.store.recordResult(result));
+        const stored = outcome === "stored" ? result : ((await this.bus(() => this.deps.store.getResult(result.job, index))) ?? result);
         existing.set(index, stored);
         this.stats.add(stored, true);
         this.tick();
@@ -431,9 +456,9 @@ export class JobRun {
 
   private async finish(status: JobStatus, error?: ErrorWire): Promise<JobRecord> {
     const { store } = this.deps;
-    const results = await store.readResults(this.record.id);
+    const results = await this.bus(() => store.readResults(this.record.id));
     const now = Date.now();
-    const rec = await store.updateJob(this.record.id, (cur) => {
+    const rec = await this.bus(() => store.updateJob(this.record.id, (cur) => {
       if (cur.owner !== this.deps.owner && cur.status === "running") return null;
       const next: JobRecord = { ...cur, status: cur.cancel_requested && status !== "succeeded" ? "cancelled" : status };
       next.finished_at = now;
@@ -442,7 +467,7 @@ export class JobRun {
       next.result = summarize(next, results);
       next.progress = { done: next.result.done, total: next.total, failed: next.result.failed, score: next.result.score };
       return next;
-    });
+    }));
     if (rec) this.record = rec;
     const s = this.record.result;
     const type = this.record.status === "succeeded" ? "done" : this.record.status === "cancelled" ? "cancelled" : "failed";

@@ -371,6 +371,7 @@ export class PipelineService implements JobsBackend {
           functions: this.stepFns,
           ...(this.options.lm ? { defaultLm: this.options.lm } : {}),
           ...(this.options.progressIntervalMs !== undefined ? { progressIntervalMs: this.options.progressIntervalMs } : {}),
+          busWaitMs: envInt("DSPEX_BUS_WAIT_MS") ?? 120_000,
           log: (event, fields) => this.log(event, fields),
         },
         rec,

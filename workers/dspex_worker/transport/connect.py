@@ -65,6 +65,14 @@ def tls_context(env: dict[str, str] | None = None) -> ssl.SSLContext | None:
     return context
 
 
+def server_list(urls: str) -> list[str]:
+    """`NATS_URL` as a list: any node of a cluster, comma-separated; the client reconnects across them."""
+    servers = [u.strip() for u in urls.split(",") if u.strip()]
+    if not servers:
+        raise TransportError("no NATS server given (NATS_URL / --nats-url is empty)")
+    return servers
+
+
 def connect_options(creds_path: str | None) -> dict[str, Any]:
     """The `nats.connect` keyword arguments for authentication and TLS."""
     options: dict[str, Any] = {}
