@@ -150,7 +150,7 @@ export class TransportError extends DspexError {
   }
 }
 
-/** The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`. (raised by: client) */
+/** The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`. (raised by: any) */
 export class BusError extends DspexError {
   override readonly type = "BusError";
   constructor(message: string, options: DspexErrorOptions = {}) {

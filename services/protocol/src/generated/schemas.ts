@@ -234,7 +234,7 @@ export const SCHEMAS = {
       },
       "BusError": {
         "retryable": false,
-        "raisedBy": "client",
+        "raisedBy": "any",
         "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."
       },
       "DatasetError": {

@@ -166,7 +166,7 @@ class TransportError(DspexError):
 
 
 class BusError(DspexError):
-    """The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`. (raised by: client)"""
+    """The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`. (raised by: any)"""
 
     type = "BusError"
     default_retryable = False

@@ -533,7 +533,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                             },
                             "BusError": {
                                 "retryable": False,
-                                "raisedBy": "client",
+                                "raisedBy": "any",
                                 "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                             },
                             "DatasetError": {
@@ -9287,7 +9287,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                             },
                             "BusError": {
                                 "retryable": False,
-                                "raisedBy": "client",
+                                "raisedBy": "any",
                                 "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                             },
                             "DatasetError": {
@@ -9559,7 +9559,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                 },
                                 "BusError": {
                                     "retryable": False,
-                                    "raisedBy": "client",
+                                    "raisedBy": "any",
                                     "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                                 },
                                 "DatasetError": {
@@ -10225,7 +10225,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                 },
                                 "BusError": {
                                     "retryable": False,
-                                    "raisedBy": "client",
+                                    "raisedBy": "any",
                                     "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                                 },
                                 "DatasetError": {
@@ -10538,7 +10538,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                             },
                             "BusError": {
                                 "retryable": False,
-                                "raisedBy": "client",
+                                "raisedBy": "any",
                                 "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                             },
                             "DatasetError": {
@@ -10810,7 +10810,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                 },
                                 "BusError": {
                                     "retryable": False,
-                                    "raisedBy": "client",
+                                    "raisedBy": "any",
                                     "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                                 },
                                 "DatasetError": {
@@ -11350,7 +11350,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                 },
                                 "BusError": {
                                     "retryable": False,
-                                    "raisedBy": "client",
+                                    "raisedBy": "any",
                                     "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                                 },
                                 "DatasetError": {
@@ -16224,7 +16224,7 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                     },
                     "BusError": {
                         "retryable": False,
-                        "raisedBy": "client",
+                        "raisedBy": "any",
                         "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                     },
                     "DatasetError": {
@@ -16421,7 +16421,7 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                         },
                         "BusError": {
                             "retryable": False,
-                            "raisedBy": "client",
+                            "raisedBy": "any",
                             "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                         },
                         "DatasetError": {
@@ -16765,7 +16765,7 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                         },
                         "BusError": {
                             "retryable": False,
-                            "raisedBy": "client",
+                            "raisedBy": "any",
                             "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                         },
                         "DatasetError": {
@@ -17227,7 +17227,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                     },
                                     "BusError": {
                                         "retryable": False,
-                                        "raisedBy": "client",
+                                        "raisedBy": "any",
                                         "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                                     },
                                     "DatasetError": {
@@ -17454,7 +17454,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                         },
                                         "BusError": {
                                             "retryable": False,
-                                            "raisedBy": "client",
+                                            "raisedBy": "any",
                                             "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                                         },
                                         "DatasetError": {
@@ -17791,7 +17791,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                     },
                                     "BusError": {
                                         "retryable": False,
-                                        "raisedBy": "client",
+                                        "raisedBy": "any",
                                         "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
                                     },
                                     "DatasetError": {
