@@ -4,8 +4,9 @@ Modes (all on the signature the other scenarios use):
   * predict_sync   `program(**inputs)` in a plain loop (what a script or notebook does), concurrency 1;
   * predict_async  `await program.acall(**inputs)` from asyncio tasks, concurrency 1/16/64 (the call the
                    worker makes, and the best a single Python process can do);
-  * executor       the worker's `Executor.run(request)`: signature cache + input validation + module cache +
-                   `dspy.context` + `acall` + output conversion, i.e. the worker's work minus NATS, concurrency 1;
+  * executor       the worker's op path, `registry.run(ops, request)`: signature cache + input validation + module
+                   cache + `dspy.context` + `acall` + output conversion, i.e. the worker's work minus NATS,
+                   concurrency 1;
   * executor_idle  the same, but the process sleeps 5 ms between calls (only the call is timed), as any server
                    does between requests that arrive one at a time: CPU caches go cold and the call costs
                    about twice the hot-loop time. This, not the hot loop, is what a server at concurrency 1 sees.

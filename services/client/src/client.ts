@@ -101,8 +101,9 @@ export class Client implements Caller {
       idempotencyInterceptor(),
       retryInterceptor(retryPolicy(options.retry), this.transport, this.counts),
       affinityInterceptor(this.sessions, this.discovery),
-      breakerInterceptor(this.breakers, this.counts, fallbackOnOpen),
+      breakerInterceptor(this.breakers, this.counts, fallbackOnOpen, "pool"),
       ...(options.checkWorkers === false ? [] : [discoveryInterceptor(this.discovery)]),
+      breakerInterceptor(this.breakers, this.counts, fallbackOnOpen, "lm"),
     ];
     this.chain = compose(interceptors, (input) => this.transport.send(input));
   }

@@ -1,5 +1,5 @@
 /**
- * Optional OpenTelemetry SDK set-up for processes that run the router (the CLI, services, tests): OTLP/HTTP
+ * Optional OpenTelemetry SDK set-up for DSPex processes (the CLI, the services, tests): OTLP/HTTP
  * (JSON) trace and metric exporters configured by the standard OTEL_* variables.
  *
  * Nothing is installed — and every DSPex span and instrument stays the API's no-op — unless an endpoint is
@@ -7,7 +7,7 @@
  * `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, or `options.endpoint`); `OTEL_SDK_DISABLED=true` wins over all of them.
  * The SDK itself reads `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`, `OTEL_RESOURCE_ATTRIBUTES`
  * and `OTEL_EXPORTER_OTLP_*_HEADERS` / `_TIMEOUT` / `_COMPRESSION`; this module adds `OTEL_SERVICE_NAME` (default
- * `dspex-router`) and `OTEL_METRIC_EXPORT_INTERVAL` / `OTEL_METRIC_EXPORT_TIMEOUT`.
+ * `dspex-client`; each service passes its own) and `OTEL_METRIC_EXPORT_INTERVAL` / `OTEL_METRIC_EXPORT_TIMEOUT`.
  */
 import { randomUUID } from "node:crypto";
 import { context, diag, DiagLogLevel, metrics, propagation, trace, type Attributes, type DiagLogger } from "@opentelemetry/api";
@@ -109,7 +109,7 @@ function diagLogger(log: Logger): DiagLogger {
 
 /**
  * Installs the SDK when an OTLP endpoint is configured and returns a handle; otherwise returns a handle whose
- * methods do nothing. Idempotent: a second call returns the first handle. Call it before `Router.connect` so the
+ * methods do nothing. Idempotent: a second call returns the first handle. Call it before `Client.connect` so the
  * router's observable instruments (consumer lag) register with the real MeterProvider.
  */
 export function initTelemetry(options: TelemetryOptions = {}): Telemetry {

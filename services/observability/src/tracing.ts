@@ -69,7 +69,7 @@ export function extractTraceContext(headers: HeaderReader | undefined, ctx: Cont
   return headers ? propagation.extract(ctx, headers, natsHeaderGetter) : ctx;
 }
 
-/** A low-cardinality error name: a DspexError's `type` (LMError, TimeoutError, …), else the class name. */
+/** A low-cardinality error name: a DspexError's `type` (LMError, DeadlineExceeded, …), else the class name. */
 export function errorType(err: unknown): string {
   if (err && typeof err === "object") {
     const type = (err as { type?: unknown }).type;

@@ -1,7 +1,7 @@
 /**
  * Pipelines: steps whose outputs feed the next steps by field name or explicit mapping.
  *
- * Step kinds: `module` (a DSPy Predict/ChainOfThought call through the Router), `native` (a TypeScript
+ * Step kinds: `module` (a DSPy Predict/ChainOfThought call through the client), `native` (a TypeScript
  * function: built-in, registered by name, or given inline through the API), `parallel` (children run
  * concurrently on the same snapshot, their outputs merged in declaration order) and `branch` (runs `then` or
  * `else` depending on a condition). Every step records its timing; `continue_on_error` lets a step fail
@@ -109,7 +109,7 @@ export interface PipelineResult {
   workers: string[];
 }
 
-/** Runs one module step (the Router in production). */
+/** Runs one module step (the client in production). */
 export type ModuleCaller = (
   step: ModuleStep,
   inputs: Record<string, unknown>,

@@ -7,7 +7,7 @@ import type { PipelineSpec, StepTiming } from "./pipeline.js";
 
 export type ModuleKind = "predict" | "chain_of_thought";
 
-/** One DSPy module run through the Router. */
+/** One DSPy module run through the client. */
 export interface ModuleProgram {
   /** DSPy signature string (`"question -> answer"`) or its wire JSON. */
   signature: string | SignatureWire;

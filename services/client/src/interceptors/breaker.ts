@@ -314,16 +314,20 @@ export interface BreakerCounts {
  * The pool's breaker around its LM's around the rest of the call. An open breaker refuses before either is
  * fired, so a refusal by one is not recorded by the other; with a `fallback`, a refused call runs it.
  */
-export function breakerInterceptor(breakers: Breakers, counts: BreakerCounts, fallbackOnOpen: boolean): Interceptor {
+/**
+ * One kind of breaker around the rest of the chain. The pool's wraps worker discovery (no live worker is
+ * evidence against the pool); the LM's comes after discovery, so a call that never reached a worker is not
+ * recorded for the LM — opossum counts every outcome it does not call a failure as a success, and a
+ * NoWorkersError must not close a half-open LM breaker.
+ */
+export function breakerInterceptor(breakers: Breakers, counts: BreakerCounts, fallbackOnOpen: boolean, kind: "pool" | "lm"): Interceptor {
   return async (input: CallInput, next) => {
-    const pool = breakers.pool(input.pool);
-    const lm = breakers.lm(input.lm);
-    const refusing = [pool, lm].find((b) => b.refuses());
-    if (refusing) {
-      const open = new CircuitOpenError(`circuit breaker ${refusing.name} is ${refusing.state.replace("_", "-")}: the call was not sent`, {
-        details: { breaker: refusing.name, state: refusing.state, pool: input.pool, since: refusing.snapshot().since },
+    const breaker = kind === "pool" ? breakers.pool(input.pool) : breakers.lm(input.lm);
+    if (breaker.refuses()) {
+      const open = new CircuitOpenError(`circuit breaker ${breaker.name} is ${breaker.state.replace("_", "-")}: the call was not sent`, {
+        details: { breaker: breaker.name, state: breaker.state, pool: input.pool, since: breaker.snapshot().since },
       });
-      refusing.rejected += 1;
+      breaker.rejected += 1;
       if (input.options.fallback && fallbackOnOpen) {
         counts.fallbacks += 1;
         return runFallback(input, open);
@@ -331,7 +335,7 @@ export function breakerInterceptor(breakers: Breakers, counts: BreakerCounts, fa
       counts.failedFast += 1;
       throw open;
     }
-    return pool.fire(() => lm.fire(() => next(input)));
+    return breaker.fire(() => next(input));
   };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Native DSPy adapters: ChatAdapter and JSONAdapter of DSPy 3.4.1 in TypeScript, producing DSPy's messages
  * byte for byte and parsing answers as DSPy does (test/parity/adapters-parity.test.ts checks both against the
- * real DSPy). Imports stay relative within services/shared so the module can move to a native-engine package.
+ * real DSPy). Imports stay relative within @dspex/native.
  */
 
 export { ChatAdapter, type Demo, type LMCapabilities, type RequestParams } from "./chat.js";
