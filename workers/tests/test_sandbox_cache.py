@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from dspy.primitives.code_interpreter import CodeInterpreterError
 
-from dspex_worker.ops.sandbox import Sandboxes, sandbox_failure
+from dspex_worker.ops.sandbox import Sandboxes, deno_dir, need_deno, sandbox_cached
+from dspex_worker.protocol.errors import Unsupported
 
 CACHED = Path(__file__).resolve().parents[2] / ".dspex" / "deno" / "current"
 
@@ -34,10 +35,18 @@ def test_an_empty_deno_dir_is_refused_not_fetched(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sandboxes: Sandboxes
 ) -> None:
     monkeypatch.setenv("DENO_DIR", str(tmp_path))
+    # the op refuses before starting anything, naming the cache
+    with pytest.raises(Unsupported) as refused:
+        need_deno("program_of_thought")
+    assert "install-sandbox.sh" in refused.value.message and str(tmp_path) in refused.value.message
+    # and Deno itself, started anyway, fetches nothing
     interpreter = sandboxes.interpreter()
-    with pytest.raises(CodeInterpreterError) as raised:
+    with pytest.raises(CodeInterpreterError):
         interpreter.execute("print(1)")
-    error = sandbox_failure("program_of_thought", raised.value)
-    assert error is not None
-    assert "install-sandbox.sh" in error.message
     assert not list(tmp_path.rglob("pyodide*")), "nothing was downloaded into the empty DENO_DIR"
+
+
+def test_without_deno_dir_a_checkout_uses_its_install_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DENO_DIR", raising=False)
+    assert deno_dir() == str(CACHED)
+    assert sandbox_cached()

@@ -29,11 +29,3 @@ export function natsServerBin(): string {
 export const EXEC_WITH_PARENT_DEATH_SIGNAL =
   "import ctypes,os,signal,sys;ctypes.CDLL('libc.so.6').prctl(1,signal.SIGTERM);os.execv(sys.argv[1],sys.argv[1:])";
 
-/**
- * The DENO_DIR where scripts/install-sandbox.sh cached the ProgramOfThought/RLM sandbox's modules (workers run
- * Deno with --cached-only), or undefined when it is not installed.
- */
-export function sandboxDenoDir(): string | undefined {
-  const dir = join(PROJECT_ROOT, ".dspex/deno/current");
-  return existsSync(dir) ? dir : undefined;
-}

@@ -6,7 +6,6 @@
 import { EventEmitter } from "node:events";
 import type { Pool } from "@dspex/protocol";
 import { workerRole, type IssuedAuth, type PoolSettings } from "@dspex/bus";
-import { sandboxDenoDir } from "./paths.js";
 import { spawnWorker, type WorkerEvent, type WorkerProcess } from "./workers.js";
 
 export interface SupervisorOptions {
@@ -61,8 +60,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       id: `${pool}-${++this.seq}-${process.pid}`,
       concurrency: s.concurrency,
       env: {
-        // the sandbox's Deno modules, cached at install time (an operator's DENO_DIR wins)
-        ...(process.env.DENO_DIR ? {} : { DENO_DIR: sandboxDenoDir() }),
         DSPEX_EXIT_WITH_PARENT: "1",
         DSPEX_SUPERVISED: "1",
         DSPEX_WORKER_MAX_REQUESTS: String(s.maxRequests),

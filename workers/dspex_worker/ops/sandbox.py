@@ -15,6 +15,8 @@ a closed `Sandboxes` starts no new sandbox.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import threading
@@ -31,6 +33,28 @@ log = get_logger("sandbox")
 
 SANDBOX_DIR = Path(__file__).parent / "sandbox_files"
 SANDBOX_OPS = ("program_of_thought", "rlm")
+# where scripts/install-sandbox.sh caches the sandbox's modules in a checkout (images set DENO_DIR instead)
+INSTALL_CACHE = Path(__file__).resolve().parents[3] / ".dspex" / "deno" / "current"
+
+
+def deno_dir() -> str | None:
+    """The DENO_DIR the sandbox runs from: the environment's, else this checkout's install cache."""
+    return os.environ.get("DENO_DIR") or (str(INSTALL_CACHE) if INSTALL_CACHE.is_dir() else None)
+
+
+def _pyodide_version() -> str:
+    """The Pyodide version the lockfile pins (`npm:pyodide@<version>`)."""
+    lock = json.loads((SANDBOX_DIR / "deno.lock").read_text(encoding="utf-8"))
+    return str(next(v for k, v in lock["specifiers"].items() if k.startswith("npm:pyodide@")))
+
+
+def sandbox_cached() -> bool:
+    """Whether Pyodide is in the sandbox's DENO_DIR (Deno runs with --cached-only: it fetches nothing)."""
+    directory = deno_dir()
+    return (
+        directory is not None
+        and (Path(directory) / "npm" / "registry.npmjs.org" / "pyodide" / _pyodide_version()).is_dir()
+    )
 
 
 def find_deno() -> str | None:
@@ -106,6 +130,9 @@ def sandbox_interpreter(sandboxes: Sandboxes) -> GuardedInterpreter:
     The default Deno command is a list DSPy builds in `PythonInterpreter.__init__`; `--cached-only`, the lockfile
     (instead of DSPy's `--no-lock`) and the import map go right after `run`, and the directory joins
     `--allow-read`."""
+    directory = deno_dir()
+    if directory is not None:
+        os.environ.setdefault("DENO_DIR", directory)  # DSPy's interpreter and its Deno read it from here
     interpreter = GuardedInterpreter(sandboxes)
     command = getattr(interpreter, "deno_command", None)
     if isinstance(command, list) and "run" in command:
@@ -130,6 +157,13 @@ def need_deno(op: str) -> None:
             f"op {op!r} runs generated code in DSPy's Deno 2.x + Pyodide sandbox, and this worker has no Deno: "
             "install the PyPI package `deno` (dspy[deno]) in the worker's environment or put deno 2.x on PATH",
             details={"op": op, "needs": "deno>=2,<3"},
+        )
+    if not sandbox_cached():
+        raise Unsupported(
+            f"op {op!r} runs generated code in DSPy's Deno + Pyodide sandbox, whose modules are not cached in this "
+            f"worker's DENO_DIR ({deno_dir() or 'unset'}): run scripts/install-sandbox.sh, or build the image, "
+            "which caches them; nothing is fetched at run time",
+            details={"op": op, "needs": "the sandbox cache"},
         )
 
 
