@@ -30,6 +30,7 @@ export type LimitName =
   | "advisories"
   | "evalData"
   | "evalResults"
+  | "executions"
   | "members"
   | "programs"
   | "sessions"
@@ -46,6 +47,7 @@ const PER_SUBJECT: Record<LimitName, number> = {
   advisories: 0,
   evalData: (STREAMS.evalData as { maxMsgsPerSubject?: number }).maxMsgsPerSubject ?? 0,
   evalResults: (STREAMS.evalResults as { maxMsgsPerSubject?: number }).maxMsgsPerSubject ?? 0,
+  executions: 0,
   members: BUCKETS.members.history,
   programs: BUCKETS.programs.history,
   sessions: BUCKETS.sessions.history,
@@ -62,6 +64,8 @@ export const LIMIT_DEFAULTS: Record<LimitName, Limits> = {
   advisories: { maxBytes: 64 * MiB, maxAgeMs: DAY, maxMsgsPerSubject: PER_SUBJECT.advisories },
   evalData: { maxBytes: 4 * GiB, maxAgeMs: 30 * DAY, maxMsgsPerSubject: PER_SUBJECT.evalData },
   evalResults: { maxBytes: 4 * GiB, maxAgeMs: 30 * DAY, maxMsgsPerSubject: PER_SUBJECT.evalResults },
+  // executions wait here until the registry's database took them: a week covers an outage
+  executions: { maxBytes: 1 * GiB, maxAgeMs: 7 * DAY, maxMsgsPerSubject: PER_SUBJECT.executions },
   members: { maxBytes: 16 * MiB, maxAgeMs: 30_000, maxMsgsPerSubject: PER_SUBJECT.members },
   programs: { maxBytes: 1 * GiB, maxAgeMs: 0, maxMsgsPerSubject: PER_SUBJECT.programs },
   sessions: { maxBytes: 256 * MiB, maxAgeMs: 30 * 60_000, maxMsgsPerSubject: PER_SUBJECT.sessions },
@@ -85,6 +89,7 @@ const LIMIT_ENV: Record<LimitName, string> = {
   advisories: "ADVISORIES",
   evalData: "EVAL_DATA",
   evalResults: "EVAL_RESULTS",
+  executions: "EXECUTIONS",
   members: "MEMBERS",
   programs: "PROGRAMS",
   sessions: "SESSIONS",

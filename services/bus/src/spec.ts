@@ -20,6 +20,7 @@ import {
   POOLS,
   STREAMS,
   deadLettersConsumer,
+  registryConsumer,
   partitionConsumer,
   poolConsumer,
   requestSubject,
@@ -72,6 +73,7 @@ const STREAM_LIMITS: Record<StreamKey, LimitName> = {
   advisories: "advisories",
   evalData: "evalData",
   evalResults: "evalResults",
+  executions: "executions",
 };
 
 function streamConfig(key: StreamKey, settings: BusSettings): StreamSpec["config"] {
@@ -110,6 +112,11 @@ function streamConfig(key: StreamKey, settings: BusSettings): StreamSpec["config
     case "evalResults":
       config.duplicate_window = nanos(120_000);
       config.max_msg_size = 1024 * 1024;
+      break;
+    case "executions":
+      // the gateway publishes an execution with its request id: a re-sent publish is stored once
+      config.duplicate_window = nanos(120_000);
+      config.max_msg_size = 2 * 1024 * 1024;
       break;
     case "advisories":
       break;
@@ -165,6 +172,19 @@ export function busSpec(settings: BusSettings): BusSpec {
       deliver_policy: DeliverPolicy.All,
       ack_wait: nanos(30_000),
       max_deliver: 20,
+      metadata: { [BUS_METADATA_KEY]: String(BUS_VERSION) },
+    },
+  });
+  consumers.push({
+    stream: STREAMS.executions.name,
+    config: {
+      durable_name: registryConsumer(),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(30_000),
+      // never gives up: while the registry's database is down an execution waits here (naked with a delay)
+      max_deliver: -1,
+      max_ack_pending: 1_000,
       metadata: { [BUS_METADATA_KEY]: String(BUS_VERSION) },
     },
   });

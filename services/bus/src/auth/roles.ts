@@ -17,12 +17,14 @@ import {
   deadLettersConsumer,
   evalDataSubject,
   evalResultSubject,
+  executionSubject,
   jobCancelSubject,
   jobProgressSubject,
   jobsApiSubject,
   partitionConsumer,
   pipelineRunSubject,
   poolConsumer,
+  registryConsumer,
   requestSubject,
   routerStatusSubject,
   streamSubject,
@@ -32,7 +34,7 @@ import {
   type Pool,
 } from "@dspex/protocol";
 
-export const ROLES = ["admin", "client", "pipeline", "dlq", "monitor", "worker-general", "worker-optimizer", "worker-gpu"] as const;
+export const ROLES = ["admin", "client", "pipeline", "gateway", "dlq", "monitor", "worker-general", "worker-optimizer", "worker-gpu"] as const;
 export type Role = (typeof ROLES)[number];
 
 export function isRole(value: unknown): value is Role {
@@ -99,7 +101,7 @@ function streamRead(stream: string): string[] {
 }
 
 /** Inboxes of the roles that call workers: where workers (and the DLQ service) publish replies. */
-const CALLER_ROLES = ["admin", "client", "pipeline"] as const;
+const CALLER_ROLES = ["admin", "client", "pipeline", "gateway"] as const;
 const CALLER_INBOXES = CALLER_ROLES.map((r) => `${inboxPrefix(r)}.>`);
 
 /** What every connection needs: its own inbox, and the JetStream account info clients ask for on connect. */
@@ -201,6 +203,25 @@ export function rolePermissions(role: Role, partitions: Record<Pool, number>): R
           any(jobProgressSubject("*")),
         ],
         sub: [...c.sub, any(jobsApiSubject("*")), pipelineRunSubject(), any(jobCancelSubject("*"))],
+        responses: true,
+      };
+    }
+    case "gateway": {
+      // the router with the program registry: a caller that also records executions (publishes them to
+      // DSPEX_EXECUTIONS, reads them back through its durable consumer) and watches new ones; a plain client
+      // cannot write execution history
+      const c = callerPermissions(role);
+      const ex = STREAMS.executions.name;
+      return {
+        pub: [
+          ...c.pub,
+          any(executionSubject("*")),
+          `${API}.STREAM.INFO.${ex}`,
+          `${API}.CONSUMER.INFO.${ex}.${registryConsumer()}`,
+          `${API}.CONSUMER.MSG.NEXT.${ex}.${registryConsumer()}`,
+          `$JS.ACK.${ex}.>`,
+        ],
+        sub: [...c.sub, any(executionSubject("*"))],
         responses: true,
       };
     }

@@ -79,6 +79,11 @@ export function workerStatusSubject(worker: string | number): string {
   return `dspex.worker.${worker}.status`;
 }
 
+/** One execution of a registry program (stream DSPEX_EXECUTIONS, JSON, services/registry/src/events.ts), published by the gateway after the call with Nats-Msg-Id = the request id; the registry records each request id once. */
+export function executionSubject(program: string | number): string {
+  return `dspex.executions.${program}`;
+}
+
 /** JetStream advisory: a request exhausted MaxDeliver. */
 export function maxDeliveriesAdvisorySubject(stream: string | number, consumer: string | number): string {
   return `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumer}`;
@@ -103,6 +108,11 @@ export function partitionConsumer(pool: string | number, partition: string | num
 /** The DLQ service's consumer on DSPEX_ADVISORIES. */
 export function deadLettersConsumer(): string {
   return `dlq`;
+}
+
+/** The registry's recorder on DSPEX_EXECUTIONS (never gives up: a message stays until the database took it). */
+export function registryConsumer(): string {
+  return `registry`;
 }
 
 // ---- NATS services and queue groups
@@ -202,6 +212,14 @@ export const STREAMS = {
     "retention": "limits",
     "maxMsgsPerSubject": 1,
     "description": "Eval results, at most one per example subject: an example re-run keeps its first result."
+  },
+  "executions": {
+    "name": "DSPEX_EXECUTIONS",
+    "subjects": [
+      "dspex.executions.>"
+    ],
+    "retention": "limits",
+    "description": "Executions of registry programs on their way into the registry's database (durable consumer `registry`): they wait here while the database is down."
   }
 } as const;
 export const BUCKETS = {

@@ -84,6 +84,11 @@ def worker_status_subject(worker: str | int) -> str:
     return f"dspex.worker.{worker}.status"
 
 
+def execution_subject(program: str | int) -> str:
+    """One execution of a registry program (stream DSPEX_EXECUTIONS, JSON, services/registry/src/events.ts), published by the gateway after the call with Nats-Msg-Id = the request id; the registry records each request id once."""
+    return f"dspex.executions.{program}"
+
+
 def max_deliveries_advisory_subject(stream: str | int, consumer: str | int) -> str:
     """JetStream advisory: a request exhausted MaxDeliver."""
     return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
@@ -107,6 +112,11 @@ def partition_consumer(pool: str | int, partition: str | int) -> str:
 def dead_letters_consumer() -> str:
     """The DLQ service's consumer on DSPEX_ADVISORIES."""
     return "dlq"
+
+
+def registry_consumer() -> str:
+    """The registry's recorder on DSPEX_EXECUTIONS (never gives up: a message stays until the database took it)."""
+    return "registry"
 
 
 HEADER_REPLY_TO: Final = "Dspex-Reply-To"  # Subject the reply is published to (required on requests).
@@ -168,6 +178,12 @@ STREAMS: Final[dict[str, dict[str, Any]]] = {
         "retention": "limits",
         "maxMsgsPerSubject": 1,
         "description": "Eval results, at most one per example subject: an example re-run keeps its first result.",
+    },
+    "executions": {
+        "name": "DSPEX_EXECUTIONS",
+        "subjects": ["dspex.executions.>"],
+        "retention": "limits",
+        "description": "Executions of registry programs on their way into the registry's database (durable consumer `registry`): they wait here while the database is down.",
     },
 }
 
