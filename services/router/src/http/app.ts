@@ -4,6 +4,10 @@
  *   POST /v1/predict | /v1/chain-of-thought   scope predict         {signature, inputs, instructions?, lm?, session?, affinity?, timeoutMs?, pool?, demos?}
  *   POST /v1/programs                         scope programs:write  {signature, module?, state?, session?, instructions?, id?}  → 201 {id, version}
  *   POST /v1/programs/<id>/execute            scope predict         {inputs, version?, session?, affinity?, timeoutMs?, pool?, lm?}
+ *   /v1/registry/…                            the program registry's resources (registry-resources.ts; docs/api.md)
+ *   POST /graphql (+ WebSocket subscriptions)  the same resources in GraphQL (graphql.ts)
+ *   GET  /v1/openapi.json                     the OpenAPI 3.1 document of all of it (no token)
+ *   GET  /console/…                           the web console (its page loads without a token; it asks for one)
  *   GET  /healthz, /readyz                    no token
  *
  * Every /v1 call needs `Authorization: Bearer <token>` (401 without a valid one, 403 without the scope) and a
@@ -14,19 +18,34 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import cors from "@fastify/cors";
 import { DspexError, POOLS, type Pool } from "@dspex/protocol";
+import { busSettings, type PoolSettings } from "@dspex/bus";
 import { handleHealth, type Logger, type ReadinessCheck } from "@dspex/observability";
 import type { CallOptions, Client, CreateProgramOptions } from "@dspex/client";
+import type { Registry } from "@dspex/registry";
+import { registerConsole } from "../console/routes.js";
 import { contractError, errorBody } from "./errors.js";
+import { ExecutionRecorder } from "./execute.js";
+import { registerGraphql } from "./graphql.js";
+import { registerOpenApi } from "./openapi.js";
+import { REGISTRY_RESOURCES } from "./registry-resources.js";
+import type { OperationDeps } from "./resource.js";
+import { registerResources } from "./rest.js";
 import { CONTRACT_SCHEMAS, createProgramBody, executeBody, predictBody, programParams } from "./schemas.js";
 import { allows, type Caller, type Scope, type TokenTable } from "./tokens.js";
+import { fieldOf, validatorCompiler } from "./validation.js";
 
 export interface HttpApiOptions {
-  client: Client;
+  /** The client every call goes through; absent only when the API is built to describe it (openapi.ts). */
+  client?: Client;
   ready: ReadinessCheck;
   tokens: TokenTable;
   logger: Logger;
   /** Origins allowed to call from a browser (default none: CORS off). */
   corsOrigins?: string[];
+  /** The program registry: its REST resources, GraphQL and the console are served when given. */
+  registry?: Registry;
+  /** Build the registry's routes without a registry (to generate the OpenAPI document and the GraphQL schema). */
+  describe?: boolean;
 }
 
 declare module "fastify" {
@@ -48,21 +67,15 @@ function callOptions(body: Body): CallOptions {
   return out as CallOptions;
 }
 
-/** The field an ajv error is about, as a path (`timeoutMs`, `lm.model`, `state.demos[2]`). */
-function fieldOf(err: NonNullable<FastifyError["validation"]>[number]): string {
-  const path = err.instancePath
-    .split("/")
-    .slice(1)
-    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p.replace(/~1/g, "/").replace(/~0/g, "~")}`))
-    .join("")
-    .replace(/^\./, "");
-  const missing = (err.params as { missingProperty?: string; additionalProperty?: string }).missingProperty ?? (err.params as { additionalProperty?: string }).additionalProperty;
-  return [path, missing].filter(Boolean).join(".") || "body";
-}
-
 export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInstance> {
-  const { client, tokens, logger } = options;
-  const maxPayload = Math.max(...POOLS.map((p) => client.pools[p].maxPayloadBytes));
+  const { tokens, logger } = options;
+  const pools: Record<Pool, PoolSettings> = options.client?.pools ?? busSettings().pools;
+  const maxPayload = Math.max(...POOLS.map((p) => pools[p].maxPayloadBytes));
+  const need = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new DspexError(`the API was built without ${what}`, { type: "InternalError" });
+    return value;
+  };
+  const client = new Proxy({} as Client, { get: (_t, key) => Reflect.get(need(options.client, "a client"), key) });
   const app = Fastify({
     // no body beyond the largest pool's payload limit is even read (per-pool limits: below)
     bodyLimit: maxPayload,
@@ -72,6 +85,8 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
     genReqId: () => `req-${crypto.randomUUID()}`,
   });
   for (const schema of CONTRACT_SCHEMAS) app.addSchema(schema);
+  app.setValidatorCompiler(validatorCompiler);
+  await registerOpenApi(app);
   if (options.corsOrigins && options.corsOrigins.length > 0) await app.register(cors, { origin: options.corsOrigins });
 
   // JSON only: a text/plain POST (what a cross-site form can send without a preflight) is a 415
@@ -83,8 +98,11 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
   });
 
   app.addHook("onRequest", async (req, reply) => {
-    const scope = req.routeOptions.config.scope;
-    if (!scope) return; // health probes
+    let scope: Scope | "any" | undefined = req.routeOptions.config.scope;
+    // GraphQL: any valid token (each field checks its scope); a subscription's WebSocket authenticates in its
+    // connection_init message (graphql.ts), as a browser cannot set headers on it
+    if (req.routeOptions.url === "/graphql" && req.headers.upgrade?.toLowerCase() !== "websocket") scope = "any";
+    if (!scope) return; // health probes, the OpenAPI document, the console's static page
     const caller = tokens.authenticate(req.headers.authorization);
     if (!caller) {
       return reply
@@ -92,7 +110,7 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
         .header("www-authenticate", 'Bearer realm="dspex"')
         .send(errorBody("Unauthorized", "a valid API token is required: Authorization: Bearer <token>"));
     }
-    if (!allows(caller, scope)) {
+    if (scope !== "any" && !allows(caller, scope)) {
       return reply.code(403).send(errorBody("Forbidden", `the token '${caller.name}' lacks the scope '${scope}'`, { details: { scope } }));
     }
     req.caller = caller;
@@ -100,7 +118,7 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
 
   /** The pool's payload limit applies to the body of a call for that pool. */
   const checkSize = (req: FastifyRequest, pool: Pool) => {
-    const limit = client.pools[pool].maxPayloadBytes;
+    const limit = pools[pool].maxPayloadBytes;
     if ((req.bodyBytes ?? 0) > limit) {
       throw new DspexError(`request body of ${req.bodyBytes} bytes is over the ${pool} pool's limit of ${limit}`, {
         type: "PayloadTooLarge",
@@ -142,20 +160,20 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
   const health = async (req: FastifyRequest, reply: FastifyReply) => {
     await handleHealth(req.url.split("?")[0]!, options.ready, (status, body) => void reply.code(status).send(body));
   };
-  app.get("/healthz", health);
-  app.get("/readyz", health);
+  app.get("/healthz", { schema: { hide: true } }, health);
+  app.get("/readyz", { schema: { hide: true } }, health);
 
   for (const [path, op] of [
     ["/v1/predict", "predict"],
     ["/v1/chain-of-thought", "chain_of_thought"],
   ] as const) {
-    app.post<{ Body: Body }>(path, { schema: { body: predictBody }, config: { scope: "predict" } }, async (req) => {
+    app.post<{ Body: Body }>(path, { schema: { body: predictBody, tags: ["Calls"], summary: `dspy.${op === "predict" ? "Predict" : "ChainOfThought"} of a signature (scope predict)`, security: [{ bearer: [] }] }, config: { scope: "predict" } }, async (req) => {
       checkSize(req, poolOf(req.body));
       return client.call(op, req.body.signature as string, req.body.inputs as Body, callOptions(req.body));
     });
   }
 
-  app.post<{ Body: Body }>("/v1/programs", { schema: { body: createProgramBody }, config: { scope: "programs:write" } }, async (req, reply) => {
+  app.post<{ Body: Body }>("/v1/programs", { schema: { body: createProgramBody, tags: ["Calls"], summary: "Store a program in KV (scope programs:write)", security: [{ bearer: [] }] }, config: { scope: "programs:write" } }, async (req, reply) => {
     checkSize(req, "general");
     const caller = req.caller!;
     const id = req.body.id as string | undefined;
@@ -175,12 +193,29 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
 
   app.post<{ Body: Body; Params: { id: string } }>(
     "/v1/programs/:id/execute",
-    { schema: { body: executeBody, params: programParams }, config: { scope: "predict" } },
+    { schema: { body: executeBody, params: programParams, tags: ["Calls"], summary: "Run a program stored in KV (scope predict)", security: [{ bearer: [] }] }, config: { scope: "predict" } },
     async (req) => {
       checkSize(req, poolOf(req.body));
       return client.execute(req.params.id, req.body.inputs as Body, { ...callOptions(req.body), version: req.body.version as number | undefined });
     },
   );
+
+  if (options.registry || options.describe) {
+    const recorder = options.client ? new ExecutionRecorder(options.client, logger) : undefined;
+    const deps: OperationDeps = {
+      get registry() {
+        return need(options.registry, "a registry");
+      },
+      client,
+      get executions() {
+        return need(recorder, "a client");
+      },
+    };
+    registerResources(app, REGISTRY_RESOURCES, deps, checkSize);
+    await registerGraphql(app, { resources: REGISTRY_RESOURCES, deps, tokens, logger });
+    await registerConsole(app);
+  }
+  app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }
 

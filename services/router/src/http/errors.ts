@@ -15,8 +15,15 @@ export function statusFor(err: DspexError): number {
       return 413;
     case "NotFound":
       return 404;
+    case "Unauthorized":
+      return 401;
+    case "Forbidden":
+      return 403;
+    case "Conflict":
+      return 409;
     case "DeadlineExceeded":
       return 504;
+    case "Unavailable":
     case "NoWorkersError":
     case "CircuitOpenError":
     case "TransportError":

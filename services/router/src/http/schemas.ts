@@ -36,12 +36,15 @@ export const predictBody = {
   properties: { signature, ...callFields },
 };
 
+/** Ids of programs created here: the registry's prefix is the registry's (its versions live under it). */
+export const OWN_PROGRAM_ID_PATTERN = "^(?!registry-)[-_a-zA-Z0-9]{1,128}$";
+
 export const createProgramBody = {
   type: "object",
   required: ["signature"],
   additionalProperties: false,
   properties: {
-    id: { type: "string", pattern: PROGRAM_ID_PATTERN },
+    id: { type: "string", pattern: OWN_PROGRAM_ID_PATTERN },
     signature,
     module: { enum: ["predict", "chain_of_thought"] },
     instructions: TEXT,

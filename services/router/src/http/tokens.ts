@@ -8,7 +8,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { ValidationError } from "@dspex/protocol";
 
-export const SCOPES = ["predict", "programs:write", "admin"] as const;
+/**
+ * predict: calls and executions; programs:read / programs:write: the registry's programs, versions, datasets,
+ * jobs (and creating KV programs); programs:deploy: deploy, rollback, deprecate; executions:read: the execution
+ * history (inputs when kept, outputs); admin: everything.
+ */
+export const SCOPES = ["predict", "programs:read", "programs:write", "programs:deploy", "executions:read", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface ApiToken {
