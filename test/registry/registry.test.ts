@@ -21,6 +21,7 @@ import { startHarness, type Harness } from "../integration/harness.js";
 import { http, RecordedLog } from "./helpers.js";
 import { startPostgres, type PostgresServer } from "./postgres.js";
 import { QA, registrySuite, type SuiteContext } from "./suite.js";
+import { consoleScenario } from "./console.js";
 
 const RULES: ScriptRule[] = QA.map(([q, a]): ScriptRule => ({ field: "question", match: q, when: { minMessages: 3 }, outputs: { answer: a } }));
 
@@ -30,6 +31,7 @@ const tokens = {
   reader: newToken("reader", ["programs:read"]),
   caller: newToken("caller", ["predict"]),
   historian: newToken("historian", ["executions:read", "programs:read"]),
+  admin: newToken("console", ["admin"]),
 };
 
 describe("the program registry", { timeout: 600_000 }, () => {
@@ -107,6 +109,17 @@ describe("the program registry", { timeout: 600_000 }, () => {
       assert.equal((await api.get(`/v1/registry/programs/${program}`, tokens.reader.token)).status, 200);
     } finally {
       await pg.start().catch(() => undefined); // no-op when it runs
+      await service.stop();
+    }
+  });
+
+  test("the web console in Chromium: sign in, list, train and watch the job live, a guard refusing a deploy, deploy, executions, compare", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), "dspex-registry-"));
+    dirs.push(dir);
+    const service = await gateway(`pglite:${dir}`);
+    try {
+      await consoleScenario(h, `http://127.0.0.1:${service.port}`, tokens.admin.token, (s) => t.diagnostic(s));
+    } finally {
       await service.stop();
     }
   });
