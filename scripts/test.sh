@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite (README's test command): installs what is missing, then type-checks and lints both
 # languages and runs the Python unit tests and the TypeScript unit, parity and integration tests (which
-# start real nats-server and Python worker processes running real dspy).
+# start real nats-server and Python worker processes running real dspy, a real PostgreSQL server and
+# headless Chromium: scripts/install-test-services.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 bash scripts/install-deploy-tools.sh
+bash scripts/install-test-services.sh
 
 section() { printf '\n== %s\n' "$*"; }
 

@@ -7,7 +7,9 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Validator } from "@seriousme/openapi-schema-validator";
@@ -24,6 +26,9 @@ import { QA, registrySuite, type SuiteContext } from "./suite.js";
 import { consoleScenario } from "./console.js";
 
 const RULES: ScriptRule[] = QA.map(([q, a]): ScriptRule => ({ field: "question", match: q, when: { minMessages: 3 }, outputs: { answer: a } }));
+
+const run = promisify(execFile);
+const CLI = ["--conditions=development", "--import", "tsx", join(import.meta.dirname, "../../services/cli/src/cli.ts")];
 
 const tokens = {
   writer: newToken("writer", ["programs:read", "programs:write"]),
@@ -113,12 +118,23 @@ describe("the program registry", { timeout: 600_000 }, () => {
     }
   });
 
-  test("the web console in Chromium: sign in, list, train and watch the job live, a guard refusing a deploy, deploy, executions, compare", async (t) => {
+  test("the web console in Chromium (sign in, list, train and watch the job live, a guard refusing a deploy, deploy, executions, compare) and the CLI", async (t) => {
     const dir = mkdtempSync(join(tmpdir(), "dspex-registry-"));
     dirs.push(dir);
     const service = await gateway(`pglite:${dir}`);
     try {
       await consoleScenario(h, `http://127.0.0.1:${service.port}`, tokens.admin.token, (s) => t.diagnostic(s));
+      // the CLI on the same registry, through the client generated from the OpenAPI document
+      const env = { ...process.env, DSPEX_API_URL: `http://127.0.0.1:${service.port}`, DSPEX_API_TOKEN: tokens.admin.token };
+      const listed = JSON.parse((await run(process.execPath, [...CLI, "programs", "list", "--json"], { env })).stdout) as Array<{ name: string; state: string; deployedVersion: number }>;
+      assert.deepEqual(listed.map((p) => [p.name, p.state, p.deployedVersion]), [["capitals", "deployed", 2], ["ticket-triage", "draft", null]]);
+      const refused = await run(process.execPath, [...CLI, "programs", "deploy", "capitals", "--dataset", "capitals-val", "--version", "1", "--threshold", "50"], { env }).catch((err: { code: number; stderr: string }) => err);
+      assert.equal((refused as { code: number }).code, 1);
+      assert.match((refused as { stderr: string }).stderr, /Conflict: cannot deploy: version 1 scores 0 on 'capitals-val', below the threshold 50.*"guard":"score ≥ threshold"/);
+      const executions = JSON.parse((await run(process.execPath, [...CLI, "executions", "list", "--program", "capitals", "--status", "ok", "--json"], { env })).stdout) as Array<{ ref: string }>;
+      assert.ok(executions.length >= 2 && executions.every((e) => e.ref === "program:capitals@2"));
+      const rolled = await run(process.execPath, [...CLI, "programs", "rollback", "capitals", "--reason", "cli"], { env }).catch((err: { stderr: string }) => err);
+      assert.match(String((rolled as { stderr?: string }).stderr ?? ""), /previous deployment/);
     } finally {
       await service.stop();
     }

@@ -11,6 +11,7 @@ import { registerApiTokenCommands } from "./commands/api-token.js";
 import { registerDlqCommands } from "./commands/dlq.js";
 import { registerEvalCommand } from "./commands/eval.js";
 import { registerJobsCommands } from "./commands/jobs.js";
+import { registerRegistryCommands } from "./commands/registry.js";
 import { registerRunCommands } from "./commands/run.js";
 import { registerStatusCommands } from "./commands/status.js";
 
@@ -23,6 +24,7 @@ registerEvalCommand(program);
 registerJobsCommands(program);
 registerDlqCommands(program);
 registerApiTokenCommands(program);
+registerRegistryCommands(program);
 
 program
   .parseAsync()

@@ -7,6 +7,7 @@ export { contractError, statusFor } from "./http/errors.js";
 export { hashToken, loadTokens, newToken, parseTokens, SCOPES, TokenTable, type ApiToken, type Scope } from "./http/tokens.js";
 export { startSweeper } from "./sweeper.js";
 export { startRouter, type RouterOptions, type RouterService } from "./service.js";
-export { describeApi, API_VERSION } from "./http/openapi.js";
+export { API_VERSION } from "./http/openapi.js";
+export { describeApi } from "./http/describe.js";
 export { REGISTRY_RESOURCES } from "./http/registry-resources.js";
 export type { Operation, Resource } from "./http/resource.js";

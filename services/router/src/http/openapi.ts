@@ -6,7 +6,6 @@
  */
 import type { FastifyInstance } from "fastify";
 import swagger from "@fastify/swagger";
-import { TokenTable } from "./tokens.js";
 
 export const API_VERSION = "1.0.0";
 
@@ -59,18 +58,4 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       return openapi;
     },
   });
-}
-
-/** The document and the GraphQL schema, built without NATS or a database (`npm run generate`). */
-export async function describeApi(): Promise<{ openapi: Record<string, unknown>; graphql: string }> {
-  const { buildHttpApi } = await import("./app.js");
-  const { createLogger } = await import("@dspex/observability");
-  const app = await buildHttpApi({ tokens: new TokenTable([]), ready: async () => ({ ok: true }), logger: createLogger("dspex.describe"), describe: true });
-  await app.ready();
-  const openapi = app.swagger() as unknown as Record<string, unknown>;
-  const graphql = (app as unknown as { graphql: { schema: unknown } }).graphql.schema;
-  const { printSchema } = await import("graphql");
-  const sdl = printSchema(graphql as Parameters<typeof printSchema>[0]);
-  await app.close();
-  return { openapi, graphql: sdl };
 }
