@@ -48,6 +48,7 @@ from .transport.acks import InProgress, progress_interval
 from .transport.bus import REQUEST_STREAM, verify_bus
 from .transport.connect import connect_options, server_list
 from .transport.dead_letter import DeadLetters
+from .transport.direct import DirectServer
 from .transport.envelope import decode_request, error_reply, ok_reply, remaining_seconds
 from .transport.membership import Membership, assign_partitions
 from .transport.pull import Puller
@@ -77,6 +78,7 @@ class Worker:
         self.run_op = run_op
         self.nc: Client | None = None
         self.pull: Puller | None = None
+        self.direct: DirectServer | None = None
         self.replies: Replies | None = None
         self.membership: Membership | None = None
         self.partitions = 0
@@ -104,7 +106,7 @@ class Worker:
             "pool": self.config.pool,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started_at, 1),
-            "inflight": self.pull.inflight if self.pull else 0,
+            "inflight": (self.pull.inflight if self.pull else 0) + (self.direct.inflight if self.direct else 0),
             "handled": self.handled,
             "failed": self.failed,
             "concurrency": self.config.concurrency,
@@ -112,6 +114,14 @@ class Worker:
             "rss_mb": round(rss_bytes() / 2**20, 1),
             "partitions": sorted(c for c in (self.pull.consumers if self.pull else []) if c != self.config.pool),
             "pulls": self.pull.describe() if self.pull else {},
+            "direct": {
+                "inflight": self.direct.inflight,
+                "waiting": self.direct.waiting,
+                "received": self.direct.received,
+                "subjects": self.direct.subjects,
+            }
+            if self.direct
+            else {},
             "reliability": self.replies.stats() if self.replies else {},
         }
 
@@ -168,7 +178,11 @@ class Worker:
             DeadLetters(nc, cfg.worker_id, keep_inputs=cfg.dlq_keep_inputs),
             progress_interval=progress_interval(view.ack_wait_s, view.backoff_s),
         )
-        self.pull = Puller(nc, REQUEST_STREAM, self._handle, cfg.concurrency)
+        # one budget of execution slots for both lanes: direct requests running count against the pulls
+        self.pull = Puller(
+            nc, REQUEST_STREAM, self._handle, cfg.concurrency, busy=lambda: self.direct.inflight if self.direct else 0
+        )
+        self.direct = DirectServer(nc, cfg.pool, cfg.worker_id, self._handle_direct, cfg.concurrency, self.pull.wake)
         await self.pull.add(bus.pool_consumer(cfg.pool))
         self.partitions = view.partitions
         if self.partitions:
@@ -178,12 +192,19 @@ class Worker:
         hosted = await start_local_lm() if cfg.host_local_lm and cfg.pool == "gpu" else None
         lm_meta = {"lm_url": hosted.url, "lm_model": f"openai/{hosted.model}"} if hosted else {}
         self.pull.start()
+        await self.direct.start()
         service = await nats.micro.add_service(
             nc,
             name=SERVICE_NAME,
             version=__version__,
             description="DSPex Python worker",
-            metadata={"pool": cfg.pool, "worker": cfg.worker_id, "pid": str(os.getpid()), **lm_meta},
+            metadata={
+                "pool": cfg.pool,
+                "worker": cfg.worker_id,
+                "pid": str(os.getpid()),
+                "concurrency": str(cfg.concurrency),  # what a batch job sizes its default concurrency by
+                **lm_meta,
+            },
         )
         # the endpoint `status` of group `dspex.worker.<id>` answers on dspex.worker.<id>.status
         group = service.add_group(name=bus.worker_status_subject(cfg.worker_id).removesuffix(".status"))
@@ -201,7 +222,9 @@ class Worker:
         emit_event("stopping", worker=cfg.worker_id)
         if self.membership is not None:
             await self.membership.leave()
-        left = await self.pull.stop(cfg.drain_timeout)
+        left_direct, left = await asyncio.gather(self.direct.stop(cfg.drain_timeout), self.pull.stop(cfg.drain_timeout))
+        if left_direct:
+            log.warning("direct requests still running at the drain timeout were cancelled", left=left_direct)
         if left:
             log.warning("requests still running at the drain timeout; they will be redelivered", left=left)
         await service.stop()
@@ -227,6 +250,8 @@ class Worker:
             asyncio.ensure_future(self.pull.add(consumer, group=bus.PARTITION_GROUP))
         for consumer in sorted(current - wanted):
             asyncio.ensure_future(self.pull.remove(consumer))
+        if self.direct is not None:
+            asyncio.ensure_future(self.direct.set_partitions(mine))
         return mine
 
     async def _reconcile_partitions(self, interval: float = 2.0) -> None:
@@ -288,6 +313,18 @@ class Worker:
         if not await self.replies.finish(msg, req_id, reply_to, reply):
             return  # not sent: left unacked, so it is redelivered (and answered from the reply memory)
         self._check_recycle()
+
+    async def _handle_direct(self, msg: Msg, received: float) -> bytes:
+        """One request of the direct lane (transport/direct.py): the same execution, no acks, no reply memory;
+        returns the encoded reply, which the direct server publishes once."""
+        assert self.replies is not None and self.nc is not None
+        started = time.time()
+        queue_ms = max(0.0, (started - received) * 1000)  # waiting here for a free slot
+        work = self._execute(msg, "", msg.headers or {}, queue_ms, started)
+        reply = await telemetry.traced_request(work, msg, pool=self.config.pool, queue_ms=queue_ms)
+        data = self.replies.encode_reply(reply, self.nc.max_payload)
+        self._check_recycle()
+        return data
 
     def _admit(self, msg: Msg, headers: dict[str, str]) -> tuple[Request, float, str | None]:
         """The decoded request, the seconds left until its deadline and, when the request named none, what its

@@ -15,6 +15,8 @@ import {
   deadLetterNoticeSubject,
   deadLetterSubject,
   deadLettersConsumer,
+  directAllSubject,
+  directSubject,
   evalDataSubject,
   evalResultSubject,
   jobCancelSubject,
@@ -114,6 +116,7 @@ function callerPermissions(role: Role): RolePermissions {
     pub: [
       ...b.pub,
       any(requestSubject("*", ">")), // every pool's requests (JetStream publishes)
+      any(directSubject("*", ">")), // every pool's direct lane (core requests; the reply comes to its own inbox)
       `${API}.STREAM.INFO.${REQ}`,
       `${API}.CONSUMER.INFO.${REQ}.*`,
       `${API}.CONSUMER.LIST.${REQ}`,
@@ -175,6 +178,7 @@ function workerPermissions(pool: Pool, partitions: number): RolePermissions {
     sub: [
       ...b.sub,
       "$SRV.>", // the worker's NATS service (ping, info, stats)
+      any(directAllSubject(pool)), // its own pool's direct lane (queue group), never another pool's
       any(workerStatusSubject("*")),
       ...(optimizer ? [any(jobCancelSubject("*"))] : []),
     ],

@@ -19,6 +19,16 @@ export function requestAllSubject(pool: string | number): string {
   return `dspex.req.${pool}.>`;
 }
 
+/** The direct lane (core NATS request-reply, at most once; docs/performance.md): a request for a pool, key `any` (the queue group `queues.direct` of every worker of the pool) or `p<N>` (session partition N: the worker the partition assignment gives N subscribes to it). The envelope and headers are the durable lane's except `Nats-Msg-Id`; the reply goes to the request's NATS reply subject, an inbox of the caller. */
+export function directSubject(pool: string | number, key: string | number): string {
+  return `dspex.direct.${pool}.${key}`;
+}
+
+/** Every direct-lane subject of a pool (what its workers may subscribe to). */
+export function directAllSubject(pool: string | number): string {
+  return `dspex.direct.${pool}.>`;
+}
+
 /** TypeScript tools called by ReAct on a worker (core request/reply, msgpack). */
 export function toolSubject(name: string | number): string {
   return `dspex.tool.${name}`;
@@ -111,7 +121,8 @@ export const SERVICES = {
 } as const;
 export const QUEUES = {
   "jobs": "dspex-jobs",
-  "tools": "dspex-tools"
+  "tools": "dspex-tools",
+  "direct": "dspex-direct"
 } as const;
 
 // ---- headers
@@ -128,6 +139,8 @@ export const HEADERS = {
   replyAck: "Dspex-Reply-Ack",
   /** Strict session affinity: only this worker may run the request. */
   sessionWorker: "Dspex-Session-Worker",
+  /** Direct lane. On a request: the interval in ms at which the caller wants a sign of life while the request runs (no header: none). From the worker: an empty message to the request's reply subject with this header (value: the worker id), every interval until the reply; a caller that hears nothing for several intervals knows the worker is gone. */
+  heartbeat: "Dspex-Heartbeat",
   /** W3C trace context. */
   traceparent: "traceparent",
   /** W3C trace context. */
