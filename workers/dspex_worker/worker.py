@@ -22,12 +22,13 @@ from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
 
 from . import __version__
-from .config import WorkerConfig
+from .config import CPU_OPS, WorkerConfig
 from .execution import Execution, Request
 from .health import start_health_server
 from .lm.errors import classify_exception
 from .lm.factory import LMFactory
 from .lm.hosting import start_local_lm
+from .lm.limits import ProfileLimiter, is_rate_limited
 from .lm.profiles import LMPolicy, LMProfilesError
 from .observability import telemetry
 from .observability.log import emit_event, get_logger
@@ -94,6 +95,8 @@ class Worker:
         )
         self.handled = 0
         self.failed = 0
+        # CPU-heavy ops (config.CPU_OPS) run at most cpu_concurrency at once, however many requests are held
+        self._cpu_slots = asyncio.Semaphore(config.cpu_concurrency)
         telemetry.observe_worker(self.stats)
 
     def request_stop(self) -> None:
@@ -110,6 +113,7 @@ class Worker:
             "handled": self.handled,
             "failed": self.failed,
             "concurrency": self.config.concurrency,
+            "lm_limits": {name: limiter.stats() for name, limiter in self.ops.lms.limiters.items()},
             "signature_cache": {"hits": cache.hits, "misses": cache.misses},
             "rss_mb": round(rss_bytes() / 2**20, 1),
             "partitions": sorted(c for c in (self.pull.consumers if self.pull else []) if c != self.config.pool),
@@ -363,15 +367,24 @@ class Worker:
         self, msg: Msg, req_id: str, headers: dict[str, str], queue_ms: float, started: float
     ) -> dict[str, Any]:
         worker = self.config.worker_id
+        limiter: ProfileLimiter | None = None
         try:
             request, remaining, default = self._admit(msg, headers)
             req_id = request["id"]
+            limiter = self.ops.lms.limiter(request.get("lm"))
             try:
-                # asyncio.timeout runs the program in this task (wait_for wraps it in a new one each time)
+                # asyncio.timeout runs the program in this task (wait_for wraps it in a new one each time); waiting for
+                # a CPU slot or the LM profile's limits counts against the deadline too
                 async with asyncio.timeout(remaining):
-                    execution = await self.run_op(self.ops, request)
+                    async with (
+                        self._cpu_slots if request["op"] in CPU_OPS else contextlib.nullcontext(),
+                        limiter.slot() if limiter is not None else contextlib.nullcontext(),
+                    ):
+                        execution = await self.run_op(self.ops, request)
             except TimeoutError:
                 raise DeadlineExceeded(f"{default or 'deadline'} passed while the program was running") from None
+            if limiter is not None:
+                limiter.spent(int(execution.usage.get("total_tokens") or 0))
             self.handled += 1
             return ok_reply(
                 req_id,
@@ -386,6 +399,9 @@ class Worker:
         except Exception as exc:
             error: DspexError = classify_exception(exc)
             self.failed += 1
+            if limiter is not None and is_rate_limited(error.to_wire()):
+                retry_after = (error.details or {}).get("retry_after")
+                limiter.throttled(float(retry_after) if isinstance(retry_after, int | float) else None)
             unexpected = error.type == "WorkerError"
             log.log(
                 logging.ERROR if unexpected else logging.INFO,  # the program's own exceptions vs a request's mistakes

@@ -55,6 +55,7 @@ export class DirectLane {
     const body = this.transport.encodeChecked(input);
     const h = this.transport.headers(input);
     h.set(HEADERS.heartbeat, String(this.heartbeatMs));
+    h.set(HEADERS.msgId, id); // not for deduplication (nothing is stored): the worker's logs and spans name it
     const reply = this.transport.replySubject(id);
     let worker: string | undefined;
     let liveness: NodeJS.Timeout | undefined;

@@ -5,6 +5,8 @@ export const POOLS = ["general","optimizer","gpu"] as const;
 export type Pool = (typeof POOLS)[number];
 /** Per pool, the deadline in ms of a call that names none: the client's default timeout (which it sends as Dspex-Deadline), and how long a worker lets a request without a Dspex-Deadline header run. Overridden per deployment by DSPEX_<POOL>_TIMEOUT_MS (both sides). */
 export const DEFAULT_DEADLINE_MS: Record<Pool, number> = {"general":60000,"optimizer":3600000,"gpu":300000};
+/** Per pool, how many requests one worker process runs at once unless configured (DSPEX_<POOL>_CONCURRENCY for the embedded fleet, DSPEX_WORKER_CONCURRENCY or --concurrency for a worker). LM calls are I/O-bound, so the general pool's workers hold hundreds, bounded by memory and the LM profiles' own limits; the optimizer (compile) and gpu (the local model) pools are CPU-bound and run one at a time. */
+export const DEFAULT_CONCURRENCY: Record<Pool, number> = {"general":256,"optimizer":1,"gpu":1};
 /** Priority group of the pinned partition consumers. */
 export const PARTITION_GROUP = "dspex";
 
@@ -19,7 +21,7 @@ export function requestAllSubject(pool: string | number): string {
   return `dspex.req.${pool}.>`;
 }
 
-/** The direct lane (core NATS request-reply, at most once; docs/performance.md): a request for a pool, key `any` (the queue group `queues.direct` of every worker of the pool) or `p<N>` (session partition N: the worker the partition assignment gives N subscribes to it). The envelope and headers are the durable lane's except `Nats-Msg-Id`; the reply goes to the request's NATS reply subject, an inbox of the caller. */
+/** The direct lane (core NATS request-reply, at most once; docs/performance.md): a request for a pool, key `any` (the queue group `queues.direct` of every worker of the pool) or `p<N>` (session partition N: the worker the partition assignment gives N subscribes to it). The envelope and headers are the durable lane's (`Nats-Msg-Id` names the request, nothing deduplicates it) except `Dspex-Reply-To` and `Dspex-Reply-Ack`; the reply goes to the request's NATS reply subject, an inbox of the caller. */
 export function directSubject(pool: string | number, key: string | number): string {
   return `dspex.direct.${pool}.${key}`;
 }

@@ -9,6 +9,8 @@ BUS_VERSION: Final = 1
 POOLS: Final = ("general", "optimizer", "gpu")
 # Per pool, the deadline in ms of a call that names none: the client's default timeout (which it sends as Dspex-Deadline), and how long a worker lets a request without a Dspex-Deadline header run. Overridden per deployment by DSPEX_<POOL>_TIMEOUT_MS (both sides).
 DEFAULT_DEADLINE_MS: Final[dict[str, int]] = {"general": 60000, "optimizer": 3600000, "gpu": 300000}
+# Per pool, how many requests one worker process runs at once unless configured (DSPEX_<POOL>_CONCURRENCY for the embedded fleet, DSPEX_WORKER_CONCURRENCY or --concurrency for a worker). LM calls are I/O-bound, so the general pool's workers hold hundreds, bounded by memory and the LM profiles' own limits; the optimizer (compile) and gpu (the local model) pools are CPU-bound and run one at a time.
+DEFAULT_CONCURRENCY: Final[dict[str, int]] = {"general": 256, "optimizer": 1, "gpu": 1}
 PARTITION_GROUP: Final = "dspex"
 SERVICES: Final = {"worker": "dspex-worker"}
 QUEUES: Final = {"jobs": "dspex-jobs", "tools": "dspex-tools", "direct": "dspex-direct"}
@@ -25,7 +27,7 @@ def request_all_subject(pool: str | int) -> str:
 
 
 def direct_subject(pool: str | int, key: str | int) -> str:
-    """The direct lane (core NATS request-reply, at most once; docs/performance.md): a request for a pool, key `any` (the queue group `queues.direct` of every worker of the pool) or `p<N>` (session partition N: the worker the partition assignment gives N subscribes to it). The envelope and headers are the durable lane's except `Nats-Msg-Id`; the reply goes to the request's NATS reply subject, an inbox of the caller."""
+    """The direct lane (core NATS request-reply, at most once; docs/performance.md): a request for a pool, key `any` (the queue group `queues.direct` of every worker of the pool) or `p<N>` (session partition N: the worker the partition assignment gives N subscribes to it). The envelope and headers are the durable lane's (`Nats-Msg-Id` names the request, nothing deduplicates it) except `Dspex-Reply-To` and `Dspex-Reply-Ack`; the reply goes to the request's NATS reply subject, an inbox of the caller."""
     return f"dspex.direct.{pool}.{key}"
 
 
