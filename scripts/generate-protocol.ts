@@ -174,6 +174,7 @@ function bus(): string {
     version: number;
     pools: string[];
     defaultDeadlines: { description: string; ms: Record<string, number> };
+    defaultConcurrency: { description: string; n: Record<string, number> };
     partitionGroup: string;
     subjects: Record<string, { template: string; description: string }>;
     services: Record<string, { name: string; description: string }>;
@@ -194,6 +195,7 @@ function bus(): string {
   out.push(`export const POOLS = ${JSON.stringify(spec.pools)} as const;`);
   out.push("export type Pool = (typeof POOLS)[number];");
   out.push(`/** ${spec.defaultDeadlines.description} */\nexport const DEFAULT_DEADLINE_MS: Record<Pool, number> = ${JSON.stringify(spec.defaultDeadlines.ms)};`);
+  out.push(`/** ${spec.defaultConcurrency.description} */\nexport const DEFAULT_CONCURRENCY: Record<Pool, number> = ${JSON.stringify(spec.defaultConcurrency.n)};`);
   out.push(`/** Priority group of the pinned partition consumers. */\nexport const PARTITION_GROUP = ${JSON.stringify(spec.partitionGroup)};`);
   out.push("\n// ---- subjects");
   for (const [name, entry] of Object.entries(spec.subjects)) out.push(fn(`${name}Subject`, entry));

@@ -304,6 +304,9 @@ def bus() -> str:
     deadlines = spec["defaultDeadlines"]
     lines.append(f"# {deadlines['description']}")
     lines.append(f"DEFAULT_DEADLINE_MS: Final[dict[str, int]] = {json.dumps(deadlines['ms'])}")
+    concurrency = spec["defaultConcurrency"]
+    lines.append(f"# {concurrency['description']}")
+    lines.append(f"DEFAULT_CONCURRENCY: Final[dict[str, int]] = {json.dumps(concurrency['n'])}")
     lines.append(f"PARTITION_GROUP: Final = {spec['partitionGroup']!r}")
     lines.append(f"SERVICES: Final = {json.dumps({k: v['name'] for k, v in spec['services'].items()})}")
     lines.append(f"QUEUES: Final = {json.dumps(spec['queues'])}")

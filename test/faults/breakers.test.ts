@@ -27,6 +27,7 @@ describe("circuit breakers and retries", { timeout: 120_000 }, () => {
           pool: { resetTimeoutMs: 60_000 },
         },
         retry: { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 100 },
+        lane: "durable", // what was published is read from the stream; lanes.test.ts runs the breakers on both lanes
       },
     });
     jsm = await jetstreamManager(h.admin);

@@ -20,7 +20,7 @@ describe("long work and deadlines (AckWait 2 s)", { timeout: 120_000 }, () => {
   let h: Harness;
 
   before(async () => {
-    h = await startHarness();
+    h = await startHarness({ client: { lane: "durable" } }); // the durable lane's guarantees (lanes.test.ts: both)
   });
   after(async () => {
     await h?.close();

@@ -23,7 +23,7 @@ describe("nats-server outages: a restart during a run of 500 requests, a server 
   let h: Harness;
 
   before(async () => {
-    h = await startHarness({ fleet: { workers: { general: 2 }, bus: { pools: POOLS } }, client: { bus: { pools: POOLS } } });
+    h = await startHarness({ fleet: { workers: { general: 2 }, bus: { pools: POOLS } }, client: { bus: { pools: POOLS }, lane: "durable" } });
   });
   after(async () => {
     await h?.close();

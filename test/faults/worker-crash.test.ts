@@ -23,7 +23,7 @@ describe("worker crashes (kill -9)", { timeout: 150_000 }, () => {
   before(async () => {
     h = await startHarness({
       fleet: { workers: { general: 2 }, bus: { pools: POOLS }, dlq: { onDeadLetter: dead.onDeadLetter } },
-      client: { bus: { pools: POOLS } },
+      client: { bus: { pools: POOLS }, lane: "durable" }, // redelivery is the durable lane's (lanes.test.ts: the direct lane's)
     });
   });
   after(async () => {

@@ -70,67 +70,71 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
     });
   }
 
-  test("one trace id from the call span through the PRODUCER and CONSUMER spans to the LM span", async () => {
-    const id = randomUUID();
-    const result = await h.client.predict("question -> answer: int", { question: "What is 2+3?" }, { requestId: id });
-    assert.equal(result.outputs.answer, 5);
-    const { call, send } = await routerSpans(id);
-    const spans = await waitForTrace(receiver, call.traceId, (s) => s.some((x) => x.name === "chat test-model"));
+  for (const lane of ["durable", "direct"] as const) {
+    test(`one trace id from the call span through the PRODUCER and CONSUMER spans to the LM span (${lane} lane)`, async () => {
+      const id = randomUUID();
+      const prefix = lane === "durable" ? "dspex.req.general" : "dspex.direct.general";
+      const result = await h.client.predict("question -> answer: int", { question: "What is 2+3?" }, { requestId: id, lane });
+      assert.equal(result.outputs.answer, 5);
+      const { call, send } = await routerSpans(id);
+      const spans = await waitForTrace(receiver, call.traceId, (s) => s.some((x) => x.name === "chat test-model"));
 
-    // TypeScript side (OTLP/JSON).
-    assert.equal(call.service, "dspex-client");
-    assert.equal(call.kind, "INTERNAL");
-    assert.equal(call.encoding, "json");
-    assert.equal(call.attributes["dspex.operation"], "predict");
-    assert.equal(call.attributes["dspex.pool"], "general");
-    assert.equal(call.attributes["dspex.worker.id"], result.worker);
-    assert.equal(send.name, "send dspex.req.general");
-    assert.equal(send.parentSpanId, call.spanId);
-    assert.equal(send.traceId, call.traceId);
-    assert.deepEqual(
-      {
-        system: send.attributes["messaging.system"],
-        destination: send.attributes["messaging.destination.name"],
-        template: send.attributes["messaging.destination.template"],
-        operation: send.attributes["messaging.operation.type"],
-      },
-      { system: "nats", destination: "dspex.req.general.any", template: "dspex.req.general.{key}", operation: "send" },
-    );
+      // TypeScript side (OTLP/JSON).
+      assert.equal(call.service, "dspex-client");
+      assert.equal(call.kind, "INTERNAL");
+      assert.equal(call.encoding, "json");
+      assert.equal(call.attributes["dspex.operation"], "predict");
+      assert.equal(call.attributes["dspex.pool"], "general");
+      assert.equal(call.attributes["dspex.worker.id"], result.worker);
+      assert.equal(send.name, `send ${prefix}`);
+      assert.equal(send.parentSpanId, call.spanId);
+      assert.equal(send.traceId, call.traceId);
+      assert.deepEqual(
+        {
+          system: send.attributes["messaging.system"],
+          destination: send.attributes["messaging.destination.name"],
+          template: send.attributes["messaging.destination.template"],
+          operation: send.attributes["messaging.operation.type"],
+        },
+        { system: "nats", destination: `${prefix}.any`, template: `${prefix}.{key}`, operation: "send" },
+      );
 
-    // Python side (OTLP/protobuf), same trace: the CONSUMER span's parent is the PRODUCER span.
-    const process = one(spans, (s) => s.kind === "CONSUMER", "CONSUMER span");
-    assert.equal(process.name, "process dspex.req.general");
-    assert.equal(process.service, "dspex-worker");
-    assert.equal(process.encoding, "protobuf");
-    assert.equal(process.parentSpanId, send.spanId);
-    assert.equal(process.attributes["messaging.system"], "nats");
-    assert.equal(process.attributes["messaging.operation.type"], "process");
-    assert.equal(process.attributes["messaging.destination.name"], "dspex.req.general.any");
-    assert.equal(process.attributes["messaging.message.id"], id);
-    assert.equal(process.attributes["messaging.consumer.group.name"], "general");
-    assert.equal(process.attributes["dspex.operation"], "predict");
-    assert.equal(process.attributes["dspex.worker.id"], result.worker);
+      // Python side (OTLP/protobuf), same trace: the CONSUMER span's parent is the PRODUCER span.
+      const process = one(spans, (s) => s.kind === "CONSUMER", "CONSUMER span");
+      assert.equal(process.name, `process ${prefix}`);
+      assert.equal(process.service, "dspex-worker");
+      assert.equal(process.encoding, "protobuf");
+      assert.equal(process.parentSpanId, send.spanId);
+      assert.equal(process.attributes["messaging.system"], "nats");
+      assert.equal(process.attributes["messaging.operation.type"], "process");
+      assert.equal(process.attributes["messaging.destination.name"], `${prefix}.any`);
+      assert.equal(process.attributes["messaging.message.id"], id);
+      // the durable lane's JetStream consumer, or the direct lane's queue group
+      assert.equal(process.attributes["messaging.consumer.group.name"], lane === "durable" ? "general" : "dspex-direct");
+      assert.equal(process.attributes["dspex.operation"], "predict");
+      assert.equal(process.attributes["dspex.worker.id"], result.worker);
 
-    const module = one(spans, (s) => s.name === "dspy.Predict", "dspy.Predict span");
-    assert.equal(module.parentSpanId, process.spanId);
-    assert.deepEqual(module.attributes["dspy.signature.input_fields"], ["question"]);
-    assert.deepEqual(module.attributes["dspy.signature.output_fields"], ["answer"]);
+      const module = one(spans, (s) => s.name === "dspy.Predict", "dspy.Predict span");
+      assert.equal(module.parentSpanId, process.spanId);
+      assert.deepEqual(module.attributes["dspy.signature.input_fields"], ["question"]);
+      assert.deepEqual(module.attributes["dspy.signature.output_fields"], ["answer"]);
 
-    const lm = one(spans, (s) => s.name === "chat test-model", "LM span");
-    assert.equal(lm.kind, "CLIENT");
-    assert.ok(descendsFrom(spans, lm, process), "the LM span descends from the CONSUMER span");
-    assert.equal(lm.attributes["gen_ai.operation.name"], "chat");
-    assert.equal(lm.attributes["gen_ai.request.model"], "test-model");
-    assert.equal(lm.attributes["gen_ai.provider.name"], "openai");
-    assert.equal(lm.attributes["gen_ai.system"], "openai");
-    assert.equal(lm.attributes["gen_ai.response.model"], "test-model");
-    assert.equal(lm.attributes["gen_ai.usage.input_tokens"], result.usage.prompt_tokens);
-    assert.equal(lm.attributes["gen_ai.usage.output_tokens"], result.usage.completion_tokens);
-    assert.ok(Number(lm.attributes["gen_ai.usage.input_tokens"]) > 0);
-    assert.equal(lm.attributes["gen_ai.input.messages"], undefined, "prompt text is off by default");
-    assert.equal(lm.attributes["gen_ai.output.messages"], undefined, "completion text is off by default");
-    assert.ok(spans.every((s) => s.status.code !== "ERROR"));
-  });
+      const lm = one(spans, (s) => s.name === "chat test-model", "LM span");
+      assert.equal(lm.kind, "CLIENT");
+      assert.ok(descendsFrom(spans, lm, process), "the LM span descends from the CONSUMER span");
+      assert.equal(lm.attributes["gen_ai.operation.name"], "chat");
+      assert.equal(lm.attributes["gen_ai.request.model"], "test-model");
+      assert.equal(lm.attributes["gen_ai.provider.name"], "openai");
+      assert.equal(lm.attributes["gen_ai.system"], "openai");
+      assert.equal(lm.attributes["gen_ai.response.model"], "test-model");
+      assert.equal(lm.attributes["gen_ai.usage.input_tokens"], result.usage.prompt_tokens);
+      assert.equal(lm.attributes["gen_ai.usage.output_tokens"], result.usage.completion_tokens);
+      assert.ok(Number(lm.attributes["gen_ai.usage.input_tokens"]) > 0);
+      assert.equal(lm.attributes["gen_ai.input.messages"], undefined, "prompt text is off by default");
+      assert.equal(lm.attributes["gen_ai.output.messages"], undefined, "completion text is off by default");
+      assert.ok(spans.every((s) => s.status.code !== "ERROR"));
+    });
+  }
 
   test("chain of thought nests dspy.ChainOfThought → dspy.Predict → chat", async () => {
     const id = randomUUID();

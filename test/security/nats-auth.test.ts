@@ -3,7 +3,8 @@
  * nats-server started with the generated auth configuration, with real workers: no connection without
  * credentials; a worker cannot publish requests, read another role's inbox, delete a stream or write the
  * programs bucket; no identity but a worker's can answer a pending request; no identity but a caller's can
- * answer a TypeScript tool call; dead letters are read and replayed only by the admin identity.
+ * answer a TypeScript tool call; only a pool's own workers take its direct-lane requests and only callers send them;
+ * dead letters are read and replayed only by the admin identity.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -16,7 +17,7 @@ import { connect, headers as natsHeaders, PermissionViolationError, type Msg, ty
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connectNats, inboxPrefix, issueAuth, type Role } from "@dspex/bus";
-import { BUCKETS, ENVELOPE_VERSION, HEADERS, STREAMS, deadLetterNoticeSubject, deadLetterSubject, decode, encode, requestSubject, toolSubject } from "@dspex/protocol";
+import { BUCKETS, ENVELOPE_VERSION, HEADERS, QUEUES, STREAMS, deadLetterNoticeSubject, deadLetterSubject, decode, directSubject, encode, requestSubject, toolSubject } from "@dspex/protocol";
 import { Client } from "@dspex/client";
 import { startFleet, startNatsServer, type Fleet } from "@dspex/embedded";
 import { startHarness, type Harness } from "../integration/harness.js";
@@ -118,33 +119,74 @@ describe("NATS identities and permissions", { timeout: 240_000 }, () => {
     assert.equal(await adminPrograms.get("forged-program"), null, "nothing was written");
   });
 
-  test("a pending request is answered only by a worker identity: forged replies are refused or ignored", async () => {
-    const { nc: admin } = await as("admin");
-    // see the request as it is published (a core subscription to the stream's subjects), for its reply subject
-    const seen = new Promise<Msg>((resolve) => {
-      const sub = admin.subscribe(`${requestSubject("general", "*")}`, { max: 1, callback: (_err, msg) => resolve(msg) });
-      void sub;
+  for (const lane of ["durable", "direct"] as const) {
+    test(`a pending request is answered only by a worker identity: forged replies are refused or ignored (${lane} lane)`, async () => {
+      const { nc: admin } = await as("admin");
+      // see the request as it is published (a core subscription to the lane's subjects), for its reply subject
+      const seen = new Promise<Msg>((resolve) => {
+        const subject = lane === "durable" ? requestSubject("general", "*") : directSubject("general", "*");
+        const sub = admin.subscribe(subject, { max: 1, callback: (_err, msg) => resolve(msg) });
+        void sub;
+      });
+      await admin.flush();
+      h.lmDouble.control.failNext("hang"); // the worker's LM call hangs: the request stays pending
+      const seenLm = h.lmDouble.requests().length;
+      const call = h.client.predict("question -> answer", { question: "Who answers?" }, { timeoutMs: 8_000, lane });
+      const request = await seen;
+      const replyTo = lane === "durable" ? request.headers!.get(HEADERS.replyTo) : request.reply!;
+      const id = (decode(request.data) as { id: string }).id;
+      assert.ok(replyTo.startsWith(`${inboxPrefix("client")}.`), `the reply subject is in the client role's inbox: ${replyTo}`);
+      await h.lmDouble.waitForRequests(seenLm + 1);
+      const forged = encode({ v: ENVELOPE_VERSION, id, ok: true, outputs: { answer: "forged" }, worker: "attacker" });
+      for (const role of ["client", "pipeline", "monitor", "dlq"] as const) {
+        const { nc, violations } = await as(role);
+        nc.publish(replyTo, forged);
+        await violations.waitFor("publish", replyTo);
+      }
+      // the DLQ service may post a notice beside the reply subject; the caller takes only errors from there
+      const { nc: dlq } = await as("dlq");
+      dlq.publish(deadLetterNoticeSubject(replyTo), forged);
+      await dlq.flush();
+      // a forged answer accepted would resolve the call with it; the call ends at its deadline instead
+      await assert.rejects(call, (err: Error & { type?: string }) => err.type === "DeadlineExceeded");
     });
-    await admin.flush();
-    h.lmDouble.control.failNext("hang"); // the worker's LM call hangs: the request stays pending
-    const call = h.client.predict("question -> answer", { question: "Who answers?" }, { timeoutMs: 8_000 });
-    const request = await seen;
-    const replyTo = request.headers!.get(HEADERS.replyTo);
-    const id = (decode(request.data) as { id: string }).id;
-    assert.ok(replyTo.startsWith(`${inboxPrefix("client")}.`), `the reply subject is in the client role's inbox: ${replyTo}`);
-    await h.lmDouble.waitForRequests(1);
-    const forged = encode({ v: ENVELOPE_VERSION, id, ok: true, outputs: { answer: "forged" }, worker: "attacker" });
-    for (const role of ["client", "pipeline", "monitor", "dlq"] as const) {
-      const { nc, violations } = await as(role);
-      nc.publish(replyTo, forged);
-      await violations.waitFor("publish", replyTo);
+  }
+
+  test("the direct lane: only a pool's own workers take its requests, only callers send them, only workers answer", async () => {
+    const subject = directSubject("general", "any");
+    const partition = directSubject("general", "p0");
+    // taking requests: a worker of another pool, a caller, the monitor and the DLQ service are refused
+    for (const role of ["worker-optimizer", "worker-gpu", "client", "pipeline", "monitor", "dlq"] as const) {
+      for (const s of [subject, partition]) {
+        const { nc } = await as(role);
+        const sub = nc.subscribe(s, { queue: QUEUES.direct });
+        const closed = await sub.closed;
+        assert.ok(closed instanceof PermissionViolationError && closed.operation === "subscription", `${role} ${s}: closed with ${String(closed)}`);
+      }
     }
-    // the DLQ service may post a notice beside the reply subject; the caller takes only errors from there
-    const { nc: dlq } = await as("dlq");
-    dlq.publish(deadLetterNoticeSubject(replyTo), forged);
-    await dlq.flush();
-    // a forged answer accepted would resolve the call with it; the call ends at its deadline instead
-    await assert.rejects(call, (err: Error & { type?: string }) => err.type === "DeadlineExceeded");
+    // sending them: the monitor, the DLQ service and workers are refused
+    for (const role of ["monitor", "dlq", "worker-general"] as const) {
+      const { nc, violations } = await as(role);
+      nc.publish(subject, encode({ v: ENVELOPE_VERSION }), { reply: `${inboxPrefix(role)}.x` });
+      await violations.waitFor("publish", subject);
+    }
+    // a caller's direct request is answered by a worker, and only a worker may publish into the caller's inbox
+    const { nc: client } = await as("client");
+    const reply = await client.request(
+      subject,
+      encode({ v: ENVELOPE_VERSION, id: "direct-auth", op: "predict", signature: { inputs: [{ name: "question", type: { kind: "str" } }], outputs: [{ name: "answer", type: { kind: "str" } }] }, inputs: { question: "What is 2+5?" }, lm: h.lm }),
+      { timeout: 30_000 },
+    );
+    const answer = decode(reply.data) as { ok: boolean; outputs: { answer: string }; worker: string };
+    assert.equal(answer.ok, true, JSON.stringify(answer));
+    assert.equal(answer.outputs.answer, "7");
+    assert.ok(h.fleet.workers.some((w) => w.id === answer.worker));
+    for (const role of ["pipeline", "monitor", "dlq"] as const) {
+      const { nc, violations } = await as(role);
+      const inbox = `${inboxPrefix("client")}.forged`;
+      nc.publish(inbox, encode({ ok: true }));
+      await violations.waitFor("publish", inbox);
+    }
   });
 
   test("a TypeScript tool call cannot be answered by an identity that is not a caller's", async () => {

@@ -7,7 +7,11 @@ import os
 import socket
 from dataclasses import dataclass
 
-from .protocol.generated.bus import DEFAULT_DEADLINE_MS, POOLS
+from .protocol.generated.bus import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE_MS, POOLS
+
+# Ops whose work is CPU in this process or a child (the Deno sandbox of ProgramOfThought and RLM, optimizers):
+# however many requests a worker holds, at most `cpu_concurrency` of these run at once.
+CPU_OPS: frozenset[str] = frozenset({"program_of_thought", "rlm", "compile"})
 
 
 @dataclass(frozen=True)
@@ -16,7 +20,10 @@ class WorkerConfig:
     # The worker role's credentials file (docs/security.md); None only against a server without auth.
     nats_creds: str | None = None
     pool: str = "general"
-    concurrency: int = 8
+    # Requests run at once, both lanes together (default: the pool's, schemas/bus.json defaultConcurrency).
+    concurrency: int = DEFAULT_CONCURRENCY["general"]
+    # Of those, CPU-heavy ops (CPU_OPS) at once (default: the cores this process may use).
+    cpu_concurrency: int = 2
     worker_id: str = ""
     health_port: int | None = None
     # Seconds a fetch waits for work; bounds how fast a stopping worker notices.
@@ -38,6 +45,13 @@ class WorkerConfig:
     default_deadline_ms: int = 0
     # Dead-letter copies keep the request's body (its inputs); by default they keep a redacted summary.
     dlq_keep_inputs: bool = False
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -63,7 +77,18 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
     )
     parser.add_argument("--pool", default=os.environ.get("DSPEX_POOL", WorkerConfig.pool), choices=POOLS)
     parser.add_argument(
-        "--concurrency", type=int, default=_env_int("DSPEX_WORKER_CONCURRENCY", WorkerConfig.concurrency)
+        "--concurrency",
+        type=int,
+        default=None,
+        help="requests run at once, both lanes (env DSPEX_WORKER_CONCURRENCY, else DSPEX_<POOL>_CONCURRENCY, else the "
+        f"pool's default: {', '.join(f'{pool} {n}' for pool, n in DEFAULT_CONCURRENCY.items())})",
+    )
+    parser.add_argument(
+        "--cpu-concurrency",
+        type=int,
+        default=_env_int("DSPEX_WORKER_CPU_CONCURRENCY", _cores()),
+        help=f"of those, CPU-heavy ops ({', '.join(sorted(CPU_OPS))}) at once (env DSPEX_WORKER_CPU_CONCURRENCY; "
+        "default: the cores this process may use)",
     )
     parser.add_argument("--worker-id", default=os.environ.get("DSPEX_WORKER_ID", ""))
     parser.add_argument(
@@ -105,8 +130,19 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         f"{', '.join(f'{pool} {ms} ms' for pool, ms in DEFAULT_DEADLINE_MS.items())})",
     )
     args = parser.parse_args(argv)
-    if args.concurrency < 1:
+    concurrency = args.concurrency
+    if concurrency is None:
+        try:
+            concurrency = _env_int(
+                "DSPEX_WORKER_CONCURRENCY",
+                _env_int(f"DSPEX_{args.pool.upper()}_CONCURRENCY", DEFAULT_CONCURRENCY[args.pool]),
+            )
+        except ValueError:
+            parser.error("DSPEX_WORKER_CONCURRENCY / DSPEX_<POOL>_CONCURRENCY must be an integer")
+    if concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    if args.cpu_concurrency < 1:
+        parser.error("--cpu-concurrency must be at least 1")
     deadline_ms = args.default_deadline_ms
     if deadline_ms is None:
         try:
@@ -120,7 +156,8 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         nats_url=args.nats_url,
         nats_creds=args.nats_creds,
         pool=args.pool,
-        concurrency=args.concurrency,
+        concurrency=concurrency,
+        cpu_concurrency=args.cpu_concurrency,
         worker_id=worker_id,
         health_port=args.health_port,
         drain_timeout=args.drain_timeout,

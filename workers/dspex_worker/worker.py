@@ -22,12 +22,13 @@ from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
 
 from . import __version__
-from .config import WorkerConfig
+from .config import CPU_OPS, WorkerConfig
 from .execution import Execution, Request
 from .health import start_health_server
 from .lm.errors import classify_exception
 from .lm.factory import LMFactory
 from .lm.hosting import start_local_lm
+from .lm.limits import ProfileLimiter, is_rate_limited
 from .lm.profiles import LMPolicy, LMProfilesError
 from .observability import telemetry
 from .observability.log import emit_event, get_logger
@@ -48,6 +49,7 @@ from .transport.acks import InProgress, progress_interval
 from .transport.bus import REQUEST_STREAM, verify_bus
 from .transport.connect import connect_options, server_list
 from .transport.dead_letter import DeadLetters
+from .transport.direct import DirectServer
 from .transport.envelope import decode_request, error_reply, ok_reply, remaining_seconds
 from .transport.membership import Membership, assign_partitions
 from .transport.pull import Puller
@@ -77,6 +79,7 @@ class Worker:
         self.run_op = run_op
         self.nc: Client | None = None
         self.pull: Puller | None = None
+        self.direct: DirectServer | None = None
         self.replies: Replies | None = None
         self.membership: Membership | None = None
         self.partitions = 0
@@ -92,6 +95,8 @@ class Worker:
         )
         self.handled = 0
         self.failed = 0
+        # CPU-heavy ops (config.CPU_OPS) run at most cpu_concurrency at once, however many requests are held
+        self._cpu_slots = asyncio.Semaphore(config.cpu_concurrency)
         telemetry.observe_worker(self.stats)
 
     def request_stop(self) -> None:
@@ -104,14 +109,23 @@ class Worker:
             "pool": self.config.pool,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started_at, 1),
-            "inflight": self.pull.inflight if self.pull else 0,
+            "inflight": (self.pull.inflight if self.pull else 0) + (self.direct.inflight if self.direct else 0),
             "handled": self.handled,
             "failed": self.failed,
             "concurrency": self.config.concurrency,
+            "lm_limits": {name: limiter.stats() for name, limiter in self.ops.lms.limiters.items()},
             "signature_cache": {"hits": cache.hits, "misses": cache.misses},
             "rss_mb": round(rss_bytes() / 2**20, 1),
             "partitions": sorted(c for c in (self.pull.consumers if self.pull else []) if c != self.config.pool),
             "pulls": self.pull.describe() if self.pull else {},
+            "direct": {
+                "inflight": self.direct.inflight,
+                "waiting": self.direct.waiting,
+                "received": self.direct.received,
+                "subjects": self.direct.subjects,
+            }
+            if self.direct
+            else {},
             "reliability": self.replies.stats() if self.replies else {},
         }
 
@@ -168,7 +182,11 @@ class Worker:
             DeadLetters(nc, cfg.worker_id, keep_inputs=cfg.dlq_keep_inputs),
             progress_interval=progress_interval(view.ack_wait_s, view.backoff_s),
         )
-        self.pull = Puller(nc, REQUEST_STREAM, self._handle, cfg.concurrency)
+        # one budget of execution slots for both lanes: direct requests running count against the pulls
+        self.pull = Puller(
+            nc, REQUEST_STREAM, self._handle, cfg.concurrency, busy=lambda: self.direct.inflight if self.direct else 0
+        )
+        self.direct = DirectServer(nc, cfg.pool, cfg.worker_id, self._handle_direct, cfg.concurrency, self.pull.wake)
         await self.pull.add(bus.pool_consumer(cfg.pool))
         self.partitions = view.partitions
         if self.partitions:
@@ -178,12 +196,19 @@ class Worker:
         hosted = await start_local_lm() if cfg.host_local_lm and cfg.pool == "gpu" else None
         lm_meta = {"lm_url": hosted.url, "lm_model": f"openai/{hosted.model}"} if hosted else {}
         self.pull.start()
+        await self.direct.start()
         service = await nats.micro.add_service(
             nc,
             name=SERVICE_NAME,
             version=__version__,
             description="DSPex Python worker",
-            metadata={"pool": cfg.pool, "worker": cfg.worker_id, "pid": str(os.getpid()), **lm_meta},
+            metadata={
+                "pool": cfg.pool,
+                "worker": cfg.worker_id,
+                "pid": str(os.getpid()),
+                "concurrency": str(cfg.concurrency),  # what a batch job sizes its default concurrency by
+                **lm_meta,
+            },
         )
         # the endpoint `status` of group `dspex.worker.<id>` answers on dspex.worker.<id>.status
         group = service.add_group(name=bus.worker_status_subject(cfg.worker_id).removesuffix(".status"))
@@ -201,7 +226,9 @@ class Worker:
         emit_event("stopping", worker=cfg.worker_id)
         if self.membership is not None:
             await self.membership.leave()
-        left = await self.pull.stop(cfg.drain_timeout)
+        left_direct, left = await asyncio.gather(self.direct.stop(cfg.drain_timeout), self.pull.stop(cfg.drain_timeout))
+        if left_direct:
+            log.warning("direct requests still running at the drain timeout were cancelled", left=left_direct)
         if left:
             log.warning("requests still running at the drain timeout; they will be redelivered", left=left)
         await service.stop()
@@ -227,6 +254,8 @@ class Worker:
             asyncio.ensure_future(self.pull.add(consumer, group=bus.PARTITION_GROUP))
         for consumer in sorted(current - wanted):
             asyncio.ensure_future(self.pull.remove(consumer))
+        if self.direct is not None:
+            asyncio.ensure_future(self.direct.set_partitions(mine))
         return mine
 
     async def _reconcile_partitions(self, interval: float = 2.0) -> None:
@@ -289,6 +318,18 @@ class Worker:
             return  # not sent: left unacked, so it is redelivered (and answered from the reply memory)
         self._check_recycle()
 
+    async def _handle_direct(self, msg: Msg, received: float) -> bytes:
+        """One request of the direct lane (transport/direct.py): the same execution, no acks, no reply memory;
+        returns the encoded reply, which the direct server publishes once."""
+        assert self.replies is not None and self.nc is not None
+        started = time.time()
+        queue_ms = max(0.0, (started - received) * 1000)  # waiting here for a free slot
+        work = self._execute(msg, "", msg.headers or {}, queue_ms, started)
+        reply = await telemetry.traced_request(work, msg, pool=self.config.pool, queue_ms=queue_ms)
+        data = self.replies.encode_reply(reply, self.nc.max_payload)
+        self._check_recycle()
+        return data
+
     def _admit(self, msg: Msg, headers: dict[str, str]) -> tuple[Request, float, str | None]:
         """The decoded request, the seconds left until its deadline and, when the request named none, what its
         deadline is instead — or the error that stops it here."""
@@ -326,15 +367,24 @@ class Worker:
         self, msg: Msg, req_id: str, headers: dict[str, str], queue_ms: float, started: float
     ) -> dict[str, Any]:
         worker = self.config.worker_id
+        limiter: ProfileLimiter | None = None
         try:
             request, remaining, default = self._admit(msg, headers)
             req_id = request["id"]
+            limiter = self.ops.lms.limiter(request.get("lm"))
             try:
-                # asyncio.timeout runs the program in this task (wait_for wraps it in a new one each time)
+                # asyncio.timeout runs the program in this task (wait_for wraps it in a new one each time); waiting for
+                # a CPU slot or the LM profile's limits counts against the deadline too
                 async with asyncio.timeout(remaining):
-                    execution = await self.run_op(self.ops, request)
+                    async with (
+                        self._cpu_slots if request["op"] in CPU_OPS else contextlib.nullcontext(),
+                        limiter.slot() if limiter is not None else contextlib.nullcontext(),
+                    ):
+                        execution = await self.run_op(self.ops, request)
             except TimeoutError:
                 raise DeadlineExceeded(f"{default or 'deadline'} passed while the program was running") from None
+            if limiter is not None:
+                limiter.spent(int(execution.usage.get("total_tokens") or 0))
             self.handled += 1
             return ok_reply(
                 req_id,
@@ -349,6 +399,9 @@ class Worker:
         except Exception as exc:
             error: DspexError = classify_exception(exc)
             self.failed += 1
+            if limiter is not None and is_rate_limited(error.to_wire()):
+                retry_after = (error.details or {}).get("retry_after")
+                limiter.throttled(float(retry_after) if isinstance(retry_after, int | float) else None)
             unexpected = error.type == "WorkerError"
             log.log(
                 logging.ERROR if unexpected else logging.INFO,  # the program's own exceptions vs a request's mistakes

@@ -2,14 +2,17 @@
  * Pool settings in one typed table with documented defaults; each value can be overridden by an
  * environment variable DSPEX_<POOL>_<SETTING> (e.g. DSPEX_GENERAL_ACK_WAIT_MS=60000).
  */
-import { DEFAULT_DEADLINE_MS, POOLS, type Pool } from "@dspex/protocol";
+import { DEFAULT_CONCURRENCY, DEFAULT_DEADLINE_MS, POOLS, type Pool } from "@dspex/protocol";
 
 export interface PoolSettings {
-  /** Requests one worker process runs at once. */
+  /**
+   * Requests one worker process runs at once (schemas/bus.json `defaultConcurrency`: general 256 — LM calls are
+   * I/O-bound — optimizer and gpu 1), across both lanes.
+   */
   concurrency: number;
   /** JetStream AckWait: how long a delivered request may go without ack or progress before redelivery. */
   ackWaitMs: number;
-  /** JetStream MaxAckPending: requests in flight across the whole pool. */
+  /** JetStream MaxAckPending: durable requests in flight across the whole pool (back-pressure: the rest wait stored). */
   maxAckPending: number;
   /** Delivery attempts before a request is given up (dead-lettered). */
   maxDeliver: number;
@@ -35,7 +38,7 @@ export interface PoolSettings {
 
 export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
   general: {
-    concurrency: 16,
+    concurrency: DEFAULT_CONCURRENCY.general,
     ackWaitMs: 30_000,
     maxAckPending: 1_000,
     maxDeliver: 5,
@@ -47,7 +50,7 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     maxRssMb: 0,
   },
   optimizer: {
-    concurrency: 1,
+    concurrency: DEFAULT_CONCURRENCY.optimizer,
     ackWaitMs: 120_000,
     maxAckPending: 64,
     maxDeliver: 3,
@@ -59,7 +62,7 @@ export const POOL_DEFAULTS: Record<Pool, PoolSettings> = {
     maxRssMb: 0,
   },
   gpu: {
-    concurrency: 1,
+    concurrency: DEFAULT_CONCURRENCY.gpu,
     ackWaitMs: 120_000,
     maxAckPending: 64,
     maxDeliver: 3,

@@ -48,6 +48,11 @@ export interface CallOptions {
   /** Reuse a request id (idempotent retry of the same request). */
   requestId?: string;
   signal?: AbortSignal;
+  /**
+   * The delivery lane (lanes/index.ts): `durable` (JetStream, at least once), `direct` (core request-reply, at
+   * most once) or `auto`, the client's default (direct for predict and chain_of_thought without a session).
+   */
+  lane?: "auto" | "durable" | "direct";
   /** This call's retry policy over the client's (`false`: a single attempt). */
   retry?: Partial<RetryPolicy> | false;
   /**

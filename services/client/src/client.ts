@@ -41,6 +41,8 @@ import { SessionTable } from "./sessions.js";
 import { ProgramStream, type StreamOptions } from "./stream.js";
 import { ToolRegistry } from "./tools.js";
 import { Transport } from "./transport.js";
+import { DirectLane, type DirectLaneOptions } from "./lanes/direct.js";
+import { chooseLane, defaultLane, directLaneOptions, laneSender, type LaneChoice } from "./lanes/index.js";
 
 export interface ClientOptions extends BusAccess {
   /** Use this connection instead of opening one (the client will not close it). */
@@ -62,6 +64,12 @@ export interface ClientOptions extends BusAccess {
   interceptors?: Interceptor[];
   /** Connection name shown by the server (default dspex-client). */
   name?: string;
+  /** The default delivery lane of calls (lanes/index.ts; default DSPEX_LANE, else `auto`). */
+  lane?: LaneChoice;
+  /** The direct lane's heartbeat settings (DSPEX_DIRECT_HEARTBEAT_MS, DSPEX_DIRECT_LOST_MS). */
+  direct?: DirectLaneOptions;
+  /** Durable lane: workers re-send a reply until this client confirms it (default true; DSPEX_CONFIRM_REPLIES=0). */
+  confirmReplies?: boolean;
 }
 
 export class Client implements Caller {
@@ -74,7 +82,10 @@ export class Client implements Caller {
   readonly busDrift: Difference[];
   /** Counters since the client was made. */
   readonly counts = { retries: 0, failedFast: 0, fallbacks: 0 };
+  /** The default lane of calls that name none. */
+  readonly lane: LaneChoice;
   private readonly transport: Transport;
+  private readonly direct: DirectLane;
   private readonly chain: (input: CallInput) => Promise<ReplyOk>;
   private toolRegistry: ToolRegistry | undefined;
   private moduleOps: Modules | undefined;
@@ -89,8 +100,12 @@ export class Client implements Caller {
     const settings = busSettings(options.bus);
     this.pools = settings.pools;
     this.busDrift = drift;
-    this.transport = new Transport(nc, jetstream(nc), this.pools);
+    this.transport = new Transport(nc, jetstream(nc), this.pools, {
+      confirmReplies: options.confirmReplies ?? process.env.DSPEX_CONFIRM_REPLIES !== "0",
+    });
     this.discovery = new WorkerDiscovery(nc, options.discovery);
+    this.lane = defaultLane(options.lane);
+    this.direct = new DirectLane(nc, this.transport, this.pools, (pool) => this.discovery.forget(pool as Pool), directLaneOptions(options.direct));
     this.sessions = new SessionTable(nc);
     this.programs = new ProgramStore(nc);
     this.breakers = new Breakers(breakerSettings(options.breakers));
@@ -105,7 +120,7 @@ export class Client implements Caller {
       ...(options.checkWorkers === false ? [] : [discoveryInterceptor(this.discovery)]),
       breakerInterceptor(this.breakers, this.counts, fallbackOnOpen, "lm"),
     ];
-    this.chain = compose(interceptors, (input) => this.transport.send(input));
+    this.chain = compose(interceptors, laneSender(this.transport, this.direct, this.lane));
   }
 
   static async connect(options: ClientOptions = {}): Promise<Client> {
@@ -186,6 +201,7 @@ export class Client implements Caller {
         details: { size: inputBytes, limit },
       });
     }
+    chooseLane({ op: request.op, options }, this.lane); // a bad `lane` is a ValidationError before anything runs
     const signature = resolveSignature(request.signature, options.instructions);
     const inputs = request.rawInputs ? request.inputs : validateInputs(signature, request.inputs);
     const module = options.demos ? { ...request.module, demos: options.demos } : request.module;
@@ -277,7 +293,13 @@ export class Client implements Caller {
 
   /** For `dspex status` (a router answers with it) and tests. */
   snapshot() {
-    return { breakers: this.breakers.states(), droppedReplies: this.transport.dropped, republished: this.transport.republished, ...this.counts };
+    return {
+      breakers: this.breakers.states(),
+      droppedReplies: this.transport.dropped,
+      republished: this.transport.republished,
+      lostDirect: this.direct.lost,
+      ...this.counts,
+    };
   }
 
   /** The client's default LM (calls that name none use it). */

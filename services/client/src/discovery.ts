@@ -101,6 +101,11 @@ export class WorkerDiscovery {
     else this.workers.set(worker, { id: worker, worker, pool, metadata: {}, lastSeen: Date.now() });
   }
 
+  /** Forgets what was seen of a pool's workers (a direct request found none): the next call asks again. */
+  forget(pool: Pool): void {
+    for (const [key, w] of this.workers) if (w.pool === pool) this.workers.delete(key);
+  }
+
   /** Whether the pool has a worker: one seen within `presumeMs`, else one that answers a ping now. */
   async hasWorkers(pool: Pool): Promise<boolean> {
     const cutoff = Date.now() - this.presumeMs;

@@ -10,6 +10,8 @@ export { WorkerDiscovery, type WorkerInfo, type DiscoveryOptions } from "./disco
 export { Breakers, Breaker, breakerSettings, lmKey, poolFailure, lmFailure, BREAKER_DEFAULTS, type BreakerKind, type BreakerSettings, type BreakerOptions, type BreakerSnapshot, type StateChange } from "./interceptors/breaker.js";
 export { retryPolicy, backoffDelayMs, attemptId, baseRequestId, isRetryableReply, retryAfterMs, RETRY_DEFAULTS, type RetryPolicy } from "./interceptors/retry.js";
 export { isReplyError, type DroppedReplies } from "./transport.js";
+export { chooseLane, defaultLane, INTERACTIVE_OPS, LANES, type Lane, type LaneChoice } from "./lanes/index.js";
+export { DirectLane, type DirectLaneOptions } from "./lanes/direct.js";
 export { ProgramStore, type ProgramDefinition, type ProgramState, type ProgramVersion, type CreateProgramOptions } from "./programs.js";
 export { SessionTable, sessionKey } from "./sessions.js";
 export * from "./modules.js";

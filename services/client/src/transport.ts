@@ -6,7 +6,7 @@
  * is counted and dropped — never surfaced twice.
  */
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   DeadlineExceeded,
   ENVELOPE_VERSION,
@@ -70,6 +70,23 @@ export function isReplyError(err: unknown): boolean {
 interface Pending {
   resolve: (reply: ReplyEnvelope) => void;
   reject: (err: unknown) => void;
+  /** A message without a body for this attempt: a status (503: no responders) or a lane's signal. */
+  signal?: (msg: Msg) => void;
+}
+
+/** How one attempt is sent, and what its lane does with bodiless messages (transport.expect). */
+export interface Expectation {
+  /** Sends the attempt; `fail` ends it with an error (e.g. a failed publish). Called once it is pending. */
+  start(fail: (err: unknown) => void): void;
+  /** A bodiless message for this attempt (a status, a heartbeat); absent: ignored. */
+  onSignal?(msg: Msg, fail: (err: unknown) => void): void;
+  /** Called once when the attempt ends, whatever the outcome. */
+  done?(): void;
+}
+
+export interface TransportOptions {
+  /** Ask workers to confirm replies (`Dspex-Reply-Ack: 1`, durable lane; default true). */
+  confirmReplies?: boolean;
 }
 
 export class Transport {
@@ -88,6 +105,7 @@ export class Transport {
     private readonly nc: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly pools: Record<string, PoolSettings>,
+    private readonly options: TransportOptions = {},
   ) {
     // under the connection's inbox prefix: the only inboxes this role may subscribe to and workers may reply to
     this.inbox = newInbox(nc);
@@ -140,6 +158,11 @@ export class Transport {
 
   private onReply(msg: Msg, notice = false): void {
     if (msg.reply) msg.respond(); // confirms receipt: the worker stops re-sending (Dspex-Reply-Ack)
+    if (msg.data.length === 0 && msg.headers && !notice) {
+      // no body: a status from the server (503, no responders) or a lane's signal (a direct-lane heartbeat)
+      this.pending.get(msg.subject.slice(this.inbox.length + 1))?.signal?.(msg);
+      return;
+    }
     let reply: ReplyEnvelope;
     try {
       reply = decode(msg.data) as ReplyEnvelope;
@@ -177,15 +200,9 @@ export class Transport {
     return envelope;
   }
 
-  /** Publishes one attempt and resolves with its success reply; an error reply throws its typed error. */
-  async send(input: CallInput): Promise<ReplyOk> {
+  /** The attempt's envelope, encoded and checked against the contract and the pool's payload limit. */
+  encodeChecked(input: CallInput): Uint8Array {
     const settings = this.pools[input.pool]!;
-    const id = input.requestId;
-    let subject = requestSubject(input.pool, "any");
-    // a pool without partitions (optimizer and gpu by default) has no affinity: any worker takes it
-    if (input.options.session && settings.partitions > 0) {
-      subject = partitionSubject(input.pool, partitionOf(input.options.session, settings.partitions));
-    }
     const envelope = this.envelope(input);
     const body = encode(envelope);
     if (body.byteLength > settings.maxPayloadBytes) {
@@ -195,45 +212,65 @@ export class Transport {
       });
     }
     checkRequest(envelope); // the whole contract, before anything is published (ValidationError naming the field)
+    return body;
+  }
+
+  /** Headers every lane sends: version, deadline, the interceptors' own (strict affinity, trace context). */
+  headers(input: CallInput): MsgHdrs {
     const h = natsHeaders();
-    h.set(HEADERS.replyTo, `${this.inbox}.${id}`);
     h.set(HEADERS.version, String(ENVELOPE_VERSION));
     h.set(HEADERS.deadline, String(input.deadline));
-    h.set(HEADERS.replyAck, "1");
     for (const [k, v] of Object.entries(input.headers)) h.set(k, v);
+    return h;
+  }
 
+  /** Where the reply to attempt `id` comes: this client's inbox subscription. */
+  replySubject(id: string): string {
+    return `${this.inbox}.${id}`;
+  }
+
+  /**
+   * Registers the attempt, sends it (`x.start`) and resolves with its success reply; an error reply throws its
+   * typed error, no reply before the deadline DeadlineExceeded, an abort the signal's reason.
+   */
+  async expect(input: CallInput, x: Expectation): Promise<ReplyOk> {
+    const id = input.requestId;
     const signal = input.options.signal;
     const reply = await new Promise<ReplyEnvelope>((resolve, reject) => {
       const timeoutMs = Math.max(0, input.deadline - Date.now());
       const timer = setTimeout(() => {
         this.pending.delete(id);
         const budget = input.options.timeoutMs ?? timeoutMs;
-        reject(new DeadlineExceeded(`no reply within ${budget} ms (request ${id}, pool '${input.pool}')`, { details: { id, pool: input.pool, timeoutMs: budget } }));
+        finish(() =>
+          reject(new DeadlineExceeded(`no reply within ${budget} ms (request ${id}, pool '${input.pool}')`, { details: { id, pool: input.pool, timeoutMs: budget } })),
+        );
       }, timeoutMs);
+      let ended = false;
       const finish = (fn: () => void) => {
+        if (ended) return;
+        ended = true;
         clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
+        x.done?.();
         fn();
       };
       const onAbort = () => {
         this.pending.delete(id);
         finish(() => reject(signal?.reason ?? new Error("aborted")));
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.pending.set(id, { resolve: (r) => finish(() => resolve(r)), reject: (e) => finish(() => reject(e)) });
-      tracedPublish({ headers: h, subject, pool: input.pool, messageId: id, bodySize: body.byteLength }, () =>
-        publishWithRetry(this.js, subject, body, {
-          msgID: id,
-          headers: h,
-          deadline: input.deadline,
-          stopped: () => !this.pending.has(id),
-          onRetry: () => void (this.republished += 1),
-        }),
-      ).catch((err: unknown) => {
-        const p = this.pending.get(id);
+      const fail = (err: unknown) => {
+        if (this.pending.get(id) !== entry) return;
         this.pending.delete(id);
-        p?.reject(err instanceof TransportError ? err : new TransportError(`publish to JetStream failed: ${String(err)}`, { cause: err }));
-      });
+        finish(() => reject(err));
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const entry: Pending = {
+        resolve: (r) => finish(() => resolve(r)),
+        reject: (e) => finish(() => reject(e)),
+        ...(x.onSignal ? { signal: (msg: Msg) => x.onSignal!(msg, fail) } : {}),
+      };
+      this.pending.set(id, entry);
+      x.start(fail);
     });
     if (!reply.ok) {
       const err = errorFromWire(reply.error);
@@ -241,6 +278,34 @@ export class Transport {
       throw err;
     }
     return reply;
+  }
+
+  /** The durable lane: publishes one attempt to the pool's JetStream subject and resolves with its reply. */
+  async send(input: CallInput): Promise<ReplyOk> {
+    const settings = this.pools[input.pool]!;
+    const id = input.requestId;
+    let subject = requestSubject(input.pool, "any");
+    // a pool without partitions (optimizer and gpu by default) has no affinity: any worker takes it
+    if (input.options.session && settings.partitions > 0) {
+      subject = partitionSubject(input.pool, partitionOf(input.options.session, settings.partitions));
+    }
+    const body = this.encodeChecked(input);
+    const h = this.headers(input);
+    h.set(HEADERS.replyTo, this.replySubject(id));
+    if (this.options.confirmReplies !== false) h.set(HEADERS.replyAck, "1");
+    return this.expect(input, {
+      start: (fail) => {
+        tracedPublish({ headers: h, subject, pool: input.pool, messageId: id, bodySize: body.byteLength }, () =>
+          publishWithRetry(this.js, subject, body, {
+            msgID: id,
+            headers: h,
+            deadline: input.deadline,
+            stopped: () => !this.pending.has(id),
+            onRetry: () => void (this.republished += 1),
+          }),
+        ).catch((err: unknown) => fail(err instanceof TransportError ? err : new TransportError(`publish to JetStream failed: ${String(err)}`, { cause: err })));
+      },
+    });
   }
 
   async close(): Promise<void> {

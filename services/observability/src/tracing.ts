@@ -20,7 +20,7 @@ import {
   type TextMapSetter,
   type Tracer,
 } from "@opentelemetry/api";
-import { requestSubject } from "@dspex/protocol";
+import { directSubject, requestSubject } from "@dspex/protocol";
 import { clientInstruments } from "./metrics.js";
 
 export const INSTRUMENTATION_NAME = "@dspex/client";
@@ -193,7 +193,9 @@ export interface PublishInfo {
  * (or the publish fails). Returns publish's promise unchanged.
  */
 export function tracedPublish<T>(info: PublishInfo, publish: () => Promise<T>): Promise<T> {
-  const template = requestSubject(info.pool, "{key}"); // dspex.req.<pool>.{key}
+  // the lane's subject template: dspex.req.<pool>.{key} (durable) or dspex.direct.<pool>.{key} (direct)
+  const direct = directSubject(info.pool, "{key}");
+  const template = info.subject.startsWith(direct.slice(0, -"{key}".length)) ? direct : requestSubject(info.pool, "{key}");
   const span = tracer().startSpan(`send ${template.slice(0, -".{key}".length)}`, {
     kind: SpanKind.PRODUCER,
     attributes: {

@@ -26,6 +26,7 @@ import dspy
 from ..protocol import check_lm
 from ..protocol.errors import LMConfigError, ValidationError
 from .echo import ECHO_PROVIDER, EchoLM
+from .limits import ProfileLimiter
 from .policy import Resolved, resolve_lm
 from .profiles import LMPolicy, load_policy
 
@@ -65,6 +66,22 @@ class LMFactory:
         self._clients: OrderedDict[tuple[Any, ...], dspy.LM] = OrderedDict()
         self._max_size = max_size
         self.allow_test_models = allow_test_models
+        # the profiles' limits on this worker (limits.py), one limiter per profile that has any
+        self.limiters: dict[str, ProfileLimiter] = {}
+        for name, profile in self.policy.profiles.items():
+            limiter = ProfileLimiter.from_limits(name, profile.limits)
+            if limiter is not None:
+                self.limiters[name] = limiter
+
+    def limiter(self, config: Mapping[str, Any] | None) -> ProfileLimiter | None:
+        """The limiter of the profile a request's `lm` map names (or the default profile), if it has limits; an
+        allow-listed endpoint has none. A map naming no known profile gets none here and its error from resolve."""
+        if not self.limiters:
+            return None
+        if config is not None and config.get("api_base") is not None:
+            return None
+        name = (config or {}).get("profile") or self.policy.default
+        return self.limiters.get(name) if isinstance(name, str) else None
 
     def get(self, config: Mapping[str, Any] | None) -> dspy.LM:
         return self.resolve(config)[0]

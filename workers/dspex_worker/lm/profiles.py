@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,8 @@ from ..protocol.errors import ValidationError
 
 # The knobs a profile sets and a request may change (request.schema.json#/definitions/lm).
 KNOBS = ("temperature", "max_tokens", "cache", "num_retries", "adapter")
+# A profile's limits on one worker (limits.py); a request cannot change them.
+LIMITS = ("max_concurrency", "requests_per_minute", "tokens_per_minute")
 DEFAULT_PROFILE = "default"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?$")
@@ -47,6 +49,7 @@ class Profile:
     api_base: str | None  # normalized; None: the provider's own endpoint
     api_key_env: str | None  # None: no key is sent
     knobs: Mapping[str, Any]  # defaults of temperature, max_tokens, cache, num_retries, adapter
+    limits: Mapping[str, Any] = field(default_factory=dict)  # max_concurrency, requests_per_minute, tokens_per_minute
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ def _profile(name: str, raw: Mapping[str, Any], where: str) -> Profile:
         api_base=_url(base, f"{where}.api_base") if base is not None else None,
         api_key_env=raw.get("api_key_env"),
         knobs={k: raw[k] for k in KNOBS if k in raw},
+        limits={k: raw[k] for k in LIMITS if k in raw},
     )
 
 

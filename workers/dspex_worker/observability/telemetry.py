@@ -34,7 +34,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode, Tracer, TracerProvider
 
 from .. import __version__
-from ..protocol.generated.bus import HEADER_MSG_ID, HEADER_TRACEPARENT, request_subject
+from ..protocol.generated.bus import HEADER_MSG_ID, HEADER_TRACEPARENT, QUEUES, direct_subject, request_subject
 from .dspy_callback import OtelDspyCallback
 from .instruments import Instruments
 from .log import get_logger
@@ -257,14 +257,21 @@ def note_request(operation: str) -> None:
         info.span.set_attribute("dspex.operation", operation)
 
 
+def _template(msg: Msg, pool: str) -> str:
+    """The subject template of the lane the request came on: `dspex.req.<pool>.{key}` or `dspex.direct.<pool>.{key}`."""
+    direct = direct_subject(pool, "{key}")
+    return direct if msg.subject.startswith(direct.removesuffix("{key}")) else request_subject(pool, "{key}")
+
+
 def _message_attributes(msg: Msg, pool: str) -> dict[str, Any]:
     headers = msg.headers or {}
+    template = _template(msg, pool)
     attributes: dict[str, Any] = {
         "messaging.system": MESSAGING_SYSTEM,
         "messaging.operation.type": "process",
         "messaging.operation.name": "process",
         "messaging.destination.name": msg.subject,
-        "messaging.destination.template": request_subject(pool, "{key}"),  # dspex.req.<pool>.{key}
+        "messaging.destination.template": template,  # dspex.req.<pool>.{key} or dspex.direct.<pool>.{key}
         "messaging.message.body.size": len(msg.data),
         "dspex.pool": pool,
     }
@@ -274,7 +281,8 @@ def _message_attributes(msg: Msg, pool: str) -> dict[str, Any]:
         attributes["dspex.request.id"] = message_id
     if _state.worker_id:
         attributes["dspex.worker.id"] = _state.worker_id
-    consumer = pool
+    # the direct lane's queue group; on the durable lane, the JetStream consumer (below)
+    consumer = QUEUES["direct"] if template.startswith("dspex.direct.") else pool
     try:
         if msg.reply:
             metadata = msg.metadata
@@ -313,7 +321,7 @@ async def traced_request(
     parent = extract_context(msg.headers)
     span = st.tracer.start_span(
         # `process dspex.req.<pool>`: the span name the TypeScript side's trace view expects (tracing.ts)
-        f"process {request_subject(pool, '{key}').removesuffix('.{key}')}",
+        f"process {_template(msg, pool).removesuffix('.{key}')}",
         context=parent,
         kind=SpanKind.CONSUMER,
         attributes=_message_attributes(msg, pool),

@@ -49,12 +49,15 @@ class Puller:
         handler: Callable[[Msg], Coroutine[Any, Any, None]],
         max_inflight: int,
         expires: float = 2.0,
+        busy: Callable[[], int] | None = None,
     ) -> None:
         self._nc = nc
         self._stream = stream
         self._handler = handler
         self._max_inflight = max_inflight
         self._expires = expires
+        # slots taken outside this puller (the direct lane's requests): the budget is the worker's, shared
+        self._busy = busy or (lambda: 0)
         self._sources: dict[str, Source] = {}
         self._inflight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -77,6 +80,10 @@ class Puller:
             s.consumer: {"outstanding": s.outstanding, "expires_in": round(s.expiry - now, 2), "pinned": bool(s.pin_id)}
             for s in self._sources.values()
         }
+
+    def wake(self) -> None:
+        """A slot taken elsewhere was given back: pull again if that leaves room."""
+        self._wake.set()
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._pull_loop())
@@ -172,7 +179,7 @@ class Puller:
                 if s.outstanding and now >= s.expiry:
                     s.outstanding = 0
             primary_out = sum(s.outstanding for s in sources if s.group is None)
-            free = self._max_inflight - len(self._inflight) - primary_out
+            free = self._max_inflight - len(self._inflight) - self._busy() - primary_out
             # The pool's own consumer is topped up once it waits for no more messages than there are free
             # slots, not only once its pulls ran dry: requests published together then each find a waiting
             # pull instead of a pull round trip apiece, and a steady trickle still costs few pull requests.

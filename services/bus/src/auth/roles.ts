@@ -15,6 +15,8 @@ import {
   deadLetterNoticeSubject,
   deadLetterSubject,
   deadLettersConsumer,
+  directAllSubject,
+  directSubject,
   evalDataSubject,
   evalResultSubject,
   executionSubject,
@@ -116,6 +118,7 @@ function callerPermissions(role: Role): RolePermissions {
     pub: [
       ...b.pub,
       any(requestSubject("*", ">")), // every pool's requests (JetStream publishes)
+      any(directSubject("*", ">")), // every pool's direct lane (core requests; the reply comes to its own inbox)
       `${API}.STREAM.INFO.${REQ}`,
       `${API}.CONSUMER.INFO.${REQ}.*`,
       `${API}.CONSUMER.LIST.${REQ}`,
@@ -177,6 +180,7 @@ function workerPermissions(pool: Pool, partitions: number): RolePermissions {
     sub: [
       ...b.sub,
       "$SRV.>", // the worker's NATS service (ping, info, stats)
+      any(directAllSubject(pool)), // its own pool's direct lane (queue group), never another pool's
       any(workerStatusSubject("*")),
       ...(optimizer ? [any(jobCancelSubject("*"))] : []),
     ],

@@ -179,7 +179,10 @@ export class Breaker {
       rollingCountBuckets: settings.rollingBuckets,
       rollingPercentilesEnabled: false,
       enableSnapshots: false,
-      errorFilter: (err: unknown) => !isFailure(err),
+      // A NoWorkersError inside an LM breaker comes from the direct lane (no responder although discovery had
+      // seen a worker): it says nothing about the LM, but opossum records every outcome, and as a success it would
+      // close a half-open breaker. While half-open it counts as a failure instead (open again, another probe later).
+      errorFilter: (err: unknown) => !(isFailure(err) || (kind === "lm" && err instanceof NoWorkersError && this.cb.halfOpen)),
       // the window slides on this emitter, so a breaker that closes can start from an empty window
       rotateBucketController: this.rotate,
     });

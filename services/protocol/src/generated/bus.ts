@@ -5,6 +5,8 @@ export const POOLS = ["general","optimizer","gpu"] as const;
 export type Pool = (typeof POOLS)[number];
 /** Per pool, the deadline in ms of a call that names none: the client's default timeout (which it sends as Dspex-Deadline), and how long a worker lets a request without a Dspex-Deadline header run. Overridden per deployment by DSPEX_<POOL>_TIMEOUT_MS (both sides). */
 export const DEFAULT_DEADLINE_MS: Record<Pool, number> = {"general":60000,"optimizer":3600000,"gpu":300000};
+/** Per pool, how many requests one worker process runs at once unless configured (DSPEX_<POOL>_CONCURRENCY for the embedded fleet, DSPEX_WORKER_CONCURRENCY or --concurrency for a worker). LM calls are I/O-bound, so the general pool's workers hold hundreds, bounded by memory and the LM profiles' own limits; the optimizer (compile) and gpu (the local model) pools are CPU-bound and run one at a time. */
+export const DEFAULT_CONCURRENCY: Record<Pool, number> = {"general":256,"optimizer":1,"gpu":1};
 /** Priority group of the pinned partition consumers. */
 export const PARTITION_GROUP = "dspex";
 
@@ -17,6 +19,16 @@ export function requestSubject(pool: string | number, key: string | number): str
 /** Every request subject of a pool (the stream's subjects). */
 export function requestAllSubject(pool: string | number): string {
   return `dspex.req.${pool}.>`;
+}
+
+/** The direct lane (core NATS request-reply, at most once; docs/performance.md): a request for a pool, key `any` (the queue group `queues.direct` of every worker of the pool) or `p<N>` (session partition N: the worker the partition assignment gives N subscribes to it). The envelope and headers are the durable lane's (`Nats-Msg-Id` names the request, nothing deduplicates it) except `Dspex-Reply-To` and `Dspex-Reply-Ack`; the reply goes to the request's NATS reply subject, an inbox of the caller. */
+export function directSubject(pool: string | number, key: string | number): string {
+  return `dspex.direct.${pool}.${key}`;
+}
+
+/** Every direct-lane subject of a pool (what its workers may subscribe to). */
+export function directAllSubject(pool: string | number): string {
+  return `dspex.direct.${pool}.>`;
 }
 
 /** TypeScript tools called by ReAct on a worker (core request/reply, msgpack). */
@@ -121,7 +133,8 @@ export const SERVICES = {
 } as const;
 export const QUEUES = {
   "jobs": "dspex-jobs",
-  "tools": "dspex-tools"
+  "tools": "dspex-tools",
+  "direct": "dspex-direct"
 } as const;
 
 // ---- headers
@@ -138,6 +151,8 @@ export const HEADERS = {
   replyAck: "Dspex-Reply-Ack",
   /** Strict session affinity: only this worker may run the request. */
   sessionWorker: "Dspex-Session-Worker",
+  /** Direct lane. On a request: the interval in ms at which the caller wants a sign of life while the request runs (no header: none). From the worker: an empty message to the request's reply subject with this header (value: the worker id), every interval until the reply; a caller that hears nothing for several intervals knows the worker is gone. */
+  heartbeat: "Dspex-Heartbeat",
   /** W3C trace context. */
   traceparent: "traceparent",
   /** W3C trace context. */

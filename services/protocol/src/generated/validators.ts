@@ -11767,8 +11767,8 @@ return errors === 0;
 }
 
 export const validateLmProfiles = validate39;
-const schema50 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
-const schema52 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"description":{"type":"string"}}};
+const schema50 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
+const schema52 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}};
 const schema55 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
 const schema56 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
 const func0 = runtime_equal.default;
@@ -12006,16 +12006,82 @@ else {
 var valid0 = true;
 }
 if(valid0){
-if(data.description !== undefined){
+if(data.max_concurrency !== undefined){
+let data10 = data.max_concurrency;
 const _errs28 = errors;
-if(typeof data.description !== "string"){
-validate40.errors = [{instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
+validate40.errors = [{instancePath:instancePath+"/max_concurrency",schemaPath:"#/properties/max_concurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
+}
+if(errors === _errs28){
+if((typeof data10 == "number") && (isFinite(data10))){
+if(data10 < 1 || isNaN(data10)){
+validate40.errors = [{instancePath:instancePath+"/max_concurrency",schemaPath:"#/properties/max_concurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
 }
 var valid0 = _errs28 === errors;
 }
 else {
 var valid0 = true;
+}
+if(valid0){
+if(data.requests_per_minute !== undefined){
+let data11 = data.requests_per_minute;
+const _errs30 = errors;
+if(errors === _errs30){
+if((typeof data11 == "number") && (isFinite(data11))){
+if(data11 <= 0 || isNaN(data11)){
+validate40.errors = [{instancePath:instancePath+"/requests_per_minute",schemaPath:"#/properties/requests_per_minute/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"}];
+return false;
+}
+}
+else {
+validate40.errors = [{instancePath:instancePath+"/requests_per_minute",schemaPath:"#/properties/requests_per_minute/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+}
+var valid0 = _errs30 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.tokens_per_minute !== undefined){
+let data12 = data.tokens_per_minute;
+const _errs32 = errors;
+if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
+validate40.errors = [{instancePath:instancePath+"/tokens_per_minute",schemaPath:"#/properties/tokens_per_minute/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs32){
+if((typeof data12 == "number") && (isFinite(data12))){
+if(data12 < 1 || isNaN(data12)){
+validate40.errors = [{instancePath:instancePath+"/tokens_per_minute",schemaPath:"#/properties/tokens_per_minute/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+var valid0 = _errs32 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.description !== undefined){
+const _errs34 = errors;
+if(typeof data.description !== "string"){
+validate40.errors = [{instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid0 = _errs34 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
 }
 }
 }

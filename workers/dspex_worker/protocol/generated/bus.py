@@ -9,9 +9,11 @@ BUS_VERSION: Final = 1
 POOLS: Final = ("general", "optimizer", "gpu")
 # Per pool, the deadline in ms of a call that names none: the client's default timeout (which it sends as Dspex-Deadline), and how long a worker lets a request without a Dspex-Deadline header run. Overridden per deployment by DSPEX_<POOL>_TIMEOUT_MS (both sides).
 DEFAULT_DEADLINE_MS: Final[dict[str, int]] = {"general": 60000, "optimizer": 3600000, "gpu": 300000}
+# Per pool, how many requests one worker process runs at once unless configured (DSPEX_<POOL>_CONCURRENCY for the embedded fleet, DSPEX_WORKER_CONCURRENCY or --concurrency for a worker). LM calls are I/O-bound, so the general pool's workers hold hundreds, bounded by memory and the LM profiles' own limits; the optimizer (compile) and gpu (the local model) pools are CPU-bound and run one at a time.
+DEFAULT_CONCURRENCY: Final[dict[str, int]] = {"general": 256, "optimizer": 1, "gpu": 1}
 PARTITION_GROUP: Final = "dspex"
 SERVICES: Final = {"worker": "dspex-worker"}
-QUEUES: Final = {"jobs": "dspex-jobs", "tools": "dspex-tools"}
+QUEUES: Final = {"jobs": "dspex-jobs", "tools": "dspex-tools", "direct": "dspex-direct"}
 
 
 def request_subject(pool: str | int, key: str | int) -> str:
@@ -22,6 +24,16 @@ def request_subject(pool: str | int, key: str | int) -> str:
 def request_all_subject(pool: str | int) -> str:
     """Every request subject of a pool (the stream's subjects)."""
     return f"dspex.req.{pool}.>"
+
+
+def direct_subject(pool: str | int, key: str | int) -> str:
+    """The direct lane (core NATS request-reply, at most once; docs/performance.md): a request for a pool, key `any` (the queue group `queues.direct` of every worker of the pool) or `p<N>` (session partition N: the worker the partition assignment gives N subscribes to it). The envelope and headers are the durable lane's (`Nats-Msg-Id` names the request, nothing deduplicates it) except `Dspex-Reply-To` and `Dspex-Reply-Ack`; the reply goes to the request's NATS reply subject, an inbox of the caller."""
+    return f"dspex.direct.{pool}.{key}"
+
+
+def direct_all_subject(pool: str | int) -> str:
+    """Every direct-lane subject of a pool (what its workers may subscribe to)."""
+    return f"dspex.direct.{pool}.>"
 
 
 def tool_subject(name: str | int) -> str:
@@ -129,6 +141,7 @@ HEADER_REPLY_ACK: Final = (
     "Dspex-Reply-Ack"  # `1`: the worker sends the reply as a request and re-sends it until the caller confirms it.
 )
 HEADER_SESSION_WORKER: Final = "Dspex-Session-Worker"  # Strict session affinity: only this worker may run the request.
+HEADER_HEARTBEAT: Final = "Dspex-Heartbeat"  # Direct lane. On a request: the interval in ms at which the caller wants a sign of life while the request runs (no header: none). From the worker: an empty message to the request's reply subject with this header (value: the worker id), every interval until the reply; a caller that hears nothing for several intervals knows the worker is gone.
 HEADER_TRACEPARENT: Final = "traceparent"  # W3C trace context.
 HEADER_TRACESTATE: Final = "tracestate"  # W3C trace context.
 HEADER_DLQ_REASON: Final = "Dspex-Dlq-Reason"  # Why the request was dead-lettered.

@@ -957,7 +957,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "type": "object",
                                 "required": ["model"],
                                 "additionalProperties": False,
-                                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                                 "properties": {
                                     "model": {
                                         "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
@@ -985,6 +985,21 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "num_retries": {"type": "integer", "minimum": 0},
                                     "adapter": {
                                         "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                    },
+                                    "max_concurrency": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                                    },
+                                    "requests_per_minute": {
+                                        "type": "number",
+                                        "exclusiveMinimum": 0,
+                                        "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                                    },
+                                    "tokens_per_minute": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                                     },
                                     "description": {"type": "string"},
                                 },
@@ -7884,7 +7899,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                             "type": "object",
                             "required": ["model"],
                             "additionalProperties": False,
-                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                             "properties": {
                                 "model": {
                                     "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
@@ -7912,6 +7927,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                                 "num_retries": {"type": "integer", "minimum": 0},
                                 "adapter": {
                                     "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                },
+                                "max_concurrency": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                                },
+                                "requests_per_minute": {
+                                    "type": "number",
+                                    "exclusiveMinimum": 0,
+                                    "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                                },
+                                "tokens_per_minute": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                                 },
                                 "description": {"type": "string"},
                             },
@@ -7975,7 +8005,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                         "type": "object",
                         "required": ["model"],
                         "additionalProperties": False,
-                        "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                        "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                         "properties": {
                             "model": {
                                 "type": "string",
@@ -8008,6 +8038,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                             "adapter": {
                                 "enum": ["chat", "json"],
                                 "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                            },
+                            "max_concurrency": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                            },
+                            "requests_per_minute": {
+                                "type": "number",
+                                "exclusiveMinimum": 0,
+                                "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                            },
+                            "tokens_per_minute": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                             },
                             "description": {"type": "string"},
                         },
@@ -8064,7 +8109,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                             "type": "object",
                             "required": ["model"],
                             "additionalProperties": False,
-                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                             "properties": {
                                 "model": {
                                     "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
@@ -8092,6 +8137,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                                 "num_retries": {"type": "integer", "minimum": 0},
                                 "adapter": {
                                     "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                },
+                                "max_concurrency": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                                },
+                                "requests_per_minute": {
+                                    "type": "number",
+                                    "exclusiveMinimum": 0,
+                                    "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                                },
+                                "tokens_per_minute": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                                 },
                                 "description": {"type": "string"},
                             },
@@ -8134,7 +8194,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                                     "type": "object",
                                     "required": ["model"],
                                     "additionalProperties": False,
-                                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                                     "properties": {
                                         "model": {
                                             "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
@@ -8162,6 +8222,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                                         "num_retries": {"type": "integer", "minimum": 0},
                                         "adapter": {
                                             "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                        },
+                                        "max_concurrency": {
+                                            "type": "integer",
+                                            "minimum": 1,
+                                            "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                                        },
+                                        "requests_per_minute": {
+                                            "type": "number",
+                                            "exclusiveMinimum": 0,
+                                            "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                                        },
+                                        "tokens_per_minute": {
+                                            "type": "integer",
+                                            "minimum": 1,
+                                            "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                                         },
                                         "description": {"type": "string"},
                                     },
@@ -8243,7 +8318,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                                 "type": "object",
                                 "required": ["model"],
                                 "additionalProperties": False,
-                                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                                 "properties": {
                                     "model": {
                                         "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/model"
@@ -8271,6 +8346,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                                     "num_retries": {"type": "integer", "minimum": 0},
                                     "adapter": {
                                         "$ref": "https://dspex.dev/schemas/v1/lm-profiles.schema.json#/definitions/adapter"
+                                    },
+                                    "max_concurrency": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                                    },
+                                    "requests_per_minute": {
+                                        "type": "number",
+                                        "exclusiveMinimum": 0,
+                                        "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                                    },
+                                    "tokens_per_minute": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                                     },
                                     "description": {"type": "string"},
                                 },
@@ -8334,7 +8424,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                             "type": "object",
                             "required": ["model"],
                             "additionalProperties": False,
-                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                            "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                             "properties": {
                                 "model": {
                                     "type": "string",
@@ -8367,6 +8457,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json(data, custom_f
                                 "adapter": {
                                     "enum": ["chat", "json"],
                                     "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                                },
+                                "max_concurrency": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                                },
+                                "requests_per_minute": {
+                                    "type": "number",
+                                    "exclusiveMinimum": 0,
+                                    "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                                },
+                                "tokens_per_minute": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                                 },
                                 "description": {"type": "string"},
                             },
@@ -8735,7 +8840,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_p
                 "type": "object",
                 "required": ["model"],
                 "additionalProperties": False,
-                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                 "properties": {
                     "model": {
                         "type": "string",
@@ -8769,6 +8874,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_p
                         "enum": ["chat", "json"],
                         "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
                     },
+                    "max_concurrency": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                    },
+                    "requests_per_minute": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                    },
+                    "tokens_per_minute": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
+                    },
                     "description": {"type": "string"},
                 },
             },
@@ -8787,7 +8907,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_p
                     "type": "object",
                     "required": ["model"],
                     "additionalProperties": False,
-                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                     "properties": {
                         "model": {
                             "type": "string",
@@ -8820,6 +8940,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_p
                         "adapter": {
                             "enum": ["chat", "json"],
                             "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                        },
+                        "max_concurrency": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                        },
+                        "requests_per_minute": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                        },
+                        "tokens_per_minute": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                         },
                         "description": {"type": "string"},
                     },
@@ -8954,6 +9089,102 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_p
             validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_adapter(
                 data__adapter, custom_formats, (name_prefix or "data") + ".adapter"
             )
+        if "max_concurrency" in data_keys:
+            data_keys.remove("max_concurrency")
+            data__maxconcurrency = data["max_concurrency"]
+            if (
+                not isinstance(data__maxconcurrency, (int))
+                and not (isinstance(data__maxconcurrency, float) and data__maxconcurrency.is_integer())
+                or isinstance(data__maxconcurrency, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".max_concurrency must be integer",
+                    value=data__maxconcurrency,
+                    name="" + (name_prefix or "data") + ".max_concurrency",
+                    definition={
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__maxconcurrency, (int, float, Decimal)) and not isinstance(data__maxconcurrency, bool):
+                if data__maxconcurrency < 1:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".max_concurrency must be bigger than or equal to 1",
+                        value=data__maxconcurrency,
+                        name="" + (name_prefix or "data") + ".max_concurrency",
+                        definition={
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                        },
+                        rule="minimum",
+                    )
+        if "requests_per_minute" in data_keys:
+            data_keys.remove("requests_per_minute")
+            data__requestsperminute = data["requests_per_minute"]
+            if not isinstance(data__requestsperminute, (int, float, Decimal)) or isinstance(
+                data__requestsperminute, bool
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".requests_per_minute must be number",
+                    value=data__requestsperminute,
+                    name="" + (name_prefix or "data") + ".requests_per_minute",
+                    definition={
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__requestsperminute, (int, float, Decimal)) and not isinstance(
+                data__requestsperminute, bool
+            ):
+                if data__requestsperminute <= 0:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".requests_per_minute must be bigger than 0",
+                        value=data__requestsperminute,
+                        name="" + (name_prefix or "data") + ".requests_per_minute",
+                        definition={
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                        },
+                        rule="exclusiveMinimum",
+                    )
+        if "tokens_per_minute" in data_keys:
+            data_keys.remove("tokens_per_minute")
+            data__tokensperminute = data["tokens_per_minute"]
+            if (
+                not isinstance(data__tokensperminute, (int))
+                and not (isinstance(data__tokensperminute, float) and data__tokensperminute.is_integer())
+                or isinstance(data__tokensperminute, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".tokens_per_minute must be integer",
+                    value=data__tokensperminute,
+                    name="" + (name_prefix or "data") + ".tokens_per_minute",
+                    definition={
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__tokensperminute, (int, float, Decimal)) and not isinstance(data__tokensperminute, bool):
+                if data__tokensperminute < 1:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".tokens_per_minute must be bigger than or equal to 1",
+                        value=data__tokensperminute,
+                        name="" + (name_prefix or "data") + ".tokens_per_minute",
+                        definition={
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
+                        },
+                        rule="minimum",
+                    )
         if "description" in data_keys:
             data_keys.remove("description")
             data__description = data["description"]
@@ -8975,7 +9206,7 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_p
                     "type": "object",
                     "required": ["model"],
                     "additionalProperties": False,
-                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).",
+                    "description": "One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).",
                     "properties": {
                         "model": {
                             "type": "string",
@@ -9008,6 +9239,21 @@ def validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json__definitions_p
                         "adapter": {
                             "enum": ["chat", "json"],
                             "description": "DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter).",
+                        },
+                        "max_concurrency": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency.",
+                        },
+                        "requests_per_minute": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "description": "Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait.",
+                        },
+                        "tokens_per_minute": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent.",
                         },
                         "description": {"type": "string"},
                     },
