@@ -26,7 +26,7 @@ import {
 } from "@dspex/protocol";
 import { createLogger, registerBreakerStateGauge, type BreakerState, type Stoppable } from "@dspex/observability";
 import type { CallInput, Interceptor } from "../call.js";
-import { isReplyError } from "../transport.js";
+import { isAnswered } from "../answered.js";
 import { envInt } from "./retry.js";
 
 export type BreakerKind = "pool" | "lm";
@@ -100,7 +100,7 @@ export function breakerSettings(options: BreakerOptions = {}, env: NodeJS.Proces
 
 /** No reply at all before the deadline (as opposed to a worker's DeadlineExceeded reply). */
 function noReply(err: unknown): boolean {
-  return err instanceof DeadlineExceeded && !isReplyError(err);
+  return err instanceof DeadlineExceeded && !isAnswered(err);
 }
 
 /** Is this outcome evidence that the pool is unhealthy? */
@@ -311,14 +311,15 @@ export interface BreakerCounts {
 }
 
 /**
- * The pool's breaker around its LM's around the rest of the call. An open breaker refuses before either is
- * fired, so a refusal by one is not recorded by the other; with a `fallback`, a refused call runs it.
+ * The pool's breaker around its LM's around the rest of the call (`kinds`: the native lane has no pool, only the
+ * LM). An open breaker refuses before either is fired, so a refusal by one is not recorded by the other; with a
+ * `fallback`, a refused call runs it.
  */
-export function breakerInterceptor(breakers: Breakers, counts: BreakerCounts, fallbackOnOpen: boolean): Interceptor {
+export function breakerInterceptor(breakers: Breakers, counts: BreakerCounts, fallbackOnOpen: boolean, kinds: readonly BreakerKind[] = ["pool", "lm"]): Interceptor {
   return async (input: CallInput, next) => {
-    const pool = breakers.pool(input.pool);
+    const pool = kinds.includes("pool") ? breakers.pool(input.pool) : undefined;
     const lm = breakers.lm(input.lm);
-    const refusing = [pool, lm].find((b) => b.refuses());
+    const refusing = [pool, lm].find((b) => b?.refuses());
     if (refusing) {
       const open = new CircuitOpenError(`circuit breaker ${refusing.name} is ${refusing.state.replace("_", "-")}: the call was not sent`, {
         details: { breaker: refusing.name, state: refusing.state, pool: input.pool, since: refusing.snapshot().since },
@@ -331,7 +332,7 @@ export function breakerInterceptor(breakers: Breakers, counts: BreakerCounts, fa
       counts.failedFast += 1;
       throw open;
     }
-    return pool.fire(() => lm.fire(() => next(input)));
+    return pool ? pool.fire(() => lm.fire(() => next(input))) : lm.fire(() => next(input));
   };
 }
 

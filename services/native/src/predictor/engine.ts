@@ -41,6 +41,8 @@ export interface NativeCall {
   inputs: Record<string, unknown>;
   demos?: readonly Demo[] | undefined;
   lm: LMConfig | undefined;
+  /** This call's choice of who makes ChatAdapter's JSONAdapter call (default: the engine's). */
+  jsonFallback?: "native" | "python" | undefined;
 }
 
 export interface NativePrediction {
@@ -195,7 +197,7 @@ export class NativeEngine {
           // DSPy falls back neither from JSONAdapter, nor once a stream has shown output (adapter_fallback_scope)
           const shown = limits.onText !== undefined && (one.result.texts[0] ?? "") !== "";
           if (first instanceof JSONAdapter || !first.useJsonAdapterFallback || shown) throw outputError(err);
-          if (this.jsonFallback === "python") throw new JsonFallbackNeeded(err, one.result.usage, "parse_failure");
+          if ((call.jsonFallback ?? this.jsonFallback) === "python") throw new JsonFallbackNeeded(err, one.result.usage, "parse_failure");
           if (known === undefined) throw new JsonFallbackNeeded(err, one.result.usage, "json_capabilities");
           // DSPy's ChatAdapter.__call__: the same LM, signature, demos and inputs through JSONAdapter
           const two = await ask(this.json, false);
