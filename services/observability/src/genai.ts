@@ -13,7 +13,7 @@
 import { SpanKind, ValueType, type Attributes, type Histogram, type MeterProvider } from "@opentelemetry/api";
 import { metrics } from "@opentelemetry/api";
 import { DURATION_BUCKETS, METER_NAME, METER_VERSION } from "./metrics.js";
-import { genAiProvider, recordError, tracer } from "./tracing.js";
+import { errorType, genAiProvider, recordError, tracer } from "./tracing.js";
 
 const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
 const MAX_CONTENT_CHARS = 16_384;
@@ -147,7 +147,12 @@ export async function traceLmCall<T>(info: LmCallInfo, fn: () => Promise<{ value
       }
       return value;
     } catch (err) {
-      metricAttributes["error.type"] = recordError(span, err);
+      recordError(span, err);
+      // the worker's LM span names DSPy's exception class (LMServerError, …), which an LMError carries
+      const dspy = (err as { details?: { dspy_error?: unknown } } | undefined)?.details?.dspy_error;
+      const type = typeof dspy === "string" ? dspy : errorType(err);
+      span.setAttribute("error.type", type);
+      metricAttributes["error.type"] = type;
       throw err;
     } finally {
       span.end();

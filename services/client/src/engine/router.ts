@@ -86,10 +86,9 @@ export class ExecutionRouter {
       return python("program_state", `program ${ref.id}: learned DSPy state (dump_state) is loaded by the workers' DSPy`);
     }
     const supported = this.nativeEngine().engine.support({ op: input.op as "predict", lm: input.lm });
-    if ("code" in supported) return python(supported.code, supported.reason);
-    if (requested === "hybrid" && supported.lm.knobs.adapter === "json") {
-      return python("json_adapter", "hybrid: JSONAdapter answers are read by the workers' DSPy (json_repair)");
-    }
+    const hybridJson = (): Decision => python("json_adapter", "hybrid: JSONAdapter answers are read by the workers' DSPy (json_repair)");
+    if ("code" in supported) return requested === "hybrid" && supported.code === "json_capabilities" ? hybridJson() : python(supported.code, supported.reason);
+    if (requested === "hybrid" && supported.lm.knobs.adapter === "json") return hybridJson();
     return { requested, engine: "native" };
   }
 

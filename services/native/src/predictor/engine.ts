@@ -185,9 +185,13 @@ export class NativeEngine {
       const result = await client.complete({ messages: request.messages, params: request.params }, streamed ? limits : { ...limits, onText: undefined });
       return { result, parsed: () => parseCompletions(adapter, signature, result.texts) };
     };
-    const fields = signature.outputs.map((f) => f.name);
-    return traceModule(
-      { module: call.op === "chain_of_thought" ? "ChainOfThought" : "Predict", inputs: signature.inputs.map((f) => f.name), outputs: fields, demos: demos.length },
+    // the worker's spans: dspy.Predict, or dspy.ChainOfThought around its dspy.Predict (both with the extended signature)
+    const span = { inputs: signature.inputs.map((f) => f.name), outputs: signature.outputs.map((f) => f.name) };
+    const traced = <T>(fn: () => Promise<T>): Promise<T> => {
+      const predict = () => traceModule({ module: "Predict", ...span, demos: demos.length }, fn);
+      return call.op === "chain_of_thought" ? traceModule({ module: "ChainOfThought", ...span }, predict) : predict();
+    };
+    return traced(
       async () => {
         const one = await ask(first, true);
         try {
