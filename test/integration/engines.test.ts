@@ -18,6 +18,8 @@ import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor } from "@
 import { CircuitOpenError, DeadlineExceeded, LMConfigError, LMError, LMOutputError, type LMConfig } from "@dspex/protocol";
 import { Client, lmKey, NATIVE_WORKER, type CallResult, type ClientOptions } from "@dspex/client";
 import { lmEnv } from "@dspex/embedded";
+import { busSettings, busSpec, collectStatus, formatStatus } from "@dspex/bus";
+import { newToken, startRouter } from "@dspex/router";
 import { startHarness, type Harness } from "./harness.js";
 import { startCaptureDouble, type CaptureDouble } from "../security/capture-double.js";
 import type { RecordedRequest } from "../lm-double/server.js";
@@ -317,6 +319,28 @@ describe("execution router: python, native and hybrid on the real fleet", { time
     } finally {
       h.lmDouble.control.clearFailure();
       await tight.close();
+    }
+  });
+
+  test("dspex status shows the split each router reports", async () => {
+    const router = await startRouter({
+      port: 0,
+      host: "127.0.0.1",
+      tokens: [newToken("test", ["predict"]).entry],
+      client: { servers: h.fleet.natsUrl, creds: h.fleet.creds.client, lm: h.lm, engine: { default: "hybrid", native: { env: { ...lmEnv(h.profile) } } } },
+    });
+    try {
+      await router.client.predict("question -> answer", { question: "What is 3+3?" });
+      await router.client.predict("question -> answer", { question: "What is 3+3?" }, { engine: "python" });
+      await router.client.modules.majority("question -> answer", { question: "What is 3+3?" }, { n: 2 });
+      const status = await collectStatus(h.admin, busSpec(busSettings()));
+      const mine = status.routers.find((r) => r.engines?.default === "hybrid");
+      assert.ok(mine, "the router answered with its split");
+      assert.deepEqual(mine.engines!.counts, { native: 1, python: 1, fallback: 1 });
+      assert.deepEqual(mine.engines!.reasons, { module: 1 });
+      assert.match(formatStatus(status), /default hybrid\s+native 1, python 1, fallback 1 \(module 1\)/);
+    } finally {
+      await router.stop();
     }
   });
 
