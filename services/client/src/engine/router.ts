@@ -118,6 +118,7 @@ export class ExecutionRouter {
         return next(input);
       }
       const lane = this.nativeEngine().lanes[decision.requested === "hybrid" ? "hybrid" : "native"];
+      setCallAttributes({ "dspex.request.id": input.requestId }); // what the bus lane's publish sets
       let pending: JsonFallbackNeeded;
       try {
         const reply = await lane(input);
