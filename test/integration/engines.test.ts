@@ -322,6 +322,17 @@ describe("execution router: python, native and hybrid on the real fleet", { time
     }
   });
 
+  test("a session used by the native lane stays alive, and its first strict call binds it to a worker", async () => {
+    const session = `native-${Date.now()}`;
+    const r = await client.predict("question -> answer", { question: "What is 2+6?" }, { engine: "native", session });
+    assert.equal(r.worker, NATIVE_WORKER);
+    await waitForSession(client, session);
+    const strict = await client.predict("question -> answer", { question: "What is 2+6?" }, { engine: "native", session, affinity: "strict" });
+    assert.notEqual(strict.worker, NATIVE_WORKER, "strict sessions are the workers'");
+    const again = await client.predict("question -> answer", { question: "What is 2+7?" }, { session, affinity: "strict" });
+    assert.equal(again.worker, strict.worker, "bound to the worker of its first strict call");
+  });
+
   test("dspex status shows the split each router reports", async () => {
     const router = await startRouter({
       port: 0,
@@ -373,6 +384,15 @@ describe("execution router: python, native and hybrid on the real fleet", { time
     }
   });
 });
+
+/** The session's record is written in the background (sessions.ts): wait for it in KV. */
+async function waitForSession(client: Client, session: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await client.sessions.exists(session)) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.fail(`session ${session} was not recorded`);
+}
 
 interface Point {
   attributes: Record<string, unknown>;

@@ -113,6 +113,7 @@ export class Client implements Caller {
       retry,
       fallbackOnOpen,
       programs: this.programs,
+      sessions: this.sessions,
       envelope: (input) => this.transport.envelope(input),
     });
     const interceptors: Interceptor[] = [

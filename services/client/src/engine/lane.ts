@@ -12,6 +12,7 @@ import { compose, type CallInput, type Interceptor, type Next, type RetryPolicy 
 import { breakerInterceptor, type BreakerCounts, type Breakers } from "../interceptors/breaker.js";
 import { idempotencyInterceptor, retryInterceptor, type RetryCounts } from "../interceptors/retry.js";
 import type { ProgramStore } from "../programs.js";
+import type { SessionTable } from "../sessions.js";
 
 /** The native lane's worker name in replies and results. */
 export const NATIVE_WORKER = "native";
@@ -22,6 +23,7 @@ export interface LaneDeps {
   retry: RetryPolicy;
   fallbackOnOpen: boolean;
   programs: ProgramStore;
+  sessions: SessionTable;
   /** The request envelope the bus lane would publish for this call (checked against the contract here too). */
   envelope: (input: CallInput) => RequestEnvelope;
 }
@@ -62,6 +64,11 @@ function nativeSend(engine: NativeEngine, deps: LaneDeps, jsonFallback: "native"
         },
         { deadline: input.deadline, signal: input.options.signal, requestId: input.requestId },
       );
+      const session = input.options.session;
+      if (session) {
+        // a session used here stays alive (its idle TTL, its programs) and keeps the worker it is bound to, if any
+        deps.sessions.touch(session, (await deps.sessions.owner(session)) ?? NATIVE_WORKER, input.pool);
+      }
       return {
         v: 1,
         id: input.requestId,
