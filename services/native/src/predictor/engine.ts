@@ -10,11 +10,11 @@
  * the caller to let a worker make that one JSONAdapter call.
  */
 import type { LMConfig, SignatureWire, Usage } from "@dspex/protocol";
-import { LMConfigError, LMOutputError } from "@dspex/protocol";
+import { LMConfigError, LMOutputError, WorkerError } from "@dspex/protocol";
 import { traceModule } from "@dspex/observability";
 import { ChatAdapter, type Demo, type LMCapabilities } from "../adapters/chat.js";
 import { formatRequest, parseCompletions } from "../adapters/call.js";
-import { AdapterParseError, type AdapterName } from "../adapters/errors.js";
+import { AdapterFormatError, AdapterParseError, type AdapterName } from "../adapters/errors.js";
 import { workerInputs } from "../adapters/format.js";
 import { JSONAdapter } from "../adapters/json.js";
 import { moduleSignature } from "../adapters/signature.js";
@@ -191,28 +191,41 @@ export class NativeEngine {
       const predict = () => traceModule({ module: "Predict", ...span, demos: demos.length }, fn);
       return call.op === "chain_of_thought" ? traceModule({ module: "ChainOfThought", ...span }, predict) : predict();
     };
-    return traced(
-      async () => {
-        const one = await ask(first, true);
+    const jsonFallback = call.jsonFallback ?? this.jsonFallback;
+    const run = async (): Promise<NativePrediction> => {
+      const one = await ask(first, true);
+      try {
+        return { outputs: one.parsed()[0]!, lm: client.model, usage: one.result.usage, adapter: first.name, calls: 1 };
+      } catch (err) {
+        if (!(err instanceof AdapterParseError)) throw err;
+        // DSPy falls back neither from JSONAdapter, nor once a stream has shown output (adapter_fallback_scope)
+        const shown = limits.onText !== undefined && (one.result.texts[0] ?? "") !== "";
+        if (first instanceof JSONAdapter || !first.useJsonAdapterFallback || shown) throw outputError(err);
+        if (jsonFallback === "python") throw new JsonFallbackNeeded(err, one.result.usage, "parse_failure");
+        if (known === undefined) throw new JsonFallbackNeeded(err, one.result.usage, "json_capabilities");
+        // DSPy's ChatAdapter.__call__: the same LM, signature, demos and inputs through JSONAdapter
+        const two = await ask(this.json, false);
         try {
-          return { outputs: one.parsed()[0]!, lm: client.model, usage: one.result.usage, adapter: first.name, calls: 1 };
-        } catch (err) {
-          if (!(err instanceof AdapterParseError)) throw err;
-          // DSPy falls back neither from JSONAdapter, nor once a stream has shown output (adapter_fallback_scope)
-          const shown = limits.onText !== undefined && (one.result.texts[0] ?? "") !== "";
-          if (first instanceof JSONAdapter || !first.useJsonAdapterFallback || shown) throw outputError(err);
-          if ((call.jsonFallback ?? this.jsonFallback) === "python") throw new JsonFallbackNeeded(err, one.result.usage, "parse_failure");
-          if (known === undefined) throw new JsonFallbackNeeded(err, one.result.usage, "json_capabilities");
-          // DSPy's ChatAdapter.__call__: the same LM, signature, demos and inputs through JSONAdapter
-          const two = await ask(this.json, false);
-          try {
-            return { outputs: two.parsed()[0]!, lm: client.model, usage: addUsage(one.result.usage, two.result.usage), adapter: "JSONAdapter", calls: 2 };
-          } catch (second) {
-            if (second instanceof AdapterParseError) throw outputError(second);
-            throw second;
-          }
+          return { outputs: two.parsed()[0]!, lm: client.model, usage: addUsage(one.result.usage, two.result.usage), adapter: "JSONAdapter", calls: 2 };
+        } catch (second) {
+          if (second instanceof AdapterParseError) throw outputError(second);
+          throw second;
         }
-      },
-    );
+      }
+    };
+    const outcome = await traced(async (): Promise<NativePrediction | JsonFallbackNeeded> => {
+      try {
+        return await run();
+      } catch (err) {
+        if (err instanceof JsonFallbackNeeded) return err; // not a failure of the module: its span ends well
+        if (err instanceof AdapterFormatError) {
+          // the worker's report of the Python exception DSPy's formatting raised (workers/dspex_worker/lm/errors.py)
+          throw new WorkerError(`${err.pythonType}: ${err.message}`, { details: { exception: err.pythonType }, cause: err });
+        }
+        throw err;
+      }
+    });
+    if (outcome instanceof JsonFallbackNeeded) throw outcome;
+    return outcome;
   }
 }
