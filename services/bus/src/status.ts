@@ -1,8 +1,9 @@
 /**
  * What `dspex status` shows: the bus (each stream's and bucket's replicas, leader, fill and limits; what is
  * missing; drift from the deployment's description), per pool the consumers' lag and in-flight work, the
- * live workers with their own stats (NATS service API), and — when routers run — their circuit breakers.
- * Nothing here needs a router: routers only add their breakers when they answer.
+ * live workers with their own stats (NATS service API), and — when routers run — their circuit breakers and
+ * engine split (calls run by the native engine, by Python, and fallbacks to Python with their reasons).
+ * Nothing here needs a router: routers only add their breakers and split when they answer.
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -17,6 +18,14 @@ export interface BreakerSnapshot {
   since: number;
   opened: number;
   rejected: number;
+  [key: string]: unknown;
+}
+
+/** A router's execution-router split (the client's engine snapshot): calls by route, fallbacks by reason. */
+export interface EngineSplit {
+  default: string;
+  counts: { native: number; python: number; fallback: number };
+  reasons: Record<string, number>;
   [key: string]: unknown;
 }
 
@@ -47,7 +56,7 @@ export interface PoolStatus {
 export interface BusStatus {
   server: string;
   /** Circuit breakers of each running router (they live in the routers' processes); empty without routers. */
-  routers: Array<{ router: string; breakers: BreakerSnapshot[] }>;
+  routers: Array<{ router: string; breakers: BreakerSnapshot[]; engines?: EngineSplit }>;
   stream: { messages: number; bytes: number; consumers: number } | undefined;
   /** Streams and buckets against the deployment's description. */
   bus: BusInspection;
@@ -139,6 +148,19 @@ export function formatStatus(status: BusStatus): string {
   );
   for (const b of breakers) {
     lines.push(`  ${b.name.padEnd(32)} ${b.state.padEnd(9)} since ${new Date(b.since).toISOString()}  opened ${b.opened}, rejected ${b.rejected}`);
+  }
+  const split = status.routers.filter((r) => r.engines);
+  if (split.length > 0) lines.push(`\nengines (${split.length} router(s)): calls by where they ran`);
+  for (const r of split) {
+    const e = r.engines!;
+    const reasons = Object.entries(e.reasons)
+      .sort(([, a], [, b]) => b - a)
+      .map(([code, n]) => `${code} ${n}`)
+      .join(", ");
+    lines.push(
+      `  ${r.router.padEnd(12)} default ${e.default.padEnd(7)} native ${e.counts.native}, python ${e.counts.python}, fallback ${e.counts.fallback}` +
+        (reasons ? ` (${reasons})` : ""),
+    );
   }
   return lines.join("\n");
 }

@@ -56,6 +56,11 @@ export interface CallOptions {
   /** This call's retry policy over the client's (`false`: a single attempt). */
   retry?: Partial<RetryPolicy> | false;
   /**
+   * The engine this call asks for, over the client's policy (engine/policy.ts): `python` (a worker), `native`
+   * (the native predictor in this process where it supports the call, else a worker), `hybrid`.
+   */
+  engine?: "python" | "native" | "hybrid";
+  /**
    * A native implementation used while a breaker of this call is open: returns the outputs (validated
    * against the signature like a worker's). The result then has `worker: "fallback"`.
    */

@@ -34,6 +34,9 @@ import { affinityInterceptor } from "./interceptors/affinity.js";
 import { breakerInterceptor, breakerSettings, Breakers, type BreakerOptions } from "./interceptors/breaker.js";
 import { idempotencyInterceptor, newRequestId, retryInterceptor, retryPolicy, type RetryPolicy } from "./interceptors/retry.js";
 import { tracingInterceptor } from "./interceptors/tracing.js";
+import { ExecutionRouter, type EngineSnapshot } from "./engine/router.js";
+import { enginePolicy, type EnginePolicyOptions } from "./engine/policy.js";
+import type { NativeEngine, NativeEngineOptions } from "@dspex/native";
 import { Modules } from "./modules.js";
 import { Optimizer, type CompileJob, type CompileOptions } from "./optimize.js";
 import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
@@ -70,6 +73,11 @@ export interface ClientOptions extends BusAccess {
   direct?: DirectLaneOptions;
   /** Durable lane: workers re-send a reply until this client confirms it (default true; DSPEX_CONFIRM_REPLIES=0). */
   confirmReplies?: boolean;
+  /**
+   * The execution router's policy (engine/policy.ts; default DSPEX_ENGINE*, python) and the native engine: its
+   * options (LM profiles and keys from `env`, default process.env) or an engine to share.
+   */
+  engine?: EnginePolicyOptions & { native?: NativeEngineOptions | NativeEngine };
 }
 
 export class Client implements Caller {
@@ -84,6 +92,8 @@ export class Client implements Caller {
   readonly counts = { retries: 0, failedFast: 0, fallbacks: 0 };
   /** The default lane of calls that name none. */
   readonly lane: LaneChoice;
+  /** Where each call runs: the native predictor or a worker (engine/router.ts). */
+  readonly router: ExecutionRouter;
   private readonly transport: Transport;
   private readonly direct: DirectLane;
   private readonly chain: (input: CallInput) => Promise<ReplyOk>;
@@ -110,11 +120,23 @@ export class Client implements Caller {
     this.programs = new ProgramStore(nc);
     this.breakers = new Breakers(breakerSettings(options.breakers));
     const fallbackOnOpen = options.fallbackOnOpen ?? process.env.DSPEX_BREAKER_FALLBACK !== "0";
+    const retry = retryPolicy(options.retry);
+    const { native, ...policy } = options.engine ?? {};
+    this.router = new ExecutionRouter(enginePolicy(policy), native, {
+      breakers: this.breakers,
+      counts: this.counts,
+      retry,
+      fallbackOnOpen,
+      programs: this.programs,
+      sessions: this.sessions,
+      envelope: (input) => this.transport.envelope(input),
+    });
     const interceptors: Interceptor[] = [
       tracingInterceptor,
       ...(options.interceptors ?? []),
+      this.router.interceptor(),
       idempotencyInterceptor(),
-      retryInterceptor(retryPolicy(options.retry), this.transport, this.counts),
+      retryInterceptor(retry, this.transport, this.counts),
       affinityInterceptor(this.sessions, this.discovery),
       breakerInterceptor(this.breakers, this.counts, fallbackOnOpen, "pool"),
       ...(options.checkWorkers === false ? [] : [discoveryInterceptor(this.discovery)]),
@@ -293,12 +315,14 @@ export class Client implements Caller {
 
   /** For `dspex status` (a router answers with it) and tests. */
   snapshot() {
+    const engines: EngineSnapshot = this.router.snapshot();
     return {
       breakers: this.breakers.states(),
       droppedReplies: this.transport.dropped,
       republished: this.transport.republished,
       lostDirect: this.direct.lost,
       ...this.counts,
+      engines,
     };
   }
 

@@ -2,7 +2,8 @@
  * @dspex/client — typed DSPy calls over the bus, from TypeScript: `Client.connect`, `predict`,
  * `chainOfThought`, `execute` of stored programs, the DSPy modules (`client.modules`), tools for ReAct
  * (`client.tools`), streaming (`client.stream`), optimizer jobs (`client.compile`). The call path is a chain
- * of interceptors (tracing, idempotency, retries, affinity, breakers, discovery) around the transport.
+ * of interceptors (tracing, the execution router, idempotency, retries, affinity, breakers, discovery) around the
+ * transport, or — for calls the router gives the native predictor — around the native engine.
  */
 export { Client, type ClientOptions } from "./client.js";
 export { compose, type CallInput, type CallOptions, type CallRequest, type CallResult, type Caller, type FallbackContext, type Interceptor, type Next } from "./call.js";
@@ -12,6 +13,10 @@ export { retryPolicy, backoffDelayMs, attemptId, baseRequestId, isRetryableReply
 export { isReplyError, type DroppedReplies } from "./transport.js";
 export { chooseLane, defaultLane, INTERACTIVE_OPS, LANES, type Lane, type LaneChoice } from "./lanes/index.js";
 export { DirectLane, type DirectLaneOptions } from "./lanes/direct.js";
+export { isAnswered, markAnswered } from "./answered.js";
+export { ExecutionRouter, type Decision, type EngineSnapshot, type Route } from "./engine/router.js";
+export { DEFAULT_ENGINE, ENGINES, enginePolicy, requestedEngine, type Engine, type EnginePolicy, type EnginePolicyOptions } from "./engine/policy.js";
+export { NATIVE_WORKER } from "./engine/lane.js";
 export { ProgramStore, type ProgramDefinition, type ProgramState, type ProgramVersion, type CreateProgramOptions } from "./programs.js";
 export { SessionTable, sessionKey } from "./sessions.js";
 export * from "./modules.js";

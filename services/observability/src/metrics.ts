@@ -31,6 +31,11 @@ export interface ClientInstruments {
   inflight: UpDownCounter;
   /** `dspex.client.lm.tokens` ({token}) as reported in replies: gen_ai.provider.name, gen_ai.request.model, gen_ai.token.type. */
   lmTokens: Counter;
+  /**
+   * `dspex.client.engine.calls` ({call}) by the execution router: dspex.operation, dspex.engine.requested,
+   * dspex.engine.route (native | python | fallback), dspex.engine.reason (why not native).
+   */
+  engineCalls: Counter;
 }
 
 let cached: { provider: MeterProvider; instruments: ClientInstruments } | undefined;
@@ -58,6 +63,11 @@ export function clientInstruments(): ClientInstruments {
     lmTokens: m.createCounter("dspex.client.lm.tokens", {
       unit: "{token}",
       description: "LM tokens reported by workers in replies",
+      valueType: ValueType.INT,
+    }),
+    engineCalls: m.createCounter("dspex.client.engine.calls", {
+      unit: "{call}",
+      description: "Calls by the engine that ran them: native, python, or fallback (asked for native, run by Python)",
       valueType: ValueType.INT,
     }),
   };

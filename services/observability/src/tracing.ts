@@ -91,6 +91,12 @@ export function recordError(span: Span, err: unknown): string {
   return type;
 }
 
+/** Sets attributes on the span of the call in progress (`dspex.<op>`), if one is recording. */
+export function setCallAttributes(attributes: Attributes): void {
+  const span = trace.getActiveSpan();
+  if (span?.isRecording()) span.setAttributes(attributes);
+}
+
 /** Attributes of a resolved call worth having on its span (duck-typed on the router's CallResult). */
 function resultAttributes(result: unknown): Attributes {
   if (!result || typeof result !== "object") return {};

@@ -1,6 +1,7 @@
 /**
  * The router service's wiring (server.ts runs it as a process; tests start it in-process): the HTTP API over
- * a client, the session-program sweeper, consumer-lag gauges, and its breakers answered on `dspex.router.status`.
+ * a client, the session-program sweeper, consumer-lag gauges, and its breakers and engine split (native, python,
+ * fallback calls) answered on `dspex.router.status`.
  */
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
@@ -65,7 +66,10 @@ export async function startRouter(options: RouterOptions = {}): Promise<RouterSe
     throw err;
   }
   const status = client.nc.subscribe(routerStatusSubject(), {
-    callback: (_err, msg) => void msg.respond(JSON.stringify({ router: String(client.nc.info?.client_id ?? "router"), breakers: client.breakers.states() })),
+    callback: (_err, msg) =>
+      void msg.respond(
+        JSON.stringify({ router: String(client.nc.info?.client_id ?? "router"), breakers: client.breakers.states(), engines: client.router.snapshot() }),
+      ),
   });
   const sweeper = startSweeper(client, log);
   // consumer lag as OTel gauges (read at metric collection, at most one JetStream API request per 5 s)

@@ -8,6 +8,7 @@ import { AffinityError, HEADERS } from "@dspex/protocol";
 import type { Interceptor } from "../call.js";
 import type { WorkerDiscovery } from "../discovery.js";
 import type { SessionTable } from "../sessions.js";
+import { NATIVE_WORKER } from "../engine/lane.js";
 
 export function affinityInterceptor(sessions: SessionTable, discovery: WorkerDiscovery): Interceptor {
   return async (input, next) => {
@@ -16,7 +17,8 @@ export function affinityInterceptor(sessions: SessionTable, discovery: WorkerDis
     let attempt = input;
     if (input.options.affinity === "strict") {
       const owner = await sessions.owner(session);
-      if (owner !== undefined) {
+      // a session used only by the native lane (worker "native") is bound by its first strict call
+      if (owner !== undefined && owner !== NATIVE_WORKER) {
         const alive = async () => (await discovery.ensureLive(input.pool)).some((w) => w.worker === owner);
         // not among the workers seen lately: ask every worker before saying it is gone
         if (!(await alive()) && !(await discovery.refresh().then(alive))) {

@@ -26,7 +26,7 @@ import {
 } from "@dspex/protocol";
 import { createLogger, registerBreakerStateGauge, type BreakerState, type Stoppable } from "@dspex/observability";
 import type { CallInput, Interceptor } from "../call.js";
-import { isReplyError } from "../transport.js";
+import { isAnswered } from "../answered.js";
 import { envInt } from "./retry.js";
 
 export type BreakerKind = "pool" | "lm";
@@ -100,7 +100,7 @@ export function breakerSettings(options: BreakerOptions = {}, env: NodeJS.Proces
 
 /** No reply at all before the deadline (as opposed to a worker's DeadlineExceeded reply). */
 function noReply(err: unknown): boolean {
-  return err instanceof DeadlineExceeded && !isReplyError(err);
+  return err instanceof DeadlineExceeded && !isAnswered(err);
 }
 
 /** Is this outcome evidence that the pool is unhealthy? */
@@ -314,13 +314,9 @@ export interface BreakerCounts {
 }
 
 /**
- * The pool's breaker around its LM's around the rest of the call. An open breaker refuses before either is
- * fired, so a refusal by one is not recorded by the other; with a `fallback`, a refused call runs it.
- */
-/**
  * One kind of breaker around the rest of the chain. The pool's wraps worker discovery (no live worker is
  * evidence against the pool); the LM's comes after discovery, so a call that never reached a worker is not
- * recorded for the LM — opossum counts every outcome it does not call a failure as a success, and a
+ * recorded for the LM (the native lane has no pool: only the LM's) — opossum counts every outcome it does not call a failure as a success, and a
  * NoWorkersError must not close a half-open LM breaker.
  */
 export function breakerInterceptor(breakers: Breakers, counts: BreakerCounts, fallbackOnOpen: boolean, kind: "pool" | "lm"): Interceptor {

@@ -12,7 +12,8 @@
 import { randomUUID } from "node:crypto";
 import { DspexError, NoWorkersError, type ReplyOk } from "@dspex/protocol";
 import type { CallInput, Interceptor, RetryPolicy } from "../call.js";
-import { isReplyError, type Transport } from "../transport.js";
+import { isAnswered } from "../answered.js";
+import type { Transport } from "../transport.js";
 
 export type { RetryPolicy };
 
@@ -64,9 +65,9 @@ export function baseRequestId(id: string): string {
   return hash > 0 && /^\d+$/.test(id.slice(hash + 1)) ? id.slice(0, hash) : id;
 }
 
-/** Retry only what a worker said may succeed when sent again (`retryable` travels in the reply). */
+/** Retry only what a worker (or the native engine) said may succeed when sent again (`retryable` travels in the reply). */
 export function isRetryableReply(err: unknown): boolean {
-  return err instanceof DspexError && err.retryable && isReplyError(err);
+  return err instanceof DspexError && err.retryable && isAnswered(err);
 }
 
 /** Seconds from an LM error's Retry-After (the worker passes `details.retry_after`), in ms. */
@@ -100,7 +101,7 @@ export interface RetryCounts {
  * Attempts while the error reply is retryable and the deadline allows. A caller retrying its own request id
  * after a failure continues the attempt numbering: a reused Nats-Msg-Id would be dropped by JetStream.
  */
-export function retryInterceptor(policy: RetryPolicy, transport: Transport, counts: RetryCounts): Interceptor {
+export function retryInterceptor(policy: RetryPolicy, transport: Pick<Transport, "ready" | "settled">, counts: RetryCounts): Interceptor {
   const attemptsUsed = new Map<string, number>();
   return async (input, next) => {
     const p = input.options.retry === false ? { ...policy, maxAttempts: 1 } : { ...policy, ...input.options.retry };
@@ -118,7 +119,7 @@ export function retryInterceptor(policy: RetryPolicy, transport: Transport, coun
         transport.settled(attempt, "answered");
         return attempt === id ? reply : { ...reply, id };
       } catch (err) {
-        transport.settled(attempt, isReplyError(err) ? "answered" : "ended");
+        transport.settled(attempt, isAnswered(err) ? "answered" : "ended");
         const again = isRetryableReply(err) || (p.noWorkers === true && err instanceof NoWorkersError);
         if (!again || n + 1 >= first + p.maxAttempts) throw err;
         const delay = Math.max(backoffDelayMs(n - first + 1, p), retryAfterMs(err));
