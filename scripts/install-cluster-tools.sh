@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what the API-server/KEDA checks (test/cluster/) run, from the Go module proxy and Debian, and caches
 # each piece under .dspex/cluster/<name>-<version>/ so that a warm run only checks stamps (well under a second):
-#   k8s-<K8S_VERSION>/      kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes, built in
+#   k8s-<K8S_VERSION>/      kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (k8s.io/kubernetes, built in
 #                           a small module that `require`s it with `replace` lines for its staging modules)
 #   kwok-<KWOK_VERSION>/    kwok (sigs.k8s.io/kwok/cmd/kwok) and stages.yaml (its kustomize/stage/fast stages)
 #   keda-<KEDA_VERSION>/    keda-operator, keda-adapter (github.com/kedacore/keda/v2 cmd/operator, cmd/adapter)
@@ -10,7 +10,7 @@
 #   etcd                    Debian's etcd-server (apt-get, when /usr/bin/etcd is missing)
 # Go's own caches (GOMODCACHE, GOCACHE) are kept where they are (~5 GB after a cold run); the binaries here do
 # not depend on them once built. A directory is valid only when its .stamp holds the key written after a
-# successful build; anything else is rebuilt. Usage: bash scripts/install-cluster-tools.sh [--force]
+# successful build (version, Go version, recipe revision); anything else is rebuilt. Usage: bash scripts/install-cluster-tools.sh [--force]
 set -euo pipefail
 
 K8S_VERSION=v1.34.4
@@ -24,10 +24,13 @@ log() { printf '[cluster-tools] %s\n' "$*" >&2; }
 force=${1:-}
 
 go_version=$(go env GOVERSION)
-# The key of each piece: its version, the Go toolchain, and this file (a changed recipe rebuilds).
-recipe=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)
-key() { printf '%s go=%s recipe=%s\n' "$1" "$go_version" "$recipe"; }
-fresh() { [ "$force" != "--force" ] && [ "$(cat "$1/.stamp" 2>/dev/null)" = "$(key "$2")" ]; }
+# The key of each piece: its version, the Go toolchain, and its recipe revision below (bump one to rebuild
+# that piece after changing how it is built).
+K8S_RECIPE=2   # 2: kubectl built too
+KWOK_RECIPE=1
+KEDA_RECIPE=1
+key() { printf '%s go=%s recipe=%s\n' "$1" "$go_version" "$2"; }
+fresh() { [ "$force" != "--force" ] && [ "$(cat "$1/.stamp" 2>/dev/null)" = "$(key "$2" "$3")" ]; }
 
 export GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false"
 started=$SECONDS
@@ -49,9 +52,9 @@ systemctl disable --now etcd >/dev/null 2>&1 || true  # the package's own servic
 
 # --- Kubernetes control plane ------------------------------------------------------------------------------
 dir="$cache/k8s-$K8S_VERSION"
-if ! fresh "$dir" "$K8S_VERSION"; then
+if ! fresh "$dir" "$K8S_VERSION" "$K8S_RECIPE"; then
   t=$SECONDS
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (Go modules; ~6 min cold on 2 cores)"
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $K8S_VERSION (Go modules; ~6 min cold on 2 cores)"
   k8s_dir=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | "$gojq" -r 'if .Error then error(.Error) else .Dir end')
   staging=${K8S_VERSION/v1./v0.}  # k8s.io/api etc. are tagged v0.<minor>.<patch>
   mkdir -p "$work/k8s"
@@ -75,6 +78,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 EOF
   minor=$(echo "$K8S_VERSION" | cut -d. -f2)
@@ -87,18 +91,19 @@ EOF
     cd "$work/k8s"
     go mod tidy -e >/dev/null 2>&1 || true
     GOFLAGS="$GOFLAGS -mod=mod" go build -tags tools -ldflags "$ldflags" -o "$work/k8s/bin/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+      k8s.io/kubernetes/cmd/kubectl
   )
   "$work/k8s/bin/kube-apiserver" --version | grep -q "$K8S_VERSION"
   rm -rf "$dir" && mkdir -p "$dir"
   mv "$work/k8s/bin/"* "$dir/"
-  key "$K8S_VERSION" > "$dir/.stamp"
+  key "$K8S_VERSION" "$K8S_RECIPE" > "$dir/.stamp"
   log "Kubernetes $K8S_VERSION built in $((SECONDS - t))s"
 fi
 
 # --- kwok ------------------------------------------------------------------------------------------------------
 dir="$cache/kwok-$KWOK_VERSION"
-if ! fresh "$dir" "$KWOK_VERSION"; then
+if ! fresh "$dir" "$KWOK_VERSION" "$KWOK_RECIPE"; then
   t=$SECONDS
   log "building kwok $KWOK_VERSION (Go modules)"
   mkdir -p "$work/kwok"
@@ -111,13 +116,13 @@ if ! fresh "$dir" "$KWOK_VERSION"; then
   grep -q "kind: Stage" "$work/kwok/stages.yaml"
   rm -rf "$dir" && mkdir -p "$dir"
   mv "$work/kwok/kwok" "$work/kwok/stages.yaml" "$dir/"
-  key "$KWOK_VERSION" > "$dir/.stamp"
+  key "$KWOK_VERSION" "$KWOK_RECIPE" > "$dir/.stamp"
   log "kwok $KWOK_VERSION built in $((SECONDS - t))s"
 fi
 
 # --- KEDA operator and metrics adapter ------------------------------------------------------------------------
 dir="$cache/keda-$KEDA_VERSION"
-if ! fresh "$dir" "$KEDA_VERSION"; then
+if ! fresh "$dir" "$KEDA_VERSION" "$KEDA_RECIPE"; then
   t=$SECONDS
   log "building the KEDA operator and metrics adapter $KEDA_VERSION (Go modules; several minutes cold)"
   keda_dir=$(go mod download -json "github.com/kedacore/keda/v2@$KEDA_VERSION" | "$gojq" -r 'if .Error then error(.Error) else .Dir end')
@@ -131,7 +136,7 @@ if ! fresh "$dir" "$KEDA_VERSION"; then
   rm -rf "$dir" && mkdir -p "$dir/crds"
   mv "$work/keda/bin/keda-operator" "$work/keda/bin/keda-adapter" "$dir/"
   cp "$work/keda/config/crd/bases/"*.yaml "$dir/crds/"
-  key "$KEDA_VERSION" > "$dir/.stamp"
+  key "$KEDA_VERSION" "$KEDA_RECIPE" > "$dir/.stamp"
   log "KEDA $KEDA_VERSION built in $((SECONDS - t))s"
 fi
 

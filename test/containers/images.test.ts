@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { request } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -57,6 +58,32 @@ async function freePort(): Promise<number> {
       const port = typeof address === "object" && address ? address.port : 0;
       server.close(() => resolvePort(port));
     });
+  });
+}
+
+/** One HTTP request on a fresh connection (no keep-alive: a pooled socket the server already closed would
+ * fail a non-idempotent POST). */
+function http(url: string, body?: unknown, timeoutMs = 150_000): Promise<{ status: number; json: () => any }> {
+  return new Promise((done, fail) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = request(url, {
+      method: payload === undefined ? "GET" : "POST",
+      agent: false,
+      headers: payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
+      timeout: timeoutMs,
+    });
+    req.once("timeout", () => req.destroy(new Error(`${url}: no answer within ${timeoutMs} ms`)));
+    req.once("error", fail);
+    req.once("response", (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.once("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        done({ status: res.statusCode ?? 0, json: () => JSON.parse(text) });
+      });
+      res.once("error", fail);
+    });
+    req.end(payload);
   });
 }
 
@@ -139,6 +166,8 @@ describe("images built here, run with podman on the host network", { timeout: 60
         // as the pods run: read-only root, emptyDirs for /tmp and the caches, no capabilities, no setuid
         "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,size=256m", "--tmpfs", "/var/cache/dspex:rw,size=512m",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        // the image HEALTHCHECK is run by the test (`podman healthcheck run`); no systemd timer here
+        "--health-interval", "disable",
         ...env, `localhost/dspex-${spec.name}:latest`, ...(spec.args ?? []),
       ]);
       assert.equal(r.status, 0, `podman run dspex-${spec.name}: ${r.stderr}`);
@@ -173,7 +202,7 @@ describe("images built here, run with podman on the host network", { timeout: 60
           throw new Error(`${err.message}\n--- logs of dspex-${spec.name}:\n${logs(spec.name)}`);
         });
         const ready = await waitFor(`dspex-${spec.name} /readyz`, 60_000, async () => {
-          const res = await fetch(`http://127.0.0.1:${spec.port}/readyz`);
+          const res = await http(`http://127.0.0.1:${spec.port}/readyz`, undefined, 5_000);
           return res.status === 200 ? res.status : undefined;
         });
         assert.equal(ready, 200);
@@ -217,13 +246,11 @@ describe("images built here, run with podman on the host network", { timeout: 60
   test("a predict through the router container is run by the worker container against the LM double", async () => {
     const router = specs.find((s) => s.name === "router")!;
     const before = lmDouble!.requests().length;
-    const res = await fetch(`http://127.0.0.1:${router.port}/v1/predict`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ signature: "question -> answer: int", inputs: { question: "What is 7*6?" } }),
-      signal: AbortSignal.timeout(120_000),
+    const res = await http(`http://127.0.0.1:${router.port}/v1/predict`, {
+      signature: "question -> answer: int",
+      inputs: { question: "What is 7*6?" },
     });
-    const body = (await res.json()) as { outputs?: { answer?: unknown }; error?: unknown };
+    const body = res.json() as { outputs?: { answer?: unknown }; error?: unknown };
     assert.equal(res.status, 200, JSON.stringify(body));
     assert.equal(body.outputs?.answer, 42);
     assert.ok(lmDouble!.requests().length > before, "the LM double was called (by the worker container)");
@@ -239,21 +266,16 @@ describe("images built here, run with podman on the host network", { timeout: 60
       return undefined;
     });
     assert.match(ready.url, /^http:\/\/127\.0\.0\.1:\d+\/v1$/);
-    const models = (await (await fetch(`${ready.url}/models`)).json()) as { data: Array<{ id: string }> };
+    const models = (await http(`${ready.url}/models`)).json() as { data: Array<{ id: string }> };
     assert.equal(`openai/${models.data[0]?.id}`, ready.model);
     const router = specs.find((s) => s.name === "router")!;
-    const res = await fetch(`http://127.0.0.1:${router.port}/v1/predict`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        signature: "review: str -> sentiment: Literal['positive', 'negative', 'neutral']",
-        inputs: { review: "Battery lasts two days, great phone." },
-        lm: { model: ready.model, api_base: ready.url, adapter: "json", num_retries: 0 },
-        timeoutMs: 120_000,
-      }),
-      signal: AbortSignal.timeout(150_000),
+    const res = await http(`http://127.0.0.1:${router.port}/v1/predict`, {
+      signature: "review: str -> sentiment: Literal['positive', 'negative', 'neutral']",
+      inputs: { review: "Battery lasts two days, great phone." },
+      lm: { model: ready.model, api_base: ready.url, adapter: "json", num_retries: 0 },
+      timeoutMs: 120_000,
     });
-    const body = (await res.json()) as { outputs?: { sentiment?: unknown } };
+    const body = res.json() as { outputs?: { sentiment?: unknown } };
     assert.equal(res.status, 200, JSON.stringify(body));
     assert.ok(["positive", "negative", "neutral"].includes(String(body.outputs?.sentiment)), JSON.stringify(body));
     assert.match(logs("worker-gpu"), /hosting the local LM|lm_url/);
