@@ -269,6 +269,9 @@ describe("the deployment on a real API server, scaled by KEDA", { timeout: 1_800
 
         test("prod: removed again (namespace deleted) before dev is applied", async () => {
           const t = Date.now();
+          // kwok pods honour terminationGracePeriodSeconds (up to 300 s here): end them at once
+          assert.equal(cp.kubectl(["-n", NAMESPACE, "delete", "deployments,statefulsets", "--all", "--wait=false"]).status, 0);
+          assert.equal(cp.kubectl(["-n", NAMESPACE, "delete", "pods", "--all", "--grace-period=0", "--force", "--wait=false"]).status, 0);
           assert.equal(cp.kubectl(["delete", "namespace", NAMESPACE, "--wait=false"]).status, 0);
           await waitFor("namespace dspex gone", 180_000, () => (cp.kubectl(["get", "namespace", NAMESPACE]).status !== 0 ? true : undefined), 1000);
           timings.prodDelete = (Date.now() - t) / 1000;
