@@ -134,7 +134,6 @@ build() {  # name dockerfile [buildah args...]
   buildah bud --quiet --format docker --layers --isolation chroot \
     --ignorefile "$dockerfile.dockerignore" \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" "${ca_args[@]}" \
-    --label "io.dspex.git-revision=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     -f "$dockerfile" -t "localhost/dspex-$name:latest" "$@" . >/dev/null
   local seconds=$((SECONDS - t))
   local size id

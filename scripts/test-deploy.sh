@@ -32,7 +32,8 @@ phase "cluster tools (build)" bash scripts/install-cluster-tools.sh
 
 section "node --test: images under podman, the deployment on a real API server, KEDA scaling"
 export CONTAINERS_CONF="$root/.dspex/containers/containers.conf"
-phase "tests" node --conditions=development --import tsx --test --test-reporter=spec \
+# one file at a time: both start many processes, and on 2 cores running them together only slows both
+phase "tests" node --conditions=development --import tsx --test --test-concurrency=1 --test-reporter=spec \
   test/containers/images.test.ts test/cluster/cluster.test.ts
 
 times+=("total: $((SECONDS - started)) s")

@@ -75,15 +75,22 @@ describe("the deployment on a real API server, scaled by KEDA", { timeout: 1_800
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  test("the KEDA CRDs of the targeted KEDA version are installed and established before anything uses them", () => {
+  test("the KEDA CRDs of the targeted KEDA version are installed and established before anything uses them", async () => {
     const v = versions();
     const dir = join(v.KEDA_BIN, "crds");
     const files = readdirSync(dir).filter((f) => f.endsWith(".yaml"));
     assert.ok(files.length >= 4, `CRDs in ${dir}`);
     const r = cp.kubectl(["apply", "--server-side", "--field-manager=dspex-test", ...files.flatMap((f) => ["-f", join(dir, f)])]);
     assert.equal(r.status, 0, r.stderr);
-    const wait = cp.kubectl(["wait", "--for=condition=established", "--timeout=60s", "crd/scaledobjects.keda.sh", "crd/triggerauthentications.keda.sh", "crd/scaledjobs.keda.sh"]);
-    assert.equal(wait.status, 0, wait.stderr);
+    // (`kubectl wait --for=condition=established` fails while a new CRD has no status yet: poll instead)
+    const names = ["scaledobjects.keda.sh", "triggerauthentications.keda.sh", "clustertriggerauthentications.keda.sh", "scaledjobs.keda.sh"];
+    await waitFor("KEDA CRDs Established", 60_000, () => {
+      for (const name of names) {
+        const crd = cp.get(["get", "crd", name]);
+        if (!crd.status?.conditions?.some((c: any) => c.type === "Established" && c.status === "True")) return undefined;
+      }
+      return true;
+    });
     const crd = cp.get(["get", "crd", "scaledobjects.keda.sh"]);
     assert.equal(crd.metadata.annotations?.["controller-gen.kubebuilder.io/version"] !== undefined, true);
     report.keda = v.KEDA_VERSION;
@@ -399,10 +406,11 @@ describe("the deployment on a real API server, scaled by KEDA", { timeout: 1_800
         throw new Error(`${err.message}\n${cp.kubectl(["-n", NAMESPACE, "describe", "hpa"]).stdout.slice(-3000)}\n--- operator:\n${cp.tail("keda-operator", 20)}`);
       });
       assert.equal(up.replicas, expected, "the HPA scaled to the pool's summed backlog, no further");
-      await waitFor("the new worker pods Ready on kwok nodes", 60_000, () => {
+      await waitFor("the new worker pods Ready on kwok nodes", 180_000, () => {
         const d = cp.get(["-n", NAMESPACE, "get", "deployment", "dspex-worker-general"]);
-        return d.status.readyReplicas === expected ? true : undefined;
-      });
+        if ((d.status.readyReplicas ?? 0) >= expected) return true;
+        throw new Error(`status ${JSON.stringify(d.status)}; pods: ${cp.kubectl(["-n", NAMESPACE, "get", "pods", "-l", "dspex.io/pool=general", "-o", "wide"]).stdout}`);
+      }, 1000);
       const upReady = (Date.now() - t0) / 1000;
 
       // Drain: consume and acknowledge everything, as the workers would (partition consumers through their
