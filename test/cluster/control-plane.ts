@@ -274,6 +274,10 @@ export async function startControlPlane(timings: Timings = {}): Promise<ControlP
       `--kubeconfig=${kubeconfig}`, `--config=${join(v.KWOK_BIN, "stages.yaml")}`,
       "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
       `--server-address=127.0.0.1:${await freePort()}`, "--cidr=10.0.0.1/16", "--node-ip=10.0.0.1",
+      // node leases: the "heartbeat-with-lease" stage patches node status only once a minute and relies on
+      // them; without leases the node lifecycle controller marks the nodes Unknown after its 50 s grace period
+      // and every pod on them NotReady
+      "--node-lease-duration-seconds=40",
     ]);
     // the service-account token of the default namespace shows the controller-manager is working
     await waitFor("controller-manager: default service account", 90_000, () => {
