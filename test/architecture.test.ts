@@ -23,10 +23,12 @@ function files(dir: string, ext: RegExp, out: string[] = []): string[] {
 }
 
 const runtime = [
-  ...readdirSync(join(ROOT, "services")).flatMap((p) => {
-    const src = join(ROOT, "services", p, "src");
-    return statSync(src, { throwIfNoEntry: false })?.isDirectory() ? files(src, /\.ts$/) : [];
-  }),
+  ...readdirSync(join(ROOT, "services"), { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .flatMap((d) => {
+      const src = join(ROOT, "services", d.name, "src");
+      return statSync(src, { throwIfNoEntry: false })?.isDirectory() ? files(src, /\.ts$/) : [];
+    }),
   ...files(join(ROOT, "workers/dspex_worker"), /\.py$/),
 ];
 

@@ -3,7 +3,11 @@ import type { Usage } from "@dspex/protocol";
 import type { CallOptions, Client } from "@dspex/client";
 import type { ModuleProgram } from "./types.js";
 
-/** One module call through the client. */
+/**
+ * One module call through the client. Batch work always rides the durable lane (at least once: a request a
+ * killed worker held is redelivered, one past MaxDeliver is dead-lettered) whatever the client's default lane —
+ * `auto` would send sessionless predict/chain_of_thought on the direct lane (docs/reliability.md, the lanes).
+ */
 export async function callModule(
   client: Client,
   program: Pick<ModuleProgram, "signature" | "module" | "instructions" | "demos" | "lm" | "pool" | "timeout_ms">,
@@ -12,6 +16,7 @@ export async function callModule(
   retry?: CallOptions["retry"],
 ): Promise<{ outputs: Record<string, unknown>; worker: string; lm: string; usage: Usage }> {
   const r = await client.call<Record<string, unknown>>(program.module ?? "predict", program.signature, inputs, {
+    lane: "durable",
     ...(retry !== undefined ? { retry } : {}),
     ...(typeof program.signature === "string" && program.instructions !== undefined ? { instructions: program.instructions } : {}),
     ...(program.demos ? { demos: program.demos } : {}),

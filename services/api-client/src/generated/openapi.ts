@@ -903,7 +903,7 @@ export interface components {
         "lm_profiles-model": string;
         /**
          * LMProfile
-         * @description One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false).
+         * @description One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).
          */
         "lm_profiles-profile": {
             adapter?: components["schemas"]["lm_profiles-adapter"];
@@ -911,11 +911,17 @@ export interface components {
             api_key_env?: components["schemas"]["lm_profiles-keyEnv"];
             cache?: boolean;
             description?: string;
+            /** @description Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency. */
+            max_concurrency?: number;
             max_tokens?: components["schemas"]["lm_profiles-maxTokens"];
             model: components["schemas"]["lm_profiles-model"];
             models?: components["schemas"]["lm_profiles-model"][];
             num_retries?: number;
+            /** @description Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait. */
+            requests_per_minute?: number;
             temperature?: components["schemas"]["lm_profiles-temperature"];
+            /** @description LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent. */
+            tokens_per_minute?: number;
         };
         "lm_profiles-profileName": string;
         "lm_profiles-temperature": number;
