@@ -46,7 +46,9 @@ const log = (text: string) => process.stderr.write(`[bench:native] ${text}\n`);
 const r2 = (x: number) => Number(x.toFixed(2));
 const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(d));
 
-type Side = "native" | "bus" | "inprocess";
+/** The bus on each delivery lane (services/client/src/lanes): direct (core request-reply) and durable (JetStream). */
+type BusSide = "bus-direct" | "bus-durable";
+type Side = "native" | BusSide | "inprocess";
 interface Point extends LoadResult {
   side: Side;
   latency_ms: number;
@@ -116,7 +118,7 @@ async function main(): Promise<void> {
     const meter = new CpuMeter(() => ({ "nats-server": [nats!.process.pid!], "worker (python)": [worker.process.pid!], "lm double": [double.child.pid!] }));
     for (const latency of LATENCIES) {
       await setLatency(double, latency);
-      for (const side of ["native", "bus"] as const) {
+      for (const side of ["native", "bus-direct", "bus-durable"] as const) {
         for (const r of await loadSide(side, nats, profile, meter)) {
           if (side === "native") {
             delete r.cpu_ms_per_req["nats-server"];
@@ -174,12 +176,13 @@ async function main(): Promise<void> {
  * One side's closed loops at every concurrency, run by bench/native-load.ts in a process of its own (the client,
  * and for `native` the engine), with the other processes' CPU read around each measured run.
  */
-async function loadSide(side: "native" | "bus", nats: EmbeddedNats, profile: DefaultLm, meter: CpuMeter): Promise<Array<Omit<Point, "side" | "latency_ms">>> {
+async function loadSide(side: "native" | BusSide, nats: EmbeddedNats, profile: DefaultLm, meter: CpuMeter): Promise<Array<Omit<Point, "side" | "latency_ms">>> {
   const child = spawn(
     process.execPath,
     [
       "--conditions=development", "--import", "tsx", join(PROJECT_ROOT, "bench/native-load.ts"),
       `--engine=${side === "native" ? "native" : "python"}`,
+      `--lane=${side === "bus-durable" ? "durable" : "direct"}`,
       `--signature=${SIGNATURE}`,
       `--inputs=${JSON.stringify(INPUTS)}`,
       `--model=${MODEL}`,
@@ -224,17 +227,21 @@ function ratios(points: Point[]) {
   for (const latency of LATENCIES) {
     for (const c of CONCURRENCY) {
       const n = find("native", latency, c);
-      const b = find("bus", latency, c);
+      const d = find("bus-direct", latency, c);
+      const b = find("bus-durable", latency, c);
       const i = find("inprocess", latency, c);
-      if (!n || !b || !i) continue;
+      if (!n || !d || !b || !i) continue;
       out.push({
         latency_ms: latency,
         concurrency: c,
-        "p50 bus ÷ native": r2(b.p50_ms / n.p50_ms),
+        "p50 direct ÷ native": r2(d.p50_ms / n.p50_ms),
+        "p50 durable ÷ native": r2(b.p50_ms / n.p50_ms),
         "p50 inprocess ÷ native": r2(i.p50_ms / n.p50_ms),
-        "req/s native ÷ bus": r2(n.rps / b.rps),
+        "req/s native ÷ direct": r2(n.rps / d.rps),
+        "req/s native ÷ durable": r2(n.rps / b.rps),
         "req/s native ÷ inprocess": r2(n.rps / i.rps),
-        "CPU/call bus ÷ native": r2(sideCpu(b) / sideCpu(n)),
+        "CPU/call direct ÷ native": r2(sideCpu(d) / sideCpu(n)),
+        "CPU/call durable ÷ native": r2(sideCpu(b) / sideCpu(n)),
         "CPU/call inprocess ÷ native": r2(sideCpu(i) / sideCpu(n)),
       });
     }
