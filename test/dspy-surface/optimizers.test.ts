@@ -16,15 +16,8 @@ import { type CompileJob, type OptimizerName } from "@dspex/client";
 import { Cancelled, Unsupported, ValidationError, type DspexError, type JobProgress as ProgressEvent } from "@dspex/protocol";
 import type { ScriptRule } from "../lm-double/server.js";
 import { startHarness, type Harness } from "../integration/harness.js";
+import { QA } from "../support/fixtures.js";
 
-const QA: Array<[string, string]> = [
-  ["What is the capital of Atlantis?", "Poseidonia"],
-  ["What is the capital of Lemuria?", "Mu City"],
-  ["What is the capital of El Dorado?", "Manoa"],
-  ["What is the capital of Shangri-La?", "Lhasa Vale"],
-  ["What is the capital of Avalon?", "Glastonbury"],
-  ["What is the capital of Hyperborea?", "Thule"],
-];
 const examples = QA.map(([question, answer]) => ({ question, answer }));
 const trainset = examples.slice(0, 4);
 const valset = examples.slice(4);

@@ -23,6 +23,7 @@ import { newToken, startRouter } from "@dspex/router";
 import { startHarness, type Harness } from "./harness.js";
 import { startCaptureDouble, type CaptureDouble } from "../security/capture-double.js";
 import type { RecordedRequest } from "../lm-double/server.js";
+import { PREDICT_STATE } from "../support/fixtures.js";
 
 class TestReader extends MetricReader {
   constructor() {
@@ -32,20 +33,6 @@ class TestReader extends MetricReader {
   protected override async onShutdown(): Promise<void> {}
 }
 
-/** `dspy.Predict("question -> answer").dump_state()`, as an optimizer stores it. */
-const PREDICT_STATE = {
-  traces: [],
-  train: [],
-  demos: [],
-  signature: {
-    instructions: "Given the fields `question`, produce the fields `answer`.",
-    fields: [
-      { prefix: "Question:", description: "${question}" },
-      { prefix: "Answer:", description: "${answer}" },
-    ],
-  },
-  lm: null,
-};
 
 const ENGINES = ["python", "native", "hybrid"] as const;
 type EngineName = (typeof ENGINES)[number];

@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { chromium, type Page } from "playwright-core";
 import type { Harness } from "../integration/harness.js";
 import { http } from "./helpers.js";
-import { QA } from "./suite.js";
+import { QA } from "../support/fixtures.js";
 
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"];
 

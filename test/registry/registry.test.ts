@@ -22,7 +22,8 @@ import type { ScriptRule } from "../lm-double/server.js";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { http, RecordedLog } from "./helpers.js";
 import { startPostgres, type PostgresServer } from "./postgres.js";
-import { QA, registrySuite, type SuiteContext } from "./suite.js";
+import { QA } from "../support/fixtures.js";
+import { registrySuite, type SuiteContext } from "./suite.js";
 import { consoleScenario } from "./console.js";
 
 const RULES: ScriptRule[] = QA.map(([q, a]): ScriptRule => ({ field: "question", match: q, when: { minMessages: 3 }, outputs: { answer: a } }));

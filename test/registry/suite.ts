@@ -12,6 +12,7 @@ import { parseExecutionEvent } from "@dspex/registry";
 import type { RouterService, newToken } from "@dspex/router";
 import type { Harness } from "../integration/harness.js";
 import { http, RecordedLog, Subscription } from "./helpers.js";
+import { QA } from "../support/fixtures.js";
 
 type Token = ReturnType<typeof newToken>;
 
@@ -24,14 +25,6 @@ export interface SuiteContext {
   tokens: { writer: Token; deployer: Token; reader: Token; caller: Token; historian: Token };
 }
 
-export const QA: Array<[string, string]> = [
-  ["What is the capital of Atlantis?", "Poseidonia"],
-  ["What is the capital of Lemuria?", "Mu City"],
-  ["What is the capital of El Dorado?", "Manoa"],
-  ["What is the capital of Shangri-La?", "Lhasa Vale"],
-  ["What is the capital of Avalon?", "Glastonbury"],
-  ["What is the capital of Hyperborea?", "Thule"],
-];
 const examples = QA.map(([question, answer]) => ({ question, answer }));
 
 export function registrySuite(get: () => SuiteContext): void {

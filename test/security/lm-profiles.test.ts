@@ -10,6 +10,7 @@ import { LMConfigError, type LMConfig } from "@dspex/protocol";
 import { startLmDouble, type LmDouble } from "../lm-double/server.js";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { startCaptureDouble, type CaptureDouble } from "./capture-double.js";
+import { PREDICT_STATE } from "../support/fixtures.js";
 
 // Keys in the workers' environment: none of them may reach a host its profile or allow-list entry did not name.
 const AMBIENT_KEY = "sk-ambient-openai-key-never-sent";
@@ -126,16 +127,7 @@ describe("LM profiles: the operator decides where a key goes", { timeout: 180_00
       module: "predict",
       state: {
         dspy_state: {
-          traces: [],
-          train: [],
-          demos: [],
-          signature: {
-            instructions: "Given the fields `question`, produce the fields `answer`.",
-            fields: [
-              { prefix: "Question:", description: "${question}" },
-              { prefix: "Answer:", description: "${answer}" },
-            ],
-          },
+          ...PREDICT_STATE,
           lm: { model: "openai/test-model", api_base: capture.url, api_key: "x" },
           config: { api_base: capture.url },
         },
