@@ -9,3 +9,4 @@ export { PostgresDriver, openPostgresStore, isUnavailable, redactUrl } from "./p
 export { PgliteDriver, openPgliteStore } from "./pglite.js";
 export { openStore, defaultStoreLocation, DEFAULT_STORE } from "./stores.js";
 export { Retriever, storeSpan, type Embedder, type RetrieverOptions } from "./retriever.js";
+export { indexCorpus, readCorpus, type IndexOptions, type IndexProgress } from "./indexer.js";
