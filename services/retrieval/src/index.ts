@@ -10,3 +10,5 @@ export { PgliteDriver, openPgliteStore } from "./pglite.js";
 export { openStore, defaultStoreLocation, DEFAULT_STORE } from "./stores.js";
 export { Retriever, storeSpan, type Embedder, type RetrieverOptions } from "./retriever.js";
 export { indexCorpus, readCorpus, type IndexOptions, type IndexProgress } from "./indexer.js";
+export { chunkMarkdown, docsCorpus, readQuestions, slug, QUESTIONS_FILE, type Question } from "./corpus.js";
+export { recallAtK } from "./recall.js";

@@ -1,0 +1,81 @@
+/**
+ * RAG end to end through the bus: the project's docs (docs/*.md, chunked) embedded by the real model on a gpu
+ * worker and indexed in both stores; the shipped question set retrieved (recall@k, the same in both stores);
+ * a metadata filter; then retrieve → ChainOfThought("context, question -> answer") on a general worker with the
+ * LM double as the provider, the retrieved passages in the prompt DSPy built.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { docsCorpus, indexCorpus, openStore, readQuestions, recallAtK, Retriever, type Hit, type VectorStore } from "@dspex/retrieval";
+import { startHarness, type Harness } from "../integration/harness.js";
+import { startPostgres, type PostgresServer } from "../registry/postgres.js";
+
+const ROOT = join(import.meta.dirname, "../..");
+
+describe("RAG through the bus", { timeout: 240_000 }, () => {
+  let h: Harness;
+  let server: PostgresServer;
+  let dir: string;
+  const retrievers = new Map<string, Retriever>();
+  const corpus = docsCorpus(join(ROOT, "docs"));
+  const questions = readQuestions();
+
+  before(async () => {
+    [h, server] = await Promise.all([startHarness({ fleet: { workers: { general: 1, gpu: 1 }, bus: { pools: { gpu: { concurrency: 8 } } } } }), startPostgres()]);
+    dir = mkdtempSync(join(tmpdir(), "dspex-rag-"));
+    const probe = await h.client.embed(["probe"]);
+    for (const [name, location] of [["postgresql", server.url], ["pglite", `pglite:${dir}`]] as const) {
+      const store: VectorStore = await openStore(location, "docs", { dim: probe.dim, model: probe.model, fields: ["source"] });
+      const retriever = new Retriever(h.client, store);
+      const indexed = await indexCorpus(retriever, corpus, { batchSize: 64 });
+      assert.equal(indexed.written, corpus.length);
+      retrievers.set(name, retriever);
+    }
+  });
+  after(async () => {
+    for (const r of retrievers.values()) await r.store.close();
+    await h?.close();
+    await server?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("recall@k of the shipped question set, the same in both stores", async () => {
+    const recalls = new Map<string, number[]>();
+    for (const [name, retriever] of retrievers) {
+      assert.equal(await retriever.count(), corpus.length);
+      const results: Array<{ hits: Hit[]; isGold: (hit: Hit) => boolean }> = [];
+      for (const q of questions) {
+        const hits = await retriever.retrieve(q.question, 10);
+        assert.equal(hits.length, 10);
+        results.push({ hits, isGold: (hit) => hit.metadata?.source === q.gold.source && hit.metadata?.heading === q.gold.heading });
+      }
+      recalls.set(name, [1, 5, 10].map((k) => recallAtK(results, k)));
+    }
+    console.log(`recall@1,5,10 over ${questions.length} questions, ${corpus.length} passages: ${JSON.stringify(Object.fromEntries(recalls))}`);
+    assert.deepEqual(recalls.get("pglite"), recalls.get("postgresql"), "the same model and the same SQL give the same recall");
+    assert.ok(recalls.get("postgresql")![2]! >= 0.5, `recall@10 ${recalls.get("postgresql")![2]}`);
+  });
+
+  test("a metadata filter keeps to the named source", async () => {
+    for (const retriever of retrievers.values()) {
+      const hits = await retriever.retrieve("how do retries and breakers work", 5, { source: "reliability.md" });
+      assert.equal(hits.length, 5);
+      assert.ok(hits.every((hit) => hit.metadata?.source === "reliability.md"));
+    }
+  });
+
+  test("retrieve → ChainOfThought on a worker: the passages reach DSPy's prompt", async () => {
+    const question = questions[0]!.question;
+    const hits = await retrievers.get("postgresql")!.retrieve(question, 3);
+    const before = h.lmDouble.requests().length;
+    const result = await h.client.chainOfThought<{ answer: string }>("context: list[str], question: str -> answer: str", { context: hits.map((hit) => hit.text), question });
+    assert.equal(typeof result.outputs.answer, "string");
+    assert.equal(typeof result.outputs.reasoning, "string");
+    const sent = JSON.stringify(h.lmDouble.requests().slice(before).map((r) => r.body));
+    const snippet = hits[0]!.text.split("\n").find((l) => l.length > 20)!.slice(0, 40);
+    assert.ok(sent.includes(JSON.stringify(snippet).slice(1, -1)), `the prompt holds the first passage (${snippet})`);
+  });
+});
