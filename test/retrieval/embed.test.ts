@@ -63,3 +63,27 @@ async function workerEmbedStats(h: Harness): Promise<{ calls: number; texts: num
   assert.ok(status.embed, "the worker's status reports its embedding batches");
   return status.embed;
 }
+
+describe("embed with a provider model through the operator's LM profiles", { timeout: 180_000 }, () => {
+  let h: Harness;
+  before(async () => {
+    // the double is the workers' default profile (harness); its `models` list allows the embedding model
+    h = await startHarness({ fleet: { workers: { general: 0, gpu: 1 } } });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  test("dspy.Embedder calls the profile's endpoint; vectors come back as float32, normalized", async () => {
+    const before = h.lmDouble.requests().length;
+    const result = await h.client.embed(["alpha", "beta", "alpha"], { module: { model: "lm" } });
+    assert.equal(result.dim, 8);
+    assert.equal(result.model, h.profile.model);
+    assert.deepEqual([...result.vectors[0]!], [...result.vectors[2]!]);
+    assert.notDeepEqual([...result.vectors[0]!], [...result.vectors[1]!]);
+    assert.ok(Math.abs(dot(result.vectors[1]!, result.vectors[1]!) - 1) < 1e-4);
+    const calls = h.lmDouble.requests().slice(before).filter((r) => r.path.endsWith("/embeddings"));
+    assert.equal(calls.length, 1, "one provider call for the batch");
+    assert.deepEqual((calls[0]!.body as { input: string[] }).input, ["alpha", "beta", "alpha"]);
+  });
+});
