@@ -682,7 +682,11 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
     if ((path === "/v1/embeddings" || path === "/embeddings") && method === "POST") {
       // OpenAI embeddings: each input gets a deterministic 8-dimensional vector from its SHA-256 (not a model)
       const body = (text ? JSON.parse(text) : {}) as { input?: unknown; model?: unknown };
-      const inputs = typeof body.input === "string" ? [body.input] : Array.isArray(body.input) ? body.input.map(String) : [];
+      const inputs = typeof body.input === "string" ? [body.input] : Array.isArray(body.input) ? body.input.map(String) : undefined;
+      if (!inputs) {
+        sendJson(res, 400, openAiError("The body must be a JSON object with an input string or array.", "invalid_request_error"));
+        return;
+      }
       record({
         method, path, receivedAt: Date.now(), authorization: req.headers.authorization ?? null, body, model: typeof body.model === "string" ? body.model : null,
         stream: false, outcome: "embeddings", status: 200, prompt: null, rule: null, content: null,
