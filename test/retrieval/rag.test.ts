@@ -2,14 +2,15 @@
  * RAG end to end through the bus: the project's docs (docs/*.md, chunked) embedded by the real model on a gpu
  * worker and indexed in both stores; the shipped question set retrieved (recall@k, the same in both stores);
  * a metadata filter; then retrieve → ChainOfThought("context, question -> answer") on a general worker with the
- * LM double as the provider, the retrieved passages in the prompt DSPy built.
+ * LM double as the provider, the retrieved passages in the prompt DSPy built; and ReAct on a worker searching the
+ * store through a retrieval tool served from this process.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { docsCorpus, indexCorpus, openStore, readQuestions, recallAtK, Retriever, type Hit, type VectorStore } from "@dspex/retrieval";
+import { docsCorpus, indexCorpus, openStore, readQuestions, recallAtK, Retriever, serveRetrievalTool, type Hit, type VectorStore } from "@dspex/retrieval";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { startPostgres, type PostgresServer } from "../registry/postgres.js";
 
@@ -77,5 +78,35 @@ describe("RAG through the bus", { timeout: 240_000 }, () => {
     const sent = JSON.stringify(h.lmDouble.requests().slice(before).map((r) => r.body));
     const snippet = hits[0]!.text.split("\n").find((l) => l.length > 20)!.slice(0, 40);
     assert.ok(sent.includes(JSON.stringify(snippet).slice(1, -1)), `the prompt holds the first passage (${snippet})`);
+  });
+
+  test("ReAct on a worker searches the store through the retrieval tool", async () => {
+    const question = questions[1]!; // one whose answering section is among the first five (recall@5 test above)
+    const tool = await serveRetrievalTool(h.client, retrievers.get("pglite")!, { name: "search_docs", k: 5 });
+    try {
+      h.lmDouble.control.setRules([
+        {
+          field: "trajectory",
+          match: { contains: "observation_0" },
+          outputs: { next_thought: "The passages answer it.", next_tool_name: "finish", next_tool_args: {}, reasoning: "from the docs", answer: "see the passages" },
+        },
+        {
+          field: "trajectory",
+          match: { regex: "^(?![\\s\\S]*observation_0)" },
+          outputs: { next_thought: "Search the docs.", next_tool_name: "search_docs", next_tool_args: { query: question.question } },
+        },
+      ]);
+      const r = await h.client.modules.react("question -> answer", { question: question.question }, { tools: [tool], max_iters: 3 });
+      assert.deepEqual(r.trajectory.map((s) => s.tool_name), ["search_docs", "finish"]);
+      const observed = r.trajectory[0]!.observation as Array<{ id: string; metadata?: { source: string; heading: string } }>;
+      assert.equal(observed.length, 5);
+      const expected = await retrievers.get("pglite")!.retrieve(question.question, 5);
+      assert.deepEqual(observed.map((p) => p.id), expected.map((p) => p.id), "the agent saw what the retriever finds");
+      assert.ok(observed.some((p) => p.metadata?.source === question.gold.source && p.metadata?.heading === question.gold.heading), JSON.stringify(observed.map((p) => p.id)));
+      assert.equal(tool.calls, 1);
+    } finally {
+      h.lmDouble.control.setRules([]);
+      await tool.stop();
+    }
   });
 });

@@ -12,3 +12,4 @@ export { Retriever, storeSpan, type Embedder, type RetrieverOptions } from "./re
 export { indexCorpus, readCorpus, type IndexOptions, type IndexProgress } from "./indexer.js";
 export { chunkMarkdown, docsCorpus, readQuestions, slug, QUESTIONS_FILE, type Question } from "./corpus.js";
 export { recallAtK } from "./recall.js";
+export { serveRetrievalTool, type RetrievalToolOptions } from "./tool.js";
