@@ -105,3 +105,39 @@ def test_concurrent_requests_share_model_calls() -> None:
     assert len(model.sizes) < 40  # joined: fewer model calls than requests
     expected = model.inner.embed(["text 7", "other 7"], True)
     assert np.allclose(results[7], expected, atol=1e-6)
+
+
+def test_spans_and_metrics_of_an_embedding() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from dspex_worker.observability import telemetry
+
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    telemetry.configure(
+        tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]), worker_id="w", pool="gpu"
+    )
+    try:
+        run(["one text", "two texts"])
+        span = next(s for s in spans.get_finished_spans() if s.name == "embeddings wordllama/l2_supercat_256")
+        assert span.attributes is not None
+        assert span.attributes["gen_ai.operation.name"] == "embeddings"
+        assert span.attributes["dspex.embed.texts"] == 2
+        data = reader.get_metrics_data()
+        assert data is not None
+        points: dict[str, list[Any]] = {
+            m.name: list(m.data.data_points)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
+        batch = points["dspex.worker.embed.batch_size"]
+        assert batch[0].sum == 2 and batch[0].attributes["gen_ai.operation.name"] == "embeddings"
+        assert points["gen_ai.client.operation.duration"][0].count == 1
+    finally:
+        telemetry.reset()

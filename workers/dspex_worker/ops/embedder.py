@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from ..observability.telemetry import state as telemetry
 
 WORDLLAMA_NAME = "wordllama/l2_supercat_256"
 
@@ -109,10 +112,20 @@ class Batcher:
             self._pending.remove(item)
         return batch
 
+    def _record(self, size: int, seconds: float) -> None:
+        """Batch size and model-call latency (metrics on: DSPEX_OTEL_METRICS / OTLP, docs/observability.md)."""
+        instruments = telemetry().instruments
+        if instruments is None:
+            return
+        attributes = {"gen_ai.operation.name": "embeddings", "gen_ai.request.model": self.model.name}
+        instruments.embed_batch.record(size, attributes)
+        instruments.operation_duration.record(seconds, attributes)
+
     async def _drain(self) -> None:
         while self._pending:
             batch = self._take()
             texts = [t for item in batch for t in item.texts]
+            started = time.perf_counter()
             try:
                 vectors = await asyncio.to_thread(self.model.embed, texts, batch[0].normalize)
             except Exception as exc:  # the model failed: every request of the batch gets the error
@@ -122,6 +135,7 @@ class Batcher:
                 continue
             self.calls += 1
             self.texts += len(texts)
+            self._record(len(texts), time.perf_counter() - started)
             start = 0
             for item in batch:
                 if not item.future.done():  # a request that was cancelled meanwhile is skipped
