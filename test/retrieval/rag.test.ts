@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { docsCorpus, indexCorpus, openStore, readQuestions, recallAtK, Retriever, serveRetrievalTool, type Hit, type VectorStore } from "@dspex/retrieval";
+import { callModule, PipelineStepError, runPipeline } from "@dspex/pipeline";
+import { docsCorpus, indexCorpus, openStore, readQuestions, recallAtK, retrieveStep, Retriever, serveRetrievalTool, type Hit, type VectorStore } from "@dspex/retrieval";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { startPostgres, type PostgresServer } from "../registry/postgres.js";
 
@@ -108,5 +109,36 @@ describe("RAG through the bus", { timeout: 240_000 }, () => {
       h.lmDouble.control.setRules([]);
       await tool.stop();
     }
+  });
+
+  test("a pipeline: a retrieve step, then ChainOfThought on the passages", async () => {
+    const question = questions[1]!.question;
+    const result = await runPipeline(
+      {
+        name: "rag",
+        steps: [
+          { kind: "native", name: "retrieve", fn: "retrieve", args: { query: "question", k: 3, filter: { source: "deploy.md" } } },
+          { kind: "module", name: "answer", module: "chain_of_thought", signature: "context: list[str], question: str -> answer: str" },
+        ],
+      },
+      { question },
+      {
+        callModule: (step, inputs, signal) => callModule(h.client, step, inputs, signal),
+        functions: new Map([["retrieve", retrieveStep(retrievers.get("postgresql")!)]]),
+      },
+    );
+    const passages = result.values.passages as Hit[];
+    assert.equal(passages.length, 3);
+    assert.ok(passages.every((p) => p.metadata?.source === "deploy.md"));
+    assert.deepEqual(result.values.context, passages.map((p) => p.text));
+    assert.equal(typeof result.values.answer, "string");
+    assert.equal(typeof result.values.reasoning, "string");
+    await assert.rejects(
+      runPipeline({ steps: [{ kind: "native", name: "r", fn: "retrieve", args: { query: "missing" } }] }, { question }, {
+        callModule: (step, inputs, signal) => callModule(h.client, step, inputs, signal),
+        functions: new Map([["retrieve", retrieveStep(retrievers.get("postgresql")!)]]),
+      }),
+      (e: unknown) => e instanceof PipelineStepError && e.type === "ValidationError" && e.step === "r" && (e.cause as { field?: string }).field === "missing",
+    );
   });
 });

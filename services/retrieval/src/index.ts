@@ -13,3 +13,4 @@ export { indexCorpus, readCorpus, type IndexOptions, type IndexProgress } from "
 export { chunkMarkdown, docsCorpus, readQuestions, slug, QUESTIONS_FILE, type Question } from "./corpus.js";
 export { recallAtK } from "./recall.js";
 export { serveRetrievalTool, type RetrievalToolOptions } from "./tool.js";
+export { retrieveStep, type RetrieveStepFunction } from "./step.js";
