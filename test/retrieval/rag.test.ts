@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { callModule, PipelineStepError, runPipeline } from "@dspex/pipeline";
+import { ValidationError } from "@dspex/protocol";
 import { docsCorpus, indexCorpus, openStore, readQuestions, recallAtK, retrieveStep, Retriever, serveRetrievalTool, type Hit, type VectorStore } from "@dspex/retrieval";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { startPostgres, type PostgresServer } from "../registry/postgres.js";
@@ -59,6 +60,13 @@ describe("RAG through the bus", { timeout: 240_000 }, () => {
     console.log(`recall@1,5,10 over ${questions.length} questions, ${corpus.length} passages: ${JSON.stringify(Object.fromEntries(recalls))}`);
     assert.deepEqual(recalls.get("pglite"), recalls.get("postgresql"), "the same model and the same SQL give the same recall");
     assert.ok(recalls.get("postgresql")![2]! >= 0.5, `recall@10 ${recalls.get("postgresql")![2]}`);
+  });
+
+  test("indexing again writes nothing; a bad batch size names it", async () => {
+    const retriever = retrievers.get("pglite")!;
+    const again = await indexCorpus(retriever, corpus.slice(0, 100), { batchSize: 50 });
+    assert.deepEqual([again.written, again.skipped], [0, 100]);
+    await assert.rejects(indexCorpus(retriever, corpus, { batchSize: Number("x") }), (e: unknown) => e instanceof ValidationError && e.field === "batch");
   });
 
   test("a metadata filter keeps to the named source", async () => {

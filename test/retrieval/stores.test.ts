@@ -109,3 +109,22 @@ describe("vector stores", { timeout: 120_000 }, () => {
     await assert.rejects(openStore(`postgres://dspex:x@127.0.0.1:1/postgres`, "x", SPEC), (e: unknown) => e instanceof StoreUnavailable && e.retryable);
   });
 });
+
+describe("indexing input", () => {
+  test("a bad corpus line is a ValidationError naming it", async () => {
+    const { readCorpus } = await import("@dspex/retrieval");
+    const dir = mkdtempSync(join(tmpdir(), "dspex-corpus-"));
+    try {
+      const file = join(dir, "c.jsonl");
+      const { writeFileSync } = await import("node:fs");
+      writeFileSync(file, `{"id":"a","text":"one"}\n\n{"id":"a","text":"two"}\n`);
+      assert.throws(() => readCorpus(file), isError(ValidationError, "corpus line 3.id"));
+      writeFileSync(file, `{"id":"a","text":"one"}\n{"text":"no id"}\n`);
+      assert.throws(() => readCorpus(file), isError(ValidationError, "corpus line 2.id"));
+      writeFileSync(file, `{"id":"a","text":"  "}\n`);
+      assert.throws(() => readCorpus(file), isError(ValidationError, "corpus line 1.text"));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

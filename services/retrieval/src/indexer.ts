@@ -66,6 +66,9 @@ async function withRetries<T>(attempts: number, fn: () => Promise<T>, signal?: A
 
 export async function indexCorpus(retriever: Retriever, passages: Passage[], options: IndexOptions = {}): Promise<IndexProgress> {
   const batchSize = options.batchSize ?? 64;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 512) {
+    throw new ValidationError("batch: an integer in 1..512 (texts per embed request)", { field: "batch" });
+  }
   const attempts = options.attempts ?? 4;
   const started = performance.now();
   const progress: IndexProgress = { total: passages.length, done: 0, written: 0, skipped: 0, elapsedMs: 0, rate: 0 };

@@ -7,7 +7,7 @@
  */
 import { SpanKind, type Span } from "@opentelemetry/api";
 import type { EmbedCallOptions, Embeddings } from "@dspex/client";
-import type { EmbedOptions } from "@dspex/protocol";
+import { ValidationError, type EmbedOptions } from "@dspex/protocol";
 import { recordError, tracer } from "@dspex/observability";
 import type { Filter, Hit, Passage, VectorStore } from "./store.js";
 
@@ -50,7 +50,10 @@ export class Retriever {
   private async vectors(texts: string[]): Promise<Float32Array[]> {
     const result = await this.embedder.embed(texts, { module: this.options.embed, ...(this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {}) });
     if (result.model !== this.store.collection.model) {
-      throw new Error(`collection ${this.store.collection.name} was embedded with ${this.store.collection.model}; the fleet answered with ${result.model}`);
+      throw new ValidationError(`model: collection ${this.store.collection.name} was embedded with ${this.store.collection.model}; the fleet answered with ${result.model}`, {
+        field: "model",
+        details: { expected: this.store.collection.model, got: result.model },
+      });
     }
     return result.vectors;
   }
