@@ -5,10 +5,11 @@
  * [collection]` counts.
  * With NATS_URL it uses that deployment's gpu workers; without, an embedded fleet with one gpu worker.
  */
+import { statSync } from "node:fs";
 import type { Command } from "commander";
 import { Client } from "@dspex/client";
 import { startFleet, type Fleet } from "@dspex/embedded";
-import { defaultStoreLocation, indexCorpus, openStore, readCorpus, Retriever, type IndexProgress } from "@dspex/retrieval";
+import { defaultStoreLocation, docsCorpus, indexCorpus, openStore, readCorpus, Retriever, type IndexProgress, type Passage } from "@dspex/retrieval";
 
 function location(store: string): string {
   return store === "default" ? defaultStoreLocation() : store;
@@ -41,14 +42,14 @@ async function fleetClient(): Promise<{ client: Client; close(): Promise<void> }
 export function registerIndexCommands(program: Command): void {
   const index = program
     .command("index")
-    .description("embed a JSONL corpus ({id, text, metadata?} per line) on the gpu pool and upsert it into a vector store; resumable, idempotent by id")
+    .description("embed a JSONL corpus ({id, text, metadata?} per line) or a directory of Markdown on the gpu pool and upsert it into a vector store; resumable, idempotent by id")
     .argument("<store>", "postgres://… | pglite:<dir> | default")
-    .argument("<corpus>", "corpus.jsonl")
+    .argument("<corpus>", "corpus.jsonl, or a directory of .md files (chunked by section: the docs corpus)")
     .option("--collection <name>", "the collection", "docs")
     .option("--fields <names>", "metadata fields filters may use, comma-separated", "")
     .option("--batch <n>", "passages per embed call", "64")
     .action(async (store: string, corpus: string, flags: { collection: string; fields: string; batch: string }) => {
-      const passages = readCorpus(corpus);
+      const passages: Passage[] = statSync(corpus).isDirectory() ? docsCorpus(corpus) : readCorpus(corpus);
       const session = await fleetClient();
       try {
         const probe = await session.client.embed([passages[0]?.text ?? "probe"]);
