@@ -580,7 +580,7 @@ describe("LM test double over HTTP", () => {
     const bad = await postJson(`${double.url}/chat/completions`, { model: "m" });
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { error: { type: string } }).error.type, "invalid_request_error");
-    const missing = await fetch(`${double.url}/embeddings`, { method: "POST", body: "{}" });
+    const missing = await fetch(`${double.url}/audio/speech`, { method: "POST", body: "{}" });
     assert.equal(missing.status, 404);
     await missing.arrayBuffer();
   });

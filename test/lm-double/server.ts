@@ -3,6 +3,7 @@
 // It stands in for the LM provider at the HTTP boundary only, so DSPy's own LM client, adapters and
 // parsing run for real against it. It is not a model: answers are computed from the DSPy prompt
 // (see prompt.ts / answer.ts), and a control API injects latency, failures and scripted answers.
+import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -90,6 +91,7 @@ export type RequestOutcome =
   | "malformed"
   | "hang"
   | "models"
+  | "embeddings"
   | "bad_request"
   | "not_found";
 
@@ -675,6 +677,26 @@ export async function startLmDouble(options: LmDoubleOptions = {}): Promise<LmDo
     }
     if ((path === "/v1/chat/completions" || path === "/chat/completions") && method === "POST") {
       handleChat(req, res, path, text);
+      return;
+    }
+    if ((path === "/v1/embeddings" || path === "/embeddings") && method === "POST") {
+      // OpenAI embeddings: each input gets a deterministic 8-dimensional vector from its SHA-256 (not a model)
+      const body = (text ? JSON.parse(text) : {}) as { input?: unknown; model?: unknown };
+      const inputs = typeof body.input === "string" ? [body.input] : Array.isArray(body.input) ? body.input.map(String) : undefined;
+      if (!inputs) {
+        sendJson(res, 400, openAiError("The body must be a JSON object with an input string or array.", "invalid_request_error"));
+        return;
+      }
+      record({
+        method, path, receivedAt: Date.now(), authorization: req.headers.authorization ?? null, body, model: typeof body.model === "string" ? body.model : null,
+        stream: false, outcome: "embeddings", status: 200, prompt: null, rule: null, content: null,
+      });
+      sendJson(res, 200, {
+        object: "list",
+        model: body.model,
+        data: inputs.map((input, index) => ({ object: "embedding", index, embedding: [...createHash("sha256").update(input).digest().subarray(0, 8)].map((b) => b / 255 - 0.5) })),
+        usage: { prompt_tokens: inputs.length, total_tokens: inputs.length },
+      });
       return;
     }
     if ((path === "/v1/models" || path === "/models") && method === "GET") {

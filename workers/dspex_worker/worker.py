@@ -34,6 +34,7 @@ from .observability import telemetry
 from .observability.log import emit_event, get_logger
 from .ops import registry
 from .ops.context import OpContext
+from .ops.embed import EMBEDDERS
 from .protocol import DspexError
 from .protocol.errors import (
     AffinityError,
@@ -127,6 +128,7 @@ class Worker:
             if self.direct
             else {},
             "reliability": self.replies.stats() if self.replies else {},
+            "embed": EMBEDDERS.stats(),
         }
 
     async def _connect(self) -> Client:

@@ -10,6 +10,7 @@ import { initTelemetry } from "@dspex/observability";
 import { registerApiTokenCommands } from "./commands/api-token.js";
 import { registerDlqCommands } from "./commands/dlq.js";
 import { registerEvalCommand } from "./commands/eval.js";
+import { registerIndexCommands } from "./commands/index.js";
 import { registerJobsCommands } from "./commands/jobs.js";
 import { registerRegistryCommands } from "./commands/registry.js";
 import { registerRunCommands } from "./commands/run.js";
@@ -25,6 +26,7 @@ registerJobsCommands(program);
 registerDlqCommands(program);
 registerApiTokenCommands(program);
 registerRegistryCommands(program);
+registerIndexCommands(program);
 
 program
   .parseAsync()

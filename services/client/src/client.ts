@@ -37,6 +37,7 @@ import { tracingInterceptor } from "./interceptors/tracing.js";
 import { ExecutionRouter, type EngineSnapshot } from "./engine/router.js";
 import { enginePolicy, type EnginePolicyOptions } from "./engine/policy.js";
 import type { NativeEngine, NativeEngineOptions } from "@dspex/native";
+import { decodeVectors, embedRequest, type EmbedCallOptions, type Embeddings } from "./embed.js";
 import { Modules } from "./modules.js";
 import { Optimizer, type CompileJob, type CompileOptions } from "./optimize.js";
 import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
@@ -180,6 +181,14 @@ export class Client implements Caller {
     options: CallOptions = {},
   ): Promise<CallResult<O & { reasoning: string }>> {
     return this.call<O & { reasoning: string }>("chain_of_thought", signature, inputs, options);
+  }
+
+  /** Embeddings of `texts` on the gpu pool (op `embed`, embed.ts): one Float32Array per text, in order. */
+  async embed(texts: string[], options: EmbedCallOptions = {}): Promise<Embeddings> {
+    const { module, ...rest } = options;
+    const reply = await this.send<Record<string, unknown>>(embedRequest(texts, module), rest);
+    const { vectors, dim } = decodeVectors(reply.outputs);
+    return { vectors, dim, model: String(reply.outputs.model), truncated: (reply.outputs.truncated as number[] | undefined) ?? [], usage: reply.usage, worker: reply.worker };
   }
 
   /** Stores a program (signature, module, state) in KV and returns its id and version. */

@@ -23,3 +23,4 @@ export * from "./modules.js";
 export { serveTool, ToolRegistry, checkToolArgs, type ToolDefinition, type ToolParameters, type ToolContext, type ToolSpecWire, type ServedTool } from "./tools.js";
 export { ProgramStream, type StreamEvent, type StreamOptions } from "./stream.js";
 export { Optimizer, CompileJob, type CompileOptions, type Dataset, type OptimizerName, type OptimizeResult } from "./optimize.js";
+export { decodeVectors, embedRequest, EMBED_SIGNATURE, type EmbedCallOptions, type Embeddings } from "./embed.js";

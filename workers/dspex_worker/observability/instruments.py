@@ -59,6 +59,12 @@ class Instruments:
             description="Number of input and output tokens used per LM call",
             explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
         )
+        self.embed_batch = meter.create_histogram(
+            "dspex.worker.embed.batch_size",
+            unit="{text}",
+            description="Texts per embedding model call (requests joined by the batcher)",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
         self.operation_duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",

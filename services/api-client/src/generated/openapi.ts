@@ -704,7 +704,7 @@ export interface components {
              * @description One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.
              * @enum {unknown}
              */
-            type: "DecodeError" | "VersionError" | "UnknownOperation" | "ValidationError" | "PayloadTooLarge" | "LMConfigError" | "LMError" | "LMOutputError" | "WorkerError" | "DeadlineExceeded" | "AffinityError" | "Unsupported" | "Cancelled" | "NotFound" | "SignatureError" | "NoWorkersError" | "CircuitOpenError" | "TransportError" | "BusError" | "DatasetError" | "ErrorBudgetExceeded" | "IncompleteJob" | "MetricError" | "Unauthorized" | "Forbidden" | "UnsupportedMediaType" | "InternalError";
+            type: "DecodeError" | "VersionError" | "UnknownOperation" | "ValidationError" | "PayloadTooLarge" | "LMConfigError" | "LMError" | "LMOutputError" | "WorkerError" | "DeadlineExceeded" | "AffinityError" | "Unsupported" | "Cancelled" | "NotFound" | "SignatureError" | "NoWorkersError" | "CircuitOpenError" | "TransportError" | "BusError" | "DatasetError" | "ErrorBudgetExceeded" | "IncompleteJob" | "MetricError" | "Unauthorized" | "Forbidden" | "UnsupportedMediaType" | "InternalError" | "StoreUnavailable";
         };
         /**
          * DSPex jobs (v1)
@@ -948,6 +948,25 @@ export interface components {
         };
         /** @description Few-shot examples: maps with input and output fields. */
         "modules-demos": Record<string, never>[];
+        /** EmbedOptions */
+        "modules-embed": {
+            /**
+             * @description `wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint).
+             * @default wordllama
+             * @enum {unknown}
+             */
+            model: "wordllama" | "lm";
+            /**
+             * @description Unit-length vectors (cosine = inner product).
+             * @default true
+             */
+            normalize: boolean;
+            /**
+             * @description A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false).
+             * @default false
+             */
+            truncate: boolean;
+        };
         /**
          * InnerModule
          * @description The module run inside best_of_n, refine, parallel, majority.
@@ -1249,10 +1268,10 @@ export interface components {
             /** @description Module options, by op: modules.schema.json (predict, chain_of_thought and evaluate take `demos`; each DSPy surface op its own options). A bad option is a ValidationError whose field names it (module.<option>). */
             module?: Record<string, never>;
             /**
-             * @description DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.
+             * @description DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).
              * @enum {unknown}
              */
-            op: "predict" | "chain_of_thought" | "evaluate" | "react" | "program_of_thought" | "rlm" | "multi_chain_comparison" | "best_of_n" | "refine" | "parallel" | "majority" | "ensemble" | "compile";
+            op: "predict" | "chain_of_thought" | "evaluate" | "react" | "program_of_thought" | "rlm" | "multi_chain_comparison" | "best_of_n" | "refine" | "parallel" | "majority" | "ensemble" | "compile" | "embed";
             program?: components["schemas"]["request-program"];
             session?: string;
             signature: components["schemas"]["signature"];
@@ -1264,7 +1283,7 @@ export interface components {
              * @enum {unknown}
              */
             v: 1;
-        } & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        } & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /**
          * EvaluateSpec
          * @description Required when op is `evaluate` (see docs/evaluation.md).

@@ -3,7 +3,7 @@
 import { DspexError, type DspexErrorOptions } from "../error-base.js";
 
 /** Every error type of the contract (error.schema.json). */
-export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError"] as const;
+export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable"] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 
 /** The body is not msgpack, or not a map. (raised by: worker) */
@@ -222,6 +222,14 @@ export class InternalError extends DspexError {
   }
 }
 
+/** A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md). (raised by: any) */
+export class StoreUnavailable extends DspexError {
+  override readonly type = "StoreUnavailable";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: true, ...options });
+  }
+}
+
 /** The class of each error type: the one table both directions of the wire mapping use. */
 export const ERROR_CLASSES: Record<ErrorType, new (message: string, options?: DspexErrorOptions) => DspexError> = {
   DecodeError,
@@ -251,4 +259,5 @@ export const ERROR_CLASSES: Record<ErrorType, new (message: string, options?: Ds
   Forbidden,
   UnsupportedMediaType,
   InternalError,
+  StoreUnavailable,
 };

@@ -121,7 +121,8 @@ export const SCHEMAS = {
           "Unauthorized",
           "Forbidden",
           "UnsupportedMediaType",
-          "InternalError"
+          "InternalError",
+          "StoreUnavailable"
         ],
         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."
       },
@@ -276,6 +277,11 @@ export const SCHEMAS = {
         "retryable": false,
         "raisedBy": "client",
         "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details."
+      },
+      "StoreUnavailable": {
+        "retryable": true,
+        "raisedBy": "any",
+        "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md)."
       }
     },
     "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -1121,6 +1127,31 @@ export const SCHEMAS = {
           },
           "demos": {
             "$ref": "#/definitions/demos"
+          }
+        }
+      },
+      "embed": {
+        "title": "EmbedOptions",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "model": {
+            "default": "wordllama",
+            "enum": [
+              "wordllama",
+              "lm"
+            ],
+            "description": "`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint)."
+          },
+          "truncate": {
+            "type": "boolean",
+            "default": false,
+            "description": "A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false)."
+          },
+          "normalize": {
+            "type": "boolean",
+            "default": true,
+            "description": "Unit-length vectors (cosine = inner product)."
           }
         }
       },
@@ -1994,9 +2025,10 @@ export const SCHEMAS = {
           "parallel",
           "majority",
           "ensemble",
-          "compile"
+          "compile",
+          "embed"
         ],
-        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool."
+        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md)."
       },
       "signature": {
         "$ref": "signature.schema.json"
@@ -2300,6 +2332,25 @@ export const SCHEMAS = {
             "compile"
           ]
         }
+      },
+      {
+        "if": {
+          "properties": {
+            "op": {
+              "const": "embed"
+            }
+          },
+          "required": [
+            "op"
+          ]
+        },
+        "then": {
+          "properties": {
+            "module": {
+              "$ref": "modules.schema.json#/definitions/embed"
+            }
+          }
+        }
       }
     ],
     "definitions": {
@@ -2420,7 +2471,8 @@ export const SCHEMAS = {
       }
     },
     "x-dspex-pools": {
-      "compile": "optimizer"
+      "compile": "optimizer",
+      "embed": "gpu"
     }
   },
   "signature.schema.json": {

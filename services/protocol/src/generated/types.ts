@@ -87,7 +87,7 @@ export type RequestEnvelope = {
    */
   id: string;
   /**
-   * DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.
+   * DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).
    */
   op:
     | "predict"
@@ -102,7 +102,8 @@ export type RequestEnvelope = {
     | "parallel"
     | "majority"
     | "ensemble"
-    | "compile";
+    | "compile"
+    | "embed";
   signature: SignatureWire;
   /**
    * Input field values by name; exactly the signature's input fields.
@@ -207,7 +208,8 @@ export interface ErrorWire {
     | "Unauthorized"
     | "Forbidden"
     | "UnsupportedMediaType"
-    | "InternalError";
+    | "InternalError"
+    | "StoreUnavailable";
   message: string;
   /**
    * The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).
@@ -585,6 +587,20 @@ export interface MajorityOptions {
    */
   field?: string;
   demos?: Demos;
+}
+export interface EmbedOptions {
+  /**
+   * `wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint).
+   */
+  model?: "wordllama" | "lm";
+  /**
+   * A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false).
+   */
+  truncate?: boolean;
+  /**
+   * Unit-length vectors (cosine = inner product).
+   */
+  normalize?: boolean;
 }
 /**
  * ensemble, compile: no module options.

@@ -35,6 +35,7 @@ __all__ = [
     "Forbidden",
     "UnsupportedMediaType",
     "InternalError",
+    "StoreUnavailable",
     "ERROR_CLASSES",
 ]
 
@@ -228,6 +229,13 @@ class InternalError(DspexError):
     default_retryable = False
 
 
+class StoreUnavailable(DspexError):
+    """A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md). (raised by: any)"""
+
+    type = "StoreUnavailable"
+    default_retryable = True
+
+
 # The class of each error type: the one table both directions of the wire mapping use.
 ERROR_CLASSES: Final[dict[str, type[DspexError]]] = {
     "DecodeError": DecodeError,
@@ -257,4 +265,5 @@ ERROR_CLASSES: Final[dict[str, type[DspexError]]] = {
     "Forbidden": Forbidden,
     "UnsupportedMediaType": UnsupportedMediaType,
     "InternalError": InternalError,
+    "StoreUnavailable": StoreUnavailable,
 }

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypedDict
 
 from .validators import validate_module_best_of_n as _module_best_of_n
+from .validators import validate_module_embed as _module_embed
 from .validators import validate_module_majority as _module_majority
 from .validators import validate_module_multi_chain_comparison as _module_multi_chain_comparison
 from .validators import validate_module_none as _module_none
@@ -30,9 +31,10 @@ OPERATIONS: Final = (
     "majority",
     "ensemble",
     "compile",
+    "embed",
 )
 # The pool an operation goes to when the caller names none (request.schema.json x-dspex-pools).
-OPERATION_POOLS: Final[dict[str, str]] = {"compile": "optimizer"}
+OPERATION_POOLS: Final[dict[str, str]] = {"compile": "optimizer", "embed": "gpu"}
 # Envelope fields each operation requires, from request.schema.json's if/then rules.
 OPERATION_REQUIRES: Final[dict[str, tuple[str, ...]]] = {
     "evaluate": ("evaluate",),
@@ -55,6 +57,7 @@ MODULE_OPTIONS: Final[dict[str, Callable[[Any], Any]]] = {
     "majority": _module_majority,
     "ensemble": _module_none,
     "compile": _module_none,
+    "embed": _module_embed,
 }
 
 

@@ -84,6 +84,7 @@ class ErrorWire(TypedDict, closed=True):
         "Forbidden",
         "UnsupportedMediaType",
         "InternalError",
+        "StoreUnavailable",
     ]
     """
     One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.
@@ -392,6 +393,21 @@ class MajorityOptions(TypedDict, closed=True):
     The output field voted on (default: the last).
     """
     demos: NotRequired[ModulesDemos]
+
+
+class EmbedOptions(TypedDict, closed=True):
+    model: NotRequired[Literal["wordllama", "lm"]]
+    """
+    `wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint).
+    """
+    truncate: NotRequired[bool]
+    """
+    A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false).
+    """
+    normalize: NotRequired[bool]
+    """
+    Unit-length vectors (cosine = inner product).
+    """
 
 
 class NoOptions(TypedDict, closed=True):
@@ -868,9 +884,10 @@ class RequestEnvelope(TypedDict, closed=True):
         "majority",
         "ensemble",
         "compile",
+        "embed",
     ]
     """
-    DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.
+    DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).
     """
     signature: SignatureWire
     inputs: dict[str, Any]

@@ -101,6 +101,14 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
             pass
     if not data_any_of_count1:
         try:
+            validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_embed(
+                data, custom_formats, (name_prefix or "data") + ""
+            )
+            data_any_of_count1 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
+    if not data_any_of_count1:
+        try:
             validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_majority(
                 data, custom_formats, (name_prefix or "data") + ""
             )
@@ -425,6 +433,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "Forbidden",
                                     "UnsupportedMediaType",
                                     "InternalError",
+                                    "StoreUnavailable",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -575,6 +584,11 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "retryable": False,
                                 "raisedBy": "client",
                                 "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                            },
+                            "StoreUnavailable": {
+                                "retryable": True,
+                                "raisedBy": "any",
+                                "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                             },
                         },
                         "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -1083,6 +1097,28 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                         },
                     },
                     {
+                        "title": "EmbedOptions",
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "model": {
+                                "default": "wordllama",
+                                "enum": ["wordllama", "lm"],
+                                "description": "`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint).",
+                            },
+                            "truncate": {
+                                "type": "boolean",
+                                "default": False,
+                                "description": "A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false).",
+                            },
+                            "normalize": {
+                                "type": "boolean",
+                                "default": True,
+                                "description": "Unit-length vectors (cosine = inner product).",
+                            },
+                        },
+                    },
+                    {
                         "title": "MajorityOptions",
                         "type": "object",
                         "additionalProperties": False,
@@ -1210,8 +1246,9 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "majority",
                                     "ensemble",
                                     "compile",
+                                    "embed",
                                 ],
-                                "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.",
+                                "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
                             },
                             "signature": {"type": "object"},
                             "inputs": {
@@ -1329,7 +1366,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "title": "StreamSpec",
                             },
                         },
-                        "x-dspex-pools": {"compile": "optimizer"},
+                        "x-dspex-pools": {"compile": "optimizer", "embed": "gpu"},
                     },
                     {
                         "type": "object",
@@ -4598,8 +4635,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "majority",
                             "ensemble",
                             "compile",
+                            "embed",
                         ],
-                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.",
+                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
                     },
                     "signature": {"type": "object"},
                     "inputs": {
@@ -4765,7 +4803,7 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                         "title": "StreamSpec",
                     },
                 },
-                "x-dspex-pools": {"compile": "optimizer"},
+                "x-dspex-pools": {"compile": "optimizer", "embed": "gpu"},
             },
             rule="type",
         )
@@ -4806,8 +4844,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "majority",
                                 "ensemble",
                                 "compile",
+                                "embed",
                             ],
-                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.",
+                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
                         },
                         "signature": {"type": "object"},
                         "inputs": {
@@ -4973,7 +5012,7 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "title": "StreamSpec",
                         },
                     },
-                    "x-dspex-pools": {"compile": "optimizer"},
+                    "x-dspex-pools": {"compile": "optimizer", "embed": "gpu"},
                 },
                 rule="required",
             )
@@ -5048,11 +5087,13 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                 and data__op == "ensemble"
                 or isinstance(data__op, str)
                 and data__op == "compile"
+                or isinstance(data__op, str)
+                and data__op == "embed"
             ):
                 raise JsonSchemaValueException(
                     ""
                     + (name_prefix or "data")
-                    + ".op must be one of ['predict', 'chain_of_thought', 'evaluate', 'react', 'program_of_thought', 'rlm', 'multi_chain_comparison', 'best_of_n', 'refine', 'parallel', 'majority', 'ensemble', 'compile']",
+                    + ".op must be one of ['predict', 'chain_of_thought', 'evaluate', 'react', 'program_of_thought', 'rlm', 'multi_chain_comparison', 'best_of_n', 'refine', 'parallel', 'majority', 'ensemble', 'compile', 'embed']",
                     value=data__op,
                     name="" + (name_prefix or "data") + ".op",
                     definition={
@@ -5070,8 +5111,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "majority",
                             "ensemble",
                             "compile",
+                            "embed",
                         ],
-                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.",
+                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
                     },
                     rule="enum",
                 )
@@ -5258,8 +5300,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "majority",
                                 "ensemble",
                                 "compile",
+                                "embed",
                             ],
-                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool.",
+                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
                         },
                         "signature": {"type": "object"},
                         "inputs": {
@@ -5425,7 +5468,7 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "title": "StreamSpec",
                         },
                     },
-                    "x-dspex-pools": {"compile": "optimizer"},
+                    "x-dspex-pools": {"compile": "optimizer", "embed": "gpu"},
                 },
                 rule="additionalProperties",
             )
@@ -7178,6 +7221,129 @@ def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_major
                             "type": "array",
                             "items": {"type": "object"},
                             "description": "Few-shot examples: maps with input and output fields.",
+                        },
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_embed(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "EmbedOptions",
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "model": {
+                        "default": "wordllama",
+                        "enum": ["wordllama", "lm"],
+                        "description": "`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint).",
+                    },
+                    "truncate": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false).",
+                    },
+                    "normalize": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "Unit-length vectors (cosine = inner product).",
+                    },
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data_keys = set(data.keys())
+        if "model" in data_keys:
+            data_keys.remove("model")
+            data__model = data["model"]
+            if not (
+                isinstance(data__model, str)
+                and data__model == "wordllama"
+                or isinstance(data__model, str)
+                and data__model == "lm"
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".model must be one of ['wordllama', 'lm']",
+                    value=data__model,
+                    name="" + (name_prefix or "data") + ".model",
+                    definition={
+                        "default": "wordllama",
+                        "enum": ["wordllama", "lm"],
+                        "description": "`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint).",
+                    },
+                    rule="enum",
+                )
+        else:
+            data["model"] = "wordllama"
+        if "truncate" in data_keys:
+            data_keys.remove("truncate")
+            data__truncate = data["truncate"]
+            if not isinstance(data__truncate, (bool)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".truncate must be boolean",
+                    value=data__truncate,
+                    name="" + (name_prefix or "data") + ".truncate",
+                    definition={
+                        "type": "boolean",
+                        "default": False,
+                        "description": "A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false).",
+                    },
+                    rule="type",
+                )
+        else:
+            data["truncate"] = False
+        if "normalize" in data_keys:
+            data_keys.remove("normalize")
+            data__normalize = data["normalize"]
+            if not isinstance(data__normalize, (bool)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".normalize must be boolean",
+                    value=data__normalize,
+                    name="" + (name_prefix or "data") + ".normalize",
+                    definition={
+                        "type": "boolean",
+                        "default": True,
+                        "description": "Unit-length vectors (cosine = inner product).",
+                    },
+                    rule="type",
+                )
+        else:
+            data["normalize"] = True
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "EmbedOptions",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "model": {
+                            "default": "wordllama",
+                            "enum": ["wordllama", "lm"],
+                            "description": "`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint).",
+                        },
+                        "truncate": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false).",
+                        },
+                        "normalize": {
+                            "type": "boolean",
+                            "default": True,
+                            "description": "Unit-length vectors (cosine = inner product).",
                         },
                     },
                 },
@@ -9425,6 +9591,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "Forbidden",
                                     "UnsupportedMediaType",
                                     "InternalError",
+                                    "StoreUnavailable",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -9576,6 +9743,11 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                 "raisedBy": "client",
                                 "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
                             },
+                            "StoreUnavailable": {
+                                "retryable": True,
+                                "raisedBy": "any",
+                                "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                            },
                         },
                         "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
                         "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
@@ -9697,6 +9869,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "StoreUnavailable",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -9847,6 +10020,11 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "retryable": False,
                                     "raisedBy": "client",
                                     "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                },
+                                "StoreUnavailable": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                                 },
                             },
                             "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -10363,6 +10541,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "StoreUnavailable",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -10513,6 +10692,11 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "retryable": False,
                                     "raisedBy": "client",
                                     "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                },
+                                "StoreUnavailable": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                                 },
                             },
                             "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -10676,6 +10860,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "Forbidden",
                                     "UnsupportedMediaType",
                                     "InternalError",
+                                    "StoreUnavailable",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -10827,6 +11012,11 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                 "raisedBy": "client",
                                 "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
                             },
+                            "StoreUnavailable": {
+                                "retryable": True,
+                                "raisedBy": "any",
+                                "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                            },
                         },
                         "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
                         "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
@@ -10948,6 +11138,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "StoreUnavailable",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -11098,6 +11289,11 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "retryable": False,
                                     "raisedBy": "client",
                                     "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                },
+                                "StoreUnavailable": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                                 },
                             },
                             "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -11488,6 +11684,7 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "StoreUnavailable",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -11638,6 +11835,11 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "retryable": False,
                                     "raisedBy": "client",
                                     "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                },
+                                "StoreUnavailable": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                                 },
                             },
                             "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -16366,6 +16568,7 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "Forbidden",
                             "UnsupportedMediaType",
                             "InternalError",
+                            "StoreUnavailable",
                         ],
                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                     },
@@ -16513,6 +16716,11 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                         "raisedBy": "client",
                         "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
                     },
+                    "StoreUnavailable": {
+                        "retryable": True,
+                        "raisedBy": "any",
+                        "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                    },
                 },
                 "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
                 "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
@@ -16563,6 +16771,7 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                                 "Forbidden",
                                 "UnsupportedMediaType",
                                 "InternalError",
+                                "StoreUnavailable",
                             ],
                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                         },
@@ -16710,6 +16919,11 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "raisedBy": "client",
                             "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
                         },
+                        "StoreUnavailable": {
+                            "retryable": True,
+                            "raisedBy": "any",
+                            "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                        },
                     },
                     "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
                     "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
@@ -16775,11 +16989,13 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                 and data__type == "UnsupportedMediaType"
                 or isinstance(data__type, str)
                 and data__type == "InternalError"
+                or isinstance(data__type, str)
+                and data__type == "StoreUnavailable"
             ):
                 raise JsonSchemaValueException(
                     ""
                     + (name_prefix or "data")
-                    + ".type must be one of ['DecodeError', 'VersionError', 'UnknownOperation', 'ValidationError', 'PayloadTooLarge', 'LMConfigError', 'LMError', 'LMOutputError', 'WorkerError', 'DeadlineExceeded', 'AffinityError', 'Unsupported', 'Cancelled', 'NotFound', 'SignatureError', 'NoWorkersError', 'CircuitOpenError', 'TransportError', 'BusError', 'DatasetError', 'ErrorBudgetExceeded', 'IncompleteJob', 'MetricError', 'Unauthorized', 'Forbidden', 'UnsupportedMediaType', 'InternalError']",
+                    + ".type must be one of ['DecodeError', 'VersionError', 'UnknownOperation', 'ValidationError', 'PayloadTooLarge', 'LMConfigError', 'LMError', 'LMOutputError', 'WorkerError', 'DeadlineExceeded', 'AffinityError', 'Unsupported', 'Cancelled', 'NotFound', 'SignatureError', 'NoWorkersError', 'CircuitOpenError', 'TransportError', 'BusError', 'DatasetError', 'ErrorBudgetExceeded', 'IncompleteJob', 'MetricError', 'Unauthorized', 'Forbidden', 'UnsupportedMediaType', 'InternalError', 'StoreUnavailable']",
                     value=data__type,
                     name="" + (name_prefix or "data") + ".type",
                     definition={
@@ -16811,6 +17027,7 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "Forbidden",
                             "UnsupportedMediaType",
                             "InternalError",
+                            "StoreUnavailable",
                         ],
                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                     },
@@ -16907,6 +17124,7 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                                 "Forbidden",
                                 "UnsupportedMediaType",
                                 "InternalError",
+                                "StoreUnavailable",
                             ],
                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                         },
@@ -17053,6 +17271,11 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "retryable": False,
                             "raisedBy": "client",
                             "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                        },
+                        "StoreUnavailable": {
+                            "retryable": True,
+                            "raisedBy": "any",
+                            "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                         },
                     },
                     "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -17365,6 +17588,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "Forbidden",
                                             "UnsupportedMediaType",
                                             "InternalError",
+                                            "StoreUnavailable",
                                         ],
                                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                     },
@@ -17516,6 +17740,11 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                         "raisedBy": "client",
                                         "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
                                     },
+                                    "StoreUnavailable": {
+                                        "retryable": True,
+                                        "raisedBy": "any",
+                                        "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                                    },
                                 },
                                 "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
                                 "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
@@ -17592,6 +17821,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                                 "Forbidden",
                                                 "UnsupportedMediaType",
                                                 "InternalError",
+                                                "StoreUnavailable",
                                             ],
                                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                         },
@@ -17742,6 +17972,11 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "retryable": False,
                                             "raisedBy": "client",
                                             "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                        },
+                                        "StoreUnavailable": {
+                                            "retryable": True,
+                                            "raisedBy": "any",
+                                            "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                                         },
                                     },
                                     "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -17929,6 +18164,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "Forbidden",
                                             "UnsupportedMediaType",
                                             "InternalError",
+                                            "StoreUnavailable",
                                         ],
                                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                     },
@@ -18079,6 +18315,11 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                         "retryable": False,
                                         "raisedBy": "client",
                                         "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                    },
+                                    "StoreUnavailable": {
+                                        "retryable": True,
+                                        "raisedBy": "any",
+                                        "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
                                     },
                                 },
                                 "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
@@ -20514,6 +20755,7 @@ validate_job_progress = validate_https___dspex_dev_schemas_v1_job_schema_json__d
 validate_lm_profiles = validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json
 validate_dlq_redacted_body = validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_redactedbody
 validate_module_best_of_n = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_best_of_n
+validate_module_embed = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_embed
 validate_module_majority = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_majority
 validate_module_multi_chain_comparison = (
     validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_multi_chain_comparison
