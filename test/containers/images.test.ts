@@ -1,38 +1,46 @@
 /**
  * The images as built by `bash scripts/build-images.sh`, started with podman on the host network against a
- * real nats-server this test starts (the project's .venv/bin/nats-server) and the LM double:
+ * real nats-server with authentication (the embedded server: JWT users per role, the bus applied by the admin
+ * identity as `dspex bus apply` does) and the LM double. Each container gets only its role's credentials
+ * (mounted read-only, NATS_CREDS); the router gets an API token's hash (DSPEX_API_TOKENS):
  *   - every container passes its own image HEALTHCHECK (`podman healthcheck run`) and its readiness endpoint;
  *   - runs as its non-root user with a read-only root filesystem (writes fail outside the tmpfs mounts that
  *     stand in for the pods' emptyDirs), all capabilities dropped, no new privileges;
  *   - a predict sent to the router container's HTTP API is run by the worker container (router -> NATS ->
  *     worker -> LM double) and comes back typed;
- *   - the gpu worker container hosts the real local model (llama.cpp, SmolLM2-135M) and a DSPy call made by the
- *     general worker container through it gets a parsed answer.
+ *   - the gpu worker container hosts the real local model (llama.cpp, SmolLM2-135M) and a DSPy call on the gpu
+ *     pool (no LM named by the caller) gets a parsed answer from it, not from the LM double.
  * Traffic stays on loopback. Run: bash scripts/test-deploy.sh (or build the images first, then
  * node --conditions=development --import tsx --test test/containers/images.test.ts).
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { applyBus, busSettings, busSpec, connectNats, type Role } from "@dspex/bus";
+import { startNatsServer, type EmbeddedNats } from "@dspex/embedded";
+import { newToken } from "@dspex/router";
 import { startLmDouble, type LmDouble } from "../lm-double/server.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const CONTAINERS_CONF = join(ROOT, ".dspex", "containers", "containers.conf");
-const NATS_SERVER = join(ROOT, ".venv", "bin", "nats-server");
 const HINT = "run `bash scripts/build-images.sh` first";
 const RUN_ID = `dspex-test-${process.pid}`;
+/** The local model the gpu image ships (workers/dspex_worker/local_lm/models.py). */
+const LOCAL_MODEL = "smollm2-135m-instruct-q4_1";
 
 interface Spec {
   name: "router" | "pipeline" | "worker" | "worker-gpu";
   uid: number;
   port: number;
   env: Record<string, string>;
+  /** The NATS identity the container runs as (its creds file is mounted read-only). */
+  role: Role;
   args?: string[];
   /** a directory of the image the service never writes, to prove the root filesystem is read-only */
   probePath: string;
@@ -63,13 +71,16 @@ async function freePort(): Promise<number> {
 
 /** One HTTP request on a fresh connection (no keep-alive: a pooled socket the server already closed would
  * fail a non-idempotent POST). */
-function http(url: string, body?: unknown, timeoutMs = 150_000): Promise<{ status: number; json: () => any }> {
+function http(url: string, body?: unknown, timeoutMs = 150_000, token?: string): Promise<{ status: number; json: () => any }> {
   return new Promise((done, fail) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = request(url, {
       method: payload === undefined ? "GET" : "POST",
       agent: false,
-      headers: payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
+      headers: {
+        ...(payload === undefined ? {} : { "content-type": "application/json", "content-length": String(Buffer.byteLength(payload)) }),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
       timeout: timeoutMs,
     });
     req.once("timeout", () => req.destroy(new Error(`${url}: no answer within ${timeoutMs} ms`)));
@@ -103,28 +114,10 @@ async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<
   }
 }
 
-async function startNats(): Promise<{ url: string; child: ChildProcess; store: string }> {
-  assert.ok(existsSync(NATS_SERVER), `${NATS_SERVER} missing: run bash scripts/setup.sh`);
-  const store = mkdtempSync(join(tmpdir(), "dspex-images-nats-"));
-  const port = await freePort();
-  const child = spawn(NATS_SERVER, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  await new Promise<void>((ready, fail) => {
-    const timer = setTimeout(() => fail(new Error(`nats-server did not start:\n${log}`)), 15_000);
-    child.stderr!.on("data", (chunk: Buffer) => {
-      log += chunk.toString();
-      if (log.includes("Server is ready")) {
-        clearTimeout(timer);
-        ready();
-      }
-    });
-    child.once("exit", (code) => fail(new Error(`nats-server exited (${code}):\n${log}`)));
-  });
-  return { url: `nats://127.0.0.1:${port}`, child, store };
-}
-
 describe("images built here, run with podman on the host network", { timeout: 600_000 }, () => {
-  let nats: { url: string; child: ChildProcess; store: string } | undefined;
+  let nats: EmbeddedNats | undefined;
+  let apiToken = "";
+  let credsDir = "";
   let lmDouble: LmDouble | undefined;
   const specs: Spec[] = [];
   const started: string[] = [];
@@ -136,14 +129,33 @@ describe("images built here, run with podman on the host network", { timeout: 60
     for (const name of ["router", "pipeline", "worker", "worker-gpu"]) {
       assert.ok(images.stdout.split("\n").includes(`localhost/dspex-${name}:latest`), `no localhost/dspex-${name}:latest: ${HINT}`);
     }
-    nats = await startNats();
+    nats = await startNatsServer();
+    // the bus, applied once by the admin identity (as `dspex bus apply` does); services only verify it
+    const admin = await connectNats({ servers: nats.url, creds: nats.creds.admin, name: "dspex-images-test" });
+    try {
+      await applyBus(admin, busSpec(busSettings()));
+    } finally {
+      await admin.close();
+    }
     lmDouble = await startLmDouble();
     const lm = { DSPEX_LM: "openai/test-model", DSPEX_LM_API_BASE: lmDouble.url, LOG_LEVEL: "info" };
+    const api = newToken("images-test", ["predict"]);
+    const localLmPort = await freePort();
+    apiToken = api.token;
     specs.push(
-      { name: "router", uid: 1000, port: await freePort(), env: { NATS_URL: nats.url, ...lm }, probePath: "/app" },
-      { name: "pipeline", uid: 1000, port: await freePort(), env: { NATS_URL: nats.url, ...lm }, probePath: "/app" },
+      {
+        name: "router",
+        role: "gateway",
+        uid: 1000,
+        port: await freePort(),
+        // the registry's embedded database on the pod's emptyDir (the root filesystem is read-only)
+        env: { NATS_URL: nats.url, DSPEX_API_TOKENS: JSON.stringify([api.entry]), DSPEX_REGISTRY_DIR: "/var/cache/dspex/registry", ...lm },
+        probePath: "/app",
+      },
+      { name: "pipeline", role: "pipeline", uid: 1000, port: await freePort(), env: { NATS_URL: nats.url, ...lm }, probePath: "/app" },
       {
         name: "worker",
+        role: "worker-general",
         uid: 10001,
         port: await freePort(),
         env: { NATS_URL: nats.url, DSPEX_WORKER_CONCURRENCY: "4", ...lm },
@@ -151,16 +163,34 @@ describe("images built here, run with podman on the host network", { timeout: 60
         probePath: "/app",
       },
       {
+        // the gpu worker's LM profile is the local model it hosts, on a port the operator chose (as the gpu
+        // Deployment configures it): the caller names no endpoint
         name: "worker-gpu",
+        role: "worker-gpu",
         uid: 10001,
         port: await freePort(),
-        env: { NATS_URL: nats.url, DSPEX_WORKER_CONCURRENCY: "2", ...lm },
+        env: {
+          NATS_URL: nats.url,
+          DSPEX_WORKER_CONCURRENCY: "2",
+          LOG_LEVEL: "info",
+          DSPEX_LOCAL_LM_PORT: String(localLmPort),
+          DSPEX_LOCAL_LM_MODEL_ID: LOCAL_MODEL,
+          DSPEX_LM: `openai/${LOCAL_MODEL}`,
+          DSPEX_LM_API_BASE: `http://127.0.0.1:${localLmPort}/v1`,
+          DSPEX_LM_ADAPTER: "json",
+        },
         probePath: "/opt/local-lm",
       },
     );
+    // each role's creds, readable by the container's non-root user (the issued files are 0600, root's)
+    credsDir = mkdtempSync(join(tmpdir(), "dspex-images-creds-"));
+    chmodSync(credsDir, 0o755);
     for (const spec of specs) {
       const portEnv = spec.name.startsWith("worker") ? "DSPEX_HEALTH_PORT" : "PORT";
-      const env = Object.entries({ ...spec.env, [portEnv]: String(spec.port) }).flatMap(([k, v]) => ["--env", `${k}=${v}`]);
+      const creds = join(credsDir, `${spec.role}.creds`);
+      copyFileSync(nats.creds[spec.role]!, creds);
+      chmodSync(creds, 0o644);
+      const env = Object.entries({ ...spec.env, NATS_CREDS: "/run/dspex/nats.creds", [portEnv]: String(spec.port) }).flatMap(([k, v]) => ["--env", `${k}=${v}`]);
       const r = podman([
         "run", "--detach", "--name", container(spec.name), "--network", "host",
         // as the pods run: read-only root, emptyDirs for /tmp and the caches, no capabilities, no setuid
@@ -168,6 +198,7 @@ describe("images built here, run with podman on the host network", { timeout: 60
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         // the image HEALTHCHECK is run by the test (`podman healthcheck run`); no systemd timer here
         "--health-interval", "disable",
+        "--volume", `${creds}:/run/dspex/nats.creds:ro`,
         ...env, `localhost/dspex-${spec.name}:latest`, ...(spec.args ?? []),
       ]);
       assert.equal(r.status, 0, `podman run dspex-${spec.name}: ${r.stderr}`);
@@ -180,10 +211,8 @@ describe("images built here, run with podman on the host network", { timeout: 60
       if (process.env.DSPEX_KEEP_CONTAINERS !== "1") podman(["rm", "--force", "--time", "10", name], 60_000);
     }
     await lmDouble?.close();
-    if (nats) {
-      nats.child.kill("SIGTERM");
-      rmSync(nats.store, { recursive: true, force: true });
-    }
+    await nats?.stop();
+    if (credsDir) rmSync(credsDir, { recursive: true, force: true });
   });
 
   const logs = (name: string): string => {
@@ -243,20 +272,19 @@ describe("images built here, run with podman on the host network", { timeout: 60
     }
   });
 
-  test("a predict through the router container is run by the worker container against the LM double", async () => {
+  test("a predict through the router container is run by the worker container against the LM double; none without a token", async () => {
     const router = specs.find((s) => s.name === "router")!;
+    const request = { signature: "question -> answer: int", inputs: { question: "What is 7*6?" } };
+    assert.equal((await http(`http://127.0.0.1:${router.port}/v1/predict`, request)).status, 401);
     const before = lmDouble!.requests().length;
-    const res = await http(`http://127.0.0.1:${router.port}/v1/predict`, {
-      signature: "question -> answer: int",
-      inputs: { question: "What is 7*6?" },
-    });
+    const res = await http(`http://127.0.0.1:${router.port}/v1/predict`, request, 150_000, apiToken);
     const body = res.json() as { outputs?: { answer?: unknown }; error?: unknown };
     assert.equal(res.status, 200, JSON.stringify(body));
     assert.equal(body.outputs?.answer, 42);
     assert.ok(lmDouble!.requests().length > before, "the LM double was called (by the worker container)");
   });
 
-  test("the gpu image hosts the local model: a DSPy call from the general worker container gets a parsed answer", async () => {
+  test("the gpu image hosts the local model: a DSPy call on the gpu pool gets a parsed answer from it", async () => {
     const ready = await waitFor("the gpu worker's ready event", 60_000, () => {
       for (const line of podman(["logs", container("worker-gpu")]).stdout.split("\n")) {
         if (!line.startsWith("{")) continue;
@@ -269,15 +297,23 @@ describe("images built here, run with podman on the host network", { timeout: 60
     const models = (await http(`${ready.url}/models`)).json() as { data: Array<{ id: string }> };
     assert.equal(`openai/${models.data[0]?.id}`, ready.model);
     const router = specs.find((s) => s.name === "router")!;
-    const res = await http(`http://127.0.0.1:${router.port}/v1/predict`, {
-      signature: "review: str -> sentiment: Literal['positive', 'negative', 'neutral']",
-      inputs: { review: "Battery lasts two days, great phone." },
-      lm: { model: ready.model, api_base: ready.url, adapter: "json", num_retries: 0 },
-      timeoutMs: 120_000,
-    });
+    // no lm in the request (a caller may not name an endpoint): the gpu worker's default LM is the model it hosts
+    const before = lmDouble!.requests().length;
+    const res = await http(
+      `http://127.0.0.1:${router.port}/v1/predict`,
+      {
+        signature: "review: str -> sentiment: Literal['positive', 'negative', 'neutral']",
+        inputs: { review: "Battery lasts two days, great phone." },
+        pool: "gpu",
+        timeoutMs: 120_000,
+      },
+      150_000,
+      apiToken,
+    );
     const body = res.json() as { outputs?: { sentiment?: unknown } };
     assert.equal(res.status, 200, JSON.stringify(body));
     assert.ok(["positive", "negative", "neutral"].includes(String(body.outputs?.sentiment)), JSON.stringify(body));
+    assert.equal(lmDouble!.requests().length, before, "answered by the local model, not the LM double");
     assert.match(logs("worker-gpu"), /hosting the local LM|lm_url/);
   });
 });
