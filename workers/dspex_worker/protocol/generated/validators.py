@@ -205,7 +205,8 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "items": {
                                     "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/field"
                                 },
-                                "minItems": 1,
+                                "minItems": 0,
+                                "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                             },
                             "outputs": {
                                 "type": "array",
@@ -305,6 +306,22 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -1394,6 +1411,22 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 },
                                 "title": "LiteralType",
                             },
+                            "UnionType": {
+                                "type": "object",
+                                "required": ["kind", "members"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "union"},
+                                    "members": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                },
+                                "title": "UnionType",
+                            },
                         },
                         "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
                     },
@@ -1489,6 +1522,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1564,6 +1613,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1629,6 +1694,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -1705,6 +1786,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1724,6 +1821,101 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                             },
                         },
                         "title": "LiteralType",
+                    },
+                    "UnionType": {
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
                     },
                 },
                 "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
@@ -1890,6 +2082,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1977,6 +2185,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2082,6 +2306,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2167,6 +2407,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -2232,6 +2488,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2321,6 +2593,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2386,6 +2674,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2497,6 +2801,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2562,6 +2882,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2647,6 +2983,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2735,6 +3087,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2841,6 +3209,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2984,6 +3368,544 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                 },
                             },
                             "title": "LiteralType",
+                        },
+                        rule="additionalProperties",
+                    )
+        if "UnionType" in data_keys:
+            data_keys.remove("UnionType")
+            data__UnionType = data["UnionType"]
+            if not isinstance(data__UnionType, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".UnionType must be object",
+                    value=data__UnionType,
+                    name="" + (name_prefix or "data") + ".UnionType",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
+                    },
+                    rule="type",
+                )
+            data__UnionType_is_dict = isinstance(data__UnionType, dict)
+            if data__UnionType_is_dict:
+                data__UnionType__missing_keys = set(["kind", "members"]) - data__UnionType.keys()
+                if data__UnionType__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".UnionType must contain "
+                        + (str(sorted(data__UnionType__missing_keys)) + " properties"),
+                        value=data__UnionType,
+                        name="" + (name_prefix or "data") + ".UnionType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
+                        },
+                        rule="required",
+                    )
+                data__UnionType_keys = set(data__UnionType.keys())
+                if "kind" in data__UnionType_keys:
+                    data__UnionType_keys.remove("kind")
+                    data__UnionType__kind = data__UnionType["kind"]
+                    if not (isinstance(data__UnionType__kind, str) and data__UnionType__kind == "union"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".UnionType.kind must be same as const definition: union",
+                            value=data__UnionType__kind,
+                            name="" + (name_prefix or "data") + ".UnionType.kind",
+                            definition={"const": "union"},
+                            rule="const",
+                        )
+                if "members" in data__UnionType_keys:
+                    data__UnionType_keys.remove("members")
+                    data__UnionType__members = data__UnionType["members"]
+                    if not isinstance(data__UnionType__members, (list, tuple)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".UnionType.members must be array",
+                            value=data__UnionType__members,
+                            name="" + (name_prefix or "data") + ".UnionType.members",
+                            definition={
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                            rule="type",
+                        )
+                    data__UnionType__members_is_list = isinstance(data__UnionType__members, (list, tuple))
+                    if data__UnionType__members_is_list:
+                        data__UnionType__members_len = len(data__UnionType__members)
+                        if data__UnionType__members_len < 2:
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".UnionType.members must contain at least 2 items",
+                                value=data__UnionType__members,
+                                name="" + (name_prefix or "data") + ".UnionType.members",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                                rule="minItems",
+                            )
+                        for data__UnionType__members_x, data__UnionType__members_item in enumerate(
+                            data__UnionType__members
+                        ):
+                            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_type(
+                                data__UnionType__members_item,
+                                custom_formats,
+                                (name_prefix or "data")
+                                + ".UnionType.members[{data__UnionType__members_x}]".format(**locals()),
+                            )
+                if data__UnionType_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".UnionType must not contain "
+                        + str(data__UnionType_keys)
+                        + " properties",
+                        value=data__UnionType,
+                        name="" + (name_prefix or "data") + ".UnionType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
                         },
                         rule="additionalProperties",
                     )
@@ -3148,6 +4070,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -3235,6 +4173,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3336,6 +4290,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3423,6 +4393,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -3488,6 +4474,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -3577,6 +4579,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3642,6 +4660,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3749,6 +4783,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3814,6 +4864,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3902,6 +4968,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -3989,6 +5071,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4089,6 +5187,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4232,6 +5346,539 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
             data_one_of_count2 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
+    if data_one_of_count2 < 2:
+        try:
+            if not isinstance(data, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + " must be object",
+                    value=data,
+                    name="" + (name_prefix or "data") + "",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
+                    },
+                    rule="type",
+                )
+            data_is_dict = isinstance(data, dict)
+            if data_is_dict:
+                data__missing_keys = set(["kind", "members"]) - data.keys()
+                if data__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + " must contain "
+                        + (str(sorted(data__missing_keys)) + " properties"),
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
+                        },
+                        rule="required",
+                    )
+                data_keys = set(data.keys())
+                if "kind" in data_keys:
+                    data_keys.remove("kind")
+                    data__kind = data["kind"]
+                    if not (isinstance(data__kind, str) and data__kind == "union"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".kind must be same as const definition: union",
+                            value=data__kind,
+                            name="" + (name_prefix or "data") + ".kind",
+                            definition={"const": "union"},
+                            rule="const",
+                        )
+                if "members" in data_keys:
+                    data_keys.remove("members")
+                    data__members = data["members"]
+                    if not isinstance(data__members, (list, tuple)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".members must be array",
+                            value=data__members,
+                            name="" + (name_prefix or "data") + ".members",
+                            definition={
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                            rule="type",
+                        )
+                    data__members_is_list = isinstance(data__members, (list, tuple))
+                    if data__members_is_list:
+                        data__members_len = len(data__members)
+                        if data__members_len < 2:
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".members must contain at least 2 items",
+                                value=data__members,
+                                name="" + (name_prefix or "data") + ".members",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                                rule="minItems",
+                            )
+                        for data__members_x, data__members_item in enumerate(data__members):
+                            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_type(
+                                data__members_item,
+                                custom_formats,
+                                (name_prefix or "data") + ".members[{data__members_x}]".format(**locals()),
+                            )
+                if data_keys:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
+                        },
+                        rule="additionalProperties",
+                    )
+            data_one_of_count2 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
     if data_one_of_count2 != 1:
         raise JsonSchemaValueException(
             ""
@@ -4319,6 +5966,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4394,6 +6057,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4459,6 +6138,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -4535,6 +6230,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4554,6 +6265,101 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                             },
                         },
                         "title": "LiteralType",
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
                     },
                 ],
                 "title": "TypeExpr",
@@ -18335,7 +20141,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                             },
                             "title": "FieldWire",
                         },
-                        "minItems": 1,
+                        "minItems": 0,
+                        "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                     },
                     "outputs": {
                         "type": "array",
@@ -18439,6 +20246,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -18541,6 +20364,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "LiteralType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -18618,6 +20457,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "LiteralType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -18685,6 +20540,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -18763,6 +20634,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "LiteralType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -18782,6 +20669,103 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     },
                                 },
                                 "title": "LiteralType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "members"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "union"},
+                                    "members": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "items": {
+                                            "description": "Type expression: Python type of the field.",
+                                            "oneOf": [
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                    },
+                                                    "title": "ScalarType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "items"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "list"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                    "title": "ListType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "keys", "values"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "dict"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                    "title": "DictType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "inner"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "optional"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                    "title": "OptionalType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "values"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "literal"},
+                                                        "values": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "items": {"type": ["string", "number", "boolean"]},
+                                                        },
+                                                    },
+                                                    "title": "LiteralType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
+                                            ],
+                                            "title": "TypeExpr",
+                                        },
+                                    },
+                                },
+                                "title": "UnionType",
                             },
                         ],
                         "title": "TypeExpr",
@@ -18840,7 +20824,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 },
                                 "title": "FieldWire",
                             },
-                            "minItems": 1,
+                            "minItems": 0,
+                            "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                         },
                         "outputs": {
                             "type": "array",
@@ -18944,6 +20929,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -19046,6 +21047,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19123,6 +21140,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19190,6 +21223,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "LiteralType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -19268,6 +21317,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19287,6 +21352,103 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "description": "Type expression: Python type of the field.",
+                                                "oneOf": [
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                        },
+                                                        "title": "ScalarType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "items"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "list"},
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "ListType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "keys", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "dict"},
+                                                            "keys": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                            "values": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "DictType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "inner"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "optional"},
+                                                            "inner": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "OptionalType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "literal"},
+                                                            "values": {
+                                                                "type": "array",
+                                                                "minItems": 1,
+                                                                "items": {"type": ["string", "number", "boolean"]},
+                                                            },
+                                                        },
+                                                        "title": "LiteralType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "members"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "union"},
+                                                            "members": {
+                                                                "type": "array",
+                                                                "minItems": 2,
+                                                                "items": {
+                                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                                },
+                                                            },
+                                                        },
+                                                        "title": "UnionType",
+                                                    },
+                                                ],
+                                                "title": "TypeExpr",
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -19347,16 +21509,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                             },
                             "title": "FieldWire",
                         },
-                        "minItems": 1,
+                        "minItems": 0,
+                        "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                     },
                     rule="type",
                 )
             data__inputs_is_list = isinstance(data__inputs, (list, tuple))
             if data__inputs_is_list:
                 data__inputs_len = len(data__inputs)
-                if data__inputs_len < 1:
+                if data__inputs_len < 0:
                     raise JsonSchemaValueException(
-                        "" + (name_prefix or "data") + ".inputs must contain at least 1 items",
+                        "" + (name_prefix or "data") + ".inputs must contain at least 0 items",
                         value=data__inputs,
                         name="" + (name_prefix or "data") + ".inputs",
                         definition={
@@ -19388,7 +21551,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 },
                                 "title": "FieldWire",
                             },
-                            "minItems": 1,
+                            "minItems": 0,
+                            "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                         },
                         rule="minItems",
                     )
@@ -19533,7 +21697,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 },
                                 "title": "FieldWire",
                             },
-                            "minItems": 1,
+                            "minItems": 0,
+                            "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                         },
                         "outputs": {
                             "type": "array",
@@ -19637,6 +21802,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -19739,6 +21920,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19816,6 +22013,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19883,6 +22096,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "LiteralType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -19961,6 +22190,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19980,6 +22225,103 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "description": "Type expression: Python type of the field.",
+                                                "oneOf": [
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                        },
+                                                        "title": "ScalarType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "items"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "list"},
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "ListType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "keys", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "dict"},
+                                                            "keys": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                            "values": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "DictType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "inner"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "optional"},
+                                                            "inner": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "OptionalType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "literal"},
+                                                            "values": {
+                                                                "type": "array",
+                                                                "minItems": 1,
+                                                                "items": {"type": ["string", "number", "boolean"]},
+                                                            },
+                                                        },
+                                                        "title": "LiteralType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "members"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "union"},
+                                                            "members": {
+                                                                "type": "array",
+                                                                "minItems": 2,
+                                                                "items": {
+                                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                                },
+                                                            },
+                                                        },
+                                                        "title": "UnionType",
+                                                    },
+                                                ],
+                                                "title": "TypeExpr",
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -20067,6 +22409,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     },
                                 },
                                 "title": "LiteralType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "members"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "union"},
+                                    "members": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                },
+                                "title": "UnionType",
                             },
                         ],
                         "title": "TypeExpr",
@@ -20167,6 +22525,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -20477,6 +22851,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
