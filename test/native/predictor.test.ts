@@ -15,6 +15,7 @@ import {
   NativeEngine,
   formatRequest,
   moduleSignature,
+  parseSignature,
   resolveSignature,
   workerInputs,
   type NativeCall,
@@ -179,6 +180,10 @@ describe("native predictor against the LM double", { timeout: 60_000 }, () => {
     assert.equal(reason(new NativeEngine({ env: { DSPEX_LM: "openai/m", DSPEX_LM_API_KEY_ENV: "ABSENT_KEY" } }), { op: "predict", lm: undefined }), "key_absent");
     assert.equal(reason(new NativeEngine({ env: { DSPEX_LM: "openai/m", DSPEX_LM_ADAPTER: "json" } }), { op: "predict", lm: undefined }), "json_capabilities");
     assert.equal(reason(engine, { op: "predict", lm: { model: "dspex/echo" } }), "test_model");
+    // types the native adapters do not render go to the workers' DSPy; input-less signatures run natively
+    assert.equal(reason(engine, { op: "predict", lm: undefined, signature: parseSignature("q -> a: int | str") }), "signature_type");
+    assert.equal(reason(engine, { op: "predict", lm: undefined, signature: parseSignature("q: list[Optional[int | str]] -> a") }), "signature_type");
+    assert.equal(reason(engine, { op: "predict", lm: undefined, signature: parseSignature("-> a: int") }), "ok");
     assert.throws(() => engine.support({ op: "predict", lm: { profile: "ghost" } }), (e: unknown) => e instanceof LMConfigError && e.field === "lm.profile");
   });
 });

@@ -119,6 +119,7 @@ const SIGNATURES: Record<string, { inputs: FieldWire[]; outputs: FieldWire[] }> 
     outputs: [f("maybe", opt(opt(int))), f("floats", list(opt(float))), f("whatever", opt(any)), f("table", opt(dict(str, list(int))))],
   },
   single_literal: { inputs: [f("x", str)], outputs: [f("y", lit("only")), f("camelCaseName", lit(7))] },
+  no_inputs: { inputs: [], outputs: [f("answer", str), f("count", int)] },
 };
 
 const INSTRUCTIONS: Array<string | undefined> = [
@@ -234,7 +235,7 @@ function demosFor(sig: SignatureWire, variant: number): Demo[] {
     default: {
       const outputsOnly = outputsFor(sig.outputs, 9);
       const listForStr = { ...full(10), ...Object.fromEntries(sig.outputs.filter((o) => o.type.kind === "str").map((o) => [o.name, ["x", "y\nz"]])) };
-      const noneInput = { ...full(11), [firstIn!.name]: null };
+      const noneInput = firstIn === undefined ? full(11) : { ...full(11), [firstIn.name]: null };
       return [outputsOnly, listForStr, noneInput];
     }
   }

@@ -70,8 +70,12 @@ def norm_type(t: Any) -> dict[str, Any]:
         }
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1 and len(rest) < len(args):
-            return {"kind": "optional", "inner": norm_type(rest[0])}
+        inner = (
+            norm_type(rest[0])
+            if len(rest) == 1
+            else {"kind": "union", "members": [norm_type(a) for a in rest]}
+        )
+        return {"kind": "optional", "inner": inner} if len(rest) < len(args) else inner
     if origin is typing.Literal and all(
         isinstance(a, str | int | float | bool) for a in args
     ):

@@ -82,6 +82,32 @@ b']`],
   ["a, b -> c", ""],
   ["document -> summary: str, keywords: list[str]", "Summarize the document.\nThen list keywords."],
   ["q: Literal['yes', 'no'] -> a", "  Indented\n    instructions  "],
+  // unions (issue 19)
+  ["q: int | float -> a: str"],
+  ["q: Union[int, str] -> a: Union[list[str], dict[str, int]]"],
+  ["q: Union[int, str, None] -> a: int | str | None"],
+  ["q: None | int | str -> a: Optional[Union[int, str]]"],
+  ["q: Union[int, Union[str, float]] -> a: int | (str | bool)"],
+  ["q: Union[int, str, int] -> a: int | str | str"],
+  ["q: Optional[int] | str -> a: list[int | str]"],
+  ["q -> a: dict[str, int | list[str]]"],
+  ["q -> a: Union[Literal['x', 'y'], int]"],
+  ["q -> a: Literal['a'] | Literal['b']"],
+  ["q -> a: int | bool"],
+  ["q -> a: typing.Union[int, typing.Any]"],
+  ["q -> a: list[int] | list[str]"],
+  // defaults: DSPy ignores them (the field stays required)
+  ["q: str = 3 -> a"],
+  ["q: int = 3 -> a: int = 5"],
+  ["q = 'x', r: list[int] = [] -> a"],
+  ["q, r = None -> a"],
+  ["q: float = -1.5, r = foo(1) -> a"],
+  ["q = {'k': 1}, r = (1, 2) -> a"],
+  ["q: int | str = 'x' -> a"],
+  // no inputs
+  ["-> answer"],
+  ["   -> answer: int, why"],
+  ["-> a: list[str]", "List things."],
 ];
 
 /** Strings DSPy rejects: the TypeScript parser must reject them too. */
@@ -135,21 +161,38 @@ const INVALID: string[] = [
   "a # comment -> b",
   "a: Literal[01] -> b",
   "a: Literal['x' -> b",
+  // unions, defaults, input-less (issue 19)
+  "a: Union -> b",
+  "a: Union[] -> b",
+  "a: int | -> b",
+  "a: | int -> b",
+  "a: int || str -> b",
+  "a: int | 3 -> b",
+  "a = 1, b -> c",
+  "a -> b = 1, c",
+  "a: int = -> b",
+  "a = * -> b",
+  "a = '->' -> b",
+  "a: = 3 -> b",
+  "a = 1 = 2 -> b",
 ];
 
 /** Strings DSPy accepts but mangles or the wire cannot carry: rejected on purpose by TypeScript. */
 const STRICTER: string[] = [
-  "-> a",
   "a ->",
+  " -> ",
   "a, a -> b",
-  "a: int = 3 -> b",
+  "a = 1 + 2 -> b",
+  "a: int = lambda: 1 -> b",
+  "a = [x for x in y] -> b",
+  "a = f(x=1) -> b",
   "a, /, b -> c",
   "*a -> b",
   "a, *, b -> c",
   "a: None -> b",
   "a: NoneType -> b",
-  "a: Union[int, str] -> b",
-  "a: int | str -> b",
+  "a: dict[int | str, float] -> b",
+  "a: Union[int, 'str'] -> b",
   "a: tuple[int, str] -> b",
   "a: Set[int] -> b",
   "a: bytes -> b",
@@ -180,6 +223,19 @@ const COERCE_TYPES: Record<string, TypeExpr> = {
   "Optional[Literal['x']]": { kind: "optional", inner: { kind: "literal", values: ["x"] } },
   "list[Optional[float]]": { kind: "list", items: { kind: "optional", inner: { kind: "float" } } },
   Any: { kind: "any" },
+  "Union[int, float]": { kind: "union", members: [{ kind: "int" }, { kind: "float" }] },
+  "Union[float, int]": { kind: "union", members: [{ kind: "float" }, { kind: "int" }] },
+  "Union[int, str]": { kind: "union", members: [{ kind: "int" }, { kind: "str" }] },
+  "Union[bool, int]": { kind: "union", members: [{ kind: "bool" }, { kind: "int" }] },
+  "Optional[Union[int, str]]": { kind: "optional", inner: { kind: "union", members: [{ kind: "int" }, { kind: "str" }] } },
+  "Optional[Union[int, bool]]": { kind: "optional", inner: { kind: "union", members: [{ kind: "int" }, { kind: "bool" }] } },
+  "Union[list[int], dict[str, int]]": {
+    kind: "union",
+    members: [{ kind: "list", items: { kind: "int" } }, { kind: "dict", keys: { kind: "str" }, values: { kind: "int" } }],
+  },
+  "Union[Literal['a', 'b'], int]": { kind: "union", members: [{ kind: "literal", values: ["a", "b"] }, { kind: "int" }] },
+  "list[Union[int, bool]]": { kind: "list", items: { kind: "union", members: [{ kind: "int" }, { kind: "bool" }] } },
+  "Union[str, list[str]]": { kind: "union", members: [{ kind: "str" }, { kind: "list", items: { kind: "str" } }] },
 };
 
 const COERCE_VALUES: unknown[] = [
@@ -234,14 +290,28 @@ const WIRES: unknown[] = [
   { inputs: [{ ...q, desc: 3 }], outputs: [a] },
   { inputs: [{ ...q, description: "x" }], outputs: [a] },
   { inputs: [q], outputs: [{ name: "b", type: { kind: "optional", inner: { kind: "int" } }, constraints: { ge: 0 } }] },
+  // unions and input-less signatures (issue 19)
+  { inputs: [], outputs: [a] },
+  { inputs: [q], outputs: [] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "int" }, { kind: "str" }] } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "int" }] } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union" } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "int" }, { kind: "optional", inner: { kind: "str" } }] } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "int" }, { kind: "union", members: [{ kind: "str" }, { kind: "float" }] }] } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "int" }, { kind: "str" }, { kind: "int" }] } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "literal", values: ["a", "b"] }, { kind: "literal", values: ["b", "a"] }] } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "int" }, { kind: "lst" }] } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "union", members: [{ kind: "int" }, { kind: "str" }] }, constraints: { ge: 0 } }] },
+  { inputs: [q], outputs: [{ name: "b", type: { kind: "dict", keys: { kind: "union", members: [{ kind: "int" }, { kind: "str" }] }, values: { kind: "int" } } }] },
 ];
 
 /** Input validation: the client's pre-publish check must agree with the worker's validate_inputs. */
 const INPUT_SIG = parseSignature(
   "context: list[str], question, k: int, weight: float, strict: bool, mode: Literal['fast', 'slow'], " +
-    "filters: dict[str, int], ids: dict[int, str], hint: Optional[str], limit: Optional[int], extra: Any -> answer",
+    "filters: dict[str, int], ids: dict[int, str], hint: Optional[str], limit: Optional[int], extra: Any, " +
+    "num: int | list[int], flags: Optional[list[int | bool]] -> answer",
 );
-const base = { context: [], question: "q", k: 1, weight: 1, strict: true, mode: "fast", filters: {}, ids: {}, extra: null };
+const base = { context: [], question: "q", k: 1, weight: 1, strict: true, mode: "fast", filters: {}, ids: {}, extra: null, num: 1 };
 const INPUTS: Record<string, unknown>[] = [
   base,
   { ...base, context: '["a", "b"]', k: "3", weight: "0.9", strict: "yes", mode: "'slow'", filters: "{'a': 1}" },
@@ -257,6 +327,12 @@ const INPUTS: Record<string, unknown>[] = [
   { context: [] },
   { ...base, context: "just text", k: [1], filters: [] },
   { ...base, k: "01", limit: "2", strict: "1" },
+  { ...base, num: [1, 2], flags: [1, true, "0", "yes"] },
+  { ...base, num: "[1, 2]", flags: "[2, false]" },
+  { ...base, num: "7", flags: null },
+  { ...base, num: "x" },
+  { ...base, num: [1, "x"], flags: [1, "x", 2.5] },
+  { ...base, num: { a: 1 }, flags: "nope" },
 ];
 
 // ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ const LIMIT_MS = 100;
 
 
 const SIZES = [1_000, 64 * 1024, MiB];
-const PIECES = [" ", "\t", "\u3000", "\u00a0", "_", "[", "]", "'", '"', "\\", ",", ":", "-", ">", "0", "1.", "e", "a", "{", "}", "Literal[", "list[", "\n"];
+const PIECES = [" ", "\t", "\u3000", "\u00a0", "_", "[", "]", "'", '"', "\\", ",", ":", "-", ">", "0", "1.", "e", "a", "{", "}", "Literal[", "list[", "\n", "|", "=", "Union["];
 
 /** Adversarial strings of about `size` characters, named for the failure message. */
 function adversarial(size: number): Array<[string, string]> {
@@ -39,6 +39,8 @@ function adversarial(size: number): Array<[string, string]> {
     ["commas", ",".repeat(n)],
     ["arrows", "->".repeat(n / 2)],
     ["colons", `a${":".repeat(n)}`],
+    ["unions", `int${" | int".repeat(n / 6)}`],
+    ["defaults", `a = ${"(".repeat(n / 4)}`],
   ];
 }
 
@@ -76,7 +78,8 @@ function bounded(what: string, fn: () => unknown): number {
   return ms;
 }
 
-const TYPES = ["str", "int", "float", "bool", "list[int]", "list[str]", "dict[str, int]", "Literal['a', 'b']", "Optional[int]", "Optional[list[float]]"];
+const TYPES = ["str", "int", "float", "bool", "list[int]", "list[str]", "dict[str, int]", "Literal['a', 'b']", "Optional[int]", "Optional[list[float]]",
+  "int | list[int]", "Optional[Union[int, str]]", "list[int | bool]", "Union[list[int], list[str], dict[str, float]]"];
 
 describe("fuzz: untrusted input is handled in bounded time", { timeout: 600_000 }, () => {
   test("the signature parser", (t) => {

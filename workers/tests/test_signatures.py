@@ -23,6 +23,7 @@ from dspex_worker.signatures import (
 )
 
 STR = {"kind": "str"}
+INT = {"kind": "int"}
 
 SIG: dict[str, Any] = {
     "instructions": "Score the answer.",
@@ -124,6 +125,33 @@ def test_type_from_expr_builds_real_types() -> None:
     assert type_from_expr({"kind": "dict", "keys": {"kind": "int"}, "values": {"kind": "bool"}}) == dict[int, bool]
 
 
+def test_unions_and_input_less_signatures_run_in_dspy_predict() -> None:
+    union = {"kind": "union", "members": [INT, {"kind": "list", "items": STR}]}
+    assert type_from_expr({"kind": "optional", "inner": union}) == typing.Union[int, list[str], None]  # noqa: UP007
+    sig = build_signature({"inputs": [], "outputs": [{"name": "a", "type": union}, {"name": "b", "type": union}]})
+    assert list(sig.input_fields) == []
+    lm = DummyLM([{"a": "7", "b": '["x", "y"]'}])
+    with dspy.context(lm=lm):
+        prediction = dspy.Predict(sig)()
+    assert prediction.a == 7
+    assert prediction.b == ["x", "y"]
+
+
+def test_union_input_problems_are_reported_at_the_union() -> None:
+    wire = {
+        "inputs": [
+            {"name": "n", "type": {"kind": "union", "members": [INT, {"kind": "list", "items": INT}]}},
+            {"name": "f", "type": {"kind": "list", "items": {"kind": "union", "members": [INT, {"kind": "bool"}]}}},
+        ],
+        "outputs": [{"name": "a", "type": STR}],
+    }
+    assert validate_inputs(wire, {"n": "[1, 2]", "f": [1, "yes"]}) == {"n": [1, 2], "f": [1, True]}
+    with pytest.raises(ValidationError) as info:
+        validate_inputs(wire, {"n": [1, "x"], "f": [1, "x"]})
+    problems = (info.value.details or {})["problems"]
+    assert [(p["code"], p["path"]) for p in problems] == [("type", "n"), ("type", "f[1]")]
+
+
 def test_built_signature_runs_in_dspy_predict_and_parses_typed_outputs() -> None:
     sig = build_signature(SIG)
     lm = DummyLM([{"score": "0.75", "label": "good", "notes": '{"x": [1, 2]}'}])
@@ -137,7 +165,16 @@ def test_built_signature_runs_in_dspy_predict_and_parses_typed_outputs() -> None
 MALFORMED: list[tuple[Any, str]] = [
     ("q -> a", "signature"),
     ({"inputs": [{"name": "q", "type": STR}]}, "signature.outputs"),
-    ({"inputs": [], "outputs": [{"name": "a", "type": STR}]}, "signature.inputs"),
+    ({"inputs": [{"name": "q", "type": STR}], "outputs": []}, "signature.outputs"),
+    (simple({"name": "a", "type": {"kind": "union", "members": [STR]}}), "signature.outputs[0].type.members"),
+    (
+        simple({"name": "a", "type": {"kind": "union", "members": [STR, {"kind": "optional", "inner": INT}]}}),
+        "signature.outputs[0].type.members[1]",
+    ),
+    (
+        simple({"name": "a", "type": {"kind": "union", "members": [INT, STR, INT]}}),
+        "signature.outputs[0].type.members[2]",
+    ),
     ({**simple(), "extra": 1}, "signature.extra"),
     ({**simple(), "instructions": 3}, "signature.instructions"),
     (simple({"name": "a", "type": STR}, {"name": "b", "type": "str"}), "signature.outputs[1].type"),

@@ -91,6 +91,27 @@ describe("parser", () => {
     ]);
   });
 
+  test("unions: members flattened and deduplicated as Python's Union does, None lifted into optional", () => {
+    const intStr = { kind: "union", members: [{ kind: "int" }, { kind: "str" }] };
+    for (const text of ["int | str", "Union[int, str]", "Union[int, Union[str, int]]", "int | (str | int)", "typing.Union[int, str]"]) {
+      assert.deepEqual(parseType(text), intStr, text);
+    }
+    for (const text of ["int | str | None", "Union[int, None, str]", "Optional[int | str]", "Optional[int] | str", "None | int | str"]) {
+      assert.deepEqual(parseType(text), { kind: "optional", inner: intStr }, text);
+    }
+    assert.equal(formatType(parseType("list[int | bool]")), "list[Union[int, bool]]");
+    assert.deepEqual(parseType("Literal['a'] | Literal['a']"), { kind: "literal", values: ["a"] });
+  });
+
+  test("defaults are read and dropped, as DSPy drops them; input-less signatures parse", () => {
+    assert.deepEqual(parseSignature("q: str = 3, r = foo(1) -> a: int = 5"), parseSignature("q: str, r -> a: int"));
+    assert.deepEqual(parseSignature("-> answer"), { inputs: [], outputs: [{ name: "answer", type: { kind: "str" } }] });
+    const sig = compileSignature("-> answer: int | list[int]");
+    assert.deepEqual(sig.validateOutputs({ answer: "[1, 2]" }), { answer: [1, 2] });
+    assert.deepEqual(sig.validateOutputs({ answer: "3" }), { answer: 3 });
+    assert.deepEqual(sig.validateInputs({}), {});
+  });
+
   test("Optional spellings normalise like Python's Union", () => {
     for (const text of ["Optional[int]", "int | None", "None | int", "Union[int, None]", "Optional[Optional[int]]", "Optional[int] | None", "typing.Optional[int]"]) {
       assert.deepEqual(parseSignature(`q -> a: ${text}`).outputs[0]!.type, { kind: "optional", inner: { kind: "int" } }, text);
@@ -133,7 +154,7 @@ describe("parser", () => {
     ["question answer", "missing '->'", 15],
     ["question => answer", "missing '->'", 9, "->"],
     ["a -> b -> c", "exactly one '->'", 7],
-    ["-> answer", "no input fields", 0],
+    ["q -> ", "no output fields", 4],
     ["question ->", "no output fields", 11],
     ["question, question -> answer", "duplicate input field 'question'", 10],
     ["a -> b, b", "duplicate output field 'b'", 8],
@@ -154,14 +175,16 @@ describe("parser", () => {
     ["q -> instructions", "reserved by DSPy", 5, "'instructions_'"],
     ["café -> a", "not a valid field name", 0, "'cafe'"],
     ["q: -> a", "missing type after ':'", 2, "str"],
-    ["q: int = 3 -> a", "default values are not supported", 7],
+    ["q = 3, r -> a", "without a default follows one with a default", 7],
+    ["q: int = 1 + 2 -> a", "expected ',' between fields", 11],
+    ["q: int = -> a", "missing default value", 9],
     ["*q -> a", "'*' parameters", 0],
     ["q: List -> a", "bare 'List'", 3, "list or list[...]"],
     ["q: Optional -> a", "needs type arguments", 3, "Optional[...]"],
     ["q: Optional[int, str] -> a", "exactly one type argument", 11],
     ["q: dict[str] -> a", "two type arguments", 7],
-    ["q: Union[int, str] -> a", "unions of several types", 3],
-    ["q: int | str -> a", "unions of several types", 7],
+    ["q: Union[int, None] | -> a", "expected a type", 22],
+    ["q: dict[int | str, int] -> a", "dict keys", 8, "str"],
     ["q: tuple[int, int] -> a", "not supported by the DSPex wire format", 3, "list[...]"],
     ["q -> a: Literal[-1]", "signed numbers", 16],
     ["q -> a: Literal[None, 'x']", "None inside Literal", 16, "Optional[Literal[...]]"],
@@ -280,7 +303,6 @@ describe("builder", () => {
     ["nested constraints", () => t.list(t.int({ ge: 0 })), "constraints can only apply to a field's own value"],
     ["bad dict key", () => t.dict(t.list(t.str()) as never, t.int()), "dict keys must be"],
     ["no outputs", () => signature().input("q").build(), "at least one output"],
-    ["no inputs", () => signature().output("a").build(), "at least one input"],
     ["bad type string", () => signature().input("q", "lst[str]"), "unknown type 'lst'"],
   ];
   for (const [name, fn, fragment] of BAD) {
@@ -482,7 +504,9 @@ describe("validation and coercion", () => {
 
   test("checkSignature: malformed wire names the path", () => {
     const cases: [unknown, string][] = [
-      [{ inputs: [], outputs: [] }, "signature.inputs"],
+      [{ inputs: [], outputs: [] }, "signature.outputs"],
+      [{ inputs: [], outputs: [{ name: "a", type: { kind: "union", members: [{ kind: "int" }, { kind: "optional", inner: { kind: "str" } }] } }] }, "signature.outputs[0].type.members[1]"],
+      [{ inputs: [], outputs: [{ name: "a", type: { kind: "union", members: [{ kind: "int" }] } }] }, "signature.outputs[0].type.members"],
       [{ inputs: [{ name: "q", type: { kind: "str" } }], outputs: [{ name: "a", type: { kind: "lst" } }] }, "signature.outputs[0].type.kind"],
       [{ inputs: [{ name: "q", type: { kind: "list" } }], outputs: [{ name: "a", type: { kind: "str" } }] }, "signature.inputs[0].type.items"],
       [{ inputs: [{ name: "q", type: { kind: "str" } }], outputs: [{ name: "a", type: { kind: "str" } }, { name: "b", type: "str" }] }, "signature.outputs[1].type"],

@@ -50,6 +50,7 @@ _SCALARS: Final[dict[str, Any]] = {"str": str, "int": int, "float": float, "bool
 # typing special forms subscripted with run-time values (typed Any so that mypy accepts the subscription).
 _LITERAL: Final[Any] = Literal
 _OPTIONAL: Final[Any] = typing.Optional
+_UNION: Final[Any] = typing.Union
 
 
 def _fail(path: str, message: str) -> typing.NoReturn:
@@ -80,6 +81,8 @@ def format_type(expr: Mapping[str, Any]) -> str:
         return f"Optional[{format_type(expr['inner'])}]"
     if kind == "literal":
         return f"Literal[{', '.join(repr(v) for v in expr['values'])}]"
+    if kind == "union":
+        return f"Union[{', '.join(format_type(m) for m in expr['members'])}]"
     return str(kind)
 
 
@@ -110,7 +113,28 @@ def _type(expr: Mapping[str, Any], path: str) -> dict[str, Any]:
             if not any(type(x) is type(v) and x == v for x in values):
                 values.append(v)
         return {"kind": kind, "values": values}
+    if kind == "union":
+        # one spelling per Python type: Union[A, B, None] is optional(union(A, B)), nested unions are flattened
+        members: list[dict[str, Any]] = []
+        for i, m in enumerate(expr["members"]):
+            member = _type(m, f"{path}.members[{i}]")
+            if member["kind"] == "optional":
+                _fail(f"{path}.members[{i}]", "a union member cannot be optional; wrap the union in optional instead")
+            if member["kind"] == "union":
+                _fail(f"{path}.members[{i}]", "a union member cannot be a union; list its members instead")
+            if any(_same_type(member, x) for x in members):
+                _fail(f"{path}.members[{i}]", f"duplicate union member {format_type(member)}")
+            members.append(member)
+        return {"kind": kind, "members": members}
     return {"kind": kind}
+
+
+def _same_type(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two checked type expressions are one Python type (unions compare as sets, as typing's do)."""
+    try:
+        return bool(type_from_expr(a) == type_from_expr(b))
+    except TypeError:  # pragma: no cover - every checked expression builds
+        return False
 
 
 def _constraints(value: Mapping[str, Any], type_: Mapping[str, Any], path: str) -> dict[str, int | float]:
@@ -183,6 +207,8 @@ def type_from_expr(expr: Mapping[str, Any]) -> Any:
         return _OPTIONAL[type_from_expr(expr["inner"])]
     if kind == "literal":
         return _LITERAL[tuple(expr["values"])]
+    if kind == "union":
+        return _UNION[tuple(type_from_expr(m) for m in expr["members"])]
     raise ValidationError(f"type.kind: unknown type kind {kind!r}", field="type.kind")
 
 

@@ -103,6 +103,36 @@ def _path(name: str, loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _union_loc(expr: Mapping[str, Any], loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """pydantic's error location cut where it enters a union: the part after it names the member tried (``int``,
+    ``list[int]``), which the TypeScript side does not report; the problem is the union's, at its path."""
+    out: list[int | str] = []
+    i = 0
+    while i < len(loc):
+        while expr["kind"] == "optional":
+            expr = expr["inner"]
+        kind = expr["kind"]
+        if kind == "union":
+            break
+        if kind == "list":
+            out.append(loc[i])
+            expr = expr["items"]
+            i += 1
+        elif kind == "dict":
+            out.append(loc[i])
+            i += 1
+            if i < len(loc) and loc[i] == "[key]":
+                out.append(loc[i])
+                expr = expr["keys"]
+                i += 1
+            else:
+                expr = expr["values"]
+        else:
+            out.extend(loc[i:])
+            break
+    return tuple(out)
+
+
 def _constraint_problems(check: _FieldCheck, value: object) -> list[dict[str, Any]]:
     c = check.constraints
     if not c or value is None:
@@ -197,8 +227,12 @@ def validate_inputs(
         try:
             coerced = check.coerce(value)
         except pydantic.ValidationError as exc:
+            seen: set[str] = set()
             for err in exc.errors():
-                path = _path(check.name, tuple(err["loc"]))
+                path = _path(check.name, _union_loc(check.expr, tuple(err["loc"])))
+                if path in seen:  # one problem per union: pydantic reports one per member tried
+                    continue
+                seen.add(path)
                 problems.append(
                     {
                         "field": check.name,

@@ -1341,6 +1341,7 @@ export interface components {
          * @description DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).
          */
         signature: {
+            /** @description Input fields; may be empty (DSPy accepts '-> answer'). */
             inputs: components["schemas"]["signature-field"][];
             /** @description Task instructions; DSPy's default instructions apply when absent. */
             instructions?: string;
@@ -1386,6 +1387,10 @@ export interface components {
             /** @enum {unknown} */
             kind: "literal";
             values: (string | number | boolean)[];
+        } | {
+            /** @enum {unknown} */
+            kind: "union";
+            members: components["schemas"]["signature-type"][];
         };
     };
     responses: never;

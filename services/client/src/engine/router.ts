@@ -85,7 +85,7 @@ export class ExecutionRouter {
     if (ref && (await this.deps.programs.get(ref.id, ref.version)).definition.state?.dspy_state) {
       return python("program_state", `program ${ref.id}: learned DSPy state (dump_state) is loaded by the workers' DSPy`);
     }
-    const supported = this.nativeEngine().engine.support({ op: input.op as "predict", lm: input.lm });
+    const supported = this.nativeEngine().engine.support({ op: input.op as "predict", lm: input.lm, signature: input.signature });
     const hybridJson = (): Decision => python("json_adapter", "hybrid: JSONAdapter answers are read by the workers' DSPy (json_repair)");
     if ("code" in supported) return requested === "hybrid" && supported.code === "json_capabilities" ? hybridJson() : python(supported.code, supported.reason);
     if (requested === "hybrid" && supported.lm.knobs.adapter === "json") return hybridJson();

@@ -12,6 +12,37 @@ import type { LiteralValue } from "../signature/types.js";
 import type { TypeExpr } from "@dspex/protocol";
 import { pyJsonDumps, pyStrip, pyStrOf, pyTitle } from "./python.js";
 
+/**
+ * Types the native adapters do not render (DSPy's prompts for them are not reproduced here): the engine's
+ * `support()` sends signatures using them to the workers (predictor/engine.ts), so this is never reached there.
+ */
+export function nativeUnsupported(type: TypeExpr): Error {
+  return new Error(`the native adapters do not render ${type.kind} types; the call belongs on a worker`);
+}
+
+/** The first type in a signature that the native adapters do not render (unions, objects), or undefined. */
+export function unrenderedType(signature: { inputs: readonly { name: string; type: TypeExpr }[]; outputs: readonly { name: string; type: TypeExpr }[] }): { field: string; kind: string } | undefined {
+  const find = (t: TypeExpr): string | undefined => {
+    switch (t.kind) {
+      case "list":
+        return find(t.items);
+      case "dict":
+        return find(t.keys) ?? find(t.values);
+      case "optional":
+        return find(t.inner);
+      case "union":
+        return t.kind;
+      default:
+        return undefined;
+    }
+  };
+  for (const f of [...signature.inputs, ...signature.outputs]) {
+    const kind = find(f.type);
+    if (kind !== undefined) return { field: f.name, kind };
+  }
+  return undefined;
+}
+
 /** The type with nested optionals collapsed, as Python's `Optional[Optional[T]]` collapses. */
 export function normalizeType(type: TypeExpr): TypeExpr {
   if (type.kind !== "optional") return type;
@@ -56,6 +87,8 @@ export function annotationName(type: TypeExpr): string {
       return `Union[${annotationName(t.inner)}, NoneType]`;
     case "literal":
       return `Literal[${t.values.map((v) => (typeof v === "string" ? quoteLiteralString(v) : literalStr(v))).join(", ")}]`;
+    case "union":
+      throw nativeUnsupported(t);
   }
 }
 
@@ -102,6 +135,8 @@ export function typeJsonSchema(type: TypeExpr): Schema {
       if (kinds.size === 1) out.type = [...kinds][0];
       return out;
     }
+    case "union":
+      throw nativeUnsupported(t);
   }
 }
 

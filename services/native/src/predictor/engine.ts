@@ -15,6 +15,7 @@ import { traceModule } from "@dspex/observability";
 import { ChatAdapter, type Demo, type LMCapabilities } from "../adapters/chat.js";
 import { formatRequest, parseCompletions } from "../adapters/call.js";
 import { AdapterFormatError, AdapterParseError, type AdapterName } from "../adapters/errors.js";
+import { unrenderedType } from "../adapters/annotations.js";
 import { workerInputs } from "../adapters/format.js";
 import { JSONAdapter } from "../adapters/json.js";
 import { moduleSignature } from "../adapters/signature.js";
@@ -127,9 +128,13 @@ export class NativeEngine {
    * Whether this engine runs the call, with the LM it resolves to. A request the operator's policy refuses throws
    * the worker's LMConfigError (the same answer either engine gives); anything the engine cannot do is returned.
    */
-  support(call: Pick<NativeCall, "op" | "lm">): { lm: ResolvedLM } | Unsupported {
+  support(call: Pick<NativeCall, "op" | "lm"> & { signature?: SignatureWire | undefined }): { lm: ResolvedLM } | Unsupported {
     if (!(NATIVE_OPS as readonly string[]).includes(call.op)) {
       return { code: "module", reason: `module ${call.op}: the native engine runs predict and chain_of_thought` };
+    }
+    const unrendered = call.signature === undefined ? undefined : unrenderedType(call.signature);
+    if (unrendered !== undefined) {
+      return { code: "signature_type", reason: `field ${unrendered.field}: ${unrendered.kind} types are rendered by the workers' DSPy adapters` };
     }
     if (this.policy === undefined) {
       return { code: "no_profiles", reason: "no LM profiles in this process (DSPEX_LM, DSPEX_LM_PROFILES, …): the native engine has no LM" };

@@ -161,8 +161,61 @@ export function needsFloatTags(type: TypeExpr): boolean {
       return needsFloatTags(type.values);
     case "optional":
       return needsFloatTags(type.inner);
+    case "union":
+      return type.members.some(needsFloatTags);
     default:
       return false;
+  }
+}
+
+/** The least exactness of the items, stopping at LAX (nothing is lower). */
+function leastOf(type: TypeExpr, items: readonly unknown[], start: number): number {
+  let e = start;
+  for (let i = 0; i < items.length && e > LAX; i++) e = Math.min(e, exactness(type, items[i]));
+  return e;
+}
+
+/** pydantic-core's Exactness of a validation: how closely the input already was of the type. */
+const EXACT = 3;
+const STRICT = 2;
+const LAX = 1;
+
+/**
+ * The exactness pydantic-core records when `value` validates as `type` (Python input): an int for a float is
+ * strict, a string for a number or a float for an int lax, containers the least of their items. Smart-mode
+ * unions pick the member with the highest (the first on a tie, the first exact at once).
+ */
+function exactness(type: TypeExpr, v: unknown): number {
+  switch (type.kind) {
+    case "str":
+    case "any":
+      return EXACT;
+    case "int":
+      return (typeof v === "number" && Number.isInteger(v)) || typeof v === "bigint" ? EXACT : LAX;
+    case "float":
+      if (v instanceof PyFloat) return EXACT;
+      if (typeof v === "number") return Number.isInteger(v) ? STRICT : EXACT; // an integral JS number is a Python int
+      return LAX;
+    case "bool":
+      return typeof v === "boolean" ? EXACT : LAX;
+    case "literal": {
+      // pydantic looks the value up by Python equality first (True finds 1); a string for a number is lax
+      const plain = v instanceof PyFloat ? v.value : v;
+      if (v instanceof PyFloat && type.values.some((x) => typeof x === "number" && Number.isInteger(x) && x === plain)) return LAX;
+      return type.values.some((x) => pyEquals(x, plain)) ? EXACT : LAX;
+    }
+    case "optional":
+      return v === null || v === undefined ? EXACT : exactness(type.inner, v);
+    case "list":
+      return Array.isArray(v) ? leastOf(type.items, v, EXACT) : LAX;
+    case "dict": {
+      if (!isPlainObject(v)) return LAX;
+      const values = Object.values(v);
+      const keyExact = values.length > 0 && type.keys.kind !== "str" && type.keys.kind !== "any" ? LAX : EXACT; // keys arrive as strings
+      return leastOf(type.values, values, keyExact);
+    }
+    case "union":
+      return type.members.reduce((e, m) => Math.max(e, exactness(m, v)), LAX);
   }
 }
 
@@ -210,6 +263,25 @@ function compileLaxUntagged(type: TypeExpr): Check {
     case "optional": {
       const inner = compileLax(type.inner);
       return (v, path, ctx) => (v === null || v === undefined ? null : inner(v, path, ctx));
+    }
+    case "union": {
+      // pydantic's smart mode: every member in order, the first exact match at once, else the most exact success
+      const members = type.members.map((m) => ({ type: m, check: compileLax(m) }));
+      const expected = formatType(type);
+      return (v, path, ctx) => {
+        let best: { value: unknown; exactness: number } | undefined;
+        for (let i = 0; i < members.length; i++) {
+          const m = members[i]!;
+          const scratch: Ctx = { field: ctx.field, problems: [], side: ctx.side };
+          const r = m.check(v, path, scratch);
+          if (r === FAIL) continue;
+          if (best === undefined && i === members.length - 1) return r; // the only success: no comparison to make
+          const e = exactness(m.type, v);
+          if (e === EXACT) return r;
+          if (best === undefined || e > best.exactness) best = { value: r, exactness: e };
+        }
+        return best !== undefined ? best.value : typeProblem(ctx, path, expected, v);
+      };
     }
     case "literal": {
       const values = type.values;
@@ -289,7 +361,9 @@ export function compileKey(type: TypeExpr): Check {
 export function compileParseValue(type: TypeExpr): Check {
   if (type.kind === "str") return (v) => pyStr(v);
   const lax = compileLax(type);
-  const optionalStr = type.kind === "optional" && type.inner.kind === "str";
+  // parse_value validates the raw text of a union with both str and None (`Optional[str]`, `str | int | None`)
+  const optionalStr =
+    type.kind === "optional" && (type.inner.kind === "str" || (type.inner.kind === "union" && type.inner.members.some((m) => m.kind === "str")));
   const literal: readonly LiteralValue[] | undefined = type.kind === "literal" ? type.values : undefined;
   const tagFloats = needsFloatTags(type);
   return (v, path, ctx) => {

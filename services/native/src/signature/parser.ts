@@ -139,6 +139,10 @@ class ExprParser extends TokenCursor {
       const tok = this.peek();
       if (tok.t === "end") throw new Fail(`unclosed '${opener}'`, openPos);
       elts.push(this.expr());
+      if (opener === "{" && this.isOp(":")) {
+        this.next(); // a dict display's `key: value` (a default value); only the key is kept, nothing reads it
+        this.expr();
+      }
       trailingComma = false;
       const after = this.peek();
       if (after.t === "op" && after.value === ",") {
@@ -316,7 +320,7 @@ class Resolver {
       }
       const dotted = dottedName(node);
       throw new Fail(
-        `custom type '${dotted ?? "…"}' is not supported (the wire format carries str, int, float, bool, Any, list, dict, Optional and Literal)`,
+        `custom type '${dotted ?? "…"}' is not supported (the wire format carries str, int, float, bool, Any, list, dict, Optional, Union and Literal)`,
         node.start,
       );
     }
@@ -476,17 +480,14 @@ class Resolver {
         hasNone = true;
         t = t.inner;
       }
-      const inner = t;
-      if (!unique.some((u) => typeEquals(u, inner))) unique.push(inner);
+      // a union inside a union is flattened into it, as Python does
+      for (const inner of t.kind === "union" ? t.members : [t]) {
+        if (!unique.some((u) => typeEquals(u, inner))) unique.push(inner);
+      }
     }
     if (unique.length === 0) throw new Fail("a union of only None is not a field type", position);
-    if (unique.length > 1) {
-      throw new Fail(
-        `unions of several types (${unique.map(formatType).join(" | ")}) are not supported; only Optional[T] / T | None`,
-        position,
-      );
-    }
-    const only = unique[0]!;
+    const only: TypeExpr = unique.length === 1 ? unique[0]! : { kind: "union", members: unique };
+    // Union[A, B, None] travels as optional(union(A, B)): the same Python type (typing flattens it back)
     return hasNone ? { kind: "optional", inner: only } : only;
   }
 }
@@ -542,6 +543,7 @@ function parseSide(text: string, start: number, end: number, side: Side): RawFie
   }
   const p = new ExprParser(tokens);
   const fields: RawField[] = [];
+  let defaultSeen = false;
   for (;;) {
     const tok = p.next();
     if (tok.t === "end") break;
@@ -574,7 +576,25 @@ function parseSide(text: string, start: number, end: number, side: Side): RawFie
         throw err;
       }
     }
-    const after = p.next();
+    let after = p.next();
+    if (after.t === "op" && after.value === "=") {
+      // DSPy parses the side as Python parameters and ignores defaults (the field stays required): the default
+      // must be an expression (here: the subset the annotation parser reads), and is then dropped
+      const at = p.peek();
+      if (at.t === "end" || (at.t === "op" && at.value === ",")) {
+        throw new FieldFail(name, new Fail("missing default value after '='", at.start));
+      }
+      try {
+        p.expr();
+      } catch (err) {
+        if (err instanceof Fail) throw new FieldFail(name, err);
+        throw err;
+      }
+      defaultSeen = true;
+      after = p.next();
+    } else if (defaultSeen) {
+      throw new FieldFail(name, new Fail("a field without a default follows one with a default (Python's parameter rule)", tok.start));
+    }
     if (after.t === "end") {
       fields.push({ name, start: tok.start, type });
       break;
@@ -584,7 +604,7 @@ function parseSide(text: string, start: number, end: number, side: Side): RawFie
       continue;
     }
     if (after.t === "op" && after.value === "=") {
-      throw new FieldFail(name, new Fail("default values are not supported in a signature string", after.start));
+      throw new FieldFail(name, new Fail("unexpected '='", after.start));
     }
     if (after.t === "op" && (after.value === "]" || after.value === ")" || after.value === "}")) {
       throw new FieldFail(name, new Fail(`unmatched '${after.value}'`, after.start));
@@ -642,8 +662,10 @@ function parseUncached(text: string): SignatureWire {
       if (err instanceof Fail) throw signatureErrorAt(text, err.message, err.position, err.suggestion);
       throw err;
     }
-    if (fields.length === 0) {
-      throw signatureErrorAt(text, `signature has no ${side} fields`, side === "input" ? 0 : Math.min(arrow + 2, text.length));
+    // DSPy accepts a side without fields; DSPex takes input-less signatures (`-> answer`) but not output-less
+    // ones, which would ask the LM for nothing (docs/dspy-surface.md)
+    if (fields.length === 0 && side === "output") {
+      throw signatureErrorAt(text, "signature has no output fields", Math.min(arrow + 2, text.length));
     }
     const seen = new Set<string>();
     for (const f of fields) {
@@ -683,9 +705,11 @@ const cache = new LruCache<string, SignatureWire>(1024);
  * Untyped fields are `str`. Results are cached (bounded LRU) and frozen. Throws SignatureError naming the
  * field, the problem and its 0-based position.
  *
- * Stricter than DSPy where DSPy silently drops or mangles fields: duplicate names within a side, default
- * values (`a: int = 3`), `*`/`/` parameters, an empty side, a bare `None` type; and types the wire format
- * cannot carry (tuple, set, bytes, non-Optional unions, custom classes).
+ * Default values (`q: str = 3`) are read and dropped, as DSPy drops them (the field stays required); an empty
+ * input side is accepted (`-> answer`). Stricter than DSPy where DSPy silently drops or mangles fields:
+ * duplicate names within a side, `*`/`/` parameters, an empty output side, a bare `None` type, defaults beyond
+ * the expressions the annotation parser reads (operators, lambdas); and types the wire format cannot carry
+ * (tuple, set, bytes, custom classes, unions as dict keys).
  */
 /** Longest signature text parsed: size is checked before any parsing (docs/security.md). */
 export const MAX_SIGNATURE_CHARS = 64 * 1024;

@@ -34,6 +34,8 @@ export function typeJsonSchema(type: TypeExpr, constraints?: Constraints): JsonS
       return { anyOf: [typeJsonSchema(type.inner, constraints), { type: "null" }] };
     case "literal":
       return type.values.length === 1 ? { const: type.values[0] } : { enum: [...type.values] };
+    case "union":
+      return { anyOf: type.members.map((m) => typeJsonSchema(m)) };
   }
 }
 

@@ -52,6 +52,8 @@ export function formatType(type: TypeExpr): string {
       return `Optional[${formatType(type.inner)}]`;
     case "literal":
       return `Literal[${type.values.map(formatLiteralValue).join(", ")}]`;
+    case "union":
+      return `Union[${type.members.map(formatType).join(", ")}]`;
   }
 }
 
@@ -135,7 +137,7 @@ export function pyNumberRepr(n: number): string {
   return pyFloatRepr(n);
 }
 
-/** Structural equality of type expressions (literal values compared with their JS type). */
+/** Equality of type expressions as Python types (literal values compared with their JS type, unions and literals as sets). */
 export function typeEquals(a: TypeExpr, b: TypeExpr): boolean {
   if (a.kind !== b.kind) return false;
   switch (a.kind) {
@@ -147,7 +149,13 @@ export function typeEquals(a: TypeExpr, b: TypeExpr): boolean {
       return typeEquals(a.inner, (b as typeof a).inner);
     case "literal": {
       const bv = (b as typeof a).values;
-      return a.values.length === bv.length && a.values.every((v, i) => v === bv[i]);
+      // compared as sets of (type, value), as typing compares Literal[...] (values are deduplicated on the wire)
+      return a.values.length === bv.length && a.values.every((v) => bv.some((x) => x === v));
+    }
+    case "union": {
+      // Python's Union compares as a set of members (Union[int, str] == Union[str, int])
+      const bm = (b as typeof a).members;
+      return a.members.length === bm.length && a.members.every((m) => bm.some((x) => typeEquals(m, x)));
     }
     default:
       return true;

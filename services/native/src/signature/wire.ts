@@ -14,6 +14,7 @@ import {
   type LiteralValue,
   type SignatureWire,
   type TypeExpr,
+  typeEquals,
   unwrapOptional,
 } from "./types.js";
 
@@ -27,6 +28,7 @@ const TYPE_KEYS: Record<string, readonly string[]> = {
   dict: ["keys", "values"],
   optional: ["inner"],
   literal: ["values"],
+  union: ["members"],
 };
 const FIELD_KEYS = new Set(["name", "type", "desc", "prefix", "constraints"]);
 const SIGNATURE_KEYS = new Set(["instructions", "inputs", "outputs"]);
@@ -86,6 +88,22 @@ export function checkType(value: unknown, path = "type"): TypeExpr {
         if (!out.some((x) => x === v)) out.push(v as LiteralValue);
       });
       return Object.freeze({ kind, values: frozen(out) });
+    }
+    case "union": {
+      const members = value.members;
+      if (!Array.isArray(members) || members.length < 2) {
+        fail(`${path}.members`, "a union type needs an array of at least two member types");
+      }
+      const out: TypeExpr[] = [];
+      members.forEach((m: unknown, i: number) => {
+        const member = checkType(m, `${path}.members[${i}]`);
+        // one spelling per Python type: Union[A, B, None] is optional(union(A, B)), nested unions are flattened
+        if (member.kind === "optional") fail(`${path}.members[${i}]`, "a union member cannot be optional; wrap the union in optional instead");
+        if (member.kind === "union") fail(`${path}.members[${i}]`, "a union member cannot be a union; list its members instead");
+        if (out.some((x) => typeEquals(x, member))) fail(`${path}.members[${i}]`, `duplicate union member ${formatType(member)}`);
+        out.push(member);
+      });
+      return Object.freeze({ kind, members: frozen(out) });
     }
     default:
       return Object.freeze({ kind }) as TypeExpr;
@@ -172,7 +190,8 @@ export function checkSignature(value: unknown, path = "signature"): SignatureWir
   for (const side of ["inputs", "outputs"] as const) {
     const list = value[side];
     if (!Array.isArray(list)) fail(`${path}.${side}`, `expected an array of fields, got ${kindOf(list)}`);
-    if (list.length === 0) fail(`${path}.${side}`, `a signature needs at least one ${side === "inputs" ? "input" : "output"}`);
+    // input-less signatures are DSPy's `-> answer`; a signature without outputs asks for nothing
+    if (list.length === 0 && side === "outputs") fail(`${path}.${side}`, "a signature needs at least one output");
     sides.push(
       list.map((f: unknown, i: number) => {
         const fieldPath = `${path}.${side}[${i}]`;

@@ -2496,7 +2496,8 @@ export const SCHEMAS = {
         "items": {
           "$ref": "#/definitions/field"
         },
-        "minItems": 1
+        "minItems": 0,
+        "description": "Input fields; may be empty (DSPy accepts '-> answer')."
       },
       "outputs": {
         "type": "array",
@@ -2659,6 +2660,27 @@ export const SCHEMAS = {
               }
             },
             "title": "LiteralType"
+          },
+          {
+            "type": "object",
+            "required": [
+              "kind",
+              "members"
+            ],
+            "additionalProperties": false,
+            "properties": {
+              "kind": {
+                "const": "union"
+              },
+              "members": {
+                "type": "array",
+                "minItems": 2,
+                "items": {
+                  "$ref": "#/definitions/type"
+                }
+              }
+            },
+            "title": "UnionType"
           }
         ],
         "title": "TypeExpr"

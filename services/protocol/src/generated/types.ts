@@ -137,7 +137,7 @@ export type RequestEnvelope = {
 /**
  * Type expression: Python type of the field.
  */
-export type TypeExpr = ScalarType | ListType | DictType | OptionalType | LiteralType;
+export type TypeExpr = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType;
 
 export interface DlqFieldSummary {
   type: MsgpackTypeName;
@@ -825,7 +825,9 @@ export interface SignatureWire {
    */
   instructions?: string;
   /**
-   * @minItems 1
+   * Input fields; may be empty (DSPy accepts '-> answer').
+   *
+   * @minItems 0
    */
   inputs: FieldWire[];
   /**
@@ -862,6 +864,13 @@ export interface LiteralType {
    * @minItems 1
    */
   values: (string | number | boolean)[];
+}
+export interface UnionType {
+  kind: "union";
+  /**
+   * @minItems 2
+   */
+  members: TypeExpr[];
 }
 export interface FieldConstraints {
   ge?: number;

@@ -924,6 +924,9 @@ class SignatureWire(TypedDict, closed=True):
     Task instructions; DSPy's default instructions apply when absent.
     """
     inputs: list[FieldWire]
+    """
+    Input fields; may be empty (DSPy accepts '-> answer').
+    """
     outputs: list[FieldWire]
 
 
@@ -963,7 +966,16 @@ class OptionalType(TypedDict, closed=True):
     inner: SignatureType
 
 
-SignatureType: TypeAlias = ScalarType | ListType | DictType | OptionalType | LiteralType
+class UnionType(TypedDict, closed=True):
+    """
+    Type expression: Python type of the field.
+    """
+
+    kind: Literal["union"]
+    members: list[SignatureType]
+
+
+SignatureType: TypeAlias = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType
 """
 Type expression: Python type of the field.
 """

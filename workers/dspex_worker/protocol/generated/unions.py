@@ -29,6 +29,7 @@ UNIONS: Final[dict[str, TaggedUnion]] = {
             "dict": "DictType",
             "optional": "OptionalType",
             "literal": "LiteralType",
+            "union": "UnionType",
         },
         _type_expr,
     ),

@@ -213,7 +213,8 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "items": {
                                     "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/field"
                                 },
-                                "minItems": 1,
+                                "minItems": 0,
+                                "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                             },
                             "outputs": {
                                 "type": "array",
@@ -313,6 +314,22 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -1431,6 +1448,22 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 },
                                 "title": "LiteralType",
                             },
+                            "UnionType": {
+                                "type": "object",
+                                "required": ["kind", "members"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "union"},
+                                    "members": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                },
+                                "title": "UnionType",
+                            },
                         },
                         "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
                     },
@@ -1526,6 +1559,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1601,6 +1650,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1666,6 +1731,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -1742,6 +1823,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1761,6 +1858,101 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                             },
                         },
                         "title": "LiteralType",
+                    },
+                    "UnionType": {
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
                     },
                 },
                 "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
@@ -1927,6 +2119,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -2014,6 +2222,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2119,6 +2343,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2204,6 +2444,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -2269,6 +2525,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2358,6 +2630,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2423,6 +2711,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2534,6 +2838,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2599,6 +2919,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2684,6 +3020,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2772,6 +3124,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2878,6 +3246,22 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3021,6 +3405,544 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                 },
                             },
                             "title": "LiteralType",
+                        },
+                        rule="additionalProperties",
+                    )
+        if "UnionType" in data_keys:
+            data_keys.remove("UnionType")
+            data__UnionType = data["UnionType"]
+            if not isinstance(data__UnionType, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".UnionType must be object",
+                    value=data__UnionType,
+                    name="" + (name_prefix or "data") + ".UnionType",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
+                    },
+                    rule="type",
+                )
+            data__UnionType_is_dict = isinstance(data__UnionType, dict)
+            if data__UnionType_is_dict:
+                data__UnionType__missing_keys = set(["kind", "members"]) - data__UnionType.keys()
+                if data__UnionType__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".UnionType must contain "
+                        + (str(sorted(data__UnionType__missing_keys)) + " properties"),
+                        value=data__UnionType,
+                        name="" + (name_prefix or "data") + ".UnionType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
+                        },
+                        rule="required",
+                    )
+                data__UnionType_keys = set(data__UnionType.keys())
+                if "kind" in data__UnionType_keys:
+                    data__UnionType_keys.remove("kind")
+                    data__UnionType__kind = data__UnionType["kind"]
+                    if not (isinstance(data__UnionType__kind, str) and data__UnionType__kind == "union"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".UnionType.kind must be same as const definition: union",
+                            value=data__UnionType__kind,
+                            name="" + (name_prefix or "data") + ".UnionType.kind",
+                            definition={"const": "union"},
+                            rule="const",
+                        )
+                if "members" in data__UnionType_keys:
+                    data__UnionType_keys.remove("members")
+                    data__UnionType__members = data__UnionType["members"]
+                    if not isinstance(data__UnionType__members, (list, tuple)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".UnionType.members must be array",
+                            value=data__UnionType__members,
+                            name="" + (name_prefix or "data") + ".UnionType.members",
+                            definition={
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                            rule="type",
+                        )
+                    data__UnionType__members_is_list = isinstance(data__UnionType__members, (list, tuple))
+                    if data__UnionType__members_is_list:
+                        data__UnionType__members_len = len(data__UnionType__members)
+                        if data__UnionType__members_len < 2:
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".UnionType.members must contain at least 2 items",
+                                value=data__UnionType__members,
+                                name="" + (name_prefix or "data") + ".UnionType.members",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                                rule="minItems",
+                            )
+                        for data__UnionType__members_x, data__UnionType__members_item in enumerate(
+                            data__UnionType__members
+                        ):
+                            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_type(
+                                data__UnionType__members_item,
+                                custom_formats,
+                                (name_prefix or "data")
+                                + ".UnionType.members[{data__UnionType__members_x}]".format(**locals()),
+                            )
+                if data__UnionType_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".UnionType must not contain "
+                        + str(data__UnionType_keys)
+                        + " properties",
+                        value=data__UnionType,
+                        name="" + (name_prefix or "data") + ".UnionType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
                         },
                         rule="additionalProperties",
                     )
@@ -3185,6 +4107,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -3272,6 +4210,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3373,6 +4327,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3460,6 +4430,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -3525,6 +4511,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -3614,6 +4616,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3679,6 +4697,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3786,6 +4820,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3851,6 +4901,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3939,6 +5005,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4026,6 +5108,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4126,6 +5224,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4269,6 +5383,539 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
             data_one_of_count2 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
+    if data_one_of_count2 < 2:
+        try:
+            if not isinstance(data, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + " must be object",
+                    value=data,
+                    name="" + (name_prefix or "data") + "",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
+                    },
+                    rule="type",
+                )
+            data_is_dict = isinstance(data, dict)
+            if data_is_dict:
+                data__missing_keys = set(["kind", "members"]) - data.keys()
+                if data__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + " must contain "
+                        + (str(sorted(data__missing_keys)) + " properties"),
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
+                        },
+                        rule="required",
+                    )
+                data_keys = set(data.keys())
+                if "kind" in data_keys:
+                    data_keys.remove("kind")
+                    data__kind = data["kind"]
+                    if not (isinstance(data__kind, str) and data__kind == "union"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".kind must be same as const definition: union",
+                            value=data__kind,
+                            name="" + (name_prefix or "data") + ".kind",
+                            definition={"const": "union"},
+                            rule="const",
+                        )
+                if "members" in data_keys:
+                    data_keys.remove("members")
+                    data__members = data["members"]
+                    if not isinstance(data__members, (list, tuple)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".members must be array",
+                            value=data__members,
+                            name="" + (name_prefix or "data") + ".members",
+                            definition={
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                            rule="type",
+                        )
+                    data__members_is_list = isinstance(data__members, (list, tuple))
+                    if data__members_is_list:
+                        data__members_len = len(data__members)
+                        if data__members_len < 2:
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".members must contain at least 2 items",
+                                value=data__members,
+                                name="" + (name_prefix or "data") + ".members",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                                rule="minItems",
+                            )
+                        for data__members_x, data__members_item in enumerate(data__members):
+                            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_type(
+                                data__members_item,
+                                custom_formats,
+                                (name_prefix or "data") + ".members[{data__members_x}]".format(**locals()),
+                            )
+                if data_keys:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "members"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "union"},
+                                "members": {
+                                    "type": "array",
+                                    "minItems": 2,
+                                    "items": {
+                                        "description": "Type expression: Python type of the field.",
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["kind"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                },
+                                                "title": "ScalarType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "items"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "list"},
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "ListType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "keys", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "dict"},
+                                                    "keys": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "values": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "DictType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "inner"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "optional"},
+                                                    "inner": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                                "title": "OptionalType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "values"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "literal"},
+                                                    "values": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "items": {"type": ["string", "number", "boolean"]},
+                                                    },
+                                                },
+                                                "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
+                                        ],
+                                        "title": "TypeExpr",
+                                    },
+                                },
+                            },
+                            "title": "UnionType",
+                        },
+                        rule="additionalProperties",
+                    )
+            data_one_of_count2 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
     if data_one_of_count2 != 1:
         raise JsonSchemaValueException(
             ""
@@ -4356,6 +6003,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4431,6 +6094,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4496,6 +6175,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -4572,6 +6267,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4591,6 +6302,101 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                             },
                         },
                         "title": "LiteralType",
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "members"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "union"},
+                            "members": {
+                                "type": "array",
+                                "minItems": 2,
+                                "items": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                            },
+                        },
+                        "title": "UnionType",
                     },
                 ],
                 "title": "TypeExpr",
@@ -18576,7 +20382,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                             },
                             "title": "FieldWire",
                         },
-                        "minItems": 1,
+                        "minItems": 0,
+                        "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                     },
                     "outputs": {
                         "type": "array",
@@ -18680,6 +20487,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                         "title": "LiteralType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -18782,6 +20605,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "LiteralType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -18859,6 +20698,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "LiteralType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -18926,6 +20781,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "LiteralType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -19004,6 +20875,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "LiteralType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "members"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "union"},
+                                                    "members": {
+                                                        "type": "array",
+                                                        "minItems": 2,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "UnionType",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -19023,6 +20910,103 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     },
                                 },
                                 "title": "LiteralType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "members"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "union"},
+                                    "members": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "items": {
+                                            "description": "Type expression: Python type of the field.",
+                                            "oneOf": [
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                    },
+                                                    "title": "ScalarType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "items"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "list"},
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                    "title": "ListType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "keys", "values"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "dict"},
+                                                        "keys": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                        "values": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                    "title": "DictType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "inner"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "optional"},
+                                                        "inner": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                        },
+                                                    },
+                                                    "title": "OptionalType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "values"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "literal"},
+                                                        "values": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "items": {"type": ["string", "number", "boolean"]},
+                                                        },
+                                                    },
+                                                    "title": "LiteralType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
+                                            ],
+                                            "title": "TypeExpr",
+                                        },
+                                    },
+                                },
+                                "title": "UnionType",
                             },
                         ],
                         "title": "TypeExpr",
@@ -19081,7 +21065,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 },
                                 "title": "FieldWire",
                             },
-                            "minItems": 1,
+                            "minItems": 0,
+                            "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                         },
                         "outputs": {
                             "type": "array",
@@ -19185,6 +21170,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -19287,6 +21288,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19364,6 +21381,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19431,6 +21464,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "LiteralType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -19509,6 +21558,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -19528,6 +21593,103 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "description": "Type expression: Python type of the field.",
+                                                "oneOf": [
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                        },
+                                                        "title": "ScalarType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "items"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "list"},
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "ListType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "keys", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "dict"},
+                                                            "keys": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                            "values": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "DictType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "inner"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "optional"},
+                                                            "inner": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "OptionalType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "literal"},
+                                                            "values": {
+                                                                "type": "array",
+                                                                "minItems": 1,
+                                                                "items": {"type": ["string", "number", "boolean"]},
+                                                            },
+                                                        },
+                                                        "title": "LiteralType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "members"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "union"},
+                                                            "members": {
+                                                                "type": "array",
+                                                                "minItems": 2,
+                                                                "items": {
+                                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                                },
+                                                            },
+                                                        },
+                                                        "title": "UnionType",
+                                                    },
+                                                ],
+                                                "title": "TypeExpr",
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -19588,16 +21750,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                             },
                             "title": "FieldWire",
                         },
-                        "minItems": 1,
+                        "minItems": 0,
+                        "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                     },
                     rule="type",
                 )
             data__inputs_is_list = isinstance(data__inputs, (list, tuple))
             if data__inputs_is_list:
                 data__inputs_len = len(data__inputs)
-                if data__inputs_len < 1:
+                if data__inputs_len < 0:
                     raise JsonSchemaValueException(
-                        "" + (name_prefix or "data") + ".inputs must contain at least 1 items",
+                        "" + (name_prefix or "data") + ".inputs must contain at least 0 items",
                         value=data__inputs,
                         name="" + (name_prefix or "data") + ".inputs",
                         definition={
@@ -19629,7 +21792,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 },
                                 "title": "FieldWire",
                             },
-                            "minItems": 1,
+                            "minItems": 0,
+                            "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                         },
                         rule="minItems",
                     )
@@ -19774,7 +21938,8 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 },
                                 "title": "FieldWire",
                             },
-                            "minItems": 1,
+                            "minItems": 0,
+                            "description": "Input fields; may be empty (DSPy accepts '-> answer').",
                         },
                         "outputs": {
                             "type": "array",
@@ -19878,6 +22043,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             },
                                             "title": "LiteralType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -19980,6 +22161,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -20057,6 +22254,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -20124,6 +22337,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "LiteralType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -20202,6 +22431,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "LiteralType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "members"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "union"},
+                                                        "members": {
+                                                            "type": "array",
+                                                            "minItems": 2,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "UnionType",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -20221,6 +22466,103 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "description": "Type expression: Python type of the field.",
+                                                "oneOf": [
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"enum": ["str", "int", "float", "bool", "any"]}
+                                                        },
+                                                        "title": "ScalarType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "items"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "list"},
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "ListType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "keys", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "dict"},
+                                                            "keys": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                            "values": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "DictType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "inner"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "optional"},
+                                                            "inner": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                            },
+                                                        },
+                                                        "title": "OptionalType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "values"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "literal"},
+                                                            "values": {
+                                                                "type": "array",
+                                                                "minItems": 1,
+                                                                "items": {"type": ["string", "number", "boolean"]},
+                                                            },
+                                                        },
+                                                        "title": "LiteralType",
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "members"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "union"},
+                                                            "members": {
+                                                                "type": "array",
+                                                                "minItems": 2,
+                                                                "items": {
+                                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                                },
+                                                            },
+                                                        },
+                                                        "title": "UnionType",
+                                                    },
+                                                ],
+                                                "title": "TypeExpr",
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -20308,6 +22650,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     },
                                 },
                                 "title": "LiteralType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "members"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "union"},
+                                    "members": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                },
+                                "title": "UnionType",
                             },
                         ],
                         "title": "TypeExpr",
@@ -20408,6 +22766,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -20718,6 +23092,22 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                         },
                                     },
                                     "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
                                 },
                             ],
                             "title": "TypeExpr",
