@@ -40,6 +40,25 @@ export interface WorkerStatus {
   rss_mb?: number;
   partitions?: string[];
   signature_cache?: { hits: number; misses: number };
+  /** Users' packaged programs the worker serves, and those it could not load (docs/programs.md). */
+  programs?: ProgramAdvertisement;
+}
+
+/** A program as a worker advertises it: fields as wire type expressions (schemas/signature.schema.json). */
+export interface AdvertisedProgram {
+  name: string;
+  path: string;
+  version: string | null;
+  pool: Pool | string;
+  inputs: Array<{ name: string; type: Record<string, unknown> }>;
+  outputs: Array<{ name: string; type: Record<string, unknown> }>;
+  predictors: string[];
+}
+
+export interface ProgramAdvertisement {
+  programs: AdvertisedProgram[];
+  /** Declared programs that failed to import or to describe, with the reason. */
+  failures: Array<{ name: string; path: string; error: string }>;
 }
 
 export interface PoolStatus {
