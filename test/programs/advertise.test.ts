@@ -4,7 +4,7 @@
 // serves requests.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { WorkerStatus } from "@dspex/bus";
+import { busSettings, busSpec, collectStatus, formatStatus, type WorkerStatus } from "@dspex/bus";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 describe("program packages: advertisement", { timeout: 120_000 }, () => {
@@ -57,5 +57,21 @@ describe("program packages: advertisement", { timeout: 120_000 }, () => {
     assert.deepEqual(ready?.programs, advert);
     const out = await h.client.predict("question -> answer", { question: "still serving?" });
     assert.equal(typeof out.outputs.answer, "string");
+  });
+});
+
+describe("program packages: dspex status", { timeout: 120_000 }, () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ fleet: { workerEnv: { DSPEX_PROGRAMS: "dspex_test_programs.broken:BadPool" } } });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  test("lists each worker's programs with their fields, and the ones not served with the reason", async () => {
+    const text = formatStatus(await collectStatus(h.admin, busSpec(busSettings())));
+    assert.match(text, /program qa 0\.1\.0 \(general\): question -> answer, confidence/);
+    assert.match(text, /program BadPool NOT SERVED \(dspex_test_programs\.broken:BadPool\): ValueError: pool 'tpu'/);
   });
 });

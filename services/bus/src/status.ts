@@ -157,6 +157,11 @@ export function formatStatus(status: BusStatus): string {
           `in flight ${w.inflight ?? "?"}  handled ${w.handled ?? "?"}  failed ${w.failed ?? "?"}  rss ${w.rss_mb ?? "?"} MiB  ` +
           `partitions ${(w.partitions ?? []).length}`,
       );
+      for (const prog of w.programs?.programs ?? []) {
+        const fields = (fs: AdvertisedProgram["inputs"]) => fs.map((f) => f.name).join(", ");
+        lines.push(`    program ${prog.name} ${prog.version ?? "?"} (${prog.pool}): ${fields(prog.inputs)} -> ${fields(prog.outputs)}`);
+      }
+      for (const f of w.programs?.failures ?? []) lines.push(`    program ${f.name} NOT SERVED (${f.path}): ${f.error}`);
     }
   }
   const breakers = status.routers.flatMap((r) => r.breakers);
