@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from dspex_worker.programs.packages import discover, wire_type
+from dspex_worker.programs.packages import (
+    check_inputs,
+    check_outputs,
+    discover,
+    program_error,
+    wire_type,
+)
+from dspex_worker.protocol.errors import UnknownProgram, ValidationError
 
 PROGRAMS_DIR = Path(__file__).resolve().parents[2] / "test" / "programs"
 
@@ -77,3 +84,21 @@ def test_wire_type_rejects_what_the_wire_cannot_carry() -> None:
     assert wire_type(int | None) == {"kind": "optional", "inner": {"kind": "int"}}
     with pytest.raises(ValueError, match="no wire type"):
         wire_type(set[int])
+
+
+def test_lookup_inputs_outputs_and_raised_errors_are_typed() -> None:
+    catalog = discover({"DSPEX_PROGRAMS": "dspex_test_programs.qa:QA"})
+    with pytest.raises(UnknownProgram) as unknown:
+        catalog.get("nope")
+    assert "QA" in unknown.value.details["available"]
+    qa = catalog.get("QA")
+    assert check_inputs(qa, {"question": "q"}) == {"question": "q"}
+    with pytest.raises(ValidationError) as bad:
+        check_inputs(qa, {"question": "q", "extra": 1})
+    assert "extra" in str(bad.value)
+    with pytest.raises(ValidationError) as undeclared:
+        check_outputs(qa, {"answer": "a", "confidence": 0.5, "secret": "x"})
+    assert undeclared.value.field == "outputs.secret"
+    err = program_error(qa, KeyError("missing"))
+    assert err.details == {"exception": "KeyError", "program": "QA"}
+    assert "Traceback" not in str(err)

@@ -20,8 +20,9 @@ from typing import Any, Final
 
 import dspy
 
-from ..protocol.errors import ValidationError
+from ..protocol.errors import ProgramError, UnknownProgram, ValidationError
 from ..signatures.check import check_signature
+from ..signatures.inputs import validate_inputs
 
 GROUP: Final = "dspex.programs"
 ENV_VAR: Final = "DSPEX_PROGRAMS"
@@ -43,6 +44,44 @@ class Catalog:
 
     def advertisement(self) -> dict[str, Any]:
         return {"programs": [p.info for p in self.programs.values()], "failures": list(self.failures)}
+
+    def get(self, name: str) -> Program:
+        """The program served under `name`; UnknownProgram listing the available ones otherwise."""
+        program = self.programs.get(name)
+        if program is None:
+            available = sorted(self.programs)
+            raise UnknownProgram(
+                f"program: {name!r} is not served here; available: {', '.join(available) or 'none'}",
+                field="program",
+                details={"available": available},
+            )
+        return program
+
+
+def check_inputs(program: Program, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs checked and coerced against the program's advertised fields (ValidationError naming one)."""
+    return validate_inputs({"inputs": program.info["inputs"], "outputs": program.info["outputs"]}, inputs)
+
+
+def check_outputs(program: Program, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The declared outputs of a program's result; a field it did not declare is a ValidationError naming it."""
+    declared = [f["name"] for f in program.info["outputs"]]
+    for name in outputs:
+        if name not in declared:
+            raise ValidationError(
+                f"outputs.{name}: program {program.name!r} returned a field it does not declare "
+                f"(declared: {', '.join(declared)})",
+                field=f"outputs.{name}",
+            )
+    return dict(outputs)
+
+
+def program_error(program: Program, exc: BaseException) -> ProgramError:
+    """What the caller sees of an exception a program raised: its type and message, never the traceback."""
+    return ProgramError(
+        f"program {program.name!r} raised {type(exc).__name__}: {exc}",
+        details={"exception": type(exc).__name__, "program": program.name},
+    )
 
 
 def wire_type(annotation: Any) -> dict[str, Any]:

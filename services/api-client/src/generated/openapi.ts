@@ -704,7 +704,7 @@ export interface components {
              * @description One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.
              * @enum {unknown}
              */
-            type: "DecodeError" | "VersionError" | "UnknownOperation" | "ValidationError" | "PayloadTooLarge" | "LMConfigError" | "LMError" | "LMOutputError" | "WorkerError" | "DeadlineExceeded" | "AffinityError" | "Unsupported" | "Cancelled" | "NotFound" | "SignatureError" | "NoWorkersError" | "CircuitOpenError" | "TransportError" | "BusError" | "DatasetError" | "ErrorBudgetExceeded" | "IncompleteJob" | "MetricError" | "Unauthorized" | "Forbidden" | "UnsupportedMediaType" | "InternalError";
+            type: "DecodeError" | "VersionError" | "UnknownOperation" | "ValidationError" | "PayloadTooLarge" | "LMConfigError" | "LMError" | "LMOutputError" | "WorkerError" | "DeadlineExceeded" | "AffinityError" | "Unsupported" | "Cancelled" | "NotFound" | "SignatureError" | "NoWorkersError" | "CircuitOpenError" | "TransportError" | "BusError" | "DatasetError" | "ErrorBudgetExceeded" | "IncompleteJob" | "MetricError" | "Unauthorized" | "Forbidden" | "UnsupportedMediaType" | "InternalError" | "UnknownProgram" | "ProgramError";
         };
         /**
          * DSPex jobs (v1)

@@ -121,7 +121,9 @@ export const SCHEMAS = {
           "Unauthorized",
           "Forbidden",
           "UnsupportedMediaType",
-          "InternalError"
+          "InternalError",
+          "UnknownProgram",
+          "ProgramError"
         ],
         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."
       },
@@ -256,6 +258,16 @@ export const SCHEMAS = {
         "retryable": false,
         "raisedBy": "any",
         "description": "A metric raised or returned something that is not a score."
+      },
+      "UnknownProgram": {
+        "retryable": false,
+        "raisedBy": "any",
+        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."
+      },
+      "ProgramError": {
+        "retryable": false,
+        "raisedBy": "worker",
+        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."
       },
       "Unauthorized": {
         "retryable": false,

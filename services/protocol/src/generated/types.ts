@@ -207,7 +207,9 @@ export interface ErrorWire {
     | "Unauthorized"
     | "Forbidden"
     | "UnsupportedMediaType"
-    | "InternalError";
+    | "InternalError"
+    | "UnknownProgram"
+    | "ProgramError";
   message: string;
   /**
    * The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).

@@ -84,6 +84,8 @@ class ErrorWire(TypedDict, closed=True):
         "Forbidden",
         "UnsupportedMediaType",
         "InternalError",
+        "UnknownProgram",
+        "ProgramError",
     ]
     """
     One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.

@@ -425,6 +425,8 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "Forbidden",
                                     "UnsupportedMediaType",
                                     "InternalError",
+                                    "UnknownProgram",
+                                    "ProgramError",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -555,6 +557,16 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "retryable": False,
                                 "raisedBy": "any",
                                 "description": "A metric raised or returned something that is not a score.",
+                            },
+                            "UnknownProgram": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                            },
+                            "ProgramError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                             },
                             "Unauthorized": {
                                 "retryable": False,
@@ -9425,6 +9437,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "Forbidden",
                                     "UnsupportedMediaType",
                                     "InternalError",
+                                    "UnknownProgram",
+                                    "ProgramError",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -9555,6 +9569,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                 "retryable": False,
                                 "raisedBy": "any",
                                 "description": "A metric raised or returned something that is not a score.",
+                            },
+                            "UnknownProgram": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                            },
+                            "ProgramError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                             },
                             "Unauthorized": {
                                 "retryable": False,
@@ -9697,6 +9721,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -9827,6 +9853,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -10363,6 +10399,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -10493,6 +10531,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -10676,6 +10724,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "Forbidden",
                                     "UnsupportedMediaType",
                                     "InternalError",
+                                    "UnknownProgram",
+                                    "ProgramError",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -10806,6 +10856,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                 "retryable": False,
                                 "raisedBy": "any",
                                 "description": "A metric raised or returned something that is not a score.",
+                            },
+                            "UnknownProgram": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                            },
+                            "ProgramError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                             },
                             "Unauthorized": {
                                 "retryable": False,
@@ -10948,6 +11008,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -11078,6 +11140,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -11488,6 +11560,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                         "Forbidden",
                                         "UnsupportedMediaType",
                                         "InternalError",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -11618,6 +11692,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -16366,6 +16450,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "Forbidden",
                             "UnsupportedMediaType",
                             "InternalError",
+                            "UnknownProgram",
+                            "ProgramError",
                         ],
                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                     },
@@ -16493,6 +16579,16 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                         "raisedBy": "any",
                         "description": "A metric raised or returned something that is not a score.",
                     },
+                    "UnknownProgram": {
+                        "retryable": False,
+                        "raisedBy": "any",
+                        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                    },
+                    "ProgramError": {
+                        "retryable": False,
+                        "raisedBy": "worker",
+                        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                    },
                     "Unauthorized": {
                         "retryable": False,
                         "raisedBy": "client",
@@ -16563,6 +16659,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                                 "Forbidden",
                                 "UnsupportedMediaType",
                                 "InternalError",
+                                "UnknownProgram",
+                                "ProgramError",
                             ],
                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                         },
@@ -16690,6 +16788,16 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "raisedBy": "any",
                             "description": "A metric raised or returned something that is not a score.",
                         },
+                        "UnknownProgram": {
+                            "retryable": False,
+                            "raisedBy": "any",
+                            "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                        },
+                        "ProgramError": {
+                            "retryable": False,
+                            "raisedBy": "worker",
+                            "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                        },
                         "Unauthorized": {
                             "retryable": False,
                             "raisedBy": "client",
@@ -16775,11 +16883,15 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                 and data__type == "UnsupportedMediaType"
                 or isinstance(data__type, str)
                 and data__type == "InternalError"
+                or isinstance(data__type, str)
+                and data__type == "UnknownProgram"
+                or isinstance(data__type, str)
+                and data__type == "ProgramError"
             ):
                 raise JsonSchemaValueException(
                     ""
                     + (name_prefix or "data")
-                    + ".type must be one of ['DecodeError', 'VersionError', 'UnknownOperation', 'ValidationError', 'PayloadTooLarge', 'LMConfigError', 'LMError', 'LMOutputError', 'WorkerError', 'DeadlineExceeded', 'AffinityError', 'Unsupported', 'Cancelled', 'NotFound', 'SignatureError', 'NoWorkersError', 'CircuitOpenError', 'TransportError', 'BusError', 'DatasetError', 'ErrorBudgetExceeded', 'IncompleteJob', 'MetricError', 'Unauthorized', 'Forbidden', 'UnsupportedMediaType', 'InternalError']",
+                    + ".type must be one of ['DecodeError', 'VersionError', 'UnknownOperation', 'ValidationError', 'PayloadTooLarge', 'LMConfigError', 'LMError', 'LMOutputError', 'WorkerError', 'DeadlineExceeded', 'AffinityError', 'Unsupported', 'Cancelled', 'NotFound', 'SignatureError', 'NoWorkersError', 'CircuitOpenError', 'TransportError', 'BusError', 'DatasetError', 'ErrorBudgetExceeded', 'IncompleteJob', 'MetricError', 'Unauthorized', 'Forbidden', 'UnsupportedMediaType', 'InternalError', 'UnknownProgram', 'ProgramError']",
                     value=data__type,
                     name="" + (name_prefix or "data") + ".type",
                     definition={
@@ -16811,6 +16923,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "Forbidden",
                             "UnsupportedMediaType",
                             "InternalError",
+                            "UnknownProgram",
+                            "ProgramError",
                         ],
                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                     },
@@ -16907,6 +17021,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                                 "Forbidden",
                                 "UnsupportedMediaType",
                                 "InternalError",
+                                "UnknownProgram",
+                                "ProgramError",
                             ],
                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                         },
@@ -17033,6 +17149,16 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "retryable": False,
                             "raisedBy": "any",
                             "description": "A metric raised or returned something that is not a score.",
+                        },
+                        "UnknownProgram": {
+                            "retryable": False,
+                            "raisedBy": "any",
+                            "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                        },
+                        "ProgramError": {
+                            "retryable": False,
+                            "raisedBy": "worker",
+                            "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                         },
                         "Unauthorized": {
                             "retryable": False,
@@ -17365,6 +17491,8 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "Forbidden",
                                             "UnsupportedMediaType",
                                             "InternalError",
+                                            "UnknownProgram",
+                                            "ProgramError",
                                         ],
                                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                     },
@@ -17496,6 +17624,16 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                         "raisedBy": "any",
                                         "description": "A metric raised or returned something that is not a score.",
                                     },
+                                    "UnknownProgram": {
+                                        "retryable": False,
+                                        "raisedBy": "any",
+                                        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                    },
+                                    "ProgramError": {
+                                        "retryable": False,
+                                        "raisedBy": "worker",
+                                        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                                    },
                                     "Unauthorized": {
                                         "retryable": False,
                                         "raisedBy": "client",
@@ -17592,6 +17730,8 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                                 "Forbidden",
                                                 "UnsupportedMediaType",
                                                 "InternalError",
+                                                "UnknownProgram",
+                                                "ProgramError",
                                             ],
                                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                         },
@@ -17722,6 +17862,16 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "retryable": False,
                                             "raisedBy": "any",
                                             "description": "A metric raised or returned something that is not a score.",
+                                        },
+                                        "UnknownProgram": {
+                                            "retryable": False,
+                                            "raisedBy": "any",
+                                            "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                        },
+                                        "ProgramError": {
+                                            "retryable": False,
+                                            "raisedBy": "worker",
+                                            "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                         },
                                         "Unauthorized": {
                                             "retryable": False,
@@ -17929,6 +18079,8 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "Forbidden",
                                             "UnsupportedMediaType",
                                             "InternalError",
+                                            "UnknownProgram",
+                                            "ProgramError",
                                         ],
                                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                     },
@@ -18059,6 +18211,16 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                         "retryable": False,
                                         "raisedBy": "any",
                                         "description": "A metric raised or returned something that is not a score.",
+                                    },
+                                    "UnknownProgram": {
+                                        "retryable": False,
+                                        "raisedBy": "any",
+                                        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                    },
+                                    "ProgramError": {
+                                        "retryable": False,
+                                        "raisedBy": "worker",
+                                        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                     },
                                     "Unauthorized": {
                                         "retryable": False,
