@@ -35,6 +35,15 @@ fi
 
 [ -x .venv/bin/nats-server ] || { log "nats-server missing from .venv"; exit 1; }
 
+# The test programs (test/programs): installed so that workers find them only through their entry points
+# (docs/programs.md); the runtime never imports test code by path.
+progs_fp=$(fingerprint test/programs/pyproject.toml "$stamp_dir/venv")
+if [ "$(cat "$stamp_dir/test-programs" 2>/dev/null)" != "$progs_fp" ]; then
+  log "installing the test program package (test/programs) into .venv"
+  .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e test/programs
+  echo "$progs_fp" > "$stamp_dir/test-programs"
+fi
+
 # ProgramOfThought/RLM's sandbox modules (Pyodide), hash-pinned, cached now rather than fetched at run time
 bash scripts/install-sandbox.sh
 

@@ -40,6 +40,25 @@ export interface WorkerStatus {
   rss_mb?: number;
   partitions?: string[];
   signature_cache?: { hits: number; misses: number };
+  /** Users' packaged programs the worker serves, and those it could not load (docs/programs.md). */
+  programs?: ProgramAdvertisement;
+}
+
+/** A program as a worker advertises it: fields as wire type expressions (schemas/signature.schema.json). */
+export interface AdvertisedProgram {
+  name: string;
+  path: string;
+  version: string | null;
+  pool: Pool | string;
+  inputs: Array<{ name: string; type: Record<string, unknown> }>;
+  outputs: Array<{ name: string; type: Record<string, unknown> }>;
+  predictors: string[];
+}
+
+export interface ProgramAdvertisement {
+  programs: AdvertisedProgram[];
+  /** Declared programs that failed to import or to describe, with the reason. */
+  failures: Array<{ name: string; path: string; error: string }>;
 }
 
 export interface PoolStatus {
@@ -138,6 +157,11 @@ export function formatStatus(status: BusStatus): string {
           `in flight ${w.inflight ?? "?"}  handled ${w.handled ?? "?"}  failed ${w.failed ?? "?"}  rss ${w.rss_mb ?? "?"} MiB  ` +
           `partitions ${(w.partitions ?? []).length}`,
       );
+      for (const prog of w.programs?.programs ?? []) {
+        const fields = (fs: AdvertisedProgram["inputs"]) => fs.map((f) => f.name).join(", ");
+        lines.push(`    program ${prog.name} ${prog.version ?? "?"} (${prog.pool}): ${fields(prog.inputs)} -> ${fields(prog.outputs)}`);
+      }
+      for (const f of w.programs?.failures ?? []) lines.push(`    program ${f.name} NOT SERVED (${f.path}): ${f.error}`);
     }
   }
   const breakers = status.routers.flatMap((r) => r.breakers);

@@ -31,6 +31,8 @@ __all__ = [
     "ErrorBudgetExceeded",
     "IncompleteJob",
     "MetricError",
+    "UnknownProgram",
+    "ProgramError",
     "Unauthorized",
     "Forbidden",
     "UnsupportedMediaType",
@@ -201,6 +203,20 @@ class MetricError(DspexError):
     default_retryable = False
 
 
+class UnknownProgram(DspexError):
+    """The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md). (raised by: any)"""
+
+    type = "UnknownProgram"
+    default_retryable = False
+
+
+class ProgramError(DspexError):
+    """A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id. (raised by: worker)"""
+
+    type = "ProgramError"
+    default_retryable = False
+
+
 class Unauthorized(DspexError):
     """No valid credentials: an HTTP API call without a valid bearer token (401). (raised by: client)"""
 
@@ -261,6 +277,8 @@ ERROR_CLASSES: Final[dict[str, type[DspexError]]] = {
     "ErrorBudgetExceeded": ErrorBudgetExceeded,
     "IncompleteJob": IncompleteJob,
     "MetricError": MetricError,
+    "UnknownProgram": UnknownProgram,
+    "ProgramError": ProgramError,
     "Unauthorized": Unauthorized,
     "Forbidden": Forbidden,
     "UnsupportedMediaType": UnsupportedMediaType,

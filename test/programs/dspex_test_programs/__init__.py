@@ -1,0 +1,1 @@
+"""Test programs: declared by entry points in ../pyproject.toml, found by workers only through them."""

@@ -1,0 +1,190 @@
+"""Users' own DSPy programs (`dspy.Module` subclasses), loaded only from what the deployment declares: the
+Python entry point group `dspex.programs` of the installed packages, and the `DSPEX_PROGRAMS` allow-list
+(`package.module:Class`, comma-separated). Nothing is imported by a name arriving on the bus.
+
+Each program is described for the worker's ready/status info as wire data: name, package version, pool, its
+input/output fields as wire type expressions (from a class-level `signature` attribute, or the signature of
+its single predictor), and its predictors' names. A program that fails to import or whose signature cannot be
+expressed on the wire is reported with the reason; the others are still served."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as metadata
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import dspy
+
+from ..protocol.errors import ProgramError, UnknownProgram, ValidationError
+from ..signatures.check import check_signature
+from ..signatures.inputs import validate_inputs
+
+GROUP: Final = "dspex.programs"
+ENV_VAR: Final = "DSPEX_PROGRAMS"
+POOLS: Final = frozenset({"general", "optimizer", "gpu"})
+_SCALARS: Final[dict[Any, str]] = {str: "str", int: "int", float: "float", bool: "bool", Any: "any"}
+
+
+@dataclass
+class Program:
+    name: str
+    cls: type[dspy.Module]
+    info: dict[str, Any]
+
+
+@dataclass
+class Catalog:
+    programs: dict[str, Program] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def advertisement(self) -> dict[str, Any]:
+        return {"programs": [p.info for p in self.programs.values()], "failures": list(self.failures)}
+
+    def get(self, name: str) -> Program:
+        """The program served under `name`; UnknownProgram listing the available ones otherwise."""
+        program = self.programs.get(name)
+        if program is None:
+            available = sorted(self.programs)
+            raise UnknownProgram(
+                f"program: {name!r} is not served here; available: {', '.join(available) or 'none'}",
+                field="program",
+                details={"available": available},
+            )
+        return program
+
+
+def check_inputs(program: Program, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs checked and coerced against the program's advertised fields (ValidationError naming one)."""
+    return validate_inputs({"inputs": program.info["inputs"], "outputs": program.info["outputs"]}, inputs)
+
+
+def check_outputs(program: Program, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The declared outputs of a program's result; a field it did not declare is a ValidationError naming it."""
+    declared = [f["name"] for f in program.info["outputs"]]
+    for name in outputs:
+        if name not in declared:
+            raise ValidationError(
+                f"outputs.{name}: program {program.name!r} returned a field it does not declare "
+                f"(declared: {', '.join(declared)})",
+                field=f"outputs.{name}",
+            )
+    return dict(outputs)
+
+
+def program_error(program: Program, exc: BaseException) -> ProgramError:
+    """What the caller sees of an exception a program raised: its type and message, never the traceback."""
+    return ProgramError(
+        f"program {program.name!r} raised {type(exc).__name__}: {exc}",
+        details={"exception": type(exc).__name__, "program": program.name},
+    )
+
+
+def wire_type(annotation: Any) -> dict[str, Any]:
+    """The wire type expression of a Python annotation; ValueError for one the wire cannot carry."""
+    scalar = _SCALARS.get(annotation)
+    if scalar is not None:
+        return {"kind": scalar}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list and len(args) == 1:
+        return {"kind": "list", "items": wire_type(args[0])}
+    if origin is dict and len(args) == 2:
+        return {"kind": "dict", "keys": wire_type(args[0]), "values": wire_type(args[1])}
+    if origin is typing.Literal:
+        return {"kind": "literal", "values": list(args)}
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = args[0] if args[1] is type(None) else args[1]
+        return {"kind": "optional", "inner": wire_type(inner)}
+    raise ValueError(f"type {annotation!r} has no wire type")
+
+
+def _fields(sig: type[dspy.Signature], side: str) -> list[dict[str, Any]]:
+    fields = sig.input_fields if side == "inputs" else sig.output_fields
+    out = []
+    for name, info in fields.items():
+        try:
+            out.append({"name": name, "type": wire_type(info.annotation)})
+        except ValueError as exc:
+            raise ValueError(f"{side}.{name}: {exc}") from exc
+    return out
+
+
+def program_signature(cls: type[dspy.Module], instance: dspy.Module) -> dict[str, Any]:
+    """The checked wire signature of a program: its class-level `signature`, else its single predictor's."""
+    declared = getattr(cls, "signature", None)
+    if declared is None:
+        predictors = instance.named_predictors()
+        if len(predictors) != 1:
+            raise ValueError(
+                f"declares no class-level `signature` and has {len(predictors)} predictors (needs exactly one)"
+            )
+        declared = predictors[0][1].signature
+    if isinstance(declared, str):
+        declared = dspy.Signature(declared)
+    if not (isinstance(declared, type) and issubclass(declared, dspy.Signature)):
+        raise ValueError(f"`signature` is {type(declared).__name__}, not a dspy.Signature")
+    try:
+        return check_signature({"inputs": _fields(declared, "inputs"), "outputs": _fields(declared, "outputs")})
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _version(module_name: str) -> str | None:
+    top = module_name.split(".")[0]
+    for dist in metadata.packages_distributions().get(top, []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _declared(env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(name, path, source) of every declared program; the allow-list names a program by its class name."""
+    out = [(ep.name, ep.value, "entry point") for ep in metadata.entry_points(group=GROUP)]
+    for entry in (e.strip() for e in env.get(ENV_VAR, "").split(",")):
+        if entry:
+            out.append((entry.rpartition(":")[2], entry, ENV_VAR))
+    return out
+
+
+def _load(name: str, path: str) -> Program:
+    module_name, _, attr = path.partition(":")
+    if not attr:
+        raise ValueError(f"{path!r} is not `package.module:Class`")
+    cls = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(cls, type) and issubclass(cls, dspy.Module)):
+        raise ValueError(f"{path!r} is not a dspy.Module subclass")
+    pool = getattr(cls, "pool", "general")
+    if pool not in POOLS:
+        raise ValueError(f"pool {pool!r} is not one of {sorted(POOLS)}")
+    instance = cls()
+    sig = program_signature(cls, instance)
+    info = {
+        "name": name,
+        "path": path,
+        "version": _version(module_name),
+        "pool": pool,
+        "inputs": sig["inputs"],
+        "outputs": sig["outputs"],
+        "predictors": [n for n, _ in instance.named_predictors()],
+    }
+    return Program(name=name, cls=cls, info=info)
+
+
+def discover(env: Mapping[str, str] | None = None) -> Catalog:
+    """Every declared program, loaded and described; a failure is recorded (name, path, reason), not raised."""
+    catalog = Catalog()
+    for name, path, source in _declared(env if env is not None else os.environ):
+        if name in catalog.programs:
+            catalog.failures.append({"name": name, "path": path, "error": f"duplicate program name (from {source})"})
+            continue
+        try:
+            catalog.programs[name] = _load(name, path)
+        except Exception as exc:  # any import/constructor error of user code is reported, never fatal
+            catalog.failures.append({"name": name, "path": path, "error": f"{type(exc).__name__}: {exc}"})
+    return catalog
