@@ -7,7 +7,7 @@ export { Stats } from "./stats.js";
 export { callModule } from "./call-module.js";
 export { EvaluateCaller, type EvaluateCallOptions, type EvaluateCallResult } from "./evaluate-op.js";
 export { NATIVE_METRICS, PY_PREFIX, resolveMetrics, normalizeMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
-export { summarize, aggregate, latencyStats, percentile, primaryKey } from "./summary.js";
+export { summarize, aggregate, latencyStats, percentile, primaryKey, idealBound, type IdealBound } from "./summary.js";
 export { renderReport, renderComparisonReport, barChart, scoreBars, esc, type ReportInput } from "./report.js";
 export { compareJobs, formatComparison, type Comparison, type PairComparison, type JobData } from "./compare.js";
 export {

@@ -134,6 +134,17 @@ export class PipelineService implements JobsBackend {
 
   // ----- submit / status / cancel --------------------------------------------------------------------
 
+  /**
+   * A job's default concurrency: what the general pool's live workers advertise they hold (the `concurrency`
+   * in their service metadata), so a default job fills the fleet rather than 8 slots of it; 8 when no worker
+   * answers (the job waits for one), at most the 1,024 a spec may ask for.
+   */
+  private async fleetConcurrency(): Promise<number> {
+    await this.client.discovery.refresh();
+    const total = this.client.discovery.live("general").reduce((sum, w) => sum + (Number(w.metadata.concurrency) || 0), 0);
+    return total > 0 ? Math.min(1024, Math.floor(total)) : 8;
+  }
+
   /** Checks a spec against what this process can run; throws ValidationError. */
   validateSpec(spec: JobSpecInput): JobSpec {
     if (!spec || typeof spec !== "object") throw new ValidationError("spec must be an object", { field: "spec" });
@@ -177,7 +188,8 @@ export class PipelineService implements JobsBackend {
    * `request.dataset.uploaded` the examples are already in the data stream under `request.job`.
    */
   async submit(request: SubmitRequest): Promise<string> {
-    const spec = this.validateSpec(request.spec);
+    const input = request.spec && typeof request.spec === "object" && request.spec.concurrency === undefined ? { ...request.spec, concurrency: await this.fleetConcurrency() } : request.spec;
+    const spec = this.validateSpec(input);
     let job: string;
     let examples: Array<Record<string, unknown>>;
     if (request.dataset?.uploaded !== undefined) {

@@ -78,3 +78,31 @@ export function summarize(record: JobRecord, results: ReadonlyMap<number, Exampl
     dataset_hash: record.dataset_hash,
   };
 }
+
+/** How close a finished run came to the concurrency bound (what `dspex eval` prints at the end). */
+export interface IdealBound {
+  /** Examples per second over the run's wall time. */
+  rate: number;
+  /** c ÷ mean per-example latency: by Little's law no run holding at most c examples in flight can go faster. */
+  ideal: number;
+  /** rate ÷ ideal, 0–1: the fraction of the c slots that were busy on average. */
+  fraction: number;
+}
+
+/**
+ * The throughput bound the CLI can know: c ÷ the mean latency of an example as measured by the pipeline (LM
+ * call plus bus plus worker CPU). It is the issue's min(c ÷ LM latency, cores ÷ CPU-s per example) seen from
+ * the caller: when the fleet's CPU saturates, per-example latency rises and the bound falls with it, so the
+ * fraction shows idle slots (dispatch gaps, retries, stragglers at the end), not CPU saturation; the
+ * benchmark (bench/) measures the full bound with the LM latency and CPU seconds known. Null without a rate
+ * or latency (an empty or unfinished run).
+ */
+export function idealBound(summary: Pick<JobSummary, "rate" | "latency_ms" | "done">, concurrency: number): IdealBound | null {
+  const rate = summary.rate;
+  const mean = summary.latency_ms?.mean;
+  if (rate === undefined || mean === undefined || mean <= 0 || summary.done === 0) return null;
+  // fewer examples than c can never fill c slots
+  const inFlight = Math.max(1, Math.min(concurrency, summary.done));
+  const ideal = inFlight / (mean / 1000);
+  return { rate, ideal, fraction: rate / ideal };
+}

@@ -16,6 +16,7 @@ import { isJobId } from "@dspex/jobs";
 import {
   PipelineClient,
   PipelineService,
+  idealBound,
   isPipelineProgram,
   normalizeMetrics,
   readDatasetFile,
@@ -151,7 +152,10 @@ export function printSummary(s: JobSummary, record: JobRecord): void {
   if (s.latency_ms) {
     out.write(`  latency    p50 ${s.latency_ms.p50.toFixed(0)} ms, p90 ${s.latency_ms.p90.toFixed(0)} ms, max ${s.latency_ms.max.toFixed(0)} ms\n`);
   }
-  if (s.rate !== undefined) out.write(`  throughput ${s.rate.toFixed(1)} examples/s\n`);
+  const bound = idealBound(s, record.spec.concurrency ?? 8);
+  if (bound) {
+    out.write(`  throughput ${bound.rate.toFixed(1)} examples/s, ${(100 * bound.fraction).toFixed(0)} % of the ideal ${bound.ideal.toFixed(1)}/s (c ÷ mean example latency)\n`);
+  } else if (s.rate !== undefined) out.write(`  throughput ${s.rate.toFixed(1)} examples/s\n`);
   for (const [type, n] of Object.entries(s.errors_by_type)) out.write(`  error      ${type}: ${n}\n`);
   if (record.error) out.write(`  stopped    ${record.error.type}: ${record.error.message}\n`);
 }
