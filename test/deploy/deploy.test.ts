@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { MAX_CONTROL_LINE } from "@dspex/bus";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = join(ROOT, ".dspex", "bin");
@@ -780,6 +781,14 @@ describe("NATS JetStream cluster, streams and KEDA", () => {
       const client = find<ServiceObject>(objects, "Service", url.hostname);
       assert.ok(client.spec.selector && selects(client.spec.selector, sts.spec.template.metadata.labels));
       assert.ok(client.spec.ports.some((p) => p.port === Number(url.port || 4222)));
+    });
+
+    test(`${overlay}: nats.conf allows a worker's JWT on the CONNECT line (max_control_line)`, () => {
+      const { objects } = rendered(overlay);
+      const conf = configMapData(objects, "nats-config")["nats.conf"] ?? "";
+      const m = /^max_control_line:\s*(\d+)\s*$/m.exec(conf);
+      assert.ok(m, "nats.conf sets max_control_line");
+      assert.equal(Number(m[1]), MAX_CONTROL_LINE, "the limit the credential issuer assumes");
     });
 
     test(`${overlay}: nats.conf is accepted by nats-server -t`, (t) => {

@@ -5,7 +5,7 @@
  * report drift), the pools' settings, and what `dspex status` shows.
  */
 export { connectNats, connectionSecurity, newInbox, serverList, type BusAccess, type ConnectOptions, type TlsFiles } from "./connect.js";
-export { issueAuth, type IssuedAuth, type IssueOptions } from "./auth/issue.js";
+export { issueAuth, MAX_CONTROL_LINE, type IssuedAuth, type IssueOptions } from "./auth/issue.js";
 export { readCreds, type CredsInfo } from "./auth/creds.js";
 export { ROLES, WORKER_ROLES, inboxPrefix, isRole, rolePermissions, workerRole, type Role, type RolePermissions } from "./auth/roles.js";
 export { busSettings, LIMIT_DEFAULTS, type BusSettings, type BusSettingsOverrides, type Limits, type LimitName } from "./settings.js";
