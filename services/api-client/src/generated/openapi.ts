@@ -704,7 +704,7 @@ export interface components {
              * @description One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.
              * @enum {unknown}
              */
-            type: "DecodeError" | "VersionError" | "UnknownOperation" | "ValidationError" | "PayloadTooLarge" | "LMConfigError" | "LMError" | "LMOutputError" | "WorkerError" | "DeadlineExceeded" | "AffinityError" | "Unsupported" | "Cancelled" | "NotFound" | "SignatureError" | "NoWorkersError" | "CircuitOpenError" | "TransportError" | "BusError" | "DatasetError" | "ErrorBudgetExceeded" | "IncompleteJob" | "MetricError" | "Unauthorized" | "Forbidden" | "UnsupportedMediaType" | "InternalError" | "StoreUnavailable";
+            type: "DecodeError" | "VersionError" | "UnknownOperation" | "ValidationError" | "PayloadTooLarge" | "LMConfigError" | "LMError" | "LMOutputError" | "WorkerError" | "DeadlineExceeded" | "AffinityError" | "Unsupported" | "Cancelled" | "NotFound" | "SignatureError" | "NoWorkersError" | "CircuitOpenError" | "TransportError" | "BusError" | "DatasetError" | "ErrorBudgetExceeded" | "IncompleteJob" | "MetricError" | "Unauthorized" | "Forbidden" | "UnsupportedMediaType" | "InternalError" | "StoreUnavailable" | "UnknownProgram" | "ProgramError";
         };
         /**
          * DSPex jobs (v1)
@@ -730,11 +730,8 @@ export interface components {
          * @description What an eval job runs (docs/evaluation.md).
          */
         "job-evalSpec": {
-            /**
-             * @description Examples in flight at once.
-             * @default 8
-             */
-            concurrency: number;
+            /** @description Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md). */
+            concurrency?: number;
             /** @description Example fields passed to the program (default: the signature's input fields). */
             input_keys?: string[];
             /** @description Fail the job once more examples than this failed; null: never. */

@@ -3,7 +3,7 @@
 import { DspexError, type DspexErrorOptions } from "../error-base.js";
 
 /** Every error type of the contract (error.schema.json). */
-export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable"] as const;
+export const ERROR_TYPES = ["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","UnknownProgram","ProgramError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable"] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 
 /** The body is not msgpack, or not a map. (raised by: worker) */
@@ -190,6 +190,22 @@ export class MetricError extends DspexError {
   }
 }
 
+/** The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md). (raised by: any) */
+export class UnknownProgram extends DspexError {
+  override readonly type = "UnknownProgram";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
+/** A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id. (raised by: worker) */
+export class ProgramError extends DspexError {
+  override readonly type = "ProgramError";
+  constructor(message: string, options: DspexErrorOptions = {}) {
+    super(message, { retryable: false, ...options });
+  }
+}
+
 /** No valid credentials: an HTTP API call without a valid bearer token (401). (raised by: client) */
 export class Unauthorized extends DspexError {
   override readonly type = "Unauthorized";
@@ -255,6 +271,8 @@ export const ERROR_CLASSES: Record<ErrorType, new (message: string, options?: Ds
   ErrorBudgetExceeded,
   IncompleteJob,
   MetricError,
+  UnknownProgram,
+  ProgramError,
   Unauthorized,
   Forbidden,
   UnsupportedMediaType,

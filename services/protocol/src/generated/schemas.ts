@@ -122,7 +122,9 @@ export const SCHEMAS = {
           "Forbidden",
           "UnsupportedMediaType",
           "InternalError",
-          "StoreUnavailable"
+          "StoreUnavailable",
+          "UnknownProgram",
+          "ProgramError"
         ],
         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."
       },
@@ -257,6 +259,16 @@ export const SCHEMAS = {
         "retryable": false,
         "raisedBy": "any",
         "description": "A metric raised or returned something that is not a score."
+      },
+      "UnknownProgram": {
+        "retryable": false,
+        "raisedBy": "any",
+        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."
+      },
+      "ProgramError": {
+        "retryable": false,
+        "raisedBy": "worker",
+        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."
       },
       "Unauthorized": {
         "retryable": false,
@@ -414,8 +426,7 @@ export const SCHEMAS = {
             "type": "integer",
             "minimum": 1,
             "maximum": 1024,
-            "default": 8,
-            "description": "Examples in flight at once."
+            "description": "Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md)."
           },
           "max_errors": {
             "type": [

@@ -209,7 +209,9 @@ export interface ErrorWire {
     | "Forbidden"
     | "UnsupportedMediaType"
     | "InternalError"
-    | "StoreUnavailable";
+    | "StoreUnavailable"
+    | "UnknownProgram"
+    | "ProgramError";
   message: string;
   /**
    * The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).
@@ -261,7 +263,7 @@ export interface EvalSpec {
    */
   metrics: (string | MetricSpec)[];
   /**
-   * Examples in flight at once.
+   * Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md).
    */
   concurrency?: number;
   /**

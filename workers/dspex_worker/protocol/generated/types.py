@@ -85,6 +85,8 @@ class ErrorWire(TypedDict, closed=True):
         "UnsupportedMediaType",
         "InternalError",
         "StoreUnavailable",
+        "UnknownProgram",
+        "ProgramError",
     ]
     """
     One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.
@@ -161,7 +163,7 @@ class EvalSpec(TypedDict, closed=True):
     """
     concurrency: NotRequired[int]
     """
-    Examples in flight at once.
+    Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md).
     """
     max_errors: NotRequired[int | None]
     """

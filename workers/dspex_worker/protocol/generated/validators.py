@@ -451,6 +451,8 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "UnsupportedMediaType",
                                     "InternalError",
                                     "StoreUnavailable",
+                                    "UnknownProgram",
+                                    "ProgramError",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -581,6 +583,16 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "retryable": False,
                                 "raisedBy": "any",
                                 "description": "A metric raised or returned something that is not a score.",
+                            },
+                            "UnknownProgram": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                            },
+                            "ProgramError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                             },
                             "Unauthorized": {
                                 "retryable": False,
@@ -11398,6 +11410,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "UnsupportedMediaType",
                                     "InternalError",
                                     "StoreUnavailable",
+                                    "UnknownProgram",
+                                    "ProgramError",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -11528,6 +11542,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                 "retryable": False,
                                 "raisedBy": "any",
                                 "description": "A metric raised or returned something that is not a score.",
+                            },
+                            "UnknownProgram": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                            },
+                            "ProgramError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                             },
                             "Unauthorized": {
                                 "retryable": False,
@@ -11676,6 +11700,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                         "UnsupportedMediaType",
                                         "InternalError",
                                         "StoreUnavailable",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -11806,6 +11832,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -12348,6 +12384,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                         "UnsupportedMediaType",
                                         "InternalError",
                                         "StoreUnavailable",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -12478,6 +12516,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -12667,6 +12715,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "UnsupportedMediaType",
                                     "InternalError",
                                     "StoreUnavailable",
+                                    "UnknownProgram",
+                                    "ProgramError",
                                 ],
                                 "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                             },
@@ -12797,6 +12847,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                 "retryable": False,
                                 "raisedBy": "any",
                                 "description": "A metric raised or returned something that is not a score.",
+                            },
+                            "UnknownProgram": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                            },
+                            "ProgramError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                             },
                             "Unauthorized": {
                                 "retryable": False,
@@ -12945,6 +13005,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                         "UnsupportedMediaType",
                                         "InternalError",
                                         "StoreUnavailable",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -13075,6 +13137,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -13491,6 +13563,8 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                         "UnsupportedMediaType",
                                         "InternalError",
                                         "StoreUnavailable",
+                                        "UnknownProgram",
+                                        "ProgramError",
                                     ],
                                     "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                 },
@@ -13621,6 +13695,16 @@ def validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_record(
                                     "retryable": False,
                                     "raisedBy": "any",
                                     "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                 },
                                 "Unauthorized": {
                                     "retryable": False,
@@ -18375,6 +18459,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "UnsupportedMediaType",
                             "InternalError",
                             "StoreUnavailable",
+                            "UnknownProgram",
+                            "ProgramError",
                         ],
                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                     },
@@ -18502,6 +18588,16 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                         "raisedBy": "any",
                         "description": "A metric raised or returned something that is not a score.",
                     },
+                    "UnknownProgram": {
+                        "retryable": False,
+                        "raisedBy": "any",
+                        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                    },
+                    "ProgramError": {
+                        "retryable": False,
+                        "raisedBy": "worker",
+                        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                    },
                     "Unauthorized": {
                         "retryable": False,
                         "raisedBy": "client",
@@ -18578,6 +18674,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                                 "UnsupportedMediaType",
                                 "InternalError",
                                 "StoreUnavailable",
+                                "UnknownProgram",
+                                "ProgramError",
                             ],
                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                         },
@@ -18705,6 +18803,16 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "raisedBy": "any",
                             "description": "A metric raised or returned something that is not a score.",
                         },
+                        "UnknownProgram": {
+                            "retryable": False,
+                            "raisedBy": "any",
+                            "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                        },
+                        "ProgramError": {
+                            "retryable": False,
+                            "raisedBy": "worker",
+                            "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                        },
                         "Unauthorized": {
                             "retryable": False,
                             "raisedBy": "client",
@@ -18797,11 +18905,15 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                 and data__type == "InternalError"
                 or isinstance(data__type, str)
                 and data__type == "StoreUnavailable"
+                or isinstance(data__type, str)
+                and data__type == "UnknownProgram"
+                or isinstance(data__type, str)
+                and data__type == "ProgramError"
             ):
                 raise JsonSchemaValueException(
                     ""
                     + (name_prefix or "data")
-                    + ".type must be one of ['DecodeError', 'VersionError', 'UnknownOperation', 'ValidationError', 'PayloadTooLarge', 'LMConfigError', 'LMError', 'LMOutputError', 'WorkerError', 'DeadlineExceeded', 'AffinityError', 'Unsupported', 'Cancelled', 'NotFound', 'SignatureError', 'NoWorkersError', 'CircuitOpenError', 'TransportError', 'BusError', 'DatasetError', 'ErrorBudgetExceeded', 'IncompleteJob', 'MetricError', 'Unauthorized', 'Forbidden', 'UnsupportedMediaType', 'InternalError', 'StoreUnavailable']",
+                    + ".type must be one of ['DecodeError', 'VersionError', 'UnknownOperation', 'ValidationError', 'PayloadTooLarge', 'LMConfigError', 'LMError', 'LMOutputError', 'WorkerError', 'DeadlineExceeded', 'AffinityError', 'Unsupported', 'Cancelled', 'NotFound', 'SignatureError', 'NoWorkersError', 'CircuitOpenError', 'TransportError', 'BusError', 'DatasetError', 'ErrorBudgetExceeded', 'IncompleteJob', 'MetricError', 'Unauthorized', 'Forbidden', 'UnsupportedMediaType', 'InternalError', 'StoreUnavailable', 'UnknownProgram', 'ProgramError']",
                     value=data__type,
                     name="" + (name_prefix or "data") + ".type",
                     definition={
@@ -18834,6 +18946,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "UnsupportedMediaType",
                             "InternalError",
                             "StoreUnavailable",
+                            "UnknownProgram",
+                            "ProgramError",
                         ],
                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                     },
@@ -18931,6 +19045,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                                 "UnsupportedMediaType",
                                 "InternalError",
                                 "StoreUnavailable",
+                                "UnknownProgram",
+                                "ProgramError",
                             ],
                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                         },
@@ -19057,6 +19173,16 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
                             "retryable": False,
                             "raisedBy": "any",
                             "description": "A metric raised or returned something that is not a score.",
+                        },
+                        "UnknownProgram": {
+                            "retryable": False,
+                            "raisedBy": "any",
+                            "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                        },
+                        "ProgramError": {
+                            "retryable": False,
+                            "raisedBy": "worker",
+                            "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                         },
                         "Unauthorized": {
                             "retryable": False,
@@ -19395,6 +19521,8 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "UnsupportedMediaType",
                                             "InternalError",
                                             "StoreUnavailable",
+                                            "UnknownProgram",
+                                            "ProgramError",
                                         ],
                                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                     },
@@ -19526,6 +19654,16 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                         "raisedBy": "any",
                                         "description": "A metric raised or returned something that is not a score.",
                                     },
+                                    "UnknownProgram": {
+                                        "retryable": False,
+                                        "raisedBy": "any",
+                                        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                    },
+                                    "ProgramError": {
+                                        "retryable": False,
+                                        "raisedBy": "worker",
+                                        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                                    },
                                     "Unauthorized": {
                                         "retryable": False,
                                         "raisedBy": "client",
@@ -19628,6 +19766,8 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                                 "UnsupportedMediaType",
                                                 "InternalError",
                                                 "StoreUnavailable",
+                                                "UnknownProgram",
+                                                "ProgramError",
                                             ],
                                             "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                         },
@@ -19758,6 +19898,16 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "retryable": False,
                                             "raisedBy": "any",
                                             "description": "A metric raised or returned something that is not a score.",
+                                        },
+                                        "UnknownProgram": {
+                                            "retryable": False,
+                                            "raisedBy": "any",
+                                            "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                        },
+                                        "ProgramError": {
+                                            "retryable": False,
+                                            "raisedBy": "worker",
+                                            "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                         },
                                         "Unauthorized": {
                                             "retryable": False,
@@ -19971,6 +20121,8 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                             "UnsupportedMediaType",
                                             "InternalError",
                                             "StoreUnavailable",
+                                            "UnknownProgram",
+                                            "ProgramError",
                                         ],
                                         "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
                                     },
@@ -20101,6 +20253,16 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                         "retryable": False,
                                         "raisedBy": "any",
                                         "description": "A metric raised or returned something that is not a score.",
+                                    },
+                                    "UnknownProgram": {
+                                        "retryable": False,
+                                        "raisedBy": "any",
+                                        "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                    },
+                                    "ProgramError": {
+                                        "retryable": False,
+                                        "raisedBy": "worker",
+                                        "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
                                     },
                                     "Unauthorized": {
                                         "retryable": False,
