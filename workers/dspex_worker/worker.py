@@ -35,7 +35,7 @@ from .observability.log import emit_event, get_logger
 from .ops import registry
 from .ops.context import OpContext
 from .ops.embed import EMBEDDERS
-from .programs.packages import Catalog, discover
+from .programs.packages import discover
 from .protocol import DspexError
 from .protocol.errors import (
     AffinityError,
@@ -89,7 +89,6 @@ class Worker:
         self._reconcile_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._ready = False
-        self.programs = Catalog()  # users' packaged programs, discovered at start (programs/packages.py)
         self.ready = asyncio.Event()  # set once the worker pulls (what the `ready` event on stdout announces)
         self.started_at = time.time()
         # a request without a Dspex-Deadline header runs at most this long (its pool's default)
@@ -131,7 +130,7 @@ class Worker:
             else {},
             "reliability": self.replies.stats() if self.replies else {},
             "embed": EMBEDDERS.stats(),
-            "programs": self.programs.advertisement(),
+            "programs": self.ops.catalog.advertisement(),
         }
 
     async def _connect(self) -> Client:
@@ -201,8 +200,8 @@ class Worker:
         hosted = await start_local_lm() if cfg.host_local_lm and cfg.pool == "gpu" else None
         lm_meta = {"lm_url": hosted.url, "lm_model": f"openai/{hosted.model}"} if hosted else {}
         # Users' programs are imported before pulling so that a broken one is reported in the ready event.
-        self.programs = discover()
-        for failure in self.programs.failures:
+        self.ops.catalog = discover()
+        for failure in self.ops.catalog.failures:
             log.warning("program not served", program=failure["name"], path=failure["path"], error=failure["error"])
         self.pull.start()
         await self.direct.start()
@@ -232,7 +231,7 @@ class Worker:
             worker=cfg.worker_id,
             pool=cfg.pool,
             pid=os.getpid(),
-            programs=self.programs.advertisement(),
+            programs=self.ops.catalog.advertisement(),
             **lm_meta,
         )
         log.info("worker ready", worker=cfg.worker_id, pool=cfg.pool)

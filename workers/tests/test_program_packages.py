@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import dspy
 import pytest
 
 from dspex_worker.programs.packages import (
@@ -102,3 +103,27 @@ def test_lookup_inputs_outputs_and_raised_errors_are_typed() -> None:
     err = program_error(qa, KeyError("missing"))
     assert err.details == {"exception": "KeyError", "program": "QA"}
     assert "Traceback" not in str(err)
+
+
+def test_the_program_op_checks_the_signature_and_the_outputs() -> None:
+    from dspex_worker.ops.program import _declared_outputs, check_signature
+
+    qa = discover({"DSPEX_PROGRAMS": "dspex_test_programs.qa:QA"}).get("QA")
+    check_signature(qa, {"inputs": qa.info["inputs"], "outputs": qa.info["outputs"]})
+    older = [{"name": "question", "type": {"kind": "str"}}, {"name": "context", "type": {"kind": "str"}}]
+    with pytest.raises(ValidationError) as skew:
+        check_signature(qa, {"inputs": older, "outputs": qa.info["outputs"]})
+    assert skew.value.field == "signature.inputs"
+    retyped = [{"name": "answer", "type": {"kind": "str"}}, {"name": "confidence", "type": {"kind": "str"}}]
+    with pytest.raises(ValidationError) as types:
+        check_signature(qa, {"inputs": qa.info["inputs"], "outputs": retyped})
+    assert types.value.field == "signature.outputs"
+
+    out = _declared_outputs(qa, dspy.Prediction(answer="a", confidence=0.5))
+    assert dict(out.items()) == {"answer": "a", "confidence": 0.5}
+    with pytest.raises(ValidationError) as missing:
+        _declared_outputs(qa, dspy.Prediction(answer="a"))
+    assert missing.value.field == "outputs.confidence"
+    with pytest.raises(ValidationError) as not_prediction:
+        _declared_outputs(qa, "a")
+    assert not_prediction.value.field == "outputs"

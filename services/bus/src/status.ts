@@ -7,7 +7,7 @@
  */
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { POOLS, SERVICES, STREAMS, poolConsumer, routerStatusSubject, workerStatusSubject, type Pool } from "@dspex/protocol";
+import { POOLS, SERVICES, STREAMS, poolConsumer, routerStatusSubject, workerStatusSubject, type FieldWire, type Pool } from "@dspex/protocol";
 import { formatDrift, inspectBus, type BusInspection } from "./inspect.js";
 import type { BusSpec } from "./spec.js";
 
@@ -50,8 +50,8 @@ export interface AdvertisedProgram {
   path: string;
   version: string | null;
   pool: Pool | string;
-  inputs: Array<{ name: string; type: Record<string, unknown> }>;
-  outputs: Array<{ name: string; type: Record<string, unknown> }>;
+  inputs: FieldWire[];
+  outputs: FieldWire[];
   predictors: string[];
 }
 
@@ -82,6 +82,34 @@ export interface BusStatus {
   pools: PoolStatus[];
 }
 
+/**
+ * Every live worker's status: the worker service is pinged (answers within `waitMs`), then each worker's own
+ * status endpoint is asked. A worker that does not answer its status is listed with pool "unknown".
+ */
+export async function workerStatuses(nc: NatsConnection, waitMs = 500): Promise<WorkerStatus[]> {
+  // Each worker answers its own status endpoint; ping the service first to learn who is there.
+  const ids: string[] = [];
+  try {
+    const replies = await nc.requestMany(`$SRV.PING.${SERVICES.worker}`, undefined, { strategy: "timer", maxWait: waitMs });
+    for await (const msg of replies) {
+      const info = msg.json<{ metadata?: Record<string, string> }>();
+      if (info.metadata?.worker) ids.push(info.metadata.worker);
+    }
+  } catch {
+    // no responders: no worker runs
+  }
+  return Promise.all(
+    ids.map(async (id) => {
+      try {
+        const reply = await nc.request(workerStatusSubject(id), undefined, { timeout: 2_000 });
+        return reply.json<WorkerStatus>();
+      } catch {
+        return { worker: id, pool: "unknown" } as WorkerStatus;
+      }
+    }),
+  );
+}
+
 export async function collectStatus(nc: NatsConnection, spec: BusSpec, waitMs = 500): Promise<BusStatus> {
   const jsm = await jetstreamManager(nc);
   const pools: PoolStatus[] = POOLS.map((pool) => ({ pool, lag: 0, inflight: 0, redelivered: 0, consumers: 0, workers: [] }));
@@ -100,27 +128,7 @@ export async function collectStatus(nc: NatsConnection, spec: BusSpec, waitMs = 
   } catch {
     stream = undefined; // not provisioned yet
   }
-  // Each worker answers its own status endpoint; ping the service first to learn who is there.
-  const ids: string[] = [];
-  try {
-    const replies = await nc.requestMany(`$SRV.PING.${SERVICES.worker}`, undefined, { strategy: "timer", maxWait: waitMs });
-    for await (const msg of replies) {
-      const info = msg.json<{ metadata?: Record<string, string> }>();
-      if (info.metadata?.worker) ids.push(info.metadata.worker);
-    }
-  } catch {
-    // no responders: no worker runs
-  }
-  const stats = await Promise.all(
-    ids.map(async (id) => {
-      try {
-        const reply = await nc.request(workerStatusSubject(id), undefined, { timeout: 2_000 });
-        return reply.json<WorkerStatus>();
-      } catch {
-        return { worker: id, pool: "unknown" } as WorkerStatus;
-      }
-    }),
-  );
+  const stats = await workerStatuses(nc, waitMs);
   for (const s of stats.sort((a, b) => a.worker.localeCompare(b.worker))) {
     pools.find((p) => p.pool === s.pool)?.workers.push(s);
   }

@@ -43,6 +43,7 @@ import { Optimizer, type CompileJob, type CompileOptions } from "./optimize.js";
 import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
 import { SessionTable } from "./sessions.js";
 import { ProgramStream, type StreamOptions } from "./stream.js";
+import { PackagedProgram, type PackagedProgramOptions } from "./packaged.js";
 import { ToolRegistry } from "./tools.js";
 import { Transport } from "./transport.js";
 import { DirectLane, type DirectLaneOptions } from "./lanes/direct.js";
@@ -189,6 +190,17 @@ export class Client implements Caller {
     const reply = await this.send<Record<string, unknown>>(embedRequest(texts, module), rest);
     const { vectors, dim } = decodeVectors(reply.outputs);
     return { vectors, dim, model: String(reply.outputs.model), truncated: (reply.outputs.truncated as number[] | undefined) ?? [], usage: reply.usage, worker: reply.worker };
+  }
+
+  /**
+   * A user's packaged DSPy program served by the fleet (docs/programs.md): `await client.program("qa").call({...})`.
+   * Its fields, pool and version are learnt from the workers' advertisements on first use.
+   */
+  program<I extends Record<string, unknown> = Record<string, unknown>, O extends Record<string, unknown> = Record<string, unknown>>(
+    name: string,
+    options: PackagedProgramOptions = {},
+  ): PackagedProgram<I, O> {
+    return new PackagedProgram<I, O>(this, name, options);
   }
 
   /** Stores a program (signature, module, state) in KV and returns its id and version. */

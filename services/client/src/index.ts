@@ -24,3 +24,4 @@ export { serveTool, ToolRegistry, checkToolArgs, type ToolDefinition, type ToolP
 export { ProgramStream, type StreamEvent, type StreamOptions } from "./stream.js";
 export { Optimizer, CompileJob, type CompileOptions, type Dataset, type OptimizerName, type OptimizeResult } from "./optimize.js";
 export { decodeVectors, embedRequest, EMBED_SIGNATURE, type EmbedCallOptions, type Embeddings } from "./embed.js";
+export { PackagedProgram, type PackagedProgramOptions } from "./packaged.js";

@@ -15,3 +15,21 @@ class TwoPredictorsNoSignature(dspy.Module):
 class BadPool(dspy.Module):
     pool = "tpu"
     signature = "x -> y"
+
+
+class Raises(dspy.Module):
+    """Served, but its forward raises: the caller gets a ProgramError with the type and message only."""
+
+    signature = "x -> y"
+
+    def forward(self, x: str) -> dspy.Prediction:
+        raise KeyError(f"no entry for {x}")
+
+
+class WrongOutputs(dspy.Module):
+    """Served, but it answers a field it does not declare and not the one it does."""
+
+    signature = "x -> y"
+
+    def forward(self, x: str) -> dspy.Prediction:
+        return dspy.Prediction(z=x)

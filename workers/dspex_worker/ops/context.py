@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from ..jobs.store import JobStore
 from ..lm.factory import LMFactory
 from ..programs.modules import build_module
+from ..programs.packages import Catalog
 from ..programs.store import ProgramStore
 from ..protocol.errors import ValidationError
 from ..signatures import SignatureCache
@@ -45,6 +46,8 @@ class OpContext:
     worker_id: str = ""
     nc: Client | None = None
     jobs: JobStore | None = None
+    # users' packaged programs (programs/packages.py): the worker fills it at start, before it pulls
+    catalog: Catalog = field(default_factory=Catalog)
     programs: ProgramStore = field(init=False)
 
     def __post_init__(self) -> None:

@@ -2,7 +2,7 @@
 
 `run` checks the op's module options against the schema (modules.schema.json; defaults filled in) and hands
 the request, with them, to the op's handler. Module ops are plans run by plan.run_planned; `parallel`,
-`evaluate` and `compile` have their own handlers.
+`evaluate`, `compile` and `embed` have their own handlers; `program` runs a user's packaged module (program.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..execution import Execution, Request
 from ..protocol import check_module_options
 from ..protocol.errors import ValidationError
 from ..protocol.generated.ops import OPERATIONS
-from . import embed, evaluate, parallel, predict, surface
+from . import embed, evaluate, parallel, predict, program, surface
 from .compile import runner as compile_runner
 from .context import OpContext
 from .plan import Planner, run_planned
@@ -42,6 +42,7 @@ OPS: Final[dict[str, Handler]] = {
     "parallel": parallel.run,
     "compile": compile_runner.run,
     "embed": embed.run,
+    "program": planned(program.plan),
 }
 assert set(OPS) == set(OPERATIONS), "every operation of the contract has a handler"
 

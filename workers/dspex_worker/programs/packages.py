@@ -35,6 +35,9 @@ class Program:
     name: str
     cls: type[dspy.Module]
     info: dict[str, Any]
+    # the instance the worker serves: built once at start (as dspy.Evaluate shares one program across its
+    # threads, concurrent requests share it)
+    instance: dspy.Module
 
 
 @dataclass
@@ -173,7 +176,7 @@ def _load(name: str, path: str) -> Program:
         "outputs": sig["outputs"],
         "predictors": [n for n, _ in instance.named_predictors()],
     }
-    return Program(name=name, cls=cls, info=info)
+    return Program(name=name, cls=cls, info=info, instance=instance)
 
 
 def discover(env: Mapping[str, str] | None = None) -> Catalog:

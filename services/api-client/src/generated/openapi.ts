@@ -1013,6 +1013,14 @@ export interface components {
         "modules-predict": {
             demos?: components["schemas"]["modules-demos"];
         };
+        /**
+         * ProgramOptions
+         * @description program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).
+         */
+        "modules-program": {
+            /** @description The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name. */
+            name: string;
+        };
         /** ProgramOfThoughtOptions */
         "modules-program_of_thought": {
             /** @default 3 */
@@ -1265,10 +1273,10 @@ export interface components {
             /** @description Module options, by op: modules.schema.json (predict, chain_of_thought and evaluate take `demos`; each DSPy surface op its own options). A bad option is a ValidationError whose field names it (module.<option>). */
             module?: Record<string, never>;
             /**
-             * @description DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).
+             * @description DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).
              * @enum {unknown}
              */
-            op: "predict" | "chain_of_thought" | "evaluate" | "react" | "program_of_thought" | "rlm" | "multi_chain_comparison" | "best_of_n" | "refine" | "parallel" | "majority" | "ensemble" | "compile" | "embed";
+            op: "predict" | "chain_of_thought" | "evaluate" | "react" | "program_of_thought" | "rlm" | "multi_chain_comparison" | "best_of_n" | "refine" | "parallel" | "majority" | "ensemble" | "compile" | "embed" | "program";
             program?: components["schemas"]["request-program"];
             session?: string;
             signature: components["schemas"]["signature"];
@@ -1280,7 +1288,7 @@ export interface components {
              * @enum {unknown}
              */
             v: 1;
-        } & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        } & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /**
          * EvaluateSpec
          * @description Required when op is `evaluate` (see docs/evaluation.md).

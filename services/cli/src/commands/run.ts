@@ -1,4 +1,4 @@
-/** `dspex run`, `dspex demo`, `dspex up`: DSPy calls on the fleet, and the embedded fleet itself. */
+/** `dspex run`, `dspex call`, `dspex demo`, `dspex up`: DSPy calls on the fleet, and the embedded fleet itself. */
 import { Option, type Command } from "commander";
 import { DspexError, type LMConfig } from "@dspex/protocol";
 import { Client, type CallResult } from "@dspex/client";
@@ -114,6 +114,29 @@ export function registerRunCommands(program: Command): void {
         await withClient(session, lm, async (client) => {
           const options = { ...(flags.instructions ? { instructions: flags.instructions } : {}), ...(flags.timeout ? { timeoutMs: flags.timeout } : {}) };
           const result = flags.cot ? await client.chainOfThought(signature, inputs, options) : await client.predict(signature, inputs, options);
+          printResult(result, flags.json ?? false);
+        });
+      } finally {
+        await session.close();
+      }
+    });
+
+  program
+    .command("call")
+    .description("call a packaged DSPy program the fleet serves (docs/programs.md) and print its outputs")
+    .argument("<program>", "the program's name, as `dspex status` lists it")
+    .option("-i, --input <name=value...>", "input values (repeatable)", [])
+    .option("--lm <model>", "LM as provider/model (default: DSPEX_LM, else the local model)")
+    .option("--api-base <url>", "OpenAI-compatible endpoint for --lm")
+    .addOption(new Option("--timeout <ms>", "timeout in milliseconds").argParser(Number))
+    .option("--json", "print the full result as JSON")
+    .action(async (name: string, flags: { input: string[]; lm?: string; apiBase?: string; timeout?: number; json?: boolean }) => {
+      const inputs = parseInputs(flags.input);
+      const lm = lmFromFlags(flags);
+      const session = await openSession({ workers: true, ...(lm ? { lm } : {}), quiet: flags.json ?? false });
+      try {
+        await withClient(session, lm, async (client) => {
+          const result = await client.program(name).call(inputs, flags.timeout ? { timeoutMs: flags.timeout } : {});
           printResult(result, flags.json ?? false);
         });
       } finally {

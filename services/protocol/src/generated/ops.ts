@@ -2,16 +2,16 @@
 
 import * as v from "./validators.js";
 import type { ValidateFunction } from "ajv";
-import type { BestOfNOptions, BootstrapFewShotOptions, BootstrapFewShotWithRandomSearchOptions, BootstrapFinetuneOptions, COPROOptions, EmbedOptions, EnsembleOptions, GEPAOptions, LabeledFewShotOptions, MIPROv2Options, MajorityOptions, MultiChainComparisonOptions, NoOptions, ParallelOptions, PredictOptions, ProgramOfThoughtOptions, RLMOptions, ReActOptions, SIMBAOptions } from "./types.js";
+import type { BestOfNOptions, BootstrapFewShotOptions, BootstrapFewShotWithRandomSearchOptions, BootstrapFinetuneOptions, COPROOptions, EmbedOptions, EnsembleOptions, GEPAOptions, LabeledFewShotOptions, MIPROv2Options, MajorityOptions, MultiChainComparisonOptions, NoOptions, ParallelOptions, PredictOptions, ProgramOfThoughtOptions, ProgramOptions, RLMOptions, ReActOptions, SIMBAOptions } from "./types.js";
 
-export const OPERATIONS = ["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed"] as const;
+export const OPERATIONS = ["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed","program"] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** The pool an operation goes to when the caller names none (request.schema.json x-dspex-pools). */
 export const OPERATION_POOLS: Partial<Record<Operation, "general" | "optimizer" | "gpu">> = {"compile":"optimizer","embed":"gpu"};
 
 /** Envelope fields each operation requires (request.schema.json's if/then rules). */
-export const OPERATION_REQUIRES: Partial<Record<Operation, readonly string[]>> = {"evaluate":["evaluate"],"parallel":["batch"],"ensemble":["program"],"compile":["compile"]};
+export const OPERATION_REQUIRES: Partial<Record<Operation, readonly string[]>> = {"evaluate":["evaluate"],"parallel":["batch"],"ensemble":["program"],"compile":["compile"],"program":["module"]};
 
 /** The validator of each operation's `module` options (request.schema.json's if/then rules). */
 export const MODULE_OPTION_VALIDATORS: Record<Operation, ValidateFunction> = {
@@ -29,6 +29,7 @@ export const MODULE_OPTION_VALIDATORS: Record<Operation, ValidateFunction> = {
   ensemble: v.validateModule_none as ValidateFunction,
   compile: v.validateModule_none as ValidateFunction,
   embed: v.validateModule_embed as ValidateFunction,
+  program: v.validateModule_program as ValidateFunction,
 };
 
 /** The `module` options each operation takes (modules.schema.json). */
@@ -47,6 +48,7 @@ export interface ModuleOptionsByOp {
   ensemble: NoOptions;
   compile: NoOptions;
   embed: EmbedOptions;
+  program: ProgramOptions;
 }
 
 export const OPTIMIZERS = ["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"] as const;

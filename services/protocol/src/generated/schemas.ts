@@ -1166,6 +1166,22 @@ export const SCHEMAS = {
           }
         }
       },
+      "program": {
+        "title": "ProgramOptions",
+        "type": "object",
+        "additionalProperties": false,
+        "required": [
+          "name"
+        ],
+        "description": "program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).",
+        "properties": {
+          "name": {
+            "type": "string",
+            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+            "description": "The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name."
+          }
+        }
+      },
       "none": {
         "title": "NoOptions",
         "type": "object",
@@ -2037,9 +2053,10 @@ export const SCHEMAS = {
           "majority",
           "ensemble",
           "compile",
-          "embed"
+          "embed",
+          "program"
         ],
-        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md)."
+        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md)."
       },
       "signature": {
         "$ref": "signature.schema.json"
@@ -2361,6 +2378,28 @@ export const SCHEMAS = {
               "$ref": "modules.schema.json#/definitions/embed"
             }
           }
+        }
+      },
+      {
+        "if": {
+          "properties": {
+            "op": {
+              "const": "program"
+            }
+          },
+          "required": [
+            "op"
+          ]
+        },
+        "then": {
+          "properties": {
+            "module": {
+              "$ref": "modules.schema.json#/definitions/program"
+            }
+          },
+          "required": [
+            "module"
+          ]
         }
       }
     ],

@@ -87,7 +87,7 @@ export type RequestEnvelope = {
    */
   id: string;
   /**
-   * DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).
+   * DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).
    */
   op:
     | "predict"
@@ -103,7 +103,8 @@ export type RequestEnvelope = {
     | "majority"
     | "ensemble"
     | "compile"
-    | "embed";
+    | "embed"
+    | "program";
   signature: SignatureWire;
   /**
    * Input field values by name; exactly the signature's input fields.
@@ -603,6 +604,15 @@ export interface EmbedOptions {
    * Unit-length vectors (cosine = inner product).
    */
   normalize?: boolean;
+}
+/**
+ * program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).
+ */
+export interface ProgramOptions {
+  /**
+   * The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.
+   */
+  name: string;
 }
 /**
  * ensemble, compile: no module options.

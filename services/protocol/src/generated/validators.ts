@@ -4,13 +4,14 @@ import runtime_ucs2length from "ajv/dist/runtime/ucs2length.js";
 import runtime_equal from "ajv/dist/runtime/equal.js";
 "use strict";
 export const validateRequest = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/request.schema.json","title":"RequestEnvelope","description":"DSPex request envelope (v1): msgpack body published on dspex.req.<pool>.<key>. Headers: Dspex-Reply-To (required), Nats-Msg-Id (= id), Dspex-Deadline (epoch ms), traceparent.","type":"object","required":["v","id","op","signature","inputs"],"properties":{"v":{"const":1,"description":"Envelope version."},"id":{"type":"string","minLength":1,"description":"Request id; equal to the Nats-Msg-Id header."},"op":{"enum":["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed"],"description":"DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md)."},"signature":{"$ref":"signature.schema.json"},"inputs":{"type":"object","description":"Input field values by name; exactly the signature's input fields."},"module":{"type":"object","description":"Module options, by op: modules.schema.json (predict, chain_of_thought and evaluate take `demos`; each DSPy surface op its own options). A bad option is a ValidationError whose field names it (module.<option>)."},"session":{"type":"string"},"timeout_ms":{"type":"integer","minimum":1,"description":"The caller's budget in ms; the Dspex-Deadline header rules."},"batch":{"type":"array","items":{"type":"object"},"description":"op parallel: one input map per item (`inputs` is then {})."},"compile":{"$ref":"optimizers.schema.json#/definitions/compile"},"lm":{"$ref":"#/definitions/lm"},"evaluate":{"$ref":"#/definitions/evaluate"},"program":{"$ref":"#/definitions/program"},"stream":{"$ref":"#/definitions/stream"}},"additionalProperties":false,"allOf":[{"if":{"properties":{"op":{"const":"predict"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"chain_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"evaluate"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}},"required":["evaluate"]}},{"if":{"properties":{"op":{"const":"react"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/react"}}}},{"if":{"properties":{"op":{"const":"program_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/program_of_thought"}}}},{"if":{"properties":{"op":{"const":"rlm"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/rlm"}}}},{"if":{"properties":{"op":{"const":"multi_chain_comparison"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/multi_chain_comparison"}}}},{"if":{"properties":{"op":{"const":"best_of_n"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"refine"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"parallel"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/parallel"}},"required":["batch"]}},{"if":{"properties":{"op":{"const":"majority"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/majority"}}}},{"if":{"properties":{"op":{"const":"ensemble"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["program"]}},{"if":{"properties":{"op":{"const":"compile"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["compile"]}},{"if":{"properties":{"op":{"const":"embed"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/embed"}}}}],"definitions":{"lm":{"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"},"evaluate":{"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"},"program":{"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"},"stream":{"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"}},"x-dspex-pools":{"compile":"optimizer","embed":"gpu"}};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/request.schema.json","title":"RequestEnvelope","description":"DSPex request envelope (v1): msgpack body published on dspex.req.<pool>.<key>. Headers: Dspex-Reply-To (required), Nats-Msg-Id (= id), Dspex-Deadline (epoch ms), traceparent.","type":"object","required":["v","id","op","signature","inputs"],"properties":{"v":{"const":1,"description":"Envelope version."},"id":{"type":"string","minLength":1,"description":"Request id; equal to the Nats-Msg-Id header."},"op":{"enum":["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed","program"],"description":"DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md)."},"signature":{"$ref":"signature.schema.json"},"inputs":{"type":"object","description":"Input field values by name; exactly the signature's input fields."},"module":{"type":"object","description":"Module options, by op: modules.schema.json (predict, chain_of_thought and evaluate take `demos`; each DSPy surface op its own options). A bad option is a ValidationError whose field names it (module.<option>)."},"session":{"type":"string"},"timeout_ms":{"type":"integer","minimum":1,"description":"The caller's budget in ms; the Dspex-Deadline header rules."},"batch":{"type":"array","items":{"type":"object"},"description":"op parallel: one input map per item (`inputs` is then {})."},"compile":{"$ref":"optimizers.schema.json#/definitions/compile"},"lm":{"$ref":"#/definitions/lm"},"evaluate":{"$ref":"#/definitions/evaluate"},"program":{"$ref":"#/definitions/program"},"stream":{"$ref":"#/definitions/stream"}},"additionalProperties":false,"allOf":[{"if":{"properties":{"op":{"const":"predict"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"chain_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"evaluate"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}},"required":["evaluate"]}},{"if":{"properties":{"op":{"const":"react"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/react"}}}},{"if":{"properties":{"op":{"const":"program_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/program_of_thought"}}}},{"if":{"properties":{"op":{"const":"rlm"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/rlm"}}}},{"if":{"properties":{"op":{"const":"multi_chain_comparison"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/multi_chain_comparison"}}}},{"if":{"properties":{"op":{"const":"best_of_n"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"refine"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"parallel"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/parallel"}},"required":["batch"]}},{"if":{"properties":{"op":{"const":"majority"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/majority"}}}},{"if":{"properties":{"op":{"const":"ensemble"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["program"]}},{"if":{"properties":{"op":{"const":"compile"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["compile"]}},{"if":{"properties":{"op":{"const":"embed"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/embed"}}}},{"if":{"properties":{"op":{"const":"program"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/program"}},"required":["module"]}}],"definitions":{"lm":{"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"},"evaluate":{"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"},"program":{"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"},"stream":{"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"}},"x-dspex-pools":{"compile":"optimizer","embed":"gpu"}};
 const schema17 = {"title":"ProgramOfThoughtOptions","type":"object","additionalProperties":false,"properties":{"max_iters":{"type":"integer","minimum":1,"maximum":10,"default":3}}};
 const schema18 = {"title":"RLMOptions","type":"object","additionalProperties":false,"properties":{"max_iters":{"type":"integer","minimum":1,"maximum":50,"default":10},"max_llm_calls":{"type":"integer","minimum":1,"maximum":200,"default":20}}};
 const schema30 = {"title":"NoOptions","type":"object","additionalProperties":false,"properties":{},"description":"ensemble, compile: no module options."};
 const schema32 = {"title":"EmbedOptions","type":"object","additionalProperties":false,"properties":{"model":{"default":"wordllama","enum":["wordllama","lm"],"description":"`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint)."},"truncate":{"type":"boolean","default":false,"description":"A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false)."},"normalize":{"type":"boolean","default":true,"description":"Unit-length vectors (cosine = inner product)."}}};
-const schema46 = {"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"};
-const schema80 = {"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"};
+const schema33 = {"title":"ProgramOptions","type":"object","additionalProperties":false,"required":["name"],"description":"program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).","properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$","description":"The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name."}}};
+const schema47 = {"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"};
+const schema81 = {"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"};
 const schema13 = {"title":"PredictOptions","type":"object","additionalProperties":false,"description":"predict, chain_of_thought, evaluate.","properties":{"demos":{"$ref":"#/definitions/demos"}}};
 const schema14 = {"type":"array","items":{"type":"object"},"description":"Few-shot examples: maps with input and output fields."};
 
@@ -846,10 +847,10 @@ validate25.errors = vErrors;
 return errors === 0;
 }
 
-const schema33 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"}}};
-const schema34 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"};
-const pattern1 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
-const schema35 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"};
+const schema34 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"}}};
+const schema35 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"};
+const pattern2 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
+const schema36 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"};
 const wrapper0 = {validate: validate29};
 
 function validate29(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -891,7 +892,7 @@ if(_errs3 === errors){
 if(data.kind !== undefined){
 let data0 = data.kind;
 if(!(((((data0 === "str") || (data0 === "int")) || (data0 === "float")) || (data0 === "bool")) || (data0 === "any"))){
-const err2 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/0/properties/kind/enum",keyword:"enum",params:{allowedValues: schema35.oneOf[0].properties.kind.enum},message:"must be equal to one of the allowed values"};
+const err2 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/0/properties/kind/enum",keyword:"enum",params:{allowedValues: schema36.oneOf[0].properties.kind.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -1255,7 +1256,7 @@ for(let i0=0; i0<len0; i0++){
 let data10 = data9[i0];
 const _errs27 = errors;
 if(((typeof data10 !== "string") && (!((typeof data10 == "number") && (isFinite(data10))))) && (typeof data10 !== "boolean")){
-const err20 = {instancePath:instancePath+"/values/" + i0,schemaPath:"#/oneOf/4/properties/values/items/type",keyword:"type",params:{type: schema35.oneOf[4].properties.values.items.type},message:"must be string,number,boolean"};
+const err20 = {instancePath:instancePath+"/values/" + i0,schemaPath:"#/oneOf/4/properties/values/items/type",keyword:"type",params:{type: schema36.oneOf[4].properties.values.items.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -1490,7 +1491,7 @@ let data0 = data.name;
 const _errs2 = errors;
 if(errors === _errs2){
 if(typeof data0 === "string"){
-if(!pattern1.test(data0)){
+if(!pattern2.test(data0)){
 validate28.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\""}];
 return false;
 }
@@ -1801,19 +1802,19 @@ validate27.errors = vErrors;
 return errors === 0;
 }
 
-const schema37 = {"title":"CompileSpec","type":"object","required":["optimizer","program"],"additionalProperties":false,"description":"op compile: an optimizer job on the optimizer pool (docs/dspy-surface.md, Optimizer jobs). The job record is in KV dspex_jobs (job.schema.json).","properties":{"job":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$","description":"Job id (default: the request id)."},"optimizer":{"enum":["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"]},"options":{"type":"object","description":"The optimizer's constructor and compile() arguments by DSPy's names; checked against the optimizer's definition."},"program":{"$ref":"request.schema.json#/definitions/program","description":"The stored program to optimize; the result is stored as its next version."},"trainset":{"type":"array","items":{"type":"object"}},"valset":{"type":"array","items":{"type":"object"}},"metric":{"$ref":"#/definitions/metric"},"prompt_lm":{"$ref":"request.schema.json#/definitions/lm"},"teacher_lm":{"$ref":"request.schema.json#/definitions/lm"},"reflection_lm":{"$ref":"request.schema.json#/definitions/lm"},"evaluate":{"type":"boolean","default":true,"description":"Score the program before and after (dspy.Evaluate on the valset, else the trainset)."}},"allOf":[{"if":{"properties":{"optimizer":{"const":"LabeledFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/LabeledFewShot"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShot"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShotWithRandomSearch"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShotWithRandomSearch"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"MIPROv2"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/MIPROv2"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"COPRO"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/COPRO"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"GEPA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/GEPA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"SIMBA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/SIMBA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"Ensemble"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/Ensemble"}},"required":["options"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFinetune"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFinetune"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}}]};
-const schema38 = {"title":"LabeledFewShotOptions","type":"object","additionalProperties":false,"properties":{"k":{"type":"integer","minimum":0},"sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.LabeledFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema39 = {"title":"BootstrapFewShotOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"metric_threshold":{"type":"number"},"max_rounds":{"type":"integer","minimum":1},"max_errors":{"type":"integer","minimum":1}},"description":"dspy.BootstrapFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema40 = {"title":"BootstrapFewShotWithRandomSearchOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"max_rounds":{"type":"integer","minimum":1},"num_candidate_programs":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"stop_at_score":{"type":"number"},"metric_threshold":{"type":"number"},"labeled_sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.BootstrapFewShotWithRandomSearch: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema41 = {"title":"MIPROv2Options","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"auto":{"enum":["light","medium","heavy","off"]},"num_candidates":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0},"init_temperature":{"type":"number","minimum":0,"maximum":2},"metric_threshold":{"type":"number"},"num_trials":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch":{"type":"boolean","x-dspex-stage":"compile"},"minibatch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch_full_eval_steps":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"program_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"data_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"view_data_batch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"tip_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"fewshot_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.MIPROv2: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema42 = {"title":"COPROOptions","type":"object","additionalProperties":false,"properties":{"breadth":{"type":"integer","minimum":2},"depth":{"type":"integer","minimum":1},"init_temperature":{"type":"number","minimum":0,"maximum":2},"num_threads":{"type":"integer","minimum":1,"maximum":64,"x-dspex-stage":"compile"}},"description":"dspy.COPRO: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema43 = {"title":"GEPAOptions","type":"object","additionalProperties":false,"properties":{"auto":{"enum":["light","medium","heavy"]},"max_full_evals":{"type":"integer","minimum":1},"max_metric_calls":{"type":"integer","minimum":1},"reflection_minibatch_size":{"type":"integer","minimum":1},"candidate_selection_strategy":{"enum":["pareto","current_best"]},"skip_perfect_score":{"type":"boolean"},"use_merge":{"type":"boolean"},"max_merge_invocations":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"failure_score":{"type":"number"},"perfect_score":{"type":"number"},"seed":{"type":"integer","minimum":0},"add_format_failure_as_feedback":{"type":"boolean"}},"description":"dspy.GEPA: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema44 = {"title":"SIMBAOptions","type":"object","additionalProperties":false,"properties":{"bsize":{"type":"integer","minimum":1},"num_candidates":{"type":"integer","minimum":1},"max_steps":{"type":"integer","minimum":1},"max_demos":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"temperature_for_sampling":{"type":"number","minimum":0,"maximum":2},"temperature_for_candidates":{"type":"number","minimum":0,"maximum":2},"demo_input_field_maxlen":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0,"x-dspex-stage":"compile"}},"description":"dspy.SIMBA: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema47 = {"title":"BootstrapFinetuneOptions","type":"object","additionalProperties":false,"properties":{"multitask":{"type":"boolean"},"train_kwargs":{"type":"object"}},"description":"dspy.BootstrapFinetune: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema49 = {"title":"MetricRef","description":"A named Python metric of the worker (answer_exact_match, answer_passage_match, or an allow-listed package.module:function; docs/evaluation.md), with keyword arguments.","oneOf":[{"type":"string","minLength":1},{"type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"args":{"type":"object"}}}]};
+const schema38 = {"title":"CompileSpec","type":"object","required":["optimizer","program"],"additionalProperties":false,"description":"op compile: an optimizer job on the optimizer pool (docs/dspy-surface.md, Optimizer jobs). The job record is in KV dspex_jobs (job.schema.json).","properties":{"job":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$","description":"Job id (default: the request id)."},"optimizer":{"enum":["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"]},"options":{"type":"object","description":"The optimizer's constructor and compile() arguments by DSPy's names; checked against the optimizer's definition."},"program":{"$ref":"request.schema.json#/definitions/program","description":"The stored program to optimize; the result is stored as its next version."},"trainset":{"type":"array","items":{"type":"object"}},"valset":{"type":"array","items":{"type":"object"}},"metric":{"$ref":"#/definitions/metric"},"prompt_lm":{"$ref":"request.schema.json#/definitions/lm"},"teacher_lm":{"$ref":"request.schema.json#/definitions/lm"},"reflection_lm":{"$ref":"request.schema.json#/definitions/lm"},"evaluate":{"type":"boolean","default":true,"description":"Score the program before and after (dspy.Evaluate on the valset, else the trainset)."}},"allOf":[{"if":{"properties":{"optimizer":{"const":"LabeledFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/LabeledFewShot"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShot"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShotWithRandomSearch"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShotWithRandomSearch"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"MIPROv2"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/MIPROv2"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"COPRO"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/COPRO"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"GEPA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/GEPA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"SIMBA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/SIMBA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"Ensemble"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/Ensemble"}},"required":["options"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFinetune"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFinetune"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}}]};
+const schema39 = {"title":"LabeledFewShotOptions","type":"object","additionalProperties":false,"properties":{"k":{"type":"integer","minimum":0},"sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.LabeledFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema40 = {"title":"BootstrapFewShotOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"metric_threshold":{"type":"number"},"max_rounds":{"type":"integer","minimum":1},"max_errors":{"type":"integer","minimum":1}},"description":"dspy.BootstrapFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema41 = {"title":"BootstrapFewShotWithRandomSearchOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"max_rounds":{"type":"integer","minimum":1},"num_candidate_programs":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"stop_at_score":{"type":"number"},"metric_threshold":{"type":"number"},"labeled_sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.BootstrapFewShotWithRandomSearch: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema42 = {"title":"MIPROv2Options","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"auto":{"enum":["light","medium","heavy","off"]},"num_candidates":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0},"init_temperature":{"type":"number","minimum":0,"maximum":2},"metric_threshold":{"type":"number"},"num_trials":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch":{"type":"boolean","x-dspex-stage":"compile"},"minibatch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch_full_eval_steps":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"program_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"data_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"view_data_batch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"tip_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"fewshot_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.MIPROv2: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema43 = {"title":"COPROOptions","type":"object","additionalProperties":false,"properties":{"breadth":{"type":"integer","minimum":2},"depth":{"type":"integer","minimum":1},"init_temperature":{"type":"number","minimum":0,"maximum":2},"num_threads":{"type":"integer","minimum":1,"maximum":64,"x-dspex-stage":"compile"}},"description":"dspy.COPRO: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema44 = {"title":"GEPAOptions","type":"object","additionalProperties":false,"properties":{"auto":{"enum":["light","medium","heavy"]},"max_full_evals":{"type":"integer","minimum":1},"max_metric_calls":{"type":"integer","minimum":1},"reflection_minibatch_size":{"type":"integer","minimum":1},"candidate_selection_strategy":{"enum":["pareto","current_best"]},"skip_perfect_score":{"type":"boolean"},"use_merge":{"type":"boolean"},"max_merge_invocations":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"failure_score":{"type":"number"},"perfect_score":{"type":"number"},"seed":{"type":"integer","minimum":0},"add_format_failure_as_feedback":{"type":"boolean"}},"description":"dspy.GEPA: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema45 = {"title":"SIMBAOptions","type":"object","additionalProperties":false,"properties":{"bsize":{"type":"integer","minimum":1},"num_candidates":{"type":"integer","minimum":1},"max_steps":{"type":"integer","minimum":1},"max_demos":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"temperature_for_sampling":{"type":"number","minimum":0,"maximum":2},"temperature_for_candidates":{"type":"number","minimum":0,"maximum":2},"demo_input_field_maxlen":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0,"x-dspex-stage":"compile"}},"description":"dspy.SIMBA: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema48 = {"title":"BootstrapFinetuneOptions","type":"object","additionalProperties":false,"properties":{"multitask":{"type":"boolean"},"train_kwargs":{"type":"object"}},"description":"dspy.BootstrapFinetune: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema50 = {"title":"MetricRef","description":"A named Python metric of the worker (answer_exact_match, answer_passage_match, or an allow-listed package.module:function; docs/evaluation.md), with keyword arguments.","oneOf":[{"type":"string","minLength":1},{"type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"args":{"type":"object"}}}]};
 const func4 = Object.prototype.hasOwnProperty;
-const schema45 = {"title":"EnsembleOptions","type":"object","additionalProperties":false,"properties":{"size":{"type":"integer","minimum":1},"programs":{"type":"array","items":{"$ref":"request.schema.json#/definitions/program"},"minItems":1,"x-dspex-stage":"compile"}},"description":"dspy.Ensemble: constructor options, and compile() arguments (x-dspex-stage: compile).","required":["programs"]};
-const pattern2 = new RegExp("^[-_a-zA-Z0-9]{1,128}$", "u");
+const schema46 = {"title":"EnsembleOptions","type":"object","additionalProperties":false,"properties":{"size":{"type":"integer","minimum":1},"programs":{"type":"array","items":{"$ref":"request.schema.json#/definitions/program"},"minItems":1,"x-dspex-stage":"compile"}},"description":"dspy.Ensemble: constructor options, and compile() arguments (x-dspex-stage: compile).","required":["programs"]};
+const pattern3 = new RegExp("^[-_a-zA-Z0-9]{1,128}$", "u");
 
 function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -1894,7 +1895,7 @@ let data3 = data2.id;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data3 === "string"){
-if(!pattern2.test(data3)){
+if(!pattern3.test(data3)){
 validate36.errors = [{instancePath:instancePath+"/programs/" + i0+"/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -1969,14 +1970,14 @@ validate36.errors = vErrors;
 return errors === 0;
 }
 
-const schema50 = {"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"};
-const schema52 = {"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"};
-const schema54 = {"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"};
-const schema58 = {"type":"number","minimum":0};
-const schema59 = {"type":"integer","minimum":1};
-const schema60 = {"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."};
-const pattern5 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "u");
-const pattern6 = new RegExp("^[^/]+/.+$", "u");
+const schema51 = {"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"};
+const schema53 = {"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"};
+const schema55 = {"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"};
+const schema59 = {"type":"number","minimum":0};
+const schema60 = {"type":"integer","minimum":1};
+const schema61 = {"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."};
+const pattern6 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "u");
+const pattern7 = new RegExp("^[^/]+/.+$", "u");
 
 function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -1985,7 +1986,7 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema50.properties, key0))){
+if(!(func4.call(schema51.properties, key0))){
 validate38.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -1998,7 +1999,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern5.test(data0)){
+if(!pattern6.test(data0)){
 validate38.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
@@ -2020,7 +2021,7 @@ const _errs5 = errors;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
-if(!pattern6.test(data1)){
+if(!pattern7.test(data1)){
 validate38.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -2147,7 +2148,7 @@ if(data.adapter !== undefined){
 let data8 = data.adapter;
 const _errs22 = errors;
 if(!((data8 === "chat") || (data8 === "json"))){
-validate38.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema60.enum},message:"must be equal to one of the allowed values"}];
+validate38.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema61.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -2605,7 +2606,7 @@ if(errors === _errs43){
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 const _errs45 = errors;
 for(const key2 in data14){
-if(!(func4.call(schema40.properties, key2))){
+if(!(func4.call(schema41.properties, key2))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -2900,7 +2901,7 @@ if(errors === _errs72){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
 const _errs74 = errors;
 for(const key3 in data26){
-if(!(func4.call(schema41.properties, key3))){
+if(!(func4.call(schema42.properties, key3))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -2953,7 +2954,7 @@ if(data26.auto !== undefined){
 let data29 = data26.auto;
 const _errs79 = errors;
 if(!((((data29 === "light") || (data29 === "medium")) || (data29 === "heavy")) || (data29 === "off"))){
-validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema41.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema42.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid20 = _errs79 === errors;
@@ -3579,7 +3580,7 @@ if(errors === _errs137){
 if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
 const _errs139 = errors;
 for(const key5 in data54){
-if(!(func4.call(schema43.properties, key5))){
+if(!(func4.call(schema44.properties, key5))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -3590,7 +3591,7 @@ if(data54.auto !== undefined){
 let data55 = data54.auto;
 const _errs140 = errors;
 if(!(((data55 === "light") || (data55 === "medium")) || (data55 === "heavy"))){
-validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema43.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema44.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs140 === errors;
@@ -3666,7 +3667,7 @@ if(data54.candidate_selection_strategy !== undefined){
 let data59 = data54.candidate_selection_strategy;
 const _errs147 = errors;
 if(!((data59 === "pareto") || (data59 === "current_best"))){
-validate35.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema43.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema44.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs147 === errors;
@@ -3928,7 +3929,7 @@ if(errors === _errs172){
 if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
 const _errs174 = errors;
 for(const key6 in data70){
-if(!(func4.call(schema44.properties, key6))){
+if(!(func4.call(schema45.properties, key6))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -4437,7 +4438,7 @@ return false;
 else {
 const _errs216 = errors;
 for(const key8 in data){
-if(!(func4.call(schema37.properties, key8))){
+if(!(func4.call(schema38.properties, key8))){
 validate35.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -4449,7 +4450,7 @@ let data88 = data.job;
 const _errs217 = errors;
 if(errors === _errs217){
 if(typeof data88 === "string"){
-if(!pattern2.test(data88)){
+if(!pattern3.test(data88)){
 validate35.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -4469,7 +4470,7 @@ if(data.optimizer !== undefined){
 let data89 = data.optimizer;
 const _errs219 = errors;
 if(!(((((((((data89 === "LabeledFewShot") || (data89 === "BootstrapFewShot")) || (data89 === "BootstrapFewShotWithRandomSearch")) || (data89 === "MIPROv2")) || (data89 === "COPRO")) || (data89 === "GEPA")) || (data89 === "SIMBA")) || (data89 === "Ensemble")) || (data89 === "BootstrapFinetune"))){
-validate35.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema37.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema38.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid44 = _errs219 === errors;
@@ -4517,7 +4518,7 @@ let data92 = data91.id;
 const _errs226 = errors;
 if(errors === _errs226){
 if(typeof data92 === "string"){
-if(!pattern2.test(data92)){
+if(!pattern3.test(data92)){
 validate35.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -4879,7 +4880,7 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema50.properties, key0))){
+if(!(func4.call(schema51.properties, key0))){
 validate48.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -4892,7 +4893,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern5.test(data0)){
+if(!pattern6.test(data0)){
 validate48.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
@@ -4914,7 +4915,7 @@ const _errs5 = errors;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
-if(!pattern6.test(data1)){
+if(!pattern7.test(data1)){
 validate48.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -5041,7 +5042,7 @@ if(data.adapter !== undefined){
 let data8 = data.adapter;
 const _errs22 = errors;
 if(!((data8 === "chat") || (data8 === "json"))){
-validate48.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema60.enum},message:"must be equal to one of the allowed values"}];
+validate48.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema61.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -5068,7 +5069,7 @@ validate48.errors = vErrors;
 return errors === 0;
 }
 
-const schema77 = {"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"};
+const schema78 = {"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"};
 
 function validate50(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -5094,7 +5095,7 @@ if(data.module !== undefined){
 let data0 = data.module;
 const _errs2 = errors;
 if(!((data0 === "predict") || (data0 === "chain_of_thought"))){
-validate50.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/enum",keyword:"enum",params:{allowedValues: schema77.properties.module.enum},message:"must be equal to one of the allowed values"}];
+validate50.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/enum",keyword:"enum",params:{allowedValues: schema78.properties.module.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -5325,6 +5326,7 @@ validate50.errors = vErrors;
 return errors === 0;
 }
 
+const pattern1 = new RegExp("^[A-Za-z_][A-Za-z0-9_.-]{0,127}$", "u");
 
 function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="https://dspex.dev/schemas/v1/request.schema.json" */;
@@ -6493,6 +6495,121 @@ validate10.errors = vErrors;
 return false;
 }
 var valid0 = _errs97 === errors;
+if(valid0){
+const _errs111 = errors;
+const _errs112 = errors;
+let valid51 = true;
+const _errs113 = errors;
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing18;
+if((data.op === undefined) && (missing18 = "op")){
+const err42 = {};
+if(vErrors === null){
+vErrors = [err42];
+}
+else {
+vErrors.push(err42);
+}
+errors++;
+}
+else {
+if(data.op !== undefined){
+if("program" !== data.op){
+const err43 = {};
+if(vErrors === null){
+vErrors = [err43];
+}
+else {
+vErrors.push(err43);
+}
+errors++;
+}
+}
+}
+}
+var _valid14 = _errs113 === errors;
+errors = _errs112;
+if(vErrors !== null){
+if(_errs112){
+vErrors.length = _errs112;
+}
+else {
+vErrors = null;
+}
+}
+if(_valid14){
+const _errs115 = errors;
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing19;
+if((data.module === undefined) && (missing19 = "module")){
+validate10.errors = [{instancePath,schemaPath:"#/allOf/14/then/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
+return false;
+}
+else {
+if(data.module !== undefined){
+let data35 = data.module;
+const _errs117 = errors;
+if(errors === _errs117){
+if(data35 && typeof data35 == "object" && !Array.isArray(data35)){
+let missing20;
+if((data35.name === undefined) && (missing20 = "name")){
+validate10.errors = [{instancePath:instancePath+"/module",schemaPath:"modules.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing20},message:"must have required property '"+missing20+"'"}];
+return false;
+}
+else {
+const _errs119 = errors;
+for(const key5 in data35){
+if(!(key5 === "name")){
+validate10.errors = [{instancePath:instancePath+"/module",schemaPath:"modules.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs119 === errors){
+if(data35.name !== undefined){
+let data36 = data35.name;
+const _errs120 = errors;
+if(errors === _errs120){
+if(typeof data36 === "string"){
+if(!pattern1.test(data36)){
+validate10.errors = [{instancePath:instancePath+"/module/name",schemaPath:"modules.schema.json#/definitions/program/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"+"\""}];
+return false;
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/module/name",schemaPath:"modules.schema.json#/definitions/program/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/module",schemaPath:"modules.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+}
+}
+}
+var _valid14 = _errs115 === errors;
+valid51 = _valid14;
+}
+if(!valid51){
+const err44 = {instancePath,schemaPath:"#/allOf/14/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
+}
+errors++;
+validate10.errors = vErrors;
+return false;
+}
+var valid0 = _errs111 === errors;
+}
 }
 }
 }
@@ -6508,39 +6625,39 @@ var valid0 = _errs97 === errors;
 }
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
-let missing18;
-if((((((data.v === undefined) && (missing18 = "v")) || ((data.id === undefined) && (missing18 = "id"))) || ((data.op === undefined) && (missing18 = "op"))) || ((data.signature === undefined) && (missing18 = "signature"))) || ((data.inputs === undefined) && (missing18 = "inputs"))){
-validate10.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing18},message:"must have required property '"+missing18+"'"}];
+let missing21;
+if((((((data.v === undefined) && (missing21 = "v")) || ((data.id === undefined) && (missing21 = "id"))) || ((data.op === undefined) && (missing21 = "op"))) || ((data.signature === undefined) && (missing21 = "signature"))) || ((data.inputs === undefined) && (missing21 = "inputs"))){
+validate10.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing21},message:"must have required property '"+missing21+"'"}];
 return false;
 }
 else {
-const _errs111 = errors;
-for(const key5 in data){
-if(!(func4.call(schema11.properties, key5))){
-validate10.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
+const _errs122 = errors;
+for(const key6 in data){
+if(!(func4.call(schema11.properties, key6))){
+validate10.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs111 === errors){
+if(_errs122 === errors){
 if(data.v !== undefined){
-const _errs112 = errors;
+const _errs123 = errors;
 if(1 !== data.v){
 validate10.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
-var valid51 = _errs112 === errors;
+var valid56 = _errs123 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.id !== undefined){
-let data35 = data.id;
-const _errs113 = errors;
-if(errors === _errs113){
-if(typeof data35 === "string"){
-if(func2(data35) < 1){
+let data38 = data.id;
+const _errs124 = errors;
+if(errors === _errs124){
+if(typeof data38 === "string"){
+if(func2(data38) < 1){
 validate10.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
@@ -6550,112 +6667,112 @@ validate10.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/i
 return false;
 }
 }
-var valid51 = _errs113 === errors;
+var valid56 = _errs124 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.op !== undefined){
-let data36 = data.op;
-const _errs115 = errors;
-if(!((((((((((((((data36 === "predict") || (data36 === "chain_of_thought")) || (data36 === "evaluate")) || (data36 === "react")) || (data36 === "program_of_thought")) || (data36 === "rlm")) || (data36 === "multi_chain_comparison")) || (data36 === "best_of_n")) || (data36 === "refine")) || (data36 === "parallel")) || (data36 === "majority")) || (data36 === "ensemble")) || (data36 === "compile")) || (data36 === "embed"))){
+let data39 = data.op;
+const _errs126 = errors;
+if(!(((((((((((((((data39 === "predict") || (data39 === "chain_of_thought")) || (data39 === "evaluate")) || (data39 === "react")) || (data39 === "program_of_thought")) || (data39 === "rlm")) || (data39 === "multi_chain_comparison")) || (data39 === "best_of_n")) || (data39 === "refine")) || (data39 === "parallel")) || (data39 === "majority")) || (data39 === "ensemble")) || (data39 === "compile")) || (data39 === "embed")) || (data39 === "program"))){
 validate10.errors = [{instancePath:instancePath+"/op",schemaPath:"#/properties/op/enum",keyword:"enum",params:{allowedValues: schema11.properties.op.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid51 = _errs115 === errors;
+var valid56 = _errs126 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.signature !== undefined){
-const _errs116 = errors;
+const _errs127 = errors;
 if(!(validate27(data.signature, {instancePath:instancePath+"/signature",parentData:data,parentDataProperty:"signature",rootData}))){
 vErrors = vErrors === null ? validate27.errors : vErrors.concat(validate27.errors);
 errors = vErrors.length;
 }
-var valid51 = _errs116 === errors;
+var valid56 = _errs127 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.inputs !== undefined){
-let data38 = data.inputs;
-const _errs117 = errors;
-if(!(data38 && typeof data38 == "object" && !Array.isArray(data38))){
+let data41 = data.inputs;
+const _errs128 = errors;
+if(!(data41 && typeof data41 == "object" && !Array.isArray(data41))){
 validate10.errors = [{instancePath:instancePath+"/inputs",schemaPath:"#/properties/inputs/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid51 = _errs117 === errors;
+var valid56 = _errs128 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.module !== undefined){
-let data39 = data.module;
-const _errs119 = errors;
-if(!(data39 && typeof data39 == "object" && !Array.isArray(data39))){
+let data42 = data.module;
+const _errs130 = errors;
+if(!(data42 && typeof data42 == "object" && !Array.isArray(data42))){
 validate10.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid51 = _errs119 === errors;
+var valid56 = _errs130 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.session !== undefined){
-const _errs121 = errors;
+const _errs132 = errors;
 if(typeof data.session !== "string"){
 validate10.errors = [{instancePath:instancePath+"/session",schemaPath:"#/properties/session/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid51 = _errs121 === errors;
+var valid56 = _errs132 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.timeout_ms !== undefined){
-let data41 = data.timeout_ms;
-const _errs123 = errors;
-if(!(((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41))) && (isFinite(data41)))){
+let data44 = data.timeout_ms;
+const _errs134 = errors;
+if(!(((typeof data44 == "number") && (!(data44 % 1) && !isNaN(data44))) && (isFinite(data44)))){
 validate10.errors = [{instancePath:instancePath+"/timeout_ms",schemaPath:"#/properties/timeout_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs123){
-if((typeof data41 == "number") && (isFinite(data41))){
-if(data41 < 1 || isNaN(data41)){
+if(errors === _errs134){
+if((typeof data44 == "number") && (isFinite(data44))){
+if(data44 < 1 || isNaN(data44)){
 validate10.errors = [{instancePath:instancePath+"/timeout_ms",schemaPath:"#/properties/timeout_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
 }
-var valid51 = _errs123 === errors;
+var valid56 = _errs134 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.batch !== undefined){
-let data42 = data.batch;
-const _errs125 = errors;
-if(errors === _errs125){
-if(Array.isArray(data42)){
-var valid52 = true;
-const len0 = data42.length;
+let data45 = data.batch;
+const _errs136 = errors;
+if(errors === _errs136){
+if(Array.isArray(data45)){
+var valid57 = true;
+const len0 = data45.length;
 for(let i0=0; i0<len0; i0++){
-let data43 = data42[i0];
-const _errs127 = errors;
-if(!(data43 && typeof data43 == "object" && !Array.isArray(data43))){
+let data46 = data45[i0];
+const _errs138 = errors;
+if(!(data46 && typeof data46 == "object" && !Array.isArray(data46))){
 validate10.errors = [{instancePath:instancePath+"/batch/" + i0,schemaPath:"#/properties/batch/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid52 = _errs127 === errors;
-if(!valid52){
+var valid57 = _errs138 === errors;
+if(!valid57){
 break;
 }
 }
@@ -6665,75 +6782,75 @@ validate10.errors = [{instancePath:instancePath+"/batch",schemaPath:"#/propertie
 return false;
 }
 }
-var valid51 = _errs125 === errors;
+var valid56 = _errs136 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.compile !== undefined){
-const _errs129 = errors;
+const _errs140 = errors;
 if(!(validate35(data.compile, {instancePath:instancePath+"/compile",parentData:data,parentDataProperty:"compile",rootData}))){
 vErrors = vErrors === null ? validate35.errors : vErrors.concat(validate35.errors);
 errors = vErrors.length;
 }
-var valid51 = _errs129 === errors;
+var valid56 = _errs140 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.lm !== undefined){
-const _errs130 = errors;
+const _errs141 = errors;
 if(!(validate48(data.lm, {instancePath:instancePath+"/lm",parentData:data,parentDataProperty:"lm",rootData}))){
 vErrors = vErrors === null ? validate48.errors : vErrors.concat(validate48.errors);
 errors = vErrors.length;
 }
-var valid51 = _errs130 === errors;
+var valid56 = _errs141 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.evaluate !== undefined){
-const _errs131 = errors;
+const _errs142 = errors;
 if(!(validate50(data.evaluate, {instancePath:instancePath+"/evaluate",parentData:data,parentDataProperty:"evaluate",rootData}))){
 vErrors = vErrors === null ? validate50.errors : vErrors.concat(validate50.errors);
 errors = vErrors.length;
 }
-var valid51 = _errs131 === errors;
+var valid56 = _errs142 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
-if(valid51){
+if(valid56){
 if(data.program !== undefined){
-let data47 = data.program;
-const _errs132 = errors;
-const _errs133 = errors;
-if(errors === _errs133){
-if(data47 && typeof data47 == "object" && !Array.isArray(data47)){
-let missing19;
-if(((data47.id === undefined) && (missing19 = "id")) || ((data47.version === undefined) && (missing19 = "version"))){
-validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
+let data50 = data.program;
+const _errs143 = errors;
+const _errs144 = errors;
+if(errors === _errs144){
+if(data50 && typeof data50 == "object" && !Array.isArray(data50)){
+let missing22;
+if(((data50.id === undefined) && (missing22 = "id")) || ((data50.version === undefined) && (missing22 = "version"))){
+validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/required",keyword:"required",params:{missingProperty: missing22},message:"must have required property '"+missing22+"'"}];
 return false;
 }
 else {
-const _errs135 = errors;
-for(const key6 in data47){
-if(!((key6 === "id") || (key6 === "version"))){
-validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
+const _errs146 = errors;
+for(const key7 in data50){
+if(!((key7 === "id") || (key7 === "version"))){
+validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs135 === errors){
-if(data47.id !== undefined){
-let data48 = data47.id;
-const _errs136 = errors;
-if(errors === _errs136){
-if(typeof data48 === "string"){
-if(!pattern2.test(data48)){
+if(_errs146 === errors){
+if(data50.id !== undefined){
+let data51 = data50.id;
+const _errs147 = errors;
+if(errors === _errs147){
+if(typeof data51 === "string"){
+if(!pattern3.test(data51)){
 validate10.errors = [{instancePath:instancePath+"/program/id",schemaPath:"#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -6743,31 +6860,31 @@ validate10.errors = [{instancePath:instancePath+"/program/id",schemaPath:"#/defi
 return false;
 }
 }
-var valid54 = _errs136 === errors;
+var valid59 = _errs147 === errors;
 }
 else {
-var valid54 = true;
+var valid59 = true;
 }
-if(valid54){
-if(data47.version !== undefined){
-let data49 = data47.version;
-const _errs138 = errors;
-if(!(((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49))) && (isFinite(data49)))){
+if(valid59){
+if(data50.version !== undefined){
+let data52 = data50.version;
+const _errs149 = errors;
+if(!(((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52))) && (isFinite(data52)))){
 validate10.errors = [{instancePath:instancePath+"/program/version",schemaPath:"#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs138){
-if((typeof data49 == "number") && (isFinite(data49))){
-if(data49 < 1 || isNaN(data49)){
+if(errors === _errs149){
+if((typeof data52 == "number") && (isFinite(data52))){
+if(data52 < 1 || isNaN(data52)){
 validate10.errors = [{instancePath:instancePath+"/program/version",schemaPath:"#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
 }
-var valid54 = _errs138 === errors;
+var valid59 = _errs149 === errors;
 }
 else {
-var valid54 = true;
+var valid59 = true;
 }
 }
 }
@@ -6778,60 +6895,60 @@ validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definit
 return false;
 }
 }
-var valid51 = _errs132 === errors;
-}
-else {
-var valid51 = true;
-}
-if(valid51){
-if(data.stream !== undefined){
-let data50 = data.stream;
-const _errs140 = errors;
-const _errs141 = errors;
-if(errors === _errs141){
-if(data50 && typeof data50 == "object" && !Array.isArray(data50)){
-let missing20;
-if((data50.subject === undefined) && (missing20 = "subject")){
-validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/required",keyword:"required",params:{missingProperty: missing20},message:"must have required property '"+missing20+"'"}];
-return false;
-}
-else {
-const _errs143 = errors;
-for(const key7 in data50){
-if(!(((key7 === "subject") || (key7 === "fields")) || (key7 === "status"))){
-validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
-return false;
-break;
-}
-}
-if(_errs143 === errors){
-if(data50.subject !== undefined){
-const _errs144 = errors;
-if(typeof data50.subject !== "string"){
-validate10.errors = [{instancePath:instancePath+"/stream/subject",schemaPath:"#/definitions/stream/properties/subject/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-var valid56 = _errs144 === errors;
+var valid56 = _errs143 === errors;
 }
 else {
 var valid56 = true;
 }
 if(valid56){
-if(data50.fields !== undefined){
-let data52 = data50.fields;
-const _errs146 = errors;
-if(errors === _errs146){
-if(Array.isArray(data52)){
-var valid57 = true;
-const len1 = data52.length;
+if(data.stream !== undefined){
+let data53 = data.stream;
+const _errs151 = errors;
+const _errs152 = errors;
+if(errors === _errs152){
+if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
+let missing23;
+if((data53.subject === undefined) && (missing23 = "subject")){
+validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/required",keyword:"required",params:{missingProperty: missing23},message:"must have required property '"+missing23+"'"}];
+return false;
+}
+else {
+const _errs154 = errors;
+for(const key8 in data53){
+if(!(((key8 === "subject") || (key8 === "fields")) || (key8 === "status"))){
+validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs154 === errors){
+if(data53.subject !== undefined){
+const _errs155 = errors;
+if(typeof data53.subject !== "string"){
+validate10.errors = [{instancePath:instancePath+"/stream/subject",schemaPath:"#/definitions/stream/properties/subject/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid61 = _errs155 === errors;
+}
+else {
+var valid61 = true;
+}
+if(valid61){
+if(data53.fields !== undefined){
+let data55 = data53.fields;
+const _errs157 = errors;
+if(errors === _errs157){
+if(Array.isArray(data55)){
+var valid62 = true;
+const len1 = data55.length;
 for(let i1=0; i1<len1; i1++){
-const _errs148 = errors;
-if(typeof data52[i1] !== "string"){
+const _errs159 = errors;
+if(typeof data55[i1] !== "string"){
 validate10.errors = [{instancePath:instancePath+"/stream/fields/" + i1,schemaPath:"#/definitions/stream/properties/fields/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid57 = _errs148 === errors;
-if(!valid57){
+var valid62 = _errs159 === errors;
+if(!valid62){
 break;
 }
 }
@@ -6841,22 +6958,22 @@ validate10.errors = [{instancePath:instancePath+"/stream/fields",schemaPath:"#/d
 return false;
 }
 }
-var valid56 = _errs146 === errors;
+var valid61 = _errs157 === errors;
 }
 else {
-var valid56 = true;
+var valid61 = true;
 }
-if(valid56){
-if(data50.status !== undefined){
-const _errs150 = errors;
-if(typeof data50.status !== "boolean"){
+if(valid61){
+if(data53.status !== undefined){
+const _errs161 = errors;
+if(typeof data53.status !== "boolean"){
 validate10.errors = [{instancePath:instancePath+"/stream/status",schemaPath:"#/definitions/stream/properties/status/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid56 = _errs150 === errors;
+var valid61 = _errs161 === errors;
 }
 else {
-var valid56 = true;
+var valid61 = true;
 }
 }
 }
@@ -6868,10 +6985,10 @@ validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definiti
 return false;
 }
 }
-var valid51 = _errs140 === errors;
+var valid56 = _errs151 === errors;
 }
 else {
-var valid51 = true;
+var valid56 = true;
 }
 }
 }
@@ -6899,10 +7016,10 @@ return errors === 0;
 }
 
 export const validateReply = validate52;
-const schema81 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
-const schema82 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]};
-const schema83 = {"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"};
-const schema84 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable","UnknownProgram","ProgramError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"any","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."},"DatasetError":{"retryable":false,"raisedBy":"any","description":"A job's dataset is missing examples or is not a list of example objects."},"ErrorBudgetExceeded":{"retryable":false,"raisedBy":"any","description":"An eval job stopped: more examples failed than its max_errors allows."},"IncompleteJob":{"retryable":true,"raisedBy":"any","description":"An eval job ended with examples that have no stored result; resuming it runs them."},"MetricError":{"retryable":false,"raisedBy":"any","description":"A metric raised or returned something that is not a score."},"UnknownProgram":{"retryable":false,"raisedBy":"any","description":"The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."},"ProgramError":{"retryable":false,"raisedBy":"worker","description":"A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."},"Unauthorized":{"retryable":false,"raisedBy":"client","description":"No valid credentials: an HTTP API call without a valid bearer token (401)."},"Forbidden":{"retryable":false,"raisedBy":"any","description":"The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md)."},"UnsupportedMediaType":{"retryable":false,"raisedBy":"client","description":"An HTTP API body that is not application/json (415)."},"InternalError":{"retryable":false,"raisedBy":"client","description":"An unexpected failure in a service; its message carries only an id that the service logged with the details."},"StoreUnavailable":{"retryable":true,"raisedBy":"any","description":"A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md)."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
+const schema82 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
+const schema83 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]};
+const schema84 = {"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"};
+const schema85 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable","UnknownProgram","ProgramError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"any","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."},"DatasetError":{"retryable":false,"raisedBy":"any","description":"A job's dataset is missing examples or is not a list of example objects."},"ErrorBudgetExceeded":{"retryable":false,"raisedBy":"any","description":"An eval job stopped: more examples failed than its max_errors allows."},"IncompleteJob":{"retryable":true,"raisedBy":"any","description":"An eval job ended with examples that have no stored result; resuming it runs them."},"MetricError":{"retryable":false,"raisedBy":"any","description":"A metric raised or returned something that is not a score."},"UnknownProgram":{"retryable":false,"raisedBy":"any","description":"The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."},"ProgramError":{"retryable":false,"raisedBy":"worker","description":"A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."},"Unauthorized":{"retryable":false,"raisedBy":"client","description":"No valid credentials: an HTTP API call without a valid bearer token (401)."},"Forbidden":{"retryable":false,"raisedBy":"any","description":"The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md)."},"UnsupportedMediaType":{"retryable":false,"raisedBy":"client","description":"An HTTP API body that is not application/json (415)."},"InternalError":{"retryable":false,"raisedBy":"client","description":"An unexpected failure in a service; its message carries only an id that the service logged with the details."},"StoreUnavailable":{"retryable":true,"raisedBy":"any","description":"A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md)."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
 
 function validate52(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="https://dspex.dev/schemas/v1/reply.schema.json" */;
@@ -7119,7 +7236,7 @@ for(const key0 in data9){
 let data10 = data9[key0];
 const _errs23 = errors;
 if((typeof data10 !== "boolean") && (!((typeof data10 == "number") && (isFinite(data10))))){
-const err11 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema81.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
+const err11 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema82.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -7397,7 +7514,7 @@ if(data19.type !== undefined){
 let data20 = data19.type;
 const _errs46 = errors;
 if(!((((((((((((((((((((((((((((((data20 === "DecodeError") || (data20 === "VersionError")) || (data20 === "UnknownOperation")) || (data20 === "ValidationError")) || (data20 === "PayloadTooLarge")) || (data20 === "LMConfigError")) || (data20 === "LMError")) || (data20 === "LMOutputError")) || (data20 === "WorkerError")) || (data20 === "DeadlineExceeded")) || (data20 === "AffinityError")) || (data20 === "Unsupported")) || (data20 === "Cancelled")) || (data20 === "NotFound")) || (data20 === "SignatureError")) || (data20 === "NoWorkersError")) || (data20 === "CircuitOpenError")) || (data20 === "TransportError")) || (data20 === "BusError")) || (data20 === "DatasetError")) || (data20 === "ErrorBudgetExceeded")) || (data20 === "IncompleteJob")) || (data20 === "MetricError")) || (data20 === "Unauthorized")) || (data20 === "Forbidden")) || (data20 === "UnsupportedMediaType")) || (data20 === "InternalError")) || (data20 === "StoreUnavailable")) || (data20 === "UnknownProgram")) || (data20 === "ProgramError"))){
-const err26 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema84.properties.type.enum},message:"must be equal to one of the allowed values"};
+const err26 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -7683,7 +7800,7 @@ if(data.type !== undefined){
 let data0 = data.type;
 const _errs2 = errors;
 if(!((((((((((((((((((((((((((((((data0 === "DecodeError") || (data0 === "VersionError")) || (data0 === "UnknownOperation")) || (data0 === "ValidationError")) || (data0 === "PayloadTooLarge")) || (data0 === "LMConfigError")) || (data0 === "LMError")) || (data0 === "LMOutputError")) || (data0 === "WorkerError")) || (data0 === "DeadlineExceeded")) || (data0 === "AffinityError")) || (data0 === "Unsupported")) || (data0 === "Cancelled")) || (data0 === "NotFound")) || (data0 === "SignatureError")) || (data0 === "NoWorkersError")) || (data0 === "CircuitOpenError")) || (data0 === "TransportError")) || (data0 === "BusError")) || (data0 === "DatasetError")) || (data0 === "ErrorBudgetExceeded")) || (data0 === "IncompleteJob")) || (data0 === "MetricError")) || (data0 === "Unauthorized")) || (data0 === "Forbidden")) || (data0 === "UnsupportedMediaType")) || (data0 === "InternalError")) || (data0 === "StoreUnavailable")) || (data0 === "UnknownProgram")) || (data0 === "ProgramError"))){
-validate53.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema84.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate53.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -8190,7 +8307,7 @@ if(errors === _errs43){
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 const _errs45 = errors;
 for(const key2 in data14){
-if(!(func4.call(schema40.properties, key2))){
+if(!(func4.call(schema41.properties, key2))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -8485,7 +8602,7 @@ if(errors === _errs72){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
 const _errs74 = errors;
 for(const key3 in data26){
-if(!(func4.call(schema41.properties, key3))){
+if(!(func4.call(schema42.properties, key3))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -8538,7 +8655,7 @@ if(data26.auto !== undefined){
 let data29 = data26.auto;
 const _errs79 = errors;
 if(!((((data29 === "light") || (data29 === "medium")) || (data29 === "heavy")) || (data29 === "off"))){
-validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema41.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema42.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid20 = _errs79 === errors;
@@ -9164,7 +9281,7 @@ if(errors === _errs137){
 if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
 const _errs139 = errors;
 for(const key5 in data54){
-if(!(func4.call(schema43.properties, key5))){
+if(!(func4.call(schema44.properties, key5))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -9175,7 +9292,7 @@ if(data54.auto !== undefined){
 let data55 = data54.auto;
 const _errs140 = errors;
 if(!(((data55 === "light") || (data55 === "medium")) || (data55 === "heavy"))){
-validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema43.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema44.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs140 === errors;
@@ -9251,7 +9368,7 @@ if(data54.candidate_selection_strategy !== undefined){
 let data59 = data54.candidate_selection_strategy;
 const _errs147 = errors;
 if(!((data59 === "pareto") || (data59 === "current_best"))){
-validate54.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema43.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema44.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs147 === errors;
@@ -9513,7 +9630,7 @@ if(errors === _errs172){
 if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
 const _errs174 = errors;
 for(const key6 in data70){
-if(!(func4.call(schema44.properties, key6))){
+if(!(func4.call(schema45.properties, key6))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -10022,7 +10139,7 @@ return false;
 else {
 const _errs216 = errors;
 for(const key8 in data){
-if(!(func4.call(schema37.properties, key8))){
+if(!(func4.call(schema38.properties, key8))){
 validate54.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -10034,7 +10151,7 @@ let data88 = data.job;
 const _errs217 = errors;
 if(errors === _errs217){
 if(typeof data88 === "string"){
-if(!pattern2.test(data88)){
+if(!pattern3.test(data88)){
 validate54.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -10054,7 +10171,7 @@ if(data.optimizer !== undefined){
 let data89 = data.optimizer;
 const _errs219 = errors;
 if(!(((((((((data89 === "LabeledFewShot") || (data89 === "BootstrapFewShot")) || (data89 === "BootstrapFewShotWithRandomSearch")) || (data89 === "MIPROv2")) || (data89 === "COPRO")) || (data89 === "GEPA")) || (data89 === "SIMBA")) || (data89 === "Ensemble")) || (data89 === "BootstrapFinetune"))){
-validate54.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema37.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema38.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid44 = _errs219 === errors;
@@ -10102,7 +10219,7 @@ let data92 = data91.id;
 const _errs226 = errors;
 if(errors === _errs226){
 if(typeof data92 === "string"){
-if(!pattern2.test(data92)){
+if(!pattern3.test(data92)){
 validate54.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -10457,10 +10574,10 @@ return errors === 0;
 }
 
 export const validateJobRecord = validate60;
-const schema99 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"total":{"type":["integer","null"],"minimum":0,"description":"Units of work, when known up front (eval: examples)."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}},"additionalProperties":false};
-const schema100 = {"title":"JobKind","enum":["eval","optimize"]};
-const schema101 = {"title":"JobStatus","enum":["queued","running","succeeded","failed","cancelled"],"description":"succeeded, failed and cancelled are final; a failed or cancelled job can be resumed (queued again)."};
-const schema102 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}},"additionalProperties":false};
+const schema100 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"total":{"type":["integer","null"],"minimum":0,"description":"Units of work, when known up front (eval: examples)."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}},"additionalProperties":false};
+const schema101 = {"title":"JobKind","enum":["eval","optimize"]};
+const schema102 = {"title":"JobStatus","enum":["queued","running","succeeded","failed","cancelled"],"description":"succeeded, failed and cancelled are final; a failed or cancelled job can be resumed (queued again)."};
+const schema103 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}},"additionalProperties":false};
 
 function validate60(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -10475,7 +10592,7 @@ return false;
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema99.properties, key0))){
+if(!(func4.call(schema100.properties, key0))){
 validate60.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -10499,7 +10616,7 @@ let data1 = data.id;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data1 === "string"){
-if(!pattern2.test(data1)){
+if(!pattern3.test(data1)){
 validate60.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -10519,7 +10636,7 @@ if(data.kind !== undefined){
 let data2 = data.kind;
 const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
-validate60.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema100.enum},message:"must be equal to one of the allowed values"}];
+validate60.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema101.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -10544,7 +10661,7 @@ if(data.status !== undefined){
 let data4 = data.status;
 const _errs9 = errors;
 if(!(((((data4 === "queued") || (data4 === "running")) || (data4 === "succeeded")) || (data4 === "failed")) || (data4 === "cancelled"))){
-validate60.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema101.enum},message:"must be equal to one of the allowed values"}];
+validate60.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -10570,7 +10687,7 @@ if(data.total !== undefined){
 let data6 = data.total;
 const _errs13 = errors;
 if((!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))) && (data6 !== null)){
-validate60.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema99.properties.total.type},message:"must be integer,null"}];
+validate60.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema100.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs13){
@@ -10737,7 +10854,7 @@ if(data15.total !== undefined){
 let data17 = data15.total;
 const _errs37 = errors;
 if((!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))) && (data17 !== null)){
-validate60.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema102.properties.total.type},message:"must be integer,null"}];
+validate60.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema103.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs37){
@@ -10800,7 +10917,7 @@ if(data15.score !== undefined){
 let data20 = data15.score;
 const _errs43 = errors;
 if((!((typeof data20 == "number") && (isFinite(data20)))) && (data20 !== null)){
-validate60.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema102.properties.score.type},message:"must be number,null"}];
+validate60.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema103.properties.score.type},message:"must be number,null"}];
 return false;
 }
 var valid4 = _errs43 === errors;
@@ -10876,7 +10993,7 @@ if(data23.type !== undefined){
 let data24 = data23.type;
 const _errs53 = errors;
 if(!((((((((((((((((((((((((((((((data24 === "DecodeError") || (data24 === "VersionError")) || (data24 === "UnknownOperation")) || (data24 === "ValidationError")) || (data24 === "PayloadTooLarge")) || (data24 === "LMConfigError")) || (data24 === "LMError")) || (data24 === "LMOutputError")) || (data24 === "WorkerError")) || (data24 === "DeadlineExceeded")) || (data24 === "AffinityError")) || (data24 === "Unsupported")) || (data24 === "Cancelled")) || (data24 === "NotFound")) || (data24 === "SignatureError")) || (data24 === "NoWorkersError")) || (data24 === "CircuitOpenError")) || (data24 === "TransportError")) || (data24 === "BusError")) || (data24 === "DatasetError")) || (data24 === "ErrorBudgetExceeded")) || (data24 === "IncompleteJob")) || (data24 === "MetricError")) || (data24 === "Unauthorized")) || (data24 === "Forbidden")) || (data24 === "UnsupportedMediaType")) || (data24 === "InternalError")) || (data24 === "StoreUnavailable")) || (data24 === "UnknownProgram")) || (data24 === "ProgramError"))){
-validate60.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema84.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate60.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid6 = _errs53 === errors;
@@ -10993,7 +11110,7 @@ return errors === 0;
 }
 
 export const validateJobProgress = validate61;
-const schema104 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"parent_version":{"type":"integer","description":"optimize: the version the stored program was optimized from."},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
+const schema105 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"parent_version":{"type":"integer","description":"optimize: the version the stored program was optimized from."},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
 
 function validate61(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -11008,7 +11125,7 @@ return false;
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema104.properties, key0))){
+if(!(func4.call(schema105.properties, key0))){
 validate61.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -11043,7 +11160,7 @@ if(data.kind !== undefined){
 let data2 = data.kind;
 const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
-validate61.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema100.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema101.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -11077,7 +11194,7 @@ if(data.type !== undefined){
 let data4 = data.type;
 const _errs9 = errors;
 if(!((((((((data4 === "started") || (data4 === "progress")) || (data4 === "stage")) || (data4 === "trial")) || (data4 === "heartbeat")) || (data4 === "done")) || (data4 === "failed")) || (data4 === "cancelled"))){
-validate61.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema104.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema105.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -11090,7 +11207,7 @@ if(data.status !== undefined){
 let data5 = data.status;
 const _errs10 = errors;
 if(!(((((data5 === "queued") || (data5 === "running")) || (data5 === "succeeded")) || (data5 === "failed")) || (data5 === "cancelled"))){
-validate61.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema101.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs10 === errors;
@@ -11171,7 +11288,7 @@ if(data.total !== undefined){
 let data10 = data.total;
 const _errs20 = errors;
 if((!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))) && (data10 !== null)){
-validate61.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema104.properties.total.type},message:"must be integer,null"}];
+validate61.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema105.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 var valid0 = _errs20 === errors;
@@ -11210,7 +11327,7 @@ if(data.score !== undefined){
 let data13 = data.score;
 const _errs26 = errors;
 if((!((typeof data13 == "number") && (isFinite(data13)))) && (data13 !== null)){
-validate61.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: schema104.properties.score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: schema105.properties.score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs26 === errors;
@@ -11236,7 +11353,7 @@ if(data.eta_s !== undefined){
 let data15 = data.eta_s;
 const _errs30 = errors;
 if((!((typeof data15 == "number") && (isFinite(data15)))) && (data15 !== null)){
-validate61.errors = [{instancePath:instancePath+"/eta_s",schemaPath:"#/properties/eta_s/type",keyword:"type",params:{type: schema104.properties.eta_s.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/eta_s",schemaPath:"#/properties/eta_s/type",keyword:"type",params:{type: schema105.properties.eta_s.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs30 === errors;
@@ -11312,7 +11429,7 @@ if(data.metric_mean !== undefined){
 let data21 = data.metric_mean;
 const _errs42 = errors;
 if((!((typeof data21 == "number") && (isFinite(data21)))) && (data21 !== null)){
-validate61.errors = [{instancePath:instancePath+"/metric_mean",schemaPath:"#/properties/metric_mean/type",keyword:"type",params:{type: schema104.properties.metric_mean.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/metric_mean",schemaPath:"#/properties/metric_mean/type",keyword:"type",params:{type: schema105.properties.metric_mean.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs42 === errors;
@@ -11325,7 +11442,7 @@ if(data.best_score !== undefined){
 let data22 = data.best_score;
 const _errs44 = errors;
 if((!((typeof data22 == "number") && (isFinite(data22)))) && (data22 !== null)){
-validate61.errors = [{instancePath:instancePath+"/best_score",schemaPath:"#/properties/best_score/type",keyword:"type",params:{type: schema104.properties.best_score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/best_score",schemaPath:"#/properties/best_score/type",keyword:"type",params:{type: schema105.properties.best_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs44 === errors;
@@ -11338,7 +11455,7 @@ if(data.last_score !== undefined){
 let data23 = data.last_score;
 const _errs46 = errors;
 if((!((typeof data23 == "number") && (isFinite(data23)))) && (data23 !== null)){
-validate61.errors = [{instancePath:instancePath+"/last_score",schemaPath:"#/properties/last_score/type",keyword:"type",params:{type: schema104.properties.last_score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/last_score",schemaPath:"#/properties/last_score/type",keyword:"type",params:{type: schema105.properties.last_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs46 === errors;
@@ -11351,7 +11468,7 @@ if(data.baseline_score !== undefined){
 let data24 = data.baseline_score;
 const _errs48 = errors;
 if((!((typeof data24 == "number") && (isFinite(data24)))) && (data24 !== null)){
-validate61.errors = [{instancePath:instancePath+"/baseline_score",schemaPath:"#/properties/baseline_score/type",keyword:"type",params:{type: schema104.properties.baseline_score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/baseline_score",schemaPath:"#/properties/baseline_score/type",keyword:"type",params:{type: schema105.properties.baseline_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs48 === errors;
@@ -11386,7 +11503,7 @@ let data26 = data25.id;
 const _errs54 = errors;
 if(errors === _errs54){
 if(typeof data26 === "string"){
-if(!pattern2.test(data26)){
+if(!pattern3.test(data26)){
 validate61.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -11475,7 +11592,7 @@ if(data29.type !== undefined){
 let data30 = data29.type;
 const _errs64 = errors;
 if(!((((((((((((((((((((((((((((((data30 === "DecodeError") || (data30 === "VersionError")) || (data30 === "UnknownOperation")) || (data30 === "ValidationError")) || (data30 === "PayloadTooLarge")) || (data30 === "LMConfigError")) || (data30 === "LMError")) || (data30 === "LMOutputError")) || (data30 === "WorkerError")) || (data30 === "DeadlineExceeded")) || (data30 === "AffinityError")) || (data30 === "Unsupported")) || (data30 === "Cancelled")) || (data30 === "NotFound")) || (data30 === "SignatureError")) || (data30 === "NoWorkersError")) || (data30 === "CircuitOpenError")) || (data30 === "TransportError")) || (data30 === "BusError")) || (data30 === "DatasetError")) || (data30 === "ErrorBudgetExceeded")) || (data30 === "IncompleteJob")) || (data30 === "MetricError")) || (data30 === "Unauthorized")) || (data30 === "Forbidden")) || (data30 === "UnsupportedMediaType")) || (data30 === "InternalError")) || (data30 === "StoreUnavailable")) || (data30 === "UnknownProgram")) || (data30 === "ProgramError"))){
-validate61.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema84.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid6 = _errs64 === errors;
@@ -11589,7 +11706,7 @@ return errors === 0;
 }
 
 export const validateEvalSpec = validate62;
-const schema109 = {"title":"EvalSpec","type":"object","required":["program","metrics"],"additionalProperties":false,"description":"What an eval job runs (docs/evaluation.md).","properties":{"name":{"type":"string","description":"Free-form label shown in listings."},"program":{"type":"object","description":"A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."},"metrics":{"type":"array","minItems":1,"description":"The first metric is the job's score.","items":{"oneOf":[{"type":"string","minLength":1},{"title":"MetricSpec","type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1,"description":"exact_match | f1 | passage_match (native), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."},"as":{"type":"string","description":"Key in the scores (default: name)."},"pred":{"type":"string","description":"Prediction field a native metric reads (default answer)."},"gold":{"type":"string","description":"Example field a native metric reads (default answer)."},"args":{"type":"object"}}}]}},"concurrency":{"type":"integer","minimum":1,"maximum":1024,"description":"Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md)."},"max_errors":{"type":["integer","null"],"minimum":0,"description":"Fail the job once more examples than this failed; null: never."},"retries":{"type":"integer","minimum":0,"maximum":10,"default":2,"description":"Retries of an example after a retryable error."},"input_keys":{"type":"array","items":{"type":"string"},"description":"Example fields passed to the program (default: the signature's input fields)."}}};
+const schema110 = {"title":"EvalSpec","type":"object","required":["program","metrics"],"additionalProperties":false,"description":"What an eval job runs (docs/evaluation.md).","properties":{"name":{"type":"string","description":"Free-form label shown in listings."},"program":{"type":"object","description":"A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."},"metrics":{"type":"array","minItems":1,"description":"The first metric is the job's score.","items":{"oneOf":[{"type":"string","minLength":1},{"title":"MetricSpec","type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1,"description":"exact_match | f1 | passage_match (native), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."},"as":{"type":"string","description":"Key in the scores (default: name)."},"pred":{"type":"string","description":"Prediction field a native metric reads (default answer)."},"gold":{"type":"string","description":"Example field a native metric reads (default answer)."},"args":{"type":"object"}}}]}},"concurrency":{"type":"integer","minimum":1,"maximum":1024,"description":"Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md)."},"max_errors":{"type":["integer","null"],"minimum":0,"description":"Fail the job once more examples than this failed; null: never."},"retries":{"type":"integer","minimum":0,"maximum":10,"default":2,"description":"Retries of an example after a retryable error."},"input_keys":{"type":"array","items":{"type":"string"},"description":"Example fields passed to the program (default: the signature's input fields)."}}};
 
 function validate62(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -11920,7 +12037,7 @@ if(data.max_errors !== undefined){
 let data10 = data.max_errors;
 const _errs27 = errors;
 if((!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))) && (data10 !== null)){
-validate62.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: schema109.properties.max_errors.type},message:"must be integer,null"}];
+validate62.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: schema110.properties.max_errors.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs27){
@@ -12012,12 +12129,12 @@ return errors === 0;
 }
 
 export const validateLmProfiles = validate39;
-const schema51 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
-const schema53 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}};
-const schema56 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
-const schema57 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
+const schema52 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
+const schema54 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}};
+const schema57 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
+const schema58 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
 const func0 = runtime_equal.default;
-const pattern8 = new RegExp("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$", "u");
+const pattern9 = new RegExp("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$", "u");
 
 function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -12032,7 +12149,7 @@ return false;
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema53.properties, key0))){
+if(!(func4.call(schema54.properties, key0))){
 validate40.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -12045,7 +12162,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern6.test(data0)){
+if(!pattern7.test(data0)){
 validate40.errors = [{instancePath:instancePath+"/model",schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -12074,7 +12191,7 @@ const _errs7 = errors;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data2 === "string"){
-if(!pattern6.test(data2)){
+if(!pattern7.test(data2)){
 validate40.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -12123,7 +12240,7 @@ const _errs10 = errors;
 const _errs11 = errors;
 if(errors === _errs11){
 if(typeof data3 === "string"){
-if(!pattern8.test(data3)){
+if(!pattern9.test(data3)){
 validate40.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
 return false;
 }
@@ -12145,7 +12262,7 @@ const _errs13 = errors;
 const _errs14 = errors;
 if(errors === _errs14){
 if(typeof data4 === "string"){
-if(!pattern1.test(data4)){
+if(!pattern2.test(data4)){
 validate40.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\""}];
 return false;
 }
@@ -12242,7 +12359,7 @@ if(data.adapter !== undefined){
 let data9 = data.adapter;
 const _errs26 = errors;
 if(!((data9 === "chat") || (data9 === "json"))){
-validate40.errors = [{instancePath:instancePath+"/adapter",schemaPath:"#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema60.enum},message:"must be equal to one of the allowed values"}];
+validate40.errors = [{instancePath:instancePath+"/adapter",schemaPath:"#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema61.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs26 === errors;
@@ -12349,7 +12466,7 @@ validate40.errors = vErrors;
 return errors === 0;
 }
 
-const schema62 = {"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}};
+const schema63 = {"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}};
 
 function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -12377,7 +12494,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern8.test(data0)){
+if(!pattern9.test(data0)){
 validate42.errors = [{instancePath:instancePath+"/url",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
 return false;
 }
@@ -12399,7 +12516,7 @@ const _errs5 = errors;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
-if(!pattern1.test(data1)){
+if(!pattern2.test(data1)){
 validate42.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\""}];
 return false;
 }
@@ -12428,7 +12545,7 @@ const _errs10 = errors;
 const _errs11 = errors;
 if(errors === _errs11){
 if(typeof data3 === "string"){
-if(!pattern6.test(data3)){
+if(!pattern7.test(data3)){
 validate42.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -12523,7 +12640,7 @@ const _errs4 = errors;
 const _errs5 = errors;
 if(errors === _errs5){
 if(typeof key1 === "string"){
-if(!pattern5.test(key1)){
+if(!pattern6.test(key1)){
 const err0 = {instancePath:instancePath+"/profiles",schemaPath:"#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\"",propertyName:key1};
 if(vErrors === null){
 vErrors = [err0];
@@ -12591,7 +12708,7 @@ const _errs9 = errors;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data2 === "string"){
-if(!pattern5.test(data2)){
+if(!pattern6.test(data2)){
 validate39.errors = [{instancePath:instancePath+"/default_profile",schemaPath:"#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
@@ -12650,9 +12767,9 @@ return errors === 0;
 }
 
 export const validateDlqRedactedBody = validate64;
-const schema111 = {"title":"DlqRedactedBody","type":"object","required":["redacted","bytes"],"additionalProperties":false,"description":"The body of a redacted dead letter: what the request was without what it said.","properties":{"redacted":{"const":true},"bytes":{"type":"integer","minimum":0,"description":"Size of the original body."},"id":{"type":"string","description":"The body's `id`, when it decodes to a map with a string id."},"op":{"type":"string","description":"The body's `op`, when it decodes to a map with a string op."},"pool":{"type":"string","description":"The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools."},"fields":{"type":"object","additionalProperties":{"$ref":"#/definitions/fieldSummary"},"description":"Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map."}}};
-const schema112 = {"title":"DlqFieldSummary","type":"object","required":["type","bytes"],"additionalProperties":false,"properties":{"type":{"$ref":"#/definitions/msgpackType"},"bytes":{"type":"integer","minimum":1,"description":"Size of the value's encoding in the original body (its bytes there, not re-encoded)."}}};
-const schema113 = {"title":"MsgpackTypeName","enum":["nil","bool","int","float","str","bin","array","map","ext"],"description":"The msgpack type family of a value, from its first byte in the original body."};
+const schema112 = {"title":"DlqRedactedBody","type":"object","required":["redacted","bytes"],"additionalProperties":false,"description":"The body of a redacted dead letter: what the request was without what it said.","properties":{"redacted":{"const":true},"bytes":{"type":"integer","minimum":0,"description":"Size of the original body."},"id":{"type":"string","description":"The body's `id`, when it decodes to a map with a string id."},"op":{"type":"string","description":"The body's `op`, when it decodes to a map with a string op."},"pool":{"type":"string","description":"The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools."},"fields":{"type":"object","additionalProperties":{"$ref":"#/definitions/fieldSummary"},"description":"Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map."}}};
+const schema113 = {"title":"DlqFieldSummary","type":"object","required":["type","bytes"],"additionalProperties":false,"properties":{"type":{"$ref":"#/definitions/msgpackType"},"bytes":{"type":"integer","minimum":1,"description":"Size of the value's encoding in the original body (its bytes there, not re-encoded)."}}};
+const schema114 = {"title":"MsgpackTypeName","enum":["nil","bool","int","float","str","bin","array","map","ext"],"description":"The msgpack type family of a value, from its first byte in the original body."};
 
 function validate65(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -12678,7 +12795,7 @@ if(data.type !== undefined){
 let data0 = data.type;
 const _errs2 = errors;
 if(!(((((((((data0 === "nil") || (data0 === "bool")) || (data0 === "int")) || (data0 === "float")) || (data0 === "str")) || (data0 === "bin")) || (data0 === "array")) || (data0 === "map")) || (data0 === "ext"))){
-validate65.errors = [{instancePath:instancePath+"/type",schemaPath:"#/definitions/msgpackType/enum",keyword:"enum",params:{allowedValues: schema113.enum},message:"must be equal to one of the allowed values"}];
+validate65.errors = [{instancePath:instancePath+"/type",schemaPath:"#/definitions/msgpackType/enum",keyword:"enum",params:{allowedValues: schema114.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13901,6 +14018,56 @@ validate76.errors = vErrors;
 return errors === 0;
 }
 
+export const validateModule_program = validate77;
+
+function validate77(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing0;
+if((data.name === undefined) && (missing0 = "name")){
+validate77.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+return false;
+}
+else {
+const _errs1 = errors;
+for(const key0 in data){
+if(!(key0 === "name")){
+validate77.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.name !== undefined){
+let data0 = data.name;
+const _errs2 = errors;
+if(errors === _errs2){
+if(typeof data0 === "string"){
+if(!pattern1.test(data0)){
+validate77.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"+"\""}];
+return false;
+}
+}
+else {
+validate77.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+}
+}
+}
+}
+else {
+validate77.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate77.errors = vErrors;
+return errors === 0;
+}
+
 /* declarations for readers:
 export declare const validateRequest: ValidateFunction;
 export declare const validateReply: ValidateFunction;
@@ -13922,4 +14089,5 @@ export declare const validateModule_parallel: ValidateFunction;
 export declare const validateModule_majority: ValidateFunction;
 export declare const validateModule_none: ValidateFunction;
 export declare const validateModule_embed: ValidateFunction;
+export declare const validateModule_program: ValidateFunction;
 */

@@ -13,6 +13,7 @@ from .validators import validate_module_multi_chain_comparison as _module_multi_
 from .validators import validate_module_none as _module_none
 from .validators import validate_module_parallel as _module_parallel
 from .validators import validate_module_predict as _module_predict
+from .validators import validate_module_program as _module_program
 from .validators import validate_module_program_of_thought as _module_program_of_thought
 from .validators import validate_module_react as _module_react
 from .validators import validate_module_rlm as _module_rlm
@@ -32,6 +33,7 @@ OPERATIONS: Final = (
     "ensemble",
     "compile",
     "embed",
+    "program",
 )
 # The pool an operation goes to when the caller names none (request.schema.json x-dspex-pools).
 OPERATION_POOLS: Final[dict[str, str]] = {"compile": "optimizer", "embed": "gpu"}
@@ -41,6 +43,7 @@ OPERATION_REQUIRES: Final[dict[str, tuple[str, ...]]] = {
     "parallel": ("batch",),
     "ensemble": ("program",),
     "compile": ("compile",),
+    "program": ("module",),
 }
 # The `module` options validator of each operation, from request.schema.json's if/then rules.
 MODULE_OPTIONS: Final[dict[str, Callable[[Any], Any]]] = {
@@ -58,6 +61,7 @@ MODULE_OPTIONS: Final[dict[str, Callable[[Any], Any]]] = {
     "ensemble": _module_none,
     "compile": _module_none,
     "embed": _module_embed,
+    "program": _module_program,
 }
 
 

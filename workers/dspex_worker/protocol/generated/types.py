@@ -412,6 +412,17 @@ class EmbedOptions(TypedDict, closed=True):
     """
 
 
+class ProgramOptions(TypedDict, closed=True):
+    """
+    program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).
+    """
+
+    name: str
+    """
+    The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.
+    """
+
+
 class NoOptions(TypedDict, closed=True):
     """
     ensemble, compile: no module options.
@@ -887,9 +898,10 @@ class RequestEnvelope(TypedDict, closed=True):
         "ensemble",
         "compile",
         "embed",
+        "program",
     ]
     """
-    DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).
+    DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).
     """
     signature: SignatureWire
     inputs: dict[str, Any]

@@ -10,6 +10,7 @@ from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException
 REGEX_PATTERNS = {
     "^[-_a-zA-Z0-9]{1,128}$": re.compile("^[-_a-zA-Z0-9]{1,128}\\Z"),
     "^[A-Za-z_][A-Za-z0-9_]{0,63}$": re.compile("^[A-Za-z_][A-Za-z0-9_]{0,63}\\Z"),
+    "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$": re.compile("^[A-Za-z_][A-Za-z0-9_.-]{0,127}\\Z"),
     "^[^/]+/.+$": re.compile("^[^/]+/.+\\Z"),
     "^[A-Za-z_][A-Za-z0-9_]*$": re.compile("^[A-Za-z_][A-Za-z0-9_]*\\Z"),
     "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$": re.compile(
@@ -142,6 +143,14 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
     if not data_any_of_count1:
         try:
             validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_predict(
+                data, custom_formats, (name_prefix or "data") + ""
+            )
+            data_any_of_count1 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
+    if not data_any_of_count1:
+        try:
+            validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_program(
                 data, custom_formats, (name_prefix or "data") + ""
             )
             data_any_of_count1 += 1
@@ -1217,6 +1226,20 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                         },
                     },
                     {
+                        "title": "ProgramOptions",
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["name"],
+                        "description": "program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).",
+                        "properties": {
+                            "name": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                "description": "The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.",
+                            }
+                        },
+                    },
+                    {
                         "title": "ProgramOfThoughtOptions",
                         "type": "object",
                         "additionalProperties": False,
@@ -1276,8 +1299,9 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "ensemble",
                                     "compile",
                                     "embed",
+                                    "program",
                                 ],
-                                "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
+                                "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
                             },
                             "signature": {"type": "object"},
                             "inputs": {
@@ -6454,8 +6478,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "ensemble",
                             "compile",
                             "embed",
+                            "program",
                         ],
-                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
+                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
                     },
                     "signature": {"type": "object"},
                     "inputs": {
@@ -6663,8 +6688,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "ensemble",
                                 "compile",
                                 "embed",
+                                "program",
                             ],
-                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
+                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
                         },
                         "signature": {"type": "object"},
                         "inputs": {
@@ -6907,11 +6933,13 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                 and data__op == "compile"
                 or isinstance(data__op, str)
                 and data__op == "embed"
+                or isinstance(data__op, str)
+                and data__op == "program"
             ):
                 raise JsonSchemaValueException(
                     ""
                     + (name_prefix or "data")
-                    + ".op must be one of ['predict', 'chain_of_thought', 'evaluate', 'react', 'program_of_thought', 'rlm', 'multi_chain_comparison', 'best_of_n', 'refine', 'parallel', 'majority', 'ensemble', 'compile', 'embed']",
+                    + ".op must be one of ['predict', 'chain_of_thought', 'evaluate', 'react', 'program_of_thought', 'rlm', 'multi_chain_comparison', 'best_of_n', 'refine', 'parallel', 'majority', 'ensemble', 'compile', 'embed', 'program']",
                     value=data__op,
                     name="" + (name_prefix or "data") + ".op",
                     definition={
@@ -6930,8 +6958,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "ensemble",
                             "compile",
                             "embed",
+                            "program",
                         ],
-                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
+                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
                     },
                     rule="enum",
                 )
@@ -7119,8 +7148,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "ensemble",
                                 "compile",
                                 "embed",
+                                "program",
                             ],
-                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md).",
+                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
                         },
                         "signature": {"type": "object"},
                         "inputs": {
@@ -8423,6 +8453,107 @@ def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_progr
                     "type": "object",
                     "additionalProperties": False,
                     "properties": {"max_iters": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3}},
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_program(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "ProgramOptions",
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "description": "program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).",
+                "properties": {
+                    "name": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                        "description": "The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.",
+                    }
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["name"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "ProgramOptions",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "description": "program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).",
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                            "description": "The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.",
+                        }
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "name" in data_keys:
+            data_keys.remove("name")
+            data__name = data["name"]
+            if not isinstance(data__name, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".name must be string",
+                    value=data__name,
+                    name="" + (name_prefix or "data") + ".name",
+                    definition={
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                        "description": "The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__name, str):
+                if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"].search(data__name):
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".name must match pattern ^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                        value=data__name,
+                        name="" + (name_prefix or "data") + ".name",
+                        definition={
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                            "description": "The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.",
+                        },
+                        rule="pattern",
+                    )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "ProgramOptions",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "description": "program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).",
+                    "properties": {
+                        "name": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                            "description": "The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name.",
+                        }
+                    },
                 },
                 rule="additionalProperties",
             )
@@ -23315,6 +23446,7 @@ validate_module_multi_chain_comparison = (
 validate_module_none = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_none
 validate_module_parallel = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_parallel
 validate_module_predict = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_predict
+validate_module_program = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_program
 validate_module_program_of_thought = (
     validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_program_of_thought
 )

@@ -1,0 +1,100 @@
+/**
+ * Users' packaged DSPy programs (docs/programs.md): `client.program("qa").call({question})`.
+ *
+ * The handle learns the program from what the workers advertise (their status endpoints: fields as wire
+ * types, pool, package version) and then calls it like a built-in module — op `program` with `module.name`,
+ * the advertised fields as the signature, sent to the program's pool — so the inputs are checked before
+ * publish and the outputs after the reply by the same code as every call, and sessions, lanes, retries,
+ * breakers and tracing apply unchanged. The advertisement is cached; a worker running another version of the
+ * program answers a ValidationError on `signature.*`, after which the handle asks the fleet again once.
+ */
+import { UnknownProgram, ValidationError, isPool, type SignatureWire } from "@dspex/protocol";
+import { workerStatuses, type AdvertisedProgram } from "@dspex/bus";
+import type { CallOptions, CallResult, Caller } from "./call.js";
+import { ProgramStream, type StreamOptions } from "./stream.js";
+
+export interface PackagedProgramOptions {
+  /** How long asking the fleet for its programs waits for workers to answer (default 500 ms). */
+  discoverMs?: number;
+}
+
+export class PackagedProgram<I extends Record<string, unknown> = Record<string, unknown>, O extends Record<string, unknown> = Record<string, unknown>> {
+  private advert: AdvertisedProgram | undefined;
+
+  constructor(
+    private readonly client: Caller,
+    readonly name: string,
+    private readonly options: PackagedProgramOptions = {},
+  ) {}
+
+  /** The program as the fleet advertises it (asked once, then cached; `refresh` asks again). */
+  async describe(): Promise<AdvertisedProgram> {
+    this.advert ??= await this.lookup();
+    return this.advert;
+  }
+
+  async refresh(): Promise<AdvertisedProgram> {
+    this.advert = undefined;
+    return this.describe();
+  }
+
+  /** Runs the program on its pool; the outputs are checked against its advertised fields. */
+  async call(inputs: I, options: CallOptions = {}): Promise<CallResult<O>> {
+    try {
+      return await this.send(await this.describe(), inputs, options);
+    } catch (err) {
+      // the fleet now serves another version of the program: learn it again, once
+      if (!(err instanceof ValidationError && err.field?.startsWith("signature."))) throw err;
+      return this.send(await this.refresh(), inputs, options);
+    }
+  }
+
+  /** Streams the program's tokens and status events (its predictors' outputs), then the typed result. */
+  async stream(inputs: I, options: StreamOptions = {}): Promise<ProgramStream<O>> {
+    const advert = await this.describe();
+    return ProgramStream.start<O>(this.client, "program", signatureOf(advert), inputs, {
+      ...options,
+      pool: options.pool ?? poolOf(advert),
+      module: { name: this.name },
+    });
+  }
+
+  private send(advert: AdvertisedProgram, inputs: I, options: CallOptions): Promise<CallResult<O>> {
+    return this.client.send<O>(
+      { op: "program", signature: signatureOf(advert), inputs, module: { name: this.name } },
+      { ...options, pool: options.pool ?? poolOf(advert) },
+    );
+  }
+
+  private async lookup(): Promise<AdvertisedProgram> {
+    const statuses = await workerStatuses(this.client.nc, this.options.discoverMs ?? 500);
+    const served = statuses.flatMap((s) => s.programs?.programs ?? []);
+    // during a rollout two versions may be served: take the one most workers advertise
+    const matches = served.filter((p) => p.name === this.name);
+    if (matches.length === 0) {
+      const available = [...new Set(served.map((p) => p.name))].sort();
+      const failed = statuses.flatMap((s) => s.programs?.failures ?? []).find((f) => f.name === this.name);
+      throw new UnknownProgram(
+        failed
+          ? `program: ${JSON.stringify(this.name)} is declared but not served: ${failed.error}`
+          : `program: ${JSON.stringify(this.name)} is not served by the fleet; available: ${available.join(", ") || "none"}`,
+        { field: "program", details: { available, ...(failed ? { error: failed.error } : {}) } },
+      );
+    }
+    const counts = new Map<string, number>();
+    for (const m of matches) counts.set(m.version ?? "", (counts.get(m.version ?? "") ?? 0) + 1);
+    const version = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0];
+    return matches.find((m) => (m.version ?? "") === version)!;
+  }
+}
+
+function signatureOf(advert: AdvertisedProgram): SignatureWire {
+  return { inputs: advert.inputs, outputs: advert.outputs };
+}
+
+function poolOf(advert: AdvertisedProgram): CallOptions["pool"] {
+  if (!isPool(advert.pool)) {
+    throw new ValidationError(`program ${advert.name}: advertised pool ${JSON.stringify(advert.pool)} is not a pool`, { field: "pool" });
+  }
+  return advert.pool;
+}

@@ -1,0 +1,136 @@
+// Calling users' packaged programs through the real fleet: `client.program(name).call(...)` learns the program
+// from the workers' advertisements, sends op `program` to its pool, and checks inputs before publish and outputs
+// after the reply. The test package (test/programs, installed into .venv by scripts/setup.sh) serves `qa` and
+// `summarize` by entry points; DSPEX_PROGRAMS adds programs that raise, answer the wrong fields, or cannot load.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { ProgramError, UnknownProgram, ValidationError } from "@dspex/protocol";
+import { startHarness, type Harness } from "../integration/harness.js";
+
+const ROOT = join(import.meta.dirname, "..", "..");
+const run = promisify(execFile);
+
+describe("program packages: calling", { timeout: 180_000 }, () => {
+  let h: Harness;
+
+  before(async () => {
+    h = await startHarness({
+      fleet: {
+        workerEnv: {
+          DSPEX_PROGRAMS: "dspex_test_programs.broken:Raises,dspex_test_programs.broken:WrongOutputs,dspex_test_programs.broken:BadPool",
+        },
+      },
+    });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  test("a multi-predictor program runs on a worker: both predictors call the LM, the outputs have the advertised types", async () => {
+    const before = h.lmDouble.requests().length;
+    const qa = h.client.program<{ question: string }, { answer: string; confidence: number }>("qa");
+    const advert = await qa.describe();
+    assert.deepEqual(advert.predictors, ["draft", "refine"]);
+    const out = await qa.call({ question: "What is the capital of France?" });
+    assert.equal(typeof out.outputs.answer, "string");
+    assert.equal(out.outputs.answer, out.outputs.answer.trim(), "forward's post-processing ran");
+    assert.equal(typeof out.outputs.confidence, "number");
+    assert.deepEqual(Object.keys(out.outputs).sort(), ["answer", "confidence"]);
+    assert.equal(out.worker, h.fleet.workers[0]!.id);
+    const calls = h.lmDouble.requests().slice(before);
+    assert.equal(calls.length, 2, "one LM call per predictor");
+    assert.ok(out.usage, "usage is reported");
+  });
+
+  test("a single-predictor ChainOfThought program, on the direct lane and in a session", async () => {
+    const summarize = h.client.program<{ text: string; max_words: number }, { reasoning: string; summary: string; keywords: string[] }>("summarize");
+    const direct = await summarize.call({ text: "DSPy programs run on a fleet of workers.", max_words: 5 }, { lane: "direct" });
+    assert.equal(typeof direct.outputs.summary, "string");
+    assert.ok(Array.isArray(direct.outputs.keywords));
+    const inSession = await summarize.call({ text: "Sessions stick to a worker.", max_words: 3 }, { session: "program-session-1" });
+    assert.equal(typeof inSession.outputs.summary, "string");
+  });
+
+  test("a program streams its predictor's tokens, then the typed result", async () => {
+    const stream = await h.client.program<{ text: string; max_words: number }, { summary: string }>("summarize").stream({ text: "Streams carry tokens.", max_words: 3 });
+    const kinds = new Set<string>();
+    for await (const event of stream) kinds.add(event.type);
+    const result = await stream.result;
+    assert.equal(typeof result.outputs.summary, "string");
+    assert.ok(kinds.has("token"), `events: ${[...kinds].join(", ")}`);
+  });
+
+  test("bad inputs are refused before anything is published, naming the field", async () => {
+    const before = h.lmDouble.requests().length;
+    const qa = h.client.program("qa");
+    await assert.rejects(qa.call({}), (err: unknown) => err instanceof ValidationError && err.field === "question");
+    await assert.rejects(qa.call({ question: "q", extra: 1 }), (err: unknown) => err instanceof ValidationError && /extra/.test(err.message));
+    const summarize = h.client.program("summarize");
+    await assert.rejects(
+      summarize.call({ text: "t", max_words: "many" }),
+      (err: unknown) => err instanceof ValidationError && err.field === "max_words",
+    );
+    assert.equal(h.lmDouble.requests().length, before);
+  });
+
+  test("an unknown program lists the served ones; a declared one that failed to load says why", async () => {
+    await assert.rejects(h.client.program("nope").call({}), (err: unknown) => {
+      assert.ok(err instanceof UnknownProgram);
+      const available = (err.details as { available: string[] }).available;
+      assert.ok(available.includes("qa") && available.includes("summarize") && available.includes("Raises"), String(available));
+      return true;
+    });
+    await assert.rejects(h.client.program("BadPool").call({ x: "1" }), (err: unknown) => err instanceof UnknownProgram && /pool 'tpu'/.test(err.message));
+  });
+
+  test("a program that raises is a ProgramError with the exception type and message, never the traceback", async () => {
+    await assert.rejects(h.client.program("Raises").call({ x: "k1" }), (err: unknown) => {
+      assert.ok(err instanceof ProgramError, String(err));
+      assert.equal((err.details as { exception: string }).exception, "KeyError");
+      assert.match(err.message, /no entry for k1/);
+      assert.doesNotMatch(err.message, /Traceback|File "/);
+      return true;
+    });
+  });
+
+  test("a program that answers the wrong fields is a ValidationError naming the missing one", async () => {
+    await assert.rejects(
+      h.client.program("WrongOutputs").call({ x: "a" }),
+      (err: unknown) => err instanceof ValidationError && err.field === "outputs.y",
+    );
+  });
+
+  test("a caller built against another version of the program (other fields) is refused by the worker, naming the signature", async () => {
+    const stale = { inputs: [{ name: "question", type: { kind: "str" } }, { name: "context", type: { kind: "str" } }], outputs: [{ name: "answer", type: { kind: "str" } }] } as const;
+    await assert.rejects(
+      h.client.send({ op: "program", signature: stale as never, inputs: { question: "q", context: "c" }, module: { name: "qa" } }),
+      (err: unknown) => err instanceof ValidationError && err.field === "signature.inputs",
+    );
+  });
+
+  test("module.name is checked against the contract before publish", async () => {
+    await assert.rejects(
+      h.client.send({ op: "program", signature: "x -> y", inputs: { x: "1" }, module: { name: "no spaces allowed" } }),
+      (err: unknown) => err instanceof ValidationError && /name/.test(String(err.field ?? err.message)),
+    );
+    await assert.rejects(
+      h.client.send({ op: "program", signature: "x -> y", inputs: { x: "1" } }),
+      (err: unknown) => err instanceof ValidationError && /module/.test(String(err.field ?? err.message)),
+    );
+  });
+
+  test("dspex call runs a program against a deployment and prints its typed outputs", async () => {
+    const { stdout } = await run(
+      process.execPath,
+      ["--conditions=development", "--import", "tsx", join(ROOT, "services/cli/src/cli.ts"), "call", "summarize", "-i", "text=The fleet runs DSPy.", "-i", "max_words=4", "--json"],
+      { env: { ...process.env, NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.client, DSPEX_LM: h.lm.model }, cwd: ROOT, timeout: 60_000 },
+    );
+    const result = JSON.parse(stdout) as { outputs: { summary: unknown; keywords: unknown }; worker: string };
+    assert.equal(typeof result.outputs.summary, "string");
+    assert.ok(Array.isArray(result.outputs.keywords));
+    assert.equal(result.worker, h.fleet.workers[0]!.id);
+  });
+});
