@@ -133,4 +133,20 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
     assert.ok(Array.isArray(result.outputs.keywords));
     assert.equal(result.worker, h.fleet.workers[0]!.id);
   });
+
+  test("dspex codegen from the fleet writes the same types as from the Python environment", async () => {
+    const codegen = async (args: string[], env: Record<string, string>) => {
+      const { stdout } = await run(process.execPath, ["--conditions=development", "--import", "tsx", join(ROOT, "services/cli/src/cli.ts"), "codegen", ...args], {
+        env: { ...process.env, ...env },
+        cwd: ROOT,
+        timeout: 60_000,
+      });
+      return stdout.split("\n").slice(1).join("\n"); // the first line names the source
+    };
+    const fleet = await codegen(["--program", "qa", "summarize"], { NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.client! });
+    const offline = await codegen(["--offline", "--program", "qa", "summarize"], {});
+    assert.match(fleet, /export function qa\(client: Client\): PackagedProgram<QaInputs, QaOutputs>/);
+    assert.equal(fleet, offline);
+    await assert.rejects(codegen(["--program", "nope"], { NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.client! }), /UnknownProgram: program: nope not found/);
+  });
 });

@@ -110,6 +110,26 @@ export async function workerStatuses(nc: NatsConnection, waitMs = 500): Promise<
   );
 }
 
+/**
+ * The programs the given workers serve, one advertisement per name: during a rollout two versions may be
+ * served, and the one most workers advertise is taken (ties: the first seen).
+ */
+export function servedPrograms(statuses: readonly WorkerStatus[]): Map<string, AdvertisedProgram> {
+  const byName = new Map<string, Map<string, { advert: AdvertisedProgram; workers: number }>>();
+  for (const p of statuses.flatMap((s) => s.programs?.programs ?? [])) {
+    const versions = byName.get(p.name) ?? new Map<string, { advert: AdvertisedProgram; workers: number }>();
+    const seen = versions.get(p.version ?? "");
+    if (seen) seen.workers += 1;
+    else versions.set(p.version ?? "", { advert: p, workers: 1 });
+    byName.set(p.name, versions);
+  }
+  const served = new Map<string, AdvertisedProgram>();
+  for (const [name, versions] of byName) {
+    served.set(name, [...versions.values()].reduce((best, v) => (v.workers > best.workers ? v : best)).advert);
+  }
+  return served;
+}
+
 export async function collectStatus(nc: NatsConnection, spec: BusSpec, waitMs = 500): Promise<BusStatus> {
   const jsm = await jetstreamManager(nc);
   const pools: PoolStatus[] = POOLS.map((pool) => ({ pool, lag: 0, inflight: 0, redelivered: 0, consumers: 0, workers: [] }));

@@ -8,6 +8,7 @@ import { Command } from "commander";
 import { DspexError } from "@dspex/protocol";
 import { initTelemetry } from "@dspex/observability";
 import { registerApiTokenCommands } from "./commands/api-token.js";
+import { registerCodegenCommand } from "./commands/codegen.js";
 import { registerDlqCommands } from "./commands/dlq.js";
 import { registerEvalCommand } from "./commands/eval.js";
 import { registerIndexCommands } from "./commands/index.js";
@@ -27,6 +28,7 @@ registerDlqCommands(program);
 registerApiTokenCommands(program);
 registerRegistryCommands(program);
 registerIndexCommands(program);
+registerCodegenCommand(program);
 
 program
   .parseAsync()

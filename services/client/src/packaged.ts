@@ -9,7 +9,7 @@
  * program answers a ValidationError on `signature.*`, after which the handle asks the fleet again once.
  */
 import { UnknownProgram, ValidationError, isPool, type SignatureWire } from "@dspex/protocol";
-import { workerStatuses, type AdvertisedProgram } from "@dspex/bus";
+import { servedPrograms, workerStatuses, type AdvertisedProgram } from "@dspex/bus";
 import type { CallOptions, CallResult, Caller } from "./call.js";
 import { ProgramStream, type StreamOptions } from "./stream.js";
 
@@ -68,11 +68,10 @@ export class PackagedProgram<I extends Record<string, unknown> = Record<string, 
 
   private async lookup(): Promise<AdvertisedProgram> {
     const statuses = await workerStatuses(this.client.nc, this.options.discoverMs ?? 500);
-    const served = statuses.flatMap((s) => s.programs?.programs ?? []);
-    // during a rollout two versions may be served: take the one most workers advertise
-    const matches = served.filter((p) => p.name === this.name);
-    if (matches.length === 0) {
-      const available = [...new Set(served.map((p) => p.name))].sort();
+    const served = servedPrograms(statuses);
+    const advert = served.get(this.name);
+    if (advert === undefined) {
+      const available = [...served.keys()].sort();
       const failed = statuses.flatMap((s) => s.programs?.failures ?? []).find((f) => f.name === this.name);
       throw new UnknownProgram(
         failed
@@ -81,10 +80,7 @@ export class PackagedProgram<I extends Record<string, unknown> = Record<string, 
         { field: "program", details: { available, ...(failed ? { error: failed.error } : {}) } },
       );
     }
-    const counts = new Map<string, number>();
-    for (const m of matches) counts.set(m.version ?? "", (counts.get(m.version ?? "") ?? 0) + 1);
-    const version = [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0];
-    return matches.find((m) => (m.version ?? "") === version)!;
+    return advert;
   }
 }
 

@@ -191,3 +191,17 @@ def discover(env: Mapping[str, str] | None = None) -> Catalog:
         except Exception as exc:  # any import/constructor error of user code is reported, never fatal
             catalog.failures.append({"name": name, "path": path, "error": f"{type(exc).__name__}: {exc}"})
     return catalog
+
+
+def main() -> None:
+    """`python -m dspex_worker.programs.packages`: the advertisement of this environment's declared programs as
+    JSON on stdout, what `dspex codegen --offline` reads (nothing connects to the bus)."""
+    import json
+    import sys
+
+    json.dump(discover().advertisement(), sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
