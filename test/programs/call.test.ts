@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ProgramError, UnknownProgram, ValidationError } from "@dspex/protocol";
+import { newToken, startRouter } from "@dspex/router";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -148,5 +149,42 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
     assert.match(fleet, /export function qa\(client: Client\): PackagedProgram<QaInputs, QaOutputs>/);
     assert.equal(fleet, offline);
     await assert.rejects(codegen(["--program", "nope"], { NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.client! }), /UnknownProgram: program: nope not found/);
+  });
+
+  test("the HTTP API lists the served programs and calls one: 200, 400 naming the field, 404 for an unknown program, 401 without a token", async () => {
+    const caller = newToken("programs-caller", ["predict"]);
+    const router = await startRouter({ port: 0, host: "127.0.0.1", tokens: [caller.entry], client: { servers: h.fleet.natsUrl, creds: h.fleet.creds.client, lm: h.lm } });
+    try {
+      const base = `http://127.0.0.1:${router.port}`;
+      const auth = { authorization: `Bearer ${caller.token}` };
+      const call = async (name: string, body: unknown, headers: Record<string, string> = auth) => {
+        const res = await fetch(`${base}/v1/packaged-programs/${name}/call`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json", ...headers } });
+        return { status: res.status, body: (await res.json()) as Record<string, any> };
+      };
+      const list = await fetch(`${base}/v1/packaged-programs`, { headers: auth });
+      assert.equal(list.status, 200);
+      const listed = (await list.json()) as { programs: Array<{ name: string; inputs: unknown }>; failures: Array<{ name: string }> };
+      assert.deepEqual(listed.programs.find((p) => p.name === "qa")?.inputs, [{ name: "question", type: { kind: "str" } }]);
+      assert.ok(listed.failures.some((f) => f.name === "BadPool"));
+
+      const ok = await call("qa", { inputs: { question: "What is 2+2?" } });
+      assert.equal(ok.status, 200, JSON.stringify(ok.body));
+      assert.equal(typeof ok.body.outputs.answer, "string");
+      assert.equal(typeof ok.body.outputs.confidence, "number");
+
+      const missing = await call("qa", { inputs: {} });
+      assert.equal(missing.status, 400);
+      assert.equal(missing.body.error.field, "question");
+      const extra = await call("qa", { inputs: { question: "q" }, pool: "gpu" });
+      assert.equal(extra.status, 400);
+      assert.match(String(extra.body.error.field), /pool/);
+      const unknown = await call("nope", { inputs: {} });
+      assert.equal(unknown.status, 404);
+      assert.equal(unknown.body.error.type, "UnknownProgram");
+      assert.ok((unknown.body.error.details.available as string[]).includes("qa"));
+      assert.equal((await call("qa", { inputs: { question: "q" } }, {})).status, 401);
+    } finally {
+      await router.stop();
+    }
   });
 });

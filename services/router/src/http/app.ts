@@ -17,10 +17,10 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import cors from "@fastify/cors";
-import { DspexError, POOLS, type Pool } from "@dspex/protocol";
-import { busSettings, type PoolSettings } from "@dspex/bus";
+import { DspexError, POOLS, isPool, type Pool } from "@dspex/protocol";
+import { busSettings, servedPrograms, workerStatuses, type PoolSettings } from "@dspex/bus";
 import { handleHealth, type Logger, type ReadinessCheck } from "@dspex/observability";
-import type { CallOptions, Client, CreateProgramOptions } from "@dspex/client";
+import type { CallOptions, Client, CreateProgramOptions, PackagedProgram } from "@dspex/client";
 import type { Registry } from "@dspex/registry";
 import { registerConsole } from "../console/routes.js";
 import { contractError, errorBody } from "./errors.js";
@@ -30,7 +30,7 @@ import { registerOpenApi } from "./openapi.js";
 import { REGISTRY_RESOURCES } from "./registry-resources.js";
 import type { OperationDeps } from "./resource.js";
 import { registerResources } from "./rest.js";
-import { CONTRACT_SCHEMAS, createProgramBody, executeBody, predictBody, programParams } from "./schemas.js";
+import { CONTRACT_SCHEMAS, createProgramBody, executeBody, packagedCallBody, packagedParams, predictBody, programParams } from "./schemas.js";
 import { allows, type Caller, type Scope, type TokenTable } from "./tokens.js";
 import { fieldOf, validatorCompiler } from "./validation.js";
 
@@ -197,6 +197,29 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
     async (req) => {
       checkSize(req, poolOf(req.body));
       return client.execute(req.params.id, req.body.inputs as Body, { ...callOptions(req.body), version: req.body.version as number | undefined });
+    },
+  );
+
+  // Users' packaged programs (docs/programs.md). A handle is kept per program once the fleet has advertised it,
+  // so a call does not ask the workers again (the handle re-learns the program after a version change); names
+  // the fleet does not serve are not kept.
+  const packaged = new Map<string, PackagedProgram>();
+  app.get("/v1/packaged-programs", { schema: { tags: ["Calls"], summary: "The packaged programs the fleet serves, with their fields (scope predict)", security: [{ bearer: [] }] }, config: { scope: "predict" } }, async () => {
+    const statuses = await workerStatuses(client.nc);
+    return {
+      programs: [...servedPrograms(statuses).values()].sort((a, b) => a.name.localeCompare(b.name)),
+      failures: statuses.flatMap((st) => st.programs?.failures ?? []),
+    };
+  });
+  app.post<{ Body: Body; Params: { name: string } }>(
+    "/v1/packaged-programs/:name/call",
+    { schema: { body: packagedCallBody, params: packagedParams, tags: ["Calls"], summary: "Call a packaged program the fleet serves (scope predict)", security: [{ bearer: [] }] }, config: { scope: "predict" } },
+    async (req) => {
+      const handle = packaged.get(req.params.name) ?? client.program(req.params.name);
+      const advert = await handle.describe(); // UnknownProgram (404) before anything is sent
+      packaged.set(req.params.name, handle);
+      checkSize(req, isPool(advert.pool) ? advert.pool : "general");
+      return handle.call(req.body.inputs as Body, callOptions(req.body));
     },
   );
 

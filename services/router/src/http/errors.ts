@@ -14,6 +14,7 @@ export function statusFor(err: DspexError): number {
     case "PayloadTooLarge":
       return 413;
     case "NotFound":
+    case "UnknownProgram":
       return 404;
     case "Unauthorized":
       return 401;

@@ -64,6 +64,22 @@ export const executeBody = {
   properties: { ...callFields, version: { type: "integer", minimum: 1 } },
 };
 
+/** A call of a user's packaged program: its pool is the one the program declares; demos and instructions are its own. */
+export const packagedCallBody = {
+  type: "object",
+  required: ["inputs"],
+  additionalProperties: false,
+  properties: { inputs: callFields.inputs, lm: callFields.lm, session: callFields.session, affinity: callFields.affinity, timeoutMs: callFields.timeoutMs },
+};
+
+/** A packaged program's name, as the contract's ProgramOptions allow it. */
+export const packagedParams = {
+  type: "object",
+  required: ["name"],
+  // the contract's own definition, inlined: OpenAPI tools cannot follow a $ref in a path parameter
+  properties: { name: { type: "string", pattern: SCHEMAS["modules.schema.json"].definitions.program.properties.name.pattern } },
+};
+
 export const programParams = {
   type: "object",
   required: ["id"],
