@@ -364,7 +364,7 @@ async function fastapi(): Promise<NonNullable<Results["fastapi"]>> {
  * unusable in this checkout.
  */
 async function batchViaPipeline(
-  client: Client,
+  fleet: Fleet,
   lm: LMConfig,
   examples: Array<Record<string, unknown>>,
   ideal: number,
@@ -372,6 +372,8 @@ async function batchViaPipeline(
   const load = la();
   try {
     const { PipelineService } = await import("@dspex/pipeline");
+    // the pipeline service's own identity: it writes the jobs' results, which a caller's may not
+    const client = await Client.connect({ servers: fleet.natsUrl, creds: fleet.creds.pipeline, name: "bench-pipeline" });
     const service = await PipelineService.start({ connection: client.nc, client, serve: false, resume: false });
     try {
       const t0 = performance.now();
@@ -393,6 +395,7 @@ async function batchViaPipeline(
       };
     } finally {
       await service.close();
+      await client.close();
     }
   } catch (err) {
     log(`  pipeline service unusable here: ${String(err).split("\n")[0]}`);
@@ -407,7 +410,7 @@ async function batch(client: Client | undefined, fleet: Fleet | undefined): Prom
   const out: Record<string, unknown> = { examples: EXAMPLES, lm_latency_ms: LM_LATENCY_MS, concurrency: THREADS, ideal_s: r2(ideal) };
   if (client && fleet) {
     const examples = Array.from({ length: EXAMPLES }, (_, i) => ({ question: `question ${i}`, answer: `answer: question ${i}` }));
-    out.pipeline_service = await batchViaPipeline(client, lm, examples, ideal);
+    out.pipeline_service = await batchViaPipeline(fleet, lm, examples, ideal);
     const load = la();
     let next = 0;
     let correct = 0;
