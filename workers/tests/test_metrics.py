@@ -26,7 +26,7 @@ def test_builtin_metrics_are_dspys() -> None:
 
 def test_unknown_and_disallowed_metrics_are_validation_errors() -> None:
     with pytest.raises(ValidationError, match="unknown metric"):
-        resolve_metric("semantic_f1", env={})
+        resolve_metric("rouge_l", env={})
     with pytest.raises(ValidationError, match="not allowed"):
         resolve_metric("os:system", env={})
     with pytest.raises(ValidationError, match="not allowed"):
@@ -114,3 +114,27 @@ async def test_apply_metrics_like_dspy_evaluate() -> None:
             {"answer": "The Paris"},
         )
     assert info.value.details is not None and info.value.details["metric"] == "answer_exact_match"
+
+
+def test_lm_judged_metrics_map_field_names_and_name_the_arg_to_set() -> None:
+    import dspy
+    import pytest
+
+    from dspex_worker.ops.judges import _prepare
+    from dspex_worker.ops.metrics import resolve_metric
+    from dspex_worker.protocol.errors import ValidationError
+
+    example = dspy.Example(question="q", answer="gold")
+    pred = dspy.Prediction(answer="a", passages=["p"])
+    module, gold, answer = _prepare(
+        "complete_and_grounded", example, pred, {"gold": "answer", "answer": "answer", "context": "passages"}
+    )
+    assert type(module).__name__ == "CompleteAndGrounded"
+    assert (gold.question, gold.response, answer.response, answer.context) == ("q", "gold", "a", ["p"])
+    with pytest.raises(ValidationError) as missing:
+        _prepare("complete_and_grounded", example, pred, {"gold": "answer", "answer": "answer"})
+    assert missing.value.field == "args.context"
+    with pytest.raises(ValidationError) as unknown:
+        _prepare("semantic_f1", example, pred, {"decompositional": True, "bogus": 1})
+    assert unknown.value.field == "args.bogus"
+    assert resolve_metric("semantic_f1").__name__ == "semantic_f1"  # optimizers get it as a plain metric

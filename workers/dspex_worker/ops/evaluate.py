@@ -18,11 +18,13 @@ from typing import Any
 
 import dspy
 
-from ..execution import Execution, Request
+from ..execution import Execution, Request, sum_usage
+from ..protocol import DspexError
 from ..protocol.errors import WorkerError
 from ..protocol.generated.types import EvaluateSpec
 from . import predict
 from .context import OpContext
+from .judges import JUDGES, judge
 from .metrics import metric_call, resolve_metric, score_value
 from .plan import run_planned
 
@@ -32,15 +34,23 @@ async def apply_metrics(
     example: dspy.Example,
     prediction: dspy.Prediction,
     outputs: dict[str, Any],
+    usage: list[dict[str, Any]] | None = None,
 ) -> dict[str, bool | float]:
-    """Each metric called as `dspy.Evaluate` calls it; a metric that raises is a WorkerError naming it."""
+    """Each metric called as `dspy.Evaluate` calls it; a metric that raises is a WorkerError naming it. The LM
+    usage of LM-judged metrics (judges.py) is appended to `usage`."""
     scores: dict[str, bool | float] = {}
     for name, args in metrics:
-        metric = resolve_metric(name)
         try:
-            result = metric(example, prediction, **args)
-            if inspect.isawaitable(result):
-                result = await result
+            if name in JUDGES:
+                result, judged = await judge(name, example, prediction, args)
+                if usage is not None:
+                    usage.append(judged)
+            else:
+                result = resolve_metric(name)(example, prediction, **args)
+                if inspect.isawaitable(result):
+                    result = await result
+        except DspexError:
+            raise
         except Exception as exc:
             raise WorkerError(
                 f"metric {name!r} raised {type(exc).__name__}: {exc}",
@@ -59,8 +69,12 @@ async def run(ctx: OpContext, request: Request, options: dict[str, Any]) -> Exec
     execution = await run_planned(ctx, module_request, options, predict.plan)
     example = dspy.Example(**{**spec.get("example", {}), **request["inputs"]}).with_inputs(*request["inputs"])
     lm, adapter = ctx.lms.resolve(request.get("lm"))
+    judged: list[dict[str, Any]] = []
     with dspy.context(lm=lm, adapter=adapter):
         execution.scores = await apply_metrics(
-            metrics, example, dspy.Prediction(**execution.outputs), execution.outputs
+            metrics, example, dspy.Prediction(**execution.outputs), execution.outputs, judged
         )
+    if judged:
+        # the judge's tokens are the request's too: an eval job's summary counts them
+        execution.usage = {k: execution.usage.get(k, 0) + v for k, v in sum_usage(*judged).items()}
     return execution

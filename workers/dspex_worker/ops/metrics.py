@@ -1,6 +1,7 @@
 """Named Python metrics, for the `evaluate` op and optimizer jobs.
 
-Names resolve through a registry: DSPy's own `answer_exact_match` and `answer_passage_match`, and user metrics
+Names resolve through a registry: DSPy's own `answer_exact_match` and `answer_passage_match`, the LM-judged
+`semantic_f1` and `complete_and_grounded` (judges.py), and user metrics
 named by dotted path `package.module:function`, loaded only when the worker's environment allows them
 (`DSPEX_METRICS_ALLOW`, allowlist.py). Metrics are called as DSPy calls them in `dspy.Evaluate`:
 `metric(example, prediction, **args)` with `example` a `dspy.Example` whose inputs are the request's inputs,
@@ -17,6 +18,7 @@ from dspy.evaluate import answer_exact_match, answer_passage_match
 
 from ..protocol.errors import ValidationError, WorkerError
 from .allowlist import load_allowed
+from .judges import JUDGES, judge_metric
 
 ALLOW_ENV = "DSPEX_METRICS_ALLOW"
 
@@ -32,13 +34,15 @@ def resolve_metric(name: str, *, field: str = "evaluate.metrics", env: Mapping[s
     """A metric by registry name or allow-listed dotted path; ValidationError naming `field` for anything else."""
     if name in BUILTIN_METRICS:
         return BUILTIN_METRICS[name]
+    if name in JUDGES:
+        return judge_metric(name)
     if ":" not in name:
-        known = ", ".join(sorted(BUILTIN_METRICS))
+        known = ", ".join(sorted([*BUILTIN_METRICS, *JUDGES]))
         raise ValidationError(
             f"{field}: unknown metric {name!r}; built-in metrics: {known}, or `package.module:function` "
             f"when allowed by {ALLOW_ENV}",
             field=field,
-            details={"builtin": sorted(BUILTIN_METRICS)},
+            details={"builtin": sorted([*BUILTIN_METRICS, *JUDGES])},
         )
     return load_allowed(name, ALLOW_ENV, what="metric", field=field, env=env)
 
