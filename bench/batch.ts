@@ -19,6 +19,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { applyBus, busSettings, busSpec, connectNats } from "@dspex/bus";
 import { Client } from "@dspex/client";
 import { spawnWorker, startFleet, startNatsServer, type EmbeddedNats, type Fleet } from "@dspex/embedded";
 import type { LMConfig } from "@dspex/protocol";
@@ -188,6 +189,10 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = { machine: machineFacts(), options: { examples: EXAMPLES, concurrency: CONCURRENCY, inflight: INFLIGHT, lm_latency_ms: LM_LATENCY_MS } };
   const nats = await startNatsServer();
   try {
+    // the bus, applied once by the operator's identity (fleets started below would apply it too; a bare worker waits for it)
+    const admin = await connectNats({ servers: nats.url, creds: nats.creds.admin, name: "bench-apply" });
+    await applyBus(admin, busSpec(busSettings()));
+    await admin.close();
     if (ONLY.has("batch")) results.batch = await batch(nats);
     if (ONLY.has("memory")) results.memory = await memory(nats);
     if (ONLY.has("coldstart")) results.coldstart = await coldStart(nats);

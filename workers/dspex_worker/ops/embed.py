@@ -13,9 +13,8 @@ ValidationError or PayloadTooLarge), an empty text or one over the token limit w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from opentelemetry.trace import SpanKind
 
 from ..execution import Execution, Request
@@ -23,6 +22,9 @@ from ..observability.telemetry import state as telemetry
 from ..protocol.errors import LMConfigError, LMError, PayloadTooLarge, ValidationError
 from .context import OpContext
 from .embedder import Embedders
+
+if TYPE_CHECKING:
+    import numpy as np  # imported when a request embeds: a general worker never loads numpy (~150 ms at start)
 
 EMBEDDERS = Embedders()  # one per worker process: the model is loaded once, its batcher is shared by requests
 
@@ -82,6 +84,8 @@ async def _provider_vectors(
     kwargs = {k: v for k, v in lm.kwargs.items() if k in ("api_key", "api_base")}
     try:
         embedder = dspy.Embedder(lm.model, batch_size=len(texts), caching=False, **kwargs)
+        import numpy as np
+
         vectors = np.asarray(await embedder.acall(texts), dtype="<f4")
     except Exception as exc:
         raise LMError(f"embeddings from {lm.model!r} failed: {type(exc).__name__}: {exc}", field="lm") from exc
@@ -113,6 +117,8 @@ async def run(ctx: OpContext, request: Request, options: dict[str, Any]) -> Exec
                 "gen_ai.request.model": model, "gen_ai.usage.input_tokens": tokens, "dspex.embed.texts": len(texts),
             })  # fmt: skip
             vectors = await batcher.embed(texts, normalize)
+    import numpy as np
+
     count, dim = vectors.shape
     outputs = {
         "vectors": np.ascontiguousarray(vectors, dtype="<f4").tobytes(),

@@ -16,11 +16,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..observability.telemetry import state as telemetry
+
+if TYPE_CHECKING:
+    import numpy as np  # the model returns numpy arrays; only type names are needed here
 
 WORDLLAMA_NAME = "wordllama/l2_supercat_256"
 
