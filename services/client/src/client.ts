@@ -44,6 +44,7 @@ import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./
 import { SessionTable } from "./sessions.js";
 import { ProgramStream, type StreamOptions } from "./stream.js";
 import { PackagedProgram, type PackagedProgramOptions } from "./packaged.js";
+import { completeRequest, completionsOf, type ChatMessage, type CompleteCallOptions, type Completion } from "./complete.js";
 import { ToolRegistry } from "./tools.js";
 import { Transport } from "./transport.js";
 import { DirectLane, type DirectLaneOptions } from "./lanes/direct.js";
@@ -182,6 +183,13 @@ export class Client implements Caller {
     options: CallOptions = {},
   ): Promise<CallResult<O & { reasoning: string }>> {
     return this.call<O & { reasoning: string }>("chain_of_thought", signature, inputs, options);
+  }
+
+  /** One raw LM call (op `complete`, complete.ts): chat messages in, the completions out. */
+  async complete(messages: readonly ChatMessage[], options: CompleteCallOptions = {}): Promise<Completion> {
+    const { module, ...rest } = options;
+    const reply = await this.send<Record<string, unknown>>(completeRequest(messages, module), rest);
+    return { completions: completionsOf(reply.outputs), lm: reply.lm, usage: reply.usage, worker: reply.worker };
   }
 
   /** Embeddings of `texts` on the gpu pool (op `embed`, embed.ts): one Float32Array per text, in order. */

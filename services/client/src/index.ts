@@ -25,3 +25,4 @@ export { ProgramStream, type StreamEvent, type StreamOptions } from "./stream.js
 export { Optimizer, CompileJob, type CompileOptions, type Dataset, type OptimizerName, type OptimizeResult } from "./optimize.js";
 export { decodeVectors, embedRequest, EMBED_SIGNATURE, type EmbedCallOptions, type Embeddings } from "./embed.js";
 export { PackagedProgram, type PackagedProgramOptions } from "./packaged.js";
+export { completeRequest, completionsOf, COMPLETE_SIGNATURE, type ChatMessage, type CompleteCallOptions, type Completion } from "./complete.js";

@@ -15,7 +15,7 @@ from ..execution import Execution, Request
 from ..protocol import check_module_options
 from ..protocol.errors import ValidationError
 from ..protocol.generated.ops import OPERATIONS
-from . import embed, evaluate, parallel, predict, program, surface
+from . import complete, embed, evaluate, parallel, predict, program, surface
 from .compile import runner as compile_runner
 from .context import OpContext
 from .plan import Planner, run_planned
@@ -43,11 +43,12 @@ OPS: Final[dict[str, Handler]] = {
     "compile": compile_runner.run,
     "embed": embed.run,
     "program": planned(program.plan),
+    "complete": complete.run,
 }
 assert set(OPS) == set(OPERATIONS), "every operation of the contract has a handler"
 
 # Ops whose result is not one module's token stream: a batch, a vote over n completions, a job, vectors.
-NO_STREAM: Final = frozenset({"parallel", "majority", "compile", "embed"})
+NO_STREAM: Final = frozenset({"parallel", "majority", "compile", "embed", "complete"})
 
 
 async def run(ctx: OpContext, request: Request) -> Execution:

@@ -1024,6 +1024,17 @@ export interface components {
             /** @default 1 */
             threshold: number;
         };
+        /**
+         * CompleteOptions
+         * @description complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).
+         */
+        "modules-complete": {
+            max_tokens?: number;
+            /** @description Completions to return (the provider must support n). */
+            n?: number;
+            stop?: string[];
+            temperature?: number;
+        };
         /** @description Few-shot examples: maps with input and output fields. */
         "modules-demos": Record<string, never>[];
         /** EmbedOptions */
@@ -1354,10 +1365,10 @@ export interface components {
             /** @description Module options, by op: modules.schema.json (predict, chain_of_thought and evaluate take `demos`; each DSPy surface op its own options). A bad option is a ValidationError whose field names it (module.<option>). */
             module?: Record<string, never>;
             /**
-             * @description DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).
+             * @description DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).
              * @enum {unknown}
              */
-            op: "predict" | "chain_of_thought" | "evaluate" | "react" | "program_of_thought" | "rlm" | "multi_chain_comparison" | "best_of_n" | "refine" | "parallel" | "majority" | "ensemble" | "compile" | "embed" | "program";
+            op: "predict" | "chain_of_thought" | "evaluate" | "react" | "program_of_thought" | "rlm" | "multi_chain_comparison" | "best_of_n" | "refine" | "parallel" | "majority" | "ensemble" | "compile" | "embed" | "program" | "complete";
             program?: components["schemas"]["request-program"];
             session?: string;
             signature: components["schemas"]["signature"];
@@ -1369,7 +1380,7 @@ export interface components {
              * @enum {unknown}
              */
             v: 1;
-        } & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
+        } & (unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown & unknown);
         /**
          * EvaluateSpec
          * @description Required when op is `evaluate` (see docs/evaluation.md).

@@ -2,9 +2,9 @@
 
 import * as v from "./validators.js";
 import type { ValidateFunction } from "ajv";
-import type { BestOfNOptions, BootstrapFewShotOptions, BootstrapFewShotWithRandomSearchOptions, BootstrapFinetuneOptions, COPROOptions, EmbedOptions, EnsembleOptions, GEPAOptions, LabeledFewShotOptions, MIPROv2Options, MajorityOptions, MultiChainComparisonOptions, NoOptions, ParallelOptions, PredictOptions, ProgramOfThoughtOptions, ProgramOptions, RLMOptions, ReActOptions, SIMBAOptions } from "./types.js";
+import type { BestOfNOptions, BootstrapFewShotOptions, BootstrapFewShotWithRandomSearchOptions, BootstrapFinetuneOptions, COPROOptions, CompleteOptions, EmbedOptions, EnsembleOptions, GEPAOptions, LabeledFewShotOptions, MIPROv2Options, MajorityOptions, MultiChainComparisonOptions, NoOptions, ParallelOptions, PredictOptions, ProgramOfThoughtOptions, ProgramOptions, RLMOptions, ReActOptions, SIMBAOptions } from "./types.js";
 
-export const OPERATIONS = ["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed","program"] as const;
+export const OPERATIONS = ["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed","program","complete"] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** The pool an operation goes to when the caller names none (request.schema.json x-dspex-pools). */
@@ -30,6 +30,7 @@ export const MODULE_OPTION_VALIDATORS: Record<Operation, ValidateFunction> = {
   compile: v.validateModule_none as ValidateFunction,
   embed: v.validateModule_embed as ValidateFunction,
   program: v.validateModule_program as ValidateFunction,
+  complete: v.validateModule_complete as ValidateFunction,
 };
 
 /** The `module` options each operation takes (modules.schema.json). */
@@ -49,6 +50,7 @@ export interface ModuleOptionsByOp {
   compile: NoOptions;
   embed: EmbedOptions;
   program: ProgramOptions;
+  complete: CompleteOptions;
 }
 
 export const OPTIMIZERS = ["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"] as const;

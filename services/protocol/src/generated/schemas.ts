@@ -1166,6 +1166,39 @@ export const SCHEMAS = {
           }
         }
       },
+      "complete": {
+        "title": "CompleteOptions",
+        "type": "object",
+        "additionalProperties": false,
+        "description": "complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).",
+        "properties": {
+          "temperature": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 2
+          },
+          "max_tokens": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000000
+          },
+          "n": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 16,
+            "description": "Completions to return (the provider must support n)."
+          },
+          "stop": {
+            "type": "array",
+            "maxItems": 4,
+            "items": {
+              "type": "string",
+              "minLength": 1,
+              "maxLength": 256
+            }
+          }
+        }
+      },
       "program": {
         "title": "ProgramOptions",
         "type": "object",
@@ -2054,9 +2087,10 @@ export const SCHEMAS = {
           "ensemble",
           "compile",
           "embed",
-          "program"
+          "program",
+          "complete"
         ],
-        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md)."
+        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md)."
       },
       "signature": {
         "$ref": "signature.schema.json"
@@ -2400,6 +2434,25 @@ export const SCHEMAS = {
           "required": [
             "module"
           ]
+        }
+      },
+      {
+        "if": {
+          "properties": {
+            "op": {
+              "const": "complete"
+            }
+          },
+          "required": [
+            "op"
+          ]
+        },
+        "then": {
+          "properties": {
+            "module": {
+              "$ref": "modules.schema.json#/definitions/complete"
+            }
+          }
         }
       }
     ],

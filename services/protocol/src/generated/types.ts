@@ -87,7 +87,7 @@ export type RequestEnvelope = {
    */
   id: string;
   /**
-   * DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).
+   * DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).
    */
   op:
     | "predict"
@@ -104,7 +104,8 @@ export type RequestEnvelope = {
     | "ensemble"
     | "compile"
     | "embed"
-    | "program";
+    | "program"
+    | "complete";
   signature: SignatureWire;
   /**
    * Input field values by name; exactly the signature's input fields.
@@ -604,6 +605,21 @@ export interface EmbedOptions {
    * Unit-length vectors (cosine = inner product).
    */
   normalize?: boolean;
+}
+/**
+ * complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).
+ */
+export interface CompleteOptions {
+  temperature?: number;
+  max_tokens?: number;
+  /**
+   * Completions to return (the provider must support n).
+   */
+  n?: number;
+  /**
+   * @maxItems 4
+   */
+  stop?: string[];
 }
 /**
  * program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).

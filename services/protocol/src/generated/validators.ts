@@ -4,14 +4,15 @@ import runtime_ucs2length from "ajv/dist/runtime/ucs2length.js";
 import runtime_equal from "ajv/dist/runtime/equal.js";
 "use strict";
 export const validateRequest = validate10;
-const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/request.schema.json","title":"RequestEnvelope","description":"DSPex request envelope (v1): msgpack body published on dspex.req.<pool>.<key>. Headers: Dspex-Reply-To (required), Nats-Msg-Id (= id), Dspex-Deadline (epoch ms), traceparent.","type":"object","required":["v","id","op","signature","inputs"],"properties":{"v":{"const":1,"description":"Envelope version."},"id":{"type":"string","minLength":1,"description":"Request id; equal to the Nats-Msg-Id header."},"op":{"enum":["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed","program"],"description":"DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md)."},"signature":{"$ref":"signature.schema.json"},"inputs":{"type":"object","description":"Input field values by name; exactly the signature's input fields."},"module":{"type":"object","description":"Module options, by op: modules.schema.json (predict, chain_of_thought and evaluate take `demos`; each DSPy surface op its own options). A bad option is a ValidationError whose field names it (module.<option>)."},"session":{"type":"string"},"timeout_ms":{"type":"integer","minimum":1,"description":"The caller's budget in ms; the Dspex-Deadline header rules."},"batch":{"type":"array","items":{"type":"object"},"description":"op parallel: one input map per item (`inputs` is then {})."},"compile":{"$ref":"optimizers.schema.json#/definitions/compile"},"lm":{"$ref":"#/definitions/lm"},"evaluate":{"$ref":"#/definitions/evaluate"},"program":{"$ref":"#/definitions/program"},"stream":{"$ref":"#/definitions/stream"}},"additionalProperties":false,"allOf":[{"if":{"properties":{"op":{"const":"predict"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"chain_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"evaluate"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}},"required":["evaluate"]}},{"if":{"properties":{"op":{"const":"react"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/react"}}}},{"if":{"properties":{"op":{"const":"program_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/program_of_thought"}}}},{"if":{"properties":{"op":{"const":"rlm"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/rlm"}}}},{"if":{"properties":{"op":{"const":"multi_chain_comparison"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/multi_chain_comparison"}}}},{"if":{"properties":{"op":{"const":"best_of_n"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"refine"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"parallel"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/parallel"}},"required":["batch"]}},{"if":{"properties":{"op":{"const":"majority"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/majority"}}}},{"if":{"properties":{"op":{"const":"ensemble"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["program"]}},{"if":{"properties":{"op":{"const":"compile"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["compile"]}},{"if":{"properties":{"op":{"const":"embed"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/embed"}}}},{"if":{"properties":{"op":{"const":"program"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/program"}},"required":["module"]}}],"definitions":{"lm":{"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"},"evaluate":{"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"},"program":{"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"},"stream":{"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"}},"x-dspex-pools":{"compile":"optimizer","embed":"gpu"}};
+const schema11 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/request.schema.json","title":"RequestEnvelope","description":"DSPex request envelope (v1): msgpack body published on dspex.req.<pool>.<key>. Headers: Dspex-Reply-To (required), Nats-Msg-Id (= id), Dspex-Deadline (epoch ms), traceparent.","type":"object","required":["v","id","op","signature","inputs"],"properties":{"v":{"const":1,"description":"Envelope version."},"id":{"type":"string","minLength":1,"description":"Request id; equal to the Nats-Msg-Id header."},"op":{"enum":["predict","chain_of_thought","evaluate","react","program_of_thought","rlm","multi_chain_comparison","best_of_n","refine","parallel","majority","ensemble","compile","embed","program","complete"],"description":"DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md)."},"signature":{"$ref":"signature.schema.json"},"inputs":{"type":"object","description":"Input field values by name; exactly the signature's input fields."},"module":{"type":"object","description":"Module options, by op: modules.schema.json (predict, chain_of_thought and evaluate take `demos`; each DSPy surface op its own options). A bad option is a ValidationError whose field names it (module.<option>)."},"session":{"type":"string"},"timeout_ms":{"type":"integer","minimum":1,"description":"The caller's budget in ms; the Dspex-Deadline header rules."},"batch":{"type":"array","items":{"type":"object"},"description":"op parallel: one input map per item (`inputs` is then {})."},"compile":{"$ref":"optimizers.schema.json#/definitions/compile"},"lm":{"$ref":"#/definitions/lm"},"evaluate":{"$ref":"#/definitions/evaluate"},"program":{"$ref":"#/definitions/program"},"stream":{"$ref":"#/definitions/stream"}},"additionalProperties":false,"allOf":[{"if":{"properties":{"op":{"const":"predict"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"chain_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}}}},{"if":{"properties":{"op":{"const":"evaluate"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/predict"}},"required":["evaluate"]}},{"if":{"properties":{"op":{"const":"react"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/react"}}}},{"if":{"properties":{"op":{"const":"program_of_thought"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/program_of_thought"}}}},{"if":{"properties":{"op":{"const":"rlm"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/rlm"}}}},{"if":{"properties":{"op":{"const":"multi_chain_comparison"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/multi_chain_comparison"}}}},{"if":{"properties":{"op":{"const":"best_of_n"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"refine"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/best_of_n"}}}},{"if":{"properties":{"op":{"const":"parallel"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/parallel"}},"required":["batch"]}},{"if":{"properties":{"op":{"const":"majority"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/majority"}}}},{"if":{"properties":{"op":{"const":"ensemble"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["program"]}},{"if":{"properties":{"op":{"const":"compile"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/none"}},"required":["compile"]}},{"if":{"properties":{"op":{"const":"embed"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/embed"}}}},{"if":{"properties":{"op":{"const":"program"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/program"}},"required":["module"]}},{"if":{"properties":{"op":{"const":"complete"}},"required":["op"]},"then":{"properties":{"module":{"$ref":"modules.schema.json#/definitions/complete"}}}}],"definitions":{"lm":{"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"},"evaluate":{"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"},"program":{"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"},"stream":{"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"}},"x-dspex-pools":{"compile":"optimizer","embed":"gpu"}};
 const schema17 = {"title":"ProgramOfThoughtOptions","type":"object","additionalProperties":false,"properties":{"max_iters":{"type":"integer","minimum":1,"maximum":10,"default":3}}};
 const schema18 = {"title":"RLMOptions","type":"object","additionalProperties":false,"properties":{"max_iters":{"type":"integer","minimum":1,"maximum":50,"default":10},"max_llm_calls":{"type":"integer","minimum":1,"maximum":200,"default":20}}};
 const schema30 = {"title":"NoOptions","type":"object","additionalProperties":false,"properties":{},"description":"ensemble, compile: no module options."};
 const schema32 = {"title":"EmbedOptions","type":"object","additionalProperties":false,"properties":{"model":{"default":"wordllama","enum":["wordllama","lm"],"description":"`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint)."},"truncate":{"type":"boolean","default":false,"description":"A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false)."},"normalize":{"type":"boolean","default":true,"description":"Unit-length vectors (cosine = inner product)."}}};
 const schema33 = {"title":"ProgramOptions","type":"object","additionalProperties":false,"required":["name"],"description":"program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).","properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$","description":"The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name."}}};
-const schema47 = {"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"};
-const schema81 = {"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"};
+const schema34 = {"title":"CompleteOptions","type":"object","additionalProperties":false,"description":"complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).","properties":{"temperature":{"type":"number","minimum":0,"maximum":2},"max_tokens":{"type":"integer","minimum":1,"maximum":1000000},"n":{"type":"integer","minimum":1,"maximum":16,"description":"Completions to return (the provider must support n)."},"stop":{"type":"array","maxItems":4,"items":{"type":"string","minLength":1,"maxLength":256}}}};
+const schema48 = {"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"};
+const schema82 = {"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"};
 const schema13 = {"title":"PredictOptions","type":"object","additionalProperties":false,"description":"predict, chain_of_thought, evaluate.","properties":{"demos":{"$ref":"#/definitions/demos"}}};
 const schema14 = {"type":"array","items":{"type":"object"},"description":"Few-shot examples: maps with input and output fields."};
 
@@ -847,10 +848,10 @@ validate25.errors = vErrors;
 return errors === 0;
 }
 
-const schema34 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"}}};
-const schema35 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"};
+const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"}}};
+const schema36 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"};
 const pattern2 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
-const schema36 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"};
+const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"};
 const wrapper0 = {validate: validate29};
 
 function validate29(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -892,7 +893,7 @@ if(_errs3 === errors){
 if(data.kind !== undefined){
 let data0 = data.kind;
 if(!(((((data0 === "str") || (data0 === "int")) || (data0 === "float")) || (data0 === "bool")) || (data0 === "any"))){
-const err2 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/0/properties/kind/enum",keyword:"enum",params:{allowedValues: schema36.oneOf[0].properties.kind.enum},message:"must be equal to one of the allowed values"};
+const err2 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/0/properties/kind/enum",keyword:"enum",params:{allowedValues: schema37.oneOf[0].properties.kind.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -1256,7 +1257,7 @@ for(let i0=0; i0<len0; i0++){
 let data10 = data9[i0];
 const _errs27 = errors;
 if(((typeof data10 !== "string") && (!((typeof data10 == "number") && (isFinite(data10))))) && (typeof data10 !== "boolean")){
-const err20 = {instancePath:instancePath+"/values/" + i0,schemaPath:"#/oneOf/4/properties/values/items/type",keyword:"type",params:{type: schema36.oneOf[4].properties.values.items.type},message:"must be string,number,boolean"};
+const err20 = {instancePath:instancePath+"/values/" + i0,schemaPath:"#/oneOf/4/properties/values/items/type",keyword:"type",params:{type: schema37.oneOf[4].properties.values.items.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err20];
 }
@@ -1802,18 +1803,18 @@ validate27.errors = vErrors;
 return errors === 0;
 }
 
-const schema38 = {"title":"CompileSpec","type":"object","required":["optimizer","program"],"additionalProperties":false,"description":"op compile: an optimizer job on the optimizer pool (docs/dspy-surface.md, Optimizer jobs). The job record is in KV dspex_jobs (job.schema.json).","properties":{"job":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$","description":"Job id (default: the request id)."},"optimizer":{"enum":["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"]},"options":{"type":"object","description":"The optimizer's constructor and compile() arguments by DSPy's names; checked against the optimizer's definition."},"program":{"$ref":"request.schema.json#/definitions/program","description":"The stored program to optimize; the result is stored as its next version."},"trainset":{"type":"array","items":{"type":"object"}},"valset":{"type":"array","items":{"type":"object"}},"metric":{"$ref":"#/definitions/metric"},"prompt_lm":{"$ref":"request.schema.json#/definitions/lm"},"teacher_lm":{"$ref":"request.schema.json#/definitions/lm"},"reflection_lm":{"$ref":"request.schema.json#/definitions/lm"},"evaluate":{"type":"boolean","default":true,"description":"Score the program before and after (dspy.Evaluate on the valset, else the trainset)."}},"allOf":[{"if":{"properties":{"optimizer":{"const":"LabeledFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/LabeledFewShot"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShot"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShotWithRandomSearch"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShotWithRandomSearch"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"MIPROv2"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/MIPROv2"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"COPRO"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/COPRO"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"GEPA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/GEPA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"SIMBA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/SIMBA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"Ensemble"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/Ensemble"}},"required":["options"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFinetune"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFinetune"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}}]};
-const schema39 = {"title":"LabeledFewShotOptions","type":"object","additionalProperties":false,"properties":{"k":{"type":"integer","minimum":0},"sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.LabeledFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema40 = {"title":"BootstrapFewShotOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"metric_threshold":{"type":"number"},"max_rounds":{"type":"integer","minimum":1},"max_errors":{"type":"integer","minimum":1}},"description":"dspy.BootstrapFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema41 = {"title":"BootstrapFewShotWithRandomSearchOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"max_rounds":{"type":"integer","minimum":1},"num_candidate_programs":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"stop_at_score":{"type":"number"},"metric_threshold":{"type":"number"},"labeled_sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.BootstrapFewShotWithRandomSearch: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema42 = {"title":"MIPROv2Options","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"auto":{"enum":["light","medium","heavy","off"]},"num_candidates":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0},"init_temperature":{"type":"number","minimum":0,"maximum":2},"metric_threshold":{"type":"number"},"num_trials":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch":{"type":"boolean","x-dspex-stage":"compile"},"minibatch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch_full_eval_steps":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"program_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"data_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"view_data_batch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"tip_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"fewshot_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.MIPROv2: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema43 = {"title":"COPROOptions","type":"object","additionalProperties":false,"properties":{"breadth":{"type":"integer","minimum":2},"depth":{"type":"integer","minimum":1},"init_temperature":{"type":"number","minimum":0,"maximum":2},"num_threads":{"type":"integer","minimum":1,"maximum":64,"x-dspex-stage":"compile"}},"description":"dspy.COPRO: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema44 = {"title":"GEPAOptions","type":"object","additionalProperties":false,"properties":{"auto":{"enum":["light","medium","heavy"]},"max_full_evals":{"type":"integer","minimum":1},"max_metric_calls":{"type":"integer","minimum":1},"reflection_minibatch_size":{"type":"integer","minimum":1},"candidate_selection_strategy":{"enum":["pareto","current_best"]},"skip_perfect_score":{"type":"boolean"},"use_merge":{"type":"boolean"},"max_merge_invocations":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"failure_score":{"type":"number"},"perfect_score":{"type":"number"},"seed":{"type":"integer","minimum":0},"add_format_failure_as_feedback":{"type":"boolean"}},"description":"dspy.GEPA: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema45 = {"title":"SIMBAOptions","type":"object","additionalProperties":false,"properties":{"bsize":{"type":"integer","minimum":1},"num_candidates":{"type":"integer","minimum":1},"max_steps":{"type":"integer","minimum":1},"max_demos":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"temperature_for_sampling":{"type":"number","minimum":0,"maximum":2},"temperature_for_candidates":{"type":"number","minimum":0,"maximum":2},"demo_input_field_maxlen":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0,"x-dspex-stage":"compile"}},"description":"dspy.SIMBA: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema48 = {"title":"BootstrapFinetuneOptions","type":"object","additionalProperties":false,"properties":{"multitask":{"type":"boolean"},"train_kwargs":{"type":"object"}},"description":"dspy.BootstrapFinetune: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema50 = {"title":"MetricRef","description":"A named Python metric of the worker (answer_exact_match, answer_passage_match, or an allow-listed package.module:function; docs/evaluation.md), with keyword arguments.","oneOf":[{"type":"string","minLength":1},{"type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"args":{"type":"object"}}}]};
-const func4 = Object.prototype.hasOwnProperty;
-const schema46 = {"title":"EnsembleOptions","type":"object","additionalProperties":false,"properties":{"size":{"type":"integer","minimum":1},"programs":{"type":"array","items":{"$ref":"request.schema.json#/definitions/program"},"minItems":1,"x-dspex-stage":"compile"}},"description":"dspy.Ensemble: constructor options, and compile() arguments (x-dspex-stage: compile).","required":["programs"]};
+const schema39 = {"title":"CompileSpec","type":"object","required":["optimizer","program"],"additionalProperties":false,"description":"op compile: an optimizer job on the optimizer pool (docs/dspy-surface.md, Optimizer jobs). The job record is in KV dspex_jobs (job.schema.json).","properties":{"job":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$","description":"Job id (default: the request id)."},"optimizer":{"enum":["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"]},"options":{"type":"object","description":"The optimizer's constructor and compile() arguments by DSPy's names; checked against the optimizer's definition."},"program":{"$ref":"request.schema.json#/definitions/program","description":"The stored program to optimize; the result is stored as its next version."},"trainset":{"type":"array","items":{"type":"object"}},"valset":{"type":"array","items":{"type":"object"}},"metric":{"$ref":"#/definitions/metric"},"prompt_lm":{"$ref":"request.schema.json#/definitions/lm"},"teacher_lm":{"$ref":"request.schema.json#/definitions/lm"},"reflection_lm":{"$ref":"request.schema.json#/definitions/lm"},"evaluate":{"type":"boolean","default":true,"description":"Score the program before and after (dspy.Evaluate on the valset, else the trainset)."}},"allOf":[{"if":{"properties":{"optimizer":{"const":"LabeledFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/LabeledFewShot"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShot"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShotWithRandomSearch"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShotWithRandomSearch"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"MIPROv2"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/MIPROv2"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"COPRO"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/COPRO"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"GEPA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/GEPA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"SIMBA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/SIMBA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"Ensemble"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/Ensemble"}},"required":["options"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFinetune"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFinetune"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}}]};
+const schema40 = {"title":"LabeledFewShotOptions","type":"object","additionalProperties":false,"properties":{"k":{"type":"integer","minimum":0},"sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.LabeledFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema41 = {"title":"BootstrapFewShotOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"metric_threshold":{"type":"number"},"max_rounds":{"type":"integer","minimum":1},"max_errors":{"type":"integer","minimum":1}},"description":"dspy.BootstrapFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema42 = {"title":"BootstrapFewShotWithRandomSearchOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"max_rounds":{"type":"integer","minimum":1},"num_candidate_programs":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"stop_at_score":{"type":"number"},"metric_threshold":{"type":"number"},"labeled_sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.BootstrapFewShotWithRandomSearch: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema43 = {"title":"MIPROv2Options","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"auto":{"enum":["light","medium","heavy","off"]},"num_candidates":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0},"init_temperature":{"type":"number","minimum":0,"maximum":2},"metric_threshold":{"type":"number"},"num_trials":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch":{"type":"boolean","x-dspex-stage":"compile"},"minibatch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch_full_eval_steps":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"program_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"data_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"view_data_batch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"tip_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"fewshot_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.MIPROv2: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema44 = {"title":"COPROOptions","type":"object","additionalProperties":false,"properties":{"breadth":{"type":"integer","minimum":2},"depth":{"type":"integer","minimum":1},"init_temperature":{"type":"number","minimum":0,"maximum":2},"num_threads":{"type":"integer","minimum":1,"maximum":64,"x-dspex-stage":"compile"}},"description":"dspy.COPRO: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema45 = {"title":"GEPAOptions","type":"object","additionalProperties":false,"properties":{"auto":{"enum":["light","medium","heavy"]},"max_full_evals":{"type":"integer","minimum":1},"max_metric_calls":{"type":"integer","minimum":1},"reflection_minibatch_size":{"type":"integer","minimum":1},"candidate_selection_strategy":{"enum":["pareto","current_best"]},"skip_perfect_score":{"type":"boolean"},"use_merge":{"type":"boolean"},"max_merge_invocations":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"failure_score":{"type":"number"},"perfect_score":{"type":"number"},"seed":{"type":"integer","minimum":0},"add_format_failure_as_feedback":{"type":"boolean"}},"description":"dspy.GEPA: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema46 = {"title":"SIMBAOptions","type":"object","additionalProperties":false,"properties":{"bsize":{"type":"integer","minimum":1},"num_candidates":{"type":"integer","minimum":1},"max_steps":{"type":"integer","minimum":1},"max_demos":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"temperature_for_sampling":{"type":"number","minimum":0,"maximum":2},"temperature_for_candidates":{"type":"number","minimum":0,"maximum":2},"demo_input_field_maxlen":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0,"x-dspex-stage":"compile"}},"description":"dspy.SIMBA: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema49 = {"title":"BootstrapFinetuneOptions","type":"object","additionalProperties":false,"properties":{"multitask":{"type":"boolean"},"train_kwargs":{"type":"object"}},"description":"dspy.BootstrapFinetune: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema51 = {"title":"MetricRef","description":"A named Python metric of the worker (answer_exact_match, answer_passage_match, or an allow-listed package.module:function; docs/evaluation.md), with keyword arguments.","oneOf":[{"type":"string","minLength":1},{"type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"args":{"type":"object"}}}]};
+const func6 = Object.prototype.hasOwnProperty;
+const schema47 = {"title":"EnsembleOptions","type":"object","additionalProperties":false,"properties":{"size":{"type":"integer","minimum":1},"programs":{"type":"array","items":{"$ref":"request.schema.json#/definitions/program"},"minItems":1,"x-dspex-stage":"compile"}},"description":"dspy.Ensemble: constructor options, and compile() arguments (x-dspex-stage: compile).","required":["programs"]};
 const pattern3 = new RegExp("^[-_a-zA-Z0-9]{1,128}$", "u");
 
 function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
@@ -1970,12 +1971,12 @@ validate36.errors = vErrors;
 return errors === 0;
 }
 
-const schema51 = {"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"};
-const schema53 = {"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"};
-const schema55 = {"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"};
-const schema59 = {"type":"number","minimum":0};
-const schema60 = {"type":"integer","minimum":1};
-const schema61 = {"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."};
+const schema52 = {"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"};
+const schema54 = {"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"};
+const schema56 = {"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"};
+const schema60 = {"type":"number","minimum":0};
+const schema61 = {"type":"integer","minimum":1};
+const schema62 = {"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."};
 const pattern6 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "u");
 const pattern7 = new RegExp("^[^/]+/.+$", "u");
 
@@ -1986,7 +1987,7 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema51.properties, key0))){
+if(!(func6.call(schema52.properties, key0))){
 validate38.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -2148,7 +2149,7 @@ if(data.adapter !== undefined){
 let data8 = data.adapter;
 const _errs22 = errors;
 if(!((data8 === "chat") || (data8 === "json"))){
-validate38.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema61.enum},message:"must be equal to one of the allowed values"}];
+validate38.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema62.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -2606,7 +2607,7 @@ if(errors === _errs43){
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 const _errs45 = errors;
 for(const key2 in data14){
-if(!(func4.call(schema41.properties, key2))){
+if(!(func6.call(schema42.properties, key2))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -2901,7 +2902,7 @@ if(errors === _errs72){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
 const _errs74 = errors;
 for(const key3 in data26){
-if(!(func4.call(schema42.properties, key3))){
+if(!(func6.call(schema43.properties, key3))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -2954,7 +2955,7 @@ if(data26.auto !== undefined){
 let data29 = data26.auto;
 const _errs79 = errors;
 if(!((((data29 === "light") || (data29 === "medium")) || (data29 === "heavy")) || (data29 === "off"))){
-validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema42.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema43.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid20 = _errs79 === errors;
@@ -3580,7 +3581,7 @@ if(errors === _errs137){
 if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
 const _errs139 = errors;
 for(const key5 in data54){
-if(!(func4.call(schema44.properties, key5))){
+if(!(func6.call(schema45.properties, key5))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -3591,7 +3592,7 @@ if(data54.auto !== undefined){
 let data55 = data54.auto;
 const _errs140 = errors;
 if(!(((data55 === "light") || (data55 === "medium")) || (data55 === "heavy"))){
-validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema44.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema45.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs140 === errors;
@@ -3667,7 +3668,7 @@ if(data54.candidate_selection_strategy !== undefined){
 let data59 = data54.candidate_selection_strategy;
 const _errs147 = errors;
 if(!((data59 === "pareto") || (data59 === "current_best"))){
-validate35.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema44.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema45.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs147 === errors;
@@ -3929,7 +3930,7 @@ if(errors === _errs172){
 if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
 const _errs174 = errors;
 for(const key6 in data70){
-if(!(func4.call(schema45.properties, key6))){
+if(!(func6.call(schema46.properties, key6))){
 validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -4438,7 +4439,7 @@ return false;
 else {
 const _errs216 = errors;
 for(const key8 in data){
-if(!(func4.call(schema38.properties, key8))){
+if(!(func6.call(schema39.properties, key8))){
 validate35.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -4470,7 +4471,7 @@ if(data.optimizer !== undefined){
 let data89 = data.optimizer;
 const _errs219 = errors;
 if(!(((((((((data89 === "LabeledFewShot") || (data89 === "BootstrapFewShot")) || (data89 === "BootstrapFewShotWithRandomSearch")) || (data89 === "MIPROv2")) || (data89 === "COPRO")) || (data89 === "GEPA")) || (data89 === "SIMBA")) || (data89 === "Ensemble")) || (data89 === "BootstrapFinetune"))){
-validate35.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema38.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
+validate35.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema39.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid44 = _errs219 === errors;
@@ -4880,7 +4881,7 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema51.properties, key0))){
+if(!(func6.call(schema52.properties, key0))){
 validate48.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -5042,7 +5043,7 @@ if(data.adapter !== undefined){
 let data8 = data.adapter;
 const _errs22 = errors;
 if(!((data8 === "chat") || (data8 === "json"))){
-validate48.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema61.enum},message:"must be equal to one of the allowed values"}];
+validate48.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema62.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -5069,7 +5070,7 @@ validate48.errors = vErrors;
 return errors === 0;
 }
 
-const schema78 = {"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"};
+const schema79 = {"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"};
 
 function validate50(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -5095,7 +5096,7 @@ if(data.module !== undefined){
 let data0 = data.module;
 const _errs2 = errors;
 if(!((data0 === "predict") || (data0 === "chain_of_thought"))){
-validate50.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/enum",keyword:"enum",params:{allowedValues: schema78.properties.module.enum},message:"must be equal to one of the allowed values"}];
+validate50.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/enum",keyword:"enum",params:{allowedValues: schema79.properties.module.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -6609,6 +6610,225 @@ validate10.errors = vErrors;
 return false;
 }
 var valid0 = _errs111 === errors;
+if(valid0){
+const _errs122 = errors;
+const _errs123 = errors;
+let valid56 = true;
+const _errs124 = errors;
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing21;
+if((data.op === undefined) && (missing21 = "op")){
+const err45 = {};
+if(vErrors === null){
+vErrors = [err45];
+}
+else {
+vErrors.push(err45);
+}
+errors++;
+}
+else {
+if(data.op !== undefined){
+if("complete" !== data.op){
+const err46 = {};
+if(vErrors === null){
+vErrors = [err46];
+}
+else {
+vErrors.push(err46);
+}
+errors++;
+}
+}
+}
+}
+var _valid15 = _errs124 === errors;
+errors = _errs123;
+if(vErrors !== null){
+if(_errs123){
+vErrors.length = _errs123;
+}
+else {
+vErrors = null;
+}
+}
+if(_valid15){
+const _errs126 = errors;
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(data.module !== undefined){
+let data38 = data.module;
+const _errs128 = errors;
+if(errors === _errs128){
+if(data38 && typeof data38 == "object" && !Array.isArray(data38)){
+const _errs130 = errors;
+for(const key6 in data38){
+if(!((((key6 === "temperature") || (key6 === "max_tokens")) || (key6 === "n")) || (key6 === "stop"))){
+validate10.errors = [{instancePath:instancePath+"/module",schemaPath:"modules.schema.json#/definitions/complete/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs130 === errors){
+if(data38.temperature !== undefined){
+let data39 = data38.temperature;
+const _errs131 = errors;
+if(errors === _errs131){
+if((typeof data39 == "number") && (isFinite(data39))){
+if(data39 > 2 || isNaN(data39)){
+validate10.errors = [{instancePath:instancePath+"/module/temperature",schemaPath:"modules.schema.json#/definitions/complete/properties/temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+return false;
+}
+else {
+if(data39 < 0 || isNaN(data39)){
+validate10.errors = [{instancePath:instancePath+"/module/temperature",schemaPath:"modules.schema.json#/definitions/complete/properties/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/module/temperature",schemaPath:"modules.schema.json#/definitions/complete/properties/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+}
+var valid60 = _errs131 === errors;
+}
+else {
+var valid60 = true;
+}
+if(valid60){
+if(data38.max_tokens !== undefined){
+let data40 = data38.max_tokens;
+const _errs133 = errors;
+if(!(((typeof data40 == "number") && (!(data40 % 1) && !isNaN(data40))) && (isFinite(data40)))){
+validate10.errors = [{instancePath:instancePath+"/module/max_tokens",schemaPath:"modules.schema.json#/definitions/complete/properties/max_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs133){
+if((typeof data40 == "number") && (isFinite(data40))){
+if(data40 > 1000000 || isNaN(data40)){
+validate10.errors = [{instancePath:instancePath+"/module/max_tokens",schemaPath:"modules.schema.json#/definitions/complete/properties/max_tokens/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"}];
+return false;
+}
+else {
+if(data40 < 1 || isNaN(data40)){
+validate10.errors = [{instancePath:instancePath+"/module/max_tokens",schemaPath:"modules.schema.json#/definitions/complete/properties/max_tokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+var valid60 = _errs133 === errors;
+}
+else {
+var valid60 = true;
+}
+if(valid60){
+if(data38.n !== undefined){
+let data41 = data38.n;
+const _errs135 = errors;
+if(!(((typeof data41 == "number") && (!(data41 % 1) && !isNaN(data41))) && (isFinite(data41)))){
+validate10.errors = [{instancePath:instancePath+"/module/n",schemaPath:"modules.schema.json#/definitions/complete/properties/n/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs135){
+if((typeof data41 == "number") && (isFinite(data41))){
+if(data41 > 16 || isNaN(data41)){
+validate10.errors = [{instancePath:instancePath+"/module/n",schemaPath:"modules.schema.json#/definitions/complete/properties/n/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"}];
+return false;
+}
+else {
+if(data41 < 1 || isNaN(data41)){
+validate10.errors = [{instancePath:instancePath+"/module/n",schemaPath:"modules.schema.json#/definitions/complete/properties/n/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+var valid60 = _errs135 === errors;
+}
+else {
+var valid60 = true;
+}
+if(valid60){
+if(data38.stop !== undefined){
+let data42 = data38.stop;
+const _errs137 = errors;
+if(errors === _errs137){
+if(Array.isArray(data42)){
+if(data42.length > 4){
+validate10.errors = [{instancePath:instancePath+"/module/stop",schemaPath:"modules.schema.json#/definitions/complete/properties/stop/maxItems",keyword:"maxItems",params:{limit: 4},message:"must NOT have more than 4 items"}];
+return false;
+}
+else {
+var valid61 = true;
+const len0 = data42.length;
+for(let i0=0; i0<len0; i0++){
+let data43 = data42[i0];
+const _errs139 = errors;
+if(errors === _errs139){
+if(typeof data43 === "string"){
+if(func2(data43) > 256){
+validate10.errors = [{instancePath:instancePath+"/module/stop/" + i0,schemaPath:"modules.schema.json#/definitions/complete/properties/stop/items/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters"}];
+return false;
+}
+else {
+if(func2(data43) < 1){
+validate10.errors = [{instancePath:instancePath+"/module/stop/" + i0,schemaPath:"modules.schema.json#/definitions/complete/properties/stop/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/module/stop/" + i0,schemaPath:"modules.schema.json#/definitions/complete/properties/stop/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid61 = _errs139 === errors;
+if(!valid61){
+break;
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/module/stop",schemaPath:"modules.schema.json#/definitions/complete/properties/stop/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid60 = _errs137 === errors;
+}
+else {
+var valid60 = true;
+}
+}
+}
+}
+}
+}
+else {
+validate10.errors = [{instancePath:instancePath+"/module",schemaPath:"modules.schema.json#/definitions/complete/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+}
+}
+var _valid15 = _errs126 === errors;
+valid56 = _valid15;
+}
+if(!valid56){
+const err47 = {instancePath,schemaPath:"#/allOf/15/if",keyword:"if",params:{failingKeyword: "then"},message:"must match \"then\" schema"};
+if(vErrors === null){
+vErrors = [err47];
+}
+else {
+vErrors.push(err47);
+}
+errors++;
+validate10.errors = vErrors;
+return false;
+}
+var valid0 = _errs122 === errors;
+}
 }
 }
 }
@@ -6625,39 +6845,39 @@ var valid0 = _errs111 === errors;
 }
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
-let missing21;
-if((((((data.v === undefined) && (missing21 = "v")) || ((data.id === undefined) && (missing21 = "id"))) || ((data.op === undefined) && (missing21 = "op"))) || ((data.signature === undefined) && (missing21 = "signature"))) || ((data.inputs === undefined) && (missing21 = "inputs"))){
-validate10.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing21},message:"must have required property '"+missing21+"'"}];
+let missing22;
+if((((((data.v === undefined) && (missing22 = "v")) || ((data.id === undefined) && (missing22 = "id"))) || ((data.op === undefined) && (missing22 = "op"))) || ((data.signature === undefined) && (missing22 = "signature"))) || ((data.inputs === undefined) && (missing22 = "inputs"))){
+validate10.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing22},message:"must have required property '"+missing22+"'"}];
 return false;
 }
 else {
-const _errs122 = errors;
-for(const key6 in data){
-if(!(func4.call(schema11.properties, key6))){
-validate10.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
+const _errs141 = errors;
+for(const key7 in data){
+if(!(func6.call(schema11.properties, key7))){
+validate10.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs122 === errors){
+if(_errs141 === errors){
 if(data.v !== undefined){
-const _errs123 = errors;
+const _errs142 = errors;
 if(1 !== data.v){
 validate10.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
-var valid56 = _errs123 === errors;
+var valid62 = _errs142 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.id !== undefined){
-let data38 = data.id;
-const _errs124 = errors;
-if(errors === _errs124){
-if(typeof data38 === "string"){
-if(func2(data38) < 1){
+let data45 = data.id;
+const _errs143 = errors;
+if(errors === _errs143){
+if(typeof data45 === "string"){
+if(func2(data45) < 1){
 validate10.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
@@ -6667,112 +6887,112 @@ validate10.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/i
 return false;
 }
 }
-var valid56 = _errs124 === errors;
+var valid62 = _errs143 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.op !== undefined){
-let data39 = data.op;
-const _errs126 = errors;
-if(!(((((((((((((((data39 === "predict") || (data39 === "chain_of_thought")) || (data39 === "evaluate")) || (data39 === "react")) || (data39 === "program_of_thought")) || (data39 === "rlm")) || (data39 === "multi_chain_comparison")) || (data39 === "best_of_n")) || (data39 === "refine")) || (data39 === "parallel")) || (data39 === "majority")) || (data39 === "ensemble")) || (data39 === "compile")) || (data39 === "embed")) || (data39 === "program"))){
+let data46 = data.op;
+const _errs145 = errors;
+if(!((((((((((((((((data46 === "predict") || (data46 === "chain_of_thought")) || (data46 === "evaluate")) || (data46 === "react")) || (data46 === "program_of_thought")) || (data46 === "rlm")) || (data46 === "multi_chain_comparison")) || (data46 === "best_of_n")) || (data46 === "refine")) || (data46 === "parallel")) || (data46 === "majority")) || (data46 === "ensemble")) || (data46 === "compile")) || (data46 === "embed")) || (data46 === "program")) || (data46 === "complete"))){
 validate10.errors = [{instancePath:instancePath+"/op",schemaPath:"#/properties/op/enum",keyword:"enum",params:{allowedValues: schema11.properties.op.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
-var valid56 = _errs126 === errors;
+var valid62 = _errs145 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.signature !== undefined){
-const _errs127 = errors;
+const _errs146 = errors;
 if(!(validate27(data.signature, {instancePath:instancePath+"/signature",parentData:data,parentDataProperty:"signature",rootData}))){
 vErrors = vErrors === null ? validate27.errors : vErrors.concat(validate27.errors);
 errors = vErrors.length;
 }
-var valid56 = _errs127 === errors;
+var valid62 = _errs146 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.inputs !== undefined){
-let data41 = data.inputs;
-const _errs128 = errors;
-if(!(data41 && typeof data41 == "object" && !Array.isArray(data41))){
+let data48 = data.inputs;
+const _errs147 = errors;
+if(!(data48 && typeof data48 == "object" && !Array.isArray(data48))){
 validate10.errors = [{instancePath:instancePath+"/inputs",schemaPath:"#/properties/inputs/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid56 = _errs128 === errors;
+var valid62 = _errs147 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.module !== undefined){
-let data42 = data.module;
-const _errs130 = errors;
-if(!(data42 && typeof data42 == "object" && !Array.isArray(data42))){
+let data49 = data.module;
+const _errs149 = errors;
+if(!(data49 && typeof data49 == "object" && !Array.isArray(data49))){
 validate10.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid56 = _errs130 === errors;
+var valid62 = _errs149 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.session !== undefined){
-const _errs132 = errors;
+const _errs151 = errors;
 if(typeof data.session !== "string"){
 validate10.errors = [{instancePath:instancePath+"/session",schemaPath:"#/properties/session/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid56 = _errs132 === errors;
+var valid62 = _errs151 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.timeout_ms !== undefined){
-let data44 = data.timeout_ms;
-const _errs134 = errors;
-if(!(((typeof data44 == "number") && (!(data44 % 1) && !isNaN(data44))) && (isFinite(data44)))){
+let data51 = data.timeout_ms;
+const _errs153 = errors;
+if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
 validate10.errors = [{instancePath:instancePath+"/timeout_ms",schemaPath:"#/properties/timeout_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs134){
-if((typeof data44 == "number") && (isFinite(data44))){
-if(data44 < 1 || isNaN(data44)){
+if(errors === _errs153){
+if((typeof data51 == "number") && (isFinite(data51))){
+if(data51 < 1 || isNaN(data51)){
 validate10.errors = [{instancePath:instancePath+"/timeout_ms",schemaPath:"#/properties/timeout_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
 }
-var valid56 = _errs134 === errors;
+var valid62 = _errs153 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.batch !== undefined){
-let data45 = data.batch;
-const _errs136 = errors;
-if(errors === _errs136){
-if(Array.isArray(data45)){
-var valid57 = true;
-const len0 = data45.length;
-for(let i0=0; i0<len0; i0++){
-let data46 = data45[i0];
-const _errs138 = errors;
-if(!(data46 && typeof data46 == "object" && !Array.isArray(data46))){
-validate10.errors = [{instancePath:instancePath+"/batch/" + i0,schemaPath:"#/properties/batch/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+let data52 = data.batch;
+const _errs155 = errors;
+if(errors === _errs155){
+if(Array.isArray(data52)){
+var valid63 = true;
+const len1 = data52.length;
+for(let i1=0; i1<len1; i1++){
+let data53 = data52[i1];
+const _errs157 = errors;
+if(!(data53 && typeof data53 == "object" && !Array.isArray(data53))){
+validate10.errors = [{instancePath:instancePath+"/batch/" + i1,schemaPath:"#/properties/batch/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
-var valid57 = _errs138 === errors;
-if(!valid57){
+var valid63 = _errs157 === errors;
+if(!valid63){
 break;
 }
 }
@@ -6782,75 +7002,75 @@ validate10.errors = [{instancePath:instancePath+"/batch",schemaPath:"#/propertie
 return false;
 }
 }
-var valid56 = _errs136 === errors;
+var valid62 = _errs155 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.compile !== undefined){
-const _errs140 = errors;
+const _errs159 = errors;
 if(!(validate35(data.compile, {instancePath:instancePath+"/compile",parentData:data,parentDataProperty:"compile",rootData}))){
 vErrors = vErrors === null ? validate35.errors : vErrors.concat(validate35.errors);
 errors = vErrors.length;
 }
-var valid56 = _errs140 === errors;
+var valid62 = _errs159 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.lm !== undefined){
-const _errs141 = errors;
+const _errs160 = errors;
 if(!(validate48(data.lm, {instancePath:instancePath+"/lm",parentData:data,parentDataProperty:"lm",rootData}))){
 vErrors = vErrors === null ? validate48.errors : vErrors.concat(validate48.errors);
 errors = vErrors.length;
 }
-var valid56 = _errs141 === errors;
+var valid62 = _errs160 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.evaluate !== undefined){
-const _errs142 = errors;
+const _errs161 = errors;
 if(!(validate50(data.evaluate, {instancePath:instancePath+"/evaluate",parentData:data,parentDataProperty:"evaluate",rootData}))){
 vErrors = vErrors === null ? validate50.errors : vErrors.concat(validate50.errors);
 errors = vErrors.length;
 }
-var valid56 = _errs142 === errors;
+var valid62 = _errs161 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.program !== undefined){
-let data50 = data.program;
-const _errs143 = errors;
-const _errs144 = errors;
-if(errors === _errs144){
-if(data50 && typeof data50 == "object" && !Array.isArray(data50)){
-let missing22;
-if(((data50.id === undefined) && (missing22 = "id")) || ((data50.version === undefined) && (missing22 = "version"))){
-validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/required",keyword:"required",params:{missingProperty: missing22},message:"must have required property '"+missing22+"'"}];
+let data57 = data.program;
+const _errs162 = errors;
+const _errs163 = errors;
+if(errors === _errs163){
+if(data57 && typeof data57 == "object" && !Array.isArray(data57)){
+let missing23;
+if(((data57.id === undefined) && (missing23 = "id")) || ((data57.version === undefined) && (missing23 = "version"))){
+validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/required",keyword:"required",params:{missingProperty: missing23},message:"must have required property '"+missing23+"'"}];
 return false;
 }
 else {
-const _errs146 = errors;
-for(const key7 in data50){
-if(!((key7 === "id") || (key7 === "version"))){
-validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
+const _errs165 = errors;
+for(const key8 in data57){
+if(!((key8 === "id") || (key8 === "version"))){
+validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs146 === errors){
-if(data50.id !== undefined){
-let data51 = data50.id;
-const _errs147 = errors;
-if(errors === _errs147){
-if(typeof data51 === "string"){
-if(!pattern3.test(data51)){
+if(_errs165 === errors){
+if(data57.id !== undefined){
+let data58 = data57.id;
+const _errs166 = errors;
+if(errors === _errs166){
+if(typeof data58 === "string"){
+if(!pattern3.test(data58)){
 validate10.errors = [{instancePath:instancePath+"/program/id",schemaPath:"#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -6860,31 +7080,31 @@ validate10.errors = [{instancePath:instancePath+"/program/id",schemaPath:"#/defi
 return false;
 }
 }
-var valid59 = _errs147 === errors;
+var valid65 = _errs166 === errors;
 }
 else {
-var valid59 = true;
+var valid65 = true;
 }
-if(valid59){
-if(data50.version !== undefined){
-let data52 = data50.version;
-const _errs149 = errors;
-if(!(((typeof data52 == "number") && (!(data52 % 1) && !isNaN(data52))) && (isFinite(data52)))){
+if(valid65){
+if(data57.version !== undefined){
+let data59 = data57.version;
+const _errs168 = errors;
+if(!(((typeof data59 == "number") && (!(data59 % 1) && !isNaN(data59))) && (isFinite(data59)))){
 validate10.errors = [{instancePath:instancePath+"/program/version",schemaPath:"#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs149){
-if((typeof data52 == "number") && (isFinite(data52))){
-if(data52 < 1 || isNaN(data52)){
+if(errors === _errs168){
+if((typeof data59 == "number") && (isFinite(data59))){
+if(data59 < 1 || isNaN(data59)){
 validate10.errors = [{instancePath:instancePath+"/program/version",schemaPath:"#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
 }
-var valid59 = _errs149 === errors;
+var valid65 = _errs168 === errors;
 }
 else {
-var valid59 = true;
+var valid65 = true;
 }
 }
 }
@@ -6895,60 +7115,60 @@ validate10.errors = [{instancePath:instancePath+"/program",schemaPath:"#/definit
 return false;
 }
 }
-var valid56 = _errs143 === errors;
+var valid62 = _errs162 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
-if(valid56){
+if(valid62){
 if(data.stream !== undefined){
-let data53 = data.stream;
-const _errs151 = errors;
-const _errs152 = errors;
-if(errors === _errs152){
-if(data53 && typeof data53 == "object" && !Array.isArray(data53)){
-let missing23;
-if((data53.subject === undefined) && (missing23 = "subject")){
-validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/required",keyword:"required",params:{missingProperty: missing23},message:"must have required property '"+missing23+"'"}];
+let data60 = data.stream;
+const _errs170 = errors;
+const _errs171 = errors;
+if(errors === _errs171){
+if(data60 && typeof data60 == "object" && !Array.isArray(data60)){
+let missing24;
+if((data60.subject === undefined) && (missing24 = "subject")){
+validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/required",keyword:"required",params:{missingProperty: missing24},message:"must have required property '"+missing24+"'"}];
 return false;
 }
 else {
-const _errs154 = errors;
-for(const key8 in data53){
-if(!(((key8 === "subject") || (key8 === "fields")) || (key8 === "status"))){
-validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
+const _errs173 = errors;
+for(const key9 in data60){
+if(!(((key9 === "subject") || (key9 === "fields")) || (key9 === "status"))){
+validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definitions/stream/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs154 === errors){
-if(data53.subject !== undefined){
-const _errs155 = errors;
-if(typeof data53.subject !== "string"){
+if(_errs173 === errors){
+if(data60.subject !== undefined){
+const _errs174 = errors;
+if(typeof data60.subject !== "string"){
 validate10.errors = [{instancePath:instancePath+"/stream/subject",schemaPath:"#/definitions/stream/properties/subject/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid61 = _errs155 === errors;
+var valid67 = _errs174 === errors;
 }
 else {
-var valid61 = true;
+var valid67 = true;
 }
-if(valid61){
-if(data53.fields !== undefined){
-let data55 = data53.fields;
-const _errs157 = errors;
-if(errors === _errs157){
-if(Array.isArray(data55)){
-var valid62 = true;
-const len1 = data55.length;
-for(let i1=0; i1<len1; i1++){
-const _errs159 = errors;
-if(typeof data55[i1] !== "string"){
-validate10.errors = [{instancePath:instancePath+"/stream/fields/" + i1,schemaPath:"#/definitions/stream/properties/fields/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(valid67){
+if(data60.fields !== undefined){
+let data62 = data60.fields;
+const _errs176 = errors;
+if(errors === _errs176){
+if(Array.isArray(data62)){
+var valid68 = true;
+const len2 = data62.length;
+for(let i2=0; i2<len2; i2++){
+const _errs178 = errors;
+if(typeof data62[i2] !== "string"){
+validate10.errors = [{instancePath:instancePath+"/stream/fields/" + i2,schemaPath:"#/definitions/stream/properties/fields/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-var valid62 = _errs159 === errors;
-if(!valid62){
+var valid68 = _errs178 === errors;
+if(!valid68){
 break;
 }
 }
@@ -6958,22 +7178,22 @@ validate10.errors = [{instancePath:instancePath+"/stream/fields",schemaPath:"#/d
 return false;
 }
 }
-var valid61 = _errs157 === errors;
+var valid67 = _errs176 === errors;
 }
 else {
-var valid61 = true;
+var valid67 = true;
 }
-if(valid61){
-if(data53.status !== undefined){
-const _errs161 = errors;
-if(typeof data53.status !== "boolean"){
+if(valid67){
+if(data60.status !== undefined){
+const _errs180 = errors;
+if(typeof data60.status !== "boolean"){
 validate10.errors = [{instancePath:instancePath+"/stream/status",schemaPath:"#/definitions/stream/properties/status/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
-var valid61 = _errs161 === errors;
+var valid67 = _errs180 === errors;
 }
 else {
-var valid61 = true;
+var valid67 = true;
 }
 }
 }
@@ -6985,10 +7205,10 @@ validate10.errors = [{instancePath:instancePath+"/stream",schemaPath:"#/definiti
 return false;
 }
 }
-var valid56 = _errs151 === errors;
+var valid62 = _errs170 === errors;
 }
 else {
-var valid56 = true;
+var valid62 = true;
 }
 }
 }
@@ -7016,10 +7236,10 @@ return errors === 0;
 }
 
 export const validateReply = validate52;
-const schema82 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
-const schema83 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]};
-const schema84 = {"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"};
-const schema85 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable","UnknownProgram","ProgramError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"any","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."},"DatasetError":{"retryable":false,"raisedBy":"any","description":"A job's dataset is missing examples or is not a list of example objects."},"ErrorBudgetExceeded":{"retryable":false,"raisedBy":"any","description":"An eval job stopped: more examples failed than its max_errors allows."},"IncompleteJob":{"retryable":true,"raisedBy":"any","description":"An eval job ended with examples that have no stored result; resuming it runs them."},"MetricError":{"retryable":false,"raisedBy":"any","description":"A metric raised or returned something that is not a score."},"UnknownProgram":{"retryable":false,"raisedBy":"any","description":"The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."},"ProgramError":{"retryable":false,"raisedBy":"worker","description":"A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."},"Unauthorized":{"retryable":false,"raisedBy":"client","description":"No valid credentials: an HTTP API call without a valid bearer token (401)."},"Forbidden":{"retryable":false,"raisedBy":"any","description":"The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md)."},"UnsupportedMediaType":{"retryable":false,"raisedBy":"client","description":"An HTTP API body that is not application/json (415)."},"InternalError":{"retryable":false,"raisedBy":"client","description":"An unexpected failure in a service; its message carries only an id that the service logged with the details."},"StoreUnavailable":{"retryable":true,"raisedBy":"any","description":"A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md)."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
+const schema83 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
+const schema84 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]};
+const schema85 = {"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"};
+const schema86 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable","UnknownProgram","ProgramError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"any","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."},"DatasetError":{"retryable":false,"raisedBy":"any","description":"A job's dataset is missing examples or is not a list of example objects."},"ErrorBudgetExceeded":{"retryable":false,"raisedBy":"any","description":"An eval job stopped: more examples failed than its max_errors allows."},"IncompleteJob":{"retryable":true,"raisedBy":"any","description":"An eval job ended with examples that have no stored result; resuming it runs them."},"MetricError":{"retryable":false,"raisedBy":"any","description":"A metric raised or returned something that is not a score."},"UnknownProgram":{"retryable":false,"raisedBy":"any","description":"The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."},"ProgramError":{"retryable":false,"raisedBy":"worker","description":"A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."},"Unauthorized":{"retryable":false,"raisedBy":"client","description":"No valid credentials: an HTTP API call without a valid bearer token (401)."},"Forbidden":{"retryable":false,"raisedBy":"any","description":"The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md)."},"UnsupportedMediaType":{"retryable":false,"raisedBy":"client","description":"An HTTP API body that is not application/json (415)."},"InternalError":{"retryable":false,"raisedBy":"client","description":"An unexpected failure in a service; its message carries only an id that the service logged with the details."},"StoreUnavailable":{"retryable":true,"raisedBy":"any","description":"A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md)."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
 
 function validate52(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="https://dspex.dev/schemas/v1/reply.schema.json" */;
@@ -7236,7 +7456,7 @@ for(const key0 in data9){
 let data10 = data9[key0];
 const _errs23 = errors;
 if((typeof data10 !== "boolean") && (!((typeof data10 == "number") && (isFinite(data10))))){
-const err11 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema82.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
+const err11 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema83.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -7514,7 +7734,7 @@ if(data19.type !== undefined){
 let data20 = data19.type;
 const _errs46 = errors;
 if(!((((((((((((((((((((((((((((((data20 === "DecodeError") || (data20 === "VersionError")) || (data20 === "UnknownOperation")) || (data20 === "ValidationError")) || (data20 === "PayloadTooLarge")) || (data20 === "LMConfigError")) || (data20 === "LMError")) || (data20 === "LMOutputError")) || (data20 === "WorkerError")) || (data20 === "DeadlineExceeded")) || (data20 === "AffinityError")) || (data20 === "Unsupported")) || (data20 === "Cancelled")) || (data20 === "NotFound")) || (data20 === "SignatureError")) || (data20 === "NoWorkersError")) || (data20 === "CircuitOpenError")) || (data20 === "TransportError")) || (data20 === "BusError")) || (data20 === "DatasetError")) || (data20 === "ErrorBudgetExceeded")) || (data20 === "IncompleteJob")) || (data20 === "MetricError")) || (data20 === "Unauthorized")) || (data20 === "Forbidden")) || (data20 === "UnsupportedMediaType")) || (data20 === "InternalError")) || (data20 === "StoreUnavailable")) || (data20 === "UnknownProgram")) || (data20 === "ProgramError"))){
-const err26 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"};
+const err26 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -7800,7 +8020,7 @@ if(data.type !== undefined){
 let data0 = data.type;
 const _errs2 = errors;
 if(!((((((((((((((((((((((((((((((data0 === "DecodeError") || (data0 === "VersionError")) || (data0 === "UnknownOperation")) || (data0 === "ValidationError")) || (data0 === "PayloadTooLarge")) || (data0 === "LMConfigError")) || (data0 === "LMError")) || (data0 === "LMOutputError")) || (data0 === "WorkerError")) || (data0 === "DeadlineExceeded")) || (data0 === "AffinityError")) || (data0 === "Unsupported")) || (data0 === "Cancelled")) || (data0 === "NotFound")) || (data0 === "SignatureError")) || (data0 === "NoWorkersError")) || (data0 === "CircuitOpenError")) || (data0 === "TransportError")) || (data0 === "BusError")) || (data0 === "DatasetError")) || (data0 === "ErrorBudgetExceeded")) || (data0 === "IncompleteJob")) || (data0 === "MetricError")) || (data0 === "Unauthorized")) || (data0 === "Forbidden")) || (data0 === "UnsupportedMediaType")) || (data0 === "InternalError")) || (data0 === "StoreUnavailable")) || (data0 === "UnknownProgram")) || (data0 === "ProgramError"))){
-validate53.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate53.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -8307,7 +8527,7 @@ if(errors === _errs43){
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 const _errs45 = errors;
 for(const key2 in data14){
-if(!(func4.call(schema41.properties, key2))){
+if(!(func6.call(schema42.properties, key2))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -8602,7 +8822,7 @@ if(errors === _errs72){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
 const _errs74 = errors;
 for(const key3 in data26){
-if(!(func4.call(schema42.properties, key3))){
+if(!(func6.call(schema43.properties, key3))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -8655,7 +8875,7 @@ if(data26.auto !== undefined){
 let data29 = data26.auto;
 const _errs79 = errors;
 if(!((((data29 === "light") || (data29 === "medium")) || (data29 === "heavy")) || (data29 === "off"))){
-validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema42.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema43.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid20 = _errs79 === errors;
@@ -9281,7 +9501,7 @@ if(errors === _errs137){
 if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
 const _errs139 = errors;
 for(const key5 in data54){
-if(!(func4.call(schema44.properties, key5))){
+if(!(func6.call(schema45.properties, key5))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -9292,7 +9512,7 @@ if(data54.auto !== undefined){
 let data55 = data54.auto;
 const _errs140 = errors;
 if(!(((data55 === "light") || (data55 === "medium")) || (data55 === "heavy"))){
-validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema44.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema45.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs140 === errors;
@@ -9368,7 +9588,7 @@ if(data54.candidate_selection_strategy !== undefined){
 let data59 = data54.candidate_selection_strategy;
 const _errs147 = errors;
 if(!((data59 === "pareto") || (data59 === "current_best"))){
-validate54.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema44.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema45.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs147 === errors;
@@ -9630,7 +9850,7 @@ if(errors === _errs172){
 if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
 const _errs174 = errors;
 for(const key6 in data70){
-if(!(func4.call(schema45.properties, key6))){
+if(!(func6.call(schema46.properties, key6))){
 validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -10139,7 +10359,7 @@ return false;
 else {
 const _errs216 = errors;
 for(const key8 in data){
-if(!(func4.call(schema38.properties, key8))){
+if(!(func6.call(schema39.properties, key8))){
 validate54.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -10171,7 +10391,7 @@ if(data.optimizer !== undefined){
 let data89 = data.optimizer;
 const _errs219 = errors;
 if(!(((((((((data89 === "LabeledFewShot") || (data89 === "BootstrapFewShot")) || (data89 === "BootstrapFewShotWithRandomSearch")) || (data89 === "MIPROv2")) || (data89 === "COPRO")) || (data89 === "GEPA")) || (data89 === "SIMBA")) || (data89 === "Ensemble")) || (data89 === "BootstrapFinetune"))){
-validate54.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema38.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
+validate54.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema39.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid44 = _errs219 === errors;
@@ -10574,10 +10794,10 @@ return errors === 0;
 }
 
 export const validateJobRecord = validate60;
-const schema100 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"total":{"type":["integer","null"],"minimum":0,"description":"Units of work, when known up front (eval: examples)."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}},"additionalProperties":false};
-const schema101 = {"title":"JobKind","enum":["eval","optimize"]};
-const schema102 = {"title":"JobStatus","enum":["queued","running","succeeded","failed","cancelled"],"description":"succeeded, failed and cancelled are final; a failed or cancelled job can be resumed (queued again)."};
-const schema103 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}},"additionalProperties":false};
+const schema101 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"total":{"type":["integer","null"],"minimum":0,"description":"Units of work, when known up front (eval: examples)."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}},"additionalProperties":false};
+const schema102 = {"title":"JobKind","enum":["eval","optimize"]};
+const schema103 = {"title":"JobStatus","enum":["queued","running","succeeded","failed","cancelled"],"description":"succeeded, failed and cancelled are final; a failed or cancelled job can be resumed (queued again)."};
+const schema104 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}},"additionalProperties":false};
 
 function validate60(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -10592,7 +10812,7 @@ return false;
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema100.properties, key0))){
+if(!(func6.call(schema101.properties, key0))){
 validate60.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -10636,7 +10856,7 @@ if(data.kind !== undefined){
 let data2 = data.kind;
 const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
-validate60.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema101.enum},message:"must be equal to one of the allowed values"}];
+validate60.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -10661,7 +10881,7 @@ if(data.status !== undefined){
 let data4 = data.status;
 const _errs9 = errors;
 if(!(((((data4 === "queued") || (data4 === "running")) || (data4 === "succeeded")) || (data4 === "failed")) || (data4 === "cancelled"))){
-validate60.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
+validate60.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema103.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -10687,7 +10907,7 @@ if(data.total !== undefined){
 let data6 = data.total;
 const _errs13 = errors;
 if((!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))) && (data6 !== null)){
-validate60.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema100.properties.total.type},message:"must be integer,null"}];
+validate60.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema101.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs13){
@@ -10854,7 +11074,7 @@ if(data15.total !== undefined){
 let data17 = data15.total;
 const _errs37 = errors;
 if((!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))) && (data17 !== null)){
-validate60.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema103.properties.total.type},message:"must be integer,null"}];
+validate60.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema104.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs37){
@@ -10917,7 +11137,7 @@ if(data15.score !== undefined){
 let data20 = data15.score;
 const _errs43 = errors;
 if((!((typeof data20 == "number") && (isFinite(data20)))) && (data20 !== null)){
-validate60.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema103.properties.score.type},message:"must be number,null"}];
+validate60.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema104.properties.score.type},message:"must be number,null"}];
 return false;
 }
 var valid4 = _errs43 === errors;
@@ -10993,7 +11213,7 @@ if(data23.type !== undefined){
 let data24 = data23.type;
 const _errs53 = errors;
 if(!((((((((((((((((((((((((((((((data24 === "DecodeError") || (data24 === "VersionError")) || (data24 === "UnknownOperation")) || (data24 === "ValidationError")) || (data24 === "PayloadTooLarge")) || (data24 === "LMConfigError")) || (data24 === "LMError")) || (data24 === "LMOutputError")) || (data24 === "WorkerError")) || (data24 === "DeadlineExceeded")) || (data24 === "AffinityError")) || (data24 === "Unsupported")) || (data24 === "Cancelled")) || (data24 === "NotFound")) || (data24 === "SignatureError")) || (data24 === "NoWorkersError")) || (data24 === "CircuitOpenError")) || (data24 === "TransportError")) || (data24 === "BusError")) || (data24 === "DatasetError")) || (data24 === "ErrorBudgetExceeded")) || (data24 === "IncompleteJob")) || (data24 === "MetricError")) || (data24 === "Unauthorized")) || (data24 === "Forbidden")) || (data24 === "UnsupportedMediaType")) || (data24 === "InternalError")) || (data24 === "StoreUnavailable")) || (data24 === "UnknownProgram")) || (data24 === "ProgramError"))){
-validate60.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate60.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid6 = _errs53 === errors;
@@ -11110,7 +11330,7 @@ return errors === 0;
 }
 
 export const validateJobProgress = validate61;
-const schema105 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"parent_version":{"type":"integer","description":"optimize: the version the stored program was optimized from."},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
+const schema106 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"parent_version":{"type":"integer","description":"optimize: the version the stored program was optimized from."},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
 
 function validate61(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -11125,7 +11345,7 @@ return false;
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema105.properties, key0))){
+if(!(func6.call(schema106.properties, key0))){
 validate61.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -11160,7 +11380,7 @@ if(data.kind !== undefined){
 let data2 = data.kind;
 const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
-validate61.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema101.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -11194,7 +11414,7 @@ if(data.type !== undefined){
 let data4 = data.type;
 const _errs9 = errors;
 if(!((((((((data4 === "started") || (data4 === "progress")) || (data4 === "stage")) || (data4 === "trial")) || (data4 === "heartbeat")) || (data4 === "done")) || (data4 === "failed")) || (data4 === "cancelled"))){
-validate61.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema105.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema106.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -11207,7 +11427,7 @@ if(data.status !== undefined){
 let data5 = data.status;
 const _errs10 = errors;
 if(!(((((data5 === "queued") || (data5 === "running")) || (data5 === "succeeded")) || (data5 === "failed")) || (data5 === "cancelled"))){
-validate61.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema103.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs10 === errors;
@@ -11288,7 +11508,7 @@ if(data.total !== undefined){
 let data10 = data.total;
 const _errs20 = errors;
 if((!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))) && (data10 !== null)){
-validate61.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema105.properties.total.type},message:"must be integer,null"}];
+validate61.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema106.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 var valid0 = _errs20 === errors;
@@ -11327,7 +11547,7 @@ if(data.score !== undefined){
 let data13 = data.score;
 const _errs26 = errors;
 if((!((typeof data13 == "number") && (isFinite(data13)))) && (data13 !== null)){
-validate61.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: schema105.properties.score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: schema106.properties.score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs26 === errors;
@@ -11353,7 +11573,7 @@ if(data.eta_s !== undefined){
 let data15 = data.eta_s;
 const _errs30 = errors;
 if((!((typeof data15 == "number") && (isFinite(data15)))) && (data15 !== null)){
-validate61.errors = [{instancePath:instancePath+"/eta_s",schemaPath:"#/properties/eta_s/type",keyword:"type",params:{type: schema105.properties.eta_s.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/eta_s",schemaPath:"#/properties/eta_s/type",keyword:"type",params:{type: schema106.properties.eta_s.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs30 === errors;
@@ -11429,7 +11649,7 @@ if(data.metric_mean !== undefined){
 let data21 = data.metric_mean;
 const _errs42 = errors;
 if((!((typeof data21 == "number") && (isFinite(data21)))) && (data21 !== null)){
-validate61.errors = [{instancePath:instancePath+"/metric_mean",schemaPath:"#/properties/metric_mean/type",keyword:"type",params:{type: schema105.properties.metric_mean.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/metric_mean",schemaPath:"#/properties/metric_mean/type",keyword:"type",params:{type: schema106.properties.metric_mean.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs42 === errors;
@@ -11442,7 +11662,7 @@ if(data.best_score !== undefined){
 let data22 = data.best_score;
 const _errs44 = errors;
 if((!((typeof data22 == "number") && (isFinite(data22)))) && (data22 !== null)){
-validate61.errors = [{instancePath:instancePath+"/best_score",schemaPath:"#/properties/best_score/type",keyword:"type",params:{type: schema105.properties.best_score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/best_score",schemaPath:"#/properties/best_score/type",keyword:"type",params:{type: schema106.properties.best_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs44 === errors;
@@ -11455,7 +11675,7 @@ if(data.last_score !== undefined){
 let data23 = data.last_score;
 const _errs46 = errors;
 if((!((typeof data23 == "number") && (isFinite(data23)))) && (data23 !== null)){
-validate61.errors = [{instancePath:instancePath+"/last_score",schemaPath:"#/properties/last_score/type",keyword:"type",params:{type: schema105.properties.last_score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/last_score",schemaPath:"#/properties/last_score/type",keyword:"type",params:{type: schema106.properties.last_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs46 === errors;
@@ -11468,7 +11688,7 @@ if(data.baseline_score !== undefined){
 let data24 = data.baseline_score;
 const _errs48 = errors;
 if((!((typeof data24 == "number") && (isFinite(data24)))) && (data24 !== null)){
-validate61.errors = [{instancePath:instancePath+"/baseline_score",schemaPath:"#/properties/baseline_score/type",keyword:"type",params:{type: schema105.properties.baseline_score.type},message:"must be number,null"}];
+validate61.errors = [{instancePath:instancePath+"/baseline_score",schemaPath:"#/properties/baseline_score/type",keyword:"type",params:{type: schema106.properties.baseline_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs48 === errors;
@@ -11592,7 +11812,7 @@ if(data29.type !== undefined){
 let data30 = data29.type;
 const _errs64 = errors;
 if(!((((((((((((((((((((((((((((((data30 === "DecodeError") || (data30 === "VersionError")) || (data30 === "UnknownOperation")) || (data30 === "ValidationError")) || (data30 === "PayloadTooLarge")) || (data30 === "LMConfigError")) || (data30 === "LMError")) || (data30 === "LMOutputError")) || (data30 === "WorkerError")) || (data30 === "DeadlineExceeded")) || (data30 === "AffinityError")) || (data30 === "Unsupported")) || (data30 === "Cancelled")) || (data30 === "NotFound")) || (data30 === "SignatureError")) || (data30 === "NoWorkersError")) || (data30 === "CircuitOpenError")) || (data30 === "TransportError")) || (data30 === "BusError")) || (data30 === "DatasetError")) || (data30 === "ErrorBudgetExceeded")) || (data30 === "IncompleteJob")) || (data30 === "MetricError")) || (data30 === "Unauthorized")) || (data30 === "Forbidden")) || (data30 === "UnsupportedMediaType")) || (data30 === "InternalError")) || (data30 === "StoreUnavailable")) || (data30 === "UnknownProgram")) || (data30 === "ProgramError"))){
-validate61.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema85.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate61.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid6 = _errs64 === errors;
@@ -11706,7 +11926,7 @@ return errors === 0;
 }
 
 export const validateEvalSpec = validate62;
-const schema110 = {"title":"EvalSpec","type":"object","required":["program","metrics"],"additionalProperties":false,"description":"What an eval job runs (docs/evaluation.md).","properties":{"name":{"type":"string","description":"Free-form label shown in listings."},"program":{"type":"object","description":"A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."},"metrics":{"type":"array","minItems":1,"description":"The first metric is the job's score.","items":{"oneOf":[{"type":"string","minLength":1},{"title":"MetricSpec","type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1,"description":"exact_match | f1 | passage_match (native), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."},"as":{"type":"string","description":"Key in the scores (default: name)."},"pred":{"type":"string","description":"Prediction field a native metric reads (default answer)."},"gold":{"type":"string","description":"Example field a native metric reads (default answer)."},"args":{"type":"object"}}}]}},"concurrency":{"type":"integer","minimum":1,"maximum":1024,"description":"Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md)."},"max_errors":{"type":["integer","null"],"minimum":0,"description":"Fail the job once more examples than this failed; null: never."},"retries":{"type":"integer","minimum":0,"maximum":10,"default":2,"description":"Retries of an example after a retryable error."},"input_keys":{"type":"array","items":{"type":"string"},"description":"Example fields passed to the program (default: the signature's input fields)."}}};
+const schema111 = {"title":"EvalSpec","type":"object","required":["program","metrics"],"additionalProperties":false,"description":"What an eval job runs (docs/evaluation.md).","properties":{"name":{"type":"string","description":"Free-form label shown in listings."},"program":{"type":"object","description":"A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."},"metrics":{"type":"array","minItems":1,"description":"The first metric is the job's score.","items":{"oneOf":[{"type":"string","minLength":1},{"title":"MetricSpec","type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1,"description":"exact_match | f1 | passage_match (native), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."},"as":{"type":"string","description":"Key in the scores (default: name)."},"pred":{"type":"string","description":"Prediction field a native metric reads (default answer)."},"gold":{"type":"string","description":"Example field a native metric reads (default answer)."},"args":{"type":"object"}}}]}},"concurrency":{"type":"integer","minimum":1,"maximum":1024,"description":"Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md)."},"max_errors":{"type":["integer","null"],"minimum":0,"description":"Fail the job once more examples than this failed; null: never."},"retries":{"type":"integer","minimum":0,"maximum":10,"default":2,"description":"Retries of an example after a retryable error."},"input_keys":{"type":"array","items":{"type":"string"},"description":"Example fields passed to the program (default: the signature's input fields)."}}};
 
 function validate62(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -12037,7 +12257,7 @@ if(data.max_errors !== undefined){
 let data10 = data.max_errors;
 const _errs27 = errors;
 if((!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))) && (data10 !== null)){
-validate62.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: schema110.properties.max_errors.type},message:"must be integer,null"}];
+validate62.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: schema111.properties.max_errors.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs27){
@@ -12129,10 +12349,10 @@ return errors === 0;
 }
 
 export const validateLmProfiles = validate39;
-const schema52 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
-const schema54 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}};
-const schema57 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
-const schema58 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
+const schema53 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
+const schema55 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}};
+const schema58 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
+const schema59 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
 const func0 = runtime_equal.default;
 const pattern9 = new RegExp("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$", "u");
 
@@ -12149,7 +12369,7 @@ return false;
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func4.call(schema54.properties, key0))){
+if(!(func6.call(schema55.properties, key0))){
 validate40.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -12359,7 +12579,7 @@ if(data.adapter !== undefined){
 let data9 = data.adapter;
 const _errs26 = errors;
 if(!((data9 === "chat") || (data9 === "json"))){
-validate40.errors = [{instancePath:instancePath+"/adapter",schemaPath:"#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema61.enum},message:"must be equal to one of the allowed values"}];
+validate40.errors = [{instancePath:instancePath+"/adapter",schemaPath:"#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema62.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs26 === errors;
@@ -12466,7 +12686,7 @@ validate40.errors = vErrors;
 return errors === 0;
 }
 
-const schema63 = {"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}};
+const schema64 = {"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}};
 
 function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -12767,9 +12987,9 @@ return errors === 0;
 }
 
 export const validateDlqRedactedBody = validate64;
-const schema112 = {"title":"DlqRedactedBody","type":"object","required":["redacted","bytes"],"additionalProperties":false,"description":"The body of a redacted dead letter: what the request was without what it said.","properties":{"redacted":{"const":true},"bytes":{"type":"integer","minimum":0,"description":"Size of the original body."},"id":{"type":"string","description":"The body's `id`, when it decodes to a map with a string id."},"op":{"type":"string","description":"The body's `op`, when it decodes to a map with a string op."},"pool":{"type":"string","description":"The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools."},"fields":{"type":"object","additionalProperties":{"$ref":"#/definitions/fieldSummary"},"description":"Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map."}}};
-const schema113 = {"title":"DlqFieldSummary","type":"object","required":["type","bytes"],"additionalProperties":false,"properties":{"type":{"$ref":"#/definitions/msgpackType"},"bytes":{"type":"integer","minimum":1,"description":"Size of the value's encoding in the original body (its bytes there, not re-encoded)."}}};
-const schema114 = {"title":"MsgpackTypeName","enum":["nil","bool","int","float","str","bin","array","map","ext"],"description":"The msgpack type family of a value, from its first byte in the original body."};
+const schema113 = {"title":"DlqRedactedBody","type":"object","required":["redacted","bytes"],"additionalProperties":false,"description":"The body of a redacted dead letter: what the request was without what it said.","properties":{"redacted":{"const":true},"bytes":{"type":"integer","minimum":0,"description":"Size of the original body."},"id":{"type":"string","description":"The body's `id`, when it decodes to a map with a string id."},"op":{"type":"string","description":"The body's `op`, when it decodes to a map with a string op."},"pool":{"type":"string","description":"The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools."},"fields":{"type":"object","additionalProperties":{"$ref":"#/definitions/fieldSummary"},"description":"Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map."}}};
+const schema114 = {"title":"DlqFieldSummary","type":"object","required":["type","bytes"],"additionalProperties":false,"properties":{"type":{"$ref":"#/definitions/msgpackType"},"bytes":{"type":"integer","minimum":1,"description":"Size of the value's encoding in the original body (its bytes there, not re-encoded)."}}};
+const schema115 = {"title":"MsgpackTypeName","enum":["nil","bool","int","float","str","bin","array","map","ext"],"description":"The msgpack type family of a value, from its first byte in the original body."};
 
 function validate65(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -12795,7 +13015,7 @@ if(data.type !== undefined){
 let data0 = data.type;
 const _errs2 = errors;
 if(!(((((((((data0 === "nil") || (data0 === "bool")) || (data0 === "int")) || (data0 === "float")) || (data0 === "str")) || (data0 === "bin")) || (data0 === "array")) || (data0 === "map")) || (data0 === "ext"))){
-validate65.errors = [{instancePath:instancePath+"/type",schemaPath:"#/definitions/msgpackType/enum",keyword:"enum",params:{allowedValues: schema114.enum},message:"must be equal to one of the allowed values"}];
+validate65.errors = [{instancePath:instancePath+"/type",schemaPath:"#/definitions/msgpackType/enum",keyword:"enum",params:{allowedValues: schema115.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -14068,6 +14288,167 @@ validate77.errors = vErrors;
 return errors === 0;
 }
 
+export const validateModule_complete = validate78;
+
+function validate78(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+const _errs1 = errors;
+for(const key0 in data){
+if(!((((key0 === "temperature") || (key0 === "max_tokens")) || (key0 === "n")) || (key0 === "stop"))){
+validate78.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.temperature !== undefined){
+let data0 = data.temperature;
+const _errs2 = errors;
+if(errors === _errs2){
+if((typeof data0 == "number") && (isFinite(data0))){
+if(data0 > 2 || isNaN(data0)){
+validate78.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+return false;
+}
+else {
+if(data0 < 0 || isNaN(data0)){
+validate78.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+else {
+validate78.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+}
+var valid0 = _errs2 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.max_tokens !== undefined){
+let data1 = data.max_tokens;
+const _errs4 = errors;
+if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
+validate78.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs4){
+if((typeof data1 == "number") && (isFinite(data1))){
+if(data1 > 1000000 || isNaN(data1)){
+validate78.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"}];
+return false;
+}
+else {
+if(data1 < 1 || isNaN(data1)){
+validate78.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+var valid0 = _errs4 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.n !== undefined){
+let data2 = data.n;
+const _errs6 = errors;
+if(!(((typeof data2 == "number") && (!(data2 % 1) && !isNaN(data2))) && (isFinite(data2)))){
+validate78.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs6){
+if((typeof data2 == "number") && (isFinite(data2))){
+if(data2 > 16 || isNaN(data2)){
+validate78.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"}];
+return false;
+}
+else {
+if(data2 < 1 || isNaN(data2)){
+validate78.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+var valid0 = _errs6 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.stop !== undefined){
+let data3 = data.stop;
+const _errs8 = errors;
+if(errors === _errs8){
+if(Array.isArray(data3)){
+if(data3.length > 4){
+validate78.errors = [{instancePath:instancePath+"/stop",schemaPath:"#/properties/stop/maxItems",keyword:"maxItems",params:{limit: 4},message:"must NOT have more than 4 items"}];
+return false;
+}
+else {
+var valid1 = true;
+const len0 = data3.length;
+for(let i0=0; i0<len0; i0++){
+let data4 = data3[i0];
+const _errs10 = errors;
+if(errors === _errs10){
+if(typeof data4 === "string"){
+if(func2(data4) > 256){
+validate78.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters"}];
+return false;
+}
+else {
+if(func2(data4) < 1){
+validate78.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+}
+else {
+validate78.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid1 = _errs10 === errors;
+if(!valid1){
+break;
+}
+}
+}
+}
+else {
+validate78.errors = [{instancePath:instancePath+"/stop",schemaPath:"#/properties/stop/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid0 = _errs8 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
+}
+}
+}
+else {
+validate78.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate78.errors = vErrors;
+return errors === 0;
+}
+
 /* declarations for readers:
 export declare const validateRequest: ValidateFunction;
 export declare const validateReply: ValidateFunction;
@@ -14090,4 +14471,5 @@ export declare const validateModule_majority: ValidateFunction;
 export declare const validateModule_none: ValidateFunction;
 export declare const validateModule_embed: ValidateFunction;
 export declare const validateModule_program: ValidateFunction;
+export declare const validateModule_complete: ValidateFunction;
 */

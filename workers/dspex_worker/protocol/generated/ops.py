@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Final, TypedDict
 
 from .validators import validate_module_best_of_n as _module_best_of_n
+from .validators import validate_module_complete as _module_complete
 from .validators import validate_module_embed as _module_embed
 from .validators import validate_module_majority as _module_majority
 from .validators import validate_module_multi_chain_comparison as _module_multi_chain_comparison
@@ -34,6 +35,7 @@ OPERATIONS: Final = (
     "compile",
     "embed",
     "program",
+    "complete",
 )
 # The pool an operation goes to when the caller names none (request.schema.json x-dspex-pools).
 OPERATION_POOLS: Final[dict[str, str]] = {"compile": "optimizer", "embed": "gpu"}
@@ -62,6 +64,7 @@ MODULE_OPTIONS: Final[dict[str, Callable[[Any], Any]]] = {
     "compile": _module_none,
     "embed": _module_embed,
     "program": _module_program,
+    "complete": _module_complete,
 }
 
 

@@ -412,6 +412,23 @@ class EmbedOptions(TypedDict, closed=True):
     """
 
 
+StopItem: TypeAlias = str
+
+
+class CompleteOptions(TypedDict, closed=True):
+    """
+    complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).
+    """
+
+    temperature: NotRequired[float]
+    max_tokens: NotRequired[int]
+    n: NotRequired[int]
+    """
+    Completions to return (the provider must support n).
+    """
+    stop: NotRequired[list[StopItem]]
+
+
 class ProgramOptions(TypedDict, closed=True):
     """
     program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).
@@ -899,9 +916,10 @@ class RequestEnvelope(TypedDict, closed=True):
         "compile",
         "embed",
         "program",
+        "complete",
     ]
     """
-    DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).
+    DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).
     """
     signature: SignatureWire
     inputs: dict[str, Any]

@@ -102,6 +102,14 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
             pass
     if not data_any_of_count1:
         try:
+            validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_complete(
+                data, custom_formats, (name_prefix or "data") + ""
+            )
+            data_any_of_count1 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
+    if not data_any_of_count1:
+        try:
             validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_embed(
                 data, custom_formats, (name_prefix or "data") + ""
             )
@@ -1135,6 +1143,27 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                         },
                     },
                     {
+                        "title": "CompleteOptions",
+                        "type": "object",
+                        "additionalProperties": False,
+                        "description": "complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).",
+                        "properties": {
+                            "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                            "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                            "n": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 16,
+                                "description": "Completions to return (the provider must support n).",
+                            },
+                            "stop": {
+                                "type": "array",
+                                "maxItems": 4,
+                                "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                            },
+                        },
+                    },
+                    {
                         "title": "EmbedOptions",
                         "type": "object",
                         "additionalProperties": False,
@@ -1300,8 +1329,9 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "compile",
                                     "embed",
                                     "program",
+                                    "complete",
                                 ],
-                                "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
+                                "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).",
                             },
                             "signature": {"type": "object"},
                             "inputs": {
@@ -6479,8 +6509,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "compile",
                             "embed",
                             "program",
+                            "complete",
                         ],
-                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
+                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).",
                     },
                     "signature": {"type": "object"},
                     "inputs": {
@@ -6689,8 +6720,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "compile",
                                 "embed",
                                 "program",
+                                "complete",
                             ],
-                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
+                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).",
                         },
                         "signature": {"type": "object"},
                         "inputs": {
@@ -6935,11 +6967,13 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                 and data__op == "embed"
                 or isinstance(data__op, str)
                 and data__op == "program"
+                or isinstance(data__op, str)
+                and data__op == "complete"
             ):
                 raise JsonSchemaValueException(
                     ""
                     + (name_prefix or "data")
-                    + ".op must be one of ['predict', 'chain_of_thought', 'evaluate', 'react', 'program_of_thought', 'rlm', 'multi_chain_comparison', 'best_of_n', 'refine', 'parallel', 'majority', 'ensemble', 'compile', 'embed', 'program']",
+                    + ".op must be one of ['predict', 'chain_of_thought', 'evaluate', 'react', 'program_of_thought', 'rlm', 'multi_chain_comparison', 'best_of_n', 'refine', 'parallel', 'majority', 'ensemble', 'compile', 'embed', 'program', 'complete']",
                     value=data__op,
                     name="" + (name_prefix or "data") + ".op",
                     definition={
@@ -6959,8 +6993,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "compile",
                             "embed",
                             "program",
+                            "complete",
                         ],
-                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
+                        "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).",
                     },
                     rule="enum",
                 )
@@ -7149,8 +7184,9 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "compile",
                                 "embed",
                                 "program",
+                                "complete",
                             ],
-                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md).",
+                            "description": "DSPy module to run; `evaluate` runs `evaluate.module` and then scores the prediction with named Python metrics. The DSPy surface ops (react … compile) are described in docs/dspy-surface.md; `compile` goes to the optimizer pool. `embed` (gpu pool) embeds `inputs.texts` (signature `texts: list[str] -> vectors`) and answers float32 vectors (schemas/README.md, docs/retrieval.md). `program` runs a user's packaged dspy.Module named by `module.name`; `signature` must be the one its workers advertise (docs/programs.md). `complete` is one raw LM call: `inputs.messages` (chat messages, signature `messages: list[dict[str, str]] -> completions`), `module` CompleteOptions, the reply's outputs `{completions: [str]}` (docs/dspy-surface.md).",
                         },
                         "signature": {"type": "object"},
                         "inputs": {
@@ -9293,6 +9329,244 @@ def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_embed
                             "type": "boolean",
                             "default": True,
                             "description": "Unit-length vectors (cosine = inner product).",
+                        },
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_complete(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "CompleteOptions",
+                "type": "object",
+                "additionalProperties": False,
+                "description": "complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).",
+                "properties": {
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                    "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                    "n": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 16,
+                        "description": "Completions to return (the provider must support n).",
+                    },
+                    "stop": {
+                        "type": "array",
+                        "maxItems": 4,
+                        "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                    },
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data_keys = set(data.keys())
+        if "temperature" in data_keys:
+            data_keys.remove("temperature")
+            data__temperature = data["temperature"]
+            if not isinstance(data__temperature, (int, float, Decimal)) or isinstance(data__temperature, bool):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".temperature must be number",
+                    value=data__temperature,
+                    name="" + (name_prefix or "data") + ".temperature",
+                    definition={"type": "number", "minimum": 0, "maximum": 2},
+                    rule="type",
+                )
+            if isinstance(data__temperature, (int, float, Decimal)) and not isinstance(data__temperature, bool):
+                if data__temperature < 0:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".temperature must be bigger than or equal to 0",
+                        value=data__temperature,
+                        name="" + (name_prefix or "data") + ".temperature",
+                        definition={"type": "number", "minimum": 0, "maximum": 2},
+                        rule="minimum",
+                    )
+                if data__temperature > 2:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".temperature must be smaller than or equal to 2",
+                        value=data__temperature,
+                        name="" + (name_prefix or "data") + ".temperature",
+                        definition={"type": "number", "minimum": 0, "maximum": 2},
+                        rule="maximum",
+                    )
+        if "max_tokens" in data_keys:
+            data_keys.remove("max_tokens")
+            data__maxtokens = data["max_tokens"]
+            if (
+                not isinstance(data__maxtokens, (int))
+                and not (isinstance(data__maxtokens, float) and data__maxtokens.is_integer())
+                or isinstance(data__maxtokens, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".max_tokens must be integer",
+                    value=data__maxtokens,
+                    name="" + (name_prefix or "data") + ".max_tokens",
+                    definition={"type": "integer", "minimum": 1, "maximum": 1000000},
+                    rule="type",
+                )
+            if isinstance(data__maxtokens, (int, float, Decimal)) and not isinstance(data__maxtokens, bool):
+                if data__maxtokens < 1:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".max_tokens must be bigger than or equal to 1",
+                        value=data__maxtokens,
+                        name="" + (name_prefix or "data") + ".max_tokens",
+                        definition={"type": "integer", "minimum": 1, "maximum": 1000000},
+                        rule="minimum",
+                    )
+                if data__maxtokens > 1000000:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".max_tokens must be smaller than or equal to 1000000",
+                        value=data__maxtokens,
+                        name="" + (name_prefix or "data") + ".max_tokens",
+                        definition={"type": "integer", "minimum": 1, "maximum": 1000000},
+                        rule="maximum",
+                    )
+        if "n" in data_keys:
+            data_keys.remove("n")
+            data__n = data["n"]
+            if (
+                not isinstance(data__n, (int))
+                and not (isinstance(data__n, float) and data__n.is_integer())
+                or isinstance(data__n, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".n must be integer",
+                    value=data__n,
+                    name="" + (name_prefix or "data") + ".n",
+                    definition={
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 16,
+                        "description": "Completions to return (the provider must support n).",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__n, (int, float, Decimal)) and not isinstance(data__n, bool):
+                if data__n < 1:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".n must be bigger than or equal to 1",
+                        value=data__n,
+                        name="" + (name_prefix or "data") + ".n",
+                        definition={
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 16,
+                            "description": "Completions to return (the provider must support n).",
+                        },
+                        rule="minimum",
+                    )
+                if data__n > 16:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".n must be smaller than or equal to 16",
+                        value=data__n,
+                        name="" + (name_prefix or "data") + ".n",
+                        definition={
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 16,
+                            "description": "Completions to return (the provider must support n).",
+                        },
+                        rule="maximum",
+                    )
+        if "stop" in data_keys:
+            data_keys.remove("stop")
+            data__stop = data["stop"]
+            if not isinstance(data__stop, (list, tuple)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".stop must be array",
+                    value=data__stop,
+                    name="" + (name_prefix or "data") + ".stop",
+                    definition={
+                        "type": "array",
+                        "maxItems": 4,
+                        "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                    },
+                    rule="type",
+                )
+            data__stop_is_list = isinstance(data__stop, (list, tuple))
+            if data__stop_is_list:
+                data__stop_len = len(data__stop)
+                if data__stop_len > 4:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".stop must contain less than or equal to 4 items",
+                        value=data__stop,
+                        name="" + (name_prefix or "data") + ".stop",
+                        definition={
+                            "type": "array",
+                            "maxItems": 4,
+                            "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                        },
+                        rule="maxItems",
+                    )
+                for data__stop_x, data__stop_item in enumerate(data__stop):
+                    if not isinstance(data__stop_item, (str)):
+                        raise JsonSchemaValueException(
+                            ""
+                            + (name_prefix or "data")
+                            + ".stop[{data__stop_x}]".format(**locals())
+                            + " must be string",
+                            value=data__stop_item,
+                            name="" + (name_prefix or "data") + ".stop[{data__stop_x}]".format(**locals()) + "",
+                            definition={"type": "string", "minLength": 1, "maxLength": 256},
+                            rule="type",
+                        )
+                    if isinstance(data__stop_item, str):
+                        data__stop_item_len = len(data__stop_item)
+                        if data__stop_item_len < 1:
+                            raise JsonSchemaValueException(
+                                ""
+                                + (name_prefix or "data")
+                                + ".stop[{data__stop_x}]".format(**locals())
+                                + " must be longer than or equal to 1 characters",
+                                value=data__stop_item,
+                                name="" + (name_prefix or "data") + ".stop[{data__stop_x}]".format(**locals()) + "",
+                                definition={"type": "string", "minLength": 1, "maxLength": 256},
+                                rule="minLength",
+                            )
+                        if data__stop_item_len > 256:
+                            raise JsonSchemaValueException(
+                                ""
+                                + (name_prefix or "data")
+                                + ".stop[{data__stop_x}]".format(**locals())
+                                + " must be shorter than or equal to 256 characters",
+                                value=data__stop_item,
+                                name="" + (name_prefix or "data") + ".stop[{data__stop_x}]".format(**locals()) + "",
+                                definition={"type": "string", "minLength": 1, "maxLength": 256},
+                                rule="maxLength",
+                            )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "CompleteOptions",
+                    "type": "object",
+                    "additionalProperties": False,
+                    "description": "complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).",
+                    "properties": {
+                        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                        "max_tokens": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                        "n": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": 16,
+                            "description": "Completions to return (the provider must support n).",
+                        },
+                        "stop": {
+                            "type": "array",
+                            "maxItems": 4,
+                            "items": {"type": "string", "minLength": 1, "maxLength": 256},
                         },
                     },
                 },
@@ -23438,6 +23712,7 @@ validate_job_progress = validate_https___dspex_dev_schemas_v1_job_schema_json__d
 validate_lm_profiles = validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json
 validate_dlq_redacted_body = validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_redactedbody
 validate_module_best_of_n = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_best_of_n
+validate_module_complete = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_complete
 validate_module_embed = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_embed
 validate_module_majority = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_majority
 validate_module_multi_chain_comparison = (
