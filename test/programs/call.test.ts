@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { ProgramError, UnknownProgram, ValidationError } from "@dspex/protocol";
 import { newToken, startRouter } from "@dspex/router";
+import { PipelineStepError, callModule, programCaller, runPipeline, type PipelineContext } from "@dspex/pipeline";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
@@ -186,5 +187,28 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
     } finally {
       await router.stop();
     }
+  });
+
+  test("a pipeline step runs a packaged program: its inputs picked by the advertised names, its outputs merged", async () => {
+    const ctx: PipelineContext = { callModule: (step, inputs, signal) => callModule(h.client, step, inputs, signal), programs: programCaller(h.client) };
+    const result = await runPipeline(
+      {
+        steps: [
+          { kind: "native", name: "ask", fn: "template", args: { template: "What is {topic}?", field: "question" } },
+          { kind: "program", name: "answer", program: "qa" },
+        ],
+        output: ["answer", "confidence"],
+      },
+      { topic: "DSPy", unrelated: "not sent" },
+      ctx,
+    );
+    assert.equal(typeof result.outputs.answer, "string");
+    assert.equal(typeof result.outputs.confidence, "number");
+    assert.equal(result.steps[1]?.worker, h.fleet.workers[0]!.id);
+    assert.ok(result.usage.total_tokens > 0);
+    await assert.rejects(
+      runPipeline({ steps: [{ kind: "program", name: "missing", program: "nope" }] }, { x: 1 }, ctx),
+      (err: unknown) => err instanceof PipelineStepError && err.type === "UnknownProgram",
+    );
   });
 });

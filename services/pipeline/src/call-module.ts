@@ -1,6 +1,7 @@
 /** One DSPy module call of an eval job or a pipeline step, through the client (its retries, breakers, tracing). */
 import type { Usage } from "@dspex/protocol";
-import type { CallOptions, Client } from "@dspex/client";
+import type { CallOptions, Client, PackagedProgram } from "@dspex/client";
+import type { ProgramCaller } from "./pipeline.js";
 import type { ModuleProgram } from "./types.js";
 
 /**
@@ -26,4 +27,30 @@ export async function callModule(
     ...(signal ? { signal } : {}),
   });
   return { outputs: r.outputs, worker: r.worker, lm: r.lm, usage: r.usage };
+}
+
+/**
+ * Packaged programs for `program` steps, through the client: one handle per program name (it learns the
+ * program's fields from the fleet once), calls on the durable lane like every step.
+ */
+export function programCaller(client: Client, retry?: CallOptions["retry"]): ProgramCaller {
+  const handles = new Map<string, PackagedProgram>();
+  const handle = (name: string) => {
+    let h = handles.get(name);
+    if (!h) handles.set(name, (h = client.program(name)));
+    return h;
+  };
+  return {
+    inputNames: async (name) => (await handle(name).describe()).inputs.map((f) => f.name),
+    call: async (step, inputs, signal) => {
+      const r = await handle(step.program).call(inputs, {
+        lane: "durable",
+        ...(retry !== undefined ? { retry } : {}),
+        ...(step.lm ? { lm: step.lm } : {}),
+        ...(step.timeout_ms ? { timeoutMs: step.timeout_ms } : {}),
+        ...(signal ? { signal } : {}),
+      });
+      return { outputs: r.outputs, worker: r.worker, usage: r.usage };
+    },
+  };
 }

@@ -4,7 +4,7 @@ export { PipelineClient, type SubmitOptions, type JobListing } from "./client.js
 export { EvalStore, datasetHash, resultMsgId, type RecordOutcome } from "./store.js";
 export { JobRun, inputKeysOf, type RunnerDeps, type StopReason } from "./runner.js";
 export { Stats } from "./stats.js";
-export { callModule } from "./call-module.js";
+export { callModule, programCaller } from "./call-module.js";
 export { EvaluateCaller, type EvaluateCallOptions, type EvaluateCallResult } from "./evaluate-op.js";
 export { NATIVE_METRICS, PY_PREFIX, resolveMetrics, normalizeMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
 export { summarize, aggregate, latencyStats, percentile, primaryKey, idealBound, type IdealBound } from "./summary.js";
@@ -21,6 +21,8 @@ export {
   type PipelineContext,
   type Step,
   type ModuleStep,
+  type ProgramStep,
+  type ProgramCaller,
   type NativeStep,
   type ParallelStep,
   type BranchStep,

@@ -1,7 +1,8 @@
 /**
  * Pipelines: steps whose outputs feed the next steps by field name or explicit mapping.
  *
- * Step kinds: `module` (a DSPy Predict/ChainOfThought call through the client), `native` (a TypeScript
+ * Step kinds: `module` (a DSPy Predict/ChainOfThought call through the client), `program` (a user's packaged
+ * DSPy program the fleet serves, docs/programs.md), `native` (a TypeScript
  * function: built-in, registered by name, or given inline through the API), `parallel` (children run
  * concurrently on the same snapshot, their outputs merged in declaration order) and `branch` (runs `then` or
  * `else` depending on a condition). Every step records its timing; `continue_on_error` lets a step fail
@@ -14,7 +15,7 @@
  * native step receives the whole flat map. A step's `outputs` mapping `{<new name>: <output field>}` renames
  * what is merged (only the mapped fields are merged then).
  */
-import { DspexError, ValidationError, type LMConfig, type Pool, type SignatureWire, type Usage } from "@dspex/protocol";
+import { DspexError, SCHEMAS, ValidationError, type LMConfig, type Pool, type SignatureWire, type Usage } from "@dspex/protocol";
 import { resolveSignature } from "@dspex/native";
 
 /** target field -> source path */
@@ -40,6 +41,14 @@ export interface ModuleStep extends StepBase {
   demos?: Array<Record<string, unknown>>;
   lm?: LMConfig;
   pool?: Pool;
+  timeout_ms?: number;
+}
+
+/** A user's packaged program (op `program`): its inputs default to its advertised input fields, by name. */
+export interface ProgramStep extends StepBase {
+  kind: "program";
+  program: string;
+  lm?: LMConfig;
   timeout_ms?: number;
 }
 
@@ -74,7 +83,7 @@ export interface BranchStep extends StepBase {
   else?: Step[];
 }
 
-export type Step = ModuleStep | NativeStep | ParallelStep | BranchStep;
+export type Step = ModuleStep | ProgramStep | NativeStep | ParallelStep | BranchStep;
 
 export interface PipelineSpec {
   name?: string;
@@ -116,8 +125,17 @@ export type ModuleCaller = (
   signal: AbortSignal | undefined,
 ) => Promise<{ outputs: Record<string, unknown>; worker?: string; usage?: Usage }>;
 
+/** Runs packaged programs (the client's `client.program(name)` in production). */
+export interface ProgramCaller {
+  /** The program's advertised input field names (UnknownProgram when the fleet does not serve it). */
+  inputNames(program: string): Promise<string[]>;
+  call(step: ProgramStep, inputs: Record<string, unknown>, signal: AbortSignal | undefined): Promise<{ outputs: Record<string, unknown>; worker?: string; usage?: Usage }>;
+}
+
 export interface PipelineContext {
   callModule: ModuleCaller;
+  /** Needed only by pipelines with `program` steps. */
+  programs?: ProgramCaller;
   /** Named native functions (in addition to the built-ins). */
   functions?: ReadonlyMap<string, NativeFunction>;
   signal?: AbortSignal;
@@ -196,7 +214,9 @@ export const BUILTIN_FUNCTIONS: ReadonlyMap<string, NativeFunction> = new Map<st
 // ---------------------------------------------------------------------------------------------------------
 // Validation
 
-const STEP_KINDS = new Set(["module", "native", "parallel", "branch"]);
+/** A packaged program's name as the contract allows it (modules.schema.json ProgramOptions). */
+const PROGRAM_NAME = new RegExp(SCHEMAS["modules.schema.json"].definitions.program.properties.name.pattern);
+const STEP_KINDS = new Set(["module", "program", "native", "parallel", "branch"]);
 
 /** Checks a pipeline spec (names, kinds, signatures, native functions); throws ValidationError. */
 export function validatePipeline(spec: PipelineSpec, functions?: ReadonlyMap<string, NativeFunction>): void {
@@ -219,7 +239,7 @@ export function validatePipeline(spec: PipelineSpec, functions?: ReadonlyMap<str
       if (step.name === "$input") throw new ValidationError("'$input' is reserved", { field: `${where}.name` });
       names.add(step.name);
       if (!STEP_KINDS.has(step.kind)) {
-        throw new ValidationError(`${where}.kind must be module, native, parallel or branch`, { field: `${where}.kind` });
+        throw new ValidationError(`${where}.kind must be module, program, native, parallel or branch`, { field: `${where}.kind` });
       }
       for (const key of ["inputs", "outputs"] as const) {
         const m = step[key];
@@ -233,6 +253,11 @@ export function validatePipeline(spec: PipelineSpec, functions?: ReadonlyMap<str
             throw new ValidationError(`${where}.module must be predict or chain_of_thought`, { field: `${where}.module` });
           }
           resolveSignature(step.signature, typeof step.signature === "string" ? step.instructions : undefined);
+          break;
+        case "program":
+          if (typeof step.program !== "string" || !PROGRAM_NAME.test(step.program)) {
+            throw new ValidationError(`${where}.program must name a packaged program`, { field: `${where}.program` });
+          }
           break;
         case "native":
           if (typeof step.fn === "string" && !BUILTIN_FUNCTIONS.has(step.fn) && !functions?.has(step.fn)) {
@@ -379,6 +404,18 @@ async function runStep(
         const sig = resolveSignature(step.signature, typeof step.signature === "string" ? step.instructions : undefined);
         const inputs = stepInputs(state, step, values, sig.inputs.map((f) => f.name));
         const r = await ctx.callModule(step, inputs, ctx.signal);
+        outputs = r.outputs;
+        if (r.worker) {
+          timing.worker = r.worker;
+          state.workers.push(r.worker);
+        }
+        if (r.usage) addUsage(state.usage, r.usage);
+        break;
+      }
+      case "program": {
+        if (!ctx.programs) throw new ValidationError(`step '${step.name}': this runner cannot call packaged programs`, { field: `${step.name}.program` });
+        const inputs = stepInputs(state, step, values, await ctx.programs.inputNames(step.program));
+        const r = await ctx.programs.call(step, inputs, ctx.signal);
         outputs = r.outputs;
         if (r.worker) {
           timing.worker = r.worker;

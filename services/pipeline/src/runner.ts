@@ -11,7 +11,7 @@ import { resolveSignature } from "@dspex/native";
 import type { Client } from "@dspex/client";
 import { publishProgress } from "@dspex/jobs";
 import { retryOnBus } from "@dspex/bus";
-import { callModule } from "./call-module.js";
+import { callModule, programCaller } from "./call-module.js";
 import { Stats } from "./stats.js";
 import type { EvaluateCaller } from "./evaluate-op.js";
 import { resolveMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
@@ -377,6 +377,7 @@ export class JobRun {
     if (isPipelineProgram(program)) {
       const r = await runPipeline(program.pipeline, inputs, {
         callModule: (step, stepInputs, s) => callModule(client, step, stepInputs, s, retry),
+        programs: programCaller(client, retry),
         functions: this.deps.functions,
         signal,
       });

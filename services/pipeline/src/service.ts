@@ -20,7 +20,7 @@ import { EvaluateCaller } from "./evaluate-op.js";
 import { customMetricNames, normalizeMetrics, resolveMetrics } from "./metrics.js";
 import { collectFunctionNames, hasInlineFunctions, runPipeline, validatePipeline, type NativeFunction, type PipelineResult, type PipelineSpec } from "./pipeline.js";
 import { serveJobsApi, type JobsBackend, type SubmitRequest } from "./api.js";
-import { callModule } from "./call-module.js";
+import { callModule, programCaller } from "./call-module.js";
 import { JobRun, inputKeysOf } from "./runner.js";
 import { EvalStore, datasetHash } from "./store.js";
 import { summarize } from "./summary.js";
@@ -324,6 +324,7 @@ export class PipelineService implements JobsBackend {
     validatePipeline(spec, this.stepFns);
     return runPipeline(spec, inputs, {
       callModule: (step, stepInputs, s) => callModule(this.client, step, stepInputs, s),
+      programs: programCaller(this.client),
       functions: this.stepFns,
       ...(signal ? { signal } : {}),
     });
