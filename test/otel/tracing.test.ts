@@ -70,6 +70,24 @@ describe("OpenTelemetry: TypeScript → NATS → Python worker → LM, one trace
     });
   }
 
+  test("a packaged program's trace: its module span, one span per predictor under it, one LM span per predictor call", async () => {
+    const id = randomUUID();
+    const result = await h.client.program("qa").call({ question: "What is 2+3?" }, { requestId: id });
+    const { call } = await routerSpans(id, "dspex.program");
+    const spans = await waitForTrace(receiver, call.traceId, (s) => s.filter((x) => x.name === "chat test-model").length >= 2);
+    const process = one(spans, (s) => s.kind === "CONSUMER", "CONSUMER span");
+    assert.equal(process.attributes["dspex.operation"], "program");
+    const program = one(spans, (s) => s.name === "dspy.QA", "the program's module span");
+    assert.ok(descendsFrom(spans, program, process), "the program span descends from the CONSUMER span");
+    const predictors = spans.filter((s) => s.name === "dspy.Predict");
+    assert.equal(predictors.length, 2, "one span per predictor call (draft, refine)");
+    for (const p of predictors) assert.equal(p.parentSpanId, program.spanId);
+    const lms = spans.filter((s) => s.name === "chat test-model");
+    assert.equal(lms.length, 2);
+    for (const lm of lms) assert.ok(predictors.some((p) => descendsFrom(spans, lm, p)), "each LM span is under a predictor span");
+    assert.equal(result.usage.total_tokens, lms.reduce((a, lm) => a + Number(lm.attributes["gen_ai.usage.input_tokens"]) + Number(lm.attributes["gen_ai.usage.output_tokens"]), 0));
+  });
+
   for (const lane of ["durable", "direct"] as const) {
     test(`one trace id from the call span through the PRODUCER and CONSUMER spans to the LM span (${lane} lane)`, async () => {
       const id = randomUUID();
