@@ -224,7 +224,13 @@ export class Client implements Caller {
   ): Promise<CallResult<O> & { version: number }> {
     const { definition, version } = await this.programs.get(programId, options.version);
     const result = await this.send<O>(
-      { op: definition.module, signature: definition.signature, inputs, program: { id: definition.id, version } },
+      {
+        op: definition.module,
+        signature: definition.signature,
+        inputs,
+        program: { id: definition.id, version },
+        ...(definition.package ? { module: { name: definition.package } } : {}),
+      },
       { ...options, session: options.session ?? definition.session },
     );
     return { ...result, version };

@@ -8,9 +8,10 @@
  * breakers and tracing apply unchanged. The advertisement is cached; a worker running another version of the
  * program answers a ValidationError on `signature.*`, after which the handle asks the fleet again once.
  */
-import { UnknownProgram, ValidationError, isPool, type SignatureWire } from "@dspex/protocol";
+import { UnknownProgram, ValidationError, isPool, type ProgramRef, type SignatureWire } from "@dspex/protocol";
 import { servedPrograms, workerStatuses, type AdvertisedProgram } from "@dspex/bus";
 import type { CallOptions, CallResult, Caller } from "./call.js";
+import type { ProgramVersion } from "./programs.js";
 import { ProgramStream, type StreamOptions } from "./stream.js";
 
 export interface PackagedProgramOptions {
@@ -38,8 +39,18 @@ export class PackagedProgram<I extends Record<string, unknown> = Record<string, 
     return this.describe();
   }
 
-  /** Runs the program on its pool; the outputs are checked against its advertised fields. */
-  async call(inputs: I, options: CallOptions = {}): Promise<CallResult<O>> {
+  /**
+   * Stores a version of the program (KV `dspex_programs`, `module: "program"`): what optimizer jobs start from
+   * (`client.compile({ program: {id, version}, … })`) and store their result under; call a version with
+   * `call(inputs, { stored: {id, version} })` or `client.execute(id)`.
+   */
+  async store(options: { id?: string; session?: string } = {}): Promise<ProgramVersion> {
+    const advert = await this.describe();
+    return this.client.programs.create({ module: "program", package: this.name, signature: signatureOf(advert), ...options });
+  }
+
+  /** Runs the program on its pool (a stored version of it with `stored`); outputs checked against its fields. */
+  async call(inputs: I, options: CallOptions & { stored?: ProgramRef } = {}): Promise<CallResult<O>> {
     try {
       return await this.send(await this.describe(), inputs, options);
     } catch (err) {
@@ -59,10 +70,11 @@ export class PackagedProgram<I extends Record<string, unknown> = Record<string, 
     });
   }
 
-  private send(advert: AdvertisedProgram, inputs: I, options: CallOptions): Promise<CallResult<O>> {
+  private send(advert: AdvertisedProgram, inputs: I, options: CallOptions & { stored?: ProgramRef }): Promise<CallResult<O>> {
+    const { stored, ...rest } = options;
     return this.client.send<O>(
-      { op: "program", signature: signatureOf(advert), inputs, module: { name: this.name } },
-      { ...options, pool: options.pool ?? poolOf(advert) },
+      { op: "program", signature: signatureOf(advert), inputs, module: { name: this.name }, ...(stored ? { program: stored } : {}) },
+      { ...rest, pool: rest.pool ?? poolOf(advert) },
     );
   }
 

@@ -33,6 +33,8 @@ export interface ProgramDefinition {
   score?: number | null;
   /** Who created it through the HTTP API (the API token's name); only they may add versions under its id. */
   owner?: string;
+  /** `module: "program"`: the user's packaged program this is a version of (docs/programs.md). */
+  package?: string;
 }
 
 export interface CreateProgramOptions {
@@ -43,6 +45,8 @@ export interface CreateProgramOptions {
   session?: string;
   id?: string;
   owner?: string;
+  /** With `module: "program"`: the packaged program's name (PackagedProgram.store fills it). */
+  package?: string;
 }
 
 export interface ProgramVersion {
@@ -70,10 +74,13 @@ export class ProgramStore {
       throw new ValidationError(`program id must match ${PROGRAM_ID} (got ${JSON.stringify(id)})`, { field: "id" });
     }
     const module = options.module ?? "predict";
-    if (module !== "predict" && module !== "chain_of_thought") {
+    if (module !== "predict" && module !== "chain_of_thought" && module !== "program") {
       throw new ValidationError(`unknown module ${JSON.stringify(module)}; use predict or chain_of_thought`, {
         field: "module",
       });
+    }
+    if ((module === "program") !== (options.package !== undefined)) {
+      throw new ValidationError("a packaged program's version names its package (client.program(name).store())", { field: "package" });
     }
     const definition: ProgramDefinition = {
       id,
@@ -83,6 +90,7 @@ export class ProgramStore {
       ...(options.state ? { state: options.state } : {}),
       ...(options.session ? { session: options.session } : {}),
       ...(options.owner ? { owner: options.owner } : {}),
+      ...(options.package ? { package: options.package } : {}),
     };
     return this.put(definition);
   }

@@ -51,7 +51,7 @@ class OpContext:
     programs: ProgramStore = field(init=False)
 
     def __post_init__(self) -> None:
-        self.programs = ProgramStore(self.signatures)
+        self.programs = ProgramStore(self.signatures, packaged=lambda name: self.catalog.get(name))
 
     def connect(self, nc: Client) -> None:
         """Binds the ops that use the bus (stored programs, jobs, tools, streaming) to the worker's connection."""

@@ -79,10 +79,18 @@ def _on_error(program: Program) -> Any:
 async def plan(p: PlanInput) -> Plan:
     program = p.ctx.catalog.get(p.options["name"])
     check_signature(program, p.request["signature"])
+    module = program.instance
+    ref = p.request.get("program")
+    if ref is not None:  # a stored version of it: its learned state (an optimizer job's result) loaded in a copy
+        module = await p.ctx.programs.get(dict(ref))
+        if type(module) is not program.cls:
+            raise ValidationError(
+                f"program: stored program {ref['id']!r} is not a version of {program.name!r}", field="program"
+            )
     # dspy.Module defines no `aforward`: a program without its own runs `forward` in a worker thread
-    is_async = callable(getattr(type(program.instance), "aforward", None))
+    is_async = callable(getattr(type(module), "aforward", None))
     return Plan(
-        module=program.instance,
+        module=module,
         kwargs=p.inputs,
         is_async=is_async,
         post=lambda prediction: _declared_outputs(program, prediction),

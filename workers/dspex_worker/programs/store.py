@@ -8,8 +8,10 @@ here and store their result as the next version.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from nats.js.client import JetStreamContext
@@ -27,8 +29,16 @@ PROGRAM_MODULES: dict[str, type[Any]] = {**BASIC_MODULES, "ensemble": EnsemblePr
 
 
 class ProgramStore:
-    def __init__(self, signatures: SignatureCache, max_size: int = 256) -> None:
+    def __init__(
+        self,
+        signatures: SignatureCache,
+        max_size: int = 256,
+        packaged: Callable[[str], Any] | None = None,
+    ) -> None:
         self._signatures = signatures
+        # users' packaged programs by name (the worker's catalog, programs/packages.py): a stored program with
+        # `module: "program"` is a version — learned state — of one of them
+        self._packaged = packaged
         self._built: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self._max_size = max_size
         self._js: JetStreamContext | None = None
@@ -68,6 +78,8 @@ class ProgramStore:
 
     def build(self, definition: dict[str, Any], *, field: str = "program") -> Any:
         """A module from a definition, its learned state loaded."""
+        if definition.get("module") == "program":
+            return self._build_packaged(definition, field)
         module_type = PROGRAM_MODULES.get(str(definition.get("module", "")))
         if module_type is None:
             raise ValidationError(
@@ -76,6 +88,31 @@ class ProgramStore:
         _, signature = self._signatures.get_or_build(definition["signature"])
         module = module_type(signature)
         apply_state(module, definition.get("state"))
+        return module
+
+    def _build_packaged(self, definition: dict[str, Any], field: str) -> Any:
+        """A copy of the packaged program the definition names, with the stored state loaded. State that names
+        predictors the program no longer has (or lacks ones it has) is a ValidationError naming them: the program
+        changed since this version was optimized."""
+        name = str(definition.get("package") or "")
+        if self._packaged is None or not name:
+            raise ValidationError(f"{field}: a packaged program's version needs its `package` name", field=field)
+        program = self._packaged(name)
+        module = copy.deepcopy(program.instance)
+        state = (definition.get("state") or {}).get("dspy_state")
+        if state:
+            have = {n for n, _ in module.named_predictors()}
+            stored = set(state) if isinstance(state, dict) else set()
+            if stored != have:
+                gone, new = sorted(stored - have), sorted(have - stored)
+                raise ValidationError(
+                    f"{field}: this version of {name!r} was optimized for predictors the program no longer matches"
+                    + (f"; gone: {', '.join(gone)}" if gone else "")
+                    + (f"; not in the stored state: {', '.join(new)}" if new else ""),
+                    field=field,
+                    details={"program": name, "gone": gone, "new": new},
+                )
+            module.load_state(state)
         return module
 
     async def get(self, program: dict[str, Any]) -> Any:

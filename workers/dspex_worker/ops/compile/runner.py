@@ -114,9 +114,10 @@ async def _prepare(ctx: OpContext, request: Request, spec: CompileSpec, progress
     task_lm, adapter = ctx.lms.resolve(request.get("lm"))
     lm = task_lm.copy()
     base, _ = await ctx.programs.definition(spec.program["id"], spec.program["version"], field="compile.program")
-    if base.get("module") not in BASIC_MODULES and spec.optimizer != "Ensemble":
+    packaged = base.get("module") == "program"
+    if base.get("module") not in BASIC_MODULES and not packaged and spec.optimizer != "Ensemble":
         raise ValidationError(
-            f"compile.program: only {' and '.join(BASIC_MODULES)} programs can be compiled "
+            f"compile.program: only {' and '.join(BASIC_MODULES)} programs and packaged programs can be compiled "
             f"(this one is {base.get('module')!r})",
             field="compile.program",
         )
@@ -142,6 +143,8 @@ async def _prepare(ctx: OpContext, request: Request, spec: CompileSpec, progress
     if base.get("module") in BASIC_MODULES:
         student = build_module(base["module"], signature)
         apply_state(student, base.get("state"))
+    elif packaged:  # a user's program (its latest stored state, if any): the optimizer tunes its predictors
+        student = ctx.programs.build(base, field="compile.program")
     with dspy.context(lm=lm, adapter=adapter):  # MIPROv2 reads its task model from the settings when it is built
         optimizer = None if spec.optimizer == "Ensemble" else build_optimizer(spec, metric, lms)
     return Prepared(lm, adapter, lms, base, signature, student, trainset, valset, metric, members, optimizer)
