@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { ProgramError, UnknownProgram, ValidationError } from "@dspex/protocol";
+import { DeadlineExceeded, ProgramError, UnknownProgram, ValidationError } from "@dspex/protocol";
 import { newToken, startRouter } from "@dspex/router";
 import { PipelineStepError, callModule, programCaller, runPipeline, type PipelineContext } from "@dspex/pipeline";
 import { startHarness, type Harness } from "../integration/harness.js";
@@ -22,7 +22,7 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
     h = await startHarness({
       fleet: {
         workerEnv: {
-          DSPEX_PROGRAMS: "dspex_test_programs.broken:Raises,dspex_test_programs.broken:WrongOutputs,dspex_test_programs.broken:BadPool",
+          DSPEX_PROGRAMS: "dspex_test_programs.broken:Raises,dspex_test_programs.broken:WrongOutputs,dspex_test_programs.broken:Hangs,dspex_test_programs.broken:BadPool",
         },
       },
     });
@@ -96,6 +96,14 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
       assert.doesNotMatch(err.message, /Traceback|File "/);
       return true;
     });
+  });
+
+  test("a program that hangs past its deadline answers DeadlineExceeded at the deadline, and the worker keeps serving", async () => {
+    const started = performance.now();
+    await assert.rejects(h.client.program("Hangs").call({ x: "a" }, { timeoutMs: 1_500, retry: false }), (err: unknown) => err instanceof DeadlineExceeded);
+    assert.ok(performance.now() - started < 5_000, "the caller is not held by the hung thread");
+    const out = await h.client.program("qa").call({ question: "still there?" });
+    assert.equal(typeof out.outputs.answer, "string");
   });
 
   test("a program that answers the wrong fields is a ValidationError naming the missing one", async () => {

@@ -33,3 +33,15 @@ class WrongOutputs(dspy.Module):
 
     def forward(self, x: str) -> dspy.Prediction:
         return dspy.Prediction(z=x)
+
+
+class Hangs(dspy.Module):
+    """Served, but its forward blocks far past any deadline: the caller gets DeadlineExceeded, the worker lives."""
+
+    signature = "x -> y"
+
+    def forward(self, x: str) -> dspy.Prediction:
+        import time
+
+        time.sleep(6)  # far past the test's 1.5 s deadline; short enough not to hold the worker's drain at shutdown
+        return dspy.Prediction(y=x)
