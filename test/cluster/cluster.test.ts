@@ -139,6 +139,17 @@ describe("the deployment on a real API server, scaled by KEDA", { timeout: 1_800
           spec: { capacity: { storage: "100Gi" }, accessModes: ["ReadWriteOnce"], persistentVolumeReclaimPolicy: "Retain", hostPath: { path: `/tmp/dspex-pv-${overlay}-${i}` } },
         }));
         assert.equal(cp.kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: pvs })).status, 0);
+        // the NATS identities, TLS certificate and API tokens, as deploy/k8s/secrets/create-secrets.sh makes them
+        // (rendered, then applied with this control plane's kubectl)
+        const secretsDir = mkdtempSync(join(tmpdir(), `dspex-secrets-${overlay}-`));
+        try {
+          const made = spawnSync("bash", [join(ROOT, "deploy", "k8s", "secrets", "create-secrets.sh"), "--state", join(secretsDir, "state"), "--render", join(secretsDir, "out")], { encoding: "utf8", timeout: 120_000 });
+          assert.equal(made.status, 0, made.stderr);
+          const applied = cp.kubectl(["apply", "-f", join(secretsDir, "out")]);
+          assert.equal(applied.status, 0, applied.stderr);
+        } finally {
+          rmSync(secretsDir, { recursive: true, force: true });
+        }
         if (overlay === "prod") {
           // prod requires the LM key Secret (docs/deploy.md section 2); a placeholder, nothing reads it here
           const secret = cp.kubectl(["-n", NAMESPACE, "create", "secret", "generic", "dspex-lm-credentials", "--from-literal=OPENAI_API_KEY=placeholder-not-a-key"]);
@@ -177,7 +188,10 @@ describe("the deployment on a real API server, scaled by KEDA", { timeout: 1_800
         }, 1000);
         timings[`${overlay}Ready`] = (Date.now() - t) / 1000;
         const pods = cp.get(["-n", NAMESPACE, "get", "pods"]).items as any[];
-        assert.ok(pods.every((p) => p.status.phase === "Running" && p.spec.nodeName), "all pods Running on a node");
+        // the bus-apply Job's pod runs to completion (kwok completes Job pods); every other pod keeps running
+        const jobPod = (p: any) => (p.metadata.ownerReferences ?? []).some((o: any) => o.kind === "Job");
+        assert.ok(pods.filter((p) => !jobPod(p)).every((p) => p.status.phase === "Running" && p.spec.nodeName), "all pods Running on a node");
+        assert.ok(pods.some(jobPod), "the bus-apply Job made its pod");
         const nats = pods.filter((p) => p.metadata.labels["app.kubernetes.io/name"] === "nats");
         assert.equal(nats.length, 3);
         const pvcs = cp.get(["-n", NAMESPACE, "get", "pvc"]).items as any[];

@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { applyBus, busSettings, busSpec, connectNats, type Role } from "@dspex/bus";
+import { busSettings, busSpec, connectNats, inspectBus, type Role } from "@dspex/bus";
 import { startNatsServer, type EmbeddedNats } from "@dspex/embedded";
 import { newToken } from "@dspex/router";
 import { startLmDouble, type LmDouble } from "../lm-double/server.js";
@@ -130,12 +130,28 @@ describe("images built here, run with podman on the host network", { timeout: 60
       assert.ok(images.stdout.split("\n").includes(`localhost/dspex-${name}:latest`), `no localhost/dspex-${name}:latest: ${HINT}`);
     }
     nats = await startNatsServer();
-    // the bus, applied once by the admin identity (as `dspex bus apply` does); services only verify it
-    const admin = await connectNats({ servers: nats.url, creds: nats.creds.admin, name: "dspex-images-test" });
+    // each role's creds, readable by the container's non-root user (the issued files are 0600, root's)
+    credsDir = mkdtempSync(join(tmpdir(), "dspex-images-creds-"));
+    chmodSync(credsDir, 0o755);
+    const mountable = (role: Role): string => {
+      const creds = join(credsDir, `${role}.creds`);
+      copyFileSync(nats!.creds[role]!, creds);
+      chmodSync(creds, 0o644);
+      return creds;
+    };
+    // the bus, applied once by the admin identity as the Kubernetes Job dspex-bus-apply does: the router image's
+    // services/bus/dist/apply-job.js; services only verify it
+    const applied = podman([
+      "run", "--rm", "--network", "host", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+      "--volume", `${mountable("admin")}:/run/dspex/nats.creds:ro`, "--env", `NATS_URL=${nats.url}`, "--env", "NATS_CREDS=/run/dspex/nats.creds",
+      "--entrypoint", "node", "localhost/dspex-router:latest", "services/bus/dist/apply-job.js",
+    ], 120_000);
+    assert.equal(applied.status, 0, `the bus-apply entry point: ${applied.stdout}${applied.stderr}`);
+    const inspect = await connectNats({ servers: nats.url, creds: nats.creds.admin, name: "dspex-images-test" });
     try {
-      await applyBus(admin, busSpec(busSettings()));
+      assert.deepEqual((await inspectBus(inspect, busSpec(busSettings()))).missing, [], "the Job's entry point provisioned the whole bus");
     } finally {
-      await admin.close();
+      await inspect.close();
     }
     lmDouble = await startLmDouble();
     const lm = { DSPEX_LM: "openai/test-model", DSPEX_LM_API_BASE: lmDouble.url, LOG_LEVEL: "info" };
@@ -182,14 +198,9 @@ describe("images built here, run with podman on the host network", { timeout: 60
         probePath: "/opt/local-lm",
       },
     );
-    // each role's creds, readable by the container's non-root user (the issued files are 0600, root's)
-    credsDir = mkdtempSync(join(tmpdir(), "dspex-images-creds-"));
-    chmodSync(credsDir, 0o755);
     for (const spec of specs) {
       const portEnv = spec.name.startsWith("worker") ? "DSPEX_HEALTH_PORT" : "PORT";
-      const creds = join(credsDir, `${spec.role}.creds`);
-      copyFileSync(nats.creds[spec.role]!, creds);
-      chmodSync(creds, 0o644);
+      const creds = mountable(spec.role);
       const env = Object.entries({ ...spec.env, NATS_CREDS: "/run/dspex/nats.creds", [portEnv]: String(spec.port) }).flatMap(([k, v]) => ["--env", `${k}=${v}`]);
       const r = podman([
         "run", "--detach", "--name", container(spec.name), "--network", "host",

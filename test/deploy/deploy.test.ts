@@ -8,13 +8,13 @@
  * here touches the network. Run: node --conditions=development --import tsx --test test/deploy/deploy.test.ts
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { MAX_CONTROL_LINE } from "@dspex/bus";
+import { MAX_CONTROL_LINE, connectNats } from "@dspex/bus";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = join(ROOT, ".dspex", "bin");
@@ -127,7 +127,7 @@ interface PodSpec {
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
   containers: Container[];
   initContainers?: Container[];
-  volumes?: Array<{ name: string; emptyDir?: Record<string, unknown>; configMap?: { name: string } }>;
+  volumes?: Array<{ name: string; emptyDir?: Record<string, unknown>; configMap?: { name: string }; secret?: { secretName: string; items?: Array<{ key: string; path: string }> } }>;
   nodeSelector?: Record<string, string>;
   tolerations?: Array<{ key?: string; operator?: string; effect?: string }>;
 }
@@ -193,6 +193,23 @@ function yamlDocs(yaml: string): unknown[] {
 
 const scratch = mkdtempSync(join(tmpdir(), "dspex-deploy-test-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** The Secrets deploy/k8s/secrets/create-secrets.sh renders (run once): name → key → decoded value. */
+let secretsCache: { state: string; secrets: Map<string, Record<string, string>> } | undefined;
+function clusterSecrets(): { state: string; secrets: Map<string, Record<string, string>> } {
+  if (secretsCache) return secretsCache;
+  const state = join(scratch, "cluster-auth");
+  const out = join(scratch, "secrets");
+  const r = spawnSync("bash", [join(K8S, "secrets", "create-secrets.sh"), "--state", state, "--render", out], { encoding: "utf8", timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout + r.stderr, /eyJ|SUA[A-Z0-9]{20}|BEGIN (EC )?PRIVATE KEY/, "no secret printed");
+  const secrets = new Map<string, Record<string, string>>();
+  for (const doc of yamlDocs(readdirSync(out).map((f) => readFileSync(join(out, f), "utf8")).join("\n---\n")) as Array<{ metadata: { name: string }; data: Record<string, string> }>) {
+    secrets.set(doc.metadata.name, Object.fromEntries(Object.entries(doc.data).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")])));
+  }
+  secretsCache = { state, secrets };
+  return secretsCache;
+}
 
 const renderedCache = new Map<Overlay, { yaml: string; file: string; objects: K8sObject[] }>();
 function rendered(overlay: Overlay): { yaml: string; file: string; objects: K8sObject[] } {
@@ -753,7 +770,8 @@ describe("pods are hardened", () => {
           const selector = (p.spec as { selector?: { matchLabels?: Record<string, string> } }).selector?.matchLabels;
           return selector !== undefined && selects(selector, labels);
         });
-        assert.ok(pdb, `${where}: a PodDisruptionBudget`);
+        // a long-running workload keeps serving through voluntary disruptions; a Job (the bus's apply) just retries
+        if (w.kind !== "Job") assert.ok(pdb, `${where}: a PodDisruptionBudget`);
       }
     });
   }
@@ -771,7 +789,7 @@ describe("NATS JetStream cluster, streams and KEDA", () => {
       assert.match(conf, /^jetstream\s*\{[^}]*store_dir:\s*"?\/data"?/m, "jetstream with file storage in /data");
       const [nats] = sts.spec.template.spec.containers;
       assert.ok(nats?.volumeMounts?.some((m) => m.mountPath === "/data" && m.name === sts.spec.volumeClaimTemplates?.[0]?.metadata.name));
-      const routes = [...conf.matchAll(/nats:\/\/([a-z0-9-]+)\.([a-z0-9-]+):6222/g)].map((m) => [m[1], m[2]]);
+      const routes = [...conf.matchAll(/tls:\/\/([a-z0-9-]+)\.([a-z0-9-]+):6222/g)].map((m) => [m[1], m[2]]);
       assert.deepEqual(
         routes,
         Array.from({ length: sts.spec.replicas ?? 0 }, (_, i) => [`nats-${i}`, sts.spec.serviceName]),
@@ -791,23 +809,92 @@ describe("NATS JetStream cluster, streams and KEDA", () => {
       assert.equal(Number(m[1]), MAX_CONTROL_LINE, "the limit the credential issuer assumes");
     });
 
-    test(`${overlay}: nats.conf is accepted by nats-server -t`, (t) => {
+    test(`${overlay}: nats.conf with the Secrets create-secrets.sh makes: accepted by nats-server, authenticated TLS clients only`, async (t) => {
       const server = join(ROOT, ".venv", "bin", "nats-server");
       if (!existsSync(server)) {
         t.skip("no .venv/bin/nats-server (bash scripts/setup.sh installs it)");
         return;
       }
+      const { state, secrets } = clusterSecrets();
       const { objects } = rendered(overlay);
       const sts = find<Workload>(objects, "StatefulSet", "nats");
+      // the pod's layout: the ConfigMap in config/, the Secrets in auth/ and tls/ beside it (nats.yaml's mounts)
+      const podRoot = join(scratch, `nats-${overlay}`);
+      for (const dir of ["config", "auth", "tls"]) mkdirSync(join(podRoot, dir), { recursive: true });
+      for (const [name, dir] of [["dspex-nats-auth", "auth"], ["dspex-nats-tls", "tls"]] as const) {
+        for (const [key, value] of Object.entries(secrets.get(name) ?? {})) writeFileSync(join(podRoot, dir, key), value);
+      }
+      const mounts = sts.spec.template.spec.containers[0]?.volumeMounts ?? [];
+      assert.deepEqual(
+        Object.fromEntries(mounts.filter((m) => ["config", "auth", "tls"].includes(m.name)).map((m) => [m.name, m.mountPath])),
+        { config: "/etc/nats/config", auth: "/etc/nats/auth", tls: "/etc/nats/tls" },
+      );
+      const port = 14_000 + Math.floor(Math.random() * 20_000);
       const conf = (configMapData(objects, "nats-config")["nats.conf"] ?? "")
-        .replace(/"\/var\/run\/nats\/nats\.pid"/, JSON.stringify(join(scratch, "nats.pid")))
-        .replace(/store_dir:\s*"\/data"/, `store_dir: ${JSON.stringify(join(scratch, "js"))}`);
-      const file = join(scratch, `nats-${overlay}.conf`);
+        .replace(/"\/var\/run\/nats\/nats\.pid"/, JSON.stringify(join(podRoot, "nats.pid")))
+        .replace(/store_dir:\s*"\/data"/, `store_dir: ${JSON.stringify(join(podRoot, "js"))}`)
+        .replaceAll("/etc/nats/tls/", `${podRoot}/tls/`)
+        .replace(/^port: 4222$/m, `port: ${port}`)
+        .replace(/^http_port: 8222$/m, "http_port: -1")
+        .replace(/port: 6222/, "port: -1");
+      const file = join(podRoot, "config", "nats.conf");
       writeFileSync(file, conf);
       const vars: Record<string, string> = { POD_NAME: "nats-0" };
       for (const e of sts.spec.template.spec.containers[0]?.env ?? []) if (e.value !== undefined) vars[e.name] = e.value;
-      const r = spawnSync(server, ["-t", "-c", file], { env: { ...process.env, ...vars }, encoding: "utf8", timeout: 20_000 });
-      assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+      const checked = spawnSync(server, ["-t", "-c", file], { env: { ...process.env, ...vars }, encoding: "utf8", timeout: 20_000 });
+      assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}`);
+
+      // started: a client with its role's credentials and the CA connects over TLS; without either it cannot
+      const child = spawn(server, ["-c", file], { env: { ...process.env, ...vars }, stdio: "ignore" });
+      try {
+        const url = `tls://localhost:${port}`;
+        const ca = join(state, "tls", "ca.crt");
+        const connect = (opts: { creds?: string; ca?: string }) =>
+          connectNats({ servers: url, ...(opts.creds ? { creds: opts.creds } : {}), tls: opts.ca ? { ca: opts.ca } : {}, name: "deploy-test", nats: { timeout: 5_000 } });
+        let nc: Awaited<ReturnType<typeof connectNats>> | undefined;
+        for (let i = 0; i < 100 && !nc; i++) {
+          nc = await connect({ creds: join(state, "nats", "gateway.creds"), ca }).catch(async (err: unknown) => {
+            if (i === 99) throw err;
+            await new Promise((r) => setTimeout(r, 100)); // the server is starting: retry its port
+            return undefined;
+          });
+        }
+        assert.ok(nc);
+        await nc.flush();
+        await nc.close();
+        await assert.rejects(connect({ ca }), "no credentials: refused");
+        await assert.rejects(connect({ creds: join(state, "nats", "gateway.creds") }), "a client that does not trust the CA: refused");
+      } finally {
+        child.kill("SIGKILL");
+      }
+    });
+
+    test(`${overlay}: every NATS client pod mounts its own role's credentials and no other's`, () => {
+      const { objects } = rendered(overlay);
+      const expected: Record<string, string> = {
+        "dspex-router": "gateway",
+        "dspex-pipeline": "pipeline",
+        "dspex-worker-general": "worker-general",
+        "dspex-worker-optimizer": "worker-optimizer",
+        "dspex-worker-gpu": "worker-gpu",
+        "dspex-bus-apply": "admin",
+      };
+      const clients = workloads(objects).filter((w) => w.spec.template.metadata.labels["dspex.io/nats-client"] === "true");
+      assert.deepEqual(clients.map((w) => w.metadata.name).sort(), Object.keys(expected).sort());
+      for (const w of clients) {
+        const creds = (w.spec.template.spec.volumes ?? []).filter((v) => v.secret?.secretName.startsWith("dspex-nats-creds-")).map((v) => v.secret!.secretName);
+        assert.deepEqual(creds, [`dspex-nats-creds-${expected[w.metadata.name]}`], w.metadata.name);
+        const ca = (w.spec.template.spec.volumes ?? []).find((v) => v.secret?.secretName === "dspex-nats-tls");
+        assert.deepEqual(ca?.secret?.items, [{ key: "ca.crt", path: "ca.crt" }], `${w.metadata.name}: the CA only, never the server's key`);
+        for (const c of w.spec.template.spec.containers) {
+          assert.equal(env(c, "NATS_CREDS")?.value, "/etc/dspex/nats/nats.creds", `${w.metadata.name}/${c.name}`);
+          assert.equal(env(c, "NATS_CA")?.value, "/etc/dspex/tls/ca.crt", `${w.metadata.name}/${c.name}`);
+        }
+      }
+      assert.equal(configMapData(objects, "dspex-config").NATS_URL, "tls://nats:4222");
+      const { secrets } = clusterSecrets();
+      for (const role of Object.values(expected)) assert.ok(secrets.has(`dspex-nats-creds-${role}`), `create-secrets.sh makes dspex-nats-creds-${role}`);
+      assert.ok(secrets.get("dspex-api-tokens")?.["tokens.json"], "the router's token file");
     });
 
     test(`${overlay}: stream replicas fit the cluster (${overlay === "prod" ? "3" : "1"} in ${overlay})`, () => {

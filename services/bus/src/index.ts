@@ -8,7 +8,7 @@ export { connectNats, connectionSecurity, newInbox, serverList, type BusAccess, 
 export { issueAuth, MAX_CONTROL_LINE, type IssuedAuth, type IssueOptions } from "./auth/issue.js";
 export { readCreds, type CredsInfo } from "./auth/creds.js";
 export { ROLES, WORKER_ROLES, inboxPrefix, isRole, rolePermissions, workerRole, type Role, type RolePermissions } from "./auth/roles.js";
-export { busSettings, LIMIT_DEFAULTS, type BusSettings, type BusSettingsOverrides, type Limits, type LimitName } from "./settings.js";
+export { busSettings, partitionCounts, LIMIT_DEFAULTS, type BusSettings, type BusSettingsOverrides, type Limits, type LimitName } from "./settings.js";
 export { busSpec, BUS_METADATA_KEY, type BusSpec, type BusNeeds, type StreamSpec, type ConsumerSpec, type BucketSpec } from "./spec.js";
 export { applyBus, formatApplyReport, type ApplyReport } from "./apply.js";
 export { inspectBus, requireBus, formatDrift, type BusInspection, type StreamState } from "./inspect.js";

@@ -14,7 +14,7 @@
  *   DSPEX_<POOL>_<SETTING>                             the pools' settings (pools.ts)
  */
 import { poolSettings, type PoolSettings } from "./pools.js";
-import { BUCKETS, STREAMS, type Pool } from "@dspex/protocol";
+import { BUCKETS, POOLS, STREAMS, type Pool } from "@dspex/protocol";
 
 /** What one stream or bucket may hold. 0 = unlimited. */
 export interface Limits {
@@ -142,4 +142,9 @@ export function busSettings(overrides: BusSettingsOverrides = {}, env: NodeJS.Pr
     limits,
     pools: poolSettings(overrides.pools, env),
   };
+}
+
+/** Each pool's session partition count: what workers' NATS permissions list (auth/roles.ts). */
+export function partitionCounts(settings: BusSettings = busSettings()): Record<Pool, number> {
+  return Object.fromEntries(POOLS.map((p) => [p, settings.pools[p].partitions])) as Record<Pool, number>;
 }

@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { issueAuth, type IssuedAuth } from "@dspex/bus";
+import { issueAuth, partitionCounts, type IssuedAuth } from "@dspex/bus";
 import type { Pool } from "@dspex/protocol";
-import { freePort, launch, settingsPartitions, stopChild } from "./nats-server.js";
+import { freePort, launch, stopChild } from "./nats-server.js";
 
 export interface ClusterNode {
   name: string;
@@ -50,7 +50,7 @@ export async function startNatsCluster(options: ClusterOptions = {}): Promise<Em
   const count = options.nodes ?? 3;
   const dir = mkdtempSync(join(tmpdir(), "dspex-cluster-"));
   const timeout = options.startTimeoutMs ?? 30_000;
-  const auth = await issueAuth({ dir: join(dir, "auth"), partitions: options.partitions ?? settingsPartitions() });
+  const auth = await issueAuth({ dir: join(dir, "auth"), partitions: options.partitions ?? partitionCounts() });
   const routeAuth = `route:${randomBytes(18).toString("base64url")}`;
   const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
   const routePorts = await Promise.all(Array.from({ length: count }, () => freePort()));

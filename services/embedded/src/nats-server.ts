@@ -9,8 +9,8 @@ import { createServer, type AddressInfo } from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { busSettings, issueAuth, type IssuedAuth } from "@dspex/bus";
-import { POOLS, type Pool } from "@dspex/protocol";
+import { issueAuth, partitionCounts, type IssuedAuth } from "@dspex/bus";
+import type { Pool } from "@dspex/protocol";
 import { EXEC_WITH_PARENT_DEATH_SIGNAL, natsServerBin, pythonBin } from "./paths.js";
 import { eachLine } from "./lines.js";
 
@@ -46,10 +46,6 @@ export interface EmbeddedNatsOptions {
 }
 
 /** The partition counts of the bus settings in effect (environment included). */
-export function settingsPartitions(): Record<Pool, number> {
-  const pools = busSettings().pools;
-  return Object.fromEntries(POOLS.map((p) => [p, pools[p].partitions])) as Record<Pool, number>;
-}
 
 /** Starts one nats-server process; `ready` resolves with its client port once it says it is ready. */
 export function launch(
@@ -109,7 +105,7 @@ export async function startNatsServer(options: EmbeddedNatsOptions = {}): Promis
   const timeout = options.startTimeoutMs ?? 15_000;
   const extra = [...(options.tls ? ["--tls", "--tlscert", options.tls.cert, "--tlskey", options.tls.key] : []), ...(options.args ?? [])];
   const auth =
-    options.auth === false ? undefined : await issueAuth({ dir: join(storeDir, "auth"), partitions: options.partitions ?? settingsPartitions() });
+    options.auth === false ? undefined : await issueAuth({ dir: join(storeDir, "auth"), partitions: options.partitions ?? partitionCounts() });
   let { child, ready } = launch(storeDir, auth?.serverConfigPath, options.port, extra, timeout);
   const port = await ready;
   const server: EmbeddedNats = {
