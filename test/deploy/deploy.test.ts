@@ -635,9 +635,10 @@ describe("images and skaffold", () => {
   });
 
   for (const overlay of OVERLAYS) {
-    test(`${overlay}: image names match skaffold's artifacts; third-party images are pinned`, () => {
+    test(`${overlay}: image names match skaffold's artifacts; third-party images are pinned`, (t) => {
       const artifacts = new Set(skaffold().build.artifacts.map((a) => a.image));
       const used = new Set<string>();
+      const undigested = new Set<string>();
       for (const w of workloads(rendered(overlay).objects)) {
         const spec = w.spec.template.spec;
         for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
@@ -647,9 +648,13 @@ describe("images and skaffold", () => {
           }
           assert.doesNotMatch(c.image, /^dspex/, `${w.metadata.name}: ${c.image} is not a skaffold artifact`);
           assert.match(c.image, /^[a-z0-9./-]+:[0-9][\w.-]*(@sha256:[0-9a-f]{64})?$/, `${w.metadata.name}: pin ${c.image}`);
+          if (!c.image.includes("@sha256:")) undigested.add(c.image);
         }
       }
       assert.deepEqual([...used].sort(), [...artifacts].sort(), "every artifact is deployed");
+      // a digest needs the registry, which this machine cannot reach: pinned by version, and flagged until then
+      // (skaffold deploys DSPex's own images by digest)
+      if (undigested.size > 0) t.diagnostic(`third-party images without a digest: ${[...undigested].sort().join(", ")} (add @sha256:… where the registry is reachable)`);
     });
   }
 });
