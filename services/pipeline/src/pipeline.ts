@@ -356,24 +356,14 @@ async function runStep(
         const sig = resolveSignature(step.signature, typeof step.signature === "string" ? step.instructions : undefined);
         const inputs = stepInputs(state, step, values, sig.inputs.map((f) => f.name));
         const r = await ctx.callModule(step, inputs, ctx.signal);
-        outputs = r.outputs;
-        if (r.worker) {
-          timing.worker = r.worker;
-          state.workers.push(r.worker);
-        }
-        if (r.usage) addUsage(state.usage, r.usage);
+        outputs = recordCall(state, timing, r);
         break;
       }
       case "program": {
         if (!ctx.programs) throw new ValidationError(`step '${step.name}': this runner cannot call packaged programs`, { field: `${step.name}.program` });
         const inputs = stepInputs(state, step, values, await ctx.programs.inputNames(step.program));
         const r = await ctx.programs.call(step, inputs, ctx.signal);
-        outputs = r.outputs;
-        if (r.worker) {
-          timing.worker = r.worker;
-          state.workers.push(r.worker);
-        }
-        if (r.usage) addUsage(state.usage, r.usage);
+        outputs = recordCall(state, timing, r);
         break;
       }
       case "native": {
@@ -424,6 +414,16 @@ async function runStep(
     if (step.continue_on_error && !ctx.signal?.aborted) return { timing, merged: {} };
     return { timing, merged: {}, error: err };
   }
+}
+
+/** A worker call's outputs, with its worker and usage recorded on the step and the run. */
+function recordCall(state: State, timing: StepTiming, r: { outputs: Record<string, unknown>; worker?: string; usage?: Usage }): Record<string, unknown> {
+  if (r.worker) {
+    timing.worker = r.worker;
+    state.workers.push(r.worker);
+  }
+  if (r.usage) addUsage(state.usage, r.usage);
+  return r.outputs;
 }
 
 function addUsage(total: Usage, u: Usage): void {
