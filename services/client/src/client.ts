@@ -102,6 +102,8 @@ export class Client implements Caller {
   private readonly chain: (input: CallInput) => Promise<ReplyOk>;
   private toolRegistry: ToolRegistry | undefined;
   private moduleOps: Modules | undefined;
+  /** Handles of the packaged programs the fleet has advertised (program()). */
+  private readonly packaged = new Map<string, PackagedProgram>();
   private optimizerJobs: Optimizer | undefined;
 
   private constructor(
@@ -202,13 +204,17 @@ export class Client implements Caller {
 
   /**
    * A user's packaged DSPy program served by the fleet (docs/programs.md): `await client.program("qa").call({...})`.
-   * Its fields, pool and version are learnt from the workers' advertisements on first use.
+   * Its fields, pool and version are learnt from the workers' advertisements on first use; once the fleet has
+   * advertised it, the same handle is returned for that name (its options are the first call's), so callers
+   * (the HTTP API, pipeline steps) need not keep their own. Names the fleet does not serve are not kept.
    */
   program<I extends Record<string, unknown> = Record<string, unknown>, O extends Record<string, unknown> = Record<string, unknown>>(
     name: string,
     options: PackagedProgramOptions = {},
   ): PackagedProgram<I, O> {
-    return new PackagedProgram<I, O>(this, name, options);
+    const known = this.packaged.get(name);
+    if (known) return known as unknown as PackagedProgram<I, O>;
+    return new PackagedProgram<I, O>(this, name, options, (served) => this.packaged.set(name, served as unknown as PackagedProgram));
   }
 
   /** Stores a program (signature, module, state) in KV and returns its id and version. */

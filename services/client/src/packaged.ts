@@ -26,11 +26,16 @@ export class PackagedProgram<I extends Record<string, unknown> = Record<string, 
     private readonly client: Caller,
     readonly name: string,
     private readonly options: PackagedProgramOptions = {},
+    /** Told once the fleet has advertised the program (the client keeps served handles). */
+    private readonly onServed?: (handle: PackagedProgram<I, O>) => void,
   ) {}
 
   /** The program as the fleet advertises it (asked once, then cached; `refresh` asks again). */
   async describe(): Promise<AdvertisedProgram> {
-    this.advert ??= await this.lookup();
+    if (this.advert === undefined) {
+      this.advert = await this.lookup();
+      this.onServed?.(this);
+    }
     return this.advert;
   }
 

@@ -1,6 +1,6 @@
 /** One DSPy module call of an eval job or a pipeline step, through the client (its retries, breakers, tracing). */
 import type { Usage } from "@dspex/protocol";
-import type { CallOptions, Client, PackagedProgram } from "@dspex/client";
+import type { CallOptions, Client } from "@dspex/client";
 import type { ProgramCaller } from "./pipeline.js";
 import type { ModuleProgram } from "./types.js";
 
@@ -30,20 +30,14 @@ export async function callModule(
 }
 
 /**
- * Packaged programs for `program` steps, through the client: one handle per program name (it learns the
- * program's fields from the fleet once), calls on the durable lane like every step.
+ * Packaged programs for `program` steps, through the client (which keeps one handle per served program, so the
+ * fields are learnt from the fleet once), calls on the durable lane like every step.
  */
 export function programCaller(client: Client, retry?: CallOptions["retry"]): ProgramCaller {
-  const handles = new Map<string, PackagedProgram>();
-  const handle = (name: string) => {
-    let h = handles.get(name);
-    if (!h) handles.set(name, (h = client.program(name)));
-    return h;
-  };
   return {
-    inputNames: async (name) => (await handle(name).describe()).inputs.map((f) => f.name),
+    inputNames: async (name) => (await client.program(name).describe()).inputs.map((f) => f.name),
     call: async (step, inputs, signal) => {
-      const r = await handle(step.program).call(inputs, {
+      const r = await client.program(step.program).call(inputs, {
         lane: "durable",
         ...(retry !== undefined ? { retry } : {}),
         ...(step.lm ? { lm: step.lm } : {}),

@@ -20,7 +20,7 @@ import cors from "@fastify/cors";
 import { DspexError, POOLS, isPool, type Pool } from "@dspex/protocol";
 import { busSettings, servedPrograms, workerStatuses, type PoolSettings } from "@dspex/bus";
 import { handleHealth, type Logger, type ReadinessCheck } from "@dspex/observability";
-import type { CallOptions, Client, CreateProgramOptions, PackagedProgram } from "@dspex/client";
+import type { CallOptions, Client, CreateProgramOptions } from "@dspex/client";
 import type { Registry } from "@dspex/registry";
 import { registerConsole } from "../console/routes.js";
 import { contractError, errorBody } from "./errors.js";
@@ -200,10 +200,8 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
     },
   );
 
-  // Users' packaged programs (docs/programs.md). A handle is kept per program once the fleet has advertised it,
-  // so a call does not ask the workers again (the handle re-learns the program after a version change); names
-  // the fleet does not serve are not kept.
-  const packaged = new Map<string, PackagedProgram>();
+  // Users' packaged programs (docs/programs.md): the client keeps one handle per program the fleet serves, so a
+  // call does not ask the workers again (the handle re-learns the program after a version change).
   app.get("/v1/packaged-programs", { schema: { tags: ["Calls"], summary: "The packaged programs the fleet serves, with their fields (scope predict)", security: [{ bearer: [] }] }, config: { scope: "predict" } }, async () => {
     const statuses = await workerStatuses(client.nc);
     return {
@@ -215,9 +213,8 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
     "/v1/packaged-programs/:name/call",
     { schema: { body: packagedCallBody, params: packagedParams, tags: ["Calls"], summary: "Call a packaged program the fleet serves (scope predict)", security: [{ bearer: [] }] }, config: { scope: "predict" } },
     async (req) => {
-      const handle = packaged.get(req.params.name) ?? client.program(req.params.name);
+      const handle = client.program(req.params.name);
       const advert = await handle.describe(); // UnknownProgram (404) before anything is sent
-      packaged.set(req.params.name, handle);
       checkSize(req, isPool(advert.pool) ? advert.pool : "general");
       return handle.call(req.body.inputs as Body, callOptions(req.body));
     },
