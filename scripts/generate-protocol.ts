@@ -50,6 +50,11 @@ const VALIDATORS: Record<string, string> = {
   validateEvalSpec: `${BASE}job.schema.json#/definitions/evalSpec`,
   validateLmProfiles: `${BASE}lm-profiles.schema.json`,
   validateDlqRedactedBody: `${BASE}dlq.schema.json#/definitions/redactedBody`,
+  validateRetrievalSearch: `${BASE}retrieval.schema.json#/definitions/search`,
+  validateRetrievalUpsert: `${BASE}retrieval.schema.json#/definitions/upsert`,
+  validateRetrievalDelete: `${BASE}retrieval.schema.json#/definitions/delete`,
+  validateRetrievalCount: `${BASE}retrieval.schema.json#/definitions/count`,
+  validateRetrievalReply: `${BASE}retrieval.schema.json#/definitions/reply`,
 };
 
 /** The module options definition each op takes, from request.schema.json's if/then rules. */

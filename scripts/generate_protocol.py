@@ -134,6 +134,7 @@ def validators(schemas: dict[str, dict[str, Any]]) -> str:
         "job_progress": f"{BASE}job.schema.json#/definitions/progress",
         "lm_profiles": f"{BASE}lm-profiles.schema.json",
         "dlq_redacted_body": f"{BASE}dlq.schema.json#/definitions/redactedBody",
+        "retrieval_reply": f"{BASE}retrieval.schema.json#/definitions/reply",
         **{f"module_{d}": f"{BASE}modules.schema.json#/definitions/{d}" for d in sorted(set(module_options_by_op(schemas).values()))},
         **{name: f"{WORKER}{name}.json" for name in made},
     }

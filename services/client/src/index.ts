@@ -8,7 +8,7 @@
 export { Client, type ClientOptions } from "./client.js";
 export { compose, type CallInput, type CallOptions, type CallRequest, type CallResult, type Caller, type FallbackContext, type Interceptor, type Next } from "./call.js";
 export { WorkerDiscovery, type WorkerInfo, type DiscoveryOptions } from "./discovery.js";
-export { Breakers, Breaker, breakerSettings, lmKey, poolFailure, lmFailure, BREAKER_DEFAULTS, type BreakerKind, type BreakerSettings, type BreakerOptions, type BreakerSnapshot, type StateChange } from "./interceptors/breaker.js";
+export { Breakers, Breaker, breakerSettings, lmKey, poolFailure, lmFailure, storeFailure, BREAKER_DEFAULTS, type BreakerKind, type BreakerSettings, type BreakerOptions, type BreakerSnapshot, type StateChange } from "./interceptors/breaker.js";
 export { retryPolicy, backoffDelayMs, attemptId, baseRequestId, isRetryableReply, retryAfterMs, RETRY_DEFAULTS, type RetryPolicy } from "./interceptors/retry.js";
 export { isReplyError, type DroppedReplies } from "./transport.js";
 export { chooseLane, defaultLane, INTERACTIVE_OPS, LANES, type Lane, type LaneChoice } from "./lanes/index.js";

@@ -4,12 +4,16 @@
  * TypeScript functions are registered by name in the process that runs the job.
  */
 import { ValidationError } from "@dspex/protocol";
-import { answerExactMatch, answerPassageMatch, f1, type Answers } from "@dspex/native";
+import { answerExactMatch, answerPassageMatch, f1, passageRecall, type Answers } from "@dspex/native";
 import type { MetricFunction, MetricSpec } from "./types.js";
 
 export const PY_PREFIX = "py:";
 
-/** Native metrics by name: DSPy's answer_exact_match, F1 and answer_passage_match. */
+/**
+ * Native metrics by name: DSPy's answer_exact_match, F1 and answer_passage_match, and recall@k of retrieved
+ * passage ids. Each reads one example field and one prediction field (FIELDS; a spec's `gold`/`pred` rename
+ * them), handed to it as `example.answer` and `pred.answer` (`pred.context` for passage_match, as DSPy's).
+ */
 export const NATIVE_METRICS: ReadonlyMap<string, MetricFunction> = new Map<string, MetricFunction>([
   // dspy.evaluate.answer_exact_match(example, pred, frac=1.0)
   ["exact_match", (example, pred, args) => answerExactMatch({ answer: example.answer as Answers }, { answer: pred.answer as string }, { frac: args.frac as number | undefined })],
@@ -17,7 +21,17 @@ export const NATIVE_METRICS: ReadonlyMap<string, MetricFunction> = new Map<strin
   ["f1", (example, pred) => f1(pred.answer as string, example.answer as Answers)],
   // dspy.evaluate.answer_passage_match(example, pred)
   ["passage_match", (example, pred) => answerPassageMatch({ answer: example.answer as Answers }, { context: pred.context as string[] })],
+  // the share of the example's gold passage ids among the first args.k retrieved ids (all when no k)
+  ["recall_at_k", (example, pred, args) => passageRecall(example.answer, pred.answer, args.k as number | undefined)],
 ]);
+
+/** The example and prediction fields each native metric reads by default, and the key its metric function reads the prediction's under. */
+const FIELDS: Record<string, { gold: string; pred: string; as: "answer" | "context" }> = {
+  exact_match: { gold: "answer", pred: "answer", as: "answer" },
+  f1: { gold: "answer", pred: "answer", as: "answer" },
+  passage_match: { gold: "answer", pred: "context", as: "context" },
+  recall_at_k: { gold: "gold_ids", pred: "passage_ids", as: "answer" },
+};
 // Aliases with DSPy's names.
 const ALIASES: Record<string, string> = { answer_exact_match: "exact_match", answer_passage_match: "passage_match" };
 
@@ -68,7 +82,7 @@ export function resolveMetrics(
     const fn = NATIVE_METRICS.get(name) ?? custom.get(spec.name);
     if (!fn) {
       throw new ValidationError(
-        `unknown metric '${spec.name}': use exact_match, f1, passage_match, py:<python metric>, or register a TypeScript metric`,
+        `unknown metric '${spec.name}': use exact_match, f1, passage_match, recall_at_k, py:<python metric>, or register a TypeScript metric`,
         { field: `metrics[${i}]` },
       );
     }
@@ -83,14 +97,12 @@ export async function scoreNative(
   prediction: Record<string, unknown>,
 ): Promise<number | boolean> {
   const { spec } = metric;
-  const native = NATIVE_METRICS.has(ALIASES[spec.name] ?? spec.name);
+  const fields = FIELDS[ALIASES[spec.name] ?? spec.name];
   let ex = example;
   let pred = prediction;
-  if (native) {
-    const predField = spec.pred ?? ((ALIASES[spec.name] ?? spec.name) === "passage_match" ? "context" : "answer");
-    const goldField = spec.gold ?? "answer";
-    ex = { answer: example[goldField] };
-    pred = (ALIASES[spec.name] ?? spec.name) === "passage_match" ? { context: prediction[predField] } : { answer: prediction[predField] };
+  if (fields) {
+    ex = { answer: example[spec.gold ?? fields.gold] };
+    pred = { [fields.as]: prediction[spec.pred ?? fields.pred] };
   }
   const value = await metric.fn!(ex, pred, spec.args ?? {});
   if (typeof value === "boolean") return value;

@@ -26,11 +26,14 @@ import { EvalStore, datasetHash } from "./store.js";
 import { summarize } from "./summary.js";
 import {
   TERMINAL_STATUSES,
+  isPackagedProgram,
   isPipelineProgram,
+  packagedPipeline,
   type ExampleResult,
   type JobRecord,
   type JobSpec,
   type JobSpecInput,
+  type ProgramSpec,
   type JobSummary,
   type MetricFunction,
   type MetricSpec,
@@ -152,20 +155,26 @@ export class PipelineService implements JobsBackend {
     const metrics = normalizeMetrics((spec.metrics as Array<string | MetricSpec> | undefined) ?? []);
     const resolved = resolveMetrics(metrics, this.metricFns);
     const python = resolved.filter((m) => m.python);
-    if (isPipelineProgram(spec.program)) {
-      validatePipeline(spec.program.pipeline, this.stepFns);
+    let program: ProgramSpec;
+    if (isPackagedProgram(spec.program)) {
+      const extra = Object.keys(spec.program).filter((k) => !["package", "lm", "timeout_ms"].includes(k));
+      if (extra.length > 0) throw new ValidationError(`program.${extra[0]}: a packaged program takes package, lm and timeout_ms`, { field: `program.${extra[0]}` });
+      program = packagedPipeline(spec.program);
+    } else program = spec.program;
+    if (isPipelineProgram(program)) {
+      validatePipeline(program.pipeline, this.stepFns);
       if (python.length > 0) {
         throw new ValidationError("Python (py:) metrics need a module program; a pipeline job can use TypeScript metrics", { field: "metrics" });
       }
-      if (hasInlineFunctions(spec.program.pipeline.steps)) {
+      if (hasInlineFunctions(program.pipeline.steps)) {
         throw new ValidationError("a job's pipeline must name its native functions (registerStep), not inline them", { field: "program" });
       }
     } else {
-      const m = spec.program.module ?? "predict";
+      const m = program.module ?? "predict";
       if (m !== "predict" && m !== "chain_of_thought") {
         throw new ValidationError("program.module must be predict or chain_of_thought", { field: "program.module" });
       }
-      inputKeysOf({ spec } as JobRecord); // compiles the signature (SignatureError when bad)
+      inputKeysOf({ spec: { ...spec, program } } as JobRecord); // compiles the signature (SignatureError when bad)
     }
     if (new Set(python.map((m) => m.pythonName)).size !== python.length) {
       throw new ValidationError("each Python metric can appear once per job", { field: "metrics" });
@@ -180,7 +189,7 @@ export class PipelineService implements JobsBackend {
     if (spec.retries !== undefined && (!Number.isInteger(spec.retries) || spec.retries < 0 || spec.retries > 10)) {
       throw new ValidationError("retries must be an integer from 0 to 10", { field: "retries" });
     }
-    return { ...spec, metrics, concurrency };
+    return { ...spec, program, metrics, concurrency };
   }
 
   /**

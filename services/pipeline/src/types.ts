@@ -26,7 +26,32 @@ export interface PipelineProgram {
   pipeline: PipelineSpec;
 }
 
+/**
+ * A user's packaged program the fleet serves (docs/programs.md) as a job's program. A job runs it as a one-step
+ * pipeline (`packagedPipeline`: the record holds that pipeline), so the example's fields named by the program's
+ * advertised inputs go in and every output comes back for the metrics.
+ */
+export interface PackagedProgram {
+  package: string;
+  lm?: LMConfig;
+  timeout_ms?: number;
+}
+
 export type ProgramSpec = ModuleProgram | PipelineProgram;
+
+export function isPackagedProgram(p: unknown): p is PackagedProgram {
+  return typeof p === "object" && p !== null && typeof (p as PackagedProgram).package === "string";
+}
+
+/** The one-step pipeline a packaged program runs as in a job. */
+export function packagedPipeline(p: PackagedProgram): PipelineProgram {
+  return {
+    pipeline: {
+      name: `program ${p.package}`,
+      steps: [{ kind: "program", name: "program", program: p.package, ...(p.lm ? { lm: p.lm } : {}), ...(p.timeout_ms ? { timeout_ms: p.timeout_ms } : {}) }],
+    },
+  };
+}
 
 export function isPipelineProgram(p: ProgramSpec): p is PipelineProgram {
   return typeof (p as PipelineProgram).pipeline === "object" && (p as PipelineProgram).pipeline !== null;
@@ -65,7 +90,8 @@ export interface JobSpec extends Omit<EvalSpec, "program" | "metrics"> {
 }
 
 /** A spec as submitted: metrics may be given by name (normalized into MetricSpecs when the job is created). */
-export interface JobSpecInput extends Omit<JobSpec, "metrics"> {
+export interface JobSpecInput extends Omit<JobSpec, "metrics" | "program"> {
+  program: ProgramSpec | PackagedProgram;
   metrics: Array<string | MetricSpec>;
 }
 

@@ -16,6 +16,8 @@ export {
   checkLmProfiles,
   checkModuleOptions,
   checkRequest,
+  checkRetrievalReply,
+  checkRetrievalRequest,
   requiredFor,
 } from "./validate.js";
 export { partitionOf, partitionSubject } from "./partition.js";

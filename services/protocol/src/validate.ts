@@ -6,7 +6,17 @@
 import type { ErrorObject, ValidateFunction } from "ajv";
 import { ValidationError } from "./generated/errors.js";
 import { MODULE_OPTION_VALIDATORS, OPERATION_REQUIRES, type Operation } from "./generated/ops.js";
-import { validateCompile, validateDlqRedactedBody, validateLmProfiles, validateRequest } from "./generated/validators.js";
+import {
+  validateCompile,
+  validateDlqRedactedBody,
+  validateLmProfiles,
+  validateRequest,
+  validateRetrievalCount,
+  validateRetrievalDelete,
+  validateRetrievalReply,
+  validateRetrievalSearch,
+  validateRetrievalUpsert,
+} from "./generated/validators.js";
 
 /** `/module/tools/0/name` → `module.tools[0].name` under `prefix`. */
 function fieldPath(prefix: string, pointer: string, missing?: string): string {
@@ -59,6 +69,23 @@ export function checkLmProfiles(document: unknown, prefix = ""): void {
 /** The body of a redacted dead letter (dlq.schema.json#/definitions/redactedBody). */
 export function checkDlqRedactedBody(body: unknown, prefix = ""): void {
   check(validateDlqRedactedBody as ValidateFunction, body, prefix);
+}
+
+const RETRIEVAL_REQUESTS = {
+  search: validateRetrievalSearch,
+  upsert: validateRetrievalUpsert,
+  delete: validateRetrievalDelete,
+  count: validateRetrievalCount,
+} as const;
+
+/** The body of a retrieval service request (retrieval.schema.json, the definition named by the op). */
+export function checkRetrievalRequest(op: keyof typeof RETRIEVAL_REQUESTS, body: unknown): void {
+  check(RETRIEVAL_REQUESTS[op] as ValidateFunction, body, "");
+}
+
+/** A retrieval service reply (retrieval.schema.json#/definitions/reply). */
+export function checkRetrievalReply(reply: unknown): void {
+  check(validateRetrievalReply as ValidateFunction, reply, "");
 }
 
 /** A whole request envelope (request.schema.json, every rule). */

@@ -1,7 +1,7 @@
 /**
  * @dspex/retrieval — vector stores behind one interface (store.ts): PostgreSQL + pgvector (postgres.ts) and the
  * embedded PGlite + pgvector (pglite.ts), the same SQL (sql.ts); a `Retriever` over the fleet's embeddings
- * (retriever.ts); resumable corpus indexing (indexer.ts); recall@k (recall.ts). docs/retrieval.md.
+ * (retriever.ts); the retrieval service on the bus (serve.ts); resumable corpus indexing (indexer.ts); recall@k (recall.ts). docs/retrieval.md.
  */
 export * from "./store.js";
 export { SqlVectorStore, vectorLiteral, type SqlDriver } from "./sql.js";
@@ -14,3 +14,4 @@ export { chunkMarkdown, docsCorpus, readQuestions, slug, QUESTIONS_FILE, type Qu
 export { recallAtK } from "./recall.js";
 export { serveRetrievalTool, type RetrievalToolOptions } from "./tool.js";
 export { retrieveStep, type RetrieveStepFunction } from "./step.js";
+export { serveRetrieval, RETRIEVAL_OPS, type RetrievalOp, type ServeRetrievalOptions, type ServedRetrieval } from "./serve.js";

@@ -75,7 +75,7 @@ export async function indexCorpus(retriever: Retriever, passages: Passage[], opt
   for (let start = 0; start < passages.length; start += batchSize) {
     options.signal?.throwIfAborted();
     const batch = passages.slice(start, start + batchSize);
-    const stored = await withRetries(attempts, () => retriever.store.existing(batch.map((p) => p.id)), options.signal);
+    const stored = await withRetries(attempts, () => retriever.existing(batch.map((p) => p.id)), options.signal);
     const todo = batch.filter((p) => !stored.has(p.id));
     if (todo.length > 0) await withRetries(attempts, () => retriever.upsert(todo), options.signal);
     progress.written += todo.length;

@@ -4,11 +4,16 @@
  * and writes them. Spans follow the semantic conventions: `db.system`, `db.operation`, `db.collection.name` on
  * the store's work; the embedding call itself is the client's `dspex.embed` span and the worker's
  * `embeddings <model>` span (`gen_ai.operation.name=embeddings`).
+ *
+ * Every store operation goes through the store's circuit breaker (the client's opossum `Breaker`, kind `store`):
+ * once more than half of the recent operations (at least `volumeThreshold` of them) found the store unavailable,
+ * operations fail fast with CircuitOpenError (retryable, field `store`) instead of each waiting for a connect
+ * timeout; after `resetTimeoutMs` one probe goes through. Settings: DSPEX_BREAKER_STORE_* (as the pool's).
  */
 import { SpanKind, type Span } from "@opentelemetry/api";
-import type { EmbedCallOptions, Embeddings } from "@dspex/client";
-import { ValidationError, type EmbedOptions } from "@dspex/protocol";
-import { recordError, tracer } from "@dspex/observability";
+import { Breaker, breakerSettings, type BreakerSettings, type EmbedCallOptions, type Embeddings, type StateChange } from "@dspex/client";
+import { CircuitOpenError, ValidationError, type EmbedOptions } from "@dspex/protocol";
+import { createLogger, recordError, tracer } from "@dspex/observability";
 import type { Filter, Hit, Passage, VectorStore } from "./store.js";
 
 export interface Embedder {
@@ -20,7 +25,13 @@ export interface RetrieverOptions {
   embed?: EmbedOptions;
   /** Per embed call (default: the pool's timeout). */
   timeoutMs?: number;
+  /** The store's breaker settings over DSPEX_BREAKER_STORE_* and the defaults (`enabled: false` turns it off). */
+  breaker?: Partial<BreakerSettings>;
+  /** Called on each of the breaker's state changes (after it is logged). */
+  onBreakerChange?: (change: StateChange) => void;
 }
+
+const log = createLogger("dspex.retrieval");
 
 /** Runs `fn` in a CLIENT span for one operation on a store. */
 export async function storeSpan<T>(store: VectorStore, operation: string, fn: (span: Span) => Promise<T>): Promise<T> {
@@ -41,11 +52,34 @@ export async function storeSpan<T>(store: VectorStore, operation: string, fn: (s
 }
 
 export class Retriever {
+  /** The store's circuit breaker, named `store:<kind>/<collection>`. */
+  readonly breaker: Breaker;
+
   constructor(
     readonly embedder: Embedder,
     readonly store: VectorStore,
     private readonly options: RetrieverOptions = {},
-  ) {}
+  ) {
+    const settings = breakerSettings({ store: options.breaker ?? {} }).store;
+    this.breaker = new Breaker("store", `${store.kind}/${store.collection.name}`, settings, (change: StateChange) => {
+      log[change.to === "open" ? "warn" : "info"](`circuit breaker ${change.name}: ${change.from} -> ${change.to}`, { ...change });
+      options.onBreakerChange?.(change);
+    });
+  }
+
+  /** One store operation: in its span, through the breaker (failing fast while it is open). */
+  private guarded<T>(operation: string, fn: (span: Span) => Promise<T>): Promise<T> {
+    return storeSpan(this.store, operation, (span) => {
+      if (this.breaker.refuses()) {
+        this.breaker.rejected += 1;
+        throw new CircuitOpenError(`store: the circuit breaker ${this.breaker.name} is ${this.breaker.state.replace("_", "-")}; the store was not asked`, {
+          field: "store",
+          details: { breaker: this.breaker.name, state: this.breaker.state, since: this.breaker.snapshot().since },
+        });
+      }
+      return this.breaker.fire(() => fn(span));
+    });
+  }
 
   private async vectors(texts: string[]): Promise<Float32Array[]> {
     const result = await this.embedder.embed(texts, { module: this.options.embed, ...(this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {}) });
@@ -61,7 +95,7 @@ export class Retriever {
   /** The k passages nearest to the query (best first), optionally filtered on declared metadata fields. */
   async retrieve(query: string, k = 5, filter?: Filter): Promise<Hit[]> {
     const [vector] = await this.vectors([query]);
-    return storeSpan(this.store, "search", async (span) => {
+    return this.guarded("search", async (span) => {
       const hits = await this.store.search(vector!, k, filter);
       span.setAttribute("db.response.returned_rows", hits.length);
       return hits;
@@ -72,14 +106,24 @@ export class Retriever {
   async upsert(passages: Passage[]): Promise<number> {
     if (passages.length === 0) return 0;
     const vectors = await this.vectors(passages.map((p) => p.text));
-    return storeSpan(this.store, "upsert", () => this.store.upsert(passages.map((p, i) => ({ ...p, vector: vectors[i]! }))));
+    return this.guarded("upsert", () => this.store.upsert(passages.map((p, i) => ({ ...p, vector: vectors[i]! }))));
   }
 
   delete(ids: string[]): Promise<number> {
-    return storeSpan(this.store, "delete", () => this.store.delete(ids));
+    return this.guarded("delete", () => this.store.delete(ids));
   }
 
   count(): Promise<number> {
-    return storeSpan(this.store, "count", () => this.store.count());
+    return this.guarded("count", () => this.store.count());
+  }
+
+  /** Which of these ids the store holds (indexing resumes by it). */
+  existing(ids: string[]): Promise<Set<string>> {
+    return this.guarded("existing", () => this.store.existing(ids));
+  }
+
+  /** Stops the breaker's timer (the store is the caller's to close). */
+  close(): void {
+    this.breaker.shutdown();
   }
 }

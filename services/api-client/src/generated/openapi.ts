@@ -824,14 +824,14 @@ export interface components {
                 as?: string;
                 /** @description Example field a native metric reads (default answer). */
                 gold?: string;
-                /** @description exact_match | f1 | passage_match (native), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service. */
+                /** @description exact_match | f1 | passage_match | recall_at_k (native; recall_at_k reads the example's gold_ids and the prediction's passage_ids, args.k), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service. */
                 name: string;
                 /** @description Prediction field a native metric reads (default answer). */
                 pred?: string;
             })[];
             /** @description Free-form label shown in listings. */
             name?: string;
-            /** @description A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts). */
+            /** @description A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?}, a packaged program the fleet serves {package: name, lm?, timeout_ms?} (run as a one-step pipeline: the record holds that pipeline), or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts). */
             program: Record<string, never>;
             /**
              * @description Retries of an example after a retryable error.
@@ -1432,6 +1432,77 @@ export interface components {
             /** @default true */
             status: boolean;
             subject: string;
+        };
+        /**
+         * RetrievalWire
+         * @description The retrieval service (docs/retrieval.md): core NATS request/reply on dspex.retrieval.<collection>.<op> (bus.json subjects.retrieval, queue group queues.retrieval), msgpack both ways. The body of each op is the definition of the same name; every reply is `reply`. A process holding a vector store serves it (`dspex retrieval serve`, serveRetrieval in @dspex/retrieval); callers may use every op, workers only `search` (docs/security.md). Headers: traceparent/tracestate (W3C) when the caller traces.
+         */
+        retrieval: unknown;
+        /** RetrievalCountRequest */
+        "retrieval-count": {
+            /** @enum {unknown} */
+            v: 1;
+        };
+        /** RetrievalCountResult */
+        "retrieval-countResult": {
+            /** @description upsert: passages written; delete: passages that existed; count: passages held. */
+            count: number;
+        };
+        /** RetrievalDeleteRequest */
+        "retrieval-delete": {
+            ids: string[];
+            /** @enum {unknown} */
+            v: 1;
+        };
+        /**
+         * RetrievalFilter
+         * @description Equality on the collection's declared metadata fields; a list means any of its values.
+         */
+        "retrieval-filter": {
+            [key: string]: (string | number | boolean) | (string | number | boolean)[];
+        };
+        /** RetrievalHit */
+        "retrieval-hit": {
+            id: string;
+            metadata?: components["schemas"]["retrieval-metadata"];
+            /** @description Cosine similarity to the query, higher is closer. */
+            score: number;
+            text: string;
+        };
+        /** RetrievalMetadata */
+        "retrieval-metadata": {
+            [key: string]: string | number | boolean;
+        };
+        /** RetrievalPassage */
+        "retrieval-passage": {
+            id: string;
+            metadata?: components["schemas"]["retrieval-metadata"];
+            text: string;
+        };
+        /** RetrievalSearchRequest */
+        "retrieval-search": {
+            filter?: components["schemas"]["retrieval-filter"];
+            /** @default 5 */
+            k: number;
+            /** @description Embedded on the gpu pool with the collection's model. */
+            query: string;
+            /** @enum {unknown} */
+            v: 1;
+        };
+        /** RetrievalSearchResult */
+        "retrieval-searchResult": {
+            collection: string;
+            /** @description Best first. */
+            hits: components["schemas"]["retrieval-hit"][];
+            /** @description The embedding model of the collection. */
+            model: string;
+        };
+        /** RetrievalUpsertRequest */
+        "retrieval-upsert": {
+            /** @description Embedded on the gpu pool, then inserted or replaced by id. */
+            passages: components["schemas"]["retrieval-passage"][];
+            /** @enum {unknown} */
+            v: 1;
         };
         /**
          * SignatureWire

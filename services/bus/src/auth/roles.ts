@@ -28,6 +28,7 @@ import {
   poolConsumer,
   registryConsumer,
   requestSubject,
+  retrievalSubject,
   routerStatusSubject,
   streamSubject,
   toolSubject,
@@ -136,10 +137,12 @@ function callerPermissions(role: Role): RolePermissions {
       `$SRV.PING`,
       any(workerStatusSubject("*")),
       routerStatusSubject(),
+      any(retrievalSubject("*", "*")), // a collection's search, upsert, delete, count (the retrieval service)
     ],
     sub: [
       ...b.sub,
       any(toolSubject(">")), // tools served to ReAct agents
+      any(retrievalSubject("*", "*")), // serving a store's collection (`dspex retrieval serve`)
       any(streamSubject("*")), // token and status events of streamed requests
       any(jobProgressSubject("*")),
       routerStatusSubject(), // a router answers `dspex status`
@@ -171,6 +174,7 @@ function workerPermissions(pool: Pool, partitions: number): RolePermissions {
       ...CALLER_INBOXES, // replies go to the caller's inbox named in Dspex-Reply-To, and nowhere else
       any(streamSubject("*")),
       any(toolSubject(">")), // ReAct calls TypeScript tools (requests; answers come to its own inbox)
+      any(retrievalSubject("*", "search")), // programs search collections (dspex_worker.retrieval); never write them
       any(deadLetterSubject(pool)), // copies of requests it terminates
       `${API}.STREAM.INFO.${STREAMS.deadLetters.name}`,
       ...bucketRead("programs"),

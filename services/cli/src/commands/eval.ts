@@ -23,7 +23,9 @@ import {
   renderReport,
   type JobRecord,
   type JobSpec,
+  type JobSpecInput,
   type JobSummary,
+  type PackagedProgram,
   type ProgramSpec,
 } from "@dspex/pipeline";
 import { embeddedStoreDir, lockStore, openSession, say } from "../session.js";
@@ -97,7 +99,12 @@ async function purgeStaleRequests(url: string, creds: string | undefined): Promi
   }
 }
 
-function loadProgram(arg: string, flags: EvalFlags): { program: ProgramSpec; extra: Partial<JobSpec> } {
+function loadProgram(arg: string, flags: EvalFlags): { program: ProgramSpec | PackagedProgram; extra: Partial<JobSpec> } {
+  if (arg.startsWith("program:")) {
+    // a packaged program the fleet serves (docs/programs.md)
+    const lm = lmFromFlags(flags);
+    return { program: { package: arg.slice("program:".length), ...(lm && flags.lm ? { lm } : {}), ...(flags.timeout ? { timeout_ms: flags.timeout } : {}) }, extra: {} };
+  }
   let program: ProgramSpec;
   let extra: Partial<JobSpec> = {};
   if (arg.endsWith(".json") && existsSync(arg)) {
@@ -164,7 +171,7 @@ async function runEval(programArg: string, dataPath: string, flags: EvalFlags): 
   const { program, extra } = loadProgram(programArg, flags);
   const examples = await readDatasetFile(dataPath);
   const metrics = normalizeMetrics(flags.metric.length ? flags.metric : ((extra.metrics as string[] | undefined) ?? ["exact_match"]));
-  const spec: JobSpec = {
+  const spec: JobSpecInput = {
     ...extra,
     program,
     metrics,
@@ -215,7 +222,7 @@ export function registerEvalCommand(program: Command): void {
   program
     .command("eval")
     .description("evaluate a program over a dataset on the fleet (resumable batch job with progress)")
-    .argument("<program>", "program spec JSON file (module or pipeline, optionally with metrics) or a DSPy signature")
+    .argument("<program>", "program spec JSON file (module, packaged program or pipeline, optionally with metrics), program:<name> (a packaged program the fleet serves), or a DSPy signature")
     .argument("<data>", "dataset: JSON Lines (one example object per line) or a JSON array")
     .option("-m, --metric <name...>", "metric(s): exact_match, f1, passage_match, py:<python metric> (first = score)", [])
     .option("--cot", "use ChainOfThought instead of Predict")

@@ -2,6 +2,7 @@
  * Circuit breakers (opossum, used as its authors intend: `fire` wraps the real call, its half-open state
  * lets exactly one probe through, its events drive our logs and metrics). One breaker per pool and one per
  * LM (model + endpoint), per client. Each attempt goes through its pool's breaker and, inside it, its LM's.
+ * A vector store gets one too (kind `store`, @dspex/retrieval's Retriever): only StoreUnavailable counts.
  *
  * A breaker opens when, over its rolling window, at least `volumeThreshold` calls were recorded and more than
  * `errorThresholdPercentage` of them failed in a way that is evidence against what it protects (opossum's
@@ -19,6 +20,7 @@ import {
   DeadlineExceeded,
   LMError,
   NoWorkersError,
+  StoreUnavailable,
   TransportError,
   type LMConfig,
   type Pool,
@@ -29,7 +31,7 @@ import type { CallInput, Interceptor } from "../call.js";
 import { isAnswered } from "../answered.js";
 import { envInt } from "./retry.js";
 
-export type BreakerKind = "pool" | "lm";
+export type BreakerKind = "pool" | "lm" | "store";
 
 export interface BreakerSettings {
   /** false: no breaker of this kind (calls always go through). */
@@ -67,6 +69,7 @@ export interface BreakerOptions {
   all?: Partial<BreakerSettings>;
   pool?: Partial<BreakerSettings>;
   lm?: Partial<BreakerSettings>;
+  store?: Partial<BreakerSettings>;
 }
 
 function fromEnv(prefix: string, env: NodeJS.ProcessEnv): Partial<BreakerSettings> {
@@ -95,6 +98,7 @@ export function breakerSettings(options: BreakerOptions = {}, env: NodeJS.Proces
   return {
     pool: check({ ...base, ...fromEnv("DSPEX_BREAKER_POOL_", env), ...options.pool }, "pool"),
     lm: check({ ...base, ...fromEnv("DSPEX_BREAKER_LM_", env), ...options.lm }, "lm"),
+    store: check({ ...base, ...fromEnv("DSPEX_BREAKER_STORE_", env), ...options.store }, "store"),
   };
 }
 
@@ -112,6 +116,13 @@ export function poolFailure(err: unknown): boolean {
 export function lmFailure(err: unknown): boolean {
   return noReply(err) || (err instanceof LMError && err.retryable);
 }
+
+/** Is this outcome evidence that a vector store is unhealthy? Only "cannot reach it": a bad filter is the caller's. */
+export function storeFailure(err: unknown): boolean {
+  return err instanceof StoreUnavailable;
+}
+
+const FAILURES: Record<BreakerKind, (err: unknown) => boolean> = { pool: poolFailure, lm: lmFailure, store: storeFailure };
 
 /**
  * Key of an LM breaker: the model and where it is served — an allow-listed endpoint (`<model>@<api_base>`) or an
@@ -148,11 +159,11 @@ export interface StateChange {
   at: number;
 }
 
-type Thunk = () => Promise<ReplyOk>;
+type Thunk = () => Promise<unknown>;
 
 export class Breaker {
   readonly name: string;
-  private readonly cb: CircuitBreaker<[Thunk], ReplyOk>;
+  private readonly cb: CircuitBreaker<[Thunk], unknown>;
   private readonly rotate = new EventEmitter();
   private readonly rotator: NodeJS.Timeout;
   private stateValue: BreakerState = "closed";
@@ -167,8 +178,8 @@ export class Breaker {
     onChange: (change: StateChange) => void,
   ) {
     this.name = `${kind}:${key}`;
-    const isFailure = kind === "pool" ? poolFailure : lmFailure;
-    this.cb = new CircuitBreaker<[Thunk], ReplyOk>((thunk) => thunk(), {
+    const isFailure = FAILURES[kind];
+    this.cb = new CircuitBreaker<[Thunk], unknown>((thunk) => thunk(), {
       name: this.name,
       enabled: settings.enabled,
       timeout: false, // calls carry their own deadline; a call with no reply arrives here as a failure
@@ -217,8 +228,8 @@ export class Breaker {
   }
 
   /** Runs the call through the breaker. */
-  fire(thunk: Thunk): Promise<ReplyOk> {
-    return this.cb.fire(thunk);
+  fire<T>(thunk: () => Promise<T>): Promise<T> {
+    return this.cb.fire(thunk) as Promise<T>;
   }
 
   snapshot(): BreakerSnapshot {

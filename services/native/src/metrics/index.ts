@@ -25,4 +25,5 @@ export type {
   AnswerPassageMatchOptions,
 } from "./scores.js";
 export { pythonRound, pythonSum, evaluateScore } from "./evaluate.js";
+export { passageRecall } from "./retrieval.js";
 export { TABLES_SOURCE } from "./unicode-tables.js";

@@ -36,6 +36,11 @@ export function toolSubject(name: string | number): string {
   return `dspex.tool.${name}`;
 }
 
+/** The retrieval service (retrieval.schema.json): op search | upsert | delete | count on one collection of a vector store, served by whichever process holds the store (queue group queues.retrieval; core request/reply, msgpack). Workers may publish only `search`. */
+export function retrievalSubject(collection: string | number, op: string | number): string {
+  return `dspex.retrieval.${collection}.${op}`;
+}
+
 /** Token and status events of one streamed request (core NATS, msgpack). */
 export function streamSubject(id: string | number): string {
   return `dspex.stream.${id}`;
@@ -134,7 +139,8 @@ export const SERVICES = {
 export const QUEUES = {
   "jobs": "dspex-jobs",
   "tools": "dspex-tools",
-  "direct": "dspex-direct"
+  "direct": "dspex-direct",
+  "retrieval": "dspex-retrieval"
 } as const;
 
 // ---- headers

@@ -377,7 +377,7 @@ export const SCHEMAS = {
           },
           "program": {
             "type": "object",
-            "description": "A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."
+            "description": "A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?}, a packaged program the fleet serves {package: name, lm?, timeout_ms?} (run as a one-step pipeline: the record holds that pipeline), or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."
           },
           "metrics": {
             "type": "array",
@@ -400,7 +400,7 @@ export const SCHEMAS = {
                     "name": {
                       "type": "string",
                       "minLength": 1,
-                      "description": "exact_match | f1 | passage_match (native), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."
+                      "description": "exact_match | f1 | passage_match | recall_at_k (native; recall_at_k reads the example's gold_ids and the prediction's passage_ids, args.k), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."
                     },
                     "as": {
                       "type": "string",
@@ -2576,6 +2576,257 @@ export const SCHEMAS = {
     "x-dspex-pools": {
       "compile": "optimizer",
       "embed": "gpu"
+    }
+  },
+  "retrieval.schema.json": {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "$id": "https://dspex.dev/schemas/v1/retrieval.schema.json",
+    "title": "RetrievalWire",
+    "description": "The retrieval service (docs/retrieval.md): core NATS request/reply on dspex.retrieval.<collection>.<op> (bus.json subjects.retrieval, queue group queues.retrieval), msgpack both ways. The body of each op is the definition of the same name; every reply is `reply`. A process holding a vector store serves it (`dspex retrieval serve`, serveRetrieval in @dspex/retrieval); callers may use every op, workers only `search` (docs/security.md). Headers: traceparent/tracestate (W3C) when the caller traces.",
+    "definitions": {
+      "filter": {
+        "title": "RetrievalFilter",
+        "type": "object",
+        "description": "Equality on the collection's declared metadata fields; a list means any of its values.",
+        "additionalProperties": {
+          "oneOf": [
+            {
+              "type": [
+                "string",
+                "number",
+                "boolean"
+              ]
+            },
+            {
+              "type": "array",
+              "minItems": 1,
+              "items": {
+                "type": [
+                  "string",
+                  "number",
+                  "boolean"
+                ]
+              }
+            }
+          ]
+        }
+      },
+      "metadata": {
+        "title": "RetrievalMetadata",
+        "type": "object",
+        "additionalProperties": {
+          "type": [
+            "string",
+            "number",
+            "boolean"
+          ]
+        }
+      },
+      "search": {
+        "title": "RetrievalSearchRequest",
+        "type": "object",
+        "required": [
+          "v",
+          "query"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "v": {
+            "const": 1
+          },
+          "query": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 8192,
+            "description": "Embedded on the gpu pool with the collection's model."
+          },
+          "k": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000,
+            "default": 5
+          },
+          "filter": {
+            "$ref": "#/definitions/filter"
+          }
+        }
+      },
+      "passage": {
+        "title": "RetrievalPassage",
+        "type": "object",
+        "required": [
+          "id",
+          "text"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 512
+          },
+          "text": {
+            "type": "string",
+            "minLength": 1
+          },
+          "metadata": {
+            "$ref": "#/definitions/metadata"
+          }
+        }
+      },
+      "upsert": {
+        "title": "RetrievalUpsertRequest",
+        "type": "object",
+        "required": [
+          "v",
+          "passages"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "v": {
+            "const": 1
+          },
+          "passages": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 512,
+            "items": {
+              "$ref": "#/definitions/passage"
+            },
+            "description": "Embedded on the gpu pool, then inserted or replaced by id."
+          }
+        }
+      },
+      "delete": {
+        "title": "RetrievalDeleteRequest",
+        "type": "object",
+        "required": [
+          "v",
+          "ids"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "v": {
+            "const": 1
+          },
+          "ids": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 10000,
+            "items": {
+              "type": "string",
+              "minLength": 1
+            }
+          }
+        }
+      },
+      "count": {
+        "title": "RetrievalCountRequest",
+        "type": "object",
+        "required": [
+          "v"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "v": {
+            "const": 1
+          }
+        }
+      },
+      "hit": {
+        "title": "RetrievalHit",
+        "type": "object",
+        "required": [
+          "id",
+          "text",
+          "score"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "text": {
+            "type": "string"
+          },
+          "score": {
+            "type": "number",
+            "description": "Cosine similarity to the query, higher is closer."
+          },
+          "metadata": {
+            "$ref": "#/definitions/metadata"
+          }
+        }
+      },
+      "searchResult": {
+        "title": "RetrievalSearchResult",
+        "type": "object",
+        "required": [
+          "hits",
+          "collection",
+          "model"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "hits": {
+            "type": "array",
+            "items": {
+              "$ref": "#/definitions/hit"
+            },
+            "description": "Best first."
+          },
+          "collection": {
+            "type": "string"
+          },
+          "model": {
+            "type": "string",
+            "description": "The embedding model of the collection."
+          }
+        }
+      },
+      "countResult": {
+        "title": "RetrievalCountResult",
+        "type": "object",
+        "required": [
+          "count"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "count": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "upsert: passages written; delete: passages that existed; count: passages held."
+          }
+        }
+      },
+      "reply": {
+        "title": "RetrievalReply",
+        "type": "object",
+        "required": [
+          "ok"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "ok": {
+            "type": "boolean"
+          },
+          "result": {
+            "oneOf": [
+              {
+                "$ref": "#/definitions/searchResult"
+              },
+              {
+                "$ref": "#/definitions/countResult"
+              }
+            ],
+            "description": "When ok: search answers searchResult; upsert, delete and count answer countResult."
+          },
+          "error": {
+            "$ref": "error.schema.json",
+            "description": "When not ok: a StoreUnavailable (retryable), a ValidationError naming the field (`filter.<name>`, `k`, `passages[i].id`), NotFound (`collection`), CircuitOpenError (the store's breaker is open)."
+          }
+        }
+      }
     }
   },
   "signature.schema.json": {

@@ -253,7 +253,7 @@ export interface EvalSpec {
    */
   name?: string;
   /**
-   * A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts).
+   * A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?}, a packaged program the fleet serves {package: name, lm?, timeout_ms?} (run as a one-step pipeline: the record holds that pipeline), or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts).
    */
   program: {
     [k: string]: unknown;
@@ -283,7 +283,7 @@ export interface EvalSpec {
 }
 export interface MetricSpec {
   /**
-   * exact_match | f1 | passage_match (native), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service.
+   * exact_match | f1 | passage_match | recall_at_k (native; recall_at_k reads the example's gold_ids and the prediction's passage_ids, args.k), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service.
    */
   name: string;
   /**
@@ -933,4 +933,133 @@ export interface StreamSpec {
   subject: string;
   fields?: string[];
   status?: boolean;
+}
+/**
+ * Equality on the collection's declared metadata fields; a list means any of its values.
+ */
+export interface RetrievalFilter {
+  [k: string]: string | number | boolean | (string | number | boolean)[];
+}
+export interface RetrievalMetadata {
+  [k: string]: string | number | boolean;
+}
+export interface RetrievalSearchRequest {
+  v: 1;
+  /**
+   * Embedded on the gpu pool with the collection's model.
+   */
+  query: string;
+  k?: number;
+  filter?: RetrievalFilter;
+}
+export interface RetrievalPassage {
+  id: string;
+  text: string;
+  metadata?: RetrievalMetadata;
+}
+export interface RetrievalUpsertRequest {
+  v: 1;
+  /**
+   * Embedded on the gpu pool, then inserted or replaced by id.
+   *
+   * @minItems 1
+   * @maxItems 512
+   */
+  passages: RetrievalPassage[];
+}
+export interface RetrievalDeleteRequest {
+  v: 1;
+  /**
+   * @minItems 1
+   * @maxItems 10000
+   */
+  ids: string[];
+}
+export interface RetrievalCountRequest {
+  v: 1;
+}
+export interface RetrievalHit {
+  id: string;
+  text: string;
+  /**
+   * Cosine similarity to the query, higher is closer.
+   */
+  score: number;
+  metadata?: RetrievalMetadata;
+}
+export interface RetrievalSearchResult {
+  /**
+   * Best first.
+   */
+  hits: RetrievalHit[];
+  collection: string;
+  /**
+   * The embedding model of the collection.
+   */
+  model: string;
+}
+export interface RetrievalCountResult {
+  /**
+   * upsert: passages written; delete: passages that existed; count: passages held.
+   */
+  count: number;
+}
+export interface RetrievalReply {
+  ok: boolean;
+  /**
+   * When ok: search answers searchResult; upsert, delete and count answer countResult.
+   */
+  result?: RetrievalSearchResult | RetrievalCountResult;
+  error?: ErrorWire1;
+}
+/**
+ * DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.
+ */
+export interface ErrorWire1 {
+  /**
+   * One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.
+   */
+  type:
+    | "DecodeError"
+    | "VersionError"
+    | "UnknownOperation"
+    | "ValidationError"
+    | "PayloadTooLarge"
+    | "LMConfigError"
+    | "LMError"
+    | "LMOutputError"
+    | "WorkerError"
+    | "DeadlineExceeded"
+    | "AffinityError"
+    | "Unsupported"
+    | "Cancelled"
+    | "NotFound"
+    | "SignatureError"
+    | "NoWorkersError"
+    | "CircuitOpenError"
+    | "TransportError"
+    | "BusError"
+    | "DatasetError"
+    | "ErrorBudgetExceeded"
+    | "IncompleteJob"
+    | "MetricError"
+    | "Unauthorized"
+    | "Forbidden"
+    | "UnsupportedMediaType"
+    | "InternalError"
+    | "StoreUnavailable"
+    | "UnknownProgram"
+    | "ProgramError";
+  message: string;
+  /**
+   * The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).
+   */
+  field?: string;
+  /**
+   * Whether sending the same request again may succeed.
+   */
+  retryable: boolean;
+  details?: {
+    [k: string]: unknown;
+  };
 }

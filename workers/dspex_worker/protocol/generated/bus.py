@@ -13,7 +13,7 @@ DEFAULT_DEADLINE_MS: Final[dict[str, int]] = {"general": 60000, "optimizer": 360
 DEFAULT_CONCURRENCY: Final[dict[str, int]] = {"general": 256, "optimizer": 1, "gpu": 1}
 PARTITION_GROUP: Final = "dspex"
 SERVICES: Final = {"worker": "dspex-worker"}
-QUEUES: Final = {"jobs": "dspex-jobs", "tools": "dspex-tools", "direct": "dspex-direct"}
+QUEUES: Final = {"jobs": "dspex-jobs", "tools": "dspex-tools", "direct": "dspex-direct", "retrieval": "dspex-retrieval"}
 
 
 def request_subject(pool: str | int, key: str | int) -> str:
@@ -39,6 +39,11 @@ def direct_all_subject(pool: str | int) -> str:
 def tool_subject(name: str | int) -> str:
     """TypeScript tools called by ReAct on a worker (core request/reply, msgpack)."""
     return f"dspex.tool.{name}"
+
+
+def retrieval_subject(collection: str | int, op: str | int) -> str:
+    """The retrieval service (retrieval.schema.json): op search | upsert | delete | count on one collection of a vector store, served by whichever process holds the store (queue group queues.retrieval; core request/reply, msgpack). Workers may publish only `search`."""
+    return f"dspex.retrieval.{collection}.{op}"
 
 
 def stream_subject(id: str | int) -> str:

@@ -155,7 +155,7 @@ class EvalSpec(TypedDict, closed=True):
     """
     program: dict[str, Any]
     """
-    A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?} or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts).
+    A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?}, a packaged program the fleet serves {package: name, lm?, timeout_ms?} (run as a one-step pipeline: the record holds that pipeline), or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts).
     """
     metrics: list[str | MetricSpec]
     """
@@ -657,6 +657,92 @@ class StreamSpec(TypedDict, closed=True):
     subject: str
     fields: NotRequired[list[str]]
     status: NotRequired[bool]
+
+
+RetrievalFilter: TypeAlias = dict[str, str | float | bool | list[str | float | bool]]
+"""
+Equality on the collection's declared metadata fields; a list means any of its values.
+"""
+
+
+RetrievalMetadata: TypeAlias = dict[str, str | float | bool]
+
+
+class RetrievalSearchRequest(TypedDict, closed=True):
+    v: Literal[1]
+    query: str
+    """
+    Embedded on the gpu pool with the collection's model.
+    """
+    k: NotRequired[int]
+    filter: NotRequired[RetrievalFilter]
+
+
+class RetrievalPassage(TypedDict, closed=True):
+    id: str
+    text: str
+    metadata: NotRequired[RetrievalMetadata]
+
+
+class RetrievalUpsertRequest(TypedDict, closed=True):
+    v: Literal[1]
+    passages: list[RetrievalPassage]
+    """
+    Embedded on the gpu pool, then inserted or replaced by id.
+    """
+
+
+Id: TypeAlias = str
+
+
+class RetrievalDeleteRequest(TypedDict, closed=True):
+    v: Literal[1]
+    ids: list[Id]
+
+
+class RetrievalCountRequest(TypedDict, closed=True):
+    v: Literal[1]
+
+
+class RetrievalHit(TypedDict, closed=True):
+    id: str
+    text: str
+    score: float
+    """
+    Cosine similarity to the query, higher is closer.
+    """
+    metadata: NotRequired[RetrievalMetadata]
+
+
+class RetrievalSearchResult(TypedDict, closed=True):
+    hits: list[RetrievalHit]
+    """
+    Best first.
+    """
+    collection: str
+    model: str
+    """
+    The embedding model of the collection.
+    """
+
+
+class RetrievalCountResult(TypedDict, closed=True):
+    count: int
+    """
+    upsert: passages written; delete: passages that existed; count: passages held.
+    """
+
+
+class RetrievalReply(TypedDict, closed=True):
+    ok: bool
+    result: NotRequired[RetrievalSearchResult | RetrievalCountResult]
+    """
+    When ok: search answers searchResult; upsert, delete and count answer countResult.
+    """
+    error: NotRequired[ErrorWire]
+    """
+    When not ok: a StoreUnavailable (retryable), a ValidationError naming the field (`filter.<name>`, `k`, `passages[i].id`), NotFound (`collection`), CircuitOpenError (the store's breaker is open).
+    """
 
 
 class FieldConstraints(TypedDict, closed=True):

@@ -94,6 +94,14 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
             pass
     if not data_any_of_count1:
         try:
+            validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_reply(
+                data, custom_formats, (name_prefix or "data") + ""
+            )
+            data_any_of_count1 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
+    if not data_any_of_count1:
+        try:
             validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_best_of_n(
                 data, custom_formats, (name_prefix or "data") + ""
             )
@@ -1116,6 +1124,30 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "$ref": "https://dspex.dev/schemas/v1/dlq.schema.json#/definitions/fieldSummary"
                                 },
                                 "description": "Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map.",
+                            },
+                        },
+                    },
+                    {
+                        "title": "RetrievalReply",
+                        "type": "object",
+                        "required": ["ok"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "ok": {"type": "boolean"},
+                            "result": {
+                                "oneOf": [
+                                    {
+                                        "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/searchResult"
+                                    },
+                                    {
+                                        "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/countResult"
+                                    },
+                                ],
+                                "description": "When ok: search answers searchResult; upsert, delete and count answer countResult.",
+                            },
+                            "error": {
+                                "$ref": "https://dspex.dev/schemas/v1/error.schema.json",
+                                "description": "When not ok: a StoreUnavailable (retryable), a ValidationError naming the field (`filter.<name>`, `k`, `passages[i].id`), NotFound (`collection`), CircuitOpenError (the store's breaker is open).",
                             },
                         },
                     },
@@ -9823,6 +9855,1331 @@ def validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_best_
                 },
                 rule="additionalProperties",
             )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_reply(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "RetrievalReply",
+                "type": "object",
+                "required": ["ok"],
+                "additionalProperties": False,
+                "properties": {
+                    "ok": {"type": "boolean"},
+                    "result": {
+                        "oneOf": [
+                            {
+                                "title": "RetrievalSearchResult",
+                                "type": "object",
+                                "required": ["hits", "collection", "model"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "hits": {
+                                        "type": "array",
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/hit"
+                                        },
+                                        "description": "Best first.",
+                                    },
+                                    "collection": {"type": "string"},
+                                    "model": {
+                                        "type": "string",
+                                        "description": "The embedding model of the collection.",
+                                    },
+                                },
+                            },
+                            {
+                                "title": "RetrievalCountResult",
+                                "type": "object",
+                                "required": ["count"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "count": {
+                                        "type": "integer",
+                                        "minimum": 0,
+                                        "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                                    }
+                                },
+                            },
+                        ],
+                        "description": "When ok: search answers searchResult; upsert, delete and count answer countResult.",
+                    },
+                    "error": {
+                        "$schema": "http://json-schema.org/draft-07/schema#",
+                        "$id": "https://dspex.dev/schemas/v1/error.schema.json",
+                        "title": "ErrorWire",
+                        "type": "object",
+                        "required": ["type", "message", "retryable"],
+                        "properties": {
+                            "type": {
+                                "enum": [
+                                    "DecodeError",
+                                    "VersionError",
+                                    "UnknownOperation",
+                                    "ValidationError",
+                                    "PayloadTooLarge",
+                                    "LMConfigError",
+                                    "LMError",
+                                    "LMOutputError",
+                                    "WorkerError",
+                                    "DeadlineExceeded",
+                                    "AffinityError",
+                                    "Unsupported",
+                                    "Cancelled",
+                                    "NotFound",
+                                    "SignatureError",
+                                    "NoWorkersError",
+                                    "CircuitOpenError",
+                                    "TransportError",
+                                    "BusError",
+                                    "DatasetError",
+                                    "ErrorBudgetExceeded",
+                                    "IncompleteJob",
+                                    "MetricError",
+                                    "Unauthorized",
+                                    "Forbidden",
+                                    "UnsupportedMediaType",
+                                    "InternalError",
+                                    "StoreUnavailable",
+                                    "UnknownProgram",
+                                    "ProgramError",
+                                ],
+                                "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
+                            },
+                            "message": {"type": "string"},
+                            "field": {
+                                "type": "string",
+                                "description": "The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).",
+                            },
+                            "retryable": {
+                                "type": "boolean",
+                                "description": "Whether sending the same request again may succeed.",
+                            },
+                            "details": {"type": "object"},
+                        },
+                        "additionalProperties": False,
+                        "x-dspex-errors": {
+                            "DecodeError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "The body is not msgpack, or not a map.",
+                            },
+                            "VersionError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "Unsupported envelope version `v`.",
+                            },
+                            "UnknownOperation": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "`op` is not an operation this worker runs.",
+                            },
+                            "ValidationError": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it).",
+                            },
+                            "PayloadTooLarge": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The body is over the pool's limit.",
+                            },
+                            "LMConfigError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "The `lm` map cannot be used (unknown provider, missing key variable).",
+                            },
+                            "LMError": {
+                                "retryable": True,
+                                "raisedBy": "worker",
+                                "description": "The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back).",
+                            },
+                            "LMOutputError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "DSPy could not parse the LM's output into the signature's fields.",
+                            },
+                            "WorkerError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "The program raised an exception that is none of the above.",
+                            },
+                            "DeadlineExceeded": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The deadline passed: before the work started, while it ran, or before a reply reached the caller.",
+                            },
+                            "AffinityError": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side).",
+                            },
+                            "Unsupported": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider).",
+                            },
+                            "Cancelled": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The job was cancelled.",
+                            },
+                            "NotFound": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which).",
+                            },
+                            "SignatureError": {
+                                "retryable": False,
+                                "raisedBy": "client",
+                                "description": "A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details).",
+                            },
+                            "NoWorkersError": {
+                                "retryable": True,
+                                "raisedBy": "client",
+                                "description": "No live worker in the pool: nothing was published.",
+                            },
+                            "CircuitOpenError": {
+                                "retryable": True,
+                                "raisedBy": "client",
+                                "description": "A circuit breaker of the pool or the LM is open: the call was not sent.",
+                            },
+                            "TransportError": {
+                                "retryable": True,
+                                "raisedBy": "client",
+                                "description": "NATS unreachable, JetStream unavailable, a publish refused.",
+                            },
+                            "BusError": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
+                            },
+                            "DatasetError": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "A job's dataset is missing examples or is not a list of example objects.",
+                            },
+                            "ErrorBudgetExceeded": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "An eval job stopped: more examples failed than its max_errors allows.",
+                            },
+                            "IncompleteJob": {
+                                "retryable": True,
+                                "raisedBy": "any",
+                                "description": "An eval job ended with examples that have no stored result; resuming it runs them.",
+                            },
+                            "MetricError": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "A metric raised or returned something that is not a score.",
+                            },
+                            "UnknownProgram": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                            },
+                            "ProgramError": {
+                                "retryable": False,
+                                "raisedBy": "worker",
+                                "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                            },
+                            "Unauthorized": {
+                                "retryable": False,
+                                "raisedBy": "client",
+                                "description": "No valid credentials: an HTTP API call without a valid bearer token (401).",
+                            },
+                            "Forbidden": {
+                                "retryable": False,
+                                "raisedBy": "any",
+                                "description": "The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md).",
+                            },
+                            "UnsupportedMediaType": {
+                                "retryable": False,
+                                "raisedBy": "client",
+                                "description": "An HTTP API body that is not application/json (415).",
+                            },
+                            "InternalError": {
+                                "retryable": False,
+                                "raisedBy": "client",
+                                "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                            },
+                            "StoreUnavailable": {
+                                "retryable": True,
+                                "raisedBy": "any",
+                                "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                            },
+                        },
+                        "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
+                        "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
+                    },
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["ok"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalReply",
+                    "type": "object",
+                    "required": ["ok"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "result": {
+                            "oneOf": [
+                                {
+                                    "title": "RetrievalSearchResult",
+                                    "type": "object",
+                                    "required": ["hits", "collection", "model"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "hits": {
+                                            "type": "array",
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/hit"
+                                            },
+                                            "description": "Best first.",
+                                        },
+                                        "collection": {"type": "string"},
+                                        "model": {
+                                            "type": "string",
+                                            "description": "The embedding model of the collection.",
+                                        },
+                                    },
+                                },
+                                {
+                                    "title": "RetrievalCountResult",
+                                    "type": "object",
+                                    "required": ["count"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "count": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                                        }
+                                    },
+                                },
+                            ],
+                            "description": "When ok: search answers searchResult; upsert, delete and count answer countResult.",
+                        },
+                        "error": {
+                            "$schema": "http://json-schema.org/draft-07/schema#",
+                            "$id": "https://dspex.dev/schemas/v1/error.schema.json",
+                            "title": "ErrorWire",
+                            "type": "object",
+                            "required": ["type", "message", "retryable"],
+                            "properties": {
+                                "type": {
+                                    "enum": [
+                                        "DecodeError",
+                                        "VersionError",
+                                        "UnknownOperation",
+                                        "ValidationError",
+                                        "PayloadTooLarge",
+                                        "LMConfigError",
+                                        "LMError",
+                                        "LMOutputError",
+                                        "WorkerError",
+                                        "DeadlineExceeded",
+                                        "AffinityError",
+                                        "Unsupported",
+                                        "Cancelled",
+                                        "NotFound",
+                                        "SignatureError",
+                                        "NoWorkersError",
+                                        "CircuitOpenError",
+                                        "TransportError",
+                                        "BusError",
+                                        "DatasetError",
+                                        "ErrorBudgetExceeded",
+                                        "IncompleteJob",
+                                        "MetricError",
+                                        "Unauthorized",
+                                        "Forbidden",
+                                        "UnsupportedMediaType",
+                                        "InternalError",
+                                        "StoreUnavailable",
+                                        "UnknownProgram",
+                                        "ProgramError",
+                                    ],
+                                    "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
+                                },
+                                "message": {"type": "string"},
+                                "field": {
+                                    "type": "string",
+                                    "description": "The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).",
+                                },
+                                "retryable": {
+                                    "type": "boolean",
+                                    "description": "Whether sending the same request again may succeed.",
+                                },
+                                "details": {"type": "object"},
+                            },
+                            "additionalProperties": False,
+                            "x-dspex-errors": {
+                                "DecodeError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The body is not msgpack, or not a map.",
+                                },
+                                "VersionError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "Unsupported envelope version `v`.",
+                                },
+                                "UnknownOperation": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "`op` is not an operation this worker runs.",
+                                },
+                                "ValidationError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it).",
+                                },
+                                "PayloadTooLarge": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The body is over the pool's limit.",
+                                },
+                                "LMConfigError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The `lm` map cannot be used (unknown provider, missing key variable).",
+                                },
+                                "LMError": {
+                                    "retryable": True,
+                                    "raisedBy": "worker",
+                                    "description": "The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back).",
+                                },
+                                "LMOutputError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "DSPy could not parse the LM's output into the signature's fields.",
+                                },
+                                "WorkerError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The program raised an exception that is none of the above.",
+                                },
+                                "DeadlineExceeded": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The deadline passed: before the work started, while it ran, or before a reply reached the caller.",
+                                },
+                                "AffinityError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side).",
+                                },
+                                "Unsupported": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider).",
+                                },
+                                "Cancelled": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The job was cancelled.",
+                                },
+                                "NotFound": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which).",
+                                },
+                                "SignatureError": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details).",
+                                },
+                                "NoWorkersError": {
+                                    "retryable": True,
+                                    "raisedBy": "client",
+                                    "description": "No live worker in the pool: nothing was published.",
+                                },
+                                "CircuitOpenError": {
+                                    "retryable": True,
+                                    "raisedBy": "client",
+                                    "description": "A circuit breaker of the pool or the LM is open: the call was not sent.",
+                                },
+                                "TransportError": {
+                                    "retryable": True,
+                                    "raisedBy": "client",
+                                    "description": "NATS unreachable, JetStream unavailable, a publish refused.",
+                                },
+                                "BusError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
+                                },
+                                "DatasetError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "A job's dataset is missing examples or is not a list of example objects.",
+                                },
+                                "ErrorBudgetExceeded": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "An eval job stopped: more examples failed than its max_errors allows.",
+                                },
+                                "IncompleteJob": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "An eval job ended with examples that have no stored result; resuming it runs them.",
+                                },
+                                "MetricError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                                },
+                                "Unauthorized": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "No valid credentials: an HTTP API call without a valid bearer token (401).",
+                                },
+                                "Forbidden": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md).",
+                                },
+                                "UnsupportedMediaType": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "An HTTP API body that is not application/json (415).",
+                                },
+                                "InternalError": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                },
+                                "StoreUnavailable": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                                },
+                            },
+                            "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
+                            "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
+                        },
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "ok" in data_keys:
+            data_keys.remove("ok")
+            data__ok = data["ok"]
+            if not isinstance(data__ok, (bool)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".ok must be boolean",
+                    value=data__ok,
+                    name="" + (name_prefix or "data") + ".ok",
+                    definition={"type": "boolean"},
+                    rule="type",
+                )
+        if "result" in data_keys:
+            data_keys.remove("result")
+            data__result = data["result"]
+            data__result_one_of_count4 = 0
+            if data__result_one_of_count4 < 2:
+                try:
+                    validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_searchresult(
+                        data__result, custom_formats, (name_prefix or "data") + ".result"
+                    )
+                    data__result_one_of_count4 += 1
+                except (JsonSchemaValueException, JsonSchemaValuesException):
+                    pass
+            if data__result_one_of_count4 < 2:
+                try:
+                    validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_countresult(
+                        data__result, custom_formats, (name_prefix or "data") + ".result"
+                    )
+                    data__result_one_of_count4 += 1
+                except (JsonSchemaValueException, JsonSchemaValuesException):
+                    pass
+            if data__result_one_of_count4 != 1:
+                raise JsonSchemaValueException(
+                    ""
+                    + (name_prefix or "data")
+                    + ".result must be valid exactly by one definition"
+                    + (" (" + str(data__result_one_of_count4) + " matches found)"),
+                    value=data__result,
+                    name="" + (name_prefix or "data") + ".result",
+                    definition={
+                        "oneOf": [
+                            {
+                                "title": "RetrievalSearchResult",
+                                "type": "object",
+                                "required": ["hits", "collection", "model"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "hits": {
+                                        "type": "array",
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/hit"
+                                        },
+                                        "description": "Best first.",
+                                    },
+                                    "collection": {"type": "string"},
+                                    "model": {
+                                        "type": "string",
+                                        "description": "The embedding model of the collection.",
+                                    },
+                                },
+                            },
+                            {
+                                "title": "RetrievalCountResult",
+                                "type": "object",
+                                "required": ["count"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "count": {
+                                        "type": "integer",
+                                        "minimum": 0,
+                                        "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                                    }
+                                },
+                            },
+                        ],
+                        "description": "When ok: search answers searchResult; upsert, delete and count answer countResult.",
+                    },
+                    rule="oneOf",
+                )
+        if "error" in data_keys:
+            data_keys.remove("error")
+            data__error = data["error"]
+            validate_https___dspex_dev_schemas_v1_error_schema_json(
+                data__error, custom_formats, (name_prefix or "data") + ".error"
+            )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalReply",
+                    "type": "object",
+                    "required": ["ok"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "ok": {"type": "boolean"},
+                        "result": {
+                            "oneOf": [
+                                {
+                                    "title": "RetrievalSearchResult",
+                                    "type": "object",
+                                    "required": ["hits", "collection", "model"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "hits": {
+                                            "type": "array",
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/hit"
+                                            },
+                                            "description": "Best first.",
+                                        },
+                                        "collection": {"type": "string"},
+                                        "model": {
+                                            "type": "string",
+                                            "description": "The embedding model of the collection.",
+                                        },
+                                    },
+                                },
+                                {
+                                    "title": "RetrievalCountResult",
+                                    "type": "object",
+                                    "required": ["count"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "count": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                                        }
+                                    },
+                                },
+                            ],
+                            "description": "When ok: search answers searchResult; upsert, delete and count answer countResult.",
+                        },
+                        "error": {
+                            "$schema": "http://json-schema.org/draft-07/schema#",
+                            "$id": "https://dspex.dev/schemas/v1/error.schema.json",
+                            "title": "ErrorWire",
+                            "type": "object",
+                            "required": ["type", "message", "retryable"],
+                            "properties": {
+                                "type": {
+                                    "enum": [
+                                        "DecodeError",
+                                        "VersionError",
+                                        "UnknownOperation",
+                                        "ValidationError",
+                                        "PayloadTooLarge",
+                                        "LMConfigError",
+                                        "LMError",
+                                        "LMOutputError",
+                                        "WorkerError",
+                                        "DeadlineExceeded",
+                                        "AffinityError",
+                                        "Unsupported",
+                                        "Cancelled",
+                                        "NotFound",
+                                        "SignatureError",
+                                        "NoWorkersError",
+                                        "CircuitOpenError",
+                                        "TransportError",
+                                        "BusError",
+                                        "DatasetError",
+                                        "ErrorBudgetExceeded",
+                                        "IncompleteJob",
+                                        "MetricError",
+                                        "Unauthorized",
+                                        "Forbidden",
+                                        "UnsupportedMediaType",
+                                        "InternalError",
+                                        "StoreUnavailable",
+                                        "UnknownProgram",
+                                        "ProgramError",
+                                    ],
+                                    "description": "One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable.",
+                                },
+                                "message": {"type": "string"},
+                                "field": {
+                                    "type": "string",
+                                    "description": "The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type).",
+                                },
+                                "retryable": {
+                                    "type": "boolean",
+                                    "description": "Whether sending the same request again may succeed.",
+                                },
+                                "details": {"type": "object"},
+                            },
+                            "additionalProperties": False,
+                            "x-dspex-errors": {
+                                "DecodeError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The body is not msgpack, or not a map.",
+                                },
+                                "VersionError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "Unsupported envelope version `v`.",
+                                },
+                                "UnknownOperation": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "`op` is not an operation this worker runs.",
+                                },
+                                "ValidationError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it).",
+                                },
+                                "PayloadTooLarge": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The body is over the pool's limit.",
+                                },
+                                "LMConfigError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The `lm` map cannot be used (unknown provider, missing key variable).",
+                                },
+                                "LMError": {
+                                    "retryable": True,
+                                    "raisedBy": "worker",
+                                    "description": "The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back).",
+                                },
+                                "LMOutputError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "DSPy could not parse the LM's output into the signature's fields.",
+                                },
+                                "WorkerError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The program raised an exception that is none of the above.",
+                                },
+                                "DeadlineExceeded": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The deadline passed: before the work started, while it ran, or before a reply reached the caller.",
+                                },
+                                "AffinityError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side).",
+                                },
+                                "Unsupported": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider).",
+                                },
+                                "Cancelled": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The job was cancelled.",
+                                },
+                                "NotFound": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which).",
+                                },
+                                "SignatureError": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details).",
+                                },
+                                "NoWorkersError": {
+                                    "retryable": True,
+                                    "raisedBy": "client",
+                                    "description": "No live worker in the pool: nothing was published.",
+                                },
+                                "CircuitOpenError": {
+                                    "retryable": True,
+                                    "raisedBy": "client",
+                                    "description": "A circuit breaker of the pool or the LM is open: the call was not sent.",
+                                },
+                                "TransportError": {
+                                    "retryable": True,
+                                    "raisedBy": "client",
+                                    "description": "NATS unreachable, JetStream unavailable, a publish refused.",
+                                },
+                                "BusError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`.",
+                                },
+                                "DatasetError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "A job's dataset is missing examples or is not a list of example objects.",
+                                },
+                                "ErrorBudgetExceeded": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "An eval job stopped: more examples failed than its max_errors allows.",
+                                },
+                                "IncompleteJob": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "An eval job ended with examples that have no stored result; resuming it runs them.",
+                                },
+                                "MetricError": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "A metric raised or returned something that is not a score.",
+                                },
+                                "UnknownProgram": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md).",
+                                },
+                                "ProgramError": {
+                                    "retryable": False,
+                                    "raisedBy": "worker",
+                                    "description": "A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id.",
+                                },
+                                "Unauthorized": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "No valid credentials: an HTTP API call without a valid bearer token (401).",
+                                },
+                                "Forbidden": {
+                                    "retryable": False,
+                                    "raisedBy": "any",
+                                    "description": "The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md).",
+                                },
+                                "UnsupportedMediaType": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "An HTTP API body that is not application/json (415).",
+                                },
+                                "InternalError": {
+                                    "retryable": False,
+                                    "raisedBy": "client",
+                                    "description": "An unexpected failure in a service; its message carries only an id that the service logged with the details.",
+                                },
+                                "StoreUnavailable": {
+                                    "retryable": True,
+                                    "raisedBy": "any",
+                                    "description": "A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md).",
+                                },
+                            },
+                            "x-dspex-errors-comment": "retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).",
+                            "description": "DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer.",
+                        },
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_countresult(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "RetrievalCountResult",
+                "type": "object",
+                "required": ["count"],
+                "additionalProperties": False,
+                "properties": {
+                    "count": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                    }
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["count"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalCountResult",
+                    "type": "object",
+                    "required": ["count"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "count": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                        }
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "count" in data_keys:
+            data_keys.remove("count")
+            data__count = data["count"]
+            if (
+                not isinstance(data__count, (int))
+                and not (isinstance(data__count, float) and data__count.is_integer())
+                or isinstance(data__count, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".count must be integer",
+                    value=data__count,
+                    name="" + (name_prefix or "data") + ".count",
+                    definition={
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__count, (int, float, Decimal)) and not isinstance(data__count, bool):
+                if data__count < 0:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".count must be bigger than or equal to 0",
+                        value=data__count,
+                        name="" + (name_prefix or "data") + ".count",
+                        definition={
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                        },
+                        rule="minimum",
+                    )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalCountResult",
+                    "type": "object",
+                    "required": ["count"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "count": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "upsert: passages written; delete: passages that existed; count: passages held.",
+                        }
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_searchresult(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "RetrievalSearchResult",
+                "type": "object",
+                "required": ["hits", "collection", "model"],
+                "additionalProperties": False,
+                "properties": {
+                    "hits": {
+                        "type": "array",
+                        "items": {
+                            "title": "RetrievalHit",
+                            "type": "object",
+                            "required": ["id", "text", "score"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "id": {"type": "string"},
+                                "text": {"type": "string"},
+                                "score": {
+                                    "type": "number",
+                                    "description": "Cosine similarity to the query, higher is closer.",
+                                },
+                                "metadata": {
+                                    "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/metadata"
+                                },
+                            },
+                        },
+                        "description": "Best first.",
+                    },
+                    "collection": {"type": "string"},
+                    "model": {"type": "string", "description": "The embedding model of the collection."},
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["hits", "collection", "model"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalSearchResult",
+                    "type": "object",
+                    "required": ["hits", "collection", "model"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "hits": {
+                            "type": "array",
+                            "items": {
+                                "title": "RetrievalHit",
+                                "type": "object",
+                                "required": ["id", "text", "score"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "text": {"type": "string"},
+                                    "score": {
+                                        "type": "number",
+                                        "description": "Cosine similarity to the query, higher is closer.",
+                                    },
+                                    "metadata": {
+                                        "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/metadata"
+                                    },
+                                },
+                            },
+                            "description": "Best first.",
+                        },
+                        "collection": {"type": "string"},
+                        "model": {"type": "string", "description": "The embedding model of the collection."},
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "hits" in data_keys:
+            data_keys.remove("hits")
+            data__hits = data["hits"]
+            if not isinstance(data__hits, (list, tuple)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".hits must be array",
+                    value=data__hits,
+                    name="" + (name_prefix or "data") + ".hits",
+                    definition={
+                        "type": "array",
+                        "items": {
+                            "title": "RetrievalHit",
+                            "type": "object",
+                            "required": ["id", "text", "score"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "id": {"type": "string"},
+                                "text": {"type": "string"},
+                                "score": {
+                                    "type": "number",
+                                    "description": "Cosine similarity to the query, higher is closer.",
+                                },
+                                "metadata": {
+                                    "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/metadata"
+                                },
+                            },
+                        },
+                        "description": "Best first.",
+                    },
+                    rule="type",
+                )
+            data__hits_is_list = isinstance(data__hits, (list, tuple))
+            if data__hits_is_list:
+                data__hits_len = len(data__hits)
+                for data__hits_x, data__hits_item in enumerate(data__hits):
+                    validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_hit(
+                        data__hits_item,
+                        custom_formats,
+                        (name_prefix or "data") + ".hits[{data__hits_x}]".format(**locals()),
+                    )
+        if "collection" in data_keys:
+            data_keys.remove("collection")
+            data__collection = data["collection"]
+            if not isinstance(data__collection, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".collection must be string",
+                    value=data__collection,
+                    name="" + (name_prefix or "data") + ".collection",
+                    definition={"type": "string"},
+                    rule="type",
+                )
+        if "model" in data_keys:
+            data_keys.remove("model")
+            data__model = data["model"]
+            if not isinstance(data__model, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".model must be string",
+                    value=data__model,
+                    name="" + (name_prefix or "data") + ".model",
+                    definition={"type": "string", "description": "The embedding model of the collection."},
+                    rule="type",
+                )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalSearchResult",
+                    "type": "object",
+                    "required": ["hits", "collection", "model"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "hits": {
+                            "type": "array",
+                            "items": {
+                                "title": "RetrievalHit",
+                                "type": "object",
+                                "required": ["id", "text", "score"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "text": {"type": "string"},
+                                    "score": {
+                                        "type": "number",
+                                        "description": "Cosine similarity to the query, higher is closer.",
+                                    },
+                                    "metadata": {
+                                        "$ref": "https://dspex.dev/schemas/v1/retrieval.schema.json#/definitions/metadata"
+                                    },
+                                },
+                            },
+                            "description": "Best first.",
+                        },
+                        "collection": {"type": "string"},
+                        "model": {"type": "string", "description": "The embedding model of the collection."},
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_hit(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "RetrievalHit",
+                "type": "object",
+                "required": ["id", "text", "score"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "text": {"type": "string"},
+                    "score": {"type": "number", "description": "Cosine similarity to the query, higher is closer."},
+                    "metadata": {
+                        "title": "RetrievalMetadata",
+                        "type": "object",
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                    },
+                },
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["id", "text", "score"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalHit",
+                    "type": "object",
+                    "required": ["id", "text", "score"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string"},
+                        "text": {"type": "string"},
+                        "score": {"type": "number", "description": "Cosine similarity to the query, higher is closer."},
+                        "metadata": {
+                            "title": "RetrievalMetadata",
+                            "type": "object",
+                            "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        },
+                    },
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "id" in data_keys:
+            data_keys.remove("id")
+            data__id = data["id"]
+            if not isinstance(data__id, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".id must be string",
+                    value=data__id,
+                    name="" + (name_prefix or "data") + ".id",
+                    definition={"type": "string"},
+                    rule="type",
+                )
+        if "text" in data_keys:
+            data_keys.remove("text")
+            data__text = data["text"]
+            if not isinstance(data__text, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".text must be string",
+                    value=data__text,
+                    name="" + (name_prefix or "data") + ".text",
+                    definition={"type": "string"},
+                    rule="type",
+                )
+        if "score" in data_keys:
+            data_keys.remove("score")
+            data__score = data["score"]
+            if not isinstance(data__score, (int, float, Decimal)) or isinstance(data__score, bool):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".score must be number",
+                    value=data__score,
+                    name="" + (name_prefix or "data") + ".score",
+                    definition={"type": "number", "description": "Cosine similarity to the query, higher is closer."},
+                    rule="type",
+                )
+        if "metadata" in data_keys:
+            data_keys.remove("metadata")
+            data__metadata = data["metadata"]
+            validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_metadata(
+                data__metadata, custom_formats, (name_prefix or "data") + ".metadata"
+            )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "title": "RetrievalHit",
+                    "type": "object",
+                    "required": ["id", "text", "score"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "string"},
+                        "text": {"type": "string"},
+                        "score": {"type": "number", "description": "Cosine similarity to the query, higher is closer."},
+                        "metadata": {
+                            "title": "RetrievalMetadata",
+                            "type": "object",
+                            "additionalProperties": {"type": ["string", "number", "boolean"]},
+                        },
+                    },
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_metadata(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "title": "RetrievalMetadata",
+                "type": "object",
+                "additionalProperties": {"type": ["string", "number", "boolean"]},
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data_keys = set(data.keys())
+        for data_key in data_keys:
+            if data_key not in []:
+                data_value = data.get(data_key)
+                if not isinstance(data_value, (str, int, float, Decimal, bool)):
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".{data_key}".format(**locals())
+                        + " must be string or number or boolean",
+                        value=data_value,
+                        name="" + (name_prefix or "data") + ".{data_key}".format(**locals()) + "",
+                        definition={"type": ["string", "number", "boolean"]},
+                        rule="type",
+                    )
     return data
 
 
@@ -19624,8 +20981,8 @@ def validate_https___dspex_dev_schemas_v1_error_schema_json(data, custom_formats
 
 
 def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats={}, name_prefix=None):
-    data_one_of_count4 = 0
-    if data_one_of_count4 < 2:
+    data_one_of_count5 = 0
+    if data_one_of_count5 < 2:
         try:
             if not isinstance(data, (dict)):
                 raise JsonSchemaValueException(
@@ -19872,10 +21229,10 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                     validate_https___dspex_dev_schemas_v1_reply_schema_json__definitions_usage(
                         data__usage, custom_formats, (name_prefix or "data") + ".usage"
                     )
-            data_one_of_count4 += 1
+            data_one_of_count5 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
-    if data_one_of_count4 < 2:
+    if data_one_of_count5 < 2:
         try:
             if not isinstance(data, (dict)):
                 raise JsonSchemaValueException(
@@ -20418,15 +21775,15 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                     validate_https___dspex_dev_schemas_v1_reply_schema_json__definitions_timings(
                         data__timings, custom_formats, (name_prefix or "data") + ".timings"
                     )
-            data_one_of_count4 += 1
+            data_one_of_count5 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
-    if data_one_of_count4 != 1:
+    if data_one_of_count5 != 1:
         raise JsonSchemaValueException(
             ""
             + (name_prefix or "data")
             + " must be valid exactly by one definition"
-            + (" (" + str(data_one_of_count4) + " matches found)"),
+            + (" (" + str(data_one_of_count5) + " matches found)"),
             value=data,
             name="" + (name_prefix or "data") + "",
             definition={
@@ -23711,6 +25068,7 @@ validate_job_record = validate_https___dspex_dev_schemas_v1_job_schema_json__def
 validate_job_progress = validate_https___dspex_dev_schemas_v1_job_schema_json__definitions_progress
 validate_lm_profiles = validate_https___dspex_dev_schemas_v1_lm_profiles_schema_json
 validate_dlq_redacted_body = validate_https___dspex_dev_schemas_v1_dlq_schema_json__definitions_redactedbody
+validate_retrieval_reply = validate_https___dspex_dev_schemas_v1_retrieval_schema_json__definitions_reply
 validate_module_best_of_n = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_best_of_n
 validate_module_complete = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_complete
 validate_module_embed = validate_https___dspex_dev_schemas_v1_modules_schema_json__definitions_embed
