@@ -10,6 +10,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { connectNats } from "@dspex/bus";
 import { CircuitOpenError, StoreUnavailable, decode, encode, errorFromWire, retrievalSubject, type RetrievalReply } from "@dspex/protocol";
@@ -197,7 +200,9 @@ describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
   });
 });
 
-describe("a store's circuit breaker", { timeout: 180_000 }, () => {
+const ROOT = join(import.meta.dirname, "../..");
+
+describe("a PostgreSQL collection served on the bus", { timeout: 180_000 }, () => {
   let h: Harness;
   let pg: PostgresServer;
 
@@ -207,6 +212,34 @@ describe("a store's circuit breaker", { timeout: 180_000 }, () => {
   after(async () => {
     await h?.close();
     await pg?.close();
+  });
+
+  test("dspex retrieval serve: read-only serving of a deployment's collection until SIGTERM", async () => {
+    const probe = await h.client.embed(["probe"]);
+    const store = await openStore(pg.url, "served", { dim: probe.dim, model: probe.model });
+    const retriever = new Retriever(h.client, store);
+    await retriever.upsert(CORPUS);
+    const child = spawn(process.execPath, ["--conditions=development", "--import", "tsx", join(ROOT, "services/cli/src/cli.ts"), "retrieval", "serve", pg.url, "served", "--read-only"], {
+      env: { ...process.env, NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.client },
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+      const ready = JSON.parse(line) as { serving: string; count: number; subjects: string[] };
+      assert.deepEqual([ready.serving, ready.count], ["served", CORPUS.length]);
+      assert.deepEqual(ready.subjects, [retrievalSubject("served", "search"), retrievalSubject("served", "count")]);
+      const found = decode((await h.client.nc.request(retrievalSubject("served", "search"), encode({ v: 1, query: "sessions and partitions", k: 1 }), { timeout: 10_000 })).data) as RetrievalReply;
+      assert.deepEqual((found.result as { hits: Array<{ id: string }> }).hits.map((hit) => hit.id), ["b1"]);
+      await assert.rejects(h.client.nc.request(retrievalSubject("served", "upsert"), encode({ v: 1, passages: [{ id: "x", text: "y" }] }), { timeout: 5_000 }), /no responders|503/i);
+      child.kill("SIGTERM");
+      const [code] = (await once(child, "exit")) as [number | null];
+      assert.equal(code, 0);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      retriever.close();
+      await store.close();
+    }
   });
 
   test("opens after the store is found unavailable, fails fast (over the wire too), and closes once the store is back", async () => {

@@ -15,6 +15,7 @@ import { registerEvalCommand } from "./commands/eval.js";
 import { registerIndexCommands } from "./commands/index.js";
 import { registerJobsCommands } from "./commands/jobs.js";
 import { registerRegistryCommands } from "./commands/registry.js";
+import { registerRetrievalCommands } from "./commands/retrieval.js";
 import { registerRunCommands } from "./commands/run.js";
 import { registerStatusCommands } from "./commands/status.js";
 
@@ -30,6 +31,7 @@ registerApiTokenCommands(program);
 registerAuthCommands(program);
 registerRegistryCommands(program);
 registerIndexCommands(program);
+registerRetrievalCommands(program);
 registerCodegenCommand(program);
 
 program

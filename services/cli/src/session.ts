@@ -30,6 +30,8 @@ export interface SessionOptions {
   workers: boolean;
   /** General-pool workers of the embedded fleet. */
   generalWorkers?: number;
+  /** gpu-pool workers (embeddings; with the local model its host is the first of them). Default 0 besides that host. */
+  gpuWorkers?: number;
   /** The LM profile the embedded workers default to (from --lm), over DSPEX_LM and the local model. */
   lm?: DefaultLm;
   /** Keep JetStream data here between runs (embedded mode). */
@@ -72,7 +74,7 @@ export async function openSession(options: SessionOptions): Promise<Session> {
   say(options.quiet, "starting the embedded fleet (nats-server, bus, workers)…");
   const t0 = performance.now();
   const fleet = await startFleet({
-    workers: { general: options.generalWorkers ?? 2 },
+    workers: { general: options.generalWorkers ?? 2, ...(options.gpuWorkers ? { gpu: options.gpuWorkers } : {}) },
     lm: embeddedLm(options.lm),
     ...(options.storeDir ? { storeDir: options.storeDir } : {}),
     ...(options.echoWorkerLogs ? { echoWorkerLogs: true } : {}),

@@ -4,6 +4,7 @@ import { DspexError, type LMConfig } from "@dspex/protocol";
 import { Client, type CallResult } from "@dspex/client";
 import type { DefaultLm } from "@dspex/embedded";
 import { openSession, type Session } from "../session.js";
+import { RAG_QUESTION, runRagDemo } from "./demo-rag.js";
 
 /** `k=v` pairs; values that look like JSON (lists, maps, quoted strings) are parsed as JSON. */
 export function parseInputs(pairs: string[]): Record<string, unknown> {
@@ -62,7 +63,7 @@ async function withClient<T>(session: Session, lm: LMConfig | undefined, fn: (cl
 }
 
 async function runDemo(): Promise<void> {
-  const session = await openSession({ workers: true });
+  const session = await openSession({ workers: true, gpuWorkers: 1 });
   try {
     await withClient(session, undefined, async (client) => {
       const steps: Array<{ title: string; run: () => Promise<CallResult<Record<string, unknown>>> }> = [
@@ -87,6 +88,13 @@ async function runDemo(): Promise<void> {
       for (const step of steps) {
         process.stdout.write(`\n${step.title}\n`);
         printResult(await step.run(), false);
+      }
+      const rag = await runRagDemo(client);
+      if (rag) {
+        process.stdout.write(`\nRAG  retrieve from docs/ (${rag.indexed.written} passages embedded now, ${rag.indexed.skipped} kept from a run before) → ChainOfThought\n`);
+        process.stdout.write(`  question : ${RAG_QUESTION}\n`);
+        for (const hit of rag.hits) process.stdout.write(`  passage  : ${hit.id} (score ${hit.score.toFixed(3)})\n`);
+        printResult(rag.result, false);
       }
     });
   } finally {
