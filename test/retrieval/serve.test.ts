@@ -47,7 +47,7 @@ describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
       fleet: {
         workers: { general: 1, gpu: 1 },
         bus: { pools: { gpu: { concurrency: 8 } } },
-        workerEnv: { DSPEX_PROGRAMS: "dspex_test_programs.rag:RAG,dspex_test_programs.rag:AsyncRAG,dspex_test_programs.rag:DspyRetrieveRAG" },
+        workerEnv: { DSPEX_PROGRAMS: "dspex_test_programs.rag:RAG,dspex_test_programs.rag:AsyncRAG,dspex_test_programs.rag:DspyRetrieveRAG,dspex_test_programs.rag:SearchAgent" },
       },
     });
     dir = mkdtempSync(join(tmpdir(), "dspex-serve-"));
@@ -132,6 +132,30 @@ describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
 
     const d = await h.client.program<{ question: string }, { context: string[] }>("DspyRetrieveRAG").call({ question });
     assert.deepEqual(d.outputs.context, (await retriever.retrieve(question, 2)).map((hit) => hit.text));
+  });
+
+  test("a ReAct agent in a program searches the collection through search_tool", async () => {
+    const question = "How do sessions stick to a worker?";
+    h.lmDouble.control.setRules([
+      {
+        field: "trajectory",
+        match: { contains: "observation_0" },
+        outputs: { next_thought: "Found it.", next_tool_name: "finish", next_tool_args: {}, reasoning: "from the passages", answer: "partition subjects" },
+      },
+      {
+        field: "trajectory",
+        match: { regex: "^(?![\\s\\S]*observation_0)" },
+        outputs: { next_thought: "Search.", next_tool_name: "search_docs", next_tool_args: { query: question } },
+      },
+    ]);
+    try {
+      const out = await h.client.program<{ question: string }, { answer: string; first_observation: string }>("SearchAgent").call({ question });
+      const observed = JSON.parse(out.outputs.first_observation) as Array<{ id: string; text: string }>;
+      assert.deepEqual(observed.map((p) => p.id), (await retriever.retrieve(question, 2)).map((hit) => hit.id));
+      assert.equal(observed[0]!.id, "b1");
+    } finally {
+      h.lmDouble.control.setRules([]);
+    }
   });
 
   test("an eval job on the packaged RAG program scores recall@k of its passage ids and DSPy's answer_passage_match", async () => {

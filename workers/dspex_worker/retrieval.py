@@ -16,7 +16,8 @@ through the worker's own NATS connection — no store credentials on workers, an
             context = self.retrieve(question).passages
             return self.answer(context=context, question=question)
 
-`dspy.Retrieve(k)` works too: each request runs with `dspy.settings.rm` set to the collection named by
+`search_tool(collection)` gives a `dspy.ReAct` agent the collection as a tool. `dspy.Retrieve(k)` works too:
+each request runs with `dspy.settings.rm` set to the collection named by
 DSPEX_RETRIEVAL_COLLECTION (default `docs`). Both work from `forward` (which the worker runs in a thread) and
 `aforward` (`await self.retrieve.acall(query)`, on the event loop).
 
@@ -180,6 +181,22 @@ class Retrieve(dspy.Module):  # type: ignore[misc]  # dspy is untyped
         return _prediction(await asearch(self.collection, query, k or self.k, filter or self.filter))
 
 
+def search_tool(collection: str | None = None, k: int = 3, name: str = "search") -> dspy.Tool:
+    """A collection as a tool for `dspy.ReAct` in a program: the agent passes a query and observes
+    `[{id, text, score}]`. Async, so ReAct's `acall` awaits it on the loop and its sync path runs it too."""
+    target = collection or default_collection()
+
+    async def search_collection(query: str) -> list[dict[str, Any]]:
+        hits = await asearch(target, query, k)
+        return [{"id": h["id"], "text": h["text"], "score": round(float(h["score"]), 4)} for h in hits]
+
+    return dspy.Tool(
+        search_collection,
+        name=name,
+        desc=f"Searches the {target} collection; returns the {k} passages nearest to the query.",
+    )
+
+
 class BusRM:
     """`dspy.settings.rm` for `dspy.Retrieve`: passages as DSPy expects them (`long_text`), from one collection."""
 
@@ -191,4 +208,4 @@ class BusRM:
         return [dotdict(long_text=h["text"], id=h["id"], score=h["score"]) for h in hits]
 
 
-__all__ = ["BusRM", "Retrieve", "asearch", "bound", "default_collection", "search"]
+__all__ = ["BusRM", "Retrieve", "asearch", "bound", "default_collection", "search", "search_tool"]

@@ -43,7 +43,5 @@ class Hangs(dspy.Module):
     def forward(self, x: str) -> dspy.Prediction:
         import time
 
-        time.sleep(
-            6
-        )  # far past the test's 1.5 s deadline; short enough not to hold the worker's drain at shutdown
+        time.sleep(6)  # far past the test's 1.5 s deadline; short enough not to hold the worker's drain at shutdown
         return dspy.Prediction(y=x)

@@ -4,11 +4,12 @@ module from `forward` (run in a worker thread), from `aforward` (on the event lo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dspy
 
-from dspex_worker.retrieval import Retrieve
+from dspex_worker.retrieval import Retrieve, search_tool
 
 
 class RAGSignature(dspy.Signature):
@@ -48,3 +49,26 @@ class DspyRetrieveRAG(RAG):
         passages = self.search(question).passages
         out = self.answer(context=passages, question=question)
         return dspy.Prediction(answer=out.answer, context=passages, passage_ids=[])
+
+
+class AgentSignature(dspy.Signature):
+    question: str = dspy.InputField()
+    answer: str = dspy.OutputField()
+
+
+class SearchAgentSignature(AgentSignature):
+    first_observation: str = dspy.OutputField()
+
+
+class SearchAgent(dspy.Module):
+    """ReAct with the collection as its tool (dspex_worker.retrieval.search_tool); answers what it saw first."""
+
+    signature = SearchAgentSignature
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.agent = dspy.ReAct(AgentSignature, tools=[search_tool("docs", k=2, name="search_docs")], max_iters=3)
+
+    async def aforward(self, question: str) -> Any:
+        out = await self.agent.acall(question=question)
+        return dspy.Prediction(answer=out.answer, first_observation=json.dumps(out.trajectory.get("observation_0")))

@@ -12,9 +12,7 @@ class Summarize(dspy.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.summarize = dspy.ChainOfThought(
-            "text: str, max_words: int -> summary: str, keywords: list[str]"
-        )
+        self.summarize = dspy.ChainOfThought("text: str, max_words: int -> summary: str, keywords: list[str]")
 
     def forward(self, text: str, max_words: int) -> Any:
         return self.summarize(text=text, max_words=max_words)
