@@ -21,30 +21,24 @@ each request runs with `dspy.settings.rm` set to the collection named by
 DSPEX_RETRIEVAL_COLLECTION (default `docs`). Both work from `forward` (which the worker runs in a thread) and
 `aforward` (`await self.retrieve.acall(query)`, on the event loop).
 
-The worker binds its connection for the length of each request (`bound`, a context variable that
-`asyncio.to_thread` carries into the thread): outside a request there is no bus to search, which is an error
-saying so. A reply `{ok: false, error}` raises the typed error it carries (ValidationError naming `filter.<f>`,
-StoreUnavailable, CircuitOpenError, …); nobody serving the collection, or no answer in time, is StoreUnavailable
-(retryable) naming `collection`.
+The worker binds its connection for the length of each request (program_bus.py): outside a request there is no
+bus to search, which is an error saying so. A reply `{ok: false, error}` raises the typed error it carries
+(ValidationError naming `filter.<f>`, StoreUnavailable, CircuitOpenError, …); nobody serving the collection, or no
+answer in time, is StoreUnavailable (retryable) naming `collection`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import dspy
 import nats.errors
 from dspy.dsp.utils import dotdict
-from nats.aio.client import Client
 from opentelemetry import propagate, trace
 
+from .program_bus import blocking, current
 from .protocol import decode, encode, error_from_wire
 from .protocol.errors import StoreUnavailable, ValidationError
 from .protocol.generated.bus import retrieval_subject
@@ -54,14 +48,6 @@ DEFAULT_TIMEOUT_MS = 10_000
 MAX_K = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class _Bus:
-    nc: Client
-    loop: asyncio.AbstractEventLoop
-    thread: int  # the event loop's thread: a blocking search from it would wait for itself
-
-
-_BUS: ContextVar[_Bus | None] = ContextVar("dspex_retrieval_bus", default=None)
 _tracer = trace.get_tracer("dspex_worker.retrieval")
 
 
@@ -73,23 +59,6 @@ def default_collection(environ: Mapping[str, str] | None = None) -> str:
 def _timeout_s() -> float:
     raw = os.environ.get("DSPEX_RETRIEVAL_TIMEOUT_MS", "")
     return (int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_TIMEOUT_MS) / 1000
-
-
-@contextmanager
-def bound(nc: Client) -> Iterator[None]:
-    """Lets the code run inside (a request, on the running loop) search collections through `nc`."""
-    token = _BUS.set(_Bus(nc, asyncio.get_running_loop(), threading.get_ident()))
-    try:
-        yield
-    finally:
-        _BUS.reset(token)
-
-
-def _bus() -> _Bus:
-    bus = _BUS.get()
-    if bus is None:
-        raise RuntimeError("dspex_worker.retrieval: no bus here; retrieval works inside a request on a DSPex worker")
-    return bus
 
 
 def _check(collection: str, query: str, k: int) -> None:
@@ -106,7 +75,7 @@ async def asearch(
 ) -> list[dict[str, Any]]:
     """The k passages of `collection` nearest to `query`, best first: `{id, text, score, metadata?}`."""
     _check(collection, query, k)
-    bus = _bus()
+    bus = current("dspex_worker.retrieval")
     subject = retrieval_subject(collection, "search")
     body: dict[str, Any] = {"v": 1, "query": query, "k": k}
     if filter:
@@ -144,14 +113,8 @@ async def asearch(
 
 def search(collection: str, query: str, k: int = 3, filter: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """`asearch` from synchronous code: a program's `forward`, which the worker runs in a thread."""
-    bus = _bus()
-    if threading.get_ident() == bus.thread:
-        raise RuntimeError(
-            "dspex_worker.retrieval: a blocking search on the worker's event loop would wait for itself; "
-            "call it from forward() (run in a thread) or await asearch()/acall() from aforward()"
-        )
-    future = asyncio.run_coroutine_threadsafe(asearch(collection, query, k, filter), bus.loop)
-    return future.result()
+    hits: list[dict[str, Any]] = blocking("dspex_worker.retrieval", asearch(collection, query, k, filter))
+    return hits
 
 
 def _prediction(hits: list[dict[str, Any]]) -> dspy.Prediction:
@@ -208,4 +171,4 @@ class BusRM:
         return [dotdict(long_text=h["text"], id=h["id"], score=h["score"]) for h in hits]
 
 
-__all__ = ["BusRM", "Retrieve", "asearch", "bound", "default_collection", "search", "search_tool"]
+__all__ = ["BusRM", "Retrieve", "asearch", "default_collection", "search", "search_tool"]

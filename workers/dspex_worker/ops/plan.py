@@ -22,9 +22,10 @@ import dspy
 
 from ..execution import Execution, Request, sum_usage, to_wire_value
 from ..observability.telemetry import dspy_callbacks
+from ..program_bus import bound
 from ..protocol import DspexError
 from ..protocol.errors import WorkerError
-from ..retrieval import BusRM, bound
+from ..retrieval import BusRM
 from ..signatures import validate_inputs
 from .context import OpContext
 from .streaming import run_streamed
@@ -88,9 +89,9 @@ async def run_planned(ctx: OpContext, request: Request, options: dict[str, Any],
     inputs = validate_inputs(request["signature"], request["inputs"], key=sig_key)  # key: no second hash
     lm, adapter = ctx.lms.resolve(request.get("lm"))
     stream = request.get("stream")
-    # programs search collections served on the bus through this worker's connection (dspex_worker.retrieval)
-    search = bound(ctx.nc) if ctx.nc is not None else nullcontext()
-    with search, dspy.context(lm=lm, adapter=adapter, rm=BusRM(), track_usage=True, callbacks=dspy_callbacks()):
+    # programs reach collections and tools on the bus through this worker's connection (program_bus.py)
+    bus = bound(ctx.nc, request["id"]) if ctx.nc is not None else nullcontext()
+    with bus, dspy.context(lm=lm, adapter=adapter, rm=BusRM(), track_usage=True, callbacks=dspy_callbacks()):
         plan = await planner(PlanInput(ctx, request, options, signature, sig_key, inputs, lm))
         try:
             if stream is not None:

@@ -2,11 +2,9 @@
 
 A `react` request lists its tools in `module.tools`: `{name, description?, parameters?, subject?, timeout_ms?}`,
 with `parameters` the JSON Schema of the arguments (`{type: "object", properties: {...}, required: [...]}`).
-Each becomes a `dspy.Tool` whose function sends a NATS request to the tool's subject (default
-`dspex.tool.<name>`), msgpack body `{v: 1, tool, args, request}`, and returns the `result` of the reply
-`{ok: true, result}`. An error reply `{ok: false, error: {type, message}}`, no responder, or no answer within
-the tool's timeout raise `ToolCallError`, which dspy.ReAct records as the step's observation
-("Execution error in <tool>: …"): the agent sees the failure and carries on; the request does not fail.
+Each becomes a `dspy.Tool` whose function calls the tool over NATS (`program_bus.call_tool`: the protocol, and
+`ToolCallError`, which dspy.ReAct records as the step's observation — "Execution error in <tool>: …" — so the
+agent sees the failure and carries on; the request does not fail).
 """
 
 from __future__ import annotations
@@ -15,21 +13,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dspy
-import nats.errors
 from nats.aio.client import Client
 
-from ..protocol import decode, encode
+from ..program_bus import DEFAULT_TOOL_TIMEOUT_MS, ToolCallError, call_tool
 from ..protocol.errors import ValidationError
 from ..protocol.generated.bus import tool_subject
 from ..protocol.generated.types import ToolSpec
 from ..protocol.subjects import is_publish_subject
 
-DEFAULT_TIMEOUT_MS = 30_000
 RESERVED = {"finish"}
-
-
-class ToolCallError(Exception):
-    """A tool call that failed: becomes the agent's observation, not a failed request."""
 
 
 def check_tool_specs(tools: list[ToolSpec], field: str = "module.tools") -> list[dict[str, Any]]:
@@ -69,7 +61,7 @@ def check_tool_specs(tools: list[ToolSpec], field: str = "module.tools") -> list
                 "properties": properties,
                 "required": required,
                 "subject": subject,
-                "timeout_ms": spec.get("timeout_ms", DEFAULT_TIMEOUT_MS),
+                "timeout_ms": spec.get("timeout_ms", DEFAULT_TOOL_TIMEOUT_MS),
             }
         )
     return specs
@@ -77,32 +69,13 @@ def check_tool_specs(tools: list[ToolSpec], field: str = "module.tools") -> list
 
 def _tool_function(nc: Client, spec: dict[str, Any], request_id: str) -> Callable[..., Awaitable[Any]]:
     name: str = spec["name"]
-    subject: str = spec["subject"]
-    timeout_s = spec["timeout_ms"] / 1000
     required: list[str] = spec["required"]
 
     async def call(**kwargs: Any) -> Any:
         missing = [r for r in required if r not in kwargs]
         if missing:
             raise ToolCallError(f"missing argument(s) {', '.join(missing)} for tool {name}")
-        body = encode({"v": 1, "tool": name, "args": kwargs, "request": request_id})
-        try:
-            msg = await nc.request(subject, body, timeout=timeout_s)
-        except nats.errors.NoRespondersError:
-            raise ToolCallError(f"tool {name} is not being served (no responder on {subject})") from None
-        except nats.errors.TimeoutError:
-            raise ToolCallError(f"tool {name} did not answer within {spec['timeout_ms']} ms") from None
-        try:
-            reply = decode(msg.data)
-        except Exception as exc:
-            raise ToolCallError(f"tool {name} sent a reply that is not msgpack: {exc}") from None
-        if not isinstance(reply, dict):
-            raise ToolCallError(f"tool {name} sent a reply that is not a map")
-        if reply.get("ok") is True:
-            return reply.get("result")
-        raw_error = reply.get("error")
-        error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-        raise ToolCallError(f"{error.get('type', 'ToolError')}: {error.get('message', 'the tool failed')}")
+        return await call_tool(nc, spec["subject"], name, kwargs, request_id, spec["timeout_ms"])
 
     call.__name__ = name
     return call
