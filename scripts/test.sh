@@ -21,7 +21,7 @@ npx --no-install tsc -p bench
 section "Python: ruff, mypy --strict, import contracts (layers, no cycles: workers/pyproject.toml)"
 (cd workers && ../.venv/bin/ruff check . && ../.venv/bin/ruff format --check . && ../.venv/bin/mypy dspex_worker \
   && ../.venv/bin/lint-imports --no-cache)
-.venv/bin/ruff check bench && .venv/bin/ruff format --check bench
+.venv/bin/ruff check bench examples && .venv/bin/ruff format --check bench examples
 
 section "Python: pytest"
 (cd workers && ../.venv/bin/pytest -q)

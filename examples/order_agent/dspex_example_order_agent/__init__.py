@@ -1,0 +1,1 @@
+"""A ReAct agent with a TypeScript tool (README.md)."""

@@ -1,0 +1,1 @@
+"""A support-ticket classifier with a pydantic-typed output (README.md)."""

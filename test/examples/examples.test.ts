@@ -1,0 +1,131 @@
+/**
+ * The example program packages (examples/) end to end on a real fleet with the LM double as the provider:
+ * workers load them as a user would point workers at a checkout (PYTHONPATH + DSPEX_PROGRAMS), advertise them,
+ * and run them — docs_rag searching a collection served on the bus (the project's docs, embedded by the real
+ * model) and evaluated with recall_at_k; order_agent's ReAct calling a TypeScript tool served here.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PipelineClient, PipelineService } from "@dspex/pipeline";
+import { docsCorpus, openStore, indexCorpus, Retriever, serveRetrieval, type ServedRetrieval } from "@dspex/retrieval";
+import { startHarness, type Harness } from "../integration/harness.js";
+
+const ROOT = join(import.meta.dirname, "../..");
+const EXAMPLES = ["docs_rag", "order_agent"].map((e) => join(ROOT, "examples", e));
+
+describe("example program packages", { timeout: 240_000 }, () => {
+  let h: Harness;
+  let dir: string;
+  let retriever: Retriever;
+  let served: ServedRetrieval;
+
+  before(async () => {
+    h = await startHarness({
+      fleet: {
+        workers: { general: 1, gpu: 1 },
+        bus: { pools: { gpu: { concurrency: 8 } } },
+        workerEnv: {
+          PYTHONPATH: EXAMPLES.join(":"),
+          DSPEX_PROGRAMS: "dspex_example_docs_rag.program:DocsRAG,dspex_example_order_agent.program:OrderAgent",
+        },
+      },
+    });
+    dir = mkdtempSync(join(tmpdir(), "dspex-examples-"));
+    const probe = await h.client.embed(["probe"]);
+    const store = await openStore(`pglite:${dir}`, "docs", { dim: probe.dim, model: probe.model, fields: ["source"] });
+    retriever = new Retriever(h.client, store);
+    await indexCorpus(retriever, docsCorpus(join(ROOT, "docs")), { batchSize: 128 });
+    served = await serveRetrieval(h.client.nc, retriever, { ops: ["search"] });
+  });
+  after(async () => {
+    await served?.stop();
+    retriever?.close();
+    await retriever?.store.close();
+    await h?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the fleet advertises both programs with their fields and predictors", async () => {
+    const rag = await h.client.program("DocsRAG").describe();
+    assert.deepEqual(rag.inputs.map((f) => f.name), ["question"]);
+    assert.deepEqual(rag.outputs.map((f) => f.name), ["answer", "context", "passage_ids", "queries"]);
+    assert.deepEqual(rag.predictors, ["follow_up", "answer.predict"]);
+    const agent = await h.client.program("OrderAgent").describe();
+    assert.deepEqual(agent.outputs.map((f) => f.name), ["answer", "tools_used"]);
+  });
+
+  test("docs_rag: two hops over the served collection; the passages are the retriever's and reach the prompt", async () => {
+    const question = "How are provider API keys kept safe?";
+    const before = h.lmDouble.requests().length;
+    const { outputs } = await h.client
+      .program<{ question: string }, { answer: string; context: string[]; passage_ids: string[]; queries: string[] }>("DocsRAG")
+      .call({ question });
+    assert.equal(outputs.queries.length, 2);
+    assert.equal(outputs.queries[0], question);
+    const expected: string[] = [];
+    for (const query of outputs.queries) for (const hit of await retriever.retrieve(query, 3)) if (!expected.includes(hit.id)) expected.push(hit.id);
+    assert.deepEqual(outputs.passage_ids, expected);
+    assert.equal(outputs.context.length, expected.length);
+    const calls = h.lmDouble.requests().slice(before);
+    assert.equal(calls.length, 2, "the follow-up query and the answer");
+    // a run of plain words from the first passage (no characters that JSON escapes once or twice)
+    const snippet = /[A-Za-z][A-Za-z ,.]{30,}/.exec(outputs.context[0]!)![0].slice(0, 30);
+    assert.ok(JSON.stringify(calls[1]!.body).includes(snippet), `the answer's prompt holds the passages (${snippet})`);
+  });
+
+  test("docs_rag in an eval job: recall_at_k against the sections that answer each question", async () => {
+    const service = await PipelineService.start({ servers: h.fleet.natsUrl, creds: h.fleet.creds.pipeline, resume: false });
+    const jobs = await PipelineClient.connect({ servers: h.fleet.natsUrl, creds: h.fleet.creds.client });
+    try {
+      // gold ids: the first hop's best passage for a question about it, taken from the store itself
+      const questions = ["How does the direct lane differ from the durable lane?", "How is a dead letter replayed?", "What does dspex index do?"];
+      const examples = [];
+      for (const question of questions) examples.push({ question, gold_ids: [(await retriever.retrieve(question, 1))[0]!.id] });
+      const job = await jobs.submit({ program: { package: "DocsRAG" }, metrics: [{ name: "recall_at_k", args: { k: 3 } }] }, examples);
+      const record = await jobs.wait(job);
+      assert.equal(record.status, "succeeded", JSON.stringify(record.error));
+      const summary = (await jobs.summary(job))!;
+      assert.equal(summary.ok, questions.length);
+      assert.equal(summary.metrics.recall_at_k, 100, "each question's best passage is among the first hop's three");
+    } finally {
+      await jobs.close();
+      await service.close();
+    }
+  });
+
+  test("order_agent: ReAct calls the TypeScript tool served here and answers from its result", async () => {
+    const lookups: string[] = [];
+    const tool = await h.client.tools.serve<{ order_id: string }>({
+      name: "lookup_order",
+      parameters: { type: "object", properties: { order_id: { type: "string" } }, required: ["order_id"] },
+      handler: ({ order_id }) => {
+        lookups.push(order_id);
+        return { order_id, status: "shipped", shipped_at: "2026-12-01" };
+      },
+    });
+    h.lmDouble.control.setRules([
+      {
+        field: "trajectory",
+        match: { contains: "shipped_at" },
+        outputs: { next_thought: "It has shipped.", next_tool_name: "finish", next_tool_args: {}, reasoning: "the lookup says shipped", answer: "Order A-1001 shipped on 2026-12-01." },
+      },
+      {
+        field: "trajectory",
+        match: { regex: "^(?![\\s\\S]*observation_0)" },
+        outputs: { next_thought: "Look the order up.", next_tool_name: "lookup_order", next_tool_args: { order_id: "A-1001" } },
+      },
+    ]);
+    try {
+      const { outputs } = await h.client.program<{ question: string }, { answer: string; tools_used: string[] }>("OrderAgent").call({ question: "Where is my order A-1001?" });
+      assert.deepEqual(lookups, ["A-1001"]);
+      assert.deepEqual(outputs.tools_used, ["lookup_order"]);
+      assert.equal(outputs.answer, "Order A-1001 shipped on 2026-12-01.");
+    } finally {
+      h.lmDouble.control.setRules([]);
+      await tool.stop();
+    }
+  });
+});
