@@ -22,7 +22,8 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
     h = await startHarness({
       fleet: {
         workerEnv: {
-          DSPEX_PROGRAMS: "dspex_test_programs.broken:Raises,dspex_test_programs.broken:WrongOutputs,dspex_test_programs.broken:Hangs,dspex_test_programs.broken:BadPool",
+          DSPEX_PROGRAMS: "dspex_test_programs.broken:Raises,dspex_test_programs.broken:WrongOutputs,dspex_test_programs.broken:Hangs,dspex_test_programs.broken:BadPool,dspex_test_programs.typed:Annotated",
+          DSPEX_PROGRAM_OPTIONS: JSON.stringify({ Annotated: { prefix: "Short:" } }),
         },
       },
     });
@@ -130,6 +131,16 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
       h.client.send({ op: "program", signature: "x -> y", inputs: { x: "1" } }),
       (err: unknown) => err instanceof ValidationError && /module/.test(String(err.field ?? err.message)),
     );
+  });
+
+  test("a program typed by forward's annotations, built with the deployment's constructor options, returns a dict", async () => {
+    const annotated = h.client.program<{ question: string; max_words: number }, { answer: string; words: number }>("Annotated");
+    const advert = await annotated.describe();
+    assert.deepEqual(advert.outputs, [{ name: "answer", type: { kind: "str" } }, { name: "words", type: { kind: "int" } }]);
+    const out = await annotated.call({ question: "What is NATS?", max_words: 3 });
+    assert.ok(out.outputs.answer.startsWith("Short: "), out.outputs.answer);
+    assert.equal(typeof out.outputs.words, "number");
+    await assert.rejects(annotated.call({ question: "x" } as never), (e: unknown) => (e as { field?: string }).field === "max_words");
   });
 
   test("dspex call runs a program against a deployment and prints its typed outputs", async () => {

@@ -127,3 +127,38 @@ def test_the_program_op_checks_the_signature_and_the_outputs() -> None:
     with pytest.raises(ValidationError) as not_prediction:
         _declared_outputs(qa, "a")
     assert not_prediction.value.field == "outputs"
+
+
+def test_fields_from_forward_annotations_and_constructor_options() -> None:
+    env = {
+        "DSPEX_PROGRAMS": "dspex_test_programs.typed:Annotated",
+        "DSPEX_PROGRAM_OPTIONS": '{"Annotated": {"prefix": "B:"}}',
+    }
+    catalog = discover(env)
+    program = catalog.programs["Annotated"]
+    assert program.info["inputs"] == [
+        {"name": "question", "type": {"kind": "str"}},
+        {"name": "max_words", "type": {"kind": "int"}},
+    ]
+    assert program.info["outputs"] == [
+        {"name": "answer", "type": {"kind": "str"}},
+        {"name": "words", "type": {"kind": "int"}},
+    ]
+    assert program.info["predictors"] == ["draft", "shorten"]
+    assert program.instance.prefix == "B:"
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ("{not json", "is not JSON"),
+        ('{"Annotated": 3}', "must map program names to objects"),
+        ('{"Nobody": {}}', "not declared: Nobody"),
+        ('{"Annotated": {"suffix": "x"}}', "TypeError"),
+    ],
+)
+def test_bad_constructor_options_are_reported_not_served(options: str, reason: str) -> None:
+    catalog = discover({"DSPEX_PROGRAMS": "dspex_test_programs.typed:Annotated", "DSPEX_PROGRAM_OPTIONS": options})
+    assert "Annotated" not in catalog.programs
+    errors = {f["name"]: f["error"] for f in catalog.failures}
+    assert reason in errors["Annotated"], errors

@@ -2,15 +2,20 @@
 Python entry point group `dspex.programs` of the installed packages, and the `DSPEX_PROGRAMS` allow-list
 (`package.module:Class`, comma-separated). Nothing is imported by a name arriving on the bus.
 
-Each program is described for the worker's ready/status info as wire data: name, package version, pool, its
-input/output fields as wire type expressions (from a class-level `signature` attribute, or the signature of
-its single predictor), and its predictors' names. A program that fails to import or whose signature cannot be
-expressed on the wire is reported with the reason; the others are still served."""
+Each program is instantiated once with its constructor options — `DSPEX_PROGRAM_OPTIONS`, a JSON object of
+keyword arguments per program name (`{"docs_rag": {"k": 5}}`) — and described for the worker's ready/status info
+as wire data: name, package version, pool, its input/output fields as wire type expressions (from a class-level
+`signature` attribute; else the annotations of `forward` when it returns a TypedDict — parameters are the
+inputs, the TypedDict's keys the outputs; else the signature of its single predictor), and its predictors'
+names. A program that fails to import, to construct with its options, or whose signature cannot be expressed on
+the wire is reported with the reason; the others are still served."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata as metadata
+import inspect
+import json
 import os
 import types
 import typing
@@ -26,6 +31,7 @@ from ..signatures.inputs import validate_inputs
 
 GROUP: Final = "dspex.programs"
 ENV_VAR: Final = "DSPEX_PROGRAMS"
+OPTIONS_VAR: Final = "DSPEX_PROGRAM_OPTIONS"
 POOLS: Final = frozenset({"general", "optimizer", "gpu"})
 _SCALARS: Final[dict[Any, str]] = {str: "str", int: "int", float: "float", bool: "bool", Any: "any"}
 
@@ -116,9 +122,46 @@ def _fields(sig: type[dspy.Signature], side: str) -> list[dict[str, Any]]:
     return out
 
 
+def _forward_fields(cls: type[dspy.Module]) -> dict[str, Any] | None:
+    """Fields from `forward`'s annotations when it returns a TypedDict: its parameters are the inputs, the
+    TypedDict's keys the outputs. None when it does not (a `dspy.Prediction` names no fields)."""
+    forward = getattr(cls, "forward", None)
+    if forward is None:
+        return None
+    try:
+        hints = typing.get_type_hints(forward)
+    except Exception as exc:  # an annotation naming something that does not resolve
+        raise ValueError(f"forward's annotations do not resolve: {exc}") from exc
+    returned = hints.get("return")
+    if returned is None or not typing.is_typeddict(returned):
+        return None
+    inputs = []
+    for param in list(inspect.signature(forward).parameters.values())[1:]:  # after self
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name not in hints:
+            raise ValueError(f"forward's parameter {param.name!r} needs a name and a type annotation")
+        inputs.append({"name": param.name, "type": _wire(hints[param.name], f"inputs.{param.name}")})
+    outputs = [
+        {"name": name, "type": _wire(t, f"outputs.{name}")} for name, t in typing.get_type_hints(returned).items()
+    ]
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _wire(annotation: Any, where: str) -> dict[str, Any]:
+    try:
+        return wire_type(annotation)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
 def program_signature(cls: type[dspy.Module], instance: dspy.Module) -> dict[str, Any]:
-    """The checked wire signature of a program: its class-level `signature`, else its single predictor's."""
+    """The checked wire signature of a program: its class-level `signature`, else `forward`'s annotations (a
+    TypedDict return), else its single predictor's."""
     declared = getattr(cls, "signature", None)
+    if declared is None and (fields := _forward_fields(cls)) is not None:
+        try:
+            return check_signature(fields)
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from exc
     if declared is None:
         predictors = instance.named_predictors()
         if len(predictors) != 1:
@@ -155,7 +198,24 @@ def _declared(env: Mapping[str, str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def _load(name: str, path: str) -> Program:
+def _options(env: Mapping[str, str], names: set[str]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The constructor options per program name, or the reason they cannot be used."""
+    raw = env.get(OPTIONS_VAR, "").strip()
+    if not raw:
+        return {}, None
+    try:
+        options = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return {}, f"{OPTIONS_VAR} is not JSON: {exc}"
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        return {}, f"{OPTIONS_VAR} must map program names to objects of keyword arguments"
+    unknown = sorted(set(options) - names)
+    if unknown:
+        return {}, f"{OPTIONS_VAR} names programs that are not declared: {', '.join(unknown)}"
+    return options, None
+
+
+def _load(name: str, path: str, options: Mapping[str, Any]) -> Program:
     module_name, _, attr = path.partition(":")
     if not attr:
         raise ValueError(f"{path!r} is not `package.module:Class`")
@@ -165,7 +225,7 @@ def _load(name: str, path: str) -> Program:
     pool = getattr(cls, "pool", "general")
     if pool not in POOLS:
         raise ValueError(f"pool {pool!r} is not one of {sorted(POOLS)}")
-    instance = cls()
+    instance = cls(**options)
     sig = program_signature(cls, instance)
     info = {
         "name": name,
@@ -182,12 +242,18 @@ def _load(name: str, path: str) -> Program:
 def discover(env: Mapping[str, str] | None = None) -> Catalog:
     """Every declared program, loaded and described; a failure is recorded (name, path, reason), not raised."""
     catalog = Catalog()
-    for name, path, source in _declared(env if env is not None else os.environ):
+    environ = env if env is not None else os.environ
+    declared = _declared(environ)
+    options, problem = _options(environ, {name for name, _, _ in declared})
+    for name, path, source in declared:
         if name in catalog.programs:
             catalog.failures.append({"name": name, "path": path, "error": f"duplicate program name (from {source})"})
             continue
+        if problem is not None:  # wrong options would build another program than the operator meant
+            catalog.failures.append({"name": name, "path": path, "error": problem})
+            continue
         try:
-            catalog.programs[name] = _load(name, path)
+            catalog.programs[name] = _load(name, path, options.get(name, {}))
         except Exception as exc:  # any import/constructor error of user code is reported, never fatal
             catalog.failures.append({"name": name, "path": path, "error": f"{type(exc).__name__}: {exc}"})
     return catalog
