@@ -171,7 +171,7 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
     await assert.rejects(codegen(["--program", "nope"], { NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.client! }), /UnknownProgram: program: nope not found/);
   });
 
-  test("the HTTP API lists the served programs and calls one: 200, 400 naming the field, 404 for an unknown program, 401 without a token", async () => {
+  test("the HTTP API (REST and GraphQL) lists the served programs and calls one: 200, 400 naming the field, 404 for an unknown program, 401 without a token", async () => {
     const caller = newToken("programs-caller", ["predict"]);
     const router = await startRouter({ port: 0, host: "127.0.0.1", tokens: [caller.entry], client: { servers: h.fleet.natsUrl, creds: h.fleet.creds.client, lm: h.lm } });
     try {
@@ -203,6 +203,23 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
       assert.equal(unknown.body.error.type, "UnknownProgram");
       assert.ok((unknown.body.error.details.available as string[]).includes("qa"));
       assert.equal((await call("qa", { inputs: { question: "q" } }, {})).status, 401);
+
+      // the same resource in GraphQL
+      const gql = async (query: string) => {
+        const res = await fetch(`${base}/graphql`, { method: "POST", body: JSON.stringify({ query }), headers: { "content-type": "application/json", ...auth } });
+        assert.equal(res.status, 200);
+        return (await res.json()) as { data: Record<string, any> | null; errors?: Array<{ message: string; extensions: Record<string, unknown> }> };
+      };
+      const served = await gql("{ packagedPrograms { programs { name version pool inputs predictors } failures { name error } } }");
+      assert.deepEqual(served.data!.packagedPrograms.programs.find((p: { name: string }) => p.name === "qa").inputs, [{ name: "question", type: { kind: "str" } }]);
+      assert.ok(served.data!.packagedPrograms.failures.some((f: { name: string }) => f.name === "BadPool"));
+      const answered = await gql('mutation { callPackagedProgram(name: "qa", input: {inputs: {question: "What is 2+2?"}}) { outputs worker } }');
+      assert.equal(typeof answered.data!.callPackagedProgram.outputs.answer, "string", JSON.stringify(answered));
+      assert.equal(answered.data!.callPackagedProgram.worker, h.fleet.workers[0]!.id);
+      const bad = await gql('mutation { callPackagedProgram(name: "qa", input: {inputs: {}}) { outputs } }');
+      assert.deepEqual([bad.errors![0]!.extensions.type, bad.errors![0]!.extensions.field], ["ValidationError", "question"]);
+      const nope = await gql('mutation { callPackagedProgram(name: "nope", input: {inputs: {}}) { outputs } }');
+      assert.equal(nope.errors![0]!.extensions.type, "UnknownProgram");
     } finally {
       await router.stop();
     }

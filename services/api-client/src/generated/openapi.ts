@@ -168,25 +168,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The packaged programs the fleet serves, with their fields (scope predict) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        /**
+         * The packaged programs the fleet serves, with their fields, and the declared ones it could not serve
+         * @description Scope: `predict` (or `admin`).
+         */
+        get: operations["packagedPrograms"];
         put?: never;
         post?: never;
         delete?: never;
@@ -204,38 +190,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Call a packaged program the fleet serves (scope predict) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    name: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /** @enum {unknown} */
-                        affinity?: "hint" | "strict";
-                        inputs: Record<string, never>;
-                        lm?: components["schemas"]["request-lm"];
-                        session?: string;
-                        timeoutMs?: number;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
+        /**
+         * Call a packaged program the fleet serves
+         * @description Scope: `predict` (or `admin`).
+         */
+        post: operations["callPackagedProgram"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1569,6 +1528,171 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    packagedPrograms: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            field?: string;
+                            id?: string;
+                            message: string;
+                            retryable: boolean;
+                            type: string;
+                        };
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            field?: string;
+                            id?: string;
+                            message: string;
+                            retryable: boolean;
+                            type: string;
+                        };
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        failures: {
+                            error: string;
+                            name: string;
+                            path: string;
+                        }[];
+                        programs: {
+                            inputs: {
+                                [key: string]: unknown;
+                            }[];
+                            name: string;
+                            outputs: {
+                                [key: string]: unknown;
+                            }[];
+                            path: string;
+                            pool: string;
+                            predictors: string[];
+                            version: string | null;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    callPackagedProgram: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {unknown} */
+                    affinity?: "hint" | "strict";
+                    inputs: Record<string, never>;
+                    lm?: components["schemas"]["request-lm"];
+                    session?: string;
+                    timeoutMs?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            field?: string;
+                            id?: string;
+                            message: string;
+                            retryable: boolean;
+                            type: string;
+                        };
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            field?: string;
+                            id?: string;
+                            message: string;
+                            retryable: boolean;
+                            type: string;
+                        };
+                    };
+                };
+            };
+            /** @description The answer of a call: the program's outputs (checked against its advertised types), usage, timings, the worker. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        lm: string;
+                        outputs: {
+                            [key: string]: unknown;
+                        };
+                        timings: {
+                            [key: string]: unknown;
+                        };
+                        usage: {
+                            [key: string]: unknown;
+                        };
+                        worker: string;
+                    };
+                };
+            };
+        };
+    };
     datasets: {
         parameters: {
             query?: {

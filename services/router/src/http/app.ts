@@ -17,10 +17,10 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import cors from "@fastify/cors";
-import { DspexError, POOLS, isPool, type Pool } from "@dspex/protocol";
-import { busSettings, servedPrograms, workerStatuses, type PoolSettings } from "@dspex/bus";
+import { DspexError, POOLS, type Pool } from "@dspex/protocol";
+import { busSettings, type PoolSettings } from "@dspex/bus";
 import { handleHealth, type Logger, type ReadinessCheck } from "@dspex/observability";
-import type { CallOptions, Client, CreateProgramOptions } from "@dspex/client";
+import type { Client, CreateProgramOptions } from "@dspex/client";
 import type { Registry } from "@dspex/registry";
 import { registerConsole } from "../console/routes.js";
 import { contractError, errorBody } from "./errors.js";
@@ -30,7 +30,8 @@ import { registerOpenApi } from "./openapi.js";
 import { REGISTRY_RESOURCES } from "./registry-resources.js";
 import type { OperationDeps } from "./resource.js";
 import { registerResources } from "./rest.js";
-import { CONTRACT_SCHEMAS, createProgramBody, executeBody, packagedCallBody, packagedParams, predictBody, programParams } from "./schemas.js";
+import { PACKAGED_RESOURCE } from "./packaged-resources.js";
+import { CONTRACT_SCHEMAS, callOptions, createProgramBody, executeBody, predictBody, programParams } from "./schemas.js";
 import { allows, type Caller, type Scope, type TokenTable } from "./tokens.js";
 import { fieldOf, validatorCompiler } from "./validation.js";
 
@@ -60,12 +61,6 @@ declare module "fastify" {
 }
 
 type Body = Record<string, unknown>;
-
-function callOptions(body: Body): CallOptions {
-  const out: Record<string, unknown> = {};
-  for (const key of ["lm", "timeoutMs", "pool", "session", "affinity", "instructions", "demos"]) if (body[key] !== undefined) out[key] = body[key];
-  return out as CallOptions;
-}
 
 export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInstance> {
   const { tokens, logger } = options;
@@ -200,41 +195,23 @@ export async function buildHttpApi(options: HttpApiOptions): Promise<FastifyInst
     },
   );
 
-  // Users' packaged programs (docs/programs.md): the client keeps one handle per program the fleet serves, so a
-  // call does not ask the workers again (the handle re-learns the program after a version change).
-  app.get("/v1/packaged-programs", { schema: { tags: ["Calls"], summary: "The packaged programs the fleet serves, with their fields (scope predict)", security: [{ bearer: [] }] }, config: { scope: "predict" } }, async () => {
-    const statuses = await workerStatuses(client.nc);
-    return {
-      programs: [...servedPrograms(statuses).values()].sort((a, b) => a.name.localeCompare(b.name)),
-      failures: statuses.flatMap((st) => st.programs?.failures ?? []),
-    };
-  });
-  app.post<{ Body: Body; Params: { name: string } }>(
-    "/v1/packaged-programs/:name/call",
-    { schema: { body: packagedCallBody, params: packagedParams, tags: ["Calls"], summary: "Call a packaged program the fleet serves (scope predict)", security: [{ bearer: [] }] }, config: { scope: "predict" } },
-    async (req) => {
-      const handle = client.program(req.params.name);
-      const advert = await handle.describe(); // UnknownProgram (404) before anything is sent
-      checkSize(req, isPool(advert.pool) ? advert.pool : "general");
-      return handle.call(req.body.inputs as Body, callOptions(req.body));
+  // Users' packaged programs (packaged-resources.ts) always; the registry's resources and the console with a
+  // registry. REST and GraphQL are generated from the same resource definitions.
+  const recorder = options.client ? new ExecutionRecorder(options.client, logger) : undefined;
+  const deps: OperationDeps = {
+    get registry() {
+      return need(options.registry, "a registry");
     },
-  );
-
-  if (options.registry || options.describe) {
-    const recorder = options.client ? new ExecutionRecorder(options.client, logger) : undefined;
-    const deps: OperationDeps = {
-      get registry() {
-        return need(options.registry, "a registry");
-      },
-      client,
-      get executions() {
-        return need(recorder, "a client");
-      },
-    };
-    registerResources(app, REGISTRY_RESOURCES, deps, checkSize);
-    await registerGraphql(app, { resources: REGISTRY_RESOURCES, deps, tokens, logger });
-    await registerConsole(app);
-  }
+    client,
+    get executions() {
+      return need(recorder, "a client");
+    },
+  };
+  const withRegistry = Boolean(options.registry || options.describe);
+  const resources = [PACKAGED_RESOURCE, ...(withRegistry ? REGISTRY_RESOURCES : [])];
+  registerResources(app, resources, deps, checkSize);
+  await registerGraphql(app, { resources, deps, tokens, logger });
+  if (withRegistry) await registerConsole(app);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

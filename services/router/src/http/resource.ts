@@ -4,6 +4,7 @@
  * description (rest.ts) and the GraphQL schema (graphql-schema.ts) are both generated from these, so the two
  * APIs cannot say different things.
  */
+import type { Pool } from "@dspex/protocol";
 import type { Registry } from "@dspex/registry";
 import type { Client } from "@dspex/client";
 import type { Caller, Scope } from "./tokens.js";
@@ -38,8 +39,10 @@ export interface Operation {
   response: JsonSchema;
   /** HTTP status of success (default 200). */
   status?: number;
-  /** The request body is checked against this pool's payload limit. */
+  /** The request body is checked against this pool's payload limit... */
   pool?: "general";
+  /** ...or the pool this finds (a packaged program's own); either before `run`. */
+  poolOf?(deps: OperationDeps, input: OperationInput): Promise<Pool>;
   run(deps: OperationDeps, input: OperationInput, caller: Caller): Promise<unknown>;
 }
 

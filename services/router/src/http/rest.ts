@@ -61,12 +61,13 @@ export function registerResources(
           response: { [op.status ?? 200]: op.response, "4xx": errorSchema, "5xx": errorSchema },
         },
         handler: async (req, reply) => {
-          if (op.pool) checkSize(req, op.pool);
           const input = {
             params: (req.params ?? {}) as Record<string, unknown>,
             query: (req.query ?? {}) as Record<string, unknown>,
             body: (req.body ?? {}) as Record<string, unknown>,
           };
+          if (op.pool) checkSize(req, op.pool);
+          else if (op.poolOf) checkSize(req, await op.poolOf(deps, input));
           const out = await op.run(deps, input, req.caller!);
           return reply.code(op.status ?? 200).send(out);
         },

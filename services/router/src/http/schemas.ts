@@ -5,6 +5,7 @@
  * (`additionalProperties: false`): an unknown field is a 400 naming it, never silently dropped.
  */
 import { POOLS, SCHEMAS } from "@dspex/protocol";
+import type { CallOptions } from "@dspex/client";
 
 const BASE = "https://dspex.dev/schemas/v1";
 /** The contract's schemas, registered with the API's validator (fastify `addSchema`). */
@@ -26,6 +27,13 @@ const callFields = {
 };
 
 const signature = { oneOf: [{ type: "string", minLength: 1, maxLength: 65_536 }, { $ref: `${BASE}/signature.schema.json` }] };
+
+/** A call body's options as the client takes them (the body's other fields are the call's inputs, version, …). */
+export function callOptions(body: Record<string, unknown>): CallOptions {
+  const out: Record<string, unknown> = {};
+  for (const key of ["lm", "timeoutMs", "pool", "session", "affinity", "instructions", "demos"]) if (body[key] !== undefined) out[key] = body[key];
+  return out as CallOptions;
+}
 
 export const PROGRAM_ID_PATTERN = "^[-_a-zA-Z0-9]{1,128}$";
 
