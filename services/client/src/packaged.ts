@@ -6,7 +6,9 @@
  * the advertised fields as the signature, sent to the program's pool — so the inputs are checked before
  * publish and the outputs after the reply by the same code as every call, and sessions, lanes, retries,
  * breakers and tracing apply unchanged. The advertisement is cached; a worker running another version of the
- * program answers a ValidationError on `signature.*`, after which the handle asks the fleet again once.
+ * program with other fields answers a ValidationError on `signature.*`, after which the handle asks the fleet
+ * again once; a reply naming another package version (`extra.program.version`, same fields) makes the next
+ * `describe` ask again.
  */
 import { UnknownProgram, ValidationError, isPool, type ProgramRef, type SignatureWire } from "@dspex/protocol";
 import { servedPrograms, workerStatuses, type AdvertisedProgram } from "@dspex/bus";
@@ -57,7 +59,12 @@ export class PackagedProgram<I extends Record<string, unknown> = Record<string, 
   /** Runs the program on its pool (a stored version of it with `stored`); outputs checked against its fields. */
   async call(inputs: I, options: CallOptions & { stored?: ProgramRef } = {}): Promise<CallResult<O>> {
     try {
-      return await this.send(await this.describe(), inputs, options);
+      const advert = await this.describe();
+      const result = await this.send(advert, inputs, options);
+      // the worker names the package version that ran: another one (same fields) means the fleet was upgraded
+      const ran = (result.extra?.program as { version?: string | null } | undefined)?.version;
+      if (ran !== undefined && ran !== advert.version && this.advert === advert) this.advert = undefined;
+      return result;
     } catch (err) {
       // the fleet now serves another version of the program: learn it again, once
       if (!(err instanceof ValidationError && err.field?.startsWith("signature."))) throw err;

@@ -88,10 +88,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  /** Starts the replacement, then drains and stops the old worker. */
-  async recycle(worker: WorkerProcess, reason: string): Promise<WorkerProcess> {
+  /**
+   * Starts the replacement, then drains and stops the old worker. `env` changes the replacement's environment
+   * (a rolling upgrade: a new package version on its PYTHONPATH, new options); its requests in flight finish on
+   * the old worker, new ones go to the replacement.
+   */
+  async recycle(worker: WorkerProcess, reason: string, env?: Record<string, string>): Promise<WorkerProcess> {
     this.retiring.add(worker);
-    const replacement = await this.add(worker.pool);
+    const replacement = await this.add(worker.pool, { pool: worker.pool, crashes: 0, ...(env ? { env } : {}) });
     await worker.stop();
     this.emit("recycled", { old: worker, replacement, reason });
     return replacement;

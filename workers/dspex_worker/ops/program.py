@@ -94,5 +94,7 @@ async def plan(p: PlanInput) -> Plan:
         kwargs=p.inputs,
         is_async=is_async,
         post=lambda prediction: _declared_outputs(program, prediction),
+        # which version ran: a caller that cached an older advertisement learns of the upgrade from the reply
+        extra=lambda _prediction: {"program": {"name": program.name, "version": program.info["version"]}},
         on_error=_on_error(program),
     )

@@ -1266,7 +1266,7 @@ export interface components {
          * @description DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.
          */
         reply: {
-            /** @description DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`. */
+            /** @description DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran). */
             extra?: Record<string, never>;
             id: string;
             /** @description The model that answered. */

@@ -1968,7 +1968,7 @@ export const SCHEMAS = {
           },
           "extra": {
             "type": "object",
-            "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`."
+            "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran)."
           },
           "usage": {
             "$ref": "#/definitions/usage"

@@ -810,7 +810,7 @@ export interface ReplyOk {
     [k: string]: boolean | number;
   };
   /**
-   * DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`.
+   * DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran).
    */
   extra?: {
     [k: string]: unknown;

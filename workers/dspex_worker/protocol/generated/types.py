@@ -949,7 +949,7 @@ class ReplyOk(TypedDict):
     """
     extra: NotRequired[dict[str, Any]]
     """
-    DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`.
+    DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran).
     """
     usage: Usage
 

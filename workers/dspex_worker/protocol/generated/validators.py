@@ -390,7 +390,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     },
                                     "extra": {
                                         "type": "object",
-                                        "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`.",
+                                        "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran).",
                                     },
                                     "usage": {
                                         "$ref": "https://dspex.dev/schemas/v1/reply.schema.json#/definitions/usage"
@@ -21021,7 +21021,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                             },
                             "extra": {
                                 "type": "object",
-                                "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`.",
+                                "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran).",
                             },
                             "usage": {
                                 "type": "object",
@@ -21081,7 +21081,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                                 },
                                 "extra": {
                                     "type": "object",
-                                    "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`.",
+                                    "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran).",
                                 },
                                 "usage": {
                                     "type": "object",
@@ -21219,7 +21219,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                             name="" + (name_prefix or "data") + ".extra",
                             definition={
                                 "type": "object",
-                                "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`.",
+                                "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran).",
                             },
                             rule="type",
                         )
@@ -21824,7 +21824,7 @@ def validate_https___dspex_dev_schemas_v1_reply_schema_json(data, custom_formats
                             },
                             "extra": {
                                 "type": "object",
-                                "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`.",
+                                "description": "DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran).",
                             },
                             "usage": {
                                 "type": "object",
