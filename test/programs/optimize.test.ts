@@ -60,6 +60,37 @@ describe("program packages: optimize and version", { timeout: 180_000 }, () => {
     assert.ok(h.lmDouble.requests().slice(plainBefore).every((r) => !JSON.stringify(r.body).includes("capital of Italy")));
   });
 
+  test("BootstrapFewShot on the optimizer worker runs the program to collect demos for both predictors; the general worker runs that version", async () => {
+    const qa = h.client.program<{ question: string }, { answer: string; confidence: number }>("qa");
+    const stored = await qa.store();
+    // the double answers the trainset right, so every trace passes the metric and becomes a demo
+    h.lmDouble.control.setRules([
+      { field: "question", match: { contains: "Italy" }, outputs: { answer: "Rome", confidence: 0.9 } },
+      { field: "question", match: { contains: "Spain" }, outputs: { answer: "Madrid", confidence: 0.8 } },
+    ]);
+    const before = h.lmDouble.requests().length;
+    const job = await h.client.compile({
+      program: { id: stored.definition.id, version: stored.version },
+      optimizer: "BootstrapFewShot",
+      options: { max_bootstrapped_demos: 2, max_labeled_demos: 0 },
+      trainset,
+      metric: "answer_exact_match",
+      evaluate: false,
+    });
+    const result = await job.result().finally(() => h.lmDouble.control.setRules([]));
+    assert.ok(h.lmDouble.requests().length - before >= 2 * trainset.length, "the program ran on the trainset (two predictors per example)");
+    const { definition } = await h.client.programs.get(stored.definition.id, result.program.version);
+    const state = definition.state!.dspy_state as Record<string, { demos: Array<Record<string, unknown>> }>;
+    assert.equal(state.draft!.demos.length, 2, "bootstrapped traces of the first predictor");
+    assert.equal(state.refine!.demos.length, 2);
+    assert.ok(state.draft!.demos.every((d) => typeof d.draft === "string" && typeof d.question === "string"), JSON.stringify(state.draft!.demos));
+
+    const out = await qa.call({ question: "What is the capital of France?" }, { stored: result.program });
+    const optimizer = h.fleet.workers.find((w) => w.pool === "optimizer")!;
+    assert.notEqual(out.worker, optimizer.id);
+    assert.equal(out.worker, h.fleet.workers.find((w) => w.pool === "general")!.id, "another worker than the one that optimized it");
+  });
+
   test("a version whose state names predictors the program no longer has is refused, naming them", async () => {
     const qa = h.client.program("qa");
     const stored = await qa.store();
