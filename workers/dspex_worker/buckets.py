@@ -13,6 +13,7 @@ from .protocol.generated.bus import BUCKETS
 MEMBERS = BUCKETS["members"]["name"]
 PROGRAMS = BUCKETS["programs"]["name"]
 JOBS = BUCKETS["jobs"]["name"]
+LM_CACHE = BUCKETS["lmCache"]["name"]
 
 APPLY_HINT = "`dspex bus apply` provisions the bus"
 

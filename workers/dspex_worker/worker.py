@@ -22,9 +22,11 @@ from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
 
 from . import __version__
+from .buckets import LM_CACHE, open_bucket
 from .config import CPU_OPS, WorkerConfig
 from .execution import Execution, Request
 from .health import start_health_server
+from .lm import fleet_cache
 from .lm.errors import classify_exception
 from .lm.factory import LMFactory
 from .lm.hosting import start_local_lm
@@ -82,6 +84,7 @@ class Worker:
         self.nc: Client | None = None
         self.pull: Puller | None = None
         self.direct: DirectServer | None = None
+        self.lm_cache: fleet_cache.FleetCache | None = None
         self.replies: Replies | None = None
         self.membership: Membership | None = None
         self.partitions = 0
@@ -130,6 +133,7 @@ class Worker:
             else {},
             "reliability": self.replies.stats() if self.replies else {},
             "embed": EMBEDDERS.stats(),
+            "lm_cache": self.lm_cache.stats() if self.lm_cache else {"mode": fleet_cache.cache_mode()},
             "programs": self.ops.catalog.advertisement(),
         }
 
@@ -181,6 +185,8 @@ class Worker:
             await nc.close()
             return
         self.ops.connect(nc)
+        # DSPy's LM cache, shared by the fleet (lm/fleet_cache.py): loaded before the first request
+        self.lm_cache = await fleet_cache.install(lambda: open_bucket(nc.jetstream(), LM_CACHE))
         self.replies = Replies(
             nc,
             DeadLetters(nc, cfg.worker_id, keep_inputs=cfg.dlq_keep_inputs),
@@ -247,6 +253,8 @@ class Worker:
         if left:
             log.warning("requests still running at the drain timeout; they will be redelivered", left=left)
         await service.stop()
+        if self.lm_cache is not None:
+            await self.lm_cache.replica.stop()
         if health is not None:
             await health.cleanup()
         await nc.drain()

@@ -68,7 +68,7 @@ async def provision(
     nc: Client,
     *,
     pools: tuple[str, ...] = ("general", "optimizer"),
-    buckets: tuple[str, ...] = ("members", "programs", "jobs"),
+    buckets: tuple[str, ...] = ("members", "programs", "jobs", "lmCache"),
     ack_wait_s: float = 30.0,
     consumer_filter: Callable[[str], str] | None = None,
 ) -> None:

@@ -34,7 +34,8 @@ export type LimitName =
   | "members"
   | "programs"
   | "sessions"
-  | "jobs";
+  | "jobs"
+  | "lmCache";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -52,6 +53,7 @@ const PER_SUBJECT: Record<LimitName, number> = {
   programs: BUCKETS.programs.history,
   sessions: BUCKETS.sessions.history,
   jobs: BUCKETS.jobs.history,
+  lmCache: BUCKETS.lmCache.history,
 };
 
 /**
@@ -70,6 +72,8 @@ export const LIMIT_DEFAULTS: Record<LimitName, Limits> = {
   programs: { maxBytes: 1 * GiB, maxAgeMs: 0, maxMsgsPerSubject: PER_SUBJECT.programs },
   sessions: { maxBytes: 256 * MiB, maxAgeMs: 30 * 60_000, maxMsgsPerSubject: PER_SUBJECT.sessions },
   jobs: { maxBytes: 256 * MiB, maxAgeMs: 7 * DAY, maxMsgsPerSubject: PER_SUBJECT.jobs },
+  // LM responses: the oldest go first when the bucket is full (every worker also replicates it, bounded)
+  lmCache: { maxBytes: 256 * MiB, maxAgeMs: BUCKETS.lmCache.ttlMs, maxMsgsPerSubject: PER_SUBJECT.lmCache },
 };
 
 export interface BusSettings {
@@ -94,6 +98,7 @@ const LIMIT_ENV: Record<LimitName, string> = {
   programs: "PROGRAMS",
   sessions: "SESSIONS",
   jobs: "JOBS",
+  lmCache: "LM_CACHE",
 };
 
 function envNumber(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {

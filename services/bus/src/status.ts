@@ -40,8 +40,18 @@ export interface WorkerStatus {
   rss_mb?: number;
   partitions?: string[];
   signature_cache?: { hits: number; misses: number };
+  /** DSPy's LM cache on this worker (docs/dspy-surface.md, "LM cache"): `mode` fleet | memory | off. */
+  lm_cache?: LmCacheStatus;
   /** Users' packaged programs the worker serves, and those it could not load (docs/programs.md). */
   programs?: ProgramAdvertisement;
+}
+
+export interface LmCacheStatus {
+  mode: "fleet" | "memory" | "off";
+  /** Hits of the worker's in-process memory tier. */
+  memory_hits?: number;
+  /** The shared tier: this worker's replica of the bucket dspex_lm_cache. */
+  fleet?: { hits: number; misses: number; entries: number; bytes: number; max_bytes: number; shared: number; share_errors: number; evicted: number };
 }
 
 /** A program as a worker advertises it: fields as wire type expressions (schemas/signature.schema.json). */
@@ -190,6 +200,16 @@ export function formatStatus(status: BusStatus): string {
         lines.push(`    program ${prog.name} ${prog.version ?? "?"} (${prog.pool}): ${fields(prog.inputs)} -> ${fields(prog.outputs)}`);
       }
       for (const f of w.programs?.failures ?? []) lines.push(`    program ${f.name} NOT SERVED (${f.path}): ${f.error}`);
+      const cache = w.lm_cache;
+      if (cache?.fleet) {
+        const f = cache.fleet;
+        const lookups = f.hits + f.misses;
+        lines.push(
+          `    lm cache fleet: ${f.hits} hits of ${lookups} shared lookups (${lookups ? ((100 * f.hits) / lookups).toFixed(0) : "—"} %), ` +
+            `${cache.memory_hits ?? 0} memory hits, replica ${f.entries} entries ${(f.bytes / 2 ** 20).toFixed(1)}/${(f.max_bytes / 2 ** 20).toFixed(0)} MiB, shared ${f.shared}` +
+            (f.share_errors ? `, ${f.share_errors} NOT SHARED` : ""),
+        );
+      } else if (cache) lines.push(`    lm cache ${cache.mode}`);
     }
   }
   const breakers = status.routers.flatMap((r) => r.breakers);

@@ -404,3 +404,34 @@ def observe_worker(stats: Callable[[], Mapping[str, Any]]) -> None:
         unit="{lookup}",
         description="Signature-class cache lookups by result (hit, miss)",
     )
+
+    def lm_cache(_options: CallbackOptions) -> Iterable[Observation]:
+        snapshot = stats()
+        fleet = (snapshot.get("lm_cache") or {}).get("fleet") or {}
+        attrs = {"dspex.pool": snapshot.get("pool", st.pool)}
+        memory = int((snapshot.get("lm_cache") or {}).get("memory_hits", 0))
+        return [
+            Observation(memory, {**attrs, "dspex.cache.result": "hit", "dspex.cache.tier": "memory"}),
+            Observation(int(fleet.get("hits", 0)), {**attrs, "dspex.cache.result": "hit", "dspex.cache.tier": "fleet"}),
+            Observation(
+                int(fleet.get("misses", 0)), {**attrs, "dspex.cache.result": "miss", "dspex.cache.tier": "fleet"}
+            ),
+        ]
+
+    def lm_cache_bytes(_options: CallbackOptions) -> Iterable[Observation]:
+        snapshot = stats()
+        fleet = (snapshot.get("lm_cache") or {}).get("fleet") or {}
+        return [Observation(int(fleet.get("bytes", 0)), {"dspex.pool": snapshot.get("pool", st.pool)})]
+
+    meter.create_observable_counter(
+        "dspex.worker.lm_cache.lookups",
+        callbacks=[lm_cache],
+        unit="{lookup}",
+        description="LM response cache lookups by tier (memory, fleet) and result; a fleet miss calls the LM",
+    )
+    meter.create_observable_gauge(
+        "dspex.worker.lm_cache.replica_bytes",
+        callbacks=[lm_cache_bytes],
+        unit="By",
+        description="Bytes of the fleet LM cache this worker holds in its replica",
+    )

@@ -179,6 +179,7 @@ function workerPermissions(pool: Pool, partitions: number): RolePermissions {
       `${API}.STREAM.INFO.${STREAMS.deadLetters.name}`,
       ...bucketRead("programs"),
       ...bucketWrite("members"),
+      ...bucketWrite("lmCache"), // the fleet-wide LM cache: read (a replica by watching) and written by workers only
       ...(optimizer ? [...bucketWrite("programs"), ...bucketWrite("jobs"), any(jobProgressSubject("*"))] : bucketRead("jobs")),
     ],
     sub: [

@@ -266,5 +266,11 @@ export const BUCKETS = {
     "history": 1,
     "ttlMs": 604800000,
     "description": "Job records of every kind (eval, optimize), job.schema.json#/definitions/record, JSON."
+  },
+  "lmCache": {
+    "name": "dspex_lm_cache",
+    "history": 1,
+    "ttlMs": 604800000,
+    "description": "The fleet-wide LM response cache (docs/dspy-surface.md, LM cache): key the sha256 DSPy's cache computes from the LM request, value the response as JSON. Written by workers whose LM profile (or request) enables `cache`; every worker keeps a bounded replica by watching it."
   }
 } as const;
