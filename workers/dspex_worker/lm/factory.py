@@ -123,7 +123,7 @@ class LMFactory:
                     field="lm.model",
                 )
             try:
-                return EchoLM(model)
+                return EchoLM(model, cache=bool(resolved.knobs.get("cache", False)))
             except ValueError as exc:
                 raise LMConfigError(f"lm.model: invalid test model: {exc}", field="lm.model") from exc
         knobs = resolved.knobs
