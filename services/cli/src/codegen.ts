@@ -32,6 +32,9 @@ export function tsType(type: TypeExpr): string {
       return type.values.map((v) => JSON.stringify(v)).join(" | ");
     case "union":
       return type.members.map((m) => `(${tsType(m)})`).join(" | ");
+    case "object":
+      // an inline object type (a pydantic model's fields; an absent optional field arrives as null)
+      return `{ ${type.fields.map((f) => `${f.name}: ${tsType(f.type)}${(f.required ?? true) ? "" : " | null"}`).join("; ")} }`;
     default: {
       const unknownKind: never = type;
       throw new Error(`no TypeScript type for wire kind ${JSON.stringify((unknownKind as { kind: string }).kind)}`);

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import dspy
+import pydantic
 
 from ..protocol.errors import ProgramError, UnknownProgram, ValidationError
-from ..signatures.check import check_signature
+from ..signatures.check import MAX_OBJECT_DEPTH, check_signature
 from ..signatures.inputs import validate_inputs
 
 GROUP: Final = "dspex.programs"
@@ -93,21 +94,57 @@ def program_error(program: Program, exc: BaseException) -> ProgramError:
     )
 
 
-def wire_type(annotation: Any) -> dict[str, Any]:
+_CONSTRAINT_ATTRS: Final = (("gt", "gt"), ("ge", "ge"), ("lt", "lt"), ("le", "le"))
+
+
+def _model_wire(model: type[pydantic.BaseModel], depth: int) -> dict[str, Any]:
+    """A pydantic model as an object type: its fields with their types, descriptions, requiredness and the
+    range/length constraints pydantic keeps in their metadata."""
+    if depth > MAX_OBJECT_DEPTH:
+        raise ValueError(f"model {model.__name__} nests deeper than {MAX_OBJECT_DEPTH} (or refers to itself)")
+    fields: list[dict[str, Any]] = []
+    for name, info in model.model_fields.items():
+        field: dict[str, Any] = {"name": name, "type": wire_type(info.annotation, depth)}
+        if info.description:
+            field["desc"] = info.description
+        if not info.is_required():
+            field["required"] = False
+        constraints: dict[str, Any] = {}
+        for meta in info.metadata:
+            for attr, key in _CONSTRAINT_ATTRS:
+                if getattr(meta, attr, None) is not None:
+                    constraints[key] = getattr(meta, attr)
+            if getattr(meta, "min_length", None) is not None:
+                constraints["min_length"] = meta.min_length
+            if getattr(meta, "max_length", None) is not None:
+                constraints["max_length"] = meta.max_length
+        if constraints:
+            field["constraints"] = constraints
+        fields.append(field)
+    out: dict[str, Any] = {"kind": "object", "name": model.__name__, "fields": fields}
+    doc = model.__doc__
+    if doc and doc != pydantic.BaseModel.__doc__:
+        out["description"] = inspect.cleandoc(doc)
+    return out
+
+
+def wire_type(annotation: Any, depth: int = 0) -> dict[str, Any]:
     """The wire type expression of a Python annotation; ValueError for one the wire cannot carry."""
     scalar = _SCALARS.get(annotation)
     if scalar is not None:
         return {"kind": scalar}
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return _model_wire(annotation, depth + 1)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is list and len(args) == 1:
-        return {"kind": "list", "items": wire_type(args[0])}
+        return {"kind": "list", "items": wire_type(args[0], depth)}
     if origin is dict and len(args) == 2:
-        return {"kind": "dict", "keys": wire_type(args[0]), "values": wire_type(args[1])}
+        return {"kind": "dict", "keys": wire_type(args[0], depth), "values": wire_type(args[1], depth)}
     if origin is typing.Literal:
         return {"kind": "literal", "values": list(args)}
     if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
         inner = args[0] if args[1] is type(None) else args[1]
-        return {"kind": "optional", "inner": wire_type(inner)}
+        return {"kind": "optional", "inner": wire_type(inner, depth)}
     raise ValueError(f"type {annotation!r} has no wire type")
 
 

@@ -11,6 +11,7 @@ path (`signature.outputs[1].type.keys`) and whose message starts with it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import keyword
@@ -19,6 +20,8 @@ import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Final, Literal
+
+import pydantic
 
 from ..protocol import check_signature as check_signature_shape
 from ..protocol.errors import ValidationError
@@ -43,6 +46,9 @@ RESERVED_FIELD_NAMES: Final = frozenset(
         "model_validate_strings",
     }
 )
+
+# How deep object types nest (an object in an object's field is one level), as the TypeScript side checks.
+MAX_OBJECT_DEPTH: Final = 8
 
 _DICT_KEY_KINDS: Final = frozenset({"str", "int", "float", "bool", "literal", "any"})
 _SCALARS: Final[dict[str, Any]] = {"str": str, "int": int, "float": float, "bool": bool, "any": Any}
@@ -83,6 +89,8 @@ def format_type(expr: Mapping[str, Any]) -> str:
         return f"Literal[{', '.join(repr(v) for v in expr['values'])}]"
     if kind == "union":
         return f"Union[{', '.join(format_type(m) for m in expr['members'])}]"
+    if kind == "object":
+        return str(expr["name"])
     return str(kind)
 
 
@@ -93,18 +101,45 @@ def inner_kind(expr: Mapping[str, Any]) -> str:
     return str(expr["kind"])
 
 
-def _type(expr: Mapping[str, Any], path: str) -> dict[str, Any]:
+def _object(expr: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
+    """An object type: unique field names pydantic accepts, nesting at most MAX_OBJECT_DEPTH deep."""
+    if depth > MAX_OBJECT_DEPTH:
+        _fail(path, f"objects nest at most {MAX_OBJECT_DEPTH} deep")
+    fields: list[dict[str, Any]] = []
+    for i, f in enumerate(expr["fields"]):
+        where = f"{path}.fields[{i}]"
+        if f["name"].startswith("_") or keyword.iskeyword(f["name"]):
+            _fail(f"{where}.name", f"'{f['name']}' cannot be a pydantic field name")
+        if any(g["name"] == f["name"] for g in fields):
+            _fail(f"{where}.name", f"duplicate field '{f['name']}'")
+        out: dict[str, Any] = {"name": f["name"], "type": _type(f["type"], f"{where}.type", depth)}
+        if "desc" in f:
+            out["desc"] = f["desc"]
+        if f.get("required") is False:
+            out["required"] = False
+        if constraints := _constraints(f.get("constraints") or {}, out["type"], f"{where}.constraints"):
+            out["constraints"] = constraints
+        fields.append(out)
+    checked: dict[str, Any] = {"kind": "object", "name": expr["name"], "fields": fields}
+    if "description" in expr:
+        checked["description"] = expr["description"]
+    return checked
+
+
+def _type(expr: Mapping[str, Any], path: str, depth: int = 0) -> dict[str, Any]:
     """A shape-checked type expression, normalised (literal values without repeats)."""
     kind = expr["kind"]
+    if kind == "object":
+        return _object(expr, path, depth + 1)
     if kind == "list":
-        return {"kind": kind, "items": _type(expr["items"], f"{path}.items")}
+        return {"kind": kind, "items": _type(expr["items"], f"{path}.items", depth)}
     if kind == "dict":
-        keys = _type(expr["keys"], f"{path}.keys")
+        keys = _type(expr["keys"], f"{path}.keys", depth)
         if keys["kind"] not in _DICT_KEY_KINDS:
             _fail(f"{path}.keys", f"dict keys must be str, int, float, bool, any or literal, not {format_type(keys)}")
-        return {"kind": kind, "keys": keys, "values": _type(expr["values"], f"{path}.values")}
+        return {"kind": kind, "keys": keys, "values": _type(expr["values"], f"{path}.values", depth)}
     if kind == "optional":
-        return {"kind": kind, "inner": _type(expr["inner"], f"{path}.inner")}
+        return {"kind": kind, "inner": _type(expr["inner"], f"{path}.inner", depth)}
     if kind == "literal":
         values: list[str | int | float | bool] = []
         for i, v in enumerate(expr["values"]):
@@ -117,7 +152,7 @@ def _type(expr: Mapping[str, Any], path: str) -> dict[str, Any]:
         # one spelling per Python type: Union[A, B, None] is optional(union(A, B)), nested unions are flattened
         members: list[dict[str, Any]] = []
         for i, m in enumerate(expr["members"]):
-            member = _type(m, f"{path}.members[{i}]")
+            member = _type(m, f"{path}.members[{i}]", depth)
             if member["kind"] == "optional":
                 _fail(f"{path}.members[{i}]", "a union member cannot be optional; wrap the union in optional instead")
             if member["kind"] == "union":
@@ -209,7 +244,28 @@ def type_from_expr(expr: Mapping[str, Any]) -> Any:
         return _LITERAL[tuple(expr["values"])]
     if kind == "union":
         return _UNION[tuple(type_from_expr(m) for m in expr["members"])]
+    if kind == "object":
+        return _model(json.dumps(expr, sort_keys=True, separators=(",", ":")))
     raise ValidationError(f"type.kind: unknown type kind {kind!r}", field="type.kind")
+
+
+@functools.lru_cache(maxsize=512)
+def _model(canonical: str) -> type[pydantic.BaseModel]:
+    """The pydantic model of a checked object type (its canonical JSON: one class per distinct type, so a cached
+    signature class and its nested models are built once)."""
+    expr = json.loads(canonical)
+    fields: dict[str, Any] = {}
+    for f in expr["fields"]:
+        kwargs: dict[str, Any] = dict(f.get("constraints") or {})
+        if "desc" in f:
+            kwargs["description"] = f["desc"]
+        annotation = type_from_expr(f["type"])
+        if f.get("required", True):
+            fields[f["name"]] = (annotation, pydantic.Field(**kwargs))
+        else:
+            fields[f["name"]] = (_OPTIONAL[annotation], pydantic.Field(default=None, **kwargs))
+    model: type[pydantic.BaseModel] = pydantic.create_model(expr["name"], __doc__=expr.get("description"), **fields)
+    return model
 
 
 def signature_key(sig: Mapping[str, Any]) -> str:

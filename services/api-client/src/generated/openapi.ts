@@ -1474,20 +1474,34 @@ export interface components {
             instructions?: string;
             outputs: components["schemas"]["signature-field"][];
         };
+        /** FieldConstraints */
+        "signature-constraints": {
+            ge?: number;
+            gt?: number;
+            le?: number;
+            lt?: number;
+            max_length?: number;
+            min_length?: number;
+        };
         /** FieldWire */
         "signature-field": {
-            /** FieldConstraints */
-            constraints?: {
-                ge?: number;
-                gt?: number;
-                le?: number;
-                lt?: number;
-                max_length?: number;
-                min_length?: number;
-            };
+            constraints?: components["schemas"]["signature-constraints"];
             desc?: string;
             name: string;
             prefix?: string;
+            type: components["schemas"]["signature-type"];
+        };
+        /** ObjectField */
+        "signature-objectField": {
+            constraints?: components["schemas"]["signature-constraints"];
+            /** @description The field's description (pydantic Field(description=…)). */
+            desc?: string;
+            name: string;
+            /**
+             * @description false: the field may be missing (default None), as a pydantic field with a default.
+             * @default true
+             */
+            required: boolean;
             type: components["schemas"]["signature-type"];
         };
         /**
@@ -1518,6 +1532,14 @@ export interface components {
             /** @enum {unknown} */
             kind: "union";
             members: components["schemas"]["signature-type"][];
+        } | {
+            /** @description The model's docstring. */
+            description?: string;
+            fields: components["schemas"]["signature-objectField"][];
+            /** @enum {unknown} */
+            kind: "object";
+            /** @description The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema. */
+            name: string;
         };
     };
     responses: never;

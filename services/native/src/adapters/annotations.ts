@@ -31,6 +31,7 @@ export function unrenderedType(signature: { inputs: readonly { name: string; typ
       case "optional":
         return find(t.inner);
       case "union":
+      case "object":
         return t.kind;
       default:
         return undefined;
@@ -88,6 +89,7 @@ export function annotationName(type: TypeExpr): string {
     case "literal":
       return `Literal[${t.values.map((v) => (typeof v === "string" ? quoteLiteralString(v) : literalStr(v))).join(", ")}]`;
     case "union":
+    case "object":
       throw nativeUnsupported(t);
   }
 }
@@ -136,6 +138,7 @@ export function typeJsonSchema(type: TypeExpr): Schema {
       return out;
     }
     case "union":
+    case "object":
       throw nativeUnsupported(t);
   }
 }

@@ -24,6 +24,7 @@ import {
   type SignatureWire,
   type TypeExpr,
 } from "./types.js";
+import { typeFromJsonSchema } from "./schema.js";
 import { checkConstraints, checkSignature, checkType } from "./wire.js";
 
 declare const phantom: unique symbol;
@@ -103,6 +104,35 @@ function constraintsFrom(expr: TypeExpr, o: RangeOptions & LengthOptions & Items
   return Object.keys(c).length > 0 ? (checkConstraints(c, expr) as Constraints) : undefined;
 }
 
+/** A field of an object type with what a bare type cannot say: its description, constraints, optionality. */
+export interface ObjectFieldDef<T = unknown, Optional extends boolean = boolean> {
+  readonly field: TypeDef<T>;
+  readonly desc?: string;
+  readonly optional: Optional;
+}
+
+type FieldSpec = TypeDef<unknown> | ObjectFieldDef<unknown, boolean>;
+type ValueOf<F> = F extends ObjectFieldDef<infer T, boolean> ? T : F extends TypeDef<infer T> ? T : never;
+type OptionalKeys<F> = { [K in keyof F]: F[K] extends ObjectFieldDef<unknown, true> ? K : never }[keyof F];
+type RequiredKeys<F> = Exclude<keyof F, OptionalKeys<F>>;
+/** The TypeScript type of an object type's values (an absent optional field arrives as null). */
+export type ObjectValue<F> = Simplify<{ [K in RequiredKeys<F>]: ValueOf<F[K]> } & { [K in OptionalKeys<F>]?: ValueOf<F[K]> | null }>;
+
+function objectExpr(name: string, fields: Record<string, FieldSpec>, description?: string): TypeExpr {
+  const wire = Object.entries(fields).map(([fieldName, spec]) => {
+    const def = "field" in spec ? spec.field : spec;
+    const extra = "field" in spec ? spec : undefined;
+    return {
+      name: fieldName,
+      type: def.expr,
+      ...(extra?.desc !== undefined ? { desc: extra.desc } : {}),
+      ...(extra?.optional ? { required: false } : {}),
+      ...(def.constraints ? { constraints: def.constraints } : {}),
+    };
+  });
+  return checkType({ kind: "object", name, ...(description !== undefined ? { description } : {}), fields: wire }, name);
+}
+
 /** Type constructors for the builder. */
 export const t = {
   str: (options?: LengthOptions): TypeDef<string> => def(scalar.str, constraintsFrom(scalar.str, options)),
@@ -126,8 +156,21 @@ export const t = {
     def(inner.expr.kind === "optional" ? inner.expr : Object.freeze({ kind: "optional", inner: inner.expr }), inner.constraints),
   literal: <const V extends readonly [LiteralValue, ...LiteralValue[]]>(...values: V): TypeDef<V[number]> =>
     def(checkType({ kind: "literal", values }, "literal")),
-  /** A type from DSPy's annotation syntax, e.g. `t.parse("dict[str, list[int]]")`. */
-  parse: (text: string): TypeDef<unknown> => def(parseType(text)),
+  /** A type from DSPy's annotation syntax, e.g. `t.parse("dict[str, list[int]]")`; `types` names object types. */
+  parse: (text: string, types?: Readonly<Record<string, TypeDef<unknown>>>): TypeDef<unknown> =>
+    def(parseType(text, types ? Object.fromEntries(Object.entries(types).map(([k, v]) => [k, v.expr])) : undefined)),
+  /**
+   * An object type — a pydantic model on the worker (`pydantic.create_model(name, ...)`), so DSPy's adapters ask
+   * the LM for it as JSON and parse it: `t.object("Person", { name: t.str(), age: t.field(t.int({ ge: 0 }), {
+   * optional: true }) })`. Values are typed: `{ name: string; age?: number | null }`.
+   */
+  object: <const F extends Record<string, FieldSpec>>(name: string, fields: F, options: { description?: string } = {}): TypeDef<ObjectValue<F>> =>
+    def(objectExpr(name, fields, options.description)),
+  /** An object field with a description, or that may be missing (`optional: true`). */
+  field: <T, const O extends boolean = false>(type: TypeDef<T>, options: { desc?: string; optional?: O } = {}): ObjectFieldDef<T, O> =>
+    Object.freeze({ field: type, ...(options.desc !== undefined ? { desc: options.desc } : {}), optional: (options.optional ?? false) as O }),
+  /** A type from a JSON Schema (an object with properties → an object type named by `title` or `name`). */
+  fromJsonSchema: (schema: Record<string, unknown>, name?: string): TypeDef<unknown> => def(typeFromJsonSchema(schema, name ?? "Model")),
 } as const;
 
 type Simplify<T> = { [K in keyof T]: T[K] } & {};

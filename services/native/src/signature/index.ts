@@ -23,11 +23,13 @@ export {
 } from "./compiled.js";
 export type { CheckResult, ExtraPolicy, ProblemCode, ValidationProblem } from "./validate.js";
 export { describeValue } from "./validate.js";
-export { JSON_SCHEMA_DIALECT, type JsonSchema, signatureJsonSchema, typeJsonSchema } from "./schema.js";
+export { JSON_SCHEMA_DIALECT, type JsonSchema, signatureJsonSchema, typeFromJsonSchema, typeJsonSchema } from "./schema.js";
 export {
   type FieldOptions,
   type ItemsOptions,
   type LengthOptions,
+  type ObjectFieldDef,
+  type ObjectValue,
   type RangeOptions,
   signature,
   SignatureBuilder,

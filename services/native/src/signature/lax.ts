@@ -163,6 +163,8 @@ export function needsFloatTags(type: TypeExpr): boolean {
       return needsFloatTags(type.inner);
     case "union":
       return type.members.some(needsFloatTags);
+    case "object":
+      return type.fields.some((f) => needsFloatTags(f.type));
     default:
       return false;
   }
@@ -216,6 +218,12 @@ function exactness(type: TypeExpr, v: unknown): number {
     }
     case "union":
       return type.members.reduce((e, m) => Math.max(e, exactness(m, v)), LAX);
+    case "object": {
+      if (!isPlainObject(v)) return LAX;
+      let e = EXACT;
+      for (const f of type.fields) if (e > LAX && f.name in v) e = Math.min(e, exactness(f.type, v[f.name]));
+      return e;
+    }
   }
 }
 
@@ -342,7 +350,43 @@ function compileLaxUntagged(type: TypeExpr): Check {
         return failed ? FAIL : out;
       };
     }
+    case "object":
+      return compileObject(type);
   }
+}
+
+/**
+ * A pydantic model in lax mode: a mapping with every required field (a missing one is reported at
+ * `<path>.<field>`), each field validated by its type; keys the model does not declare are dropped, as pydantic's
+ * default (`extra="ignore"`) does; a field that is not required (its Python annotation `Optional[T] = None`) may be
+ * missing or null, and is null then.
+ */
+function compileObject(type: Extract<TypeExpr, { kind: "object" }>): Check {
+  const fields = type.fields.map((f) => ({ name: f.name, required: f.required ?? true, check: compileLax(f.type) }));
+  return (v, path, ctx) => {
+    if (!isPlainObject(v)) return typeProblem(ctx, path, type.name, v);
+    const out: Record<string, unknown> = {};
+    let failed = false;
+    for (const f of fields) {
+      const sub = `${path}.${f.name}`;
+      if (!(f.name in v) || v[f.name] === undefined || (v[f.name] === null && !f.required)) {
+        if (!f.required) {
+          out[f.name] = null;
+          continue;
+        }
+        failed = true;
+        if (ctx.problems.length < MAX_PROBLEMS) {
+          ctx.problems.push({ field: ctx.field, path: sub, code: "missing", message: `${ctx.side} '${sub}': required by ${type.name}, missing` });
+        }
+        continue;
+      }
+      const r = f.check(v[f.name], sub, ctx);
+      if (r === FAIL) failed = true;
+      else out[f.name] = r;
+      if (ctx.problems.length >= MAX_PROBLEMS) break;
+    }
+    return failed ? FAIL : out;
+  };
 }
 
 /** Dict keys arrive as strings; they are validated against the key type and re-keyed in canonical form. */

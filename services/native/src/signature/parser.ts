@@ -13,6 +13,7 @@ import { signatureError } from "./errors.js";
 import { LruCache } from "./lru.js";
 import { closest, fieldNameProblem, PYTHON_KEYWORDS } from "./names.js";
 import { type Token, TokenCursor, TokenError, tokenize } from "./pytokens.js";
+import { checkType } from "./wire.js";
 import {
   type Field,
   formatType,
@@ -300,11 +301,19 @@ const KNOWN_FOR_SUGGESTIONS = ["str", "int", "float", "bool", "list", "dict", "A
 
 const DICT_KEY_KINDS = new Set(["str", "int", "float", "bool", "literal", "any"]);
 
+/**
+ * Object types a signature string may name (`text -> person: Person`): set for the length of one
+ * `parseSignature(text, instructions, types)` call (parsing is synchronous), never cached.
+ */
+let namedTypes: Readonly<Record<string, TypeExpr>> | undefined;
+
 class Resolver {
   resolveName(node: Node): Resolved {
     if (node.k === "name") {
       const found = NAMES[node.id] ?? TYPING_NAMES[node.id];
       if (found) return found;
+      const model = namedTypes !== undefined && Object.hasOwn(namedTypes, node.id) ? namedTypes[node.id] : undefined;
+      if (model !== undefined) return { r: "type", type: model };
       throw this.unknown(node.id, node.start);
     }
     if (node.k === "attr") {
@@ -348,7 +357,9 @@ class Resolver {
       return new Fail(`type '${shown}' is not supported by the DSPex wire format${extra}`, position, hint);
     }
     const typo = TYPOS[id] ?? closest(id, KNOWN_FOR_SUGGESTIONS);
-    return new Fail(`unknown type '${shown}'`, position, typo);
+    // a class name: most likely a model the caller meant to declare as an object type
+    const declare = typo === undefined && /^[A-Z]/.test(id) ? " (declare it as an object type: `types: {" + id + ": t.object(...)}`)" : "";
+    return new Fail(`unknown type '${shown}'${declare}`, position, typo);
   }
 
   /** A type in a type position. */
@@ -714,7 +725,8 @@ const cache = new LruCache<string, SignatureWire>(1024);
 /** Longest signature text parsed: size is checked before any parsing (docs/security.md). */
 export const MAX_SIGNATURE_CHARS = 64 * 1024;
 
-export function parseSignature(text: string, instructions?: string): SignatureWire {
+export function parseSignature(text: string, instructions?: string, types?: Readonly<Record<string, TypeExpr>>): SignatureWire {
+  if (types !== undefined && Object.keys(types).length > 0) return parseWithTypes(text, instructions, types);
   if (typeof text !== "string") throw new SignatureError("a signature string is required");
   if (text.length > MAX_SIGNATURE_CHARS) {
     throw new SignatureError(`the signature is ${text.length} characters long; at most ${MAX_SIGNATURE_CHARS} are accepted`, {
@@ -733,8 +745,34 @@ export function parseSignature(text: string, instructions?: string): SignatureWi
   return instructions === undefined ? wire : { instructions, inputs: wire.inputs, outputs: wire.outputs };
 }
 
-/** Parses one type annotation (`"list[str]"`, `"Optional[Literal['a', 'b']]"`). */
-export function parseType(text: string): TypeExpr {
+/** A signature string naming object types: each checked, the parse not cached (the names are the caller's). */
+function parseWithTypes(text: string, instructions: string | undefined, types: Readonly<Record<string, TypeExpr>>): SignatureWire {
+  const checked: Record<string, TypeExpr> = {};
+  for (const [name, type] of Object.entries(types)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name in NAMES || name in TYPING_NAMES) {
+      throw new SignatureError(`types.${name}: a declared type needs an identifier that is not a built-in type name`, { field: `types.${name}` });
+    }
+    checked[name] = checkType(type, `types.${name}`);
+  }
+  namedTypes = checked;
+  try {
+    const wire = parseUncached(text);
+    return instructions === undefined ? wire : { instructions, inputs: wire.inputs, outputs: wire.outputs };
+  } finally {
+    namedTypes = undefined;
+  }
+}
+
+/** Parses one type annotation (`"list[str]"`, `"Optional[Literal['a', 'b']]"`), naming declared object `types`. */
+export function parseType(text: string, types?: Readonly<Record<string, TypeExpr>>): TypeExpr {
+  if (types !== undefined) {
+    namedTypes = types;
+    try {
+      return parseType(text);
+    } finally {
+      namedTypes = undefined;
+    }
+  }
   let tokens: Token[];
   try {
     tokens = tokenize(text);

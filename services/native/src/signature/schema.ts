@@ -1,6 +1,8 @@
 /** JSON Schema (draft 2020-12) of a signature's inputs object and outputs object. */
 
+import { SignatureError } from "@dspex/protocol";
 import type { Constraints, Field, SignatureWire, TypeExpr } from "./types.js";
+import { checkType } from "./wire.js";
 
 export type JsonSchema = { [key: string]: unknown };
 
@@ -36,6 +38,86 @@ export function typeJsonSchema(type: TypeExpr, constraints?: Constraints): JsonS
       return type.values.length === 1 ? { const: type.values[0] } : { enum: [...type.values] };
     case "union":
       return { anyOf: type.members.map((m) => typeJsonSchema(m)) };
+    case "object": {
+      const properties: JsonSchema = {};
+      for (const f of type.fields) {
+        const schema = typeJsonSchema(f.type, f.constraints);
+        properties[f.name] = f.desc !== undefined ? { description: f.desc, ...schema } : schema;
+      }
+      return {
+        title: type.name,
+        ...(type.description !== undefined ? { description: type.description } : {}),
+        type: "object",
+        properties,
+        required: type.fields.filter((f) => f.required ?? true).map((f) => f.name),
+      };
+    }
+  }
+}
+
+/**
+ * The type a JSON Schema describes — the inverse of `typeJsonSchema` for what the wire format carries: string,
+ * integer, number, boolean, array (items), object with properties (an object type named by its `title`, else
+ * `name`; `required` as given; `description`s kept), object with only additionalProperties (a dict), enum/const
+ * (a literal), anyOf/oneOf (a union; with null, optional), `{}` (any). Anything else is a SignatureError naming
+ * the schema path.
+ */
+export function typeFromJsonSchema(schema: unknown, name: string, path = "schema", depth = 0): TypeExpr {
+  const fail = (message: string): never => {
+    throw new SignatureError(`${path}: ${message}`, { field: path });
+  };
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return fail("expected a JSON Schema object");
+  if (depth > 16) return fail("nested too deep");
+  const s = schema as JsonSchema;
+  if (s.const !== undefined) return checkType({ kind: "literal", values: [s.const] }, path);
+  if (Array.isArray(s.enum)) return checkType({ kind: "literal", values: s.enum }, path);
+  const alternatives = (s.anyOf ?? s.oneOf) as unknown[] | undefined;
+  if (Array.isArray(alternatives)) {
+    const isNull = (x: unknown) => typeof x === "object" && x !== null && (x as JsonSchema).type === "null";
+    const members = alternatives.filter((x) => !isNull(x)).map((x, i) => typeFromJsonSchema(x, name, `${path}.anyOf[${i}]`, depth + 1));
+    const inner = members.length === 1 ? members[0]! : checkType({ kind: "union", members }, path);
+    return members.length < alternatives.length ? { kind: "optional", inner } : inner;
+  }
+  const type = s.type;
+  if (Array.isArray(type)) {
+    const rest = type.filter((x) => x !== "null");
+    if (rest.length !== 1) return fail("a list of types other than [T, \"null\"] has no wire type");
+    return { kind: "optional", inner: typeFromJsonSchema({ ...s, type: rest[0] }, name, path, depth + 1) };
+  }
+  switch (type) {
+    case "string":
+      return { kind: "str" };
+    case "integer":
+      return { kind: "int" };
+    case "number":
+      return { kind: "float" };
+    case "boolean":
+      return { kind: "bool" };
+    case "array":
+      return { kind: "list", items: s.items === undefined ? { kind: "any" } : typeFromJsonSchema(s.items, name, `${path}.items`, depth + 1) };
+    case "object": {
+      const props = s.properties as Record<string, unknown> | undefined;
+      if (props === undefined || Object.keys(props).length === 0) {
+        const values = s.additionalProperties;
+        return { kind: "dict", keys: { kind: "str" }, values: typeof values === "object" && values !== null ? typeFromJsonSchema(values, name, `${path}.additionalProperties`, depth + 1) : { kind: "any" } };
+      }
+      const required = new Set(Array.isArray(s.required) ? (s.required as string[]) : []);
+      const title = typeof s.title === "string" && /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(s.title) ? s.title : name;
+      const fields = Object.entries(props).map(([field, sub]) => {
+        const desc = typeof (sub as JsonSchema | null)?.description === "string" ? ((sub as JsonSchema).description as string) : undefined;
+        return {
+          name: field,
+          type: typeFromJsonSchema(sub, `${title}_${field}`, `${path}.properties.${field}`, depth + 1),
+          ...(desc !== undefined ? { desc } : {}),
+          ...(required.has(field) ? {} : { required: false }),
+        };
+      });
+      return checkType({ kind: "object", name: title, ...(typeof s.description === "string" ? { description: s.description } : {}), fields }, path);
+    }
+    case undefined:
+      return Object.keys(s).filter((k) => k !== "title" && k !== "description").length === 0 ? { kind: "any" } : fail("a schema without a type");
+    default:
+      return fail(`type ${JSON.stringify(type)} has no wire type`);
   }
 }
 

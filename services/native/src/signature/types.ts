@@ -54,6 +54,8 @@ export function formatType(type: TypeExpr): string {
       return `Literal[${type.values.map(formatLiteralValue).join(", ")}]`;
     case "union":
       return `Union[${type.members.map(formatType).join(", ")}]`;
+    case "object":
+      return type.name; // as Python names a pydantic model
   }
 }
 
@@ -156,6 +158,17 @@ export function typeEquals(a: TypeExpr, b: TypeExpr): boolean {
       // Python's Union compares as a set of members (Union[int, str] == Union[str, int])
       const bm = (b as typeof a).members;
       return a.members.length === bm.length && a.members.every((m) => bm.some((x) => typeEquals(m, x)));
+    }
+    case "object": {
+      const bo = b as typeof a;
+      return (
+        a.name === bo.name &&
+        a.fields.length === bo.fields.length &&
+        a.fields.every((f, i) => {
+          const g = bo.fields[i]!;
+          return f.name === g.name && (f.required ?? true) === (g.required ?? true) && typeEquals(f.type, g.type);
+        })
+      );
     }
     default:
       return true;

@@ -29,7 +29,12 @@ const TYPE_KEYS: Record<string, readonly string[]> = {
   optional: ["inner"],
   literal: ["values"],
   union: ["members"],
+  object: ["name", "description", "fields"],
 };
+const OBJECT_FIELD_KEYS = new Set(["name", "type", "desc", "required", "constraints"]);
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** How deep objects may nest (an object inside an object's field is one level). */
+export const MAX_OBJECT_DEPTH = 8;
 const FIELD_KEYS = new Set(["name", "type", "desc", "prefix", "constraints"]);
 const SIGNATURE_KEYS = new Set(["instructions", "inputs", "outputs"]);
 const DICT_KEY_KINDS = new Set(["str", "int", "float", "bool", "literal", "any"]);
@@ -53,8 +58,39 @@ function kindOf(value: unknown): string {
   return typeof value;
 }
 
+/** An object type: identifier names, unique field names, nesting at most MAX_OBJECT_DEPTH deep. */
+function checkObject(value: Record<string, unknown>, path: string, depth: number): TypeExpr {
+  if (depth > MAX_OBJECT_DEPTH) fail(path, `objects nest at most ${MAX_OBJECT_DEPTH} deep`);
+  const name = value.name;
+  if (typeof name !== "string" || !IDENTIFIER.test(name)) fail(`${path}.name`, "an object type needs a name that is a Python identifier (a pydantic model's class name)");
+  if (value.description !== undefined && typeof value.description !== "string") fail(`${path}.description`, "expected a string");
+  const fields = value.fields;
+  if (!Array.isArray(fields) || fields.length === 0 || fields.length > 128) fail(`${path}.fields`, "an object type needs 1 to 128 fields");
+  const seen = new Set<string>();
+  const out = fields.map((f: unknown, i: number) => {
+    const where = `${path}.fields[${i}]`;
+    if (!isPlainObject(f)) fail(where, `expected a field object, got ${kindOf(f)}`);
+    for (const key of Object.keys(f)) if (!OBJECT_FIELD_KEYS.has(key)) fail(`${where}.${key}`, "unexpected key for an object field");
+    if (typeof f.name !== "string" || !IDENTIFIER.test(f.name)) fail(`${where}.name`, "a field name must be a Python identifier");
+    if (seen.has(f.name)) fail(`${where}.name`, `duplicate field ${JSON.stringify(f.name)}`);
+    seen.add(f.name);
+    const type = checkType(f.type, `${where}.type`, depth);
+    if (f.desc !== undefined && typeof f.desc !== "string") fail(`${where}.desc`, "expected a string");
+    if (f.required !== undefined && typeof f.required !== "boolean") fail(`${where}.required`, "expected a boolean");
+    const constraints = checkConstraints(f.constraints, type, `${where}.constraints`);
+    return Object.freeze({
+      name: f.name,
+      type,
+      ...(f.desc !== undefined ? { desc: f.desc as string } : {}),
+      ...(f.required === false ? { required: false } : {}),
+      ...(constraints !== undefined ? { constraints } : {}),
+    });
+  });
+  return Object.freeze({ kind: "object", name, ...(value.description !== undefined ? { description: value.description as string } : {}), fields: frozen(out) }) as TypeExpr;
+}
+
 /** Checks one type expression; returns a normalised frozen copy. */
-export function checkType(value: unknown, path = "type"): TypeExpr {
+export function checkType(value: unknown, path = "type", depth = 0): TypeExpr {
   if (!isPlainObject(value)) fail(path, `expected a type expression object, got ${kindOf(value)}`);
   const kind = value.kind;
   if (typeof kind !== "string" || !(kind in TYPE_KEYS)) {
@@ -66,16 +102,16 @@ export function checkType(value: unknown, path = "type"): TypeExpr {
   }
   switch (kind) {
     case "list":
-      return Object.freeze({ kind, items: checkType(value.items, `${path}.items`) });
+      return Object.freeze({ kind, items: checkType(value.items, `${path}.items`, depth) });
     case "dict": {
-      const keys = checkType(value.keys, `${path}.keys`);
+      const keys = checkType(value.keys, `${path}.keys`, depth);
       if (!DICT_KEY_KINDS.has(keys.kind)) {
         fail(`${path}.keys`, `dict keys must be str, int, float, bool, any or literal, not ${formatType(keys)}`);
       }
-      return Object.freeze({ kind, keys, values: checkType(value.values, `${path}.values`) });
+      return Object.freeze({ kind, keys, values: checkType(value.values, `${path}.values`, depth) });
     }
     case "optional":
-      return Object.freeze({ kind, inner: checkType(value.inner, `${path}.inner`) });
+      return Object.freeze({ kind, inner: checkType(value.inner, `${path}.inner`, depth) });
     case "literal": {
       const values = value.values;
       if (!Array.isArray(values) || values.length === 0) {
@@ -96,7 +132,7 @@ export function checkType(value: unknown, path = "type"): TypeExpr {
       }
       const out: TypeExpr[] = [];
       members.forEach((m: unknown, i: number) => {
-        const member = checkType(m, `${path}.members[${i}]`);
+        const member = checkType(m, `${path}.members[${i}]`, depth);
         // one spelling per Python type: Union[A, B, None] is optional(union(A, B)), nested unions are flattened
         if (member.kind === "optional") fail(`${path}.members[${i}]`, "a union member cannot be optional; wrap the union in optional instead");
         if (member.kind === "union") fail(`${path}.members[${i}]`, "a union member cannot be a union; list its members instead");
@@ -105,6 +141,8 @@ export function checkType(value: unknown, path = "type"): TypeExpr {
       });
       return Object.freeze({ kind, members: frozen(out) });
     }
+    case "object":
+      return checkObject(value, path, depth + 1);
     default:
       return Object.freeze({ kind }) as TypeExpr;
   }

@@ -2884,31 +2884,7 @@ export const SCHEMAS = {
             "type": "string"
           },
           "constraints": {
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-              "ge": {
-                "type": "number"
-              },
-              "gt": {
-                "type": "number"
-              },
-              "le": {
-                "type": "number"
-              },
-              "lt": {
-                "type": "number"
-              },
-              "min_length": {
-                "type": "integer",
-                "minimum": 0
-              },
-              "max_length": {
-                "type": "integer",
-                "minimum": 0
-              }
-            },
-            "title": "FieldConstraints"
+            "$ref": "#/definitions/constraints"
           }
         },
         "title": "FieldWire"
@@ -3035,9 +3011,101 @@ export const SCHEMAS = {
               }
             },
             "title": "UnionType"
+          },
+          {
+            "type": "object",
+            "required": [
+              "kind",
+              "name",
+              "fields"
+            ],
+            "additionalProperties": false,
+            "properties": {
+              "kind": {
+                "const": "object"
+              },
+              "name": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."
+              },
+              "description": {
+                "type": "string",
+                "maxLength": 4096,
+                "description": "The model's docstring."
+              },
+              "fields": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 128,
+                "items": {
+                  "$ref": "#/definitions/objectField"
+                }
+              }
+            },
+            "title": "ObjectType",
+            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."
           }
         ],
         "title": "TypeExpr"
+      },
+      "objectField": {
+        "type": "object",
+        "required": [
+          "name",
+          "type"
+        ],
+        "additionalProperties": false,
+        "properties": {
+          "name": {
+            "type": "string",
+            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+          },
+          "type": {
+            "$ref": "#/definitions/type"
+          },
+          "desc": {
+            "type": "string",
+            "maxLength": 4096,
+            "description": "The field's description (pydantic Field(description=…))."
+          },
+          "required": {
+            "type": "boolean",
+            "default": true,
+            "description": "false: the field may be missing (default None), as a pydantic field with a default."
+          },
+          "constraints": {
+            "$ref": "#/definitions/constraints"
+          }
+        },
+        "title": "ObjectField"
+      },
+      "constraints": {
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+          "ge": {
+            "type": "number"
+          },
+          "gt": {
+            "type": "number"
+          },
+          "le": {
+            "type": "number"
+          },
+          "lt": {
+            "type": "number"
+          },
+          "min_length": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "max_length": {
+            "type": "integer",
+            "minimum": 0
+          }
+        },
+        "title": "FieldConstraints"
       }
     }
   }

@@ -139,7 +139,7 @@ export type RequestEnvelope = {
 /**
  * Type expression: Python type of the field.
  */
-export type TypeExpr = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType;
+export type TypeExpr = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType;
 
 export interface DlqFieldSummary {
   type: MsgpackTypeName;
@@ -899,6 +899,38 @@ export interface UnionType {
    * @minItems 2
    */
   members: TypeExpr[];
+}
+/**
+ * A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.
+ */
+export interface ObjectType {
+  kind: "object";
+  /**
+   * The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.
+   */
+  name: string;
+  /**
+   * The model's docstring.
+   */
+  description?: string;
+  /**
+   * @minItems 1
+   * @maxItems 128
+   */
+  fields: ObjectField[];
+}
+export interface ObjectField {
+  name: string;
+  type: TypeExpr;
+  /**
+   * The field's description (pydantic Field(description=…)).
+   */
+  desc?: string;
+  /**
+   * false: the field may be missing (default None), as a pydantic field with a default.
+   */
+  required?: boolean;
+  constraints?: FieldConstraints;
 }
 export interface FieldConstraints {
   ge?: number;

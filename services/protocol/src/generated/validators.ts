@@ -11,8 +11,8 @@ const schema30 = {"title":"NoOptions","type":"object","additionalProperties":fal
 const schema32 = {"title":"EmbedOptions","type":"object","additionalProperties":false,"properties":{"model":{"default":"wordllama","enum":["wordllama","lm"],"description":"`wordllama`: the embedded model the gpu pool ships (WordLlama l2_supercat, 256 dims); `lm`: dspy.Embedder with the model the request's `lm` names through the operator's LM profiles (an OpenAI-compatible embeddings endpoint)."},"truncate":{"type":"boolean","default":false,"description":"A text over the model's token limit is cut to it (true) or refused with a ValidationError naming inputs.texts[i] (false)."},"normalize":{"type":"boolean","default":true,"description":"Unit-length vectors (cosine = inner product)."}}};
 const schema33 = {"title":"ProgramOptions","type":"object","additionalProperties":false,"required":["name"],"description":"program: a user's packaged dspy.Module, by the name its workers advertise (docs/programs.md).","properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$","description":"The program's name: its `dspex.programs` entry point name, or its class name in DSPEX_PROGRAMS. A worker looks it up among the programs it loaded at start; nothing is imported by this name."}}};
 const schema34 = {"title":"CompleteOptions","type":"object","additionalProperties":false,"description":"complete: one raw LM call. Only these knobs; the model, endpoint and key are the LM profile's (docs/security.md).","properties":{"temperature":{"type":"number","minimum":0,"maximum":2},"max_tokens":{"type":"integer","minimum":1,"maximum":1000000},"n":{"type":"integer","minimum":1,"maximum":16,"description":"Completions to return (the provider must support n)."},"stop":{"type":"array","maxItems":4,"items":{"type":"string","minLength":1,"maxLength":256}}}};
-const schema48 = {"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"};
-const schema82 = {"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"};
+const schema51 = {"type":"object","required":["id","version"],"additionalProperties":false,"description":"A stored program (KV dspex_programs): the worker loads its state by id and version (KV revision).","properties":{"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"version":{"type":"integer","minimum":1}},"title":"ProgramRef"};
+const schema85 = {"type":"object","required":["subject"],"additionalProperties":false,"description":"Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.","properties":{"subject":{"type":"string"},"fields":{"type":"array","items":{"type":"string"}},"status":{"type":"boolean","default":true}},"title":"StreamSpec"};
 const schema13 = {"title":"PredictOptions","type":"object","additionalProperties":false,"description":"predict, chain_of_thought, evaluate.","properties":{"demos":{"$ref":"#/definitions/demos"}}};
 const schema14 = {"type":"array","items":{"type":"object"},"description":"Few-shot examples: maps with input and output fields."};
 
@@ -848,11 +848,241 @@ validate25.errors = vErrors;
 return errors === 0;
 }
 
-const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"}}};
-const schema36 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}},"title":"FieldWire"};
+const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."}],"title":"TypeExpr"},"objectField":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}}};
+const schema36 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"};
+const schema39 = {"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"};
 const pattern2 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
-const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"}],"title":"TypeExpr"};
+const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."}],"title":"TypeExpr"};
 const wrapper0 = {validate: validate29};
+const schema38 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"};
+
+function validate30(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing0;
+if(((data.name === undefined) && (missing0 = "name")) || ((data.type === undefined) && (missing0 = "type"))){
+validate30.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+return false;
+}
+else {
+const _errs1 = errors;
+for(const key0 in data){
+if(!(((((key0 === "name") || (key0 === "type")) || (key0 === "desc")) || (key0 === "required")) || (key0 === "constraints"))){
+validate30.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.name !== undefined){
+let data0 = data.name;
+const _errs2 = errors;
+if(errors === _errs2){
+if(typeof data0 === "string"){
+if(!pattern0.test(data0)){
+validate30.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,63}$"+"\""}];
+return false;
+}
+}
+else {
+validate30.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid0 = _errs2 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.type !== undefined){
+const _errs4 = errors;
+if(!(wrapper0.validate(data.type, {instancePath:instancePath+"/type",parentData:data,parentDataProperty:"type",rootData}))){
+vErrors = vErrors === null ? wrapper0.validate.errors : vErrors.concat(wrapper0.validate.errors);
+errors = vErrors.length;
+}
+var valid0 = _errs4 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.desc !== undefined){
+let data2 = data.desc;
+const _errs5 = errors;
+if(errors === _errs5){
+if(typeof data2 === "string"){
+if(func2(data2) > 4096){
+validate30.errors = [{instancePath:instancePath+"/desc",schemaPath:"#/properties/desc/maxLength",keyword:"maxLength",params:{limit: 4096},message:"must NOT have more than 4096 characters"}];
+return false;
+}
+}
+else {
+validate30.errors = [{instancePath:instancePath+"/desc",schemaPath:"#/properties/desc/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid0 = _errs5 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.required !== undefined){
+const _errs7 = errors;
+if(typeof data.required !== "boolean"){
+validate30.errors = [{instancePath:instancePath+"/required",schemaPath:"#/properties/required/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+return false;
+}
+var valid0 = _errs7 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.constraints !== undefined){
+let data4 = data.constraints;
+const _errs9 = errors;
+const _errs10 = errors;
+if(errors === _errs10){
+if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
+const _errs12 = errors;
+for(const key1 in data4){
+if(!((((((key1 === "ge") || (key1 === "gt")) || (key1 === "le")) || (key1 === "lt")) || (key1 === "min_length")) || (key1 === "max_length"))){
+validate30.errors = [{instancePath:instancePath+"/constraints",schemaPath:"#/definitions/constraints/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs12 === errors){
+if(data4.ge !== undefined){
+let data5 = data4.ge;
+const _errs13 = errors;
+if(!((typeof data5 == "number") && (isFinite(data5)))){
+validate30.errors = [{instancePath:instancePath+"/constraints/ge",schemaPath:"#/definitions/constraints/properties/ge/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+var valid2 = _errs13 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data4.gt !== undefined){
+let data6 = data4.gt;
+const _errs15 = errors;
+if(!((typeof data6 == "number") && (isFinite(data6)))){
+validate30.errors = [{instancePath:instancePath+"/constraints/gt",schemaPath:"#/definitions/constraints/properties/gt/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+var valid2 = _errs15 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data4.le !== undefined){
+let data7 = data4.le;
+const _errs17 = errors;
+if(!((typeof data7 == "number") && (isFinite(data7)))){
+validate30.errors = [{instancePath:instancePath+"/constraints/le",schemaPath:"#/definitions/constraints/properties/le/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+var valid2 = _errs17 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data4.lt !== undefined){
+let data8 = data4.lt;
+const _errs19 = errors;
+if(!((typeof data8 == "number") && (isFinite(data8)))){
+validate30.errors = [{instancePath:instancePath+"/constraints/lt",schemaPath:"#/definitions/constraints/properties/lt/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+var valid2 = _errs19 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data4.min_length !== undefined){
+let data9 = data4.min_length;
+const _errs21 = errors;
+if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
+validate30.errors = [{instancePath:instancePath+"/constraints/min_length",schemaPath:"#/definitions/constraints/properties/min_length/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs21){
+if((typeof data9 == "number") && (isFinite(data9))){
+if(data9 < 0 || isNaN(data9)){
+validate30.errors = [{instancePath:instancePath+"/constraints/min_length",schemaPath:"#/definitions/constraints/properties/min_length/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+var valid2 = _errs21 === errors;
+}
+else {
+var valid2 = true;
+}
+if(valid2){
+if(data4.max_length !== undefined){
+let data10 = data4.max_length;
+const _errs23 = errors;
+if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
+validate30.errors = [{instancePath:instancePath+"/constraints/max_length",schemaPath:"#/definitions/constraints/properties/max_length/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs23){
+if((typeof data10 == "number") && (isFinite(data10))){
+if(data10 < 0 || isNaN(data10)){
+validate30.errors = [{instancePath:instancePath+"/constraints/max_length",schemaPath:"#/definitions/constraints/properties/max_length/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+return false;
+}
+}
+}
+var valid2 = _errs23 === errors;
+}
+else {
+var valid2 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate30.errors = [{instancePath:instancePath+"/constraints",schemaPath:"#/definitions/constraints/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+var valid0 = _errs9 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate30.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate30.errors = vErrors;
+return errors === 0;
+}
+
 
 function validate29(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -1434,18 +1664,219 @@ if(_valid0){
 valid0 = true;
 passing0 = 5;
 }
+const _errs36 = errors;
+if(errors === _errs36){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing6;
+if((((data.kind === undefined) && (missing6 = "kind")) || ((data.name === undefined) && (missing6 = "name"))) || ((data.fields === undefined) && (missing6 = "fields"))){
+const err29 = {instancePath,schemaPath:"#/oneOf/6/required",keyword:"required",params:{missingProperty: missing6},message:"must have required property '"+missing6+"'"};
+if(vErrors === null){
+vErrors = [err29];
+}
+else {
+vErrors.push(err29);
+}
+errors++;
+}
+else {
+const _errs38 = errors;
+for(const key6 in data){
+if(!((((key6 === "kind") || (key6 === "name")) || (key6 === "description")) || (key6 === "fields"))){
+const err30 = {instancePath,schemaPath:"#/oneOf/6/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err30];
+}
+else {
+vErrors.push(err30);
+}
+errors++;
+break;
+}
+}
+if(_errs38 === errors){
+if(data.kind !== undefined){
+const _errs39 = errors;
+if("object" !== data.kind){
+const err31 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/6/properties/kind/const",keyword:"const",params:{allowedValue: "object"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err31];
+}
+else {
+vErrors.push(err31);
+}
+errors++;
+}
+var valid9 = _errs39 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data.name !== undefined){
+let data15 = data.name;
+const _errs40 = errors;
+if(errors === _errs40){
+if(typeof data15 === "string"){
+if(!pattern0.test(data15)){
+const err32 = {instancePath:instancePath+"/name",schemaPath:"#/oneOf/6/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,63}$"+"\""};
+if(vErrors === null){
+vErrors = [err32];
+}
+else {
+vErrors.push(err32);
+}
+errors++;
+}
+}
+else {
+const err33 = {instancePath:instancePath+"/name",schemaPath:"#/oneOf/6/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err33];
+}
+else {
+vErrors.push(err33);
+}
+errors++;
+}
+}
+var valid9 = _errs40 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data.description !== undefined){
+let data16 = data.description;
+const _errs42 = errors;
+if(errors === _errs42){
+if(typeof data16 === "string"){
+if(func2(data16) > 4096){
+const err34 = {instancePath:instancePath+"/description",schemaPath:"#/oneOf/6/properties/description/maxLength",keyword:"maxLength",params:{limit: 4096},message:"must NOT have more than 4096 characters"};
+if(vErrors === null){
+vErrors = [err34];
+}
+else {
+vErrors.push(err34);
+}
+errors++;
+}
+}
+else {
+const err35 = {instancePath:instancePath+"/description",schemaPath:"#/oneOf/6/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err35];
+}
+else {
+vErrors.push(err35);
+}
+errors++;
+}
+}
+var valid9 = _errs42 === errors;
+}
+else {
+var valid9 = true;
+}
+if(valid9){
+if(data.fields !== undefined){
+let data17 = data.fields;
+const _errs44 = errors;
+if(errors === _errs44){
+if(Array.isArray(data17)){
+if(data17.length > 128){
+const err36 = {instancePath:instancePath+"/fields",schemaPath:"#/oneOf/6/properties/fields/maxItems",keyword:"maxItems",params:{limit: 128},message:"must NOT have more than 128 items"};
+if(vErrors === null){
+vErrors = [err36];
+}
+else {
+vErrors.push(err36);
+}
+errors++;
+}
+else {
+if(data17.length < 1){
+const err37 = {instancePath:instancePath+"/fields",schemaPath:"#/oneOf/6/properties/fields/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+else {
+var valid10 = true;
+const len2 = data17.length;
+for(let i2=0; i2<len2; i2++){
+const _errs46 = errors;
+if(!(validate30(data17[i2], {instancePath:instancePath+"/fields/" + i2,parentData:data17,parentDataProperty:i2,rootData}))){
+vErrors = vErrors === null ? validate30.errors : vErrors.concat(validate30.errors);
+errors = vErrors.length;
+}
+var valid10 = _errs46 === errors;
+if(!valid10){
+break;
+}
+}
+}
+}
+}
+else {
+const err38 = {instancePath:instancePath+"/fields",schemaPath:"#/oneOf/6/properties/fields/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+}
+var valid9 = _errs44 === errors;
+}
+else {
+var valid9 = true;
+}
+}
+}
+}
+}
+}
+}
+else {
+const err39 = {instancePath,schemaPath:"#/oneOf/6/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+var _valid0 = _errs36 === errors;
+if(_valid0 && valid0){
+valid0 = false;
+passing0 = [passing0, 6];
+}
+else {
+if(_valid0){
+valid0 = true;
+passing0 = 6;
+}
+}
 }
 }
 }
 }
 }
 if(!valid0){
-const err29 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err40 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err29];
+vErrors = [err40];
 }
 else {
-vErrors.push(err29);
+vErrors.push(err40);
 }
 errors++;
 validate29.errors = vErrors;
@@ -1547,109 +1978,110 @@ if(valid0){
 if(data.constraints !== undefined){
 let data4 = data.constraints;
 const _errs9 = errors;
-if(errors === _errs9){
+const _errs10 = errors;
+if(errors === _errs10){
 if(data4 && typeof data4 == "object" && !Array.isArray(data4)){
-const _errs11 = errors;
+const _errs12 = errors;
 for(const key1 in data4){
 if(!((((((key1 === "ge") || (key1 === "gt")) || (key1 === "le")) || (key1 === "lt")) || (key1 === "min_length")) || (key1 === "max_length"))){
-validate28.errors = [{instancePath:instancePath+"/constraints",schemaPath:"#/properties/constraints/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+validate28.errors = [{instancePath:instancePath+"/constraints",schemaPath:"#/definitions/constraints/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
-if(_errs11 === errors){
+if(_errs12 === errors){
 if(data4.ge !== undefined){
 let data5 = data4.ge;
-const _errs12 = errors;
+const _errs13 = errors;
 if(!((typeof data5 == "number") && (isFinite(data5)))){
-validate28.errors = [{instancePath:instancePath+"/constraints/ge",schemaPath:"#/properties/constraints/properties/ge/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/ge",schemaPath:"#/definitions/constraints/properties/ge/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
-var valid1 = _errs12 === errors;
+var valid2 = _errs13 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
+if(valid2){
 if(data4.gt !== undefined){
 let data6 = data4.gt;
-const _errs14 = errors;
+const _errs15 = errors;
 if(!((typeof data6 == "number") && (isFinite(data6)))){
-validate28.errors = [{instancePath:instancePath+"/constraints/gt",schemaPath:"#/properties/constraints/properties/gt/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/gt",schemaPath:"#/definitions/constraints/properties/gt/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
-var valid1 = _errs14 === errors;
+var valid2 = _errs15 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
+if(valid2){
 if(data4.le !== undefined){
 let data7 = data4.le;
-const _errs16 = errors;
+const _errs17 = errors;
 if(!((typeof data7 == "number") && (isFinite(data7)))){
-validate28.errors = [{instancePath:instancePath+"/constraints/le",schemaPath:"#/properties/constraints/properties/le/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/le",schemaPath:"#/definitions/constraints/properties/le/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
-var valid1 = _errs16 === errors;
+var valid2 = _errs17 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
+if(valid2){
 if(data4.lt !== undefined){
 let data8 = data4.lt;
-const _errs18 = errors;
+const _errs19 = errors;
 if(!((typeof data8 == "number") && (isFinite(data8)))){
-validate28.errors = [{instancePath:instancePath+"/constraints/lt",schemaPath:"#/properties/constraints/properties/lt/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/lt",schemaPath:"#/definitions/constraints/properties/lt/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
-var valid1 = _errs18 === errors;
+var valid2 = _errs19 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
+if(valid2){
 if(data4.min_length !== undefined){
 let data9 = data4.min_length;
-const _errs20 = errors;
+const _errs21 = errors;
 if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
-validate28.errors = [{instancePath:instancePath+"/constraints/min_length",schemaPath:"#/properties/constraints/properties/min_length/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/min_length",schemaPath:"#/definitions/constraints/properties/min_length/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs20){
+if(errors === _errs21){
 if((typeof data9 == "number") && (isFinite(data9))){
 if(data9 < 0 || isNaN(data9)){
-validate28.errors = [{instancePath:instancePath+"/constraints/min_length",schemaPath:"#/properties/constraints/properties/min_length/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/min_length",schemaPath:"#/definitions/constraints/properties/min_length/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
-var valid1 = _errs20 === errors;
+var valid2 = _errs21 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
-if(valid1){
+if(valid2){
 if(data4.max_length !== undefined){
 let data10 = data4.max_length;
-const _errs22 = errors;
+const _errs23 = errors;
 if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
-validate28.errors = [{instancePath:instancePath+"/constraints/max_length",schemaPath:"#/properties/constraints/properties/max_length/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/max_length",schemaPath:"#/definitions/constraints/properties/max_length/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
-if(errors === _errs22){
+if(errors === _errs23){
 if((typeof data10 == "number") && (isFinite(data10))){
 if(data10 < 0 || isNaN(data10)){
-validate28.errors = [{instancePath:instancePath+"/constraints/max_length",schemaPath:"#/properties/constraints/properties/max_length/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate28.errors = [{instancePath:instancePath+"/constraints/max_length",schemaPath:"#/definitions/constraints/properties/max_length/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
-var valid1 = _errs22 === errors;
+var valid2 = _errs23 === errors;
 }
 else {
-var valid1 = true;
+var valid2 = true;
 }
 }
 }
@@ -1659,7 +2091,7 @@ var valid1 = true;
 }
 }
 else {
-validate28.errors = [{instancePath:instancePath+"/constraints",schemaPath:"#/properties/constraints/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate28.errors = [{instancePath:instancePath+"/constraints",schemaPath:"#/definitions/constraints/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -1803,35 +2235,35 @@ validate27.errors = vErrors;
 return errors === 0;
 }
 
-const schema39 = {"title":"CompileSpec","type":"object","required":["optimizer","program"],"additionalProperties":false,"description":"op compile: an optimizer job on the optimizer pool (docs/dspy-surface.md, Optimizer jobs). The job record is in KV dspex_jobs (job.schema.json).","properties":{"job":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$","description":"Job id (default: the request id)."},"optimizer":{"enum":["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"]},"options":{"type":"object","description":"The optimizer's constructor and compile() arguments by DSPy's names; checked against the optimizer's definition."},"program":{"$ref":"request.schema.json#/definitions/program","description":"The stored program to optimize; the result is stored as its next version."},"trainset":{"type":"array","items":{"type":"object"}},"valset":{"type":"array","items":{"type":"object"}},"metric":{"$ref":"#/definitions/metric"},"prompt_lm":{"$ref":"request.schema.json#/definitions/lm"},"teacher_lm":{"$ref":"request.schema.json#/definitions/lm"},"reflection_lm":{"$ref":"request.schema.json#/definitions/lm"},"evaluate":{"type":"boolean","default":true,"description":"Score the program before and after (dspy.Evaluate on the valset, else the trainset)."}},"allOf":[{"if":{"properties":{"optimizer":{"const":"LabeledFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/LabeledFewShot"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShot"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShotWithRandomSearch"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShotWithRandomSearch"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"MIPROv2"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/MIPROv2"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"COPRO"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/COPRO"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"GEPA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/GEPA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"SIMBA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/SIMBA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"Ensemble"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/Ensemble"}},"required":["options"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFinetune"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFinetune"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}}]};
-const schema40 = {"title":"LabeledFewShotOptions","type":"object","additionalProperties":false,"properties":{"k":{"type":"integer","minimum":0},"sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.LabeledFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema41 = {"title":"BootstrapFewShotOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"metric_threshold":{"type":"number"},"max_rounds":{"type":"integer","minimum":1},"max_errors":{"type":"integer","minimum":1}},"description":"dspy.BootstrapFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema42 = {"title":"BootstrapFewShotWithRandomSearchOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"max_rounds":{"type":"integer","minimum":1},"num_candidate_programs":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"stop_at_score":{"type":"number"},"metric_threshold":{"type":"number"},"labeled_sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.BootstrapFewShotWithRandomSearch: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema43 = {"title":"MIPROv2Options","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"auto":{"enum":["light","medium","heavy","off"]},"num_candidates":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0},"init_temperature":{"type":"number","minimum":0,"maximum":2},"metric_threshold":{"type":"number"},"num_trials":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch":{"type":"boolean","x-dspex-stage":"compile"},"minibatch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch_full_eval_steps":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"program_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"data_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"view_data_batch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"tip_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"fewshot_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.MIPROv2: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema44 = {"title":"COPROOptions","type":"object","additionalProperties":false,"properties":{"breadth":{"type":"integer","minimum":2},"depth":{"type":"integer","minimum":1},"init_temperature":{"type":"number","minimum":0,"maximum":2},"num_threads":{"type":"integer","minimum":1,"maximum":64,"x-dspex-stage":"compile"}},"description":"dspy.COPRO: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema45 = {"title":"GEPAOptions","type":"object","additionalProperties":false,"properties":{"auto":{"enum":["light","medium","heavy"]},"max_full_evals":{"type":"integer","minimum":1},"max_metric_calls":{"type":"integer","minimum":1},"reflection_minibatch_size":{"type":"integer","minimum":1},"candidate_selection_strategy":{"enum":["pareto","current_best"]},"skip_perfect_score":{"type":"boolean"},"use_merge":{"type":"boolean"},"max_merge_invocations":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"failure_score":{"type":"number"},"perfect_score":{"type":"number"},"seed":{"type":"integer","minimum":0},"add_format_failure_as_feedback":{"type":"boolean"}},"description":"dspy.GEPA: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
-const schema46 = {"title":"SIMBAOptions","type":"object","additionalProperties":false,"properties":{"bsize":{"type":"integer","minimum":1},"num_candidates":{"type":"integer","minimum":1},"max_steps":{"type":"integer","minimum":1},"max_demos":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"temperature_for_sampling":{"type":"number","minimum":0,"maximum":2},"temperature_for_candidates":{"type":"number","minimum":0,"maximum":2},"demo_input_field_maxlen":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0,"x-dspex-stage":"compile"}},"description":"dspy.SIMBA: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema49 = {"title":"BootstrapFinetuneOptions","type":"object","additionalProperties":false,"properties":{"multitask":{"type":"boolean"},"train_kwargs":{"type":"object"}},"description":"dspy.BootstrapFinetune: constructor options, and compile() arguments (x-dspex-stage: compile)."};
-const schema51 = {"title":"MetricRef","description":"A named Python metric of the worker (answer_exact_match, answer_passage_match, or an allow-listed package.module:function; docs/evaluation.md), with keyword arguments.","oneOf":[{"type":"string","minLength":1},{"type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"args":{"type":"object"}}}]};
+const schema42 = {"title":"CompileSpec","type":"object","required":["optimizer","program"],"additionalProperties":false,"description":"op compile: an optimizer job on the optimizer pool (docs/dspy-surface.md, Optimizer jobs). The job record is in KV dspex_jobs (job.schema.json).","properties":{"job":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$","description":"Job id (default: the request id)."},"optimizer":{"enum":["LabeledFewShot","BootstrapFewShot","BootstrapFewShotWithRandomSearch","MIPROv2","COPRO","GEPA","SIMBA","Ensemble","BootstrapFinetune"]},"options":{"type":"object","description":"The optimizer's constructor and compile() arguments by DSPy's names; checked against the optimizer's definition."},"program":{"$ref":"request.schema.json#/definitions/program","description":"The stored program to optimize; the result is stored as its next version."},"trainset":{"type":"array","items":{"type":"object"}},"valset":{"type":"array","items":{"type":"object"}},"metric":{"$ref":"#/definitions/metric"},"prompt_lm":{"$ref":"request.schema.json#/definitions/lm"},"teacher_lm":{"$ref":"request.schema.json#/definitions/lm"},"reflection_lm":{"$ref":"request.schema.json#/definitions/lm"},"evaluate":{"type":"boolean","default":true,"description":"Score the program before and after (dspy.Evaluate on the valset, else the trainset)."}},"allOf":[{"if":{"properties":{"optimizer":{"const":"LabeledFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/LabeledFewShot"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShot"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShot"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFewShotWithRandomSearch"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFewShotWithRandomSearch"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"MIPROv2"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/MIPROv2"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"COPRO"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/COPRO"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"GEPA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/GEPA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"SIMBA"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/SIMBA"},"trainset":{"type":"array","minItems":1}},"required":["metric","trainset"]}},{"if":{"properties":{"optimizer":{"const":"Ensemble"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/Ensemble"}},"required":["options"]}},{"if":{"properties":{"optimizer":{"const":"BootstrapFinetune"}},"required":["optimizer"]},"then":{"properties":{"options":{"$ref":"#/definitions/BootstrapFinetune"},"trainset":{"type":"array","minItems":1}},"required":["trainset"]}}]};
+const schema43 = {"title":"LabeledFewShotOptions","type":"object","additionalProperties":false,"properties":{"k":{"type":"integer","minimum":0},"sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.LabeledFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema44 = {"title":"BootstrapFewShotOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"metric_threshold":{"type":"number"},"max_rounds":{"type":"integer","minimum":1},"max_errors":{"type":"integer","minimum":1}},"description":"dspy.BootstrapFewShot: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema45 = {"title":"BootstrapFewShotWithRandomSearchOptions","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"max_rounds":{"type":"integer","minimum":1},"num_candidate_programs":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"stop_at_score":{"type":"number"},"metric_threshold":{"type":"number"},"labeled_sample":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.BootstrapFewShotWithRandomSearch: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema46 = {"title":"MIPROv2Options","type":"object","additionalProperties":false,"properties":{"max_bootstrapped_demos":{"type":"integer","minimum":0},"max_labeled_demos":{"type":"integer","minimum":0},"auto":{"enum":["light","medium","heavy","off"]},"num_candidates":{"type":"integer","minimum":1},"num_threads":{"type":"integer","minimum":1,"maximum":64},"max_errors":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0},"init_temperature":{"type":"number","minimum":0,"maximum":2},"metric_threshold":{"type":"number"},"num_trials":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch":{"type":"boolean","x-dspex-stage":"compile"},"minibatch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"minibatch_full_eval_steps":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"program_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"data_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"view_data_batch_size":{"type":"integer","minimum":1,"x-dspex-stage":"compile"},"tip_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"},"fewshot_aware_proposer":{"type":"boolean","x-dspex-stage":"compile"}},"description":"dspy.MIPROv2: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema47 = {"title":"COPROOptions","type":"object","additionalProperties":false,"properties":{"breadth":{"type":"integer","minimum":2},"depth":{"type":"integer","minimum":1},"init_temperature":{"type":"number","minimum":0,"maximum":2},"num_threads":{"type":"integer","minimum":1,"maximum":64,"x-dspex-stage":"compile"}},"description":"dspy.COPRO: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema48 = {"title":"GEPAOptions","type":"object","additionalProperties":false,"properties":{"auto":{"enum":["light","medium","heavy"]},"max_full_evals":{"type":"integer","minimum":1},"max_metric_calls":{"type":"integer","minimum":1},"reflection_minibatch_size":{"type":"integer","minimum":1},"candidate_selection_strategy":{"enum":["pareto","current_best"]},"skip_perfect_score":{"type":"boolean"},"use_merge":{"type":"boolean"},"max_merge_invocations":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"failure_score":{"type":"number"},"perfect_score":{"type":"number"},"seed":{"type":"integer","minimum":0},"add_format_failure_as_feedback":{"type":"boolean"}},"description":"dspy.GEPA: constructor options, and compile() arguments (x-dspex-stage: compile).","x-dspex-valset":true};
+const schema49 = {"title":"SIMBAOptions","type":"object","additionalProperties":false,"properties":{"bsize":{"type":"integer","minimum":1},"num_candidates":{"type":"integer","minimum":1},"max_steps":{"type":"integer","minimum":1},"max_demos":{"type":"integer","minimum":0},"num_threads":{"type":"integer","minimum":1,"maximum":64},"temperature_for_sampling":{"type":"number","minimum":0,"maximum":2},"temperature_for_candidates":{"type":"number","minimum":0,"maximum":2},"demo_input_field_maxlen":{"type":"integer","minimum":1},"seed":{"type":"integer","minimum":0,"x-dspex-stage":"compile"}},"description":"dspy.SIMBA: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema52 = {"title":"BootstrapFinetuneOptions","type":"object","additionalProperties":false,"properties":{"multitask":{"type":"boolean"},"train_kwargs":{"type":"object"}},"description":"dspy.BootstrapFinetune: constructor options, and compile() arguments (x-dspex-stage: compile)."};
+const schema54 = {"title":"MetricRef","description":"A named Python metric of the worker (answer_exact_match, answer_passage_match, or an allow-listed package.module:function; docs/evaluation.md), with keyword arguments.","oneOf":[{"type":"string","minLength":1},{"type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"args":{"type":"object"}}}]};
 const func6 = Object.prototype.hasOwnProperty;
-const schema47 = {"title":"EnsembleOptions","type":"object","additionalProperties":false,"properties":{"size":{"type":"integer","minimum":1},"programs":{"type":"array","items":{"$ref":"request.schema.json#/definitions/program"},"minItems":1,"x-dspex-stage":"compile"}},"description":"dspy.Ensemble: constructor options, and compile() arguments (x-dspex-stage: compile).","required":["programs"]};
-const pattern3 = new RegExp("^[-_a-zA-Z0-9]{1,128}$", "u");
+const schema50 = {"title":"EnsembleOptions","type":"object","additionalProperties":false,"properties":{"size":{"type":"integer","minimum":1},"programs":{"type":"array","items":{"$ref":"request.schema.json#/definitions/program"},"minItems":1,"x-dspex-stage":"compile"}},"description":"dspy.Ensemble: constructor options, and compile() arguments (x-dspex-stage: compile).","required":["programs"]};
+const pattern5 = new RegExp("^[-_a-zA-Z0-9]{1,128}$", "u");
 
-function validate36(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.programs === undefined) && (missing0 = "programs")){
-validate36.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate38.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((key0 === "size") || (key0 === "programs"))){
-validate36.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate38.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -1841,13 +2273,13 @@ if(data.size !== undefined){
 let data0 = data.size;
 const _errs2 = errors;
 if(!(((typeof data0 == "number") && (!(data0 % 1) && !isNaN(data0))) && (isFinite(data0)))){
-validate36.errors = [{instancePath:instancePath+"/size",schemaPath:"#/properties/size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate38.errors = [{instancePath:instancePath+"/size",schemaPath:"#/properties/size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs2){
 if((typeof data0 == "number") && (isFinite(data0))){
 if(data0 < 1 || isNaN(data0)){
-validate36.errors = [{instancePath:instancePath+"/size",schemaPath:"#/properties/size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate38.errors = [{instancePath:instancePath+"/size",schemaPath:"#/properties/size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -1864,7 +2296,7 @@ const _errs4 = errors;
 if(errors === _errs4){
 if(Array.isArray(data1)){
 if(data1.length < 1){
-validate36.errors = [{instancePath:instancePath+"/programs",schemaPath:"#/properties/programs/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate38.errors = [{instancePath:instancePath+"/programs",schemaPath:"#/properties/programs/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 else {
@@ -1878,14 +2310,14 @@ if(errors === _errs7){
 if(data2 && typeof data2 == "object" && !Array.isArray(data2)){
 let missing1;
 if(((data2.id === undefined) && (missing1 = "id")) || ((data2.version === undefined) && (missing1 = "version"))){
-validate36.errors = [{instancePath:instancePath+"/programs/" + i0,schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
+validate38.errors = [{instancePath:instancePath+"/programs/" + i0,schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
 const _errs9 = errors;
 for(const key1 in data2){
 if(!((key1 === "id") || (key1 === "version"))){
-validate36.errors = [{instancePath:instancePath+"/programs/" + i0,schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+validate38.errors = [{instancePath:instancePath+"/programs/" + i0,schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -1896,13 +2328,13 @@ let data3 = data2.id;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data3 === "string"){
-if(!pattern3.test(data3)){
-validate36.errors = [{instancePath:instancePath+"/programs/" + i0+"/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
+if(!pattern5.test(data3)){
+validate38.errors = [{instancePath:instancePath+"/programs/" + i0+"/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
 }
 else {
-validate36.errors = [{instancePath:instancePath+"/programs/" + i0+"/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate38.errors = [{instancePath:instancePath+"/programs/" + i0+"/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -1916,13 +2348,13 @@ if(data2.version !== undefined){
 let data4 = data2.version;
 const _errs12 = errors;
 if(!(((typeof data4 == "number") && (!(data4 % 1) && !isNaN(data4))) && (isFinite(data4)))){
-validate36.errors = [{instancePath:instancePath+"/programs/" + i0+"/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate38.errors = [{instancePath:instancePath+"/programs/" + i0+"/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs12){
 if((typeof data4 == "number") && (isFinite(data4))){
 if(data4 < 1 || isNaN(data4)){
-validate36.errors = [{instancePath:instancePath+"/programs/" + i0+"/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate38.errors = [{instancePath:instancePath+"/programs/" + i0+"/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -1937,7 +2369,7 @@ var valid3 = true;
 }
 }
 else {
-validate36.errors = [{instancePath:instancePath+"/programs/" + i0,schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate38.errors = [{instancePath:instancePath+"/programs/" + i0,schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -1949,7 +2381,7 @@ break;
 }
 }
 else {
-validate36.errors = [{instancePath:instancePath+"/programs",schemaPath:"#/properties/programs/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate38.errors = [{instancePath:instancePath+"/programs",schemaPath:"#/properties/programs/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -1963,32 +2395,32 @@ var valid0 = true;
 }
 }
 else {
-validate36.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate38.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate36.errors = vErrors;
+validate38.errors = vErrors;
 return errors === 0;
 }
 
-const schema52 = {"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"};
-const schema54 = {"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"};
-const schema56 = {"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"};
-const schema60 = {"type":"number","minimum":0};
-const schema61 = {"type":"integer","minimum":1};
-const schema62 = {"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."};
-const pattern6 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "u");
-const pattern7 = new RegExp("^[^/]+/.+$", "u");
+const schema55 = {"type":"object","additionalProperties":false,"description":"The LM of a request: a profile of the worker's operator (lm-profiles.schema.json) with the knobs a request may change. `profile`: default the worker's default profile; `model`: the profile's (default) or one of its `models`, or a `dspex/*` test model on a worker started with --allow-test-models. API keys never travel, and a request cannot choose where a key goes: `api_base` and `api_key_env` are refused (LMConfigError) unless the operator allow-listed that endpoint (docs/security.md). An absent `lm` is the default profile.","properties":{"profile":{"$ref":"lm-profiles.schema.json#/definitions/profileName"},"model":{"$ref":"lm-profiles.schema.json#/definitions/model"},"api_base":{"type":"string","description":"An endpoint of the operator's allow-list (DSPEX_LM_ALLOW_ENDPOINTS); refused otherwise, and with a profile."},"api_key_env":{"type":"string","description":"The key variable the allow-list entry of `api_base` names (or the profile's own); refused otherwise."},"temperature":{"$ref":"lm-profiles.schema.json#/definitions/temperature"},"max_tokens":{"$ref":"lm-profiles.schema.json#/definitions/maxTokens"},"cache":{"type":"boolean","description":"Use DSPy's LM cache (default: the profile's, else false)."},"num_retries":{"type":"integer","minimum":0,"maximum":3,"description":"The LM client's own retries (default: the profile's, else 0)."},"adapter":{"$ref":"lm-profiles.schema.json#/definitions/adapter"}},"title":"LMConfig"};
+const schema57 = {"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"};
+const schema59 = {"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"};
+const schema63 = {"type":"number","minimum":0};
+const schema64 = {"type":"integer","minimum":1};
+const schema65 = {"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."};
+const pattern8 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "u");
+const pattern9 = new RegExp("^[^/]+/.+$", "u");
 
-function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func6.call(schema52.properties, key0))){
-validate38.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+if(!(func6.call(schema55.properties, key0))){
+validate40.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -2000,13 +2432,13 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern6.test(data0)){
-validate38.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
+if(!pattern8.test(data0)){
+validate40.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
 }
 else {
-validate38.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate40.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -2022,13 +2454,13 @@ const _errs5 = errors;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
-if(!pattern7.test(data1)){
-validate38.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
+if(!pattern9.test(data1)){
+validate40.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
 }
 else {
-validate38.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate40.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -2041,7 +2473,7 @@ if(valid0){
 if(data.api_base !== undefined){
 const _errs8 = errors;
 if(typeof data.api_base !== "string"){
-validate38.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/properties/api_base/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate40.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/properties/api_base/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs8 === errors;
@@ -2053,7 +2485,7 @@ if(valid0){
 if(data.api_key_env !== undefined){
 const _errs10 = errors;
 if(typeof data.api_key_env !== "string"){
-validate38.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/properties/api_key_env/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate40.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/properties/api_key_env/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs10 === errors;
@@ -2069,12 +2501,12 @@ const _errs13 = errors;
 if(errors === _errs13){
 if((typeof data4 == "number") && (isFinite(data4))){
 if(data4 < 0 || isNaN(data4)){
-validate38.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate40.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 else {
-validate38.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate40.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -2089,13 +2521,13 @@ let data5 = data.max_tokens;
 const _errs15 = errors;
 const _errs16 = errors;
 if(!(((typeof data5 == "number") && (!(data5 % 1) && !isNaN(data5))) && (isFinite(data5)))){
-validate38.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate40.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs16){
 if((typeof data5 == "number") && (isFinite(data5))){
 if(data5 < 1 || isNaN(data5)){
-validate38.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate40.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2109,7 +2541,7 @@ if(valid0){
 if(data.cache !== undefined){
 const _errs18 = errors;
 if(typeof data.cache !== "boolean"){
-validate38.errors = [{instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate40.errors = [{instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs18 === errors;
@@ -2122,18 +2554,18 @@ if(data.num_retries !== undefined){
 let data7 = data.num_retries;
 const _errs20 = errors;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-validate38.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate40.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs20){
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 > 3 || isNaN(data7)){
-validate38.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3},message:"must be <= 3"}];
+validate40.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3},message:"must be <= 3"}];
 return false;
 }
 else {
 if(data7 < 0 || isNaN(data7)){
-validate38.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate40.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2149,7 +2581,7 @@ if(data.adapter !== undefined){
 let data8 = data.adapter;
 const _errs22 = errors;
 if(!((data8 === "chat") || (data8 === "json"))){
-validate38.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema62.enum},message:"must be equal to one of the allowed values"}];
+validate40.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema65.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -2168,16 +2600,16 @@ var valid0 = true;
 }
 }
 else {
-validate38.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate40.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate38.errors = vErrors;
+validate40.errors = vErrors;
 return errors === 0;
 }
 
 
-function validate35(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate37(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 const _errs1 = errors;
@@ -2226,7 +2658,7 @@ const _errs5 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing1;
 if((data.trainset === undefined) && (missing1 = "trainset")){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/0/then/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/0/then/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
@@ -2239,7 +2671,7 @@ if(data1 && typeof data1 == "object" && !Array.isArray(data1)){
 const _errs9 = errors;
 for(const key0 in data1){
 if(!((key0 === "k") || (key0 === "sample"))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -2249,13 +2681,13 @@ if(data1.k !== undefined){
 let data2 = data1.k;
 const _errs10 = errors;
 if(!(((typeof data2 == "number") && (!(data2 % 1) && !isNaN(data2))) && (isFinite(data2)))){
-validate35.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs10){
 if((typeof data2 == "number") && (isFinite(data2))){
 if(data2 < 0 || isNaN(data2)){
-validate35.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2269,7 +2701,7 @@ if(valid5){
 if(data1.sample !== undefined){
 const _errs12 = errors;
 if(typeof data1.sample !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/sample",schemaPath:"#/definitions/LabeledFewShot/properties/sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/sample",schemaPath:"#/definitions/LabeledFewShot/properties/sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid5 = _errs12 === errors;
@@ -2281,7 +2713,7 @@ var valid5 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -2297,12 +2729,12 @@ const _errs14 = errors;
 if(errors === _errs14){
 if(Array.isArray(data4)){
 if(data4.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -2326,7 +2758,7 @@ else {
 vErrors.push(err2);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs1 === errors;
@@ -2377,7 +2809,7 @@ const _errs20 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing3;
 if(((data.metric === undefined) && (missing3 = "metric")) || ((data.trainset === undefined) && (missing3 = "trainset"))){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/1/then/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/1/then/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"}];
 return false;
 }
 else {
@@ -2390,7 +2822,7 @@ if(data6 && typeof data6 == "object" && !Array.isArray(data6)){
 const _errs24 = errors;
 for(const key1 in data6){
 if(!(((((key1 === "max_bootstrapped_demos") || (key1 === "max_labeled_demos")) || (key1 === "metric_threshold")) || (key1 === "max_rounds")) || (key1 === "max_errors"))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -2400,13 +2832,13 @@ if(data6.max_bootstrapped_demos !== undefined){
 let data7 = data6.max_bootstrapped_demos;
 const _errs25 = errors;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs25){
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 < 0 || isNaN(data7)){
-validate35.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2421,13 +2853,13 @@ if(data6.max_labeled_demos !== undefined){
 let data8 = data6.max_labeled_demos;
 const _errs27 = errors;
 if(!(((typeof data8 == "number") && (!(data8 % 1) && !isNaN(data8))) && (isFinite(data8)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs27){
 if((typeof data8 == "number") && (isFinite(data8))){
 if(data8 < 0 || isNaN(data8)){
-validate35.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2442,7 +2874,7 @@ if(data6.metric_threshold !== undefined){
 let data9 = data6.metric_threshold;
 const _errs29 = errors;
 if(!((typeof data9 == "number") && (isFinite(data9)))){
-validate35.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShot/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShot/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid10 = _errs29 === errors;
@@ -2455,13 +2887,13 @@ if(data6.max_rounds !== undefined){
 let data10 = data6.max_rounds;
 const _errs31 = errors;
 if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs31){
 if((typeof data10 == "number") && (isFinite(data10))){
 if(data10 < 1 || isNaN(data10)){
-validate35.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2476,13 +2908,13 @@ if(data6.max_errors !== undefined){
 let data11 = data6.max_errors;
 const _errs33 = errors;
 if(!(((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11))) && (isFinite(data11)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs33){
 if((typeof data11 == "number") && (isFinite(data11))){
 if(data11 < 1 || isNaN(data11)){
-validate35.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2499,7 +2931,7 @@ var valid10 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -2515,12 +2947,12 @@ const _errs35 = errors;
 if(errors === _errs35){
 if(Array.isArray(data12)){
 if(data12.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -2544,7 +2976,7 @@ else {
 vErrors.push(err5);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs16 === errors;
@@ -2595,7 +3027,7 @@ const _errs41 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing5;
 if(((data.metric === undefined) && (missing5 = "metric")) || ((data.trainset === undefined) && (missing5 = "trainset"))){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/2/then/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/2/then/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"}];
 return false;
 }
 else {
@@ -2607,8 +3039,8 @@ if(errors === _errs43){
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 const _errs45 = errors;
 for(const key2 in data14){
-if(!(func6.call(schema42.properties, key2))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+if(!(func6.call(schema45.properties, key2))){
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -2618,13 +3050,13 @@ if(data14.max_bootstrapped_demos !== undefined){
 let data15 = data14.max_bootstrapped_demos;
 const _errs46 = errors;
 if(!(((typeof data15 == "number") && (!(data15 % 1) && !isNaN(data15))) && (isFinite(data15)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs46){
 if((typeof data15 == "number") && (isFinite(data15))){
 if(data15 < 0 || isNaN(data15)){
-validate35.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2639,13 +3071,13 @@ if(data14.max_labeled_demos !== undefined){
 let data16 = data14.max_labeled_demos;
 const _errs48 = errors;
 if(!(((typeof data16 == "number") && (!(data16 % 1) && !isNaN(data16))) && (isFinite(data16)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs48){
 if((typeof data16 == "number") && (isFinite(data16))){
 if(data16 < 0 || isNaN(data16)){
-validate35.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2660,13 +3092,13 @@ if(data14.max_rounds !== undefined){
 let data17 = data14.max_rounds;
 const _errs50 = errors;
 if(!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs50){
 if((typeof data17 == "number") && (isFinite(data17))){
 if(data17 < 1 || isNaN(data17)){
-validate35.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2681,13 +3113,13 @@ if(data14.num_candidate_programs !== undefined){
 let data18 = data14.num_candidate_programs;
 const _errs52 = errors;
 if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs52){
 if((typeof data18 == "number") && (isFinite(data18))){
 if(data18 < 1 || isNaN(data18)){
-validate35.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2702,18 +3134,18 @@ if(data14.num_threads !== undefined){
 let data19 = data14.num_threads;
 const _errs54 = errors;
 if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs54){
 if((typeof data19 == "number") && (isFinite(data19))){
 if(data19 > 64 || isNaN(data19)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data19 < 1 || isNaN(data19)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2729,13 +3161,13 @@ if(data14.max_errors !== undefined){
 let data20 = data14.max_errors;
 const _errs56 = errors;
 if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs56){
 if((typeof data20 == "number") && (isFinite(data20))){
 if(data20 < 1 || isNaN(data20)){
-validate35.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2750,7 +3182,7 @@ if(data14.stop_at_score !== undefined){
 let data21 = data14.stop_at_score;
 const _errs58 = errors;
 if(!((typeof data21 == "number") && (isFinite(data21)))){
-validate35.errors = [{instancePath:instancePath+"/options/stop_at_score",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/stop_at_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/stop_at_score",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/stop_at_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid15 = _errs58 === errors;
@@ -2763,7 +3195,7 @@ if(data14.metric_threshold !== undefined){
 let data22 = data14.metric_threshold;
 const _errs60 = errors;
 if(!((typeof data22 == "number") && (isFinite(data22)))){
-validate35.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid15 = _errs60 === errors;
@@ -2775,7 +3207,7 @@ if(valid15){
 if(data14.labeled_sample !== undefined){
 const _errs62 = errors;
 if(typeof data14.labeled_sample !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/labeled_sample",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/labeled_sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/labeled_sample",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/labeled_sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid15 = _errs62 === errors;
@@ -2794,7 +3226,7 @@ var valid15 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -2810,12 +3242,12 @@ const _errs64 = errors;
 if(errors === _errs64){
 if(Array.isArray(data24)){
 if(data24.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -2839,7 +3271,7 @@ else {
 vErrors.push(err8);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs37 === errors;
@@ -2890,7 +3322,7 @@ const _errs70 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing7;
 if(((data.metric === undefined) && (missing7 = "metric")) || ((data.trainset === undefined) && (missing7 = "trainset"))){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/3/then/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/3/then/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"}];
 return false;
 }
 else {
@@ -2902,8 +3334,8 @@ if(errors === _errs72){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
 const _errs74 = errors;
 for(const key3 in data26){
-if(!(func6.call(schema43.properties, key3))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
+if(!(func6.call(schema46.properties, key3))){
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -2913,13 +3345,13 @@ if(data26.max_bootstrapped_demos !== undefined){
 let data27 = data26.max_bootstrapped_demos;
 const _errs75 = errors;
 if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs75){
 if((typeof data27 == "number") && (isFinite(data27))){
 if(data27 < 0 || isNaN(data27)){
-validate35.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2934,13 +3366,13 @@ if(data26.max_labeled_demos !== undefined){
 let data28 = data26.max_labeled_demos;
 const _errs77 = errors;
 if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs77){
 if((typeof data28 == "number") && (isFinite(data28))){
 if(data28 < 0 || isNaN(data28)){
-validate35.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -2955,7 +3387,7 @@ if(data26.auto !== undefined){
 let data29 = data26.auto;
 const _errs79 = errors;
 if(!((((data29 === "light") || (data29 === "medium")) || (data29 === "heavy")) || (data29 === "off"))){
-validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema43.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate37.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema46.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid20 = _errs79 === errors;
@@ -2968,13 +3400,13 @@ if(data26.num_candidates !== undefined){
 let data30 = data26.num_candidates;
 const _errs80 = errors;
 if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs80){
 if((typeof data30 == "number") && (isFinite(data30))){
 if(data30 < 1 || isNaN(data30)){
-validate35.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -2989,18 +3421,18 @@ if(data26.num_threads !== undefined){
 let data31 = data26.num_threads;
 const _errs82 = errors;
 if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs82){
 if((typeof data31 == "number") && (isFinite(data31))){
 if(data31 > 64 || isNaN(data31)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data31 < 1 || isNaN(data31)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3016,13 +3448,13 @@ if(data26.max_errors !== undefined){
 let data32 = data26.max_errors;
 const _errs84 = errors;
 if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs84){
 if((typeof data32 == "number") && (isFinite(data32))){
 if(data32 < 1 || isNaN(data32)){
-validate35.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3037,13 +3469,13 @@ if(data26.seed !== undefined){
 let data33 = data26.seed;
 const _errs86 = errors;
 if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-validate35.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs86){
 if((typeof data33 == "number") && (isFinite(data33))){
 if(data33 < 0 || isNaN(data33)){
-validate35.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -3060,18 +3492,18 @@ const _errs88 = errors;
 if(errors === _errs88){
 if((typeof data34 == "number") && (isFinite(data34))){
 if(data34 > 2 || isNaN(data34)){
-validate35.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate37.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data34 < 0 || isNaN(data34)){
-validate35.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -3085,7 +3517,7 @@ if(data26.metric_threshold !== undefined){
 let data35 = data26.metric_threshold;
 const _errs90 = errors;
 if(!((typeof data35 == "number") && (isFinite(data35)))){
-validate35.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/MIPROv2/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/MIPROv2/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid20 = _errs90 === errors;
@@ -3098,13 +3530,13 @@ if(data26.num_trials !== undefined){
 let data36 = data26.num_trials;
 const _errs92 = errors;
 if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs92){
 if((typeof data36 == "number") && (isFinite(data36))){
 if(data36 < 1 || isNaN(data36)){
-validate35.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3118,7 +3550,7 @@ if(valid20){
 if(data26.minibatch !== undefined){
 const _errs94 = errors;
 if(typeof data26.minibatch !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/minibatch",schemaPath:"#/definitions/MIPROv2/properties/minibatch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/minibatch",schemaPath:"#/definitions/MIPROv2/properties/minibatch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs94 === errors;
@@ -3131,13 +3563,13 @@ if(data26.minibatch_size !== undefined){
 let data38 = data26.minibatch_size;
 const _errs96 = errors;
 if(!(((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38))) && (isFinite(data38)))){
-validate35.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs96){
 if((typeof data38 == "number") && (isFinite(data38))){
 if(data38 < 1 || isNaN(data38)){
-validate35.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3152,13 +3584,13 @@ if(data26.minibatch_full_eval_steps !== undefined){
 let data39 = data26.minibatch_full_eval_steps;
 const _errs98 = errors;
 if(!(((typeof data39 == "number") && (!(data39 % 1) && !isNaN(data39))) && (isFinite(data39)))){
-validate35.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs98){
 if((typeof data39 == "number") && (isFinite(data39))){
 if(data39 < 1 || isNaN(data39)){
-validate35.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3172,7 +3604,7 @@ if(valid20){
 if(data26.program_aware_proposer !== undefined){
 const _errs100 = errors;
 if(typeof data26.program_aware_proposer !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/program_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/program_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/program_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/program_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs100 === errors;
@@ -3184,7 +3616,7 @@ if(valid20){
 if(data26.data_aware_proposer !== undefined){
 const _errs102 = errors;
 if(typeof data26.data_aware_proposer !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/data_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/data_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/data_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/data_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs102 === errors;
@@ -3197,13 +3629,13 @@ if(data26.view_data_batch_size !== undefined){
 let data42 = data26.view_data_batch_size;
 const _errs104 = errors;
 if(!(((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42))) && (isFinite(data42)))){
-validate35.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs104){
 if((typeof data42 == "number") && (isFinite(data42))){
 if(data42 < 1 || isNaN(data42)){
-validate35.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3217,7 +3649,7 @@ if(valid20){
 if(data26.tip_aware_proposer !== undefined){
 const _errs106 = errors;
 if(typeof data26.tip_aware_proposer !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/tip_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/tip_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/tip_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/tip_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs106 === errors;
@@ -3229,7 +3661,7 @@ if(valid20){
 if(data26.fewshot_aware_proposer !== undefined){
 const _errs108 = errors;
 if(typeof data26.fewshot_aware_proposer !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/fewshot_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/fewshot_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/fewshot_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/fewshot_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs108 === errors;
@@ -3257,7 +3689,7 @@ var valid20 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -3273,12 +3705,12 @@ const _errs110 = errors;
 if(errors === _errs110){
 if(Array.isArray(data45)){
 if(data45.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -3302,7 +3734,7 @@ else {
 vErrors.push(err11);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs66 === errors;
@@ -3353,7 +3785,7 @@ const _errs116 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing9;
 if(((data.metric === undefined) && (missing9 = "metric")) || ((data.trainset === undefined) && (missing9 = "trainset"))){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/4/then/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/4/then/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"}];
 return false;
 }
 else {
@@ -3366,7 +3798,7 @@ if(data47 && typeof data47 == "object" && !Array.isArray(data47)){
 const _errs120 = errors;
 for(const key4 in data47){
 if(!((((key4 === "breadth") || (key4 === "depth")) || (key4 === "init_temperature")) || (key4 === "num_threads"))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -3376,13 +3808,13 @@ if(data47.breadth !== undefined){
 let data48 = data47.breadth;
 const _errs121 = errors;
 if(!(((typeof data48 == "number") && (!(data48 % 1) && !isNaN(data48))) && (isFinite(data48)))){
-validate35.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs121){
 if((typeof data48 == "number") && (isFinite(data48))){
 if(data48 < 2 || isNaN(data48)){
-validate35.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"}];
+validate37.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"}];
 return false;
 }
 }
@@ -3397,13 +3829,13 @@ if(data47.depth !== undefined){
 let data49 = data47.depth;
 const _errs123 = errors;
 if(!(((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49))) && (isFinite(data49)))){
-validate35.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs123){
 if((typeof data49 == "number") && (isFinite(data49))){
 if(data49 < 1 || isNaN(data49)){
-validate35.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3420,18 +3852,18 @@ const _errs125 = errors;
 if(errors === _errs125){
 if((typeof data50 == "number") && (isFinite(data50))){
 if(data50 > 2 || isNaN(data50)){
-validate35.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate37.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data50 < 0 || isNaN(data50)){
-validate35.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -3445,18 +3877,18 @@ if(data47.num_threads !== undefined){
 let data51 = data47.num_threads;
 const _errs127 = errors;
 if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs127){
 if((typeof data51 == "number") && (isFinite(data51))){
 if(data51 > 64 || isNaN(data51)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data51 < 1 || isNaN(data51)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3473,7 +3905,7 @@ var valid25 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -3489,12 +3921,12 @@ const _errs129 = errors;
 if(errors === _errs129){
 if(Array.isArray(data52)){
 if(data52.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -3518,7 +3950,7 @@ else {
 vErrors.push(err14);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs112 === errors;
@@ -3569,7 +4001,7 @@ const _errs135 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing11;
 if(((data.metric === undefined) && (missing11 = "metric")) || ((data.trainset === undefined) && (missing11 = "trainset"))){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/5/then/required",keyword:"required",params:{missingProperty: missing11},message:"must have required property '"+missing11+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/5/then/required",keyword:"required",params:{missingProperty: missing11},message:"must have required property '"+missing11+"'"}];
 return false;
 }
 else {
@@ -3581,8 +4013,8 @@ if(errors === _errs137){
 if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
 const _errs139 = errors;
 for(const key5 in data54){
-if(!(func6.call(schema45.properties, key5))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
+if(!(func6.call(schema48.properties, key5))){
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -3592,7 +4024,7 @@ if(data54.auto !== undefined){
 let data55 = data54.auto;
 const _errs140 = errors;
 if(!(((data55 === "light") || (data55 === "medium")) || (data55 === "heavy"))){
-validate35.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema45.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate37.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema48.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs140 === errors;
@@ -3605,13 +4037,13 @@ if(data54.max_full_evals !== undefined){
 let data56 = data54.max_full_evals;
 const _errs141 = errors;
 if(!(((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56))) && (isFinite(data56)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs141){
 if((typeof data56 == "number") && (isFinite(data56))){
 if(data56 < 1 || isNaN(data56)){
-validate35.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3626,13 +4058,13 @@ if(data54.max_metric_calls !== undefined){
 let data57 = data54.max_metric_calls;
 const _errs143 = errors;
 if(!(((typeof data57 == "number") && (!(data57 % 1) && !isNaN(data57))) && (isFinite(data57)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs143){
 if((typeof data57 == "number") && (isFinite(data57))){
 if(data57 < 1 || isNaN(data57)){
-validate35.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3647,13 +4079,13 @@ if(data54.reflection_minibatch_size !== undefined){
 let data58 = data54.reflection_minibatch_size;
 const _errs145 = errors;
 if(!(((typeof data58 == "number") && (!(data58 % 1) && !isNaN(data58))) && (isFinite(data58)))){
-validate35.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs145){
 if((typeof data58 == "number") && (isFinite(data58))){
 if(data58 < 1 || isNaN(data58)){
-validate35.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3668,7 +4100,7 @@ if(data54.candidate_selection_strategy !== undefined){
 let data59 = data54.candidate_selection_strategy;
 const _errs147 = errors;
 if(!((data59 === "pareto") || (data59 === "current_best"))){
-validate35.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema45.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
+validate37.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema48.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs147 === errors;
@@ -3680,7 +4112,7 @@ if(valid30){
 if(data54.skip_perfect_score !== undefined){
 const _errs148 = errors;
 if(typeof data54.skip_perfect_score !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/skip_perfect_score",schemaPath:"#/definitions/GEPA/properties/skip_perfect_score/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/skip_perfect_score",schemaPath:"#/definitions/GEPA/properties/skip_perfect_score/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid30 = _errs148 === errors;
@@ -3692,7 +4124,7 @@ if(valid30){
 if(data54.use_merge !== undefined){
 const _errs150 = errors;
 if(typeof data54.use_merge !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/use_merge",schemaPath:"#/definitions/GEPA/properties/use_merge/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/use_merge",schemaPath:"#/definitions/GEPA/properties/use_merge/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid30 = _errs150 === errors;
@@ -3705,13 +4137,13 @@ if(data54.max_merge_invocations !== undefined){
 let data62 = data54.max_merge_invocations;
 const _errs152 = errors;
 if(!(((typeof data62 == "number") && (!(data62 % 1) && !isNaN(data62))) && (isFinite(data62)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs152){
 if((typeof data62 == "number") && (isFinite(data62))){
 if(data62 < 0 || isNaN(data62)){
-validate35.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -3726,18 +4158,18 @@ if(data54.num_threads !== undefined){
 let data63 = data54.num_threads;
 const _errs154 = errors;
 if(!(((typeof data63 == "number") && (!(data63 % 1) && !isNaN(data63))) && (isFinite(data63)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs154){
 if((typeof data63 == "number") && (isFinite(data63))){
 if(data63 > 64 || isNaN(data63)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data63 < 1 || isNaN(data63)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3753,7 +4185,7 @@ if(data54.failure_score !== undefined){
 let data64 = data54.failure_score;
 const _errs156 = errors;
 if(!((typeof data64 == "number") && (isFinite(data64)))){
-validate35.errors = [{instancePath:instancePath+"/options/failure_score",schemaPath:"#/definitions/GEPA/properties/failure_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/failure_score",schemaPath:"#/definitions/GEPA/properties/failure_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid30 = _errs156 === errors;
@@ -3766,7 +4198,7 @@ if(data54.perfect_score !== undefined){
 let data65 = data54.perfect_score;
 const _errs158 = errors;
 if(!((typeof data65 == "number") && (isFinite(data65)))){
-validate35.errors = [{instancePath:instancePath+"/options/perfect_score",schemaPath:"#/definitions/GEPA/properties/perfect_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/perfect_score",schemaPath:"#/definitions/GEPA/properties/perfect_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid30 = _errs158 === errors;
@@ -3779,13 +4211,13 @@ if(data54.seed !== undefined){
 let data66 = data54.seed;
 const _errs160 = errors;
 if(!(((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66))) && (isFinite(data66)))){
-validate35.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs160){
 if((typeof data66 == "number") && (isFinite(data66))){
 if(data66 < 0 || isNaN(data66)){
-validate35.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -3799,7 +4231,7 @@ if(valid30){
 if(data54.add_format_failure_as_feedback !== undefined){
 const _errs162 = errors;
 if(typeof data54.add_format_failure_as_feedback !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/add_format_failure_as_feedback",schemaPath:"#/definitions/GEPA/properties/add_format_failure_as_feedback/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/add_format_failure_as_feedback",schemaPath:"#/definitions/GEPA/properties/add_format_failure_as_feedback/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid30 = _errs162 === errors;
@@ -3822,7 +4254,7 @@ var valid30 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -3838,12 +4270,12 @@ const _errs164 = errors;
 if(errors === _errs164){
 if(Array.isArray(data68)){
 if(data68.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -3867,7 +4299,7 @@ else {
 vErrors.push(err17);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs131 === errors;
@@ -3918,7 +4350,7 @@ const _errs170 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing13;
 if(((data.metric === undefined) && (missing13 = "metric")) || ((data.trainset === undefined) && (missing13 = "trainset"))){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/6/then/required",keyword:"required",params:{missingProperty: missing13},message:"must have required property '"+missing13+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/6/then/required",keyword:"required",params:{missingProperty: missing13},message:"must have required property '"+missing13+"'"}];
 return false;
 }
 else {
@@ -3930,8 +4362,8 @@ if(errors === _errs172){
 if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
 const _errs174 = errors;
 for(const key6 in data70){
-if(!(func6.call(schema46.properties, key6))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
+if(!(func6.call(schema49.properties, key6))){
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -3941,13 +4373,13 @@ if(data70.bsize !== undefined){
 let data71 = data70.bsize;
 const _errs175 = errors;
 if(!(((typeof data71 == "number") && (!(data71 % 1) && !isNaN(data71))) && (isFinite(data71)))){
-validate35.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs175){
 if((typeof data71 == "number") && (isFinite(data71))){
 if(data71 < 1 || isNaN(data71)){
-validate35.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3962,13 +4394,13 @@ if(data70.num_candidates !== undefined){
 let data72 = data70.num_candidates;
 const _errs177 = errors;
 if(!(((typeof data72 == "number") && (!(data72 % 1) && !isNaN(data72))) && (isFinite(data72)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs177){
 if((typeof data72 == "number") && (isFinite(data72))){
 if(data72 < 1 || isNaN(data72)){
-validate35.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -3983,13 +4415,13 @@ if(data70.max_steps !== undefined){
 let data73 = data70.max_steps;
 const _errs179 = errors;
 if(!(((typeof data73 == "number") && (!(data73 % 1) && !isNaN(data73))) && (isFinite(data73)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs179){
 if((typeof data73 == "number") && (isFinite(data73))){
 if(data73 < 1 || isNaN(data73)){
-validate35.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -4004,13 +4436,13 @@ if(data70.max_demos !== undefined){
 let data74 = data70.max_demos;
 const _errs181 = errors;
 if(!(((typeof data74 == "number") && (!(data74 % 1) && !isNaN(data74))) && (isFinite(data74)))){
-validate35.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs181){
 if((typeof data74 == "number") && (isFinite(data74))){
 if(data74 < 0 || isNaN(data74)){
-validate35.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -4025,18 +4457,18 @@ if(data70.num_threads !== undefined){
 let data75 = data70.num_threads;
 const _errs183 = errors;
 if(!(((typeof data75 == "number") && (!(data75 % 1) && !isNaN(data75))) && (isFinite(data75)))){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs183){
 if((typeof data75 == "number") && (isFinite(data75))){
 if(data75 > 64 || isNaN(data75)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data75 < 1 || isNaN(data75)){
-validate35.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -4054,18 +4486,18 @@ const _errs185 = errors;
 if(errors === _errs185){
 if((typeof data76 == "number") && (isFinite(data76))){
 if(data76 > 2 || isNaN(data76)){
-validate35.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate37.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data76 < 0 || isNaN(data76)){
-validate35.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -4081,18 +4513,18 @@ const _errs187 = errors;
 if(errors === _errs187){
 if((typeof data77 == "number") && (isFinite(data77))){
 if(data77 > 2 || isNaN(data77)){
-validate35.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate37.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data77 < 0 || isNaN(data77)){
-validate35.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate37.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -4106,13 +4538,13 @@ if(data70.demo_input_field_maxlen !== undefined){
 let data78 = data70.demo_input_field_maxlen;
 const _errs189 = errors;
 if(!(((typeof data78 == "number") && (!(data78 % 1) && !isNaN(data78))) && (isFinite(data78)))){
-validate35.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs189){
 if((typeof data78 == "number") && (isFinite(data78))){
 if(data78 < 1 || isNaN(data78)){
-validate35.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -4127,13 +4559,13 @@ if(data70.seed !== undefined){
 let data79 = data70.seed;
 const _errs191 = errors;
 if(!(((typeof data79 == "number") && (!(data79 % 1) && !isNaN(data79))) && (isFinite(data79)))){
-validate35.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs191){
 if((typeof data79 == "number") && (isFinite(data79))){
 if(data79 < 0 || isNaN(data79)){
-validate35.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate37.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -4154,7 +4586,7 @@ var valid35 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -4170,12 +4602,12 @@ const _errs193 = errors;
 if(errors === _errs193){
 if(Array.isArray(data80)){
 if(data80.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -4199,7 +4631,7 @@ else {
 vErrors.push(err20);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs166 === errors;
@@ -4250,13 +4682,13 @@ const _errs199 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing15;
 if((data.options === undefined) && (missing15 = "options")){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/7/then/required",keyword:"required",params:{missingProperty: missing15},message:"must have required property '"+missing15+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/7/then/required",keyword:"required",params:{missingProperty: missing15},message:"must have required property '"+missing15+"'"}];
 return false;
 }
 else {
 if(data.options !== undefined){
-if(!(validate36(data.options, {instancePath:instancePath+"/options",parentData:data,parentDataProperty:"options",rootData}))){
-vErrors = vErrors === null ? validate36.errors : vErrors.concat(validate36.errors);
+if(!(validate38(data.options, {instancePath:instancePath+"/options",parentData:data,parentDataProperty:"options",rootData}))){
+vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
 errors = vErrors.length;
 }
 }
@@ -4274,7 +4706,7 @@ else {
 vErrors.push(err23);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs195 === errors;
@@ -4325,7 +4757,7 @@ const _errs205 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing17;
 if((data.trainset === undefined) && (missing17 = "trainset")){
-validate35.errors = [{instancePath,schemaPath:"#/allOf/8/then/required",keyword:"required",params:{missingProperty: missing17},message:"must have required property '"+missing17+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/allOf/8/then/required",keyword:"required",params:{missingProperty: missing17},message:"must have required property '"+missing17+"'"}];
 return false;
 }
 else {
@@ -4338,7 +4770,7 @@ if(data84 && typeof data84 == "object" && !Array.isArray(data84)){
 const _errs209 = errors;
 for(const key7 in data84){
 if(!((key7 === "multitask") || (key7 === "train_kwargs"))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -4347,7 +4779,7 @@ if(_errs209 === errors){
 if(data84.multitask !== undefined){
 const _errs210 = errors;
 if(typeof data84.multitask !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/options/multitask",schemaPath:"#/definitions/BootstrapFinetune/properties/multitask/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/options/multitask",schemaPath:"#/definitions/BootstrapFinetune/properties/multitask/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid43 = _errs210 === errors;
@@ -4360,7 +4792,7 @@ if(data84.train_kwargs !== undefined){
 let data86 = data84.train_kwargs;
 const _errs212 = errors;
 if(!(data86 && typeof data86 == "object" && !Array.isArray(data86))){
-validate35.errors = [{instancePath:instancePath+"/options/train_kwargs",schemaPath:"#/definitions/BootstrapFinetune/properties/train_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options/train_kwargs",schemaPath:"#/definitions/BootstrapFinetune/properties/train_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid43 = _errs212 === errors;
@@ -4372,7 +4804,7 @@ var valid43 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -4388,12 +4820,12 @@ const _errs214 = errors;
 if(errors === _errs214){
 if(Array.isArray(data87)){
 if(data87.length < 1){
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -4417,7 +4849,7 @@ else {
 vErrors.push(err26);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 var valid0 = _errs201 === errors;
@@ -4433,14 +4865,14 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing18;
 if(((data.optimizer === undefined) && (missing18 = "optimizer")) || ((data.program === undefined) && (missing18 = "program"))){
-validate35.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing18},message:"must have required property '"+missing18+"'"}];
+validate37.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing18},message:"must have required property '"+missing18+"'"}];
 return false;
 }
 else {
 const _errs216 = errors;
 for(const key8 in data){
-if(!(func6.call(schema39.properties, key8))){
-validate35.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
+if(!(func6.call(schema42.properties, key8))){
+validate37.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -4451,13 +4883,13 @@ let data88 = data.job;
 const _errs217 = errors;
 if(errors === _errs217){
 if(typeof data88 === "string"){
-if(!pattern3.test(data88)){
-validate35.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
+if(!pattern5.test(data88)){
+validate37.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate37.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -4471,7 +4903,7 @@ if(data.optimizer !== undefined){
 let data89 = data.optimizer;
 const _errs219 = errors;
 if(!(((((((((data89 === "LabeledFewShot") || (data89 === "BootstrapFewShot")) || (data89 === "BootstrapFewShotWithRandomSearch")) || (data89 === "MIPROv2")) || (data89 === "COPRO")) || (data89 === "GEPA")) || (data89 === "SIMBA")) || (data89 === "Ensemble")) || (data89 === "BootstrapFinetune"))){
-validate35.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema39.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
+validate37.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema42.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid44 = _errs219 === errors;
@@ -4484,7 +4916,7 @@ if(data.options !== undefined){
 let data90 = data.options;
 const _errs220 = errors;
 if(!(data90 && typeof data90 == "object" && !Array.isArray(data90))){
-validate35.errors = [{instancePath:instancePath+"/options",schemaPath:"#/properties/options/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/options",schemaPath:"#/properties/options/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid44 = _errs220 === errors;
@@ -4501,14 +4933,14 @@ if(errors === _errs223){
 if(data91 && typeof data91 == "object" && !Array.isArray(data91)){
 let missing19;
 if(((data91.id === undefined) && (missing19 = "id")) || ((data91.version === undefined) && (missing19 = "version"))){
-validate35.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
+validate37.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
 return false;
 }
 else {
 const _errs225 = errors;
 for(const key9 in data91){
 if(!((key9 === "id") || (key9 === "version"))){
-validate35.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
+validate37.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -4519,13 +4951,13 @@ let data92 = data91.id;
 const _errs226 = errors;
 if(errors === _errs226){
 if(typeof data92 === "string"){
-if(!pattern3.test(data92)){
-validate35.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
+if(!pattern5.test(data92)){
+validate37.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate37.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -4539,13 +4971,13 @@ if(data91.version !== undefined){
 let data93 = data91.version;
 const _errs228 = errors;
 if(!(((typeof data93 == "number") && (!(data93 % 1) && !isNaN(data93))) && (isFinite(data93)))){
-validate35.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate37.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs228){
 if((typeof data93 == "number") && (isFinite(data93))){
 if(data93 < 1 || isNaN(data93)){
-validate35.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate37.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -4560,7 +4992,7 @@ var valid46 = true;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -4581,7 +5013,7 @@ for(let i0=0; i0<len0; i0++){
 let data95 = data94[i0];
 const _errs232 = errors;
 if(!(data95 && typeof data95 == "object" && !Array.isArray(data95))){
-validate35.errors = [{instancePath:instancePath+"/trainset/" + i0,schemaPath:"#/properties/trainset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/trainset/" + i0,schemaPath:"#/properties/trainset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid47 = _errs232 === errors;
@@ -4591,7 +5023,7 @@ break;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -4612,7 +5044,7 @@ for(let i1=0; i1<len1; i1++){
 let data97 = data96[i1];
 const _errs236 = errors;
 if(!(data97 && typeof data97 == "object" && !Array.isArray(data97))){
-validate35.errors = [{instancePath:instancePath+"/valset/" + i1,schemaPath:"#/properties/valset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath:instancePath+"/valset/" + i1,schemaPath:"#/properties/valset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid48 = _errs236 === errors;
@@ -4622,7 +5054,7 @@ break;
 }
 }
 else {
-validate35.errors = [{instancePath:instancePath+"/valset",schemaPath:"#/properties/valset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate37.errors = [{instancePath:instancePath+"/valset",schemaPath:"#/properties/valset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -4784,7 +5216,7 @@ else {
 vErrors.push(err35);
 }
 errors++;
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return false;
 }
 else {
@@ -4806,8 +5238,8 @@ var valid44 = true;
 if(valid44){
 if(data.prompt_lm !== undefined){
 const _errs250 = errors;
-if(!(validate38(data.prompt_lm, {instancePath:instancePath+"/prompt_lm",parentData:data,parentDataProperty:"prompt_lm",rootData}))){
-vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
+if(!(validate40(data.prompt_lm, {instancePath:instancePath+"/prompt_lm",parentData:data,parentDataProperty:"prompt_lm",rootData}))){
+vErrors = vErrors === null ? validate40.errors : vErrors.concat(validate40.errors);
 errors = vErrors.length;
 }
 var valid44 = _errs250 === errors;
@@ -4818,8 +5250,8 @@ var valid44 = true;
 if(valid44){
 if(data.teacher_lm !== undefined){
 const _errs251 = errors;
-if(!(validate38(data.teacher_lm, {instancePath:instancePath+"/teacher_lm",parentData:data,parentDataProperty:"teacher_lm",rootData}))){
-vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
+if(!(validate40(data.teacher_lm, {instancePath:instancePath+"/teacher_lm",parentData:data,parentDataProperty:"teacher_lm",rootData}))){
+vErrors = vErrors === null ? validate40.errors : vErrors.concat(validate40.errors);
 errors = vErrors.length;
 }
 var valid44 = _errs251 === errors;
@@ -4830,8 +5262,8 @@ var valid44 = true;
 if(valid44){
 if(data.reflection_lm !== undefined){
 const _errs252 = errors;
-if(!(validate38(data.reflection_lm, {instancePath:instancePath+"/reflection_lm",parentData:data,parentDataProperty:"reflection_lm",rootData}))){
-vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
+if(!(validate40(data.reflection_lm, {instancePath:instancePath+"/reflection_lm",parentData:data,parentDataProperty:"reflection_lm",rootData}))){
+vErrors = vErrors === null ? validate40.errors : vErrors.concat(validate40.errors);
 errors = vErrors.length;
 }
 var valid44 = _errs252 === errors;
@@ -4843,7 +5275,7 @@ if(valid44){
 if(data.evaluate !== undefined){
 const _errs253 = errors;
 if(typeof data.evaluate !== "boolean"){
-validate35.errors = [{instancePath:instancePath+"/evaluate",schemaPath:"#/properties/evaluate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate37.errors = [{instancePath:instancePath+"/evaluate",schemaPath:"#/properties/evaluate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid44 = _errs253 === errors;
@@ -4865,24 +5297,24 @@ var valid44 = true;
 }
 }
 else {
-validate35.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate37.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate35.errors = vErrors;
+validate37.errors = vErrors;
 return errors === 0;
 }
 
 
-function validate48(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate50(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func6.call(schema52.properties, key0))){
-validate48.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+if(!(func6.call(schema55.properties, key0))){
+validate50.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -4894,13 +5326,13 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern6.test(data0)){
-validate48.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
+if(!pattern8.test(data0)){
+validate50.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
 }
 else {
-validate48.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate50.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -4916,13 +5348,13 @@ const _errs5 = errors;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
-if(!pattern7.test(data1)){
-validate48.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
+if(!pattern9.test(data1)){
+validate50.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
 }
 else {
-validate48.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate50.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -4935,7 +5367,7 @@ if(valid0){
 if(data.api_base !== undefined){
 const _errs8 = errors;
 if(typeof data.api_base !== "string"){
-validate48.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/properties/api_base/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate50.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/properties/api_base/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs8 === errors;
@@ -4947,7 +5379,7 @@ if(valid0){
 if(data.api_key_env !== undefined){
 const _errs10 = errors;
 if(typeof data.api_key_env !== "string"){
-validate48.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/properties/api_key_env/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate50.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/properties/api_key_env/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs10 === errors;
@@ -4963,12 +5395,12 @@ const _errs13 = errors;
 if(errors === _errs13){
 if((typeof data4 == "number") && (isFinite(data4))){
 if(data4 < 0 || isNaN(data4)){
-validate48.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate50.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 else {
-validate48.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate50.errors = [{instancePath:instancePath+"/temperature",schemaPath:"lm-profiles.schema.json#/definitions/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -4983,13 +5415,13 @@ let data5 = data.max_tokens;
 const _errs15 = errors;
 const _errs16 = errors;
 if(!(((typeof data5 == "number") && (!(data5 % 1) && !isNaN(data5))) && (isFinite(data5)))){
-validate48.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate50.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs16){
 if((typeof data5 == "number") && (isFinite(data5))){
 if(data5 < 1 || isNaN(data5)){
-validate48.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate50.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"lm-profiles.schema.json#/definitions/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -5003,7 +5435,7 @@ if(valid0){
 if(data.cache !== undefined){
 const _errs18 = errors;
 if(typeof data.cache !== "boolean"){
-validate48.errors = [{instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate50.errors = [{instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs18 === errors;
@@ -5016,18 +5448,18 @@ if(data.num_retries !== undefined){
 let data7 = data.num_retries;
 const _errs20 = errors;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-validate48.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate50.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs20){
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 > 3 || isNaN(data7)){
-validate48.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3},message:"must be <= 3"}];
+validate50.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 3},message:"must be <= 3"}];
 return false;
 }
 else {
 if(data7 < 0 || isNaN(data7)){
-validate48.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate50.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -5043,7 +5475,7 @@ if(data.adapter !== undefined){
 let data8 = data.adapter;
 const _errs22 = errors;
 if(!((data8 === "chat") || (data8 === "json"))){
-validate48.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema62.enum},message:"must be equal to one of the allowed values"}];
+validate50.errors = [{instancePath:instancePath+"/adapter",schemaPath:"lm-profiles.schema.json#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema65.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -5062,31 +5494,31 @@ var valid0 = true;
 }
 }
 else {
-validate48.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate50.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate48.errors = vErrors;
+validate50.errors = vErrors;
 return errors === 0;
 }
 
-const schema79 = {"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"};
+const schema82 = {"type":"object","required":["metrics"],"additionalProperties":false,"description":"Required when op is `evaluate` (see docs/evaluation.md).","properties":{"module":{"enum":["predict","chain_of_thought"],"default":"predict"},"metrics":{"type":"array","minItems":1,"description":"Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).","items":{"$ref":"optimizers.schema.json#/definitions/metric"}},"example":{"type":"object","description":"The example's gold (label) fields; the metric sees them together with the inputs."}},"title":"EvaluateSpec"};
 
-function validate50(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate52(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.metrics === undefined) && (missing0 = "metrics")){
-validate50.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate52.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((key0 === "module") || (key0 === "metrics")) || (key0 === "example"))){
-validate50.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate52.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -5096,7 +5528,7 @@ if(data.module !== undefined){
 let data0 = data.module;
 const _errs2 = errors;
 if(!((data0 === "predict") || (data0 === "chain_of_thought"))){
-validate50.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/enum",keyword:"enum",params:{allowedValues: schema79.properties.module.enum},message:"must be equal to one of the allowed values"}];
+validate52.errors = [{instancePath:instancePath+"/module",schemaPath:"#/properties/module/enum",keyword:"enum",params:{allowedValues: schema82.properties.module.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -5111,7 +5543,7 @@ const _errs3 = errors;
 if(errors === _errs3){
 if(Array.isArray(data1)){
 if(data1.length < 1){
-validate50.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate52.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 else {
@@ -5269,7 +5701,7 @@ else {
 vErrors.push(err8);
 }
 errors++;
-validate50.errors = vErrors;
+validate52.errors = vErrors;
 return false;
 }
 else {
@@ -5291,7 +5723,7 @@ break;
 }
 }
 else {
-validate50.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate52.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -5305,7 +5737,7 @@ if(data.example !== undefined){
 let data5 = data.example;
 const _errs17 = errors;
 if(!(data5 && typeof data5 == "object" && !Array.isArray(data5))){
-validate50.errors = [{instancePath:instancePath+"/example",schemaPath:"#/properties/example/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate52.errors = [{instancePath:instancePath+"/example",schemaPath:"#/properties/example/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid0 = _errs17 === errors;
@@ -5319,11 +5751,11 @@ var valid0 = true;
 }
 }
 else {
-validate50.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate52.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate50.errors = vErrors;
+validate52.errors = vErrors;
 return errors === 0;
 }
 
@@ -7010,8 +7442,8 @@ var valid62 = true;
 if(valid62){
 if(data.compile !== undefined){
 const _errs159 = errors;
-if(!(validate35(data.compile, {instancePath:instancePath+"/compile",parentData:data,parentDataProperty:"compile",rootData}))){
-vErrors = vErrors === null ? validate35.errors : vErrors.concat(validate35.errors);
+if(!(validate37(data.compile, {instancePath:instancePath+"/compile",parentData:data,parentDataProperty:"compile",rootData}))){
+vErrors = vErrors === null ? validate37.errors : vErrors.concat(validate37.errors);
 errors = vErrors.length;
 }
 var valid62 = _errs159 === errors;
@@ -7022,8 +7454,8 @@ var valid62 = true;
 if(valid62){
 if(data.lm !== undefined){
 const _errs160 = errors;
-if(!(validate48(data.lm, {instancePath:instancePath+"/lm",parentData:data,parentDataProperty:"lm",rootData}))){
-vErrors = vErrors === null ? validate48.errors : vErrors.concat(validate48.errors);
+if(!(validate50(data.lm, {instancePath:instancePath+"/lm",parentData:data,parentDataProperty:"lm",rootData}))){
+vErrors = vErrors === null ? validate50.errors : vErrors.concat(validate50.errors);
 errors = vErrors.length;
 }
 var valid62 = _errs160 === errors;
@@ -7034,8 +7466,8 @@ var valid62 = true;
 if(valid62){
 if(data.evaluate !== undefined){
 const _errs161 = errors;
-if(!(validate50(data.evaluate, {instancePath:instancePath+"/evaluate",parentData:data,parentDataProperty:"evaluate",rootData}))){
-vErrors = vErrors === null ? validate50.errors : vErrors.concat(validate50.errors);
+if(!(validate52(data.evaluate, {instancePath:instancePath+"/evaluate",parentData:data,parentDataProperty:"evaluate",rootData}))){
+vErrors = vErrors === null ? validate52.errors : vErrors.concat(validate52.errors);
 errors = vErrors.length;
 }
 var valid62 = _errs161 === errors;
@@ -7070,7 +7502,7 @@ let data58 = data57.id;
 const _errs166 = errors;
 if(errors === _errs166){
 if(typeof data58 === "string"){
-if(!pattern3.test(data58)){
+if(!pattern5.test(data58)){
 validate10.errors = [{instancePath:instancePath+"/program/id",schemaPath:"#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -7235,13 +7667,13 @@ validate10.errors = vErrors;
 return errors === 0;
 }
 
-export const validateReply = validate52;
-const schema83 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran)."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
-const schema84 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]};
-const schema85 = {"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"};
-const schema86 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable","UnknownProgram","ProgramError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"any","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."},"DatasetError":{"retryable":false,"raisedBy":"any","description":"A job's dataset is missing examples or is not a list of example objects."},"ErrorBudgetExceeded":{"retryable":false,"raisedBy":"any","description":"An eval job stopped: more examples failed than its max_errors allows."},"IncompleteJob":{"retryable":true,"raisedBy":"any","description":"An eval job ended with examples that have no stored result; resuming it runs them."},"MetricError":{"retryable":false,"raisedBy":"any","description":"A metric raised or returned something that is not a score."},"UnknownProgram":{"retryable":false,"raisedBy":"any","description":"The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."},"ProgramError":{"retryable":false,"raisedBy":"worker","description":"A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."},"Unauthorized":{"retryable":false,"raisedBy":"client","description":"No valid credentials: an HTTP API call without a valid bearer token (401)."},"Forbidden":{"retryable":false,"raisedBy":"any","description":"The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md)."},"UnsupportedMediaType":{"retryable":false,"raisedBy":"client","description":"An HTTP API body that is not application/json (415)."},"InternalError":{"retryable":false,"raisedBy":"client","description":"An unexpected failure in a service; its message carries only an id that the service logged with the details."},"StoreUnavailable":{"retryable":true,"raisedBy":"any","description":"A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md)."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
+export const validateReply = validate54;
+const schema86 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/reply.schema.json","title":"ReplyEnvelope","description":"DSPex reply envelope (v1): msgpack body published by the worker on the request's Dspex-Reply-To subject, before it acks the request.","oneOf":[{"type":"object","required":["v","id","ok","outputs","lm","usage","timings","worker"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":true},"outputs":{"type":"object","description":"Output field values by name (ChainOfThought adds reasoning)."},"lm":{"type":"string","description":"The model that answered."},"timings":{"$ref":"#/definitions/timings"},"worker":{"type":"string"},"scores":{"type":"object","additionalProperties":{"type":["boolean","number"]},"description":"op `evaluate` only: metric name -> score."},"extra":{"type":"object","description":"DSPy surface ops (docs/dspy-surface.md): react `trajectory`, multi_chain_comparison `completions`, best_of_n/refine `rewards`, parallel `results` (outputs is then {}), majority `votes`, compile `job`, program `program` ({name, version}: the package version that ran)."},"usage":{"$ref":"#/definitions/usage"}},"title":"ReplyOk"},{"type":"object","required":["v","id","ok","error"],"properties":{"v":{"const":1},"id":{"type":"string"},"ok":{"const":false},"error":{"$ref":"error.schema.json"},"worker":{"type":"string"},"timings":{"$ref":"#/definitions/timings"}},"title":"ReplyErr"}],"definitions":{"timings":{"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]},"usage":{"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"}}};
+const schema87 = {"type":"object","properties":{"queue_ms":{"type":"number","description":"Stored in the stream until a worker started it."},"exec_ms":{"type":"number","description":"Worker time for the request."}},"title":"Timings","required":["queue_ms","exec_ms"]};
+const schema88 = {"type":"object","required":["prompt_tokens","completion_tokens","total_tokens"],"properties":{"prompt_tokens":{"type":"integer"},"completion_tokens":{"type":"integer"},"total_tokens":{"type":"integer"}},"title":"Usage"};
+const schema89 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/error.schema.json","title":"ErrorWire","type":"object","required":["type","message","retryable"],"properties":{"type":{"enum":["DecodeError","VersionError","UnknownOperation","ValidationError","PayloadTooLarge","LMConfigError","LMError","LMOutputError","WorkerError","DeadlineExceeded","AffinityError","Unsupported","Cancelled","NotFound","SignatureError","NoWorkersError","CircuitOpenError","TransportError","BusError","DatasetError","ErrorBudgetExceeded","IncompleteJob","MetricError","Unauthorized","Forbidden","UnsupportedMediaType","InternalError","StoreUnavailable","UnknownProgram","ProgramError"],"description":"One of the error types in x-dspex-errors (the same class names in TypeScript and Python). A reader that meets a type it does not know treats it as a generic error with the given retryable."},"message":{"type":"string"},"field":{"type":"string","description":"The offending field, as a path (inputs.question, lm.model, signature.outputs[1].type)."},"retryable":{"type":"boolean","description":"Whether sending the same request again may succeed."},"details":{"type":"object"}},"additionalProperties":false,"x-dspex-errors":{"DecodeError":{"retryable":false,"raisedBy":"worker","description":"The body is not msgpack, or not a map."},"VersionError":{"retryable":false,"raisedBy":"worker","description":"Unsupported envelope version `v`."},"UnknownOperation":{"retryable":false,"raisedBy":"worker","description":"`op` is not an operation this worker runs."},"ValidationError":{"retryable":false,"raisedBy":"any","description":"The request does not match the contract: bad signature, inputs, options or envelope field (`field` names it)."},"PayloadTooLarge":{"retryable":false,"raisedBy":"any","description":"The body is over the pool's limit."},"LMConfigError":{"retryable":false,"raisedBy":"worker","description":"The `lm` map cannot be used (unknown provider, missing key variable)."},"LMError":{"retryable":true,"raisedBy":"worker","description":"The LM provider failed (HTTP 5xx, 429, connection); not retryable when the provider refused the request for good (details.retry_after when the provider said when to come back)."},"LMOutputError":{"retryable":false,"raisedBy":"worker","description":"DSPy could not parse the LM's output into the signature's fields."},"WorkerError":{"retryable":false,"raisedBy":"worker","description":"The program raised an exception that is none of the above."},"DeadlineExceeded":{"retryable":false,"raisedBy":"any","description":"The deadline passed: before the work started, while it ran, or before a reply reached the caller."},"AffinityError":{"retryable":false,"raisedBy":"any","description":"Strict session affinity: the session's worker is gone (caller side), or the request reached another worker (worker side)."},"Unsupported":{"retryable":false,"raisedBy":"worker","description":"The module or optimizer cannot run on this worker (no Deno sandbox for program_of_thought/rlm; BootstrapFinetune without a fine-tuning provider)."},"Cancelled":{"retryable":false,"raisedBy":"any","description":"The job was cancelled."},"NotFound":{"retryable":false,"raisedBy":"any","description":"A named thing does not exist: a job, a stored program or version, a dead letter (`field` names which)."},"SignatureError":{"retryable":false,"raisedBy":"client","description":"A signature string that does not parse, or an inconsistent signature definition (position and suggestion in details)."},"NoWorkersError":{"retryable":true,"raisedBy":"client","description":"No live worker in the pool: nothing was published."},"CircuitOpenError":{"retryable":true,"raisedBy":"client","description":"A circuit breaker of the pool or the LM is open: the call was not sent."},"TransportError":{"retryable":true,"raisedBy":"client","description":"NATS unreachable, JetStream unavailable, a publish refused."},"BusError":{"retryable":false,"raisedBy":"any","description":"The bus is not provisioned as this component needs (a stream, consumer or bucket is missing or different); run `dspex bus apply`."},"DatasetError":{"retryable":false,"raisedBy":"any","description":"A job's dataset is missing examples or is not a list of example objects."},"ErrorBudgetExceeded":{"retryable":false,"raisedBy":"any","description":"An eval job stopped: more examples failed than its max_errors allows."},"IncompleteJob":{"retryable":true,"raisedBy":"any","description":"An eval job ended with examples that have no stored result; resuming it runs them."},"MetricError":{"retryable":false,"raisedBy":"any","description":"A metric raised or returned something that is not a score."},"UnknownProgram":{"retryable":false,"raisedBy":"any","description":"The program named is not served by the fleet; details.available lists the programs that are (docs/programs.md)."},"ProgramError":{"retryable":false,"raisedBy":"worker","description":"A user's program raised: details.exception is the exception type, the message its text; the traceback is only in the worker's log, with the trace id."},"Unauthorized":{"retryable":false,"raisedBy":"client","description":"No valid credentials: an HTTP API call without a valid bearer token (401)."},"Forbidden":{"retryable":false,"raisedBy":"any","description":"The identity lacks the permission: an API token without the scope (403), a NATS role whose permissions do not allow the subject (docs/security.md)."},"UnsupportedMediaType":{"retryable":false,"raisedBy":"client","description":"An HTTP API body that is not application/json (415)."},"InternalError":{"retryable":false,"raisedBy":"client","description":"An unexpected failure in a service; its message carries only an id that the service logged with the details."},"StoreUnavailable":{"retryable":true,"raisedBy":"any","description":"A vector store cannot be reached or refused the connection (`field` names the store); retry later (docs/retrieval.md)."}},"x-dspex-errors-comment":"retryable: the default when raised without an explicit value; raisedBy: worker (only in worker replies), client (only raised by a calling process), any (both).","description":"DSPex error (v1): the `error` of a failed reply, and of any JSON API's error answer."};
 
-function validate52(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate54(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="https://dspex.dev/schemas/v1/reply.schema.json" */;
 let vErrors = null;
 let errors = 0;
@@ -7456,7 +7888,7 @@ for(const key0 in data9){
 let data10 = data9[key0];
 const _errs23 = errors;
 if((typeof data10 !== "boolean") && (!((typeof data10 == "number") && (isFinite(data10))))){
-const err11 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema83.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
+const err11 = {instancePath:instancePath+"/scores/" + key0.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/oneOf/0/properties/scores/additionalProperties/type",keyword:"type",params:{type: schema86.oneOf[0].properties.scores.additionalProperties.type},message:"must be boolean,number"};
 if(vErrors === null){
 vErrors = [err11];
 }
@@ -7734,7 +8166,7 @@ if(data19.type !== undefined){
 let data20 = data19.type;
 const _errs46 = errors;
 if(!((((((((((((((((((((((((((((((data20 === "DecodeError") || (data20 === "VersionError")) || (data20 === "UnknownOperation")) || (data20 === "ValidationError")) || (data20 === "PayloadTooLarge")) || (data20 === "LMConfigError")) || (data20 === "LMError")) || (data20 === "LMOutputError")) || (data20 === "WorkerError")) || (data20 === "DeadlineExceeded")) || (data20 === "AffinityError")) || (data20 === "Unsupported")) || (data20 === "Cancelled")) || (data20 === "NotFound")) || (data20 === "SignatureError")) || (data20 === "NoWorkersError")) || (data20 === "CircuitOpenError")) || (data20 === "TransportError")) || (data20 === "BusError")) || (data20 === "DatasetError")) || (data20 === "ErrorBudgetExceeded")) || (data20 === "IncompleteJob")) || (data20 === "MetricError")) || (data20 === "Unauthorized")) || (data20 === "Forbidden")) || (data20 === "UnsupportedMediaType")) || (data20 === "InternalError")) || (data20 === "StoreUnavailable")) || (data20 === "UnknownProgram")) || (data20 === "ProgramError"))){
-const err26 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"};
+const err26 = {instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema89.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err26];
 }
@@ -7975,7 +8407,7 @@ else {
 vErrors.push(err38);
 }
 errors++;
-validate52.errors = vErrors;
+validate54.errors = vErrors;
 return false;
 }
 else {
@@ -7989,13 +8421,13 @@ vErrors = null;
 }
 }
 }
-validate52.errors = vErrors;
+validate54.errors = vErrors;
 return errors === 0;
 }
 
-export const validateError = validate53;
+export const validateError = validate55;
 
-function validate53(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate55(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="https://dspex.dev/schemas/v1/error.schema.json" */;
 let vErrors = null;
 let errors = 0;
@@ -8003,14 +8435,14 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((((data.type === undefined) && (missing0 = "type")) || ((data.message === undefined) && (missing0 = "message"))) || ((data.retryable === undefined) && (missing0 = "retryable"))){
-validate53.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate55.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((((key0 === "type") || (key0 === "message")) || (key0 === "field")) || (key0 === "retryable")) || (key0 === "details"))){
-validate53.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate55.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -8020,7 +8452,7 @@ if(data.type !== undefined){
 let data0 = data.type;
 const _errs2 = errors;
 if(!((((((((((((((((((((((((((((((data0 === "DecodeError") || (data0 === "VersionError")) || (data0 === "UnknownOperation")) || (data0 === "ValidationError")) || (data0 === "PayloadTooLarge")) || (data0 === "LMConfigError")) || (data0 === "LMError")) || (data0 === "LMOutputError")) || (data0 === "WorkerError")) || (data0 === "DeadlineExceeded")) || (data0 === "AffinityError")) || (data0 === "Unsupported")) || (data0 === "Cancelled")) || (data0 === "NotFound")) || (data0 === "SignatureError")) || (data0 === "NoWorkersError")) || (data0 === "CircuitOpenError")) || (data0 === "TransportError")) || (data0 === "BusError")) || (data0 === "DatasetError")) || (data0 === "ErrorBudgetExceeded")) || (data0 === "IncompleteJob")) || (data0 === "MetricError")) || (data0 === "Unauthorized")) || (data0 === "Forbidden")) || (data0 === "UnsupportedMediaType")) || (data0 === "InternalError")) || (data0 === "StoreUnavailable")) || (data0 === "UnknownProgram")) || (data0 === "ProgramError"))){
-validate53.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate55.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema89.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -8032,7 +8464,7 @@ if(valid0){
 if(data.message !== undefined){
 const _errs3 = errors;
 if(typeof data.message !== "string"){
-validate53.errors = [{instancePath:instancePath+"/message",schemaPath:"#/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate55.errors = [{instancePath:instancePath+"/message",schemaPath:"#/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs3 === errors;
@@ -8044,7 +8476,7 @@ if(valid0){
 if(data.field !== undefined){
 const _errs5 = errors;
 if(typeof data.field !== "string"){
-validate53.errors = [{instancePath:instancePath+"/field",schemaPath:"#/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate55.errors = [{instancePath:instancePath+"/field",schemaPath:"#/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -8056,7 +8488,7 @@ if(valid0){
 if(data.retryable !== undefined){
 const _errs7 = errors;
 if(typeof data.retryable !== "boolean"){
-validate53.errors = [{instancePath:instancePath+"/retryable",schemaPath:"#/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate55.errors = [{instancePath:instancePath+"/retryable",schemaPath:"#/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs7 === errors;
@@ -8069,7 +8501,7 @@ if(data.details !== undefined){
 let data4 = data.details;
 const _errs9 = errors;
 if(!(data4 && typeof data4 == "object" && !Array.isArray(data4))){
-validate53.errors = [{instancePath:instancePath+"/details",schemaPath:"#/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate55.errors = [{instancePath:instancePath+"/details",schemaPath:"#/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -8085,19 +8517,19 @@ var valid0 = true;
 }
 }
 else {
-validate53.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate55.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate53.errors = vErrors;
+validate55.errors = vErrors;
 return errors === 0;
 }
 
 export const validateSignature = validate27;
 
-export const validateCompile = validate54;
+export const validateCompile = validate56;
 
-function validate54(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate56(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 const _errs1 = errors;
@@ -8146,7 +8578,7 @@ const _errs5 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing1;
 if((data.trainset === undefined) && (missing1 = "trainset")){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/0/then/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/0/then/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
@@ -8159,7 +8591,7 @@ if(data1 && typeof data1 == "object" && !Array.isArray(data1)){
 const _errs9 = errors;
 for(const key0 in data1){
 if(!((key0 === "k") || (key0 === "sample"))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -8169,13 +8601,13 @@ if(data1.k !== undefined){
 let data2 = data1.k;
 const _errs10 = errors;
 if(!(((typeof data2 == "number") && (!(data2 % 1) && !isNaN(data2))) && (isFinite(data2)))){
-validate54.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs10){
 if((typeof data2 == "number") && (isFinite(data2))){
 if(data2 < 0 || isNaN(data2)){
-validate54.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/k",schemaPath:"#/definitions/LabeledFewShot/properties/k/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8189,7 +8621,7 @@ if(valid5){
 if(data1.sample !== undefined){
 const _errs12 = errors;
 if(typeof data1.sample !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/sample",schemaPath:"#/definitions/LabeledFewShot/properties/sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/sample",schemaPath:"#/definitions/LabeledFewShot/properties/sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid5 = _errs12 === errors;
@@ -8201,7 +8633,7 @@ var valid5 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/LabeledFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -8217,12 +8649,12 @@ const _errs14 = errors;
 if(errors === _errs14){
 if(Array.isArray(data4)){
 if(data4.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/0/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -8246,7 +8678,7 @@ else {
 vErrors.push(err2);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs1 === errors;
@@ -8297,7 +8729,7 @@ const _errs20 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing3;
 if(((data.metric === undefined) && (missing3 = "metric")) || ((data.trainset === undefined) && (missing3 = "trainset"))){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/1/then/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/1/then/required",keyword:"required",params:{missingProperty: missing3},message:"must have required property '"+missing3+"'"}];
 return false;
 }
 else {
@@ -8310,7 +8742,7 @@ if(data6 && typeof data6 == "object" && !Array.isArray(data6)){
 const _errs24 = errors;
 for(const key1 in data6){
 if(!(((((key1 === "max_bootstrapped_demos") || (key1 === "max_labeled_demos")) || (key1 === "metric_threshold")) || (key1 === "max_rounds")) || (key1 === "max_errors"))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -8320,13 +8752,13 @@ if(data6.max_bootstrapped_demos !== undefined){
 let data7 = data6.max_bootstrapped_demos;
 const _errs25 = errors;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs25){
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 < 0 || isNaN(data7)){
-validate54.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8341,13 +8773,13 @@ if(data6.max_labeled_demos !== undefined){
 let data8 = data6.max_labeled_demos;
 const _errs27 = errors;
 if(!(((typeof data8 == "number") && (!(data8 % 1) && !isNaN(data8))) && (isFinite(data8)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs27){
 if((typeof data8 == "number") && (isFinite(data8))){
 if(data8 < 0 || isNaN(data8)){
-validate54.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShot/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8362,7 +8794,7 @@ if(data6.metric_threshold !== undefined){
 let data9 = data6.metric_threshold;
 const _errs29 = errors;
 if(!((typeof data9 == "number") && (isFinite(data9)))){
-validate54.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShot/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShot/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid10 = _errs29 === errors;
@@ -8375,13 +8807,13 @@ if(data6.max_rounds !== undefined){
 let data10 = data6.max_rounds;
 const _errs31 = errors;
 if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs31){
 if((typeof data10 == "number") && (isFinite(data10))){
 if(data10 < 1 || isNaN(data10)){
-validate54.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShot/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8396,13 +8828,13 @@ if(data6.max_errors !== undefined){
 let data11 = data6.max_errors;
 const _errs33 = errors;
 if(!(((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11))) && (isFinite(data11)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs33){
 if((typeof data11 == "number") && (isFinite(data11))){
 if(data11 < 1 || isNaN(data11)){
-validate54.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShot/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8419,7 +8851,7 @@ var valid10 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShot/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -8435,12 +8867,12 @@ const _errs35 = errors;
 if(errors === _errs35){
 if(Array.isArray(data12)){
 if(data12.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/1/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -8464,7 +8896,7 @@ else {
 vErrors.push(err5);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs16 === errors;
@@ -8515,7 +8947,7 @@ const _errs41 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing5;
 if(((data.metric === undefined) && (missing5 = "metric")) || ((data.trainset === undefined) && (missing5 = "trainset"))){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/2/then/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/2/then/required",keyword:"required",params:{missingProperty: missing5},message:"must have required property '"+missing5+"'"}];
 return false;
 }
 else {
@@ -8527,8 +8959,8 @@ if(errors === _errs43){
 if(data14 && typeof data14 == "object" && !Array.isArray(data14)){
 const _errs45 = errors;
 for(const key2 in data14){
-if(!(func6.call(schema42.properties, key2))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+if(!(func6.call(schema45.properties, key2))){
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -8538,13 +8970,13 @@ if(data14.max_bootstrapped_demos !== undefined){
 let data15 = data14.max_bootstrapped_demos;
 const _errs46 = errors;
 if(!(((typeof data15 == "number") && (!(data15 % 1) && !isNaN(data15))) && (isFinite(data15)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs46){
 if((typeof data15 == "number") && (isFinite(data15))){
 if(data15 < 0 || isNaN(data15)){
-validate54.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8559,13 +8991,13 @@ if(data14.max_labeled_demos !== undefined){
 let data16 = data14.max_labeled_demos;
 const _errs48 = errors;
 if(!(((typeof data16 == "number") && (!(data16 % 1) && !isNaN(data16))) && (isFinite(data16)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs48){
 if((typeof data16 == "number") && (isFinite(data16))){
 if(data16 < 0 || isNaN(data16)){
-validate54.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8580,13 +9012,13 @@ if(data14.max_rounds !== undefined){
 let data17 = data14.max_rounds;
 const _errs50 = errors;
 if(!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs50){
 if((typeof data17 == "number") && (isFinite(data17))){
 if(data17 < 1 || isNaN(data17)){
-validate54.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_rounds",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_rounds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8601,13 +9033,13 @@ if(data14.num_candidate_programs !== undefined){
 let data18 = data14.num_candidate_programs;
 const _errs52 = errors;
 if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs52){
 if((typeof data18 == "number") && (isFinite(data18))){
 if(data18 < 1 || isNaN(data18)){
-validate54.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_candidate_programs",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_candidate_programs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8622,18 +9054,18 @@ if(data14.num_threads !== undefined){
 let data19 = data14.num_threads;
 const _errs54 = errors;
 if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs54){
 if((typeof data19 == "number") && (isFinite(data19))){
 if(data19 > 64 || isNaN(data19)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data19 < 1 || isNaN(data19)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8649,13 +9081,13 @@ if(data14.max_errors !== undefined){
 let data20 = data14.max_errors;
 const _errs56 = errors;
 if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs56){
 if((typeof data20 == "number") && (isFinite(data20))){
 if(data20 < 1 || isNaN(data20)){
-validate54.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8670,7 +9102,7 @@ if(data14.stop_at_score !== undefined){
 let data21 = data14.stop_at_score;
 const _errs58 = errors;
 if(!((typeof data21 == "number") && (isFinite(data21)))){
-validate54.errors = [{instancePath:instancePath+"/options/stop_at_score",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/stop_at_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/stop_at_score",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/stop_at_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid15 = _errs58 === errors;
@@ -8683,7 +9115,7 @@ if(data14.metric_threshold !== undefined){
 let data22 = data14.metric_threshold;
 const _errs60 = errors;
 if(!((typeof data22 == "number") && (isFinite(data22)))){
-validate54.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid15 = _errs60 === errors;
@@ -8695,7 +9127,7 @@ if(valid15){
 if(data14.labeled_sample !== undefined){
 const _errs62 = errors;
 if(typeof data14.labeled_sample !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/labeled_sample",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/labeled_sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/labeled_sample",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/properties/labeled_sample/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid15 = _errs62 === errors;
@@ -8714,7 +9146,7 @@ var valid15 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFewShotWithRandomSearch/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -8730,12 +9162,12 @@ const _errs64 = errors;
 if(errors === _errs64){
 if(Array.isArray(data24)){
 if(data24.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/2/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -8759,7 +9191,7 @@ else {
 vErrors.push(err8);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs37 === errors;
@@ -8810,7 +9242,7 @@ const _errs70 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing7;
 if(((data.metric === undefined) && (missing7 = "metric")) || ((data.trainset === undefined) && (missing7 = "trainset"))){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/3/then/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/3/then/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"}];
 return false;
 }
 else {
@@ -8822,8 +9254,8 @@ if(errors === _errs72){
 if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
 const _errs74 = errors;
 for(const key3 in data26){
-if(!(func6.call(schema43.properties, key3))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
+if(!(func6.call(schema46.properties, key3))){
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -8833,13 +9265,13 @@ if(data26.max_bootstrapped_demos !== undefined){
 let data27 = data26.max_bootstrapped_demos;
 const _errs75 = errors;
 if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs75){
 if((typeof data27 == "number") && (isFinite(data27))){
 if(data27 < 0 || isNaN(data27)){
-validate54.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_bootstrapped_demos",schemaPath:"#/definitions/MIPROv2/properties/max_bootstrapped_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8854,13 +9286,13 @@ if(data26.max_labeled_demos !== undefined){
 let data28 = data26.max_labeled_demos;
 const _errs77 = errors;
 if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs77){
 if((typeof data28 == "number") && (isFinite(data28))){
 if(data28 < 0 || isNaN(data28)){
-validate54.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_labeled_demos",schemaPath:"#/definitions/MIPROv2/properties/max_labeled_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8875,7 +9307,7 @@ if(data26.auto !== undefined){
 let data29 = data26.auto;
 const _errs79 = errors;
 if(!((((data29 === "light") || (data29 === "medium")) || (data29 === "heavy")) || (data29 === "off"))){
-validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema43.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate56.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/MIPROv2/properties/auto/enum",keyword:"enum",params:{allowedValues: schema46.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid20 = _errs79 === errors;
@@ -8888,13 +9320,13 @@ if(data26.num_candidates !== undefined){
 let data30 = data26.num_candidates;
 const _errs80 = errors;
 if(!(((typeof data30 == "number") && (!(data30 % 1) && !isNaN(data30))) && (isFinite(data30)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs80){
 if((typeof data30 == "number") && (isFinite(data30))){
 if(data30 < 1 || isNaN(data30)){
-validate54.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/MIPROv2/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8909,18 +9341,18 @@ if(data26.num_threads !== undefined){
 let data31 = data26.num_threads;
 const _errs82 = errors;
 if(!(((typeof data31 == "number") && (!(data31 % 1) && !isNaN(data31))) && (isFinite(data31)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs82){
 if((typeof data31 == "number") && (isFinite(data31))){
 if(data31 > 64 || isNaN(data31)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data31 < 1 || isNaN(data31)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/MIPROv2/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8936,13 +9368,13 @@ if(data26.max_errors !== undefined){
 let data32 = data26.max_errors;
 const _errs84 = errors;
 if(!(((typeof data32 == "number") && (!(data32 % 1) && !isNaN(data32))) && (isFinite(data32)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs84){
 if((typeof data32 == "number") && (isFinite(data32))){
 if(data32 < 1 || isNaN(data32)){
-validate54.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_errors",schemaPath:"#/definitions/MIPROv2/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -8957,13 +9389,13 @@ if(data26.seed !== undefined){
 let data33 = data26.seed;
 const _errs86 = errors;
 if(!(((typeof data33 == "number") && (!(data33 % 1) && !isNaN(data33))) && (isFinite(data33)))){
-validate54.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs86){
 if((typeof data33 == "number") && (isFinite(data33))){
 if(data33 < 0 || isNaN(data33)){
-validate54.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/MIPROv2/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -8980,18 +9412,18 @@ const _errs88 = errors;
 if(errors === _errs88){
 if((typeof data34 == "number") && (isFinite(data34))){
 if(data34 > 2 || isNaN(data34)){
-validate54.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate56.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data34 < 0 || isNaN(data34)){
-validate54.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/MIPROv2/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -9005,7 +9437,7 @@ if(data26.metric_threshold !== undefined){
 let data35 = data26.metric_threshold;
 const _errs90 = errors;
 if(!((typeof data35 == "number") && (isFinite(data35)))){
-validate54.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/MIPROv2/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/metric_threshold",schemaPath:"#/definitions/MIPROv2/properties/metric_threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid20 = _errs90 === errors;
@@ -9018,13 +9450,13 @@ if(data26.num_trials !== undefined){
 let data36 = data26.num_trials;
 const _errs92 = errors;
 if(!(((typeof data36 == "number") && (!(data36 % 1) && !isNaN(data36))) && (isFinite(data36)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs92){
 if((typeof data36 == "number") && (isFinite(data36))){
 if(data36 < 1 || isNaN(data36)){
-validate54.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_trials",schemaPath:"#/definitions/MIPROv2/properties/num_trials/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9038,7 +9470,7 @@ if(valid20){
 if(data26.minibatch !== undefined){
 const _errs94 = errors;
 if(typeof data26.minibatch !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/minibatch",schemaPath:"#/definitions/MIPROv2/properties/minibatch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/minibatch",schemaPath:"#/definitions/MIPROv2/properties/minibatch/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs94 === errors;
@@ -9051,13 +9483,13 @@ if(data26.minibatch_size !== undefined){
 let data38 = data26.minibatch_size;
 const _errs96 = errors;
 if(!(((typeof data38 == "number") && (!(data38 % 1) && !isNaN(data38))) && (isFinite(data38)))){
-validate54.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs96){
 if((typeof data38 == "number") && (isFinite(data38))){
 if(data38 < 1 || isNaN(data38)){
-validate54.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/minibatch_size",schemaPath:"#/definitions/MIPROv2/properties/minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9072,13 +9504,13 @@ if(data26.minibatch_full_eval_steps !== undefined){
 let data39 = data26.minibatch_full_eval_steps;
 const _errs98 = errors;
 if(!(((typeof data39 == "number") && (!(data39 % 1) && !isNaN(data39))) && (isFinite(data39)))){
-validate54.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs98){
 if((typeof data39 == "number") && (isFinite(data39))){
 if(data39 < 1 || isNaN(data39)){
-validate54.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/minibatch_full_eval_steps",schemaPath:"#/definitions/MIPROv2/properties/minibatch_full_eval_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9092,7 +9524,7 @@ if(valid20){
 if(data26.program_aware_proposer !== undefined){
 const _errs100 = errors;
 if(typeof data26.program_aware_proposer !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/program_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/program_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/program_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/program_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs100 === errors;
@@ -9104,7 +9536,7 @@ if(valid20){
 if(data26.data_aware_proposer !== undefined){
 const _errs102 = errors;
 if(typeof data26.data_aware_proposer !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/data_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/data_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/data_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/data_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs102 === errors;
@@ -9117,13 +9549,13 @@ if(data26.view_data_batch_size !== undefined){
 let data42 = data26.view_data_batch_size;
 const _errs104 = errors;
 if(!(((typeof data42 == "number") && (!(data42 % 1) && !isNaN(data42))) && (isFinite(data42)))){
-validate54.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs104){
 if((typeof data42 == "number") && (isFinite(data42))){
 if(data42 < 1 || isNaN(data42)){
-validate54.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/view_data_batch_size",schemaPath:"#/definitions/MIPROv2/properties/view_data_batch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9137,7 +9569,7 @@ if(valid20){
 if(data26.tip_aware_proposer !== undefined){
 const _errs106 = errors;
 if(typeof data26.tip_aware_proposer !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/tip_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/tip_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/tip_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/tip_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs106 === errors;
@@ -9149,7 +9581,7 @@ if(valid20){
 if(data26.fewshot_aware_proposer !== undefined){
 const _errs108 = errors;
 if(typeof data26.fewshot_aware_proposer !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/fewshot_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/fewshot_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/fewshot_aware_proposer",schemaPath:"#/definitions/MIPROv2/properties/fewshot_aware_proposer/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid20 = _errs108 === errors;
@@ -9177,7 +9609,7 @@ var valid20 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/MIPROv2/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -9193,12 +9625,12 @@ const _errs110 = errors;
 if(errors === _errs110){
 if(Array.isArray(data45)){
 if(data45.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/3/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -9222,7 +9654,7 @@ else {
 vErrors.push(err11);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs66 === errors;
@@ -9273,7 +9705,7 @@ const _errs116 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing9;
 if(((data.metric === undefined) && (missing9 = "metric")) || ((data.trainset === undefined) && (missing9 = "trainset"))){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/4/then/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/4/then/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"}];
 return false;
 }
 else {
@@ -9286,7 +9718,7 @@ if(data47 && typeof data47 == "object" && !Array.isArray(data47)){
 const _errs120 = errors;
 for(const key4 in data47){
 if(!((((key4 === "breadth") || (key4 === "depth")) || (key4 === "init_temperature")) || (key4 === "num_threads"))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -9296,13 +9728,13 @@ if(data47.breadth !== undefined){
 let data48 = data47.breadth;
 const _errs121 = errors;
 if(!(((typeof data48 == "number") && (!(data48 % 1) && !isNaN(data48))) && (isFinite(data48)))){
-validate54.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs121){
 if((typeof data48 == "number") && (isFinite(data48))){
 if(data48 < 2 || isNaN(data48)){
-validate54.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"}];
+validate56.errors = [{instancePath:instancePath+"/options/breadth",schemaPath:"#/definitions/COPRO/properties/breadth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"}];
 return false;
 }
 }
@@ -9317,13 +9749,13 @@ if(data47.depth !== undefined){
 let data49 = data47.depth;
 const _errs123 = errors;
 if(!(((typeof data49 == "number") && (!(data49 % 1) && !isNaN(data49))) && (isFinite(data49)))){
-validate54.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs123){
 if((typeof data49 == "number") && (isFinite(data49))){
 if(data49 < 1 || isNaN(data49)){
-validate54.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/depth",schemaPath:"#/definitions/COPRO/properties/depth/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9340,18 +9772,18 @@ const _errs125 = errors;
 if(errors === _errs125){
 if((typeof data50 == "number") && (isFinite(data50))){
 if(data50 > 2 || isNaN(data50)){
-validate54.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate56.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data50 < 0 || isNaN(data50)){
-validate54.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/init_temperature",schemaPath:"#/definitions/COPRO/properties/init_temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -9365,18 +9797,18 @@ if(data47.num_threads !== undefined){
 let data51 = data47.num_threads;
 const _errs127 = errors;
 if(!(((typeof data51 == "number") && (!(data51 % 1) && !isNaN(data51))) && (isFinite(data51)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs127){
 if((typeof data51 == "number") && (isFinite(data51))){
 if(data51 > 64 || isNaN(data51)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data51 < 1 || isNaN(data51)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/COPRO/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9393,7 +9825,7 @@ var valid25 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/COPRO/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -9409,12 +9841,12 @@ const _errs129 = errors;
 if(errors === _errs129){
 if(Array.isArray(data52)){
 if(data52.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/4/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -9438,7 +9870,7 @@ else {
 vErrors.push(err14);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs112 === errors;
@@ -9489,7 +9921,7 @@ const _errs135 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing11;
 if(((data.metric === undefined) && (missing11 = "metric")) || ((data.trainset === undefined) && (missing11 = "trainset"))){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/5/then/required",keyword:"required",params:{missingProperty: missing11},message:"must have required property '"+missing11+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/5/then/required",keyword:"required",params:{missingProperty: missing11},message:"must have required property '"+missing11+"'"}];
 return false;
 }
 else {
@@ -9501,8 +9933,8 @@ if(errors === _errs137){
 if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
 const _errs139 = errors;
 for(const key5 in data54){
-if(!(func6.call(schema45.properties, key5))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
+if(!(func6.call(schema48.properties, key5))){
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -9512,7 +9944,7 @@ if(data54.auto !== undefined){
 let data55 = data54.auto;
 const _errs140 = errors;
 if(!(((data55 === "light") || (data55 === "medium")) || (data55 === "heavy"))){
-validate54.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema45.properties.auto.enum},message:"must be equal to one of the allowed values"}];
+validate56.errors = [{instancePath:instancePath+"/options/auto",schemaPath:"#/definitions/GEPA/properties/auto/enum",keyword:"enum",params:{allowedValues: schema48.properties.auto.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs140 === errors;
@@ -9525,13 +9957,13 @@ if(data54.max_full_evals !== undefined){
 let data56 = data54.max_full_evals;
 const _errs141 = errors;
 if(!(((typeof data56 == "number") && (!(data56 % 1) && !isNaN(data56))) && (isFinite(data56)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs141){
 if((typeof data56 == "number") && (isFinite(data56))){
 if(data56 < 1 || isNaN(data56)){
-validate54.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_full_evals",schemaPath:"#/definitions/GEPA/properties/max_full_evals/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9546,13 +9978,13 @@ if(data54.max_metric_calls !== undefined){
 let data57 = data54.max_metric_calls;
 const _errs143 = errors;
 if(!(((typeof data57 == "number") && (!(data57 % 1) && !isNaN(data57))) && (isFinite(data57)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs143){
 if((typeof data57 == "number") && (isFinite(data57))){
 if(data57 < 1 || isNaN(data57)){
-validate54.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_metric_calls",schemaPath:"#/definitions/GEPA/properties/max_metric_calls/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9567,13 +9999,13 @@ if(data54.reflection_minibatch_size !== undefined){
 let data58 = data54.reflection_minibatch_size;
 const _errs145 = errors;
 if(!(((typeof data58 == "number") && (!(data58 % 1) && !isNaN(data58))) && (isFinite(data58)))){
-validate54.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs145){
 if((typeof data58 == "number") && (isFinite(data58))){
 if(data58 < 1 || isNaN(data58)){
-validate54.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/reflection_minibatch_size",schemaPath:"#/definitions/GEPA/properties/reflection_minibatch_size/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9588,7 +10020,7 @@ if(data54.candidate_selection_strategy !== undefined){
 let data59 = data54.candidate_selection_strategy;
 const _errs147 = errors;
 if(!((data59 === "pareto") || (data59 === "current_best"))){
-validate54.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema45.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
+validate56.errors = [{instancePath:instancePath+"/options/candidate_selection_strategy",schemaPath:"#/definitions/GEPA/properties/candidate_selection_strategy/enum",keyword:"enum",params:{allowedValues: schema48.properties.candidate_selection_strategy.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid30 = _errs147 === errors;
@@ -9600,7 +10032,7 @@ if(valid30){
 if(data54.skip_perfect_score !== undefined){
 const _errs148 = errors;
 if(typeof data54.skip_perfect_score !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/skip_perfect_score",schemaPath:"#/definitions/GEPA/properties/skip_perfect_score/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/skip_perfect_score",schemaPath:"#/definitions/GEPA/properties/skip_perfect_score/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid30 = _errs148 === errors;
@@ -9612,7 +10044,7 @@ if(valid30){
 if(data54.use_merge !== undefined){
 const _errs150 = errors;
 if(typeof data54.use_merge !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/use_merge",schemaPath:"#/definitions/GEPA/properties/use_merge/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/use_merge",schemaPath:"#/definitions/GEPA/properties/use_merge/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid30 = _errs150 === errors;
@@ -9625,13 +10057,13 @@ if(data54.max_merge_invocations !== undefined){
 let data62 = data54.max_merge_invocations;
 const _errs152 = errors;
 if(!(((typeof data62 == "number") && (!(data62 % 1) && !isNaN(data62))) && (isFinite(data62)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs152){
 if((typeof data62 == "number") && (isFinite(data62))){
 if(data62 < 0 || isNaN(data62)){
-validate54.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_merge_invocations",schemaPath:"#/definitions/GEPA/properties/max_merge_invocations/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -9646,18 +10078,18 @@ if(data54.num_threads !== undefined){
 let data63 = data54.num_threads;
 const _errs154 = errors;
 if(!(((typeof data63 == "number") && (!(data63 % 1) && !isNaN(data63))) && (isFinite(data63)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs154){
 if((typeof data63 == "number") && (isFinite(data63))){
 if(data63 > 64 || isNaN(data63)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data63 < 1 || isNaN(data63)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/GEPA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9673,7 +10105,7 @@ if(data54.failure_score !== undefined){
 let data64 = data54.failure_score;
 const _errs156 = errors;
 if(!((typeof data64 == "number") && (isFinite(data64)))){
-validate54.errors = [{instancePath:instancePath+"/options/failure_score",schemaPath:"#/definitions/GEPA/properties/failure_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/failure_score",schemaPath:"#/definitions/GEPA/properties/failure_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid30 = _errs156 === errors;
@@ -9686,7 +10118,7 @@ if(data54.perfect_score !== undefined){
 let data65 = data54.perfect_score;
 const _errs158 = errors;
 if(!((typeof data65 == "number") && (isFinite(data65)))){
-validate54.errors = [{instancePath:instancePath+"/options/perfect_score",schemaPath:"#/definitions/GEPA/properties/perfect_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/perfect_score",schemaPath:"#/definitions/GEPA/properties/perfect_score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid30 = _errs158 === errors;
@@ -9699,13 +10131,13 @@ if(data54.seed !== undefined){
 let data66 = data54.seed;
 const _errs160 = errors;
 if(!(((typeof data66 == "number") && (!(data66 % 1) && !isNaN(data66))) && (isFinite(data66)))){
-validate54.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs160){
 if((typeof data66 == "number") && (isFinite(data66))){
 if(data66 < 0 || isNaN(data66)){
-validate54.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/GEPA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -9719,7 +10151,7 @@ if(valid30){
 if(data54.add_format_failure_as_feedback !== undefined){
 const _errs162 = errors;
 if(typeof data54.add_format_failure_as_feedback !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/add_format_failure_as_feedback",schemaPath:"#/definitions/GEPA/properties/add_format_failure_as_feedback/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/add_format_failure_as_feedback",schemaPath:"#/definitions/GEPA/properties/add_format_failure_as_feedback/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid30 = _errs162 === errors;
@@ -9742,7 +10174,7 @@ var valid30 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/GEPA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -9758,12 +10190,12 @@ const _errs164 = errors;
 if(errors === _errs164){
 if(Array.isArray(data68)){
 if(data68.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/5/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -9787,7 +10219,7 @@ else {
 vErrors.push(err17);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs131 === errors;
@@ -9838,7 +10270,7 @@ const _errs170 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing13;
 if(((data.metric === undefined) && (missing13 = "metric")) || ((data.trainset === undefined) && (missing13 = "trainset"))){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/6/then/required",keyword:"required",params:{missingProperty: missing13},message:"must have required property '"+missing13+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/6/then/required",keyword:"required",params:{missingProperty: missing13},message:"must have required property '"+missing13+"'"}];
 return false;
 }
 else {
@@ -9850,8 +10282,8 @@ if(errors === _errs172){
 if(data70 && typeof data70 == "object" && !Array.isArray(data70)){
 const _errs174 = errors;
 for(const key6 in data70){
-if(!(func6.call(schema46.properties, key6))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
+if(!(func6.call(schema49.properties, key6))){
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -9861,13 +10293,13 @@ if(data70.bsize !== undefined){
 let data71 = data70.bsize;
 const _errs175 = errors;
 if(!(((typeof data71 == "number") && (!(data71 % 1) && !isNaN(data71))) && (isFinite(data71)))){
-validate54.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs175){
 if((typeof data71 == "number") && (isFinite(data71))){
 if(data71 < 1 || isNaN(data71)){
-validate54.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/bsize",schemaPath:"#/definitions/SIMBA/properties/bsize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9882,13 +10314,13 @@ if(data70.num_candidates !== undefined){
 let data72 = data70.num_candidates;
 const _errs177 = errors;
 if(!(((typeof data72 == "number") && (!(data72 % 1) && !isNaN(data72))) && (isFinite(data72)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs177){
 if((typeof data72 == "number") && (isFinite(data72))){
 if(data72 < 1 || isNaN(data72)){
-validate54.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_candidates",schemaPath:"#/definitions/SIMBA/properties/num_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9903,13 +10335,13 @@ if(data70.max_steps !== undefined){
 let data73 = data70.max_steps;
 const _errs179 = errors;
 if(!(((typeof data73 == "number") && (!(data73 % 1) && !isNaN(data73))) && (isFinite(data73)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs179){
 if((typeof data73 == "number") && (isFinite(data73))){
 if(data73 < 1 || isNaN(data73)){
-validate54.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_steps",schemaPath:"#/definitions/SIMBA/properties/max_steps/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9924,13 +10356,13 @@ if(data70.max_demos !== undefined){
 let data74 = data70.max_demos;
 const _errs181 = errors;
 if(!(((typeof data74 == "number") && (!(data74 % 1) && !isNaN(data74))) && (isFinite(data74)))){
-validate54.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs181){
 if((typeof data74 == "number") && (isFinite(data74))){
 if(data74 < 0 || isNaN(data74)){
-validate54.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/max_demos",schemaPath:"#/definitions/SIMBA/properties/max_demos/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -9945,18 +10377,18 @@ if(data70.num_threads !== undefined){
 let data75 = data70.num_threads;
 const _errs183 = errors;
 if(!(((typeof data75 == "number") && (!(data75 % 1) && !isNaN(data75))) && (isFinite(data75)))){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs183){
 if((typeof data75 == "number") && (isFinite(data75))){
 if(data75 > 64 || isNaN(data75)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 64},message:"must be <= 64"}];
 return false;
 }
 else {
 if(data75 < 1 || isNaN(data75)){
-validate54.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/num_threads",schemaPath:"#/definitions/SIMBA/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -9974,18 +10406,18 @@ const _errs185 = errors;
 if(errors === _errs185){
 if((typeof data76 == "number") && (isFinite(data76))){
 if(data76 > 2 || isNaN(data76)){
-validate54.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate56.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data76 < 0 || isNaN(data76)){
-validate54.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/temperature_for_sampling",schemaPath:"#/definitions/SIMBA/properties/temperature_for_sampling/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -10001,18 +10433,18 @@ const _errs187 = errors;
 if(errors === _errs187){
 if((typeof data77 == "number") && (isFinite(data77))){
 if(data77 > 2 || isNaN(data77)){
-validate54.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate56.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data77 < 0 || isNaN(data77)){
-validate54.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate56.errors = [{instancePath:instancePath+"/options/temperature_for_candidates",schemaPath:"#/definitions/SIMBA/properties/temperature_for_candidates/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -10026,13 +10458,13 @@ if(data70.demo_input_field_maxlen !== undefined){
 let data78 = data70.demo_input_field_maxlen;
 const _errs189 = errors;
 if(!(((typeof data78 == "number") && (!(data78 % 1) && !isNaN(data78))) && (isFinite(data78)))){
-validate54.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs189){
 if((typeof data78 == "number") && (isFinite(data78))){
 if(data78 < 1 || isNaN(data78)){
-validate54.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/options/demo_input_field_maxlen",schemaPath:"#/definitions/SIMBA/properties/demo_input_field_maxlen/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -10047,13 +10479,13 @@ if(data70.seed !== undefined){
 let data79 = data70.seed;
 const _errs191 = errors;
 if(!(((typeof data79 == "number") && (!(data79 % 1) && !isNaN(data79))) && (isFinite(data79)))){
-validate54.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs191){
 if((typeof data79 == "number") && (isFinite(data79))){
 if(data79 < 0 || isNaN(data79)){
-validate54.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate56.errors = [{instancePath:instancePath+"/options/seed",schemaPath:"#/definitions/SIMBA/properties/seed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -10074,7 +10506,7 @@ var valid35 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/SIMBA/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -10090,12 +10522,12 @@ const _errs193 = errors;
 if(errors === _errs193){
 if(Array.isArray(data80)){
 if(data80.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/6/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -10119,7 +10551,7 @@ else {
 vErrors.push(err20);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs166 === errors;
@@ -10170,13 +10602,13 @@ const _errs199 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing15;
 if((data.options === undefined) && (missing15 = "options")){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/7/then/required",keyword:"required",params:{missingProperty: missing15},message:"must have required property '"+missing15+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/7/then/required",keyword:"required",params:{missingProperty: missing15},message:"must have required property '"+missing15+"'"}];
 return false;
 }
 else {
 if(data.options !== undefined){
-if(!(validate36(data.options, {instancePath:instancePath+"/options",parentData:data,parentDataProperty:"options",rootData}))){
-vErrors = vErrors === null ? validate36.errors : vErrors.concat(validate36.errors);
+if(!(validate38(data.options, {instancePath:instancePath+"/options",parentData:data,parentDataProperty:"options",rootData}))){
+vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
 errors = vErrors.length;
 }
 }
@@ -10194,7 +10626,7 @@ else {
 vErrors.push(err23);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs195 === errors;
@@ -10245,7 +10677,7 @@ const _errs205 = errors;
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing17;
 if((data.trainset === undefined) && (missing17 = "trainset")){
-validate54.errors = [{instancePath,schemaPath:"#/allOf/8/then/required",keyword:"required",params:{missingProperty: missing17},message:"must have required property '"+missing17+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/allOf/8/then/required",keyword:"required",params:{missingProperty: missing17},message:"must have required property '"+missing17+"'"}];
 return false;
 }
 else {
@@ -10258,7 +10690,7 @@ if(data84 && typeof data84 == "object" && !Array.isArray(data84)){
 const _errs209 = errors;
 for(const key7 in data84){
 if(!((key7 === "multitask") || (key7 === "train_kwargs"))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -10267,7 +10699,7 @@ if(_errs209 === errors){
 if(data84.multitask !== undefined){
 const _errs210 = errors;
 if(typeof data84.multitask !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/options/multitask",schemaPath:"#/definitions/BootstrapFinetune/properties/multitask/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/options/multitask",schemaPath:"#/definitions/BootstrapFinetune/properties/multitask/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid43 = _errs210 === errors;
@@ -10280,7 +10712,7 @@ if(data84.train_kwargs !== undefined){
 let data86 = data84.train_kwargs;
 const _errs212 = errors;
 if(!(data86 && typeof data86 == "object" && !Array.isArray(data86))){
-validate54.errors = [{instancePath:instancePath+"/options/train_kwargs",schemaPath:"#/definitions/BootstrapFinetune/properties/train_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options/train_kwargs",schemaPath:"#/definitions/BootstrapFinetune/properties/train_kwargs/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid43 = _errs212 === errors;
@@ -10292,7 +10724,7 @@ var valid43 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/definitions/BootstrapFinetune/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -10308,12 +10740,12 @@ const _errs214 = errors;
 if(errors === _errs214){
 if(Array.isArray(data87)){
 if(data87.length < 1){
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/allOf/8/then/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -10337,7 +10769,7 @@ else {
 vErrors.push(err26);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 var valid0 = _errs201 === errors;
@@ -10353,14 +10785,14 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing18;
 if(((data.optimizer === undefined) && (missing18 = "optimizer")) || ((data.program === undefined) && (missing18 = "program"))){
-validate54.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing18},message:"must have required property '"+missing18+"'"}];
+validate56.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing18},message:"must have required property '"+missing18+"'"}];
 return false;
 }
 else {
 const _errs216 = errors;
 for(const key8 in data){
-if(!(func6.call(schema39.properties, key8))){
-validate54.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
+if(!(func6.call(schema42.properties, key8))){
+validate56.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -10371,13 +10803,13 @@ let data88 = data.job;
 const _errs217 = errors;
 if(errors === _errs217){
 if(typeof data88 === "string"){
-if(!pattern3.test(data88)){
-validate54.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
+if(!pattern5.test(data88)){
+validate56.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate56.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -10391,7 +10823,7 @@ if(data.optimizer !== undefined){
 let data89 = data.optimizer;
 const _errs219 = errors;
 if(!(((((((((data89 === "LabeledFewShot") || (data89 === "BootstrapFewShot")) || (data89 === "BootstrapFewShotWithRandomSearch")) || (data89 === "MIPROv2")) || (data89 === "COPRO")) || (data89 === "GEPA")) || (data89 === "SIMBA")) || (data89 === "Ensemble")) || (data89 === "BootstrapFinetune"))){
-validate54.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema39.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
+validate56.errors = [{instancePath:instancePath+"/optimizer",schemaPath:"#/properties/optimizer/enum",keyword:"enum",params:{allowedValues: schema42.properties.optimizer.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid44 = _errs219 === errors;
@@ -10404,7 +10836,7 @@ if(data.options !== undefined){
 let data90 = data.options;
 const _errs220 = errors;
 if(!(data90 && typeof data90 == "object" && !Array.isArray(data90))){
-validate54.errors = [{instancePath:instancePath+"/options",schemaPath:"#/properties/options/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/options",schemaPath:"#/properties/options/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid44 = _errs220 === errors;
@@ -10421,14 +10853,14 @@ if(errors === _errs223){
 if(data91 && typeof data91 == "object" && !Array.isArray(data91)){
 let missing19;
 if(((data91.id === undefined) && (missing19 = "id")) || ((data91.version === undefined) && (missing19 = "version"))){
-validate54.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
+validate56.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing19},message:"must have required property '"+missing19+"'"}];
 return false;
 }
 else {
 const _errs225 = errors;
 for(const key9 in data91){
 if(!((key9 === "id") || (key9 === "version"))){
-validate54.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
+validate56.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -10439,13 +10871,13 @@ let data92 = data91.id;
 const _errs226 = errors;
 if(errors === _errs226){
 if(typeof data92 === "string"){
-if(!pattern3.test(data92)){
-validate54.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
+if(!pattern5.test(data92)){
+validate56.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate56.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -10459,13 +10891,13 @@ if(data91.version !== undefined){
 let data93 = data91.version;
 const _errs228 = errors;
 if(!(((typeof data93 == "number") && (!(data93 % 1) && !isNaN(data93))) && (isFinite(data93)))){
-validate54.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate56.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs228){
 if((typeof data93 == "number") && (isFinite(data93))){
 if(data93 < 1 || isNaN(data93)){
-validate54.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate56.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -10480,7 +10912,7 @@ var valid46 = true;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -10501,7 +10933,7 @@ for(let i0=0; i0<len0; i0++){
 let data95 = data94[i0];
 const _errs232 = errors;
 if(!(data95 && typeof data95 == "object" && !Array.isArray(data95))){
-validate54.errors = [{instancePath:instancePath+"/trainset/" + i0,schemaPath:"#/properties/trainset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/trainset/" + i0,schemaPath:"#/properties/trainset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid47 = _errs232 === errors;
@@ -10511,7 +10943,7 @@ break;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/trainset",schemaPath:"#/properties/trainset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -10532,7 +10964,7 @@ for(let i1=0; i1<len1; i1++){
 let data97 = data96[i1];
 const _errs236 = errors;
 if(!(data97 && typeof data97 == "object" && !Array.isArray(data97))){
-validate54.errors = [{instancePath:instancePath+"/valset/" + i1,schemaPath:"#/properties/valset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath:instancePath+"/valset/" + i1,schemaPath:"#/properties/valset/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid48 = _errs236 === errors;
@@ -10542,7 +10974,7 @@ break;
 }
 }
 else {
-validate54.errors = [{instancePath:instancePath+"/valset",schemaPath:"#/properties/valset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate56.errors = [{instancePath:instancePath+"/valset",schemaPath:"#/properties/valset/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -10704,7 +11136,7 @@ else {
 vErrors.push(err35);
 }
 errors++;
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return false;
 }
 else {
@@ -10726,8 +11158,8 @@ var valid44 = true;
 if(valid44){
 if(data.prompt_lm !== undefined){
 const _errs250 = errors;
-if(!(validate38(data.prompt_lm, {instancePath:instancePath+"/prompt_lm",parentData:data,parentDataProperty:"prompt_lm",rootData}))){
-vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
+if(!(validate40(data.prompt_lm, {instancePath:instancePath+"/prompt_lm",parentData:data,parentDataProperty:"prompt_lm",rootData}))){
+vErrors = vErrors === null ? validate40.errors : vErrors.concat(validate40.errors);
 errors = vErrors.length;
 }
 var valid44 = _errs250 === errors;
@@ -10738,8 +11170,8 @@ var valid44 = true;
 if(valid44){
 if(data.teacher_lm !== undefined){
 const _errs251 = errors;
-if(!(validate38(data.teacher_lm, {instancePath:instancePath+"/teacher_lm",parentData:data,parentDataProperty:"teacher_lm",rootData}))){
-vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
+if(!(validate40(data.teacher_lm, {instancePath:instancePath+"/teacher_lm",parentData:data,parentDataProperty:"teacher_lm",rootData}))){
+vErrors = vErrors === null ? validate40.errors : vErrors.concat(validate40.errors);
 errors = vErrors.length;
 }
 var valid44 = _errs251 === errors;
@@ -10750,8 +11182,8 @@ var valid44 = true;
 if(valid44){
 if(data.reflection_lm !== undefined){
 const _errs252 = errors;
-if(!(validate38(data.reflection_lm, {instancePath:instancePath+"/reflection_lm",parentData:data,parentDataProperty:"reflection_lm",rootData}))){
-vErrors = vErrors === null ? validate38.errors : vErrors.concat(validate38.errors);
+if(!(validate40(data.reflection_lm, {instancePath:instancePath+"/reflection_lm",parentData:data,parentDataProperty:"reflection_lm",rootData}))){
+vErrors = vErrors === null ? validate40.errors : vErrors.concat(validate40.errors);
 errors = vErrors.length;
 }
 var valid44 = _errs252 === errors;
@@ -10763,7 +11195,7 @@ if(valid44){
 if(data.evaluate !== undefined){
 const _errs253 = errors;
 if(typeof data.evaluate !== "boolean"){
-validate54.errors = [{instancePath:instancePath+"/evaluate",schemaPath:"#/properties/evaluate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate56.errors = [{instancePath:instancePath+"/evaluate",schemaPath:"#/properties/evaluate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid44 = _errs253 === errors;
@@ -10785,35 +11217,35 @@ var valid44 = true;
 }
 }
 else {
-validate54.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate56.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate54.errors = vErrors;
+validate56.errors = vErrors;
 return errors === 0;
 }
 
-export const validateJobRecord = validate60;
-const schema101 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"total":{"type":["integer","null"],"minimum":0,"description":"Units of work, when known up front (eval: examples)."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}},"additionalProperties":false};
-const schema102 = {"title":"JobKind","enum":["eval","optimize"]};
-const schema103 = {"title":"JobStatus","enum":["queued","running","succeeded","failed","cancelled"],"description":"succeeded, failed and cancelled are final; a failed or cancelled job can be resumed (queued again)."};
-const schema104 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}},"additionalProperties":false};
+export const validateJobRecord = validate62;
+const schema104 = {"title":"JobRecord","type":"object","required":["v","id","kind","status","spec","created_at","updated_at","runs"],"properties":{"v":{"const":1},"id":{"type":"string","pattern":"^[-_a-zA-Z0-9]{1,128}$"},"kind":{"$ref":"#/definitions/kind"},"name":{"type":"string"},"status":{"$ref":"#/definitions/status"},"spec":{"type":"object","description":"eval: EvalSpec; optimize: OptimizeSpec."},"total":{"type":["integer","null"],"minimum":0,"description":"Units of work, when known up front (eval: examples)."},"dataset_hash":{"type":"string","description":"sha256 of the dataset (canonical JSON lines); jobs with the same hash are comparable."},"created_at":{"type":"integer","description":"Epoch ms."},"updated_at":{"type":"integer"},"started_at":{"type":"integer"},"finished_at":{"type":"integer"},"owner":{"type":"string","description":"The process running the job (pipeline service instance or worker id)."},"lease_until":{"type":"integer","description":"Epoch ms until which the owner's lease holds; renewed while it runs. A job whose lease lapsed can be taken over."},"runs":{"type":"integer","minimum":0,"description":"How many times the job was started (1 + restarts/resumes)."},"progress":{"$ref":"#/definitions/counts"},"result":{"type":"object","description":"eval: the job summary (docs/evaluation.md); optimize: OptimizeResult."},"error":{"$ref":"error.schema.json"},"cancel_requested":{"type":"boolean"}},"additionalProperties":false};
+const schema105 = {"title":"JobKind","enum":["eval","optimize"]};
+const schema106 = {"title":"JobStatus","enum":["queued","running","succeeded","failed","cancelled"],"description":"succeeded, failed and cancelled are final; a failed or cancelled job can be resumed (queued again)."};
+const schema107 = {"title":"JobCounts","type":"object","description":"Where a job stands: eval counts examples, optimize counts evaluations (trials).","properties":{"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"],"minimum":0},"ok":{"type":"integer","minimum":0},"failed":{"type":"integer","minimum":0},"score":{"type":["number","null"],"description":"eval: DSPy's round(100 * mean, 2) so far; optimize: the best evaluation score so far (percentage)."},"stage":{"type":"string","description":"optimize: baseline | compiling | final | storing."}},"additionalProperties":false};
 
-function validate60(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate62(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((((((((data.v === undefined) && (missing0 = "v")) || ((data.id === undefined) && (missing0 = "id"))) || ((data.kind === undefined) && (missing0 = "kind"))) || ((data.status === undefined) && (missing0 = "status"))) || ((data.spec === undefined) && (missing0 = "spec"))) || ((data.created_at === undefined) && (missing0 = "created_at"))) || ((data.updated_at === undefined) && (missing0 = "updated_at"))) || ((data.runs === undefined) && (missing0 = "runs"))){
-validate60.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate62.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func6.call(schema101.properties, key0))){
-validate60.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+if(!(func6.call(schema104.properties, key0))){
+validate62.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -10822,7 +11254,7 @@ if(_errs1 === errors){
 if(data.v !== undefined){
 const _errs2 = errors;
 if(1 !== data.v){
-validate60.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
+validate62.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -10836,13 +11268,13 @@ let data1 = data.id;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data1 === "string"){
-if(!pattern3.test(data1)){
-validate60.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
+if(!pattern5.test(data1)){
+validate62.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
 }
 else {
-validate60.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate62.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -10856,7 +11288,7 @@ if(data.kind !== undefined){
 let data2 = data.kind;
 const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
-validate60.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
+validate62.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema105.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -10868,7 +11300,7 @@ if(valid0){
 if(data.name !== undefined){
 const _errs7 = errors;
 if(typeof data.name !== "string"){
-validate60.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate62.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs7 === errors;
@@ -10881,7 +11313,7 @@ if(data.status !== undefined){
 let data4 = data.status;
 const _errs9 = errors;
 if(!(((((data4 === "queued") || (data4 === "running")) || (data4 === "succeeded")) || (data4 === "failed")) || (data4 === "cancelled"))){
-validate60.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema103.enum},message:"must be equal to one of the allowed values"}];
+validate62.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema106.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -10894,7 +11326,7 @@ if(data.spec !== undefined){
 let data5 = data.spec;
 const _errs11 = errors;
 if(!(data5 && typeof data5 == "object" && !Array.isArray(data5))){
-validate60.errors = [{instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate62.errors = [{instancePath:instancePath+"/spec",schemaPath:"#/properties/spec/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid0 = _errs11 === errors;
@@ -10907,13 +11339,13 @@ if(data.total !== undefined){
 let data6 = data.total;
 const _errs13 = errors;
 if((!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))) && (data6 !== null)){
-validate60.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema101.properties.total.type},message:"must be integer,null"}];
+validate62.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema104.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs13){
 if((typeof data6 == "number") && (isFinite(data6))){
 if(data6 < 0 || isNaN(data6)){
-validate60.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate62.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -10927,7 +11359,7 @@ if(valid0){
 if(data.dataset_hash !== undefined){
 const _errs15 = errors;
 if(typeof data.dataset_hash !== "string"){
-validate60.errors = [{instancePath:instancePath+"/dataset_hash",schemaPath:"#/properties/dataset_hash/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate62.errors = [{instancePath:instancePath+"/dataset_hash",schemaPath:"#/properties/dataset_hash/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs15 === errors;
@@ -10940,7 +11372,7 @@ if(data.created_at !== undefined){
 let data8 = data.created_at;
 const _errs17 = errors;
 if(!(((typeof data8 == "number") && (!(data8 % 1) && !isNaN(data8))) && (isFinite(data8)))){
-validate60.errors = [{instancePath:instancePath+"/created_at",schemaPath:"#/properties/created_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/created_at",schemaPath:"#/properties/created_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs17 === errors;
@@ -10953,7 +11385,7 @@ if(data.updated_at !== undefined){
 let data9 = data.updated_at;
 const _errs19 = errors;
 if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
-validate60.errors = [{instancePath:instancePath+"/updated_at",schemaPath:"#/properties/updated_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/updated_at",schemaPath:"#/properties/updated_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs19 === errors;
@@ -10966,7 +11398,7 @@ if(data.started_at !== undefined){
 let data10 = data.started_at;
 const _errs21 = errors;
 if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
-validate60.errors = [{instancePath:instancePath+"/started_at",schemaPath:"#/properties/started_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/started_at",schemaPath:"#/properties/started_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs21 === errors;
@@ -10979,7 +11411,7 @@ if(data.finished_at !== undefined){
 let data11 = data.finished_at;
 const _errs23 = errors;
 if(!(((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11))) && (isFinite(data11)))){
-validate60.errors = [{instancePath:instancePath+"/finished_at",schemaPath:"#/properties/finished_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/finished_at",schemaPath:"#/properties/finished_at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs23 === errors;
@@ -10991,7 +11423,7 @@ if(valid0){
 if(data.owner !== undefined){
 const _errs25 = errors;
 if(typeof data.owner !== "string"){
-validate60.errors = [{instancePath:instancePath+"/owner",schemaPath:"#/properties/owner/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate62.errors = [{instancePath:instancePath+"/owner",schemaPath:"#/properties/owner/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs25 === errors;
@@ -11004,7 +11436,7 @@ if(data.lease_until !== undefined){
 let data13 = data.lease_until;
 const _errs27 = errors;
 if(!(((typeof data13 == "number") && (!(data13 % 1) && !isNaN(data13))) && (isFinite(data13)))){
-validate60.errors = [{instancePath:instancePath+"/lease_until",schemaPath:"#/properties/lease_until/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/lease_until",schemaPath:"#/properties/lease_until/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs27 === errors;
@@ -11017,13 +11449,13 @@ if(data.runs !== undefined){
 let data14 = data.runs;
 const _errs29 = errors;
 if(!(((typeof data14 == "number") && (!(data14 % 1) && !isNaN(data14))) && (isFinite(data14)))){
-validate60.errors = [{instancePath:instancePath+"/runs",schemaPath:"#/properties/runs/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/runs",schemaPath:"#/properties/runs/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs29){
 if((typeof data14 == "number") && (isFinite(data14))){
 if(data14 < 0 || isNaN(data14)){
-validate60.errors = [{instancePath:instancePath+"/runs",schemaPath:"#/properties/runs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate62.errors = [{instancePath:instancePath+"/runs",schemaPath:"#/properties/runs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11043,7 +11475,7 @@ if(data15 && typeof data15 == "object" && !Array.isArray(data15)){
 const _errs34 = errors;
 for(const key1 in data15){
 if(!((((((key1 === "done") || (key1 === "total")) || (key1 === "ok")) || (key1 === "failed")) || (key1 === "score")) || (key1 === "stage"))){
-validate60.errors = [{instancePath:instancePath+"/progress",schemaPath:"#/definitions/counts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+validate62.errors = [{instancePath:instancePath+"/progress",schemaPath:"#/definitions/counts/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -11053,13 +11485,13 @@ if(data15.done !== undefined){
 let data16 = data15.done;
 const _errs35 = errors;
 if(!(((typeof data16 == "number") && (!(data16 % 1) && !isNaN(data16))) && (isFinite(data16)))){
-validate60.errors = [{instancePath:instancePath+"/progress/done",schemaPath:"#/definitions/counts/properties/done/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/progress/done",schemaPath:"#/definitions/counts/properties/done/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs35){
 if((typeof data16 == "number") && (isFinite(data16))){
 if(data16 < 0 || isNaN(data16)){
-validate60.errors = [{instancePath:instancePath+"/progress/done",schemaPath:"#/definitions/counts/properties/done/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate62.errors = [{instancePath:instancePath+"/progress/done",schemaPath:"#/definitions/counts/properties/done/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11074,13 +11506,13 @@ if(data15.total !== undefined){
 let data17 = data15.total;
 const _errs37 = errors;
 if((!(((typeof data17 == "number") && (!(data17 % 1) && !isNaN(data17))) && (isFinite(data17)))) && (data17 !== null)){
-validate60.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema104.properties.total.type},message:"must be integer,null"}];
+validate62.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/type",keyword:"type",params:{type: schema107.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs37){
 if((typeof data17 == "number") && (isFinite(data17))){
 if(data17 < 0 || isNaN(data17)){
-validate60.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate62.errors = [{instancePath:instancePath+"/progress/total",schemaPath:"#/definitions/counts/properties/total/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11095,13 +11527,13 @@ if(data15.ok !== undefined){
 let data18 = data15.ok;
 const _errs39 = errors;
 if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
-validate60.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs39){
 if((typeof data18 == "number") && (isFinite(data18))){
 if(data18 < 0 || isNaN(data18)){
-validate60.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate62.errors = [{instancePath:instancePath+"/progress/ok",schemaPath:"#/definitions/counts/properties/ok/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11116,13 +11548,13 @@ if(data15.failed !== undefined){
 let data19 = data15.failed;
 const _errs41 = errors;
 if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
-validate60.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate62.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs41){
 if((typeof data19 == "number") && (isFinite(data19))){
 if(data19 < 0 || isNaN(data19)){
-validate60.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate62.errors = [{instancePath:instancePath+"/progress/failed",schemaPath:"#/definitions/counts/properties/failed/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11137,7 +11569,7 @@ if(data15.score !== undefined){
 let data20 = data15.score;
 const _errs43 = errors;
 if((!((typeof data20 == "number") && (isFinite(data20)))) && (data20 !== null)){
-validate60.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema104.properties.score.type},message:"must be number,null"}];
+validate62.errors = [{instancePath:instancePath+"/progress/score",schemaPath:"#/definitions/counts/properties/score/type",keyword:"type",params:{type: schema107.properties.score.type},message:"must be number,null"}];
 return false;
 }
 var valid4 = _errs43 === errors;
@@ -11149,7 +11581,7 @@ if(valid4){
 if(data15.stage !== undefined){
 const _errs45 = errors;
 if(typeof data15.stage !== "string"){
-validate60.errors = [{instancePath:instancePath+"/progress/stage",schemaPath:"#/definitions/counts/properties/stage/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate62.errors = [{instancePath:instancePath+"/progress/stage",schemaPath:"#/definitions/counts/properties/stage/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid4 = _errs45 === errors;
@@ -11165,7 +11597,7 @@ var valid4 = true;
 }
 }
 else {
-validate60.errors = [{instancePath:instancePath+"/progress",schemaPath:"#/definitions/counts/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate62.errors = [{instancePath:instancePath+"/progress",schemaPath:"#/definitions/counts/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -11179,7 +11611,7 @@ if(data.result !== undefined){
 let data22 = data.result;
 const _errs47 = errors;
 if(!(data22 && typeof data22 == "object" && !Array.isArray(data22))){
-validate60.errors = [{instancePath:instancePath+"/result",schemaPath:"#/properties/result/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate62.errors = [{instancePath:instancePath+"/result",schemaPath:"#/properties/result/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid0 = _errs47 === errors;
@@ -11196,14 +11628,14 @@ if(errors === _errs50){
 if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
 let missing1;
 if((((data23.type === undefined) && (missing1 = "type")) || ((data23.message === undefined) && (missing1 = "message"))) || ((data23.retryable === undefined) && (missing1 = "retryable"))){
-validate60.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
+validate62.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
 const _errs52 = errors;
 for(const key2 in data23){
 if(!(((((key2 === "type") || (key2 === "message")) || (key2 === "field")) || (key2 === "retryable")) || (key2 === "details"))){
-validate60.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+validate62.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -11213,7 +11645,7 @@ if(data23.type !== undefined){
 let data24 = data23.type;
 const _errs53 = errors;
 if(!((((((((((((((((((((((((((((((data24 === "DecodeError") || (data24 === "VersionError")) || (data24 === "UnknownOperation")) || (data24 === "ValidationError")) || (data24 === "PayloadTooLarge")) || (data24 === "LMConfigError")) || (data24 === "LMError")) || (data24 === "LMOutputError")) || (data24 === "WorkerError")) || (data24 === "DeadlineExceeded")) || (data24 === "AffinityError")) || (data24 === "Unsupported")) || (data24 === "Cancelled")) || (data24 === "NotFound")) || (data24 === "SignatureError")) || (data24 === "NoWorkersError")) || (data24 === "CircuitOpenError")) || (data24 === "TransportError")) || (data24 === "BusError")) || (data24 === "DatasetError")) || (data24 === "ErrorBudgetExceeded")) || (data24 === "IncompleteJob")) || (data24 === "MetricError")) || (data24 === "Unauthorized")) || (data24 === "Forbidden")) || (data24 === "UnsupportedMediaType")) || (data24 === "InternalError")) || (data24 === "StoreUnavailable")) || (data24 === "UnknownProgram")) || (data24 === "ProgramError"))){
-validate60.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate62.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema89.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid6 = _errs53 === errors;
@@ -11225,7 +11657,7 @@ if(valid6){
 if(data23.message !== undefined){
 const _errs54 = errors;
 if(typeof data23.message !== "string"){
-validate60.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate62.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs54 === errors;
@@ -11237,7 +11669,7 @@ if(valid6){
 if(data23.field !== undefined){
 const _errs56 = errors;
 if(typeof data23.field !== "string"){
-validate60.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate62.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs56 === errors;
@@ -11249,7 +11681,7 @@ if(valid6){
 if(data23.retryable !== undefined){
 const _errs58 = errors;
 if(typeof data23.retryable !== "boolean"){
-validate60.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate62.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid6 = _errs58 === errors;
@@ -11262,7 +11694,7 @@ if(data23.details !== undefined){
 let data28 = data23.details;
 const _errs60 = errors;
 if(!(data28 && typeof data28 == "object" && !Array.isArray(data28))){
-validate60.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate62.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid6 = _errs60 === errors;
@@ -11278,7 +11710,7 @@ var valid6 = true;
 }
 }
 else {
-validate60.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate62.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -11291,7 +11723,7 @@ if(valid0){
 if(data.cancel_requested !== undefined){
 const _errs62 = errors;
 if(typeof data.cancel_requested !== "boolean"){
-validate60.errors = [{instancePath:instancePath+"/cancel_requested",schemaPath:"#/properties/cancel_requested/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate62.errors = [{instancePath:instancePath+"/cancel_requested",schemaPath:"#/properties/cancel_requested/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs62 === errors;
@@ -11321,32 +11753,32 @@ var valid0 = true;
 }
 }
 else {
-validate60.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate62.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate60.errors = vErrors;
+validate62.errors = vErrors;
 return errors === 0;
 }
 
-export const validateJobProgress = validate61;
-const schema106 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"parent_version":{"type":"integer","description":"optimize: the version the stored program was optimized from."},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
+export const validateJobProgress = validate63;
+const schema109 = {"title":"JobProgress","type":"object","required":["v","job","kind","type","status","at"],"description":"A progress event on dspex.jobs.progress.<job>. Events of one run carry increasing seq; `done`, `failed`, `cancelled` end the run.","properties":{"v":{"const":1},"job":{"type":"string"},"kind":{"$ref":"#/definitions/kind"},"seq":{"type":"integer","minimum":0},"type":{"enum":["started","progress","stage","trial","heartbeat","done","failed","cancelled"]},"status":{"$ref":"#/definitions/status"},"at":{"type":"integer","description":"Epoch ms."},"run":{"type":"integer","minimum":1,"description":"Which run of the job (JobRecord.runs)."},"elapsed_ms":{"type":"number"},"done":{"type":"integer","minimum":0},"total":{"type":["integer","null"]},"ok":{"type":"integer"},"failed":{"type":"integer"},"score":{"type":["number","null"]},"rate":{"type":"number","description":"eval: examples per second (recent)."},"eta_s":{"type":["number","null"]},"waiting":{"type":"string","description":"Set while the job waits for the bus (e.g. a stream without a leader): the reason."},"stage":{"type":"string"},"trials":{"type":"integer","description":"optimize: evaluations run so far."},"lm_calls":{"type":"integer"},"metric_calls":{"type":"integer"},"metric_mean":{"type":["number","null"]},"best_score":{"type":["number","null"]},"last_score":{"type":["number","null"]},"baseline_score":{"type":["number","null"]},"program":{"$ref":"request.schema.json#/definitions/program"},"parent_version":{"type":"integer","description":"optimize: the version the stored program was optimized from."},"error":{"$ref":"error.schema.json"}},"additionalProperties":false};
 
-function validate61(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate63(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((((((data.v === undefined) && (missing0 = "v")) || ((data.job === undefined) && (missing0 = "job"))) || ((data.kind === undefined) && (missing0 = "kind"))) || ((data.type === undefined) && (missing0 = "type"))) || ((data.status === undefined) && (missing0 = "status"))) || ((data.at === undefined) && (missing0 = "at"))){
-validate61.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate63.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func6.call(schema106.properties, key0))){
-validate61.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+if(!(func6.call(schema109.properties, key0))){
+validate63.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -11355,7 +11787,7 @@ if(_errs1 === errors){
 if(data.v !== undefined){
 const _errs2 = errors;
 if(1 !== data.v){
-validate61.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
+validate63.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -11367,7 +11799,7 @@ if(valid0){
 if(data.job !== undefined){
 const _errs3 = errors;
 if(typeof data.job !== "string"){
-validate61.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate63.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs3 === errors;
@@ -11380,7 +11812,7 @@ if(data.kind !== undefined){
 let data2 = data.kind;
 const _errs5 = errors;
 if(!((data2 === "eval") || (data2 === "optimize"))){
-validate61.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema102.enum},message:"must be equal to one of the allowed values"}];
+validate63.errors = [{instancePath:instancePath+"/kind",schemaPath:"#/definitions/kind/enum",keyword:"enum",params:{allowedValues: schema105.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -11393,13 +11825,13 @@ if(data.seq !== undefined){
 let data3 = data.seq;
 const _errs7 = errors;
 if(!(((typeof data3 == "number") && (!(data3 % 1) && !isNaN(data3))) && (isFinite(data3)))){
-validate61.errors = [{instancePath:instancePath+"/seq",schemaPath:"#/properties/seq/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/seq",schemaPath:"#/properties/seq/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs7){
 if((typeof data3 == "number") && (isFinite(data3))){
 if(data3 < 0 || isNaN(data3)){
-validate61.errors = [{instancePath:instancePath+"/seq",schemaPath:"#/properties/seq/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate63.errors = [{instancePath:instancePath+"/seq",schemaPath:"#/properties/seq/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11414,7 +11846,7 @@ if(data.type !== undefined){
 let data4 = data.type;
 const _errs9 = errors;
 if(!((((((((data4 === "started") || (data4 === "progress")) || (data4 === "stage")) || (data4 === "trial")) || (data4 === "heartbeat")) || (data4 === "done")) || (data4 === "failed")) || (data4 === "cancelled"))){
-validate61.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema106.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate63.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/enum",keyword:"enum",params:{allowedValues: schema109.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -11427,7 +11859,7 @@ if(data.status !== undefined){
 let data5 = data.status;
 const _errs10 = errors;
 if(!(((((data5 === "queued") || (data5 === "running")) || (data5 === "succeeded")) || (data5 === "failed")) || (data5 === "cancelled"))){
-validate61.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema103.enum},message:"must be equal to one of the allowed values"}];
+validate63.errors = [{instancePath:instancePath+"/status",schemaPath:"#/definitions/status/enum",keyword:"enum",params:{allowedValues: schema106.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs10 === errors;
@@ -11440,7 +11872,7 @@ if(data.at !== undefined){
 let data6 = data.at;
 const _errs12 = errors;
 if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
-validate61.errors = [{instancePath:instancePath+"/at",schemaPath:"#/properties/at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/at",schemaPath:"#/properties/at/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs12 === errors;
@@ -11453,13 +11885,13 @@ if(data.run !== undefined){
 let data7 = data.run;
 const _errs14 = errors;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-validate61.errors = [{instancePath:instancePath+"/run",schemaPath:"#/properties/run/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/run",schemaPath:"#/properties/run/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs14){
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 < 1 || isNaN(data7)){
-validate61.errors = [{instancePath:instancePath+"/run",schemaPath:"#/properties/run/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate63.errors = [{instancePath:instancePath+"/run",schemaPath:"#/properties/run/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -11474,7 +11906,7 @@ if(data.elapsed_ms !== undefined){
 let data8 = data.elapsed_ms;
 const _errs16 = errors;
 if(!((typeof data8 == "number") && (isFinite(data8)))){
-validate61.errors = [{instancePath:instancePath+"/elapsed_ms",schemaPath:"#/properties/elapsed_ms/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate63.errors = [{instancePath:instancePath+"/elapsed_ms",schemaPath:"#/properties/elapsed_ms/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid0 = _errs16 === errors;
@@ -11487,13 +11919,13 @@ if(data.done !== undefined){
 let data9 = data.done;
 const _errs18 = errors;
 if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
-validate61.errors = [{instancePath:instancePath+"/done",schemaPath:"#/properties/done/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/done",schemaPath:"#/properties/done/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs18){
 if((typeof data9 == "number") && (isFinite(data9))){
 if(data9 < 0 || isNaN(data9)){
-validate61.errors = [{instancePath:instancePath+"/done",schemaPath:"#/properties/done/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate63.errors = [{instancePath:instancePath+"/done",schemaPath:"#/properties/done/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -11508,7 +11940,7 @@ if(data.total !== undefined){
 let data10 = data.total;
 const _errs20 = errors;
 if((!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))) && (data10 !== null)){
-validate61.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema106.properties.total.type},message:"must be integer,null"}];
+validate63.errors = [{instancePath:instancePath+"/total",schemaPath:"#/properties/total/type",keyword:"type",params:{type: schema109.properties.total.type},message:"must be integer,null"}];
 return false;
 }
 var valid0 = _errs20 === errors;
@@ -11521,7 +11953,7 @@ if(data.ok !== undefined){
 let data11 = data.ok;
 const _errs22 = errors;
 if(!(((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11))) && (isFinite(data11)))){
-validate61.errors = [{instancePath:instancePath+"/ok",schemaPath:"#/properties/ok/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/ok",schemaPath:"#/properties/ok/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -11534,7 +11966,7 @@ if(data.failed !== undefined){
 let data12 = data.failed;
 const _errs24 = errors;
 if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
-validate61.errors = [{instancePath:instancePath+"/failed",schemaPath:"#/properties/failed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/failed",schemaPath:"#/properties/failed/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs24 === errors;
@@ -11547,7 +11979,7 @@ if(data.score !== undefined){
 let data13 = data.score;
 const _errs26 = errors;
 if((!((typeof data13 == "number") && (isFinite(data13)))) && (data13 !== null)){
-validate61.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: schema106.properties.score.type},message:"must be number,null"}];
+validate63.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: schema109.properties.score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs26 === errors;
@@ -11560,7 +11992,7 @@ if(data.rate !== undefined){
 let data14 = data.rate;
 const _errs28 = errors;
 if(!((typeof data14 == "number") && (isFinite(data14)))){
-validate61.errors = [{instancePath:instancePath+"/rate",schemaPath:"#/properties/rate/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate63.errors = [{instancePath:instancePath+"/rate",schemaPath:"#/properties/rate/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid0 = _errs28 === errors;
@@ -11573,7 +12005,7 @@ if(data.eta_s !== undefined){
 let data15 = data.eta_s;
 const _errs30 = errors;
 if((!((typeof data15 == "number") && (isFinite(data15)))) && (data15 !== null)){
-validate61.errors = [{instancePath:instancePath+"/eta_s",schemaPath:"#/properties/eta_s/type",keyword:"type",params:{type: schema106.properties.eta_s.type},message:"must be number,null"}];
+validate63.errors = [{instancePath:instancePath+"/eta_s",schemaPath:"#/properties/eta_s/type",keyword:"type",params:{type: schema109.properties.eta_s.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs30 === errors;
@@ -11585,7 +12017,7 @@ if(valid0){
 if(data.waiting !== undefined){
 const _errs32 = errors;
 if(typeof data.waiting !== "string"){
-validate61.errors = [{instancePath:instancePath+"/waiting",schemaPath:"#/properties/waiting/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate63.errors = [{instancePath:instancePath+"/waiting",schemaPath:"#/properties/waiting/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs32 === errors;
@@ -11597,7 +12029,7 @@ if(valid0){
 if(data.stage !== undefined){
 const _errs34 = errors;
 if(typeof data.stage !== "string"){
-validate61.errors = [{instancePath:instancePath+"/stage",schemaPath:"#/properties/stage/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate63.errors = [{instancePath:instancePath+"/stage",schemaPath:"#/properties/stage/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs34 === errors;
@@ -11610,7 +12042,7 @@ if(data.trials !== undefined){
 let data18 = data.trials;
 const _errs36 = errors;
 if(!(((typeof data18 == "number") && (!(data18 % 1) && !isNaN(data18))) && (isFinite(data18)))){
-validate61.errors = [{instancePath:instancePath+"/trials",schemaPath:"#/properties/trials/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/trials",schemaPath:"#/properties/trials/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs36 === errors;
@@ -11623,7 +12055,7 @@ if(data.lm_calls !== undefined){
 let data19 = data.lm_calls;
 const _errs38 = errors;
 if(!(((typeof data19 == "number") && (!(data19 % 1) && !isNaN(data19))) && (isFinite(data19)))){
-validate61.errors = [{instancePath:instancePath+"/lm_calls",schemaPath:"#/properties/lm_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/lm_calls",schemaPath:"#/properties/lm_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs38 === errors;
@@ -11636,7 +12068,7 @@ if(data.metric_calls !== undefined){
 let data20 = data.metric_calls;
 const _errs40 = errors;
 if(!(((typeof data20 == "number") && (!(data20 % 1) && !isNaN(data20))) && (isFinite(data20)))){
-validate61.errors = [{instancePath:instancePath+"/metric_calls",schemaPath:"#/properties/metric_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/metric_calls",schemaPath:"#/properties/metric_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs40 === errors;
@@ -11649,7 +12081,7 @@ if(data.metric_mean !== undefined){
 let data21 = data.metric_mean;
 const _errs42 = errors;
 if((!((typeof data21 == "number") && (isFinite(data21)))) && (data21 !== null)){
-validate61.errors = [{instancePath:instancePath+"/metric_mean",schemaPath:"#/properties/metric_mean/type",keyword:"type",params:{type: schema106.properties.metric_mean.type},message:"must be number,null"}];
+validate63.errors = [{instancePath:instancePath+"/metric_mean",schemaPath:"#/properties/metric_mean/type",keyword:"type",params:{type: schema109.properties.metric_mean.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs42 === errors;
@@ -11662,7 +12094,7 @@ if(data.best_score !== undefined){
 let data22 = data.best_score;
 const _errs44 = errors;
 if((!((typeof data22 == "number") && (isFinite(data22)))) && (data22 !== null)){
-validate61.errors = [{instancePath:instancePath+"/best_score",schemaPath:"#/properties/best_score/type",keyword:"type",params:{type: schema106.properties.best_score.type},message:"must be number,null"}];
+validate63.errors = [{instancePath:instancePath+"/best_score",schemaPath:"#/properties/best_score/type",keyword:"type",params:{type: schema109.properties.best_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs44 === errors;
@@ -11675,7 +12107,7 @@ if(data.last_score !== undefined){
 let data23 = data.last_score;
 const _errs46 = errors;
 if((!((typeof data23 == "number") && (isFinite(data23)))) && (data23 !== null)){
-validate61.errors = [{instancePath:instancePath+"/last_score",schemaPath:"#/properties/last_score/type",keyword:"type",params:{type: schema106.properties.last_score.type},message:"must be number,null"}];
+validate63.errors = [{instancePath:instancePath+"/last_score",schemaPath:"#/properties/last_score/type",keyword:"type",params:{type: schema109.properties.last_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs46 === errors;
@@ -11688,7 +12120,7 @@ if(data.baseline_score !== undefined){
 let data24 = data.baseline_score;
 const _errs48 = errors;
 if((!((typeof data24 == "number") && (isFinite(data24)))) && (data24 !== null)){
-validate61.errors = [{instancePath:instancePath+"/baseline_score",schemaPath:"#/properties/baseline_score/type",keyword:"type",params:{type: schema106.properties.baseline_score.type},message:"must be number,null"}];
+validate63.errors = [{instancePath:instancePath+"/baseline_score",schemaPath:"#/properties/baseline_score/type",keyword:"type",params:{type: schema109.properties.baseline_score.type},message:"must be number,null"}];
 return false;
 }
 var valid0 = _errs48 === errors;
@@ -11705,14 +12137,14 @@ if(errors === _errs51){
 if(data25 && typeof data25 == "object" && !Array.isArray(data25)){
 let missing1;
 if(((data25.id === undefined) && (missing1 = "id")) || ((data25.version === undefined) && (missing1 = "version"))){
-validate61.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
+validate63.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
 const _errs53 = errors;
 for(const key1 in data25){
 if(!((key1 === "id") || (key1 === "version"))){
-validate61.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+validate63.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -11723,13 +12155,13 @@ let data26 = data25.id;
 const _errs54 = errors;
 if(errors === _errs54){
 if(typeof data26 === "string"){
-if(!pattern3.test(data26)){
-validate61.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
+if(!pattern5.test(data26)){
+validate63.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
 }
 else {
-validate61.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate63.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -11743,13 +12175,13 @@ if(data25.version !== undefined){
 let data27 = data25.version;
 const _errs56 = errors;
 if(!(((typeof data27 == "number") && (!(data27 % 1) && !isNaN(data27))) && (isFinite(data27)))){
-validate61.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs56){
 if((typeof data27 == "number") && (isFinite(data27))){
 if(data27 < 1 || isNaN(data27)){
-validate61.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate63.errors = [{instancePath:instancePath+"/program/version",schemaPath:"request.schema.json#/definitions/program/properties/version/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -11764,7 +12196,7 @@ var valid4 = true;
 }
 }
 else {
-validate61.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate63.errors = [{instancePath:instancePath+"/program",schemaPath:"request.schema.json#/definitions/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -11778,7 +12210,7 @@ if(data.parent_version !== undefined){
 let data28 = data.parent_version;
 const _errs58 = errors;
 if(!(((typeof data28 == "number") && (!(data28 % 1) && !isNaN(data28))) && (isFinite(data28)))){
-validate61.errors = [{instancePath:instancePath+"/parent_version",schemaPath:"#/properties/parent_version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate63.errors = [{instancePath:instancePath+"/parent_version",schemaPath:"#/properties/parent_version/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 var valid0 = _errs58 === errors;
@@ -11795,14 +12227,14 @@ if(errors === _errs61){
 if(data29 && typeof data29 == "object" && !Array.isArray(data29)){
 let missing2;
 if((((data29.type === undefined) && (missing2 = "type")) || ((data29.message === undefined) && (missing2 = "message"))) || ((data29.retryable === undefined) && (missing2 = "retryable"))){
-validate61.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"}];
+validate63.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"}];
 return false;
 }
 else {
 const _errs63 = errors;
 for(const key2 in data29){
 if(!(((((key2 === "type") || (key2 === "message")) || (key2 === "field")) || (key2 === "retryable")) || (key2 === "details"))){
-validate61.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+validate63.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -11812,7 +12244,7 @@ if(data29.type !== undefined){
 let data30 = data29.type;
 const _errs64 = errors;
 if(!((((((((((((((((((((((((((((((data30 === "DecodeError") || (data30 === "VersionError")) || (data30 === "UnknownOperation")) || (data30 === "ValidationError")) || (data30 === "PayloadTooLarge")) || (data30 === "LMConfigError")) || (data30 === "LMError")) || (data30 === "LMOutputError")) || (data30 === "WorkerError")) || (data30 === "DeadlineExceeded")) || (data30 === "AffinityError")) || (data30 === "Unsupported")) || (data30 === "Cancelled")) || (data30 === "NotFound")) || (data30 === "SignatureError")) || (data30 === "NoWorkersError")) || (data30 === "CircuitOpenError")) || (data30 === "TransportError")) || (data30 === "BusError")) || (data30 === "DatasetError")) || (data30 === "ErrorBudgetExceeded")) || (data30 === "IncompleteJob")) || (data30 === "MetricError")) || (data30 === "Unauthorized")) || (data30 === "Forbidden")) || (data30 === "UnsupportedMediaType")) || (data30 === "InternalError")) || (data30 === "StoreUnavailable")) || (data30 === "UnknownProgram")) || (data30 === "ProgramError"))){
-validate61.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate63.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema89.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid6 = _errs64 === errors;
@@ -11824,7 +12256,7 @@ if(valid6){
 if(data29.message !== undefined){
 const _errs65 = errors;
 if(typeof data29.message !== "string"){
-validate61.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate63.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs65 === errors;
@@ -11836,7 +12268,7 @@ if(valid6){
 if(data29.field !== undefined){
 const _errs67 = errors;
 if(typeof data29.field !== "string"){
-validate61.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate63.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid6 = _errs67 === errors;
@@ -11848,7 +12280,7 @@ if(valid6){
 if(data29.retryable !== undefined){
 const _errs69 = errors;
 if(typeof data29.retryable !== "boolean"){
-validate61.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate63.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid6 = _errs69 === errors;
@@ -11861,7 +12293,7 @@ if(data29.details !== undefined){
 let data34 = data29.details;
 const _errs71 = errors;
 if(!(data34 && typeof data34 == "object" && !Array.isArray(data34))){
-validate61.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate63.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid6 = _errs71 === errors;
@@ -11877,7 +12309,7 @@ var valid6 = true;
 }
 }
 else {
-validate61.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate63.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -11917,32 +12349,32 @@ var valid0 = true;
 }
 }
 else {
-validate61.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate63.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate61.errors = vErrors;
+validate63.errors = vErrors;
 return errors === 0;
 }
 
-export const validateEvalSpec = validate62;
-const schema111 = {"title":"EvalSpec","type":"object","required":["program","metrics"],"additionalProperties":false,"description":"What an eval job runs (docs/evaluation.md).","properties":{"name":{"type":"string","description":"Free-form label shown in listings."},"program":{"type":"object","description":"A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?}, a packaged program the fleet serves {package: name, lm?, timeout_ms?} (run as a one-step pipeline: the record holds that pipeline), or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."},"metrics":{"type":"array","minItems":1,"description":"The first metric is the job's score.","items":{"oneOf":[{"type":"string","minLength":1},{"title":"MetricSpec","type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1,"description":"exact_match | f1 | passage_match | recall_at_k (native; recall_at_k reads the example's gold_ids and the prediction's passage_ids, args.k), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."},"as":{"type":"string","description":"Key in the scores (default: name)."},"pred":{"type":"string","description":"Prediction field a native metric reads (default answer)."},"gold":{"type":"string","description":"Example field a native metric reads (default answer)."},"args":{"type":"object"}}}]}},"concurrency":{"type":"integer","minimum":1,"maximum":1024,"description":"Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md)."},"max_errors":{"type":["integer","null"],"minimum":0,"description":"Fail the job once more examples than this failed; null: never."},"retries":{"type":"integer","minimum":0,"maximum":10,"default":2,"description":"Retries of an example after a retryable error."},"input_keys":{"type":"array","items":{"type":"string"},"description":"Example fields passed to the program (default: the signature's input fields)."}}};
+export const validateEvalSpec = validate64;
+const schema114 = {"title":"EvalSpec","type":"object","required":["program","metrics"],"additionalProperties":false,"description":"What an eval job runs (docs/evaluation.md).","properties":{"name":{"type":"string","description":"Free-form label shown in listings."},"program":{"type":"object","description":"A module program {signature, instructions?, module?, demos?, lm?, pool?, timeout_ms?}, a packaged program the fleet serves {package: name, lm?, timeout_ms?} (run as a one-step pipeline: the record holds that pipeline), or {pipeline: PipelineSpec} (services/pipeline/src/pipeline.ts)."},"metrics":{"type":"array","minItems":1,"description":"The first metric is the job's score.","items":{"oneOf":[{"type":"string","minLength":1},{"title":"MetricSpec","type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1,"description":"exact_match | f1 | passage_match | recall_at_k (native; recall_at_k reads the example's gold_ids and the prediction's passage_ids, args.k), py:<name> (a Python metric on the worker), or a TypeScript metric registered in the pipeline service."},"as":{"type":"string","description":"Key in the scores (default: name)."},"pred":{"type":"string","description":"Prediction field a native metric reads (default answer)."},"gold":{"type":"string","description":"Example field a native metric reads (default answer)."},"args":{"type":"object"}}}]}},"concurrency":{"type":"integer","minimum":1,"maximum":1024,"description":"Examples in flight at once. Omitted: sized to the fleet when the job starts (the sum of the live general workers' advertised concurrency, 8 when none answers, at most 1,024; docs/evaluation.md)."},"max_errors":{"type":["integer","null"],"minimum":0,"description":"Fail the job once more examples than this failed; null: never."},"retries":{"type":"integer","minimum":0,"maximum":10,"default":2,"description":"Retries of an example after a retryable error."},"input_keys":{"type":"array","items":{"type":"string"},"description":"Example fields passed to the program (default: the signature's input fields)."}}};
 
-function validate62(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate64(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((data.program === undefined) && (missing0 = "program")) || ((data.metrics === undefined) && (missing0 = "metrics"))){
-validate62.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate64.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((((((key0 === "name") || (key0 === "program")) || (key0 === "metrics")) || (key0 === "concurrency")) || (key0 === "max_errors")) || (key0 === "retries")) || (key0 === "input_keys"))){
-validate62.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate64.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -11951,7 +12383,7 @@ if(_errs1 === errors){
 if(data.name !== undefined){
 const _errs2 = errors;
 if(typeof data.name !== "string"){
-validate62.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate64.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -11964,7 +12396,7 @@ if(data.program !== undefined){
 let data1 = data.program;
 const _errs4 = errors;
 if(!(data1 && typeof data1 == "object" && !Array.isArray(data1))){
-validate62.errors = [{instancePath:instancePath+"/program",schemaPath:"#/properties/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate64.errors = [{instancePath:instancePath+"/program",schemaPath:"#/properties/program/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid0 = _errs4 === errors;
@@ -11979,7 +12411,7 @@ const _errs6 = errors;
 if(errors === _errs6){
 if(Array.isArray(data2)){
 if(data2.length < 1){
-validate62.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate64.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 else {
@@ -12194,7 +12626,7 @@ else {
 vErrors.push(err11);
 }
 errors++;
-validate62.errors = vErrors;
+validate64.errors = vErrors;
 return false;
 }
 else {
@@ -12216,7 +12648,7 @@ break;
 }
 }
 else {
-validate62.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate64.errors = [{instancePath:instancePath+"/metrics",schemaPath:"#/properties/metrics/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -12230,18 +12662,18 @@ if(data.concurrency !== undefined){
 let data9 = data.concurrency;
 const _errs25 = errors;
 if(!(((typeof data9 == "number") && (!(data9 % 1) && !isNaN(data9))) && (isFinite(data9)))){
-validate62.errors = [{instancePath:instancePath+"/concurrency",schemaPath:"#/properties/concurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate64.errors = [{instancePath:instancePath+"/concurrency",schemaPath:"#/properties/concurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs25){
 if((typeof data9 == "number") && (isFinite(data9))){
 if(data9 > 1024 || isNaN(data9)){
-validate62.errors = [{instancePath:instancePath+"/concurrency",schemaPath:"#/properties/concurrency/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1024},message:"must be <= 1024"}];
+validate64.errors = [{instancePath:instancePath+"/concurrency",schemaPath:"#/properties/concurrency/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1024},message:"must be <= 1024"}];
 return false;
 }
 else {
 if(data9 < 1 || isNaN(data9)){
-validate62.errors = [{instancePath:instancePath+"/concurrency",schemaPath:"#/properties/concurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate64.errors = [{instancePath:instancePath+"/concurrency",schemaPath:"#/properties/concurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -12257,13 +12689,13 @@ if(data.max_errors !== undefined){
 let data10 = data.max_errors;
 const _errs27 = errors;
 if((!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))) && (data10 !== null)){
-validate62.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: schema111.properties.max_errors.type},message:"must be integer,null"}];
+validate64.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: schema114.properties.max_errors.type},message:"must be integer,null"}];
 return false;
 }
 if(errors === _errs27){
 if((typeof data10 == "number") && (isFinite(data10))){
 if(data10 < 0 || isNaN(data10)){
-validate62.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate64.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -12278,18 +12710,18 @@ if(data.retries !== undefined){
 let data11 = data.retries;
 const _errs29 = errors;
 if(!(((typeof data11 == "number") && (!(data11 % 1) && !isNaN(data11))) && (isFinite(data11)))){
-validate62.errors = [{instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate64.errors = [{instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs29){
 if((typeof data11 == "number") && (isFinite(data11))){
 if(data11 > 10 || isNaN(data11)){
-validate62.errors = [{instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"}];
+validate64.errors = [{instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"}];
 return false;
 }
 else {
 if(data11 < 0 || isNaN(data11)){
-validate62.errors = [{instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate64.errors = [{instancePath:instancePath+"/retries",schemaPath:"#/properties/retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -12311,7 +12743,7 @@ const len1 = data12.length;
 for(let i1=0; i1<len1; i1++){
 const _errs33 = errors;
 if(typeof data12[i1] !== "string"){
-validate62.errors = [{instancePath:instancePath+"/input_keys/" + i1,schemaPath:"#/properties/input_keys/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate64.errors = [{instancePath:instancePath+"/input_keys/" + i1,schemaPath:"#/properties/input_keys/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid4 = _errs33 === errors;
@@ -12321,7 +12753,7 @@ break;
 }
 }
 else {
-validate62.errors = [{instancePath:instancePath+"/input_keys",schemaPath:"#/properties/input_keys/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate64.errors = [{instancePath:instancePath+"/input_keys",schemaPath:"#/properties/input_keys/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -12340,37 +12772,37 @@ var valid0 = true;
 }
 }
 else {
-validate62.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate64.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate62.errors = vErrors;
+validate64.errors = vErrors;
 return errors === 0;
 }
 
-export const validateLmProfiles = validate39;
-const schema53 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
-const schema55 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}};
-const schema58 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
-const schema59 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
+export const validateLmProfiles = validate41;
+const schema56 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/lm-profiles.schema.json","title":"LMProfiles","description":"The operator's LM policy of a worker (docs/security.md, LM profiles and provider keys): named LM profiles, the default one, and the endpoints a request may name itself. Read from the JSON file DSPEX_LM_PROFILES_FILE and the JSON text DSPEX_LM_PROFILES (same shape; a profile defined in both is the env's); DSPEX_LM (+ DSPEX_LM_API_BASE, DSPEX_LM_API_KEY_ENV, DSPEX_LM_ADAPTER, DSPEX_LM_NUM_RETRIES) is the profile `default`, DSPEX_LM_DEFAULT_PROFILE names the default and DSPEX_LM_ALLOW_ENDPOINTS adds endpoints. A request's `lm` names a profile (or gets the default) and may change only temperature, max_tokens, cache, num_retries and adapter; a key is sent only to the endpoint of the profile or allow-list entry that names it.","type":"object","additionalProperties":false,"properties":{"profiles":{"type":"object","propertyNames":{"$ref":"#/definitions/profileName"},"additionalProperties":{"$ref":"#/definitions/profile"},"description":"Profiles by name."},"default_profile":{"$ref":"#/definitions/profileName","description":"The profile a request without `lm.profile` gets (default: `default`, when defined)."},"allow_endpoints":{"type":"array","items":{"$ref":"#/definitions/endpoint"},"description":"Endpoints a request may name in `lm.api_base` itself (none by default)."}},"definitions":{"profileName":{"type":"string","pattern":"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},"model":{"type":"string","pattern":"^[^/]+/.+$","description":"provider/model, as dspy.LM takes it"},"baseUrl":{"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."},"keyEnv":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."},"temperature":{"type":"number","minimum":0},"maxTokens":{"type":"integer","minimum":1},"adapter":{"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."},"profile":{"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}},"endpoint":{"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}}}};
+const schema58 = {"title":"LMProfile","type":"object","required":["model"],"additionalProperties":false,"description":"One LM the operator offers, and the defaults of the knobs a request may change. `api_base`: its endpoint (default: the provider's own); `api_key_env`: the variable holding the key sent there, and only there (without it a placeholder is sent, never an ambient key such as OPENAI_API_KEY); `models`: other models a request may ask for at the same endpoint with the same key (without api_base: of the same provider); `num_retries`: the LM client's own retries (default 0: the caller's retry policy is the one); `cache`: DSPy's LM cache (default false); `max_concurrency`, `requests_per_minute`, `tokens_per_minute`: this worker's limits on requests using the profile (a provider's rate limit divided by the workers), and after the provider answers 429 the profile's new requests wait for its Retry-After (else a backoff from 1 s doubling to 30 s).","properties":{"model":{"$ref":"#/definitions/model"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"api_base":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"temperature":{"$ref":"#/definitions/temperature"},"max_tokens":{"$ref":"#/definitions/maxTokens"},"cache":{"type":"boolean"},"num_retries":{"type":"integer","minimum":0},"adapter":{"$ref":"#/definitions/adapter"},"max_concurrency":{"type":"integer","minimum":1,"description":"Requests using this profile that one worker runs at once; more wait (within their deadline). Default: no limit beyond the worker's concurrency."},"requests_per_minute":{"type":"number","exclusiveMinimum":0,"description":"Requests using this profile that one worker starts per minute (a token bucket holding one minute's worth); more wait."},"tokens_per_minute":{"type":"integer","minimum":1,"description":"LM tokens (prompt + completion, from each request's usage) one worker spends per minute on this profile: a request starts only while the last minute's budget is not spent."},"description":{"type":"string"}}};
+const schema61 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
+const schema62 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
 const func0 = runtime_equal.default;
-const pattern9 = new RegExp("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$", "u");
+const pattern11 = new RegExp("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$", "u");
 
-function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.model === undefined) && (missing0 = "model")){
-validate40.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate42.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!(func6.call(schema55.properties, key0))){
-validate40.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+if(!(func6.call(schema58.properties, key0))){
+validate42.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -12382,13 +12814,13 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern7.test(data0)){
-validate40.errors = [{instancePath:instancePath+"/model",schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
+if(!pattern9.test(data0)){
+validate42.errors = [{instancePath:instancePath+"/model",schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
 }
 else {
-validate40.errors = [{instancePath:instancePath+"/model",schemaPath:"#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate42.errors = [{instancePath:instancePath+"/model",schemaPath:"#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12411,13 +12843,13 @@ const _errs7 = errors;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data2 === "string"){
-if(!pattern7.test(data2)){
-validate40.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
+if(!pattern9.test(data2)){
+validate42.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
 }
 else {
-validate40.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate42.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12434,7 +12866,7 @@ outer0:
 for(;i1--;){
 for(j0 = i1; j0--;){
 if(func0(data1[i1], data1[j0])){
-validate40.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)"}];
+validate42.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)"}];
 return false;
 break outer0;
 }
@@ -12444,7 +12876,7 @@ break outer0;
 }
 }
 else {
-validate40.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate42.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -12460,13 +12892,13 @@ const _errs10 = errors;
 const _errs11 = errors;
 if(errors === _errs11){
 if(typeof data3 === "string"){
-if(!pattern9.test(data3)){
-validate40.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
+if(!pattern11.test(data3)){
+validate42.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
 return false;
 }
 }
 else {
-validate40.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/definitions/baseUrl/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate42.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/definitions/baseUrl/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12483,12 +12915,12 @@ const _errs14 = errors;
 if(errors === _errs14){
 if(typeof data4 === "string"){
 if(!pattern2.test(data4)){
-validate40.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\""}];
+validate42.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\""}];
 return false;
 }
 }
 else {
-validate40.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate42.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12505,12 +12937,12 @@ const _errs17 = errors;
 if(errors === _errs17){
 if((typeof data5 == "number") && (isFinite(data5))){
 if(data5 < 0 || isNaN(data5)){
-validate40.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/definitions/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate42.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/definitions/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 else {
-validate40.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/definitions/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate42.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/definitions/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -12525,13 +12957,13 @@ let data6 = data.max_tokens;
 const _errs19 = errors;
 const _errs20 = errors;
 if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
-validate40.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/definitions/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate42.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/definitions/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs20){
 if((typeof data6 == "number") && (isFinite(data6))){
 if(data6 < 1 || isNaN(data6)){
-validate40.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/definitions/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate42.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/definitions/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -12545,7 +12977,7 @@ if(valid0){
 if(data.cache !== undefined){
 const _errs22 = errors;
 if(typeof data.cache !== "boolean"){
-validate40.errors = [{instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate42.errors = [{instancePath:instancePath+"/cache",schemaPath:"#/properties/cache/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs22 === errors;
@@ -12558,13 +12990,13 @@ if(data.num_retries !== undefined){
 let data8 = data.num_retries;
 const _errs24 = errors;
 if(!(((typeof data8 == "number") && (!(data8 % 1) && !isNaN(data8))) && (isFinite(data8)))){
-validate40.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate42.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs24){
 if((typeof data8 == "number") && (isFinite(data8))){
 if(data8 < 0 || isNaN(data8)){
-validate40.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate42.errors = [{instancePath:instancePath+"/num_retries",schemaPath:"#/properties/num_retries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -12579,7 +13011,7 @@ if(data.adapter !== undefined){
 let data9 = data.adapter;
 const _errs26 = errors;
 if(!((data9 === "chat") || (data9 === "json"))){
-validate40.errors = [{instancePath:instancePath+"/adapter",schemaPath:"#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema62.enum},message:"must be equal to one of the allowed values"}];
+validate42.errors = [{instancePath:instancePath+"/adapter",schemaPath:"#/definitions/adapter/enum",keyword:"enum",params:{allowedValues: schema65.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs26 === errors;
@@ -12592,13 +13024,13 @@ if(data.max_concurrency !== undefined){
 let data10 = data.max_concurrency;
 const _errs28 = errors;
 if(!(((typeof data10 == "number") && (!(data10 % 1) && !isNaN(data10))) && (isFinite(data10)))){
-validate40.errors = [{instancePath:instancePath+"/max_concurrency",schemaPath:"#/properties/max_concurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate42.errors = [{instancePath:instancePath+"/max_concurrency",schemaPath:"#/properties/max_concurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs28){
 if((typeof data10 == "number") && (isFinite(data10))){
 if(data10 < 1 || isNaN(data10)){
-validate40.errors = [{instancePath:instancePath+"/max_concurrency",schemaPath:"#/properties/max_concurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate42.errors = [{instancePath:instancePath+"/max_concurrency",schemaPath:"#/properties/max_concurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -12615,12 +13047,12 @@ const _errs30 = errors;
 if(errors === _errs30){
 if((typeof data11 == "number") && (isFinite(data11))){
 if(data11 <= 0 || isNaN(data11)){
-validate40.errors = [{instancePath:instancePath+"/requests_per_minute",schemaPath:"#/properties/requests_per_minute/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"}];
+validate42.errors = [{instancePath:instancePath+"/requests_per_minute",schemaPath:"#/properties/requests_per_minute/exclusiveMinimum",keyword:"exclusiveMinimum",params:{comparison: ">", limit: 0},message:"must be > 0"}];
 return false;
 }
 }
 else {
-validate40.errors = [{instancePath:instancePath+"/requests_per_minute",schemaPath:"#/properties/requests_per_minute/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate42.errors = [{instancePath:instancePath+"/requests_per_minute",schemaPath:"#/properties/requests_per_minute/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -12634,13 +13066,13 @@ if(data.tokens_per_minute !== undefined){
 let data12 = data.tokens_per_minute;
 const _errs32 = errors;
 if(!(((typeof data12 == "number") && (!(data12 % 1) && !isNaN(data12))) && (isFinite(data12)))){
-validate40.errors = [{instancePath:instancePath+"/tokens_per_minute",schemaPath:"#/properties/tokens_per_minute/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate42.errors = [{instancePath:instancePath+"/tokens_per_minute",schemaPath:"#/properties/tokens_per_minute/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs32){
 if((typeof data12 == "number") && (isFinite(data12))){
 if(data12 < 1 || isNaN(data12)){
-validate40.errors = [{instancePath:instancePath+"/tokens_per_minute",schemaPath:"#/properties/tokens_per_minute/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate42.errors = [{instancePath:instancePath+"/tokens_per_minute",schemaPath:"#/properties/tokens_per_minute/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -12654,7 +13086,7 @@ if(valid0){
 if(data.description !== undefined){
 const _errs34 = errors;
 if(typeof data.description !== "string"){
-validate40.errors = [{instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate42.errors = [{instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs34 === errors;
@@ -12678,31 +13110,31 @@ var valid0 = true;
 }
 }
 else {
-validate40.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate42.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate40.errors = vErrors;
+validate42.errors = vErrors;
 return errors === 0;
 }
 
-const schema64 = {"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}};
+const schema67 = {"title":"LMEndpoint","type":"object","required":["url"],"additionalProperties":false,"description":"An endpoint a request may name in `lm.api_base` itself: `api_key_env` is the only key variable a request may name for it (none: no key is sent); `models` the models a request may ask for there (default: any `openai/<model>`, the OpenAI-compatible protocol).","properties":{"url":{"$ref":"#/definitions/baseUrl"},"api_key_env":{"$ref":"#/definitions/keyEnv"},"models":{"type":"array","uniqueItems":true,"items":{"$ref":"#/definitions/model"}},"description":{"type":"string"}}};
 
-function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate44(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.url === undefined) && (missing0 = "url")){
-validate42.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate44.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((((key0 === "url") || (key0 === "api_key_env")) || (key0 === "models")) || (key0 === "description"))){
-validate42.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate44.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -12714,13 +13146,13 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern9.test(data0)){
-validate42.errors = [{instancePath:instancePath+"/url",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
+if(!pattern11.test(data0)){
+validate44.errors = [{instancePath:instancePath+"/url",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
 return false;
 }
 }
 else {
-validate42.errors = [{instancePath:instancePath+"/url",schemaPath:"#/definitions/baseUrl/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate44.errors = [{instancePath:instancePath+"/url",schemaPath:"#/definitions/baseUrl/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12737,12 +13169,12 @@ const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
 if(!pattern2.test(data1)){
-validate42.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\""}];
+validate44.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]*$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]*$"+"\""}];
 return false;
 }
 }
 else {
-validate42.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate44.errors = [{instancePath:instancePath+"/api_key_env",schemaPath:"#/definitions/keyEnv/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12765,13 +13197,13 @@ const _errs10 = errors;
 const _errs11 = errors;
 if(errors === _errs11){
 if(typeof data3 === "string"){
-if(!pattern7.test(data3)){
-validate42.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
+if(!pattern9.test(data3)){
+validate44.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
 }
 else {
-validate42.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate44.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12788,7 +13220,7 @@ outer0:
 for(;i1--;){
 for(j0 = i1; j0--;){
 if(func0(data2[i1], data2[j0])){
-validate42.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)"}];
+validate44.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/uniqueItems",keyword:"uniqueItems",params:{i: i1, j: j0},message:"must NOT have duplicate items (items ## "+j0+" and "+i1+" are identical)"}];
 return false;
 break outer0;
 }
@@ -12798,7 +13230,7 @@ break outer0;
 }
 }
 else {
-validate42.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate44.errors = [{instancePath:instancePath+"/models",schemaPath:"#/properties/models/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -12811,7 +13243,7 @@ if(valid0){
 if(data.description !== undefined){
 const _errs13 = errors;
 if(typeof data.description !== "string"){
-validate42.errors = [{instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate44.errors = [{instancePath:instancePath+"/description",schemaPath:"#/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs13 === errors;
@@ -12826,16 +13258,16 @@ var valid0 = true;
 }
 }
 else {
-validate42.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate44.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate42.errors = vErrors;
+validate44.errors = vErrors;
 return errors === 0;
 }
 
 
-function validate39(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate41(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="https://dspex.dev/schemas/v1/lm-profiles.schema.json" */;
 let vErrors = null;
 let errors = 0;
@@ -12844,7 +13276,7 @@ if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((key0 === "profiles") || (key0 === "default_profile")) || (key0 === "allow_endpoints"))){
-validate39.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate41.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -12860,7 +13292,7 @@ const _errs4 = errors;
 const _errs5 = errors;
 if(errors === _errs5){
 if(typeof key1 === "string"){
-if(!pattern6.test(key1)){
+if(!pattern8.test(key1)){
 const err0 = {instancePath:instancePath+"/profiles",schemaPath:"#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\"",propertyName:key1};
 if(vErrors === null){
 vErrors = [err0];
@@ -12892,7 +13324,7 @@ else {
 vErrors.push(err2);
 }
 errors++;
-validate39.errors = vErrors;
+validate41.errors = vErrors;
 return false;
 break;
 }
@@ -12900,8 +13332,8 @@ break;
 if(valid1){
 for(const key2 in data0){
 const _errs8 = errors;
-if(!(validate40(data0[key2], {instancePath:instancePath+"/profiles/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),parentData:data0,parentDataProperty:key2,rootData}))){
-vErrors = vErrors === null ? validate40.errors : vErrors.concat(validate40.errors);
+if(!(validate42(data0[key2], {instancePath:instancePath+"/profiles/" + key2.replace(/~/g, "~0").replace(/\//g, "~1"),parentData:data0,parentDataProperty:key2,rootData}))){
+vErrors = vErrors === null ? validate42.errors : vErrors.concat(validate42.errors);
 errors = vErrors.length;
 }
 var valid3 = _errs8 === errors;
@@ -12912,7 +13344,7 @@ break;
 }
 }
 else {
-validate39.errors = [{instancePath:instancePath+"/profiles",schemaPath:"#/properties/profiles/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate41.errors = [{instancePath:instancePath+"/profiles",schemaPath:"#/properties/profiles/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -12928,13 +13360,13 @@ const _errs9 = errors;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data2 === "string"){
-if(!pattern6.test(data2)){
-validate39.errors = [{instancePath:instancePath+"/default_profile",schemaPath:"#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
+if(!pattern8.test(data2)){
+validate41.errors = [{instancePath:instancePath+"/default_profile",schemaPath:"#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
 }
 else {
-validate39.errors = [{instancePath:instancePath+"/default_profile",schemaPath:"#/definitions/profileName/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate41.errors = [{instancePath:instancePath+"/default_profile",schemaPath:"#/definitions/profileName/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -12953,8 +13385,8 @@ var valid5 = true;
 const len0 = data3.length;
 for(let i0=0; i0<len0; i0++){
 const _errs14 = errors;
-if(!(validate42(data3[i0], {instancePath:instancePath+"/allow_endpoints/" + i0,parentData:data3,parentDataProperty:i0,rootData}))){
-vErrors = vErrors === null ? validate42.errors : vErrors.concat(validate42.errors);
+if(!(validate44(data3[i0], {instancePath:instancePath+"/allow_endpoints/" + i0,parentData:data3,parentDataProperty:i0,rootData}))){
+vErrors = vErrors === null ? validate44.errors : vErrors.concat(validate44.errors);
 errors = vErrors.length;
 }
 var valid5 = _errs14 === errors;
@@ -12964,7 +13396,7 @@ break;
 }
 }
 else {
-validate39.errors = [{instancePath:instancePath+"/allow_endpoints",schemaPath:"#/properties/allow_endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate41.errors = [{instancePath:instancePath+"/allow_endpoints",schemaPath:"#/properties/allow_endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -12978,34 +13410,34 @@ var valid0 = true;
 }
 }
 else {
-validate39.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate41.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate39.errors = vErrors;
+validate41.errors = vErrors;
 return errors === 0;
 }
 
-export const validateDlqRedactedBody = validate64;
-const schema113 = {"title":"DlqRedactedBody","type":"object","required":["redacted","bytes"],"additionalProperties":false,"description":"The body of a redacted dead letter: what the request was without what it said.","properties":{"redacted":{"const":true},"bytes":{"type":"integer","minimum":0,"description":"Size of the original body."},"id":{"type":"string","description":"The body's `id`, when it decodes to a map with a string id."},"op":{"type":"string","description":"The body's `op`, when it decodes to a map with a string op."},"pool":{"type":"string","description":"The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools."},"fields":{"type":"object","additionalProperties":{"$ref":"#/definitions/fieldSummary"},"description":"Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map."}}};
-const schema114 = {"title":"DlqFieldSummary","type":"object","required":["type","bytes"],"additionalProperties":false,"properties":{"type":{"$ref":"#/definitions/msgpackType"},"bytes":{"type":"integer","minimum":1,"description":"Size of the value's encoding in the original body (its bytes there, not re-encoded)."}}};
-const schema115 = {"title":"MsgpackTypeName","enum":["nil","bool","int","float","str","bin","array","map","ext"],"description":"The msgpack type family of a value, from its first byte in the original body."};
+export const validateDlqRedactedBody = validate66;
+const schema116 = {"title":"DlqRedactedBody","type":"object","required":["redacted","bytes"],"additionalProperties":false,"description":"The body of a redacted dead letter: what the request was without what it said.","properties":{"redacted":{"const":true},"bytes":{"type":"integer","minimum":0,"description":"Size of the original body."},"id":{"type":"string","description":"The body's `id`, when it decodes to a map with a string id."},"op":{"type":"string","description":"The body's `op`, when it decodes to a map with a string op."},"pool":{"type":"string","description":"The pool of the original subject (dspex.req.<pool>.<key>), when it is one of bus.json's pools."},"fields":{"type":"object","additionalProperties":{"$ref":"#/definitions/fieldSummary"},"description":"Per input name (the body's `inputs` map): its msgpack type and size. Only when the whole body decodes to a map whose `inputs` is a map."}}};
+const schema117 = {"title":"DlqFieldSummary","type":"object","required":["type","bytes"],"additionalProperties":false,"properties":{"type":{"$ref":"#/definitions/msgpackType"},"bytes":{"type":"integer","minimum":1,"description":"Size of the value's encoding in the original body (its bytes there, not re-encoded)."}}};
+const schema118 = {"title":"MsgpackTypeName","enum":["nil","bool","int","float","str","bin","array","map","ext"],"description":"The msgpack type family of a value, from its first byte in the original body."};
 
-function validate65(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate67(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((data.type === undefined) && (missing0 = "type")) || ((data.bytes === undefined) && (missing0 = "bytes"))){
-validate65.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate67.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((key0 === "type") || (key0 === "bytes"))){
-validate65.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate67.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13015,7 +13447,7 @@ if(data.type !== undefined){
 let data0 = data.type;
 const _errs2 = errors;
 if(!(((((((((data0 === "nil") || (data0 === "bool")) || (data0 === "int")) || (data0 === "float")) || (data0 === "str")) || (data0 === "bin")) || (data0 === "array")) || (data0 === "map")) || (data0 === "ext"))){
-validate65.errors = [{instancePath:instancePath+"/type",schemaPath:"#/definitions/msgpackType/enum",keyword:"enum",params:{allowedValues: schema115.enum},message:"must be equal to one of the allowed values"}];
+validate67.errors = [{instancePath:instancePath+"/type",schemaPath:"#/definitions/msgpackType/enum",keyword:"enum",params:{allowedValues: schema118.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13028,13 +13460,13 @@ if(data.bytes !== undefined){
 let data1 = data.bytes;
 const _errs4 = errors;
 if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
-validate65.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate67.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs4){
 if((typeof data1 == "number") && (isFinite(data1))){
 if(data1 < 1 || isNaN(data1)){
-validate65.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate67.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -13049,30 +13481,30 @@ var valid0 = true;
 }
 }
 else {
-validate65.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate67.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate65.errors = vErrors;
+validate67.errors = vErrors;
 return errors === 0;
 }
 
 
-function validate64(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate66(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((data.redacted === undefined) && (missing0 = "redacted")) || ((data.bytes === undefined) && (missing0 = "bytes"))){
-validate64.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate66.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((((((key0 === "redacted") || (key0 === "bytes")) || (key0 === "id")) || (key0 === "op")) || (key0 === "pool")) || (key0 === "fields"))){
-validate64.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate66.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13081,7 +13513,7 @@ if(_errs1 === errors){
 if(data.redacted !== undefined){
 const _errs2 = errors;
 if(true !== data.redacted){
-validate64.errors = [{instancePath:instancePath+"/redacted",schemaPath:"#/properties/redacted/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
+validate66.errors = [{instancePath:instancePath+"/redacted",schemaPath:"#/properties/redacted/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13094,13 +13526,13 @@ if(data.bytes !== undefined){
 let data1 = data.bytes;
 const _errs3 = errors;
 if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
-validate64.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate66.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs3){
 if((typeof data1 == "number") && (isFinite(data1))){
 if(data1 < 0 || isNaN(data1)){
-validate64.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate66.errors = [{instancePath:instancePath+"/bytes",schemaPath:"#/properties/bytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
@@ -13114,7 +13546,7 @@ if(valid0){
 if(data.id !== undefined){
 const _errs5 = errors;
 if(typeof data.id !== "string"){
-validate64.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate66.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -13126,7 +13558,7 @@ if(valid0){
 if(data.op !== undefined){
 const _errs7 = errors;
 if(typeof data.op !== "string"){
-validate64.errors = [{instancePath:instancePath+"/op",schemaPath:"#/properties/op/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate66.errors = [{instancePath:instancePath+"/op",schemaPath:"#/properties/op/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs7 === errors;
@@ -13138,7 +13570,7 @@ if(valid0){
 if(data.pool !== undefined){
 const _errs9 = errors;
 if(typeof data.pool !== "string"){
-validate64.errors = [{instancePath:instancePath+"/pool",schemaPath:"#/properties/pool/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate66.errors = [{instancePath:instancePath+"/pool",schemaPath:"#/properties/pool/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs9 === errors;
@@ -13154,8 +13586,8 @@ if(errors === _errs11){
 if(data5 && typeof data5 == "object" && !Array.isArray(data5)){
 for(const key1 in data5){
 const _errs14 = errors;
-if(!(validate65(data5[key1], {instancePath:instancePath+"/fields/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),parentData:data5,parentDataProperty:key1,rootData}))){
-vErrors = vErrors === null ? validate65.errors : vErrors.concat(validate65.errors);
+if(!(validate67(data5[key1], {instancePath:instancePath+"/fields/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),parentData:data5,parentDataProperty:key1,rootData}))){
+vErrors = vErrors === null ? validate67.errors : vErrors.concat(validate67.errors);
 errors = vErrors.length;
 }
 var valid1 = _errs14 === errors;
@@ -13165,7 +13597,7 @@ break;
 }
 }
 else {
-validate64.errors = [{instancePath:instancePath+"/fields",schemaPath:"#/properties/fields/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate66.errors = [{instancePath:instancePath+"/fields",schemaPath:"#/properties/fields/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -13183,33 +13615,33 @@ var valid0 = true;
 }
 }
 else {
-validate64.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate66.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate64.errors = vErrors;
+validate66.errors = vErrors;
 return errors === 0;
 }
 
-export const validateRetrievalSearch = validate68;
-const schema117 = {"title":"RetrievalSearchRequest","type":"object","required":["v","query"],"additionalProperties":false,"properties":{"v":{"const":1},"query":{"type":"string","minLength":1,"maxLength":8192,"description":"Embedded on the gpu pool with the collection's model."},"k":{"type":"integer","minimum":1,"maximum":1000,"default":5},"filter":{"$ref":"#/definitions/filter"}}};
-const schema118 = {"title":"RetrievalFilter","type":"object","description":"Equality on the collection's declared metadata fields; a list means any of its values.","additionalProperties":{"oneOf":[{"type":["string","number","boolean"]},{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}]}};
+export const validateRetrievalSearch = validate70;
+const schema120 = {"title":"RetrievalSearchRequest","type":"object","required":["v","query"],"additionalProperties":false,"properties":{"v":{"const":1},"query":{"type":"string","minLength":1,"maxLength":8192,"description":"Embedded on the gpu pool with the collection's model."},"k":{"type":"integer","minimum":1,"maximum":1000,"default":5},"filter":{"$ref":"#/definitions/filter"}}};
+const schema121 = {"title":"RetrievalFilter","type":"object","description":"Equality on the collection's declared metadata fields; a list means any of its values.","additionalProperties":{"oneOf":[{"type":["string","number","boolean"]},{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}]}};
 
-function validate68(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate70(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((data.v === undefined) && (missing0 = "v")) || ((data.query === undefined) && (missing0 = "query"))){
-validate68.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate70.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((((key0 === "v") || (key0 === "query")) || (key0 === "k")) || (key0 === "filter"))){
-validate68.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate70.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13218,7 +13650,7 @@ if(_errs1 === errors){
 if(data.v !== undefined){
 const _errs2 = errors;
 if(1 !== data.v){
-validate68.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
+validate70.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13233,18 +13665,18 @@ const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data1 === "string"){
 if(func2(data1) > 8192){
-validate68.errors = [{instancePath:instancePath+"/query",schemaPath:"#/properties/query/maxLength",keyword:"maxLength",params:{limit: 8192},message:"must NOT have more than 8192 characters"}];
+validate70.errors = [{instancePath:instancePath+"/query",schemaPath:"#/properties/query/maxLength",keyword:"maxLength",params:{limit: 8192},message:"must NOT have more than 8192 characters"}];
 return false;
 }
 else {
 if(func2(data1) < 1){
-validate68.errors = [{instancePath:instancePath+"/query",schemaPath:"#/properties/query/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+validate70.errors = [{instancePath:instancePath+"/query",schemaPath:"#/properties/query/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 }
 }
 else {
-validate68.errors = [{instancePath:instancePath+"/query",schemaPath:"#/properties/query/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate70.errors = [{instancePath:instancePath+"/query",schemaPath:"#/properties/query/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -13258,18 +13690,18 @@ if(data.k !== undefined){
 let data2 = data.k;
 const _errs5 = errors;
 if(!(((typeof data2 == "number") && (!(data2 % 1) && !isNaN(data2))) && (isFinite(data2)))){
-validate68.errors = [{instancePath:instancePath+"/k",schemaPath:"#/properties/k/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate70.errors = [{instancePath:instancePath+"/k",schemaPath:"#/properties/k/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs5){
 if((typeof data2 == "number") && (isFinite(data2))){
 if(data2 > 1000 || isNaN(data2)){
-validate68.errors = [{instancePath:instancePath+"/k",schemaPath:"#/properties/k/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000},message:"must be <= 1000"}];
+validate70.errors = [{instancePath:instancePath+"/k",schemaPath:"#/properties/k/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000},message:"must be <= 1000"}];
 return false;
 }
 else {
 if(data2 < 1 || isNaN(data2)){
-validate68.errors = [{instancePath:instancePath+"/k",schemaPath:"#/properties/k/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate70.errors = [{instancePath:instancePath+"/k",schemaPath:"#/properties/k/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -13295,7 +13727,7 @@ let valid3 = false;
 let passing0 = null;
 const _errs13 = errors;
 if(((typeof data4 !== "string") && (!((typeof data4 == "number") && (isFinite(data4))))) && (typeof data4 !== "boolean")){
-const err0 = {instancePath:instancePath+"/filter/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/filter/additionalProperties/oneOf/0/type",keyword:"type",params:{type: schema118.additionalProperties.oneOf[0].type},message:"must be string,number,boolean"};
+const err0 = {instancePath:instancePath+"/filter/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/filter/additionalProperties/oneOf/0/type",keyword:"type",params:{type: schema121.additionalProperties.oneOf[0].type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err0];
 }
@@ -13329,7 +13761,7 @@ for(let i0=0; i0<len0; i0++){
 let data5 = data4[i0];
 const _errs17 = errors;
 if(((typeof data5 !== "string") && (!((typeof data5 == "number") && (isFinite(data5))))) && (typeof data5 !== "boolean")){
-const err2 = {instancePath:instancePath+"/filter/" + key1.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i0,schemaPath:"#/definitions/filter/additionalProperties/oneOf/1/items/type",keyword:"type",params:{type: schema118.additionalProperties.oneOf[1].items.type},message:"must be string,number,boolean"};
+const err2 = {instancePath:instancePath+"/filter/" + key1.replace(/~/g, "~0").replace(/\//g, "~1")+"/" + i0,schemaPath:"#/definitions/filter/additionalProperties/oneOf/1/items/type",keyword:"type",params:{type: schema121.additionalProperties.oneOf[1].items.type},message:"must be string,number,boolean"};
 if(vErrors === null){
 vErrors = [err2];
 }
@@ -13376,7 +13808,7 @@ else {
 vErrors.push(err4);
 }
 errors++;
-validate68.errors = vErrors;
+validate70.errors = vErrors;
 return false;
 }
 else {
@@ -13397,7 +13829,7 @@ break;
 }
 }
 else {
-validate68.errors = [{instancePath:instancePath+"/filter",schemaPath:"#/definitions/filter/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate70.errors = [{instancePath:instancePath+"/filter",schemaPath:"#/definitions/filter/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -13413,34 +13845,34 @@ var valid0 = true;
 }
 }
 else {
-validate68.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate70.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate68.errors = vErrors;
+validate70.errors = vErrors;
 return errors === 0;
 }
 
-export const validateRetrievalUpsert = validate69;
-const schema119 = {"title":"RetrievalUpsertRequest","type":"object","required":["v","passages"],"additionalProperties":false,"properties":{"v":{"const":1},"passages":{"type":"array","minItems":1,"maxItems":512,"items":{"$ref":"#/definitions/passage"},"description":"Embedded on the gpu pool, then inserted or replaced by id."}}};
-const schema120 = {"title":"RetrievalPassage","type":"object","required":["id","text"],"additionalProperties":false,"properties":{"id":{"type":"string","minLength":1,"maxLength":512},"text":{"type":"string","minLength":1},"metadata":{"$ref":"#/definitions/metadata"}}};
-const schema121 = {"title":"RetrievalMetadata","type":"object","additionalProperties":{"type":["string","number","boolean"]}};
+export const validateRetrievalUpsert = validate71;
+const schema122 = {"title":"RetrievalUpsertRequest","type":"object","required":["v","passages"],"additionalProperties":false,"properties":{"v":{"const":1},"passages":{"type":"array","minItems":1,"maxItems":512,"items":{"$ref":"#/definitions/passage"},"description":"Embedded on the gpu pool, then inserted or replaced by id."}}};
+const schema123 = {"title":"RetrievalPassage","type":"object","required":["id","text"],"additionalProperties":false,"properties":{"id":{"type":"string","minLength":1,"maxLength":512},"text":{"type":"string","minLength":1},"metadata":{"$ref":"#/definitions/metadata"}}};
+const schema124 = {"title":"RetrievalMetadata","type":"object","additionalProperties":{"type":["string","number","boolean"]}};
 
-function validate70(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate72(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((data.id === undefined) && (missing0 = "id")) || ((data.text === undefined) && (missing0 = "text"))){
-validate70.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate72.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((key0 === "id") || (key0 === "text")) || (key0 === "metadata"))){
-validate70.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate72.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13452,18 +13884,18 @@ const _errs2 = errors;
 if(errors === _errs2){
 if(typeof data0 === "string"){
 if(func2(data0) > 512){
-validate70.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/maxLength",keyword:"maxLength",params:{limit: 512},message:"must NOT have more than 512 characters"}];
+validate72.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/maxLength",keyword:"maxLength",params:{limit: 512},message:"must NOT have more than 512 characters"}];
 return false;
 }
 else {
 if(func2(data0) < 1){
-validate70.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+validate72.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 }
 }
 else {
-validate70.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate72.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -13479,12 +13911,12 @@ const _errs4 = errors;
 if(errors === _errs4){
 if(typeof data1 === "string"){
 if(func2(data1) < 1){
-validate70.errors = [{instancePath:instancePath+"/text",schemaPath:"#/properties/text/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+validate72.errors = [{instancePath:instancePath+"/text",schemaPath:"#/properties/text/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 }
 else {
-validate70.errors = [{instancePath:instancePath+"/text",schemaPath:"#/properties/text/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate72.errors = [{instancePath:instancePath+"/text",schemaPath:"#/properties/text/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -13504,7 +13936,7 @@ for(const key1 in data2){
 let data3 = data2[key1];
 const _errs10 = errors;
 if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (typeof data3 !== "boolean")){
-validate70.errors = [{instancePath:instancePath+"/metadata/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/metadata/additionalProperties/type",keyword:"type",params:{type: schema121.additionalProperties.type},message:"must be string,number,boolean"}];
+validate72.errors = [{instancePath:instancePath+"/metadata/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/metadata/additionalProperties/type",keyword:"type",params:{type: schema124.additionalProperties.type},message:"must be string,number,boolean"}];
 return false;
 }
 var valid2 = _errs10 === errors;
@@ -13514,7 +13946,7 @@ break;
 }
 }
 else {
-validate70.errors = [{instancePath:instancePath+"/metadata",schemaPath:"#/definitions/metadata/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate72.errors = [{instancePath:instancePath+"/metadata",schemaPath:"#/definitions/metadata/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -13529,30 +13961,30 @@ var valid0 = true;
 }
 }
 else {
-validate70.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate72.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate70.errors = vErrors;
+validate72.errors = vErrors;
 return errors === 0;
 }
 
 
-function validate69(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate71(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((data.v === undefined) && (missing0 = "v")) || ((data.passages === undefined) && (missing0 = "passages"))){
-validate69.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate71.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((key0 === "v") || (key0 === "passages"))){
-validate69.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate71.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13561,7 +13993,7 @@ if(_errs1 === errors){
 if(data.v !== undefined){
 const _errs2 = errors;
 if(1 !== data.v){
-validate69.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
+validate71.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13576,12 +14008,12 @@ const _errs3 = errors;
 if(errors === _errs3){
 if(Array.isArray(data1)){
 if(data1.length > 512){
-validate69.errors = [{instancePath:instancePath+"/passages",schemaPath:"#/properties/passages/maxItems",keyword:"maxItems",params:{limit: 512},message:"must NOT have more than 512 items"}];
+validate71.errors = [{instancePath:instancePath+"/passages",schemaPath:"#/properties/passages/maxItems",keyword:"maxItems",params:{limit: 512},message:"must NOT have more than 512 items"}];
 return false;
 }
 else {
 if(data1.length < 1){
-validate69.errors = [{instancePath:instancePath+"/passages",schemaPath:"#/properties/passages/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate71.errors = [{instancePath:instancePath+"/passages",schemaPath:"#/properties/passages/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 else {
@@ -13589,8 +14021,8 @@ var valid1 = true;
 const len0 = data1.length;
 for(let i0=0; i0<len0; i0++){
 const _errs5 = errors;
-if(!(validate70(data1[i0], {instancePath:instancePath+"/passages/" + i0,parentData:data1,parentDataProperty:i0,rootData}))){
-vErrors = vErrors === null ? validate70.errors : vErrors.concat(validate70.errors);
+if(!(validate72(data1[i0], {instancePath:instancePath+"/passages/" + i0,parentData:data1,parentDataProperty:i0,rootData}))){
+vErrors = vErrors === null ? validate72.errors : vErrors.concat(validate72.errors);
 errors = vErrors.length;
 }
 var valid1 = _errs5 === errors;
@@ -13602,7 +14034,7 @@ break;
 }
 }
 else {
-validate69.errors = [{instancePath:instancePath+"/passages",schemaPath:"#/properties/passages/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate71.errors = [{instancePath:instancePath+"/passages",schemaPath:"#/properties/passages/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -13616,32 +14048,32 @@ var valid0 = true;
 }
 }
 else {
-validate69.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate71.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate69.errors = vErrors;
+validate71.errors = vErrors;
 return errors === 0;
 }
 
-export const validateRetrievalDelete = validate72;
-const schema122 = {"title":"RetrievalDeleteRequest","type":"object","required":["v","ids"],"additionalProperties":false,"properties":{"v":{"const":1},"ids":{"type":"array","minItems":1,"maxItems":10000,"items":{"type":"string","minLength":1}}}};
+export const validateRetrievalDelete = validate74;
+const schema125 = {"title":"RetrievalDeleteRequest","type":"object","required":["v","ids"],"additionalProperties":false,"properties":{"v":{"const":1},"ids":{"type":"array","minItems":1,"maxItems":10000,"items":{"type":"string","minLength":1}}}};
 
-function validate72(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate74(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if(((data.v === undefined) && (missing0 = "v")) || ((data.ids === undefined) && (missing0 = "ids"))){
-validate72.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate74.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((key0 === "v") || (key0 === "ids"))){
-validate72.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate74.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13650,7 +14082,7 @@ if(_errs1 === errors){
 if(data.v !== undefined){
 const _errs2 = errors;
 if(1 !== data.v){
-validate72.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
+validate74.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13665,12 +14097,12 @@ const _errs3 = errors;
 if(errors === _errs3){
 if(Array.isArray(data1)){
 if(data1.length > 10000){
-validate72.errors = [{instancePath:instancePath+"/ids",schemaPath:"#/properties/ids/maxItems",keyword:"maxItems",params:{limit: 10000},message:"must NOT have more than 10000 items"}];
+validate74.errors = [{instancePath:instancePath+"/ids",schemaPath:"#/properties/ids/maxItems",keyword:"maxItems",params:{limit: 10000},message:"must NOT have more than 10000 items"}];
 return false;
 }
 else {
 if(data1.length < 1){
-validate72.errors = [{instancePath:instancePath+"/ids",schemaPath:"#/properties/ids/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+validate74.errors = [{instancePath:instancePath+"/ids",schemaPath:"#/properties/ids/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
 return false;
 }
 else {
@@ -13682,12 +14114,12 @@ const _errs5 = errors;
 if(errors === _errs5){
 if(typeof data2 === "string"){
 if(func2(data2) < 1){
-validate72.errors = [{instancePath:instancePath+"/ids/" + i0,schemaPath:"#/properties/ids/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+validate74.errors = [{instancePath:instancePath+"/ids/" + i0,schemaPath:"#/properties/ids/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 }
 else {
-validate72.errors = [{instancePath:instancePath+"/ids/" + i0,schemaPath:"#/properties/ids/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate74.errors = [{instancePath:instancePath+"/ids/" + i0,schemaPath:"#/properties/ids/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -13700,7 +14132,7 @@ break;
 }
 }
 else {
-validate72.errors = [{instancePath:instancePath+"/ids",schemaPath:"#/properties/ids/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate74.errors = [{instancePath:instancePath+"/ids",schemaPath:"#/properties/ids/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -13714,32 +14146,32 @@ var valid0 = true;
 }
 }
 else {
-validate72.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate74.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate72.errors = vErrors;
+validate74.errors = vErrors;
 return errors === 0;
 }
 
-export const validateRetrievalCount = validate73;
-const schema123 = {"title":"RetrievalCountRequest","type":"object","required":["v"],"additionalProperties":false,"properties":{"v":{"const":1}}};
+export const validateRetrievalCount = validate75;
+const schema126 = {"title":"RetrievalCountRequest","type":"object","required":["v"],"additionalProperties":false,"properties":{"v":{"const":1}}};
 
-function validate73(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate75(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.v === undefined) && (missing0 = "v")){
-validate73.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate75.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(key0 === "v")){
-validate73.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate75.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13747,7 +14179,7 @@ break;
 if(_errs1 === errors){
 if(data.v !== undefined){
 if(1 !== data.v){
-validate73.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
+validate75.errors = [{instancePath:instancePath+"/v",schemaPath:"#/properties/v/const",keyword:"const",params:{allowedValue: 1},message:"must be equal to constant"}];
 return false;
 }
 }
@@ -13755,35 +14187,35 @@ return false;
 }
 }
 else {
-validate73.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate75.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate73.errors = vErrors;
+validate75.errors = vErrors;
 return errors === 0;
 }
 
-export const validateRetrievalReply = validate74;
-const schema124 = {"title":"RetrievalReply","type":"object","required":["ok"],"additionalProperties":false,"properties":{"ok":{"type":"boolean"},"result":{"oneOf":[{"$ref":"#/definitions/searchResult"},{"$ref":"#/definitions/countResult"}],"description":"When ok: search answers searchResult; upsert, delete and count answer countResult."},"error":{"$ref":"error.schema.json","description":"When not ok: a StoreUnavailable (retryable), a ValidationError naming the field (`filter.<name>`, `k`, `passages[i].id`), NotFound (`collection`), CircuitOpenError (the store's breaker is open)."}}};
-const schema128 = {"title":"RetrievalCountResult","type":"object","required":["count"],"additionalProperties":false,"properties":{"count":{"type":"integer","minimum":0,"description":"upsert: passages written; delete: passages that existed; count: passages held."}}};
-const schema125 = {"title":"RetrievalSearchResult","type":"object","required":["hits","collection","model"],"additionalProperties":false,"properties":{"hits":{"type":"array","items":{"$ref":"#/definitions/hit"},"description":"Best first."},"collection":{"type":"string"},"model":{"type":"string","description":"The embedding model of the collection."}}};
-const schema126 = {"title":"RetrievalHit","type":"object","required":["id","text","score"],"additionalProperties":false,"properties":{"id":{"type":"string"},"text":{"type":"string"},"score":{"type":"number","description":"Cosine similarity to the query, higher is closer."},"metadata":{"$ref":"#/definitions/metadata"}}};
+export const validateRetrievalReply = validate76;
+const schema127 = {"title":"RetrievalReply","type":"object","required":["ok"],"additionalProperties":false,"properties":{"ok":{"type":"boolean"},"result":{"oneOf":[{"$ref":"#/definitions/searchResult"},{"$ref":"#/definitions/countResult"}],"description":"When ok: search answers searchResult; upsert, delete and count answer countResult."},"error":{"$ref":"error.schema.json","description":"When not ok: a StoreUnavailable (retryable), a ValidationError naming the field (`filter.<name>`, `k`, `passages[i].id`), NotFound (`collection`), CircuitOpenError (the store's breaker is open)."}}};
+const schema131 = {"title":"RetrievalCountResult","type":"object","required":["count"],"additionalProperties":false,"properties":{"count":{"type":"integer","minimum":0,"description":"upsert: passages written; delete: passages that existed; count: passages held."}}};
+const schema128 = {"title":"RetrievalSearchResult","type":"object","required":["hits","collection","model"],"additionalProperties":false,"properties":{"hits":{"type":"array","items":{"$ref":"#/definitions/hit"},"description":"Best first."},"collection":{"type":"string"},"model":{"type":"string","description":"The embedding model of the collection."}}};
+const schema129 = {"title":"RetrievalHit","type":"object","required":["id","text","score"],"additionalProperties":false,"properties":{"id":{"type":"string"},"text":{"type":"string"},"score":{"type":"number","description":"Cosine similarity to the query, higher is closer."},"metadata":{"$ref":"#/definitions/metadata"}}};
 
-function validate76(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate78(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((((data.id === undefined) && (missing0 = "id")) || ((data.text === undefined) && (missing0 = "text"))) || ((data.score === undefined) && (missing0 = "score"))){
-validate76.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate78.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((((key0 === "id") || (key0 === "text")) || (key0 === "score")) || (key0 === "metadata"))){
-validate76.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate78.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13792,7 +14224,7 @@ if(_errs1 === errors){
 if(data.id !== undefined){
 const _errs2 = errors;
 if(typeof data.id !== "string"){
-validate76.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate78.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13804,7 +14236,7 @@ if(valid0){
 if(data.text !== undefined){
 const _errs4 = errors;
 if(typeof data.text !== "string"){
-validate76.errors = [{instancePath:instancePath+"/text",schemaPath:"#/properties/text/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate78.errors = [{instancePath:instancePath+"/text",schemaPath:"#/properties/text/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs4 === errors;
@@ -13817,7 +14249,7 @@ if(data.score !== undefined){
 let data2 = data.score;
 const _errs6 = errors;
 if(!((typeof data2 == "number") && (isFinite(data2)))){
-validate76.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate78.errors = [{instancePath:instancePath+"/score",schemaPath:"#/properties/score/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 var valid0 = _errs6 === errors;
@@ -13836,7 +14268,7 @@ for(const key1 in data3){
 let data4 = data3[key1];
 const _errs12 = errors;
 if(((typeof data4 !== "string") && (!((typeof data4 == "number") && (isFinite(data4))))) && (typeof data4 !== "boolean")){
-validate76.errors = [{instancePath:instancePath+"/metadata/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/metadata/additionalProperties/type",keyword:"type",params:{type: schema121.additionalProperties.type},message:"must be string,number,boolean"}];
+validate78.errors = [{instancePath:instancePath+"/metadata/" + key1.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/definitions/metadata/additionalProperties/type",keyword:"type",params:{type: schema124.additionalProperties.type},message:"must be string,number,boolean"}];
 return false;
 }
 var valid2 = _errs12 === errors;
@@ -13846,7 +14278,7 @@ break;
 }
 }
 else {
-validate76.errors = [{instancePath:instancePath+"/metadata",schemaPath:"#/definitions/metadata/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate78.errors = [{instancePath:instancePath+"/metadata",schemaPath:"#/definitions/metadata/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -13862,30 +14294,30 @@ var valid0 = true;
 }
 }
 else {
-validate76.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate78.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate76.errors = vErrors;
+validate78.errors = vErrors;
 return errors === 0;
 }
 
 
-function validate75(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate77(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((((data.hits === undefined) && (missing0 = "hits")) || ((data.collection === undefined) && (missing0 = "collection"))) || ((data.model === undefined) && (missing0 = "model"))){
-validate75.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate77.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((key0 === "hits") || (key0 === "collection")) || (key0 === "model"))){
-validate75.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate77.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13900,8 +14332,8 @@ var valid1 = true;
 const len0 = data0.length;
 for(let i0=0; i0<len0; i0++){
 const _errs4 = errors;
-if(!(validate76(data0[i0], {instancePath:instancePath+"/hits/" + i0,parentData:data0,parentDataProperty:i0,rootData}))){
-vErrors = vErrors === null ? validate76.errors : vErrors.concat(validate76.errors);
+if(!(validate78(data0[i0], {instancePath:instancePath+"/hits/" + i0,parentData:data0,parentDataProperty:i0,rootData}))){
+vErrors = vErrors === null ? validate78.errors : vErrors.concat(validate78.errors);
 errors = vErrors.length;
 }
 var valid1 = _errs4 === errors;
@@ -13911,7 +14343,7 @@ break;
 }
 }
 else {
-validate75.errors = [{instancePath:instancePath+"/hits",schemaPath:"#/properties/hits/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate77.errors = [{instancePath:instancePath+"/hits",schemaPath:"#/properties/hits/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -13924,7 +14356,7 @@ if(valid0){
 if(data.collection !== undefined){
 const _errs5 = errors;
 if(typeof data.collection !== "string"){
-validate75.errors = [{instancePath:instancePath+"/collection",schemaPath:"#/properties/collection/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate77.errors = [{instancePath:instancePath+"/collection",schemaPath:"#/properties/collection/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -13936,7 +14368,7 @@ if(valid0){
 if(data.model !== undefined){
 const _errs7 = errors;
 if(typeof data.model !== "string"){
-validate75.errors = [{instancePath:instancePath+"/model",schemaPath:"#/properties/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate77.errors = [{instancePath:instancePath+"/model",schemaPath:"#/properties/model/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid0 = _errs7 === errors;
@@ -13950,30 +14382,30 @@ var valid0 = true;
 }
 }
 else {
-validate75.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate77.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate75.errors = vErrors;
+validate77.errors = vErrors;
 return errors === 0;
 }
 
 
-function validate74(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate76(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.ok === undefined) && (missing0 = "ok")){
-validate74.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate76.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((key0 === "ok") || (key0 === "result")) || (key0 === "error"))){
-validate74.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate76.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -13982,7 +14414,7 @@ if(_errs1 === errors){
 if(data.ok !== undefined){
 const _errs2 = errors;
 if(typeof data.ok !== "boolean"){
-validate74.errors = [{instancePath:instancePath+"/ok",schemaPath:"#/properties/ok/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate76.errors = [{instancePath:instancePath+"/ok",schemaPath:"#/properties/ok/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -13998,8 +14430,8 @@ const _errs5 = errors;
 let valid1 = false;
 let passing0 = null;
 const _errs6 = errors;
-if(!(validate75(data1, {instancePath:instancePath+"/result",parentData:data,parentDataProperty:"result",rootData}))){
-vErrors = vErrors === null ? validate75.errors : vErrors.concat(validate75.errors);
+if(!(validate77(data1, {instancePath:instancePath+"/result",parentData:data,parentDataProperty:"result",rootData}))){
+vErrors = vErrors === null ? validate77.errors : vErrors.concat(validate77.errors);
 errors = vErrors.length;
 }
 var _valid0 = _errs6 === errors;
@@ -14100,7 +14532,7 @@ else {
 vErrors.push(err5);
 }
 errors++;
-validate74.errors = vErrors;
+validate76.errors = vErrors;
 return false;
 }
 else {
@@ -14128,14 +14560,14 @@ if(errors === _errs14){
 if(data3 && typeof data3 == "object" && !Array.isArray(data3)){
 let missing2;
 if((((data3.type === undefined) && (missing2 = "type")) || ((data3.message === undefined) && (missing2 = "message"))) || ((data3.retryable === undefined) && (missing2 = "retryable"))){
-validate74.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"}];
+validate76.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"}];
 return false;
 }
 else {
 const _errs16 = errors;
 for(const key2 in data3){
 if(!(((((key2 === "type") || (key2 === "message")) || (key2 === "field")) || (key2 === "retryable")) || (key2 === "details"))){
-validate74.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
+validate76.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -14145,7 +14577,7 @@ if(data3.type !== undefined){
 let data4 = data3.type;
 const _errs17 = errors;
 if(!((((((((((((((((((((((((((((((data4 === "DecodeError") || (data4 === "VersionError")) || (data4 === "UnknownOperation")) || (data4 === "ValidationError")) || (data4 === "PayloadTooLarge")) || (data4 === "LMConfigError")) || (data4 === "LMError")) || (data4 === "LMOutputError")) || (data4 === "WorkerError")) || (data4 === "DeadlineExceeded")) || (data4 === "AffinityError")) || (data4 === "Unsupported")) || (data4 === "Cancelled")) || (data4 === "NotFound")) || (data4 === "SignatureError")) || (data4 === "NoWorkersError")) || (data4 === "CircuitOpenError")) || (data4 === "TransportError")) || (data4 === "BusError")) || (data4 === "DatasetError")) || (data4 === "ErrorBudgetExceeded")) || (data4 === "IncompleteJob")) || (data4 === "MetricError")) || (data4 === "Unauthorized")) || (data4 === "Forbidden")) || (data4 === "UnsupportedMediaType")) || (data4 === "InternalError")) || (data4 === "StoreUnavailable")) || (data4 === "UnknownProgram")) || (data4 === "ProgramError"))){
-validate74.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema86.properties.type.enum},message:"must be equal to one of the allowed values"}];
+validate76.errors = [{instancePath:instancePath+"/error/type",schemaPath:"error.schema.json/properties/type/enum",keyword:"enum",params:{allowedValues: schema89.properties.type.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid5 = _errs17 === errors;
@@ -14157,7 +14589,7 @@ if(valid5){
 if(data3.message !== undefined){
 const _errs18 = errors;
 if(typeof data3.message !== "string"){
-validate74.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate76.errors = [{instancePath:instancePath+"/error/message",schemaPath:"error.schema.json/properties/message/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid5 = _errs18 === errors;
@@ -14169,7 +14601,7 @@ if(valid5){
 if(data3.field !== undefined){
 const _errs20 = errors;
 if(typeof data3.field !== "string"){
-validate74.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate76.errors = [{instancePath:instancePath+"/error/field",schemaPath:"error.schema.json/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid5 = _errs20 === errors;
@@ -14181,7 +14613,7 @@ if(valid5){
 if(data3.retryable !== undefined){
 const _errs22 = errors;
 if(typeof data3.retryable !== "boolean"){
-validate74.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate76.errors = [{instancePath:instancePath+"/error/retryable",schemaPath:"error.schema.json/properties/retryable/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid5 = _errs22 === errors;
@@ -14194,7 +14626,7 @@ if(data3.details !== undefined){
 let data8 = data3.details;
 const _errs24 = errors;
 if(!(data8 && typeof data8 == "object" && !Array.isArray(data8))){
-validate74.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate76.errors = [{instancePath:instancePath+"/error/details",schemaPath:"error.schema.json/properties/details/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid5 = _errs24 === errors;
@@ -14210,7 +14642,7 @@ var valid5 = true;
 }
 }
 else {
-validate74.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate76.errors = [{instancePath:instancePath+"/error",schemaPath:"error.schema.json/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -14225,17 +14657,17 @@ var valid0 = true;
 }
 }
 else {
-validate74.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate76.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate74.errors = vErrors;
+validate76.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_predict = validate79;
+export const validateModule_predict = validate81;
 
-function validate79(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate81(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
@@ -14243,7 +14675,7 @@ if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
 if(!(key0 === "demos")){
-validate79.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate81.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -14260,7 +14692,7 @@ for(let i0=0; i0<len0; i0++){
 let data1 = data0[i0];
 const _errs5 = errors;
 if(!(data1 && typeof data1 == "object" && !Array.isArray(data1))){
-validate79.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate81.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid2 = _errs5 === errors;
@@ -14270,7 +14702,7 @@ break;
 }
 }
 else {
-validate79.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate81.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -14278,31 +14710,31 @@ return false;
 }
 }
 else {
-validate79.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate81.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate79.errors = vErrors;
+validate81.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_react = validate80;
+export const validateModule_react = validate82;
 
-function validate80(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate82(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.tools === undefined) && (missing0 = "tools")){
-validate80.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate82.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!((key0 === "tools") || (key0 === "max_iters"))){
-validate80.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate82.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -14323,14 +14755,14 @@ if(errors === _errs5){
 if(data1 && typeof data1 == "object" && !Array.isArray(data1)){
 let missing1;
 if((data1.name === undefined) && (missing1 = "name")){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0,schemaPath:"#/definitions/toolSpec/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0,schemaPath:"#/definitions/toolSpec/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"}];
 return false;
 }
 else {
 const _errs7 = errors;
 for(const key1 in data1){
 if(!(((((key1 === "name") || (key1 === "description")) || (key1 === "parameters")) || (key1 === "subject")) || (key1 === "timeout_ms"))){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0,schemaPath:"#/definitions/toolSpec/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0,schemaPath:"#/definitions/toolSpec/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -14342,12 +14774,12 @@ const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data2 === "string"){
 if(!pattern0.test(data2)){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/name",schemaPath:"#/definitions/toolSpec/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,63}$"+"\""}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/name",schemaPath:"#/definitions/toolSpec/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,63}$"+"\""}];
 return false;
 }
 }
 else {
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/name",schemaPath:"#/definitions/toolSpec/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/name",schemaPath:"#/definitions/toolSpec/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -14360,7 +14792,7 @@ if(valid3){
 if(data1.description !== undefined){
 const _errs10 = errors;
 if(typeof data1.description !== "string"){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/description",schemaPath:"#/definitions/toolSpec/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/description",schemaPath:"#/definitions/toolSpec/properties/description/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid3 = _errs10 === errors;
@@ -14373,7 +14805,7 @@ if(data1.parameters !== undefined){
 let data4 = data1.parameters;
 const _errs12 = errors;
 if(!(data4 && typeof data4 == "object" && !Array.isArray(data4))){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/parameters",schemaPath:"#/definitions/toolSpec/properties/parameters/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/parameters",schemaPath:"#/definitions/toolSpec/properties/parameters/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid3 = _errs12 === errors;
@@ -14385,7 +14817,7 @@ if(valid3){
 if(data1.subject !== undefined){
 const _errs14 = errors;
 if(typeof data1.subject !== "string"){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/subject",schemaPath:"#/definitions/toolSpec/properties/subject/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/subject",schemaPath:"#/definitions/toolSpec/properties/subject/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 var valid3 = _errs14 === errors;
@@ -14398,18 +14830,18 @@ if(data1.timeout_ms !== undefined){
 let data6 = data1.timeout_ms;
 const _errs16 = errors;
 if(!(((typeof data6 == "number") && (!(data6 % 1) && !isNaN(data6))) && (isFinite(data6)))){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/timeout_ms",schemaPath:"#/definitions/toolSpec/properties/timeout_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/timeout_ms",schemaPath:"#/definitions/toolSpec/properties/timeout_ms/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs16){
 if((typeof data6 == "number") && (isFinite(data6))){
 if(data6 > 600000 || isNaN(data6)){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/timeout_ms",schemaPath:"#/definitions/toolSpec/properties/timeout_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/timeout_ms",schemaPath:"#/definitions/toolSpec/properties/timeout_ms/maximum",keyword:"maximum",params:{comparison: "<=", limit: 600000},message:"must be <= 600000"}];
 return false;
 }
 else {
 if(data6 < 1 || isNaN(data6)){
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0+"/timeout_ms",schemaPath:"#/definitions/toolSpec/properties/timeout_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0+"/timeout_ms",schemaPath:"#/definitions/toolSpec/properties/timeout_ms/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -14428,7 +14860,7 @@ var valid3 = true;
 }
 }
 else {
-validate80.errors = [{instancePath:instancePath+"/tools/" + i0,schemaPath:"#/definitions/toolSpec/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate82.errors = [{instancePath:instancePath+"/tools/" + i0,schemaPath:"#/definitions/toolSpec/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
@@ -14439,7 +14871,7 @@ break;
 }
 }
 else {
-validate80.errors = [{instancePath:instancePath+"/tools",schemaPath:"#/properties/tools/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate82.errors = [{instancePath:instancePath+"/tools",schemaPath:"#/properties/tools/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -14453,18 +14885,18 @@ if(data.max_iters !== undefined){
 let data7 = data.max_iters;
 const _errs18 = errors;
 if(!(((typeof data7 == "number") && (!(data7 % 1) && !isNaN(data7))) && (isFinite(data7)))){
-validate80.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate82.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs18){
 if((typeof data7 == "number") && (isFinite(data7))){
 if(data7 > 50 || isNaN(data7)){
-validate80.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/maximum",keyword:"maximum",params:{comparison: "<=", limit: 50},message:"must be <= 50"}];
+validate82.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/maximum",keyword:"maximum",params:{comparison: "<=", limit: 50},message:"must be <= 50"}];
 return false;
 }
 else {
 if(data7 < 1 || isNaN(data7)){
-validate80.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate82.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -14480,17 +14912,17 @@ var valid0 = true;
 }
 }
 else {
-validate80.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate82.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate80.errors = vErrors;
+validate82.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_program_of_thought = validate81;
+export const validateModule_program_of_thought = validate83;
 
-function validate81(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate83(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
@@ -14498,7 +14930,7 @@ if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
 if(!(key0 === "max_iters")){
-validate81.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate83.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -14508,18 +14940,18 @@ if(data.max_iters !== undefined){
 let data0 = data.max_iters;
 const _errs2 = errors;
 if(!(((typeof data0 == "number") && (!(data0 % 1) && !isNaN(data0))) && (isFinite(data0)))){
-validate81.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate83.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs2){
 if((typeof data0 == "number") && (isFinite(data0))){
 if(data0 > 10 || isNaN(data0)){
-validate81.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"}];
+validate83.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"}];
 return false;
 }
 else {
 if(data0 < 1 || isNaN(data0)){
-validate81.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate83.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -14529,17 +14961,17 @@ return false;
 }
 }
 else {
-validate81.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate83.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate81.errors = vErrors;
+validate83.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_rlm = validate82;
+export const validateModule_rlm = validate84;
 
-function validate82(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate84(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
@@ -14547,7 +14979,7 @@ if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
 if(!((key0 === "max_iters") || (key0 === "max_llm_calls"))){
-validate82.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate84.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -14557,18 +14989,18 @@ if(data.max_iters !== undefined){
 let data0 = data.max_iters;
 const _errs2 = errors;
 if(!(((typeof data0 == "number") && (!(data0 % 1) && !isNaN(data0))) && (isFinite(data0)))){
-validate82.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate84.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs2){
 if((typeof data0 == "number") && (isFinite(data0))){
 if(data0 > 50 || isNaN(data0)){
-validate82.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/maximum",keyword:"maximum",params:{comparison: "<=", limit: 50},message:"must be <= 50"}];
+validate84.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/maximum",keyword:"maximum",params:{comparison: "<=", limit: 50},message:"must be <= 50"}];
 return false;
 }
 else {
 if(data0 < 1 || isNaN(data0)){
-validate82.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate84.errors = [{instancePath:instancePath+"/max_iters",schemaPath:"#/properties/max_iters/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -14584,18 +15016,18 @@ if(data.max_llm_calls !== undefined){
 let data1 = data.max_llm_calls;
 const _errs4 = errors;
 if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
-validate82.errors = [{instancePath:instancePath+"/max_llm_calls",schemaPath:"#/properties/max_llm_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate84.errors = [{instancePath:instancePath+"/max_llm_calls",schemaPath:"#/properties/max_llm_calls/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs4){
 if((typeof data1 == "number") && (isFinite(data1))){
 if(data1 > 200 || isNaN(data1)){
-validate82.errors = [{instancePath:instancePath+"/max_llm_calls",schemaPath:"#/properties/max_llm_calls/maximum",keyword:"maximum",params:{comparison: "<=", limit: 200},message:"must be <= 200"}];
+validate84.errors = [{instancePath:instancePath+"/max_llm_calls",schemaPath:"#/properties/max_llm_calls/maximum",keyword:"maximum",params:{comparison: "<=", limit: 200},message:"must be <= 200"}];
 return false;
 }
 else {
 if(data1 < 1 || isNaN(data1)){
-validate82.errors = [{instancePath:instancePath+"/max_llm_calls",schemaPath:"#/properties/max_llm_calls/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate84.errors = [{instancePath:instancePath+"/max_llm_calls",schemaPath:"#/properties/max_llm_calls/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -14610,17 +15042,17 @@ var valid0 = true;
 }
 }
 else {
-validate82.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate84.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate82.errors = vErrors;
+validate84.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_multi_chain_comparison = validate83;
+export const validateModule_multi_chain_comparison = validate85;
 
-function validate83(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate85(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
@@ -14628,7 +15060,7 @@ if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
 if(!((((key0 === "m") || (key0 === "temperature")) || (key0 === "completions")) || (key0 === "demos"))){
-validate83.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate85.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -14638,18 +15070,18 @@ if(data.m !== undefined){
 let data0 = data.m;
 const _errs2 = errors;
 if(!(((typeof data0 == "number") && (!(data0 % 1) && !isNaN(data0))) && (isFinite(data0)))){
-validate83.errors = [{instancePath:instancePath+"/m",schemaPath:"#/properties/m/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate85.errors = [{instancePath:instancePath+"/m",schemaPath:"#/properties/m/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs2){
 if((typeof data0 == "number") && (isFinite(data0))){
 if(data0 > 10 || isNaN(data0)){
-validate83.errors = [{instancePath:instancePath+"/m",schemaPath:"#/properties/m/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"}];
+validate85.errors = [{instancePath:instancePath+"/m",schemaPath:"#/properties/m/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10},message:"must be <= 10"}];
 return false;
 }
 else {
 if(data0 < 2 || isNaN(data0)){
-validate83.errors = [{instancePath:instancePath+"/m",schemaPath:"#/properties/m/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"}];
+validate85.errors = [{instancePath:instancePath+"/m",schemaPath:"#/properties/m/minimum",keyword:"minimum",params:{comparison: ">=", limit: 2},message:"must be >= 2"}];
 return false;
 }
 }
@@ -14667,18 +15099,18 @@ const _errs4 = errors;
 if(errors === _errs4){
 if((typeof data1 == "number") && (isFinite(data1))){
 if(data1 > 2 || isNaN(data1)){
-validate83.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate85.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data1 < 0 || isNaN(data1)){
-validate83.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate85.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate83.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate85.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -14699,7 +15131,7 @@ for(let i0=0; i0<len0; i0++){
 let data3 = data2[i0];
 const _errs8 = errors;
 if(!(data3 && typeof data3 == "object" && !Array.isArray(data3))){
-validate83.errors = [{instancePath:instancePath+"/completions/" + i0,schemaPath:"#/properties/completions/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate85.errors = [{instancePath:instancePath+"/completions/" + i0,schemaPath:"#/properties/completions/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid1 = _errs8 === errors;
@@ -14709,7 +15141,7 @@ break;
 }
 }
 else {
-validate83.errors = [{instancePath:instancePath+"/completions",schemaPath:"#/properties/completions/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate85.errors = [{instancePath:instancePath+"/completions",schemaPath:"#/properties/completions/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -14731,317 +15163,10 @@ for(let i1=0; i1<len1; i1++){
 let data5 = data4[i1];
 const _errs13 = errors;
 if(!(data5 && typeof data5 == "object" && !Array.isArray(data5))){
-validate83.errors = [{instancePath:instancePath+"/demos/" + i1,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate85.errors = [{instancePath:instancePath+"/demos/" + i1,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid3 = _errs13 === errors;
-if(!valid3){
-break;
-}
-}
-}
-else {
-validate83.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
-return false;
-}
-}
-var valid0 = _errs10 === errors;
-}
-else {
-var valid0 = true;
-}
-}
-}
-}
-}
-}
-else {
-validate83.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-}
-validate83.errors = vErrors;
-return errors === 0;
-}
-
-export const validateModule_best_of_n = validate84;
-
-function validate84(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-let vErrors = null;
-let errors = 0;
-if(errors === 0){
-if(data && typeof data == "object" && !Array.isArray(data)){
-let missing0;
-if((data.reward === undefined) && (missing0 = "reward")){
-validate84.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
-return false;
-}
-else {
-const _errs1 = errors;
-for(const key0 in data){
-if(!(((((((key0 === "module") || (key0 === "n")) || (key0 === "reward")) || (key0 === "reward_args")) || (key0 === "threshold")) || (key0 === "fail_count")) || (key0 === "demos"))){
-validate84.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
-return false;
-break;
-}
-}
-if(_errs1 === errors){
-if(data.module !== undefined){
-let data0 = data.module;
-const _errs2 = errors;
-if(!((data0 === "predict") || (data0 === "chain_of_thought"))){
-validate84.errors = [{instancePath:instancePath+"/module",schemaPath:"#/definitions/innerModule/enum",keyword:"enum",params:{allowedValues: schema22.enum},message:"must be equal to one of the allowed values"}];
-return false;
-}
-var valid0 = _errs2 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.n !== undefined){
-let data1 = data.n;
-const _errs4 = errors;
-if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
-validate84.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs4){
-if((typeof data1 == "number") && (isFinite(data1))){
-if(data1 > 20 || isNaN(data1)){
-validate84.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/maximum",keyword:"maximum",params:{comparison: "<=", limit: 20},message:"must be <= 20"}];
-return false;
-}
-else {
-if(data1 < 1 || isNaN(data1)){
-validate84.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
-return false;
-}
-}
-}
-}
-var valid0 = _errs4 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.reward !== undefined){
-let data2 = data.reward;
-const _errs6 = errors;
-if(errors === _errs6){
-if(typeof data2 === "string"){
-if(func2(data2) < 1){
-validate84.errors = [{instancePath:instancePath+"/reward",schemaPath:"#/properties/reward/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
-return false;
-}
-}
-else {
-validate84.errors = [{instancePath:instancePath+"/reward",schemaPath:"#/properties/reward/type",keyword:"type",params:{type: "string"},message:"must be string"}];
-return false;
-}
-}
-var valid0 = _errs6 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.reward_args !== undefined){
-let data3 = data.reward_args;
-const _errs8 = errors;
-if(!(data3 && typeof data3 == "object" && !Array.isArray(data3))){
-validate84.errors = [{instancePath:instancePath+"/reward_args",schemaPath:"#/properties/reward_args/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-var valid0 = _errs8 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.threshold !== undefined){
-let data4 = data.threshold;
-const _errs10 = errors;
-if(!((typeof data4 == "number") && (isFinite(data4)))){
-validate84.errors = [{instancePath:instancePath+"/threshold",schemaPath:"#/properties/threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
-return false;
-}
-var valid0 = _errs10 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.fail_count !== undefined){
-let data5 = data.fail_count;
-const _errs12 = errors;
-if(!(((typeof data5 == "number") && (!(data5 % 1) && !isNaN(data5))) && (isFinite(data5)))){
-validate84.errors = [{instancePath:instancePath+"/fail_count",schemaPath:"#/properties/fail_count/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs12){
-if((typeof data5 == "number") && (isFinite(data5))){
-if(data5 > 20 || isNaN(data5)){
-validate84.errors = [{instancePath:instancePath+"/fail_count",schemaPath:"#/properties/fail_count/maximum",keyword:"maximum",params:{comparison: "<=", limit: 20},message:"must be <= 20"}];
-return false;
-}
-else {
-if(data5 < 1 || isNaN(data5)){
-validate84.errors = [{instancePath:instancePath+"/fail_count",schemaPath:"#/properties/fail_count/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
-return false;
-}
-}
-}
-}
-var valid0 = _errs12 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.demos !== undefined){
-let data6 = data.demos;
-const _errs14 = errors;
-const _errs15 = errors;
-if(errors === _errs15){
-if(Array.isArray(data6)){
-var valid3 = true;
-const len0 = data6.length;
-for(let i0=0; i0<len0; i0++){
-let data7 = data6[i0];
-const _errs17 = errors;
-if(!(data7 && typeof data7 == "object" && !Array.isArray(data7))){
-validate84.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-var valid3 = _errs17 === errors;
-if(!valid3){
-break;
-}
-}
-}
-else {
-validate84.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
-return false;
-}
-}
-var valid0 = _errs14 === errors;
-}
-else {
-var valid0 = true;
-}
-}
-}
-}
-}
-}
-}
-}
-}
-}
-else {
-validate84.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-}
-validate84.errors = vErrors;
-return errors === 0;
-}
-
-export const validateModule_parallel = validate85;
-
-function validate85(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-let vErrors = null;
-let errors = 0;
-if(errors === 0){
-if(data && typeof data == "object" && !Array.isArray(data)){
-const _errs1 = errors;
-for(const key0 in data){
-if(!((((key0 === "module") || (key0 === "num_threads")) || (key0 === "max_errors")) || (key0 === "demos"))){
-validate85.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
-return false;
-break;
-}
-}
-if(_errs1 === errors){
-if(data.module !== undefined){
-let data0 = data.module;
-const _errs2 = errors;
-if(!((data0 === "predict") || (data0 === "chain_of_thought"))){
-validate85.errors = [{instancePath:instancePath+"/module",schemaPath:"#/definitions/innerModule/enum",keyword:"enum",params:{allowedValues: schema22.enum},message:"must be equal to one of the allowed values"}];
-return false;
-}
-var valid0 = _errs2 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.num_threads !== undefined){
-let data1 = data.num_threads;
-const _errs4 = errors;
-if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
-validate85.errors = [{instancePath:instancePath+"/num_threads",schemaPath:"#/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs4){
-if((typeof data1 == "number") && (isFinite(data1))){
-if(data1 > 32 || isNaN(data1)){
-validate85.errors = [{instancePath:instancePath+"/num_threads",schemaPath:"#/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 32},message:"must be <= 32"}];
-return false;
-}
-else {
-if(data1 < 1 || isNaN(data1)){
-validate85.errors = [{instancePath:instancePath+"/num_threads",schemaPath:"#/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
-return false;
-}
-}
-}
-}
-var valid0 = _errs4 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.max_errors !== undefined){
-let data2 = data.max_errors;
-const _errs6 = errors;
-if(!(((typeof data2 == "number") && (!(data2 % 1) && !isNaN(data2))) && (isFinite(data2)))){
-validate85.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
-return false;
-}
-if(errors === _errs6){
-if((typeof data2 == "number") && (isFinite(data2))){
-if(data2 < 1 || isNaN(data2)){
-validate85.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
-return false;
-}
-}
-}
-var valid0 = _errs6 === errors;
-}
-else {
-var valid0 = true;
-}
-if(valid0){
-if(data.demos !== undefined){
-let data3 = data.demos;
-const _errs8 = errors;
-const _errs9 = errors;
-if(errors === _errs9){
-if(Array.isArray(data3)){
-var valid3 = true;
-const len0 = data3.length;
-for(let i0=0; i0<len0; i0++){
-let data4 = data3[i0];
-const _errs11 = errors;
-if(!(data4 && typeof data4 == "object" && !Array.isArray(data4))){
-validate85.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-var valid3 = _errs11 === errors;
 if(!valid3){
 break;
 }
@@ -15052,7 +15177,7 @@ validate85.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitio
 return false;
 }
 }
-var valid0 = _errs8 === errors;
+var valid0 = _errs10 === errors;
 }
 else {
 var valid0 = true;
@@ -15071,16 +15196,22 @@ validate85.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_majority = validate86;
+export const validateModule_best_of_n = validate86;
 
 function validate86(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
+let missing0;
+if((data.reward === undefined) && (missing0 = "reward")){
+validate86.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+return false;
+}
+else {
 const _errs1 = errors;
 for(const key0 in data){
-if(!((((key0 === "module") || (key0 === "n")) || (key0 === "field")) || (key0 === "demos"))){
+if(!(((((((key0 === "module") || (key0 === "n")) || (key0 === "reward")) || (key0 === "reward_args")) || (key0 === "threshold")) || (key0 === "fail_count")) || (key0 === "demos"))){
 validate86.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
@@ -15127,18 +15258,319 @@ else {
 var valid0 = true;
 }
 if(valid0){
+if(data.reward !== undefined){
+let data2 = data.reward;
+const _errs6 = errors;
+if(errors === _errs6){
+if(typeof data2 === "string"){
+if(func2(data2) < 1){
+validate86.errors = [{instancePath:instancePath+"/reward",schemaPath:"#/properties/reward/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+return false;
+}
+}
+else {
+validate86.errors = [{instancePath:instancePath+"/reward",schemaPath:"#/properties/reward/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid0 = _errs6 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.reward_args !== undefined){
+let data3 = data.reward_args;
+const _errs8 = errors;
+if(!(data3 && typeof data3 == "object" && !Array.isArray(data3))){
+validate86.errors = [{instancePath:instancePath+"/reward_args",schemaPath:"#/properties/reward_args/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+var valid0 = _errs8 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.threshold !== undefined){
+let data4 = data.threshold;
+const _errs10 = errors;
+if(!((typeof data4 == "number") && (isFinite(data4)))){
+validate86.errors = [{instancePath:instancePath+"/threshold",schemaPath:"#/properties/threshold/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+return false;
+}
+var valid0 = _errs10 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.fail_count !== undefined){
+let data5 = data.fail_count;
+const _errs12 = errors;
+if(!(((typeof data5 == "number") && (!(data5 % 1) && !isNaN(data5))) && (isFinite(data5)))){
+validate86.errors = [{instancePath:instancePath+"/fail_count",schemaPath:"#/properties/fail_count/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs12){
+if((typeof data5 == "number") && (isFinite(data5))){
+if(data5 > 20 || isNaN(data5)){
+validate86.errors = [{instancePath:instancePath+"/fail_count",schemaPath:"#/properties/fail_count/maximum",keyword:"maximum",params:{comparison: "<=", limit: 20},message:"must be <= 20"}];
+return false;
+}
+else {
+if(data5 < 1 || isNaN(data5)){
+validate86.errors = [{instancePath:instancePath+"/fail_count",schemaPath:"#/properties/fail_count/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+var valid0 = _errs12 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.demos !== undefined){
+let data6 = data.demos;
+const _errs14 = errors;
+const _errs15 = errors;
+if(errors === _errs15){
+if(Array.isArray(data6)){
+var valid3 = true;
+const len0 = data6.length;
+for(let i0=0; i0<len0; i0++){
+let data7 = data6[i0];
+const _errs17 = errors;
+if(!(data7 && typeof data7 == "object" && !Array.isArray(data7))){
+validate86.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+var valid3 = _errs17 === errors;
+if(!valid3){
+break;
+}
+}
+}
+else {
+validate86.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid0 = _errs14 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
+}
+}
+}
+}
+}
+}
+}
+else {
+validate86.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate86.errors = vErrors;
+return errors === 0;
+}
+
+export const validateModule_parallel = validate87;
+
+function validate87(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+const _errs1 = errors;
+for(const key0 in data){
+if(!((((key0 === "module") || (key0 === "num_threads")) || (key0 === "max_errors")) || (key0 === "demos"))){
+validate87.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.module !== undefined){
+let data0 = data.module;
+const _errs2 = errors;
+if(!((data0 === "predict") || (data0 === "chain_of_thought"))){
+validate87.errors = [{instancePath:instancePath+"/module",schemaPath:"#/definitions/innerModule/enum",keyword:"enum",params:{allowedValues: schema22.enum},message:"must be equal to one of the allowed values"}];
+return false;
+}
+var valid0 = _errs2 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.num_threads !== undefined){
+let data1 = data.num_threads;
+const _errs4 = errors;
+if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
+validate87.errors = [{instancePath:instancePath+"/num_threads",schemaPath:"#/properties/num_threads/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs4){
+if((typeof data1 == "number") && (isFinite(data1))){
+if(data1 > 32 || isNaN(data1)){
+validate87.errors = [{instancePath:instancePath+"/num_threads",schemaPath:"#/properties/num_threads/maximum",keyword:"maximum",params:{comparison: "<=", limit: 32},message:"must be <= 32"}];
+return false;
+}
+else {
+if(data1 < 1 || isNaN(data1)){
+validate87.errors = [{instancePath:instancePath+"/num_threads",schemaPath:"#/properties/num_threads/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+var valid0 = _errs4 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.max_errors !== undefined){
+let data2 = data.max_errors;
+const _errs6 = errors;
+if(!(((typeof data2 == "number") && (!(data2 % 1) && !isNaN(data2))) && (isFinite(data2)))){
+validate87.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs6){
+if((typeof data2 == "number") && (isFinite(data2))){
+if(data2 < 1 || isNaN(data2)){
+validate87.errors = [{instancePath:instancePath+"/max_errors",schemaPath:"#/properties/max_errors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+var valid0 = _errs6 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.demos !== undefined){
+let data3 = data.demos;
+const _errs8 = errors;
+const _errs9 = errors;
+if(errors === _errs9){
+if(Array.isArray(data3)){
+var valid3 = true;
+const len0 = data3.length;
+for(let i0=0; i0<len0; i0++){
+let data4 = data3[i0];
+const _errs11 = errors;
+if(!(data4 && typeof data4 == "object" && !Array.isArray(data4))){
+validate87.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+var valid3 = _errs11 === errors;
+if(!valid3){
+break;
+}
+}
+}
+else {
+validate87.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid0 = _errs8 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
+}
+}
+}
+else {
+validate87.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate87.errors = vErrors;
+return errors === 0;
+}
+
+export const validateModule_majority = validate88;
+
+function validate88(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+const _errs1 = errors;
+for(const key0 in data){
+if(!((((key0 === "module") || (key0 === "n")) || (key0 === "field")) || (key0 === "demos"))){
+validate88.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.module !== undefined){
+let data0 = data.module;
+const _errs2 = errors;
+if(!((data0 === "predict") || (data0 === "chain_of_thought"))){
+validate88.errors = [{instancePath:instancePath+"/module",schemaPath:"#/definitions/innerModule/enum",keyword:"enum",params:{allowedValues: schema22.enum},message:"must be equal to one of the allowed values"}];
+return false;
+}
+var valid0 = _errs2 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.n !== undefined){
+let data1 = data.n;
+const _errs4 = errors;
+if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
+validate88.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+return false;
+}
+if(errors === _errs4){
+if((typeof data1 == "number") && (isFinite(data1))){
+if(data1 > 20 || isNaN(data1)){
+validate88.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/maximum",keyword:"maximum",params:{comparison: "<=", limit: 20},message:"must be <= 20"}];
+return false;
+}
+else {
+if(data1 < 1 || isNaN(data1)){
+validate88.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+return false;
+}
+}
+}
+}
+var valid0 = _errs4 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
 if(data.field !== undefined){
 let data2 = data.field;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data2 === "string"){
 if(func2(data2) < 1){
-validate86.errors = [{instancePath:instancePath+"/field",schemaPath:"#/properties/field/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+validate88.errors = [{instancePath:instancePath+"/field",schemaPath:"#/properties/field/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 }
 else {
-validate86.errors = [{instancePath:instancePath+"/field",schemaPath:"#/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate88.errors = [{instancePath:instancePath+"/field",schemaPath:"#/properties/field/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -15160,7 +15592,7 @@ for(let i0=0; i0<len0; i0++){
 let data4 = data3[i0];
 const _errs11 = errors;
 if(!(data4 && typeof data4 == "object" && !Array.isArray(data4))){
-validate86.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate88.errors = [{instancePath:instancePath+"/demos/" + i0,schemaPath:"#/definitions/demos/items/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 var valid3 = _errs11 === errors;
@@ -15170,7 +15602,7 @@ break;
 }
 }
 else {
-validate86.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate88.errors = [{instancePath:instancePath+"/demos",schemaPath:"#/definitions/demos/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -15185,39 +15617,39 @@ var valid0 = true;
 }
 }
 else {
-validate86.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate88.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate86.errors = vErrors;
+validate88.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_none = validate87;
+export const validateModule_none = validate89;
 
-function validate87(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate89(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 for(const key0 in data){
-validate87.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate89.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
 }
 else {
-validate87.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate89.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate87.errors = vErrors;
+validate89.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_embed = validate88;
+export const validateModule_embed = validate90;
 
-function validate88(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate90(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
@@ -15225,7 +15657,7 @@ if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
 if(!(((key0 === "model") || (key0 === "truncate")) || (key0 === "normalize"))){
-validate88.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate90.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -15235,7 +15667,7 @@ if(data.model !== undefined){
 let data0 = data.model;
 const _errs2 = errors;
 if(!((data0 === "wordllama") || (data0 === "lm"))){
-validate88.errors = [{instancePath:instancePath+"/model",schemaPath:"#/properties/model/enum",keyword:"enum",params:{allowedValues: schema32.properties.model.enum},message:"must be equal to one of the allowed values"}];
+validate90.errors = [{instancePath:instancePath+"/model",schemaPath:"#/properties/model/enum",keyword:"enum",params:{allowedValues: schema32.properties.model.enum},message:"must be equal to one of the allowed values"}];
 return false;
 }
 var valid0 = _errs2 === errors;
@@ -15247,7 +15679,7 @@ if(valid0){
 if(data.truncate !== undefined){
 const _errs3 = errors;
 if(typeof data.truncate !== "boolean"){
-validate88.errors = [{instancePath:instancePath+"/truncate",schemaPath:"#/properties/truncate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate90.errors = [{instancePath:instancePath+"/truncate",schemaPath:"#/properties/truncate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs3 === errors;
@@ -15259,7 +15691,7 @@ if(valid0){
 if(data.normalize !== undefined){
 const _errs5 = errors;
 if(typeof data.normalize !== "boolean"){
-validate88.errors = [{instancePath:instancePath+"/normalize",schemaPath:"#/properties/normalize/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
+validate90.errors = [{instancePath:instancePath+"/normalize",schemaPath:"#/properties/normalize/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"}];
 return false;
 }
 var valid0 = _errs5 === errors;
@@ -15272,31 +15704,31 @@ var valid0 = true;
 }
 }
 else {
-validate88.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate90.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate88.errors = vErrors;
+validate90.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_program = validate89;
+export const validateModule_program = validate91;
 
-function validate89(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate91(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.name === undefined) && (missing0 = "name")){
-validate89.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate91.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
 const _errs1 = errors;
 for(const key0 in data){
 if(!(key0 === "name")){
-validate89.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate91.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -15308,12 +15740,12 @@ const _errs2 = errors;
 if(errors === _errs2){
 if(typeof data0 === "string"){
 if(!pattern1.test(data0)){
-validate89.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"+"\""}];
+validate91.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"+"\""}];
 return false;
 }
 }
 else {
-validate89.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate91.errors = [{instancePath:instancePath+"/name",schemaPath:"#/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -15322,17 +15754,17 @@ return false;
 }
 }
 else {
-validate89.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate91.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate89.errors = vErrors;
+validate91.errors = vErrors;
 return errors === 0;
 }
 
-export const validateModule_complete = validate90;
+export const validateModule_complete = validate92;
 
-function validate90(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate92(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
@@ -15340,7 +15772,7 @@ if(data && typeof data == "object" && !Array.isArray(data)){
 const _errs1 = errors;
 for(const key0 in data){
 if(!((((key0 === "temperature") || (key0 === "max_tokens")) || (key0 === "n")) || (key0 === "stop"))){
-validate90.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+validate92.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
 break;
 }
@@ -15352,18 +15784,18 @@ const _errs2 = errors;
 if(errors === _errs2){
 if((typeof data0 == "number") && (isFinite(data0))){
 if(data0 > 2 || isNaN(data0)){
-validate90.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
+validate92.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/maximum",keyword:"maximum",params:{comparison: "<=", limit: 2},message:"must be <= 2"}];
 return false;
 }
 else {
 if(data0 < 0 || isNaN(data0)){
-validate90.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
+validate92.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"}];
 return false;
 }
 }
 }
 else {
-validate90.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
+validate92.errors = [{instancePath:instancePath+"/temperature",schemaPath:"#/properties/temperature/type",keyword:"type",params:{type: "number"},message:"must be number"}];
 return false;
 }
 }
@@ -15377,18 +15809,18 @@ if(data.max_tokens !== undefined){
 let data1 = data.max_tokens;
 const _errs4 = errors;
 if(!(((typeof data1 == "number") && (!(data1 % 1) && !isNaN(data1))) && (isFinite(data1)))){
-validate90.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate92.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs4){
 if((typeof data1 == "number") && (isFinite(data1))){
 if(data1 > 1000000 || isNaN(data1)){
-validate90.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"}];
+validate92.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"}];
 return false;
 }
 else {
 if(data1 < 1 || isNaN(data1)){
-validate90.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate92.errors = [{instancePath:instancePath+"/max_tokens",schemaPath:"#/properties/max_tokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -15404,18 +15836,18 @@ if(data.n !== undefined){
 let data2 = data.n;
 const _errs6 = errors;
 if(!(((typeof data2 == "number") && (!(data2 % 1) && !isNaN(data2))) && (isFinite(data2)))){
-validate90.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
+validate92.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/type",keyword:"type",params:{type: "integer"},message:"must be integer"}];
 return false;
 }
 if(errors === _errs6){
 if((typeof data2 == "number") && (isFinite(data2))){
 if(data2 > 16 || isNaN(data2)){
-validate90.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"}];
+validate92.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"}];
 return false;
 }
 else {
 if(data2 < 1 || isNaN(data2)){
-validate90.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
+validate92.errors = [{instancePath:instancePath+"/n",schemaPath:"#/properties/n/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"}];
 return false;
 }
 }
@@ -15433,7 +15865,7 @@ const _errs8 = errors;
 if(errors === _errs8){
 if(Array.isArray(data3)){
 if(data3.length > 4){
-validate90.errors = [{instancePath:instancePath+"/stop",schemaPath:"#/properties/stop/maxItems",keyword:"maxItems",params:{limit: 4},message:"must NOT have more than 4 items"}];
+validate92.errors = [{instancePath:instancePath+"/stop",schemaPath:"#/properties/stop/maxItems",keyword:"maxItems",params:{limit: 4},message:"must NOT have more than 4 items"}];
 return false;
 }
 else {
@@ -15445,18 +15877,18 @@ const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data4 === "string"){
 if(func2(data4) > 256){
-validate90.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters"}];
+validate92.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/maxLength",keyword:"maxLength",params:{limit: 256},message:"must NOT have more than 256 characters"}];
 return false;
 }
 else {
 if(func2(data4) < 1){
-validate90.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
+validate92.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];
 return false;
 }
 }
 }
 else {
-validate90.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate92.errors = [{instancePath:instancePath+"/stop/" + i0,schemaPath:"#/properties/stop/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -15468,7 +15900,7 @@ break;
 }
 }
 else {
-validate90.errors = [{instancePath:instancePath+"/stop",schemaPath:"#/properties/stop/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate92.errors = [{instancePath:instancePath+"/stop",schemaPath:"#/properties/stop/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
@@ -15483,11 +15915,11 @@ var valid0 = true;
 }
 }
 else {
-validate90.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate92.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate90.errors = vErrors;
+validate92.errors = vErrors;
 return errors === 0;
 }
 

@@ -745,15 +745,6 @@ class RetrievalReply(TypedDict, closed=True):
     """
 
 
-class FieldConstraints(TypedDict, closed=True):
-    ge: NotRequired[float]
-    gt: NotRequired[float]
-    le: NotRequired[float]
-    lt: NotRequired[float]
-    min_length: NotRequired[int]
-    max_length: NotRequired[int]
-
-
 class ScalarType(TypedDict, closed=True):
     """
     Type expression: Python type of the field.
@@ -769,6 +760,15 @@ class LiteralType(TypedDict, closed=True):
 
     kind: Literal["literal"]
     values: list[str | float | bool]
+
+
+class FieldConstraints(TypedDict, closed=True):
+    ge: NotRequired[float]
+    gt: NotRequired[float]
+    le: NotRequired[float]
+    lt: NotRequired[float]
+    min_length: NotRequired[int]
+    max_length: NotRequired[int]
 
 
 class OptimizeSpec(TypedDict, closed=True):
@@ -1093,7 +1093,38 @@ class UnionType(TypedDict, closed=True):
     members: list[SignatureType]
 
 
-SignatureType: TypeAlias = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType
+class ObjectType(TypedDict, closed=True):
+    """
+    A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.
+    """
+
+    kind: Literal["object"]
+    name: str
+    """
+    The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.
+    """
+    description: NotRequired[str]
+    """
+    The model's docstring.
+    """
+    fields: list[ObjectField]
+
+
+SignatureType: TypeAlias = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType
 """
 Type expression: Python type of the field.
 """
+
+
+class ObjectField(TypedDict, closed=True):
+    name: str
+    type: SignatureType
+    desc: NotRequired[str]
+    """
+    The field's description (pydantic Field(description=…)).
+    """
+    required: NotRequired[bool]
+    """
+    false: the field may be missing (default None), as a pydantic field with a default.
+    """
+    constraints: NotRequired[FieldConstraints]

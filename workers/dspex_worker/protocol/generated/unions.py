@@ -30,6 +30,7 @@ UNIONS: Final[dict[str, TaggedUnion]] = {
             "optional": "OptionalType",
             "literal": "LiteralType",
             "union": "UnionType",
+            "object": "ObjectType",
         },
         _type_expr,
     ),

@@ -8,8 +8,8 @@ from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException
 
 
 REGEX_PATTERNS = {
-    "^[-_a-zA-Z0-9]{1,128}$": re.compile("^[-_a-zA-Z0-9]{1,128}\\Z"),
     "^[A-Za-z_][A-Za-z0-9_]{0,63}$": re.compile("^[A-Za-z_][A-Za-z0-9_]{0,63}\\Z"),
+    "^[-_a-zA-Z0-9]{1,128}$": re.compile("^[-_a-zA-Z0-9]{1,128}\\Z"),
     "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$": re.compile("^[A-Za-z_][A-Za-z0-9_.-]{0,127}\\Z"),
     "^[^/]+/.+$": re.compile("^[^/]+/.+\\Z"),
     "^[A-Za-z_][A-Za-z0-9_]*$": re.compile("^[A-Za-z_][A-Za-z0-9_]*\\Z"),
@@ -262,17 +262,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "desc": {"type": "string"},
                                     "prefix": {"type": "string"},
                                     "constraints": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ge": {"type": "number"},
-                                            "gt": {"type": "number"},
-                                            "le": {"type": "number"},
-                                            "lt": {"type": "number"},
-                                            "min_length": {"type": "integer", "minimum": 0},
-                                            "max_length": {"type": "integer", "minimum": 0},
-                                        },
-                                        "title": "FieldConstraints",
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                     },
                                 },
                                 "title": "FieldWire",
@@ -356,8 +346,74 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
+                            },
+                            "objectField": {
+                                "type": "object",
+                                "required": ["name", "type"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                    "type": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                    "desc": {
+                                        "type": "string",
+                                        "maxLength": 4096,
+                                        "description": "The field's description (pydantic Field(description=…)).",
+                                    },
+                                    "required": {
+                                        "type": "boolean",
+                                        "default": True,
+                                        "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                    },
+                                    "constraints": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                    },
+                                },
+                                "title": "ObjectField",
+                            },
+                            "constraints": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "ge": {"type": "number"},
+                                    "gt": {"type": "number"},
+                                    "le": {"type": "number"},
+                                    "lt": {"type": "number"},
+                                    "min_length": {"type": "integer", "minimum": 0},
+                                    "max_length": {"type": "integer", "minimum": 0},
+                                },
+                                "title": "FieldConstraints",
                             },
                         },
                     },
@@ -1562,6 +1618,34 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 },
                                 "title": "UnionType",
                             },
+                            "ObjectType": {
+                                "type": "object",
+                                "required": ["kind", "name", "fields"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "object"},
+                                    "name": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                    },
+                                    "description": {
+                                        "type": "string",
+                                        "maxLength": 4096,
+                                        "description": "The model's docstring.",
+                                    },
+                                    "fields": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 128,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                        },
+                                    },
+                                },
+                                "title": "ObjectType",
+                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                            },
                         },
                         "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
                     },
@@ -1673,6 +1757,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1764,6 +1876,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -1845,6 +1985,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -1936,6 +2104,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2045,12 +2241,90 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
                             },
                         },
                         "title": "UnionType",
+                    },
+                    "ObjectType": {
+                        "type": "object",
+                        "required": ["kind", "name", "fields"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "object"},
+                            "name": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                            },
+                            "description": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "description": "The model's docstring.",
+                            },
+                            "fields": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 128,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "type"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        "type": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "desc": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The field's description (pydantic Field(description=…)).",
+                                        },
+                                        "required": {
+                                            "type": "boolean",
+                                            "default": True,
+                                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                        },
+                                        "constraints": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                        },
+                                    },
+                                    "title": "ObjectField",
+                                },
+                            },
+                        },
+                        "title": "ObjectType",
+                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                     },
                 },
                 "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
@@ -2233,6 +2507,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -2336,6 +2638,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2457,6 +2787,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2558,6 +2916,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -2639,6 +3025,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2744,6 +3158,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -2825,6 +3267,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2952,6 +3422,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3033,6 +3531,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3134,6 +3660,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -3238,6 +3792,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3360,6 +3942,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3602,6 +4212,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3711,6 +4349,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                     },
                                                 },
                                                 "title": "UnionType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -3823,6 +4489,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -3920,6 +4614,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                     },
                                                 },
                                                 "title": "UnionType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -4035,6 +4757,34 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                                 "title": "UnionType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -4044,6 +4794,1063 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                         },
                         rule="additionalProperties",
                     )
+        if "ObjectType" in data_keys:
+            data_keys.remove("ObjectType")
+            data__ObjectType = data["ObjectType"]
+            if not isinstance(data__ObjectType, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".ObjectType must be object",
+                    value=data__ObjectType,
+                    name="" + (name_prefix or "data") + ".ObjectType",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "name", "fields"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "object"},
+                            "name": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                            },
+                            "description": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "description": "The model's docstring.",
+                            },
+                            "fields": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 128,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "type"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        "type": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "desc": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The field's description (pydantic Field(description=…)).",
+                                        },
+                                        "required": {
+                                            "type": "boolean",
+                                            "default": True,
+                                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                        },
+                                        "constraints": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                        },
+                                    },
+                                    "title": "ObjectField",
+                                },
+                            },
+                        },
+                        "title": "ObjectType",
+                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                    },
+                    rule="type",
+                )
+            data__ObjectType_is_dict = isinstance(data__ObjectType, dict)
+            if data__ObjectType_is_dict:
+                data__ObjectType__missing_keys = set(["kind", "name", "fields"]) - data__ObjectType.keys()
+                if data__ObjectType__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".ObjectType must contain "
+                        + (str(sorted(data__ObjectType__missing_keys)) + " properties"),
+                        value=data__ObjectType,
+                        name="" + (name_prefix or "data") + ".ObjectType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name", "fields"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "object"},
+                                "name": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                },
+                                "description": {
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The model's docstring.",
+                                },
+                                "fields": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                            },
+                            "title": "ObjectType",
+                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                        },
+                        rule="required",
+                    )
+                data__ObjectType_keys = set(data__ObjectType.keys())
+                if "kind" in data__ObjectType_keys:
+                    data__ObjectType_keys.remove("kind")
+                    data__ObjectType__kind = data__ObjectType["kind"]
+                    if not (isinstance(data__ObjectType__kind, str) and data__ObjectType__kind == "object"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".ObjectType.kind must be same as const definition: object",
+                            value=data__ObjectType__kind,
+                            name="" + (name_prefix or "data") + ".ObjectType.kind",
+                            definition={"const": "object"},
+                            rule="const",
+                        )
+                if "name" in data__ObjectType_keys:
+                    data__ObjectType_keys.remove("name")
+                    data__ObjectType__name = data__ObjectType["name"]
+                    if not isinstance(data__ObjectType__name, (str)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".ObjectType.name must be string",
+                            value=data__ObjectType__name,
+                            name="" + (name_prefix or "data") + ".ObjectType.name",
+                            definition={
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                            },
+                            rule="type",
+                        )
+                    if isinstance(data__ObjectType__name, str):
+                        if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_]{0,63}$"].search(data__ObjectType__name):
+                            raise JsonSchemaValueException(
+                                ""
+                                + (name_prefix or "data")
+                                + ".ObjectType.name must match pattern ^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                value=data__ObjectType__name,
+                                name="" + (name_prefix or "data") + ".ObjectType.name",
+                                definition={
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                },
+                                rule="pattern",
+                            )
+                if "description" in data__ObjectType_keys:
+                    data__ObjectType_keys.remove("description")
+                    data__ObjectType__description = data__ObjectType["description"]
+                    if not isinstance(data__ObjectType__description, (str)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".ObjectType.description must be string",
+                            value=data__ObjectType__description,
+                            name="" + (name_prefix or "data") + ".ObjectType.description",
+                            definition={"type": "string", "maxLength": 4096, "description": "The model's docstring."},
+                            rule="type",
+                        )
+                    if isinstance(data__ObjectType__description, str):
+                        data__ObjectType__description_len = len(data__ObjectType__description)
+                        if data__ObjectType__description_len > 4096:
+                            raise JsonSchemaValueException(
+                                ""
+                                + (name_prefix or "data")
+                                + ".ObjectType.description must be shorter than or equal to 4096 characters",
+                                value=data__ObjectType__description,
+                                name="" + (name_prefix or "data") + ".ObjectType.description",
+                                definition={
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The model's docstring.",
+                                },
+                                rule="maxLength",
+                            )
+                if "fields" in data__ObjectType_keys:
+                    data__ObjectType_keys.remove("fields")
+                    data__ObjectType__fields = data__ObjectType["fields"]
+                    if not isinstance(data__ObjectType__fields, (list, tuple)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".ObjectType.fields must be array",
+                            value=data__ObjectType__fields,
+                            name="" + (name_prefix or "data") + ".ObjectType.fields",
+                            definition={
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 128,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "type"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        "type": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "desc": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The field's description (pydantic Field(description=…)).",
+                                        },
+                                        "required": {
+                                            "type": "boolean",
+                                            "default": True,
+                                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                        },
+                                        "constraints": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                        },
+                                    },
+                                    "title": "ObjectField",
+                                },
+                            },
+                            rule="type",
+                        )
+                    data__ObjectType__fields_is_list = isinstance(data__ObjectType__fields, (list, tuple))
+                    if data__ObjectType__fields_is_list:
+                        data__ObjectType__fields_len = len(data__ObjectType__fields)
+                        if data__ObjectType__fields_len < 1:
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".ObjectType.fields must contain at least 1 items",
+                                value=data__ObjectType__fields,
+                                name="" + (name_prefix or "data") + ".ObjectType.fields",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                                rule="minItems",
+                            )
+                        if data__ObjectType__fields_len > 128:
+                            raise JsonSchemaValueException(
+                                ""
+                                + (name_prefix or "data")
+                                + ".ObjectType.fields must contain less than or equal to 128 items",
+                                value=data__ObjectType__fields,
+                                name="" + (name_prefix or "data") + ".ObjectType.fields",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                                rule="maxItems",
+                            )
+                        for data__ObjectType__fields_x, data__ObjectType__fields_item in enumerate(
+                            data__ObjectType__fields
+                        ):
+                            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_objectfield(
+                                data__ObjectType__fields_item,
+                                custom_formats,
+                                (name_prefix or "data")
+                                + ".ObjectType.fields[{data__ObjectType__fields_x}]".format(**locals()),
+                            )
+                if data__ObjectType_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".ObjectType must not contain "
+                        + str(data__ObjectType_keys)
+                        + " properties",
+                        value=data__ObjectType,
+                        name="" + (name_prefix or "data") + ".ObjectType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name", "fields"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "object"},
+                                "name": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                },
+                                "description": {
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The model's docstring.",
+                                },
+                                "fields": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                            },
+                            "title": "ObjectType",
+                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                        },
+                        rule="additionalProperties",
+                    )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_objectfield(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "type": "object",
+                "required": ["name", "type"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                    "type": {
+                        "description": "Type expression: Python type of the field.",
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "required": ["kind"],
+                                "additionalProperties": False,
+                                "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                "title": "ScalarType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "items"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "list"},
+                                    "items": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                },
+                                "title": "ListType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "keys", "values"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "dict"},
+                                    "keys": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                    "values": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                },
+                                "title": "DictType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "inner"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "optional"},
+                                    "inner": {
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                    },
+                                },
+                                "title": "OptionalType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "values"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "literal"},
+                                    "values": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "items": {"type": ["string", "number", "boolean"]},
+                                    },
+                                },
+                                "title": "LiteralType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "members"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "union"},
+                                    "members": {
+                                        "type": "array",
+                                        "minItems": 2,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                },
+                                "title": "UnionType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "name", "fields"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "object"},
+                                    "name": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                    },
+                                    "description": {
+                                        "type": "string",
+                                        "maxLength": 4096,
+                                        "description": "The model's docstring.",
+                                    },
+                                    "fields": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 128,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                        },
+                                    },
+                                },
+                                "title": "ObjectType",
+                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                            },
+                        ],
+                        "title": "TypeExpr",
+                    },
+                    "desc": {
+                        "type": "string",
+                        "maxLength": 4096,
+                        "description": "The field's description (pydantic Field(description=…)).",
+                    },
+                    "required": {
+                        "type": "boolean",
+                        "default": True,
+                        "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                    },
+                    "constraints": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "ge": {"type": "number"},
+                            "gt": {"type": "number"},
+                            "le": {"type": "number"},
+                            "lt": {"type": "number"},
+                            "min_length": {"type": "integer", "minimum": 0},
+                            "max_length": {"type": "integer", "minimum": 0},
+                        },
+                        "title": "FieldConstraints",
+                    },
+                },
+                "title": "ObjectField",
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data__missing_keys = set(["name", "type"]) - data.keys()
+        if data__missing_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must contain " + (str(sorted(data__missing_keys)) + " properties"),
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "type": "object",
+                    "required": ["name", "type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                        "type": {
+                            "description": "Type expression: Python type of the field.",
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["kind"],
+                                    "additionalProperties": False,
+                                    "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                    "title": "ScalarType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "items"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "list"},
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                    "title": "ListType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "keys", "values"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "dict"},
+                                        "keys": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "values": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                    "title": "DictType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "inner"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "optional"},
+                                        "inner": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                    "title": "OptionalType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "values"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "literal"},
+                                        "values": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "items": {"type": ["string", "number", "boolean"]},
+                                        },
+                                    },
+                                    "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name", "fields"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "object"},
+                                        "name": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                        },
+                                        "description": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The model's docstring.",
+                                        },
+                                        "fields": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 128,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                            },
+                                        },
+                                    },
+                                    "title": "ObjectType",
+                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                },
+                            ],
+                            "title": "TypeExpr",
+                        },
+                        "desc": {
+                            "type": "string",
+                            "maxLength": 4096,
+                            "description": "The field's description (pydantic Field(description=…)).",
+                        },
+                        "required": {
+                            "type": "boolean",
+                            "default": True,
+                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                        },
+                        "constraints": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "ge": {"type": "number"},
+                                "gt": {"type": "number"},
+                                "le": {"type": "number"},
+                                "lt": {"type": "number"},
+                                "min_length": {"type": "integer", "minimum": 0},
+                                "max_length": {"type": "integer", "minimum": 0},
+                            },
+                            "title": "FieldConstraints",
+                        },
+                    },
+                    "title": "ObjectField",
+                },
+                rule="required",
+            )
+        data_keys = set(data.keys())
+        if "name" in data_keys:
+            data_keys.remove("name")
+            data__name = data["name"]
+            if not isinstance(data__name, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".name must be string",
+                    value=data__name,
+                    name="" + (name_prefix or "data") + ".name",
+                    definition={"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                    rule="type",
+                )
+            if isinstance(data__name, str):
+                if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_]{0,63}$"].search(data__name):
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".name must match pattern ^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                        value=data__name,
+                        name="" + (name_prefix or "data") + ".name",
+                        definition={"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                        rule="pattern",
+                    )
+        if "type" in data_keys:
+            data_keys.remove("type")
+            data__type = data["type"]
+            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_type(
+                data__type, custom_formats, (name_prefix or "data") + ".type"
+            )
+        if "desc" in data_keys:
+            data_keys.remove("desc")
+            data__desc = data["desc"]
+            if not isinstance(data__desc, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".desc must be string",
+                    value=data__desc,
+                    name="" + (name_prefix or "data") + ".desc",
+                    definition={
+                        "type": "string",
+                        "maxLength": 4096,
+                        "description": "The field's description (pydantic Field(description=…)).",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__desc, str):
+                data__desc_len = len(data__desc)
+                if data__desc_len > 4096:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".desc must be shorter than or equal to 4096 characters",
+                        value=data__desc,
+                        name="" + (name_prefix or "data") + ".desc",
+                        definition={
+                            "type": "string",
+                            "maxLength": 4096,
+                            "description": "The field's description (pydantic Field(description=…)).",
+                        },
+                        rule="maxLength",
+                    )
+        if "required" in data_keys:
+            data_keys.remove("required")
+            data__required = data["required"]
+            if not isinstance(data__required, (bool)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".required must be boolean",
+                    value=data__required,
+                    name="" + (name_prefix or "data") + ".required",
+                    definition={
+                        "type": "boolean",
+                        "default": True,
+                        "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                    },
+                    rule="type",
+                )
+        else:
+            data["required"] = True
+        if "constraints" in data_keys:
+            data_keys.remove("constraints")
+            data__constraints = data["constraints"]
+            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_constraints(
+                data__constraints, custom_formats, (name_prefix or "data") + ".constraints"
+            )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "type": "object",
+                    "required": ["name", "type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                        "type": {
+                            "description": "Type expression: Python type of the field.",
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "required": ["kind"],
+                                    "additionalProperties": False,
+                                    "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                    "title": "ScalarType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "items"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "list"},
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                    "title": "ListType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "keys", "values"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "dict"},
+                                        "keys": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "values": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                    "title": "DictType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "inner"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "optional"},
+                                        "inner": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                    },
+                                    "title": "OptionalType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "values"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "literal"},
+                                        "values": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "items": {"type": ["string", "number", "boolean"]},
+                                        },
+                                    },
+                                    "title": "LiteralType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "members"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "union"},
+                                        "members": {
+                                            "type": "array",
+                                            "minItems": 2,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                    },
+                                    "title": "UnionType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name", "fields"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "object"},
+                                        "name": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                        },
+                                        "description": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The model's docstring.",
+                                        },
+                                        "fields": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 128,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                            },
+                                        },
+                                    },
+                                    "title": "ObjectType",
+                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                },
+                            ],
+                            "title": "TypeExpr",
+                        },
+                        "desc": {
+                            "type": "string",
+                            "maxLength": 4096,
+                            "description": "The field's description (pydantic Field(description=…)).",
+                        },
+                        "required": {
+                            "type": "boolean",
+                            "default": True,
+                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                        },
+                        "constraints": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "ge": {"type": "number"},
+                                "gt": {"type": "number"},
+                                "le": {"type": "number"},
+                                "lt": {"type": "number"},
+                                "min_length": {"type": "integer", "minimum": 0},
+                                "max_length": {"type": "integer", "minimum": 0},
+                            },
+                            "title": "FieldConstraints",
+                        },
+                    },
+                    "title": "ObjectField",
+                },
+                rule="additionalProperties",
+            )
+    return data
+
+
+def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_constraints(
+    data, custom_formats={}, name_prefix=None
+):
+    if not isinstance(data, (dict)):
+        raise JsonSchemaValueException(
+            "" + (name_prefix or "data") + " must be object",
+            value=data,
+            name="" + (name_prefix or "data") + "",
+            definition={
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "ge": {"type": "number"},
+                    "gt": {"type": "number"},
+                    "le": {"type": "number"},
+                    "lt": {"type": "number"},
+                    "min_length": {"type": "integer", "minimum": 0},
+                    "max_length": {"type": "integer", "minimum": 0},
+                },
+                "title": "FieldConstraints",
+            },
+            rule="type",
+        )
+    data_is_dict = isinstance(data, dict)
+    if data_is_dict:
+        data_keys = set(data.keys())
+        if "ge" in data_keys:
+            data_keys.remove("ge")
+            data__ge = data["ge"]
+            if not isinstance(data__ge, (int, float, Decimal)) or isinstance(data__ge, bool):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".ge must be number",
+                    value=data__ge,
+                    name="" + (name_prefix or "data") + ".ge",
+                    definition={"type": "number"},
+                    rule="type",
+                )
+        if "gt" in data_keys:
+            data_keys.remove("gt")
+            data__gt = data["gt"]
+            if not isinstance(data__gt, (int, float, Decimal)) or isinstance(data__gt, bool):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".gt must be number",
+                    value=data__gt,
+                    name="" + (name_prefix or "data") + ".gt",
+                    definition={"type": "number"},
+                    rule="type",
+                )
+        if "le" in data_keys:
+            data_keys.remove("le")
+            data__le = data["le"]
+            if not isinstance(data__le, (int, float, Decimal)) or isinstance(data__le, bool):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".le must be number",
+                    value=data__le,
+                    name="" + (name_prefix or "data") + ".le",
+                    definition={"type": "number"},
+                    rule="type",
+                )
+        if "lt" in data_keys:
+            data_keys.remove("lt")
+            data__lt = data["lt"]
+            if not isinstance(data__lt, (int, float, Decimal)) or isinstance(data__lt, bool):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".lt must be number",
+                    value=data__lt,
+                    name="" + (name_prefix or "data") + ".lt",
+                    definition={"type": "number"},
+                    rule="type",
+                )
+        if "min_length" in data_keys:
+            data_keys.remove("min_length")
+            data__minlength = data["min_length"]
+            if (
+                not isinstance(data__minlength, (int))
+                and not (isinstance(data__minlength, float) and data__minlength.is_integer())
+                or isinstance(data__minlength, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".min_length must be integer",
+                    value=data__minlength,
+                    name="" + (name_prefix or "data") + ".min_length",
+                    definition={"type": "integer", "minimum": 0},
+                    rule="type",
+                )
+            if isinstance(data__minlength, (int, float, Decimal)) and not isinstance(data__minlength, bool):
+                if data__minlength < 0:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".min_length must be bigger than or equal to 0",
+                        value=data__minlength,
+                        name="" + (name_prefix or "data") + ".min_length",
+                        definition={"type": "integer", "minimum": 0},
+                        rule="minimum",
+                    )
+        if "max_length" in data_keys:
+            data_keys.remove("max_length")
+            data__maxlength = data["max_length"]
+            if (
+                not isinstance(data__maxlength, (int))
+                and not (isinstance(data__maxlength, float) and data__maxlength.is_integer())
+                or isinstance(data__maxlength, bool)
+            ):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".max_length must be integer",
+                    value=data__maxlength,
+                    name="" + (name_prefix or "data") + ".max_length",
+                    definition={"type": "integer", "minimum": 0},
+                    rule="type",
+                )
+            if isinstance(data__maxlength, (int, float, Decimal)) and not isinstance(data__maxlength, bool):
+                if data__maxlength < 0:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".max_length must be bigger than or equal to 0",
+                        value=data__maxlength,
+                        name="" + (name_prefix or "data") + ".max_length",
+                        definition={"type": "integer", "minimum": 0},
+                        rule="minimum",
+                    )
+        if data_keys:
+            raise JsonSchemaValueException(
+                "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                value=data,
+                name="" + (name_prefix or "data") + "",
+                definition={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "ge": {"type": "number"},
+                        "gt": {"type": "number"},
+                        "le": {"type": "number"},
+                        "lt": {"type": "number"},
+                        "min_length": {"type": "integer", "minimum": 0},
+                        "max_length": {"type": "integer", "minimum": 0},
+                    },
+                    "title": "FieldConstraints",
+                },
+                rule="additionalProperties",
+            )
     return data
 
 
@@ -4221,6 +6028,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4324,6 +6159,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4441,6 +6304,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -4544,6 +6435,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -4625,6 +6544,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -4730,6 +6677,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -4811,6 +6786,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4934,6 +6937,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -5015,6 +7046,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -5119,6 +7178,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -5222,6 +7309,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -5338,6 +7453,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -5576,6 +7719,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -5685,6 +7856,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                     },
                                                 },
                                                 "title": "UnionType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -5797,6 +7996,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
@@ -5894,6 +8121,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                     },
                                                 },
                                                 "title": "UnionType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -6002,12 +8257,412 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                                 "title": "UnionType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
                                 },
                             },
                             "title": "UnionType",
+                        },
+                        rule="additionalProperties",
+                    )
+            data_one_of_count2 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
+    if data_one_of_count2 < 2:
+        try:
+            if not isinstance(data, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + " must be object",
+                    value=data,
+                    name="" + (name_prefix or "data") + "",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "name", "fields"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "object"},
+                            "name": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                            },
+                            "description": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "description": "The model's docstring.",
+                            },
+                            "fields": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 128,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "type"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        "type": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "desc": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The field's description (pydantic Field(description=…)).",
+                                        },
+                                        "required": {
+                                            "type": "boolean",
+                                            "default": True,
+                                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                        },
+                                        "constraints": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                        },
+                                    },
+                                    "title": "ObjectField",
+                                },
+                            },
+                        },
+                        "title": "ObjectType",
+                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                    },
+                    rule="type",
+                )
+            data_is_dict = isinstance(data, dict)
+            if data_is_dict:
+                data__missing_keys = set(["kind", "name", "fields"]) - data.keys()
+                if data__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + " must contain "
+                        + (str(sorted(data__missing_keys)) + " properties"),
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name", "fields"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "object"},
+                                "name": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                },
+                                "description": {
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The model's docstring.",
+                                },
+                                "fields": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                            },
+                            "title": "ObjectType",
+                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                        },
+                        rule="required",
+                    )
+                data_keys = set(data.keys())
+                if "kind" in data_keys:
+                    data_keys.remove("kind")
+                    data__kind = data["kind"]
+                    if not (isinstance(data__kind, str) and data__kind == "object"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".kind must be same as const definition: object",
+                            value=data__kind,
+                            name="" + (name_prefix or "data") + ".kind",
+                            definition={"const": "object"},
+                            rule="const",
+                        )
+                if "name" in data_keys:
+                    data_keys.remove("name")
+                    data__name = data["name"]
+                    if not isinstance(data__name, (str)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".name must be string",
+                            value=data__name,
+                            name="" + (name_prefix or "data") + ".name",
+                            definition={
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                            },
+                            rule="type",
+                        )
+                    if isinstance(data__name, str):
+                        if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_]{0,63}$"].search(data__name):
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".name must match pattern ^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                value=data__name,
+                                name="" + (name_prefix or "data") + ".name",
+                                definition={
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                },
+                                rule="pattern",
+                            )
+                if "description" in data_keys:
+                    data_keys.remove("description")
+                    data__description = data["description"]
+                    if not isinstance(data__description, (str)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".description must be string",
+                            value=data__description,
+                            name="" + (name_prefix or "data") + ".description",
+                            definition={"type": "string", "maxLength": 4096, "description": "The model's docstring."},
+                            rule="type",
+                        )
+                    if isinstance(data__description, str):
+                        data__description_len = len(data__description)
+                        if data__description_len > 4096:
+                            raise JsonSchemaValueException(
+                                ""
+                                + (name_prefix or "data")
+                                + ".description must be shorter than or equal to 4096 characters",
+                                value=data__description,
+                                name="" + (name_prefix or "data") + ".description",
+                                definition={
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The model's docstring.",
+                                },
+                                rule="maxLength",
+                            )
+                if "fields" in data_keys:
+                    data_keys.remove("fields")
+                    data__fields = data["fields"]
+                    if not isinstance(data__fields, (list, tuple)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".fields must be array",
+                            value=data__fields,
+                            name="" + (name_prefix or "data") + ".fields",
+                            definition={
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 128,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "type"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        "type": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "desc": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The field's description (pydantic Field(description=…)).",
+                                        },
+                                        "required": {
+                                            "type": "boolean",
+                                            "default": True,
+                                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                        },
+                                        "constraints": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                        },
+                                    },
+                                    "title": "ObjectField",
+                                },
+                            },
+                            rule="type",
+                        )
+                    data__fields_is_list = isinstance(data__fields, (list, tuple))
+                    if data__fields_is_list:
+                        data__fields_len = len(data__fields)
+                        if data__fields_len < 1:
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".fields must contain at least 1 items",
+                                value=data__fields,
+                                name="" + (name_prefix or "data") + ".fields",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                                rule="minItems",
+                            )
+                        if data__fields_len > 128:
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".fields must contain less than or equal to 128 items",
+                                value=data__fields,
+                                name="" + (name_prefix or "data") + ".fields",
+                                definition={
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                                rule="maxItems",
+                            )
+                        for data__fields_x, data__fields_item in enumerate(data__fields):
+                            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_objectfield(
+                                data__fields_item,
+                                custom_formats,
+                                (name_prefix or "data") + ".fields[{data__fields_x}]".format(**locals()),
+                            )
+                if data_keys:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name", "fields"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "object"},
+                                "name": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                },
+                                "description": {
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The model's docstring.",
+                                },
+                                "fields": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "maxItems": 128,
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["name", "type"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            "type": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "desc": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The field's description (pydantic Field(description=…)).",
+                                            },
+                                            "required": {
+                                                "type": "boolean",
+                                                "default": True,
+                                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                            },
+                                            "constraints": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                            },
+                                        },
+                                        "title": "ObjectField",
+                                    },
+                                },
+                            },
+                            "title": "ObjectType",
+                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                         },
                         rule="additionalProperties",
                     )
@@ -6117,6 +8772,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -6208,6 +8891,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         },
                                         "title": "UnionType",
                                     },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
                                 ],
                                 "title": "TypeExpr",
                             },
@@ -6289,6 +9000,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -6380,6 +9119,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -6489,12 +9256,90 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                             "title": "UnionType",
                                         },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
                                     ],
                                     "title": "TypeExpr",
                                 },
                             },
                         },
                         "title": "UnionType",
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "name", "fields"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "object"},
+                            "name": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                            },
+                            "description": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "description": "The model's docstring.",
+                            },
+                            "fields": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 128,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "type"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        "type": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                        },
+                                        "desc": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The field's description (pydantic Field(description=…)).",
+                                        },
+                                        "required": {
+                                            "type": "boolean",
+                                            "default": True,
+                                            "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                        },
+                                        "constraints": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                        },
+                                    },
+                                    "title": "ObjectField",
+                                },
+                            },
+                        },
+                        "title": "ObjectType",
+                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                     },
                 ],
                 "title": "TypeExpr",
@@ -22291,17 +25136,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 "desc": {"type": "string"},
                                 "prefix": {"type": "string"},
                                 "constraints": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "ge": {"type": "number"},
-                                        "gt": {"type": "number"},
-                                        "le": {"type": "number"},
-                                        "lt": {"type": "number"},
-                                        "min_length": {"type": "integer", "minimum": 0},
-                                        "max_length": {"type": "integer", "minimum": 0},
-                                    },
-                                    "title": "FieldConstraints",
+                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                 },
                             },
                             "title": "FieldWire",
@@ -22323,17 +25158,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 "desc": {"type": "string"},
                                 "prefix": {"type": "string"},
                                 "constraints": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "ge": {"type": "number"},
-                                        "gt": {"type": "number"},
-                                        "le": {"type": "number"},
-                                        "lt": {"type": "number"},
-                                        "min_length": {"type": "integer", "minimum": 0},
-                                        "max_length": {"type": "integer", "minimum": 0},
-                                    },
-                                    "title": "FieldConstraints",
+                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                 },
                             },
                             "title": "FieldWire",
@@ -22426,6 +25251,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             },
                                         },
                                         "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -22545,6 +25398,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "UnionType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -22638,6 +25519,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                                 "title": "UnionType",
                                             },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            },
                                         ],
                                         "title": "TypeExpr",
                                     },
@@ -22721,6 +25630,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "UnionType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -22814,6 +25751,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "UnionType",
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name", "fields"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "object"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                    },
+                                                    "description": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The model's docstring.",
+                                                    },
+                                                    "fields": {
+                                                        "type": "array",
+                                                        "minItems": 1,
+                                                        "maxItems": 128,
+                                                        "items": {
+                                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                        },
+                                                    },
+                                                },
+                                                "title": "ObjectType",
+                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -22925,6 +25890,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "UnionType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -22932,8 +25925,213 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 },
                                 "title": "UnionType",
                             },
+                            {
+                                "type": "object",
+                                "required": ["kind", "name", "fields"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "object"},
+                                    "name": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                    },
+                                    "description": {
+                                        "type": "string",
+                                        "maxLength": 4096,
+                                        "description": "The model's docstring.",
+                                    },
+                                    "fields": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 128,
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["name", "type"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                                "type": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "desc": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The field's description (pydantic Field(description=…)).",
+                                                },
+                                                "required": {
+                                                    "type": "boolean",
+                                                    "default": True,
+                                                    "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                                },
+                                                "constraints": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                                },
+                                            },
+                                            "title": "ObjectField",
+                                        },
+                                    },
+                                },
+                                "title": "ObjectType",
+                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                            },
                         ],
                         "title": "TypeExpr",
+                    },
+                    "objectField": {
+                        "type": "object",
+                        "required": ["name", "type"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                            "type": {
+                                "description": "Type expression: Python type of the field.",
+                                "oneOf": [
+                                    {
+                                        "type": "object",
+                                        "required": ["kind"],
+                                        "additionalProperties": False,
+                                        "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                        "title": "ScalarType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "items"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "list"},
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                        "title": "ListType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "keys", "values"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "dict"},
+                                            "keys": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                            "values": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                        "title": "DictType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "inner"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "optional"},
+                                            "inner": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                            },
+                                        },
+                                        "title": "OptionalType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "values"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "literal"},
+                                            "values": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "items": {"type": ["string", "number", "boolean"]},
+                                            },
+                                        },
+                                        "title": "LiteralType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "members"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "union"},
+                                            "members": {
+                                                "type": "array",
+                                                "minItems": 2,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                        },
+                                        "title": "UnionType",
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name", "fields"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "object"},
+                                            "name": {
+                                                "type": "string",
+                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                            },
+                                            "description": {
+                                                "type": "string",
+                                                "maxLength": 4096,
+                                                "description": "The model's docstring.",
+                                            },
+                                            "fields": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "maxItems": 128,
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                },
+                                            },
+                                        },
+                                        "title": "ObjectType",
+                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    },
+                                ],
+                                "title": "TypeExpr",
+                            },
+                            "desc": {
+                                "type": "string",
+                                "maxLength": 4096,
+                                "description": "The field's description (pydantic Field(description=…)).",
+                            },
+                            "required": {
+                                "type": "boolean",
+                                "default": True,
+                                "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                            },
+                            "constraints": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "properties": {
+                                    "ge": {"type": "number"},
+                                    "gt": {"type": "number"},
+                                    "le": {"type": "number"},
+                                    "lt": {"type": "number"},
+                                    "min_length": {"type": "integer", "minimum": 0},
+                                    "max_length": {"type": "integer", "minimum": 0},
+                                },
+                                "title": "FieldConstraints",
+                            },
+                        },
+                        "title": "ObjectField",
+                    },
+                    "constraints": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "ge": {"type": "number"},
+                            "gt": {"type": "number"},
+                            "le": {"type": "number"},
+                            "lt": {"type": "number"},
+                            "min_length": {"type": "integer", "minimum": 0},
+                            "max_length": {"type": "integer", "minimum": 0},
+                        },
+                        "title": "FieldConstraints",
                     },
                 },
             },
@@ -22974,17 +26172,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "desc": {"type": "string"},
                                     "prefix": {"type": "string"},
                                     "constraints": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ge": {"type": "number"},
-                                            "gt": {"type": "number"},
-                                            "le": {"type": "number"},
-                                            "lt": {"type": "number"},
-                                            "min_length": {"type": "integer", "minimum": 0},
-                                            "max_length": {"type": "integer", "minimum": 0},
-                                        },
-                                        "title": "FieldConstraints",
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                     },
                                 },
                                 "title": "FieldWire",
@@ -23006,17 +26194,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "desc": {"type": "string"},
                                     "prefix": {"type": "string"},
                                     "constraints": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ge": {"type": "number"},
-                                            "gt": {"type": "number"},
-                                            "le": {"type": "number"},
-                                            "lt": {"type": "number"},
-                                            "min_length": {"type": "integer", "minimum": 0},
-                                            "max_length": {"type": "integer", "minimum": 0},
-                                        },
-                                        "title": "FieldConstraints",
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                     },
                                 },
                                 "title": "FieldWire",
@@ -23109,6 +26287,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -23228,6 +26434,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "UnionType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -23321,6 +26555,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "UnionType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -23404,6 +26666,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "UnionType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -23497,6 +26787,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "UnionType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -23608,6 +26926,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                         "title": "UnionType",
                                                     },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "name", "fields"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "object"},
+                                                            "name": {
+                                                                "type": "string",
+                                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                            },
+                                                            "description": {
+                                                                "type": "string",
+                                                                "maxLength": 4096,
+                                                                "description": "The model's docstring.",
+                                                            },
+                                                            "fields": {
+                                                                "type": "array",
+                                                                "minItems": 1,
+                                                                "maxItems": 128,
+                                                                "items": {
+                                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                                },
+                                                            },
+                                                        },
+                                                        "title": "ObjectType",
+                                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    },
                                                 ],
                                                 "title": "TypeExpr",
                                             },
@@ -23615,8 +26961,216 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     },
                                     "title": "UnionType",
                                 },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name", "fields"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "object"},
+                                        "name": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                        },
+                                        "description": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The model's docstring.",
+                                        },
+                                        "fields": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 128,
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["name", "type"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                    "type": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "desc": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The field's description (pydantic Field(description=…)).",
+                                                    },
+                                                    "required": {
+                                                        "type": "boolean",
+                                                        "default": True,
+                                                        "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                                    },
+                                                    "constraints": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                                    },
+                                                },
+                                                "title": "ObjectField",
+                                            },
+                                        },
+                                    },
+                                    "title": "ObjectType",
+                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                },
                             ],
                             "title": "TypeExpr",
+                        },
+                        "objectField": {
+                            "type": "object",
+                            "required": ["name", "type"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                "type": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                                "desc": {
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The field's description (pydantic Field(description=…)).",
+                                },
+                                "required": {
+                                    "type": "boolean",
+                                    "default": True,
+                                    "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                },
+                                "constraints": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "ge": {"type": "number"},
+                                        "gt": {"type": "number"},
+                                        "le": {"type": "number"},
+                                        "lt": {"type": "number"},
+                                        "min_length": {"type": "integer", "minimum": 0},
+                                        "max_length": {"type": "integer", "minimum": 0},
+                                    },
+                                    "title": "FieldConstraints",
+                                },
+                            },
+                            "title": "ObjectField",
+                        },
+                        "constraints": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "ge": {"type": "number"},
+                                "gt": {"type": "number"},
+                                "le": {"type": "number"},
+                                "lt": {"type": "number"},
+                                "min_length": {"type": "integer", "minimum": 0},
+                                "max_length": {"type": "integer", "minimum": 0},
+                            },
+                            "title": "FieldConstraints",
                         },
                     },
                 },
@@ -23659,17 +27213,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 "desc": {"type": "string"},
                                 "prefix": {"type": "string"},
                                 "constraints": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "ge": {"type": "number"},
-                                        "gt": {"type": "number"},
-                                        "le": {"type": "number"},
-                                        "lt": {"type": "number"},
-                                        "min_length": {"type": "integer", "minimum": 0},
-                                        "max_length": {"type": "integer", "minimum": 0},
-                                    },
-                                    "title": "FieldConstraints",
+                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                 },
                             },
                             "title": "FieldWire",
@@ -23701,17 +27245,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "desc": {"type": "string"},
                                     "prefix": {"type": "string"},
                                     "constraints": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ge": {"type": "number"},
-                                            "gt": {"type": "number"},
-                                            "le": {"type": "number"},
-                                            "lt": {"type": "number"},
-                                            "min_length": {"type": "integer", "minimum": 0},
-                                            "max_length": {"type": "integer", "minimum": 0},
-                                        },
-                                        "title": "FieldConstraints",
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                     },
                                 },
                                 "title": "FieldWire",
@@ -23749,17 +27283,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 "desc": {"type": "string"},
                                 "prefix": {"type": "string"},
                                 "constraints": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "ge": {"type": "number"},
-                                        "gt": {"type": "number"},
-                                        "le": {"type": "number"},
-                                        "lt": {"type": "number"},
-                                        "min_length": {"type": "integer", "minimum": 0},
-                                        "max_length": {"type": "integer", "minimum": 0},
-                                    },
-                                    "title": "FieldConstraints",
+                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                 },
                             },
                             "title": "FieldWire",
@@ -23790,17 +27314,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "desc": {"type": "string"},
                                     "prefix": {"type": "string"},
                                     "constraints": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ge": {"type": "number"},
-                                            "gt": {"type": "number"},
-                                            "le": {"type": "number"},
-                                            "lt": {"type": "number"},
-                                            "min_length": {"type": "integer", "minimum": 0},
-                                            "max_length": {"type": "integer", "minimum": 0},
-                                        },
-                                        "title": "FieldConstraints",
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                     },
                                 },
                                 "title": "FieldWire",
@@ -23847,17 +27361,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "desc": {"type": "string"},
                                     "prefix": {"type": "string"},
                                     "constraints": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ge": {"type": "number"},
-                                            "gt": {"type": "number"},
-                                            "le": {"type": "number"},
-                                            "lt": {"type": "number"},
-                                            "min_length": {"type": "integer", "minimum": 0},
-                                            "max_length": {"type": "integer", "minimum": 0},
-                                        },
-                                        "title": "FieldConstraints",
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                     },
                                 },
                                 "title": "FieldWire",
@@ -23879,17 +27383,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "desc": {"type": "string"},
                                     "prefix": {"type": "string"},
                                     "constraints": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ge": {"type": "number"},
-                                            "gt": {"type": "number"},
-                                            "le": {"type": "number"},
-                                            "lt": {"type": "number"},
-                                            "min_length": {"type": "integer", "minimum": 0},
-                                            "max_length": {"type": "integer", "minimum": 0},
-                                        },
-                                        "title": "FieldConstraints",
+                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
                                     },
                                 },
                                 "title": "FieldWire",
@@ -23982,6 +27476,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                             },
                                             "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -24101,6 +27623,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "UnionType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -24194,6 +27744,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                     "title": "UnionType",
                                                 },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                },
                                             ],
                                             "title": "TypeExpr",
                                         },
@@ -24277,6 +27855,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "UnionType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -24370,6 +27976,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "UnionType",
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name", "fields"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "object"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                        },
+                                                        "description": {
+                                                            "type": "string",
+                                                            "maxLength": 4096,
+                                                            "description": "The model's docstring.",
+                                                        },
+                                                        "fields": {
+                                                            "type": "array",
+                                                            "minItems": 1,
+                                                            "maxItems": 128,
+                                                            "items": {
+                                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                            },
+                                                        },
+                                                    },
+                                                    "title": "ObjectType",
+                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -24481,6 +28115,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                         "title": "UnionType",
                                                     },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "name", "fields"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "object"},
+                                                            "name": {
+                                                                "type": "string",
+                                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                                "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                            },
+                                                            "description": {
+                                                                "type": "string",
+                                                                "maxLength": 4096,
+                                                                "description": "The model's docstring.",
+                                                            },
+                                                            "fields": {
+                                                                "type": "array",
+                                                                "minItems": 1,
+                                                                "maxItems": 128,
+                                                                "items": {
+                                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                                },
+                                                            },
+                                                        },
+                                                        "title": "ObjectType",
+                                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    },
                                                 ],
                                                 "title": "TypeExpr",
                                             },
@@ -24488,8 +28150,216 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     },
                                     "title": "UnionType",
                                 },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name", "fields"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "object"},
+                                        "name": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                        },
+                                        "description": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The model's docstring.",
+                                        },
+                                        "fields": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 128,
+                                            "items": {
+                                                "type": "object",
+                                                "required": ["name", "type"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                    "type": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                    "desc": {
+                                                        "type": "string",
+                                                        "maxLength": 4096,
+                                                        "description": "The field's description (pydantic Field(description=…)).",
+                                                    },
+                                                    "required": {
+                                                        "type": "boolean",
+                                                        "default": True,
+                                                        "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                                    },
+                                                    "constraints": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/constraints"
+                                                    },
+                                                },
+                                                "title": "ObjectField",
+                                            },
+                                        },
+                                    },
+                                    "title": "ObjectType",
+                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                },
                             ],
                             "title": "TypeExpr",
+                        },
+                        "objectField": {
+                            "type": "object",
+                            "required": ["name", "type"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                "type": {
+                                    "description": "Type expression: Python type of the field.",
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["kind"],
+                                            "additionalProperties": False,
+                                            "properties": {"kind": {"enum": ["str", "int", "float", "bool", "any"]}},
+                                            "title": "ScalarType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "items"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "list"},
+                                                "items": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "ListType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "keys", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "dict"},
+                                                "keys": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                                "values": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "DictType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "inner"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "optional"},
+                                                "inner": {
+                                                    "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                },
+                                            },
+                                            "title": "OptionalType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "values"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "literal"},
+                                                "values": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "items": {"type": ["string", "number", "boolean"]},
+                                                },
+                                            },
+                                            "title": "LiteralType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "members"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "union"},
+                                                "members": {
+                                                    "type": "array",
+                                                    "minItems": 2,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/type"
+                                                    },
+                                                },
+                                            },
+                                            "title": "UnionType",
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name", "fields"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "object"},
+                                                "name": {
+                                                    "type": "string",
+                                                    "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                                },
+                                                "description": {
+                                                    "type": "string",
+                                                    "maxLength": 4096,
+                                                    "description": "The model's docstring.",
+                                                },
+                                                "fields": {
+                                                    "type": "array",
+                                                    "minItems": 1,
+                                                    "maxItems": 128,
+                                                    "items": {
+                                                        "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                                    },
+                                                },
+                                            },
+                                            "title": "ObjectType",
+                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        },
+                                    ],
+                                    "title": "TypeExpr",
+                                },
+                                "desc": {
+                                    "type": "string",
+                                    "maxLength": 4096,
+                                    "description": "The field's description (pydantic Field(description=…)).",
+                                },
+                                "required": {
+                                    "type": "boolean",
+                                    "default": True,
+                                    "description": "false: the field may be missing (default None), as a pydantic field with a default.",
+                                },
+                                "constraints": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "ge": {"type": "number"},
+                                        "gt": {"type": "number"},
+                                        "le": {"type": "number"},
+                                        "lt": {"type": "number"},
+                                        "min_length": {"type": "integer", "minimum": 0},
+                                        "max_length": {"type": "integer", "minimum": 0},
+                                    },
+                                    "title": "FieldConstraints",
+                                },
+                            },
+                            "title": "ObjectField",
+                        },
+                        "constraints": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "ge": {"type": "number"},
+                                "gt": {"type": "number"},
+                                "le": {"type": "number"},
+                                "lt": {"type": "number"},
+                                "min_length": {"type": "integer", "minimum": 0},
+                                "max_length": {"type": "integer", "minimum": 0},
+                            },
+                            "title": "FieldConstraints",
                         },
                     },
                 },
@@ -24590,6 +28460,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     },
                                 },
                                 "title": "UnionType",
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "name", "fields"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "object"},
+                                    "name": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                        "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                    },
+                                    "description": {
+                                        "type": "string",
+                                        "maxLength": 4096,
+                                        "description": "The model's docstring.",
+                                    },
+                                    "fields": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 128,
+                                        "items": {
+                                            "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                        },
+                                    },
+                                },
+                                "title": "ObjectType",
+                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                             },
                         ],
                         "title": "TypeExpr",
@@ -24707,6 +28605,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     },
                                     "title": "UnionType",
                                 },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name", "fields"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "object"},
+                                        "name": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                        },
+                                        "description": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The model's docstring.",
+                                        },
+                                        "fields": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 128,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                            },
+                                        },
+                                    },
+                                    "title": "ObjectType",
+                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                },
                             ],
                             "title": "TypeExpr",
                         },
@@ -24782,167 +28708,9 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
         if "constraints" in data_keys:
             data_keys.remove("constraints")
             data__constraints = data["constraints"]
-            if not isinstance(data__constraints, (dict)):
-                raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".constraints must be object",
-                    value=data__constraints,
-                    name="" + (name_prefix or "data") + ".constraints",
-                    definition={
-                        "type": "object",
-                        "additionalProperties": False,
-                        "properties": {
-                            "ge": {"type": "number"},
-                            "gt": {"type": "number"},
-                            "le": {"type": "number"},
-                            "lt": {"type": "number"},
-                            "min_length": {"type": "integer", "minimum": 0},
-                            "max_length": {"type": "integer", "minimum": 0},
-                        },
-                        "title": "FieldConstraints",
-                    },
-                    rule="type",
-                )
-            data__constraints_is_dict = isinstance(data__constraints, dict)
-            if data__constraints_is_dict:
-                data__constraints_keys = set(data__constraints.keys())
-                if "ge" in data__constraints_keys:
-                    data__constraints_keys.remove("ge")
-                    data__constraints__ge = data__constraints["ge"]
-                    if not isinstance(data__constraints__ge, (int, float, Decimal)) or isinstance(
-                        data__constraints__ge, bool
-                    ):
-                        raise JsonSchemaValueException(
-                            "" + (name_prefix or "data") + ".constraints.ge must be number",
-                            value=data__constraints__ge,
-                            name="" + (name_prefix or "data") + ".constraints.ge",
-                            definition={"type": "number"},
-                            rule="type",
-                        )
-                if "gt" in data__constraints_keys:
-                    data__constraints_keys.remove("gt")
-                    data__constraints__gt = data__constraints["gt"]
-                    if not isinstance(data__constraints__gt, (int, float, Decimal)) or isinstance(
-                        data__constraints__gt, bool
-                    ):
-                        raise JsonSchemaValueException(
-                            "" + (name_prefix or "data") + ".constraints.gt must be number",
-                            value=data__constraints__gt,
-                            name="" + (name_prefix or "data") + ".constraints.gt",
-                            definition={"type": "number"},
-                            rule="type",
-                        )
-                if "le" in data__constraints_keys:
-                    data__constraints_keys.remove("le")
-                    data__constraints__le = data__constraints["le"]
-                    if not isinstance(data__constraints__le, (int, float, Decimal)) or isinstance(
-                        data__constraints__le, bool
-                    ):
-                        raise JsonSchemaValueException(
-                            "" + (name_prefix or "data") + ".constraints.le must be number",
-                            value=data__constraints__le,
-                            name="" + (name_prefix or "data") + ".constraints.le",
-                            definition={"type": "number"},
-                            rule="type",
-                        )
-                if "lt" in data__constraints_keys:
-                    data__constraints_keys.remove("lt")
-                    data__constraints__lt = data__constraints["lt"]
-                    if not isinstance(data__constraints__lt, (int, float, Decimal)) or isinstance(
-                        data__constraints__lt, bool
-                    ):
-                        raise JsonSchemaValueException(
-                            "" + (name_prefix or "data") + ".constraints.lt must be number",
-                            value=data__constraints__lt,
-                            name="" + (name_prefix or "data") + ".constraints.lt",
-                            definition={"type": "number"},
-                            rule="type",
-                        )
-                if "min_length" in data__constraints_keys:
-                    data__constraints_keys.remove("min_length")
-                    data__constraints__minlength = data__constraints["min_length"]
-                    if (
-                        not isinstance(data__constraints__minlength, (int))
-                        and not (
-                            isinstance(data__constraints__minlength, float)
-                            and data__constraints__minlength.is_integer()
-                        )
-                        or isinstance(data__constraints__minlength, bool)
-                    ):
-                        raise JsonSchemaValueException(
-                            "" + (name_prefix or "data") + ".constraints.min_length must be integer",
-                            value=data__constraints__minlength,
-                            name="" + (name_prefix or "data") + ".constraints.min_length",
-                            definition={"type": "integer", "minimum": 0},
-                            rule="type",
-                        )
-                    if isinstance(data__constraints__minlength, (int, float, Decimal)) and not isinstance(
-                        data__constraints__minlength, bool
-                    ):
-                        if data__constraints__minlength < 0:
-                            raise JsonSchemaValueException(
-                                ""
-                                + (name_prefix or "data")
-                                + ".constraints.min_length must be bigger than or equal to 0",
-                                value=data__constraints__minlength,
-                                name="" + (name_prefix or "data") + ".constraints.min_length",
-                                definition={"type": "integer", "minimum": 0},
-                                rule="minimum",
-                            )
-                if "max_length" in data__constraints_keys:
-                    data__constraints_keys.remove("max_length")
-                    data__constraints__maxlength = data__constraints["max_length"]
-                    if (
-                        not isinstance(data__constraints__maxlength, (int))
-                        and not (
-                            isinstance(data__constraints__maxlength, float)
-                            and data__constraints__maxlength.is_integer()
-                        )
-                        or isinstance(data__constraints__maxlength, bool)
-                    ):
-                        raise JsonSchemaValueException(
-                            "" + (name_prefix or "data") + ".constraints.max_length must be integer",
-                            value=data__constraints__maxlength,
-                            name="" + (name_prefix or "data") + ".constraints.max_length",
-                            definition={"type": "integer", "minimum": 0},
-                            rule="type",
-                        )
-                    if isinstance(data__constraints__maxlength, (int, float, Decimal)) and not isinstance(
-                        data__constraints__maxlength, bool
-                    ):
-                        if data__constraints__maxlength < 0:
-                            raise JsonSchemaValueException(
-                                ""
-                                + (name_prefix or "data")
-                                + ".constraints.max_length must be bigger than or equal to 0",
-                                value=data__constraints__maxlength,
-                                name="" + (name_prefix or "data") + ".constraints.max_length",
-                                definition={"type": "integer", "minimum": 0},
-                                rule="minimum",
-                            )
-                if data__constraints_keys:
-                    raise JsonSchemaValueException(
-                        ""
-                        + (name_prefix or "data")
-                        + ".constraints must not contain "
-                        + str(data__constraints_keys)
-                        + " properties",
-                        value=data__constraints,
-                        name="" + (name_prefix or "data") + ".constraints",
-                        definition={
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {
-                                "ge": {"type": "number"},
-                                "gt": {"type": "number"},
-                                "le": {"type": "number"},
-                                "lt": {"type": "number"},
-                                "min_length": {"type": "integer", "minimum": 0},
-                                "max_length": {"type": "integer", "minimum": 0},
-                            },
-                            "title": "FieldConstraints",
-                        },
-                        rule="additionalProperties",
-                    )
+            validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_constraints(
+                data__constraints, custom_formats, (name_prefix or "data") + ".constraints"
+            )
         if data_keys:
             raise JsonSchemaValueException(
                 "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
@@ -25032,6 +28800,34 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                         },
                                     },
                                     "title": "UnionType",
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name", "fields"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "object"},
+                                        "name": {
+                                            "type": "string",
+                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                            "description": "The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema.",
+                                        },
+                                        "description": {
+                                            "type": "string",
+                                            "maxLength": 4096,
+                                            "description": "The model's docstring.",
+                                        },
+                                        "fields": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": 128,
+                                            "items": {
+                                                "$ref": "https://dspex.dev/schemas/v1/signature.schema.json#/definitions/objectField"
+                                            },
+                                        },
+                                    },
+                                    "title": "ObjectType",
+                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
                                 },
                             ],
                             "title": "TypeExpr",
