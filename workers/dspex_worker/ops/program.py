@@ -18,10 +18,11 @@ from typing import Any
 
 import dspy
 
+from ..lm.errors import classify_exception
 from ..observability.log import get_logger
 from ..programs.packages import Program, check_outputs, program_error
 from ..protocol import DspexError
-from ..protocol.errors import ValidationError
+from ..protocol.errors import ValidationError, WorkerError
 from .plan import Plan, PlanInput
 
 log = get_logger("dspex.worker.program")
@@ -70,6 +71,11 @@ def _on_error(program: Program) -> Any:
     def typed(exc: Exception) -> DspexError | None:
         if isinstance(exc, DspexError):
             return None
+        # the LM's failures inside the program keep their own types (an unparseable answer, a provider error and
+        # whether it is worth retrying), as in a built-in module; everything else is the program's
+        lm_error = classify_exception(exc)
+        if not isinstance(lm_error, WorkerError):
+            return lm_error
         log.warning("program raised", program=program.name, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
         return program_error(program, exc)
 
