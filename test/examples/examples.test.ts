@@ -10,11 +10,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { PipelineClient, PipelineService } from "@dspex/pipeline";
 import { docsCorpus, openStore, indexCorpus, Retriever, serveRetrieval, type ServedRetrieval } from "@dspex/retrieval";
 import { startHarness, type Harness } from "../integration/harness.js";
 
 const ROOT = join(import.meta.dirname, "../..");
+const run = promisify(execFile);
 const EXAMPLES = ["docs_rag", "order_agent", "ticket_triage"].map((e) => join(ROOT, "examples", e));
 
 describe("example program packages", { timeout: 240_000 }, () => {
@@ -56,6 +59,21 @@ describe("example program packages", { timeout: 240_000 }, () => {
     assert.deepEqual(rag.predictors, ["follow_up", "answer.predict"]);
     const agent = await h.client.program("OrderAgent").describe();
     assert.deepEqual(agent.outputs.map((f) => f.name), ["answer", "tools_used"]);
+  });
+
+  test("dspex programs graph: the module tree as Mermaid and JSON, predictors with their signatures", async () => {
+    const graph = (await h.client.program("DocsRAG").describe()).graph!;
+    assert.deepEqual(graph.children.map((c) => [c.name, c.type]), [["retrieve", "Retrieve"], ["follow_up", "Predict"], ["answer", "ChainOfThought"]]);
+    assert.equal(graph.children[2]!.children[0]!.signature, "context, question -> reasoning, answer");
+    const env = { ...process.env, NATS_URL: h.fleet.natsUrl, NATS_CREDS: h.fleet.creds.client };
+    const cli = (args: string[]) => run(process.execPath, ["--conditions=development", "--import", "tsx", join(ROOT, "services/cli/src/cli.ts"), "programs", "graph", ...args], { env, cwd: ROOT, timeout: 60_000 });
+    const { stdout } = await cli(["DocsRAG"]);
+    const lines = stdout.trim().split("\n");
+    assert.equal(lines[0], "flowchart TD");
+    assert.ok(lines.some((l) => l.includes('[["answer.predict: Predict<br/>context, question -#gt; reasoning, answer"]]')), stdout);
+    assert.equal(lines.filter((l) => l.includes("-->")).length, 4, "one edge per module under the program");
+    assert.deepEqual(JSON.parse((await cli(["DocsRAG", "--json"])).stdout).graph, graph);
+    await assert.rejects(cli(["Nope"]), /UnknownProgram/);
   });
 
   test("docs_rag: two hops over the served collection; the passages are the retriever's and reach the prompt", async () => {

@@ -204,6 +204,12 @@ describe("program packages: calling", { timeout: 180_000 }, () => {
       assert.ok((unknown.body.error.details.available as string[]).includes("qa"));
       assert.equal((await call("qa", { inputs: { question: "q" } }, {})).status, 401);
 
+      const graph = await fetch(`${base}/v1/packaged-programs/qa/graph`, { headers: auth });
+      assert.equal(graph.status, 200);
+      const g = (await graph.json()) as { graph: { children: Array<{ name: string; signature?: string }> }; mermaid: string };
+      assert.deepEqual(g.graph.children.map((c) => c.name), ["draft", "refine"]);
+      assert.match(g.mermaid, /^flowchart TD/);
+
       // the same resource in GraphQL
       const gql = async (query: string) => {
         const res = await fetch(`${base}/graphql`, { method: "POST", body: JSON.stringify({ query }), headers: { "content-type": "application/json", ...auth } });

@@ -13,7 +13,8 @@ export { busSpec, BUS_METADATA_KEY, type BusSpec, type BusNeeds, type StreamSpec
 export { applyBus, formatApplyReport, type ApplyReport } from "./apply.js";
 export { inspectBus, requireBus, formatDrift, type BusInspection, type StreamState } from "./inspect.js";
 export type { Difference } from "./diff.js";
-export { collectStatus, formatStatus, servedPrograms, workerStatuses, type BusStatus, type PoolStatus, type WorkerStatus, type BreakerSnapshot, type AdvertisedProgram, type ProgramAdvertisement } from "./status.js";
+export { collectStatus, formatStatus, servedPrograms, workerStatuses, type BusStatus, type PoolStatus, type WorkerStatus, type BreakerSnapshot, type AdvertisedProgram, type ProgramAdvertisement, type LmCacheStatus } from "./status.js";
+export { mermaid, type ModuleNode } from "./graph.js";
 export { poolSettings, POOL_DEFAULTS, envName, type PoolSettings } from "./pools.js";
 export { consumerBackoffMs } from "./backoff.js";
 export { jsCode, JS_CODES, isStreamNotFound, isConsumerNotFound, isWrongLastSequence, isPermissionViolation, forbiddenOr } from "./jserrors.js";

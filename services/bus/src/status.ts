@@ -5,6 +5,7 @@
  * engine split (calls run by the native engine, by Python, and fallbacks to Python with their reasons).
  * Nothing here needs a router: routers only add their breakers and split when they answer.
  */
+import type { ModuleNode } from "./graph.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { POOLS, SERVICES, STREAMS, poolConsumer, routerStatusSubject, workerStatusSubject, type FieldWire, type Pool } from "@dspex/protocol";
@@ -63,6 +64,8 @@ export interface AdvertisedProgram {
   inputs: FieldWire[];
   outputs: FieldWire[];
   predictors: string[];
+  /** Its module tree (workers from this version on advertise it). */
+  graph?: ModuleNode;
 }
 
 export interface ProgramAdvertisement {

@@ -14,6 +14,7 @@ import { registerDlqCommands } from "./commands/dlq.js";
 import { registerEvalCommand } from "./commands/eval.js";
 import { registerIndexCommands } from "./commands/index.js";
 import { registerJobsCommands } from "./commands/jobs.js";
+import { registerProgramsCommands } from "./commands/programs.js";
 import { registerRegistryCommands } from "./commands/registry.js";
 import { registerRetrievalCommands } from "./commands/retrieval.js";
 import { registerRunCommands } from "./commands/run.js";
@@ -33,6 +34,7 @@ registerRegistryCommands(program);
 registerIndexCommands(program);
 registerRetrievalCommands(program);
 registerCodegenCommand(program);
+registerProgramsCommands(program);
 
 program
   .parseAsync()

@@ -29,6 +29,7 @@ import pydantic
 from ..protocol.errors import ProgramError, UnknownProgram, ValidationError
 from ..signatures.check import MAX_OBJECT_DEPTH, check_signature
 from ..signatures.inputs import validate_inputs
+from .graph import module_graph
 
 GROUP: Final = "dspex.programs"
 ENV_VAR: Final = "DSPEX_PROGRAMS"
@@ -272,6 +273,7 @@ def _load(name: str, path: str, options: Mapping[str, Any]) -> Program:
         "inputs": sig["inputs"],
         "outputs": sig["outputs"],
         "predictors": [n for n, _ in instance.named_predictors()],
+        "graph": module_graph(instance),
     }
     return Program(name=name, cls=cls, info=info, instance=instance)
 

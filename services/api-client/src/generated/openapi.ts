@@ -201,6 +201,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/packaged-programs/{name}/graph": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A packaged program's module and predictor tree, as JSON and as a Mermaid flowchart
+         * @description Scope: `predict` (or `admin`).
+         */
+        get: operations["packagedProgramGraph"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/predict": {
         parameters: {
             query?: never;
@@ -1710,6 +1730,75 @@ export interface operations {
                             [key: string]: unknown;
                         };
                         worker: string;
+                    };
+                };
+            };
+        };
+    };
+    packagedProgramGraph: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            field?: string;
+                            id?: string;
+                            message: string;
+                            retryable: boolean;
+                            type: string;
+                        };
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            details?: {
+                                [key: string]: unknown;
+                            };
+                            field?: string;
+                            id?: string;
+                            message: string;
+                            retryable: boolean;
+                            type: string;
+                        };
+                    };
+                };
+            };
+            /** @description A packaged program's module tree (each node: name, type, signature of a predictor, children) and its Mermaid flowchart. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        graph: {
+                            [key: string]: unknown;
+                        };
+                        mermaid: string;
+                        program: string;
+                        version: string | null;
                     };
                 };
             };

@@ -11,7 +11,7 @@ import { renderProgramsModule } from "../codegen.js";
 const run = promisify(execFile);
 
 /** What the workers at NATS_URL advertise (the programs they serve now). */
-async function fromFleet(servers: string, waitMs: number): Promise<AdvertisedProgram[]> {
+export async function fromFleet(servers: string, waitMs: number): Promise<AdvertisedProgram[]> {
   const nc = await connectNats({ servers, name: "dspex-codegen" });
   try {
     return [...servedPrograms(await workerStatuses(nc, waitMs)).values()];
@@ -21,7 +21,7 @@ async function fromFleet(servers: string, waitMs: number): Promise<AdvertisedPro
 }
 
 /** What the Python environment declares, without a bus: its workers' own discovery, run once. */
-async function fromEnvironment(python: string): Promise<AdvertisedProgram[]> {
+export async function fromEnvironment(python: string): Promise<AdvertisedProgram[]> {
   const { stdout } = await run(python, ["-m", "dspex_worker.programs.packages"], { maxBuffer: 64 * 1024 * 1024 });
   const advert = JSON.parse(stdout) as ProgramAdvertisement;
   for (const f of advert.failures) process.stderr.write(`dspex codegen: program ${f.name} (${f.path}) cannot be served: ${f.error}\n`);

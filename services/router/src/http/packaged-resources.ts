@@ -1,12 +1,12 @@
 /**
  * Users' packaged programs the fleet serves (docs/programs.md) as an API resource: the listing of what the
  * workers advertise, and calling one. REST (`GET /v1/packaged-programs`, `POST /v1/packaged-programs/:name/call`)
- * and GraphQL (`packagedPrograms`, `callPackagedProgram`) are generated from these definitions (resource.ts).
+ * and GraphQL (`packagedPrograms`, `packagedProgramGraph`, `callPackagedProgram`) are generated from these definitions (resource.ts).
  * The client keeps one handle per served program, so a call does not ask the workers again (the handle re-learns
  * the program after a version change); an unknown name is UnknownProgram (404) before anything is sent.
  */
-import { isPool } from "@dspex/protocol";
-import { servedPrograms, workerStatuses } from "@dspex/bus";
+import { DspexError, isPool } from "@dspex/protocol";
+import { mermaid, servedPrograms, workerStatuses } from "@dspex/bus";
 import type { JsonSchema } from "./registry-schemas.js";
 import type { Operation, Resource } from "./resource.js";
 import { callOptions, packagedCallBody, packagedParams } from "./schemas.js";
@@ -65,6 +65,32 @@ const resultSchema: JsonSchema = {
   },
 };
 
+const graphSchema: JsonSchema = {
+  title: "ProgramGraph",
+  type: "object",
+  additionalProperties: false,
+  required: ["program", "version", "graph", "mermaid"],
+  description: "A packaged program's module tree (each node: name, type, signature of a predictor, children) and its Mermaid flowchart.",
+  properties: { program: str, version: { type: ["string", "null"] }, graph: { type: "object", additionalProperties: true }, mermaid: str },
+};
+
+const graph: Operation = {
+  name: "packagedProgramGraph",
+  kind: "get",
+  method: "GET",
+  path: "/v1/packaged-programs/:name/graph",
+  scope: "predict",
+  summary: "A packaged program's module and predictor tree, as JSON and as a Mermaid flowchart",
+  params: packagedParams.properties,
+  response: graphSchema,
+  run: async ({ client }, input) => {
+    const name = input.params.name as string;
+    const advert = await client.program(name).describe();
+    if (!advert.graph) throw new DspexError(`program: the workers serving ${name} do not advertise its module tree`, { type: "NotFound", field: "program" });
+    return { program: name, version: advert.version, graph: advert.graph, mermaid: mermaid(name, advert.graph) };
+  },
+};
+
 const list: Operation = {
   name: "packagedPrograms",
   kind: "list",
@@ -103,5 +129,5 @@ export const PACKAGED_RESOURCE: Resource = {
   name: "Packaged programs",
   description: "Users' own DSPy programs, shipped as Python packages and served by the workers (docs/programs.md).",
   schema: packagedProgramSchema,
-  operations: [list, call],
+  operations: [list, graph, call],
 };
