@@ -32,6 +32,8 @@ export function tsType(type: TypeExpr): string {
       return type.values.map((v) => JSON.stringify(v)).join(" | ");
     case "union":
       return type.members.map((m) => `(${tsType(m)})`).join(" | ");
+    case "history":
+      return "{ messages: Array<Record<string, unknown>> }";
     case "object":
       // an inline object type (a pydantic model's fields; an absent optional field arrives as null)
       return `{ ${type.fields.map((f) => `${f.name}: ${tsType(f.type)}${(f.required ?? true) ? "" : " | null"}`).join("; ")} }`;

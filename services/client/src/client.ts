@@ -41,6 +41,7 @@ import { decodeVectors, embedRequest, type EmbedCallOptions, type Embeddings } f
 import { Modules } from "./modules.js";
 import { Optimizer, type CompileJob, type CompileOptions } from "./optimize.js";
 import { ProgramStore, type CreateProgramOptions, type ProgramVersion } from "./programs.js";
+import { Chats, type ChatOptions, type ChatResult } from "./chat.js";
 import { SessionTable } from "./sessions.js";
 import { ProgramStream, type StreamOptions } from "./stream.js";
 import { PackagedProgram, type PackagedProgramOptions } from "./packaged.js";
@@ -88,6 +89,8 @@ export class Client implements Caller {
   readonly breakers: Breakers;
   readonly discovery: WorkerDiscovery;
   readonly sessions: SessionTable;
+  /** Multi-turn conversations kept in the session (chat.ts). */
+  readonly chats: Chats;
   readonly programs: ProgramStore;
   /** Where the bus differs from this client's idea of the deployment (reported, never acted on). */
   readonly busDrift: Difference[];
@@ -122,6 +125,7 @@ export class Client implements Caller {
     this.lane = defaultLane(options.lane);
     this.direct = new DirectLane(nc, this.transport, this.pools, (pool) => this.discovery.forget(pool as Pool), directLaneOptions(options.direct));
     this.sessions = new SessionTable(nc);
+    this.chats = new Chats(nc, this);
     this.programs = new ProgramStore(nc);
     this.breakers = new Breakers(breakerSettings(options.breakers));
     const fallbackOnOpen = options.fallbackOnOpen ?? process.env.DSPEX_BREAKER_FALLBACK !== "0";
@@ -167,6 +171,14 @@ export class Client implements Caller {
       if (options.connection === undefined) await nc.close();
       throw err;
     }
+  }
+
+  /**
+   * One turn of a conversation in `session`: the earlier turns go to the signature's `dspy.History` input, the
+   * new one is appended (default signature `question: str, history: dspy.History -> answer: str`).
+   */
+  chat<O extends Record<string, unknown> = { answer: string }>(session: string, message: string | Record<string, unknown>, options: ChatOptions = {}): Promise<ChatResult<O>> {
+    return this.chats.send<O>(session, message, options);
   }
 
   /** `dspy.Predict` on the general pool. */

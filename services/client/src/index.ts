@@ -19,6 +19,7 @@ export { DEFAULT_ENGINE, ENGINES, enginePolicy, requestedEngine, type Engine, ty
 export { NATIVE_WORKER } from "./engine/lane.js";
 export { ProgramStore, type ProgramDefinition, type ProgramState, type ProgramVersion, type CreateProgramOptions } from "./programs.js";
 export { SessionTable, sessionKey } from "./sessions.js";
+export { Chats, DEFAULT_CHAT_SIGNATURE, type ChatOptions, type ChatResult } from "./chat.js";
 export * from "./modules.js";
 export { serveTool, ToolRegistry, checkToolArgs, type ToolDefinition, type ToolParameters, type ToolContext, type ToolSpecWire, type ServedTool } from "./tools.js";
 export { ProgramStream, type StreamEvent, type StreamOptions } from "./stream.js";

@@ -1560,6 +1560,9 @@ export interface components {
             kind: "object";
             /** @description The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema. */
             name: string;
+        } | {
+            /** @enum {unknown} */
+            kind: "history";
         };
     };
     responses: never;

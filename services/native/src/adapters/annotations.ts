@@ -32,6 +32,7 @@ export function unrenderedType(signature: { inputs: readonly { name: string; typ
         return find(t.inner);
       case "union":
       case "object":
+      case "history":
         return t.kind;
       default:
         return undefined;
@@ -90,6 +91,7 @@ export function annotationName(type: TypeExpr): string {
       return `Literal[${t.values.map((v) => (typeof v === "string" ? quoteLiteralString(v) : literalStr(v))).join(", ")}]`;
     case "union":
     case "object":
+    case "history":
       throw nativeUnsupported(t);
   }
 }
@@ -139,6 +141,7 @@ export function typeJsonSchema(type: TypeExpr): Schema {
     }
     case "union":
     case "object":
+    case "history":
       throw nativeUnsupported(t);
   }
 }

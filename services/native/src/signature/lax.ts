@@ -218,6 +218,8 @@ function exactness(type: TypeExpr, v: unknown): number {
     }
     case "union":
       return type.members.reduce((e, m) => Math.max(e, exactness(m, v)), LAX);
+    case "history":
+      return isPlainObject(v) ? EXACT : LAX;
     case "object": {
       if (!isPlainObject(v)) return LAX;
       let e = EXACT;
@@ -352,6 +354,14 @@ function compileLaxUntagged(type: TypeExpr): Check {
     }
     case "object":
       return compileObject(type);
+    case "history":
+      // dspy.History: {messages: [{field: value, …}, …]} (pydantic checks the list of maps; the turns' fields are free)
+      return (v, path, ctx) => {
+        if (!isPlainObject(v) || !Array.isArray(v.messages)) return typeProblem(ctx, path, "History ({messages: [...]})", v);
+        const bad = v.messages.findIndex((m) => !isPlainObject(m));
+        if (bad >= 0) return typeProblem(ctx, `${path}.messages[${bad}]`, "dict", v.messages[bad]);
+        return { messages: v.messages };
+      };
   }
 }
 

@@ -253,6 +253,8 @@ type Generic = "list" | "List" | "dict" | "Dict" | "Optional" | "Union" | "Liter
 
 type Resolved = { r: "type"; type: TypeExpr } | { r: "generic"; g: Generic } | { r: "none" };
 
+const HISTORY: TypeExpr = Object.freeze({ kind: "history" });
+
 const NAMES: Record<string, Resolved> = {
   str: { r: "type", type: scalar.str },
   int: { r: "type", type: scalar.int },
@@ -323,6 +325,7 @@ class Resolver {
         if (node.attr in UNSUPPORTED) throw this.unknown(node.attr, node.start, `typing.${node.attr}`);
         throw new Fail(`unknown type 'typing.${node.attr}'`, node.start);
       }
+      if (node.base.k === "name" && node.base.id === "dspy" && node.attr === "History") return { r: "type", type: HISTORY };
       if (node.base.k === "name" && node.base.id === "builtins") {
         const found = NAMES[node.attr];
         if (found && found.r !== "none") return found;

@@ -38,6 +38,13 @@ export function typeJsonSchema(type: TypeExpr, constraints?: Constraints): JsonS
       return type.values.length === 1 ? { const: type.values[0] } : { enum: [...type.values] };
     case "union":
       return { anyOf: type.members.map((m) => typeJsonSchema(m)) };
+    case "history":
+      return {
+        title: "History",
+        type: "object",
+        properties: { messages: { type: "array", items: { type: "object" }, description: "Earlier turns, oldest first: one map of the signature's fields per turn." } },
+        required: ["messages"],
+      };
     case "object": {
       const properties: JsonSchema = {};
       for (const f of type.fields) {

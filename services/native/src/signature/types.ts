@@ -56,6 +56,8 @@ export function formatType(type: TypeExpr): string {
       return `Union[${type.members.map(formatType).join(", ")}]`;
     case "object":
       return type.name; // as Python names a pydantic model
+    case "history":
+      return "History";
   }
 }
 

@@ -30,6 +30,7 @@ const TYPE_KEYS: Record<string, readonly string[]> = {
   literal: ["values"],
   union: ["members"],
   object: ["name", "description", "fields"],
+  history: [],
 };
 const OBJECT_FIELD_KEYS = new Set(["name", "type", "desc", "required", "constraints"]);
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -234,6 +235,8 @@ export function checkSignature(value: unknown, path = "signature"): SignatureWir
       list.map((f: unknown, i: number) => {
         const fieldPath = `${path}.${side}[${i}]`;
         const field = checkField(f, fieldPath);
+        // a conversation's history is what the caller sends; DSPy cannot produce one
+        if (side === "outputs" && field.type.kind === "history") fail(`${fieldPath}.type`, "History is an input type");
         const previous = seen.get(field.name);
         if (previous !== undefined) {
           fail(

@@ -3045,6 +3045,20 @@ export const SCHEMAS = {
             },
             "title": "ObjectType",
             "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."
+          },
+          {
+            "type": "object",
+            "required": [
+              "kind"
+            ],
+            "additionalProperties": false,
+            "properties": {
+              "kind": {
+                "const": "history"
+              }
+            },
+            "title": "HistoryType",
+            "description": "A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."
           }
         ],
         "title": "TypeExpr"

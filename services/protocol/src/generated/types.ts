@@ -139,7 +139,8 @@ export type RequestEnvelope = {
 /**
  * Type expression: Python type of the field.
  */
-export type TypeExpr = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType;
+export type TypeExpr =
+  ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType;
 
 export interface DlqFieldSummary {
   type: MsgpackTypeName;
@@ -939,6 +940,12 @@ export interface FieldConstraints {
   lt?: number;
   min_length?: number;
   max_length?: number;
+}
+/**
+ * A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only.
+ */
+export interface HistoryType {
+  kind: "history";
 }
 /**
  * Required when op is `evaluate` (see docs/evaluation.md).

@@ -848,11 +848,11 @@ validate25.errors = vErrors;
 return errors === 0;
 }
 
-const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."}],"title":"TypeExpr"},"objectField":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}}};
+const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."}],"title":"TypeExpr"},"objectField":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}}};
 const schema36 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"};
 const schema39 = {"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"};
 const pattern2 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
-const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."}],"title":"TypeExpr"};
+const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."}],"title":"TypeExpr"};
 const wrapper0 = {validate: validate29};
 const schema38 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"};
 
@@ -1864,6 +1864,73 @@ if(_valid0){
 valid0 = true;
 passing0 = 6;
 }
+const _errs47 = errors;
+if(errors === _errs47){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing7;
+if((data.kind === undefined) && (missing7 = "kind")){
+const err40 = {instancePath,schemaPath:"#/oneOf/7/required",keyword:"required",params:{missingProperty: missing7},message:"must have required property '"+missing7+"'"};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+else {
+const _errs49 = errors;
+for(const key7 in data){
+if(!(key7 === "kind")){
+const err41 = {instancePath,schemaPath:"#/oneOf/7/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err41];
+}
+else {
+vErrors.push(err41);
+}
+errors++;
+break;
+}
+}
+if(_errs49 === errors){
+if(data.kind !== undefined){
+if("history" !== data.kind){
+const err42 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/7/properties/kind/const",keyword:"const",params:{allowedValue: "history"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err42];
+}
+else {
+vErrors.push(err42);
+}
+errors++;
+}
+}
+}
+}
+}
+else {
+const err43 = {instancePath,schemaPath:"#/oneOf/7/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err43];
+}
+else {
+vErrors.push(err43);
+}
+errors++;
+}
+}
+var _valid0 = _errs47 === errors;
+if(_valid0 && valid0){
+valid0 = false;
+passing0 = [passing0, 7];
+}
+else {
+if(_valid0){
+valid0 = true;
+passing0 = 7;
+}
+}
 }
 }
 }
@@ -1871,12 +1938,12 @@ passing0 = 6;
 }
 }
 if(!valid0){
-const err40 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err44 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err40];
+vErrors = [err44];
 }
 else {
-vErrors.push(err40);
+vErrors.push(err44);
 }
 errors++;
 validate29.errors = vErrors;

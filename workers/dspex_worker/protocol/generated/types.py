@@ -762,6 +762,14 @@ class LiteralType(TypedDict, closed=True):
     values: list[str | float | bool]
 
 
+class HistoryType(TypedDict, closed=True):
+    """
+    A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only.
+    """
+
+    kind: Literal["history"]
+
+
 class FieldConstraints(TypedDict, closed=True):
     ge: NotRequired[float]
     gt: NotRequired[float]
@@ -1110,7 +1118,9 @@ class ObjectType(TypedDict, closed=True):
     fields: list[ObjectField]
 
 
-SignatureType: TypeAlias = ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType
+SignatureType: TypeAlias = (
+    ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType
+)
 """
 Type expression: Python type of the field.
 """

@@ -31,6 +31,7 @@ UNIONS: Final[dict[str, TaggedUnion]] = {
             "literal": "LiteralType",
             "union": "UnionType",
             "object": "ObjectType",
+            "history": "HistoryType",
         },
         _type_expr,
     ),
