@@ -54,6 +54,9 @@ def norm_type(t: Any) -> dict[str, Any]:
         return {"kind": "bool"}
     if t is typing.Any:
         return {"kind": "any"}
+    for name in ("History", "Image", "Audio"):  # DSPy's own input types
+        if t is getattr(dspy, name):
+            return {"kind": name.lower()}
     if t is list:
         return {"kind": "list", "items": {"kind": "any"}}
     if t is dict:

@@ -34,6 +34,10 @@ export function tsType(type: TypeExpr): string {
       return type.members.map((m) => `(${tsType(m)})`).join(" | ");
     case "history":
       return "{ messages: Array<Record<string, unknown>> }";
+    case "image":
+      return "string | { data: Uint8Array; mime: string }";
+    case "audio":
+      return "string | { data: Uint8Array; format: string }";
     case "object":
       // an inline object type (a pydantic model's fields; an absent optional field arrives as null)
       return `{ ${type.fields.map((f) => `${f.name}: ${tsType(f.type)}${(f.required ?? true) ? "" : " | null"}`).join("; ")} }`;

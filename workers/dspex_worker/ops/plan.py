@@ -13,7 +13,7 @@ end after `stop` before it answers, so the thread is free again when the caller 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +53,12 @@ class Plan:
 # How long a request stopped at its deadline waits for its thread to end after `stop` (a killed sandbox ends the
 # thread's read at once).
 THREAD_GRACE_S = 5.0
+
+
+def _has_audio(signature: Mapping[str, Any]) -> bool:
+    """DSPy sends audio through its LiteLLM engine, whose first use imports thousands of modules (seconds of CPU):
+    such a request runs in a thread, so the worker's event loop keeps answering (heartbeats, other requests)."""
+    return any(f["type"]["kind"] == "audio" for f in signature.get("inputs", []))
 
 
 async def _in_thread(plan: Plan) -> Any:
@@ -105,7 +111,7 @@ async def run_planned(ctx: OpContext, request: Request, options: dict[str, Any],
                     is_async=plan.is_async,
                     raw=plan.raw_stream,
                 )
-            elif plan.is_async:
+            elif plan.is_async and not _has_audio(request["signature"]):
                 prediction = await plan.module.acall(**plan.kwargs)
             else:
                 prediction = await _in_thread(plan)

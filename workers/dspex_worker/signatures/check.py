@@ -92,8 +92,8 @@ def format_type(expr: Mapping[str, Any]) -> str:
         return f"Union[{', '.join(format_type(m) for m in expr['members'])}]"
     if kind == "object":
         return str(expr["name"])
-    if kind == "history":
-        return "History"
+    if kind in ("history", "image", "audio"):
+        return str(kind).capitalize()
     return str(kind)
 
 
@@ -222,8 +222,8 @@ def check_signature(sig: object, path: str = "signature") -> dict[str, Any]:
                 _fail(f"{field_path}.name", f"field '{name}' is both an input and an output (also {previous})")
             seen[name] = field_path
             field: dict[str, Any] = {"name": name, "type": _type(raw["type"], f"{field_path}.type")}
-            if side == "outputs" and field["type"]["kind"] == "history":
-                _fail(f"{field_path}.type", "History is an input type")
+            if side == "outputs" and field["type"]["kind"] in ("history", "image", "audio"):
+                _fail(f"{field_path}.type", f"{format_type(field['type'])} is an input type")
             field.update({k: raw[k] for k in ("desc", "prefix") if k in raw})
             if constraints := _constraints(raw.get("constraints") or {}, field["type"], f"{field_path}.constraints"):
                 field["constraints"] = constraints
@@ -253,6 +253,10 @@ def type_from_expr(expr: Mapping[str, Any]) -> Any:
         return _model(json.dumps(expr, sort_keys=True, separators=(",", ":")))
     if kind == "history":
         return dspy.History
+    if kind == "image":
+        return dspy.Image
+    if kind == "audio":
+        return dspy.Audio
     raise ValidationError(f"type.kind: unknown type kind {kind!r}", field="type.kind")
 
 

@@ -15,6 +15,7 @@ from dspy.adapters.utils import parse_value
 
 from ..protocol.errors import ValidationError
 from .check import check_signature, format_type, inner_kind, signature_key, type_from_expr
+from .media import to_media
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,9 @@ def validate_inputs(
             continue
         if check.pass_through:
             out[check.name] = value
+            continue
+        if check.expr["kind"] in ("image", "audio"):
+            out[check.name] = to_media(check.expr["kind"], value, check.name)  # typed errors naming the field
             continue
         try:
             coerced = check.coerce(value)

@@ -1563,6 +1563,9 @@ export interface components {
         } | {
             /** @enum {unknown} */
             kind: "history";
+        } | {
+            /** @enum {unknown} */
+            kind: "image" | "audio";
         };
     };
     responses: never;

@@ -33,6 +33,8 @@ export function unrenderedType(signature: { inputs: readonly { name: string; typ
       case "union":
       case "object":
       case "history":
+      case "image":
+      case "audio":
         return t.kind;
       default:
         return undefined;
@@ -92,6 +94,8 @@ export function annotationName(type: TypeExpr): string {
     case "union":
     case "object":
     case "history":
+    case "image":
+    case "audio":
       throw nativeUnsupported(t);
   }
 }
@@ -142,6 +146,8 @@ export function typeJsonSchema(type: TypeExpr): Schema {
     case "union":
     case "object":
     case "history":
+    case "image":
+    case "audio":
       throw nativeUnsupported(t);
   }
 }

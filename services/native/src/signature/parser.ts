@@ -253,7 +253,12 @@ type Generic = "list" | "List" | "dict" | "Dict" | "Optional" | "Union" | "Liter
 
 type Resolved = { r: "type"; type: TypeExpr } | { r: "generic"; g: Generic } | { r: "none" };
 
-const HISTORY: TypeExpr = Object.freeze({ kind: "history" });
+/** DSPy's own input types, spelled `dspy.X` in signature strings. */
+const DSPY_TYPES: Record<string, TypeExpr> = {
+  History: Object.freeze({ kind: "history" }),
+  Image: Object.freeze({ kind: "image" }),
+  Audio: Object.freeze({ kind: "audio" }),
+};
 
 const NAMES: Record<string, Resolved> = {
   str: { r: "type", type: scalar.str },
@@ -325,7 +330,7 @@ class Resolver {
         if (node.attr in UNSUPPORTED) throw this.unknown(node.attr, node.start, `typing.${node.attr}`);
         throw new Fail(`unknown type 'typing.${node.attr}'`, node.start);
       }
-      if (node.base.k === "name" && node.base.id === "dspy" && node.attr === "History") return { r: "type", type: HISTORY };
+      if (node.base.k === "name" && node.base.id === "dspy" && node.attr in DSPY_TYPES) return { r: "type", type: DSPY_TYPES[node.attr]! };
       if (node.base.k === "name" && node.base.id === "builtins") {
         const found = NAMES[node.attr];
         if (found && found.r !== "none") return found;

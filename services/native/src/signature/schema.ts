@@ -38,6 +38,10 @@ export function typeJsonSchema(type: TypeExpr, constraints?: Constraints): JsonS
       return type.values.length === 1 ? { const: type.values[0] } : { enum: [...type.values] };
     case "union":
       return { anyOf: type.members.map((m) => typeJsonSchema(m)) };
+    case "image":
+      return { title: "Image", anyOf: [{ type: "string", description: "an http(s) URL or a data:image/…;base64 URI" }, { type: "object", properties: { data: { contentEncoding: "base64" }, mime: { type: "string" } }, required: ["data", "mime"] }] };
+    case "audio":
+      return { title: "Audio", anyOf: [{ type: "string", description: "a data:audio/…;base64 URI" }, { type: "object", properties: { data: { contentEncoding: "base64" }, format: { type: "string" } }, required: ["data", "format"] }] };
     case "history":
       return {
         title: "History",

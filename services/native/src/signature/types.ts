@@ -58,6 +58,10 @@ export function formatType(type: TypeExpr): string {
       return type.name; // as Python names a pydantic model
     case "history":
       return "History";
+    case "image":
+      return "Image";
+    case "audio":
+      return "Audio";
   }
 }
 

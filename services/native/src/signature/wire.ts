@@ -31,6 +31,8 @@ const TYPE_KEYS: Record<string, readonly string[]> = {
   union: ["members"],
   object: ["name", "description", "fields"],
   history: [],
+  image: [],
+  audio: [],
 };
 const OBJECT_FIELD_KEYS = new Set(["name", "type", "desc", "required", "constraints"]);
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -236,7 +238,7 @@ export function checkSignature(value: unknown, path = "signature"): SignatureWir
         const fieldPath = `${path}.${side}[${i}]`;
         const field = checkField(f, fieldPath);
         // a conversation's history is what the caller sends; DSPy cannot produce one
-        if (side === "outputs" && field.type.kind === "history") fail(`${fieldPath}.type`, "History is an input type");
+        if (side === "outputs" && ["history", "image", "audio"].includes(field.type.kind)) fail(`${fieldPath}.type`, `${formatType(field.type)} is an input type`);
         const previous = seen.get(field.name);
         if (previous !== undefined) {
           fail(

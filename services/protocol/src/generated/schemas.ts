@@ -3059,6 +3059,23 @@ export const SCHEMAS = {
             },
             "title": "HistoryType",
             "description": "A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."
+          },
+          {
+            "type": "object",
+            "required": [
+              "kind"
+            ],
+            "additionalProperties": false,
+            "properties": {
+              "kind": {
+                "enum": [
+                  "image",
+                  "audio"
+                ]
+              }
+            },
+            "title": "MediaType",
+            "description": "dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."
           }
         ],
         "title": "TypeExpr"

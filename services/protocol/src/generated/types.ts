@@ -140,7 +140,7 @@ export type RequestEnvelope = {
  * Type expression: Python type of the field.
  */
 export type TypeExpr =
-  ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType;
+  ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType | MediaType;
 
 export interface DlqFieldSummary {
   type: MsgpackTypeName;
@@ -946,6 +946,12 @@ export interface FieldConstraints {
  */
 export interface HistoryType {
   kind: "history";
+}
+/**
+ * dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request.
+ */
+export interface MediaType {
+  kind: "image" | "audio";
 }
 /**
  * Required when op is `evaluate` (see docs/evaluation.md).

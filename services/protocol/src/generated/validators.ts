@@ -848,11 +848,11 @@ validate25.errors = vErrors;
 return errors === 0;
 }
 
-const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."}],"title":"TypeExpr"},"objectField":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}}};
+const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["image","audio"]}},"title":"MediaType","description":"dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."}],"title":"TypeExpr"},"objectField":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}}};
 const schema36 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"};
 const schema39 = {"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"};
 const pattern2 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
-const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."}],"title":"TypeExpr"};
+const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["image","audio"]}},"title":"MediaType","description":"dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."}],"title":"TypeExpr"};
 const wrapper0 = {validate: validate29};
 const schema38 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"};
 
@@ -1930,6 +1930,74 @@ if(_valid0){
 valid0 = true;
 passing0 = 7;
 }
+const _errs51 = errors;
+if(errors === _errs51){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing8;
+if((data.kind === undefined) && (missing8 = "kind")){
+const err44 = {instancePath,schemaPath:"#/oneOf/8/required",keyword:"required",params:{missingProperty: missing8},message:"must have required property '"+missing8+"'"};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
+}
+errors++;
+}
+else {
+const _errs53 = errors;
+for(const key8 in data){
+if(!(key8 === "kind")){
+const err45 = {instancePath,schemaPath:"#/oneOf/8/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err45];
+}
+else {
+vErrors.push(err45);
+}
+errors++;
+break;
+}
+}
+if(_errs53 === errors){
+if(data.kind !== undefined){
+let data20 = data.kind;
+if(!((data20 === "image") || (data20 === "audio"))){
+const err46 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/8/properties/kind/enum",keyword:"enum",params:{allowedValues: schema37.oneOf[8].properties.kind.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err46];
+}
+else {
+vErrors.push(err46);
+}
+errors++;
+}
+}
+}
+}
+}
+else {
+const err47 = {instancePath,schemaPath:"#/oneOf/8/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err47];
+}
+else {
+vErrors.push(err47);
+}
+errors++;
+}
+}
+var _valid0 = _errs51 === errors;
+if(_valid0 && valid0){
+valid0 = false;
+passing0 = [passing0, 8];
+}
+else {
+if(_valid0){
+valid0 = true;
+passing0 = 8;
+}
+}
 }
 }
 }
@@ -1938,12 +2006,12 @@ passing0 = 7;
 }
 }
 if(!valid0){
-const err44 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err48 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err44];
+vErrors = [err48];
 }
 else {
-vErrors.push(err44);
+vErrors.push(err48);
 }
 errors++;
 validate29.errors = vErrors;

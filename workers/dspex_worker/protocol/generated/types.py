@@ -770,6 +770,14 @@ class HistoryType(TypedDict, closed=True):
     kind: Literal["history"]
 
 
+class MediaType(TypedDict, closed=True):
+    """
+    dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request.
+    """
+
+    kind: Literal["image", "audio"]
+
+
 class FieldConstraints(TypedDict, closed=True):
     ge: NotRequired[float]
     gt: NotRequired[float]
@@ -1119,7 +1127,7 @@ class ObjectType(TypedDict, closed=True):
 
 
 SignatureType: TypeAlias = (
-    ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType
+    ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType | MediaType
 )
 """
 Type expression: Python type of the field.

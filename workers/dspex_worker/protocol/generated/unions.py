@@ -32,6 +32,8 @@ UNIONS: Final[dict[str, TaggedUnion]] = {
             "union": "UnionType",
             "object": "ObjectType",
             "history": "HistoryType",
+            "image": "MediaType",
+            "audio": "MediaType",
         },
         _type_expr,
     ),
