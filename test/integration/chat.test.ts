@@ -1,7 +1,7 @@
 /**
  * History and chat (services/client/src/chat.ts) on a real fleet: the conversation kept in the session's KV
  * bucket reaches DSPy as a `dspy.History` input — the earlier turns in the prompt DSPy sends to the LM double —
- * on another worker after the first one is replaced; bounded by turns; two turns of one session at once both kept.
+ * on the worker started after the first one was killed (SIGKILL); bounded by turns; two turns of one session at once both kept.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -17,12 +17,15 @@ describe("client.chat", { timeout: 120_000 }, () => {
     await h?.close();
   });
 
-  test("the earlier turns reach DSPy's prompt, also on a worker that replaced the first", async () => {
+  test("the earlier turns reach DSPy's prompt, also on the worker started after the first was killed", async () => {
     const first = await h.client.chat("chat-1", "My name is Ada and I like compilers.");
     assert.equal(first.turns, 1);
     assert.equal(typeof first.outputs.answer, "string");
+    // the worker that answered is killed; the supervisor starts another
     const old = h.fleet.workers.find((w) => w.pool === "general")!;
-    const replacement = await h.fleet.supervisor.recycle(old, "failover");
+    const started = new Promise<{ id: string }>((resolve) => h.fleet.supervisor.once("ready", resolve));
+    old.process.kill("SIGKILL");
+    const replacement = await started;
 
     const before = h.lmDouble.requests().length;
     const second = await h.client.chat("chat-1", "What do I like?");
