@@ -45,6 +45,19 @@ describe("object types on the fleet", { timeout: 120_000 }, () => {
     });
   }
 
+  test("a recursive object type (a comment thread) round-trips through the worker", async () => {
+    const Comment = t.object("Comment", { text: t.str(), replies: t.list(t.ref("Comment")) });
+    const threads = signature().input("post").output("thread", Comment).build();
+    const thread = { text: "first", replies: [{ text: "second", replies: [{ text: "third", replies: [] }] }] };
+    h.lmDouble.control.setRules([{ field: "post", match: { contains: "thread" }, outputs: { thread } }]);
+    try {
+      const r = await h.client.predict<Record<string, unknown>>(threads, { post: "a thread" }, { lm: { ...h.lm, adapter: "json" } });
+      assert.deepEqual(r.outputs.thread, thread);
+    } finally {
+      h.lmDouble.control.setRules([]);
+    }
+  });
+
   test("an object input reaches the prompt as JSON; a bad one is refused before publish, naming the field", async () => {
     const describe = signature().input("person", Person).output("summary").build();
     const before = h.lmDouble.requests().length;

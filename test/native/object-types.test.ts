@@ -64,3 +64,18 @@ test("the wire checks: identifiers, unique fields, nesting at most 8 deep", () =
   for (let i = 0; i < 8; i++) deep = t.object(`L${i}`, { x: deep });
   assert.throws(() => t.object("L8", { x: deep }), (err: unknown) => err instanceof SignatureError && /nest at most 8/.test(err.message));
 });
+
+test("a recursive object type: t.ref names the enclosing object; validation recurses; JSON Schema anchors it", () => {
+  const Comment = t.object("Comment", { text: t.str(), replies: t.list(t.ref("Comment")) });
+  const sig = signature().input("post").output("thread", Comment).build();
+  const out = sig.validateOutputs({ thread: { text: "a", replies: [{ text: "b", replies: [{ text: "c", replies: [] }] }] } });
+  assert.deepEqual(out.thread, { text: "a", replies: [{ text: "b", replies: [{ text: "c", replies: [] }] }] });
+  assert.throws(
+    () => sig.validateOutputs({ thread: { text: "a", replies: [{ replies: [] }] } }),
+    (err: unknown) => err instanceof ValidationError && (err.details as { problems: Array<{ path: string }> }).problems[0]!.path === "thread.replies[0].text",
+  );
+  const schema = typeJsonSchema(Comment.expr);
+  assert.equal(schema.$anchor, "Comment");
+  assert.deepEqual(((schema.properties as Record<string, { items: unknown }>).replies!).items, { $ref: "#Comment" });
+  assert.throws(() => t.object("Post", { parent: t.ref("Comment") }), (err: unknown) => err instanceof SignatureError && /enclosing object type/.test(err.message));
+});

@@ -89,3 +89,47 @@ def test_a_users_pydantic_model_is_advertised_as_an_object_type() -> None:
     assert fields["priority"]["constraints"] == {"ge": 1, "le": 4}
     assert fields["tags"]["required"] is False
     assert check_signature({"inputs": [], "outputs": [{"name": "triage", "type": wire}]})
+
+
+TREE_REF = {"kind": "ref", "name": "Tree"}
+
+
+class Comment(pydantic.BaseModel):
+    text: str
+    replies: list[Comment] = []
+
+
+def test_recursive_models_refer_to_their_enclosing_object_type() -> None:
+    wire = wire_type(Comment)
+    assert wire["fields"][1]["type"] == {"kind": "list", "items": {"kind": "ref", "name": "Comment"}}
+    sig = {"inputs": [], "outputs": [{"name": "thread", "type": wire}]}
+    model = type_from_expr(check_signature(sig)["outputs"][0]["type"])
+    value = model.model_validate({"text": "a", "replies": [{"text": "b", "replies": [{"text": "c"}]}]})
+    # a field that is not required defaults to None on the wire model (its Python default is not carried)
+    assert value.model_dump() == {"text": "a", "replies": [{"text": "b", "replies": [{"text": "c", "replies": None}]}]}
+    tree: dict[str, Any] = {
+        "kind": "object",
+        "name": "Tree",
+        "fields": [
+            {
+                "name": "kids",
+                "type": {
+                    "kind": "list",
+                    "items": {
+                        "kind": "object",
+                        "name": "Node",
+                        "fields": [
+                            {"name": "sub", "type": {"kind": "optional", "inner": {"kind": "ref", "name": "Tree"}}}
+                        ],
+                    },
+                },
+            }
+        ],
+    }
+    nested = type_from_expr(
+        check_signature({"inputs": [], "outputs": [{"name": "t", "type": tree}]})["outputs"][0]["type"]
+    )
+    assert nested.model_validate({"kids": [{"sub": {"kids": []}}]}).kids[0].sub.kids == []
+    with pytest.raises(ValidationError) as err:
+        check_signature({"inputs": [], "outputs": [{"name": "t", "type": {"kind": "ref", "name": "Tree"}}]})
+    assert err.value.field == "signature.outputs[0].type.name"

@@ -34,6 +34,8 @@ export function tsType(type: TypeExpr): string {
       return type.members.map((m) => `(${tsType(m)})`).join(" | ");
     case "history":
       return "{ messages: Array<Record<string, unknown>> }";
+    case "ref":
+      return "unknown"; // a recursive model: inline object types cannot name themselves
     case "image":
       return "string | { data: Uint8Array; mime: string }";
     case "audio":

@@ -98,14 +98,14 @@ def program_error(program: Program, exc: BaseException) -> ProgramError:
 _CONSTRAINT_ATTRS: Final = (("gt", "gt"), ("ge", "ge"), ("lt", "lt"), ("le", "le"))
 
 
-def _model_wire(model: type[pydantic.BaseModel], depth: int) -> dict[str, Any]:
+def _model_wire(model: type[pydantic.BaseModel], depth: int, enclosing: tuple[type, ...]) -> dict[str, Any]:
     """A pydantic model as an object type: its fields with their types, descriptions, requiredness and the
     range/length constraints pydantic keeps in their metadata."""
     if depth > MAX_OBJECT_DEPTH:
         raise ValueError(f"model {model.__name__} nests deeper than {MAX_OBJECT_DEPTH} (or refers to itself)")
     fields: list[dict[str, Any]] = []
     for name, info in model.model_fields.items():
-        field: dict[str, Any] = {"name": name, "type": wire_type(info.annotation, depth)}
+        field: dict[str, Any] = {"name": name, "type": wire_type(info.annotation, depth, (*enclosing, model))}
         if info.description:
             field["desc"] = info.description
         if not info.is_required():
@@ -129,23 +129,26 @@ def _model_wire(model: type[pydantic.BaseModel], depth: int) -> dict[str, Any]:
     return out
 
 
-def wire_type(annotation: Any, depth: int = 0) -> dict[str, Any]:
+def wire_type(annotation: Any, depth: int = 0, enclosing: tuple[type, ...] = ()) -> dict[str, Any]:
     """The wire type expression of a Python annotation; ValueError for one the wire cannot carry."""
     scalar = _SCALARS.get(annotation)
     if scalar is not None:
         return {"kind": scalar}
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        return _model_wire(annotation, depth + 1)
+        if annotation in enclosing:  # a recursive model refers to itself (or to a model enclosing it)
+            return {"kind": "ref", "name": annotation.__name__}
+        return _model_wire(annotation, depth + 1, enclosing)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is list and len(args) == 1:
-        return {"kind": "list", "items": wire_type(args[0], depth)}
+        return {"kind": "list", "items": wire_type(args[0], depth, enclosing)}
     if origin is dict and len(args) == 2:
-        return {"kind": "dict", "keys": wire_type(args[0], depth), "values": wire_type(args[1], depth)}
+        keys, values = wire_type(args[0], depth, enclosing), wire_type(args[1], depth, enclosing)
+        return {"kind": "dict", "keys": keys, "values": values}
     if origin is typing.Literal:
         return {"kind": "literal", "values": list(args)}
     if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
         inner = args[0] if args[1] is type(None) else args[1]
-        return {"kind": "optional", "inner": wire_type(inner, depth)}
+        return {"kind": "optional", "inner": wire_type(inner, depth, enclosing)}
     raise ValueError(f"type {annotation!r} has no wire type")
 
 

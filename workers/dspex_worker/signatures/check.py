@@ -104,7 +104,7 @@ def inner_kind(expr: Mapping[str, Any]) -> str:
     return str(expr["kind"])
 
 
-def _object(expr: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
+def _object(expr: Mapping[str, Any], path: str, depth: int, scope: tuple[str, ...]) -> dict[str, Any]:
     """An object type: unique field names pydantic accepts, nesting at most MAX_OBJECT_DEPTH deep."""
     if depth > MAX_OBJECT_DEPTH:
         _fail(path, f"objects nest at most {MAX_OBJECT_DEPTH} deep")
@@ -115,7 +115,10 @@ def _object(expr: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
             _fail(f"{where}.name", f"'{f['name']}' cannot be a pydantic field name")
         if any(g["name"] == f["name"] for g in fields):
             _fail(f"{where}.name", f"duplicate field '{f['name']}'")
-        out: dict[str, Any] = {"name": f["name"], "type": _type(f["type"], f"{where}.type", depth)}
+        out: dict[str, Any] = {
+            "name": f["name"],
+            "type": _type(f["type"], f"{where}.type", depth, (*scope, expr["name"])),
+        }
         if "desc" in f:
             out["desc"] = f["desc"]
         if f.get("required") is False:
@@ -129,20 +132,24 @@ def _object(expr: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
     return checked
 
 
-def _type(expr: Mapping[str, Any], path: str, depth: int = 0) -> dict[str, Any]:
+def _type(expr: Mapping[str, Any], path: str, depth: int = 0, scope: tuple[str, ...] = ()) -> dict[str, Any]:
     """A shape-checked type expression, normalised (literal values without repeats)."""
     kind = expr["kind"]
     if kind == "object":
-        return _object(expr, path, depth + 1)
+        return _object(expr, path, depth + 1, scope)
+    if kind == "ref":
+        if expr["name"] not in scope:
+            _fail(f"{path}.name", f"a ref names an enclosing object type ({', '.join(scope) or 'none here'})")
+        return {"kind": kind, "name": expr["name"]}
     if kind == "list":
-        return {"kind": kind, "items": _type(expr["items"], f"{path}.items", depth)}
+        return {"kind": kind, "items": _type(expr["items"], f"{path}.items", depth, scope)}
     if kind == "dict":
-        keys = _type(expr["keys"], f"{path}.keys", depth)
+        keys = _type(expr["keys"], f"{path}.keys", depth, scope)
         if keys["kind"] not in _DICT_KEY_KINDS:
             _fail(f"{path}.keys", f"dict keys must be str, int, float, bool, any or literal, not {format_type(keys)}")
-        return {"kind": kind, "keys": keys, "values": _type(expr["values"], f"{path}.values", depth)}
+        return {"kind": kind, "keys": keys, "values": _type(expr["values"], f"{path}.values", depth, scope)}
     if kind == "optional":
-        return {"kind": kind, "inner": _type(expr["inner"], f"{path}.inner", depth)}
+        return {"kind": kind, "inner": _type(expr["inner"], f"{path}.inner", depth, scope)}
     if kind == "literal":
         values: list[str | int | float | bool] = []
         for i, v in enumerate(expr["values"]):
@@ -155,7 +162,7 @@ def _type(expr: Mapping[str, Any], path: str, depth: int = 0) -> dict[str, Any]:
         # one spelling per Python type: Union[A, B, None] is optional(union(A, B)), nested unions are flattened
         members: list[dict[str, Any]] = []
         for i, m in enumerate(expr["members"]):
-            member = _type(m, f"{path}.members[{i}]", depth)
+            member = _type(m, f"{path}.members[{i}]", depth, scope)
             if member["kind"] == "optional":
                 _fail(f"{path}.members[{i}]", "a union member cannot be optional; wrap the union in optional instead")
             if member["kind"] == "union":
@@ -251,6 +258,8 @@ def type_from_expr(expr: Mapping[str, Any]) -> Any:
         return _UNION[tuple(type_from_expr(m) for m in expr["members"])]
     if kind == "object":
         return _model(json.dumps(expr, sort_keys=True, separators=(",", ":")))
+    if kind == "ref":
+        return typing.ForwardRef(expr["name"])  # resolved when the enclosing model is built (`_model`)
     if kind == "history":
         return dspy.History
     if kind == "image":
@@ -276,7 +285,39 @@ def _model(canonical: str) -> type[pydantic.BaseModel]:
         else:
             fields[f["name"]] = (_OPTIONAL[annotation], pydantic.Field(default=None, **kwargs))
     model: type[pydantic.BaseModel] = pydantic.create_model(expr["name"], __doc__=expr.get("description"), **fields)
+    if '"ref"' in canonical:  # a recursive model: resolve the references to it (and to enclosing ones) now
+        namespace = {expr["name"]: model}
+        for nested in _nested_models(expr):
+            namespace.setdefault(nested.__name__, nested)
+        # a model inside refers to one enclosing it that may not exist yet: the outermost rebuild resolves all
+        for candidate in (*_nested_models(expr), model):
+            candidate.model_rebuild(force=True, raise_errors=False, _types_namespace=namespace)
     return model
+
+
+def _nested_models(expr: Mapping[str, Any]) -> list[type[pydantic.BaseModel]]:
+    """The models of the object types inside an object type's fields (built, so cached)."""
+    out: list[type[pydantic.BaseModel]] = []
+
+    def walk(t: Mapping[str, Any]) -> None:
+        kind = t["kind"]
+        if kind == "object":
+            out.append(_model(json.dumps(t, sort_keys=True, separators=(",", ":"))))
+            for f in t["fields"]:
+                walk(f["type"])
+        elif kind == "list":
+            walk(t["items"])
+        elif kind == "dict":
+            walk(t["values"])
+        elif kind == "optional":
+            walk(t["inner"])
+        elif kind == "union":
+            for m in t["members"]:
+                walk(m)
+
+    for f in expr["fields"]:
+        walk(f["type"])
+    return out
 
 
 def signature_key(sig: Mapping[str, Any]) -> str:

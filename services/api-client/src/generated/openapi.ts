@@ -1566,6 +1566,10 @@ export interface components {
         } | {
             /** @enum {unknown} */
             kind: "image" | "audio";
+        } | {
+            /** @enum {unknown} */
+            kind: "ref";
+            name: string;
         };
     };
     responses: never;

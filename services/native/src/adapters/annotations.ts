@@ -35,6 +35,7 @@ export function unrenderedType(signature: { inputs: readonly { name: string; typ
       case "history":
       case "image":
       case "audio":
+      case "ref":
         return t.kind;
       default:
         return undefined;
@@ -96,6 +97,7 @@ export function annotationName(type: TypeExpr): string {
     case "history":
     case "image":
     case "audio":
+    case "ref":
       throw nativeUnsupported(t);
   }
 }
@@ -148,6 +150,7 @@ export function typeJsonSchema(type: TypeExpr): Schema {
     case "history":
     case "image":
     case "audio":
+    case "ref":
       throw nativeUnsupported(t);
   }
 }

@@ -166,6 +166,8 @@ export const t = {
    */
   object: <const F extends Record<string, FieldSpec>>(name: string, fields: F, options: { description?: string } = {}): TypeDef<ObjectValue<F>> =>
     def(objectExpr(name, fields, options.description)),
+  /** The enclosing object type `name`, for recursive models: `t.object("Comment", { text: t.str(), replies: t.list(t.ref("Comment")) })`. */
+  ref: (name: string): TypeDef<unknown> => def(Object.freeze({ kind: "ref", name }) as TypeExpr),
   /** An object field with a description, or that may be missing (`optional: true`). */
   field: <T, const O extends boolean = false>(type: TypeDef<T>, options: { desc?: string; optional?: O } = {}): ObjectFieldDef<T, O> =>
     Object.freeze({ field: type, ...(options.desc !== undefined ? { desc: options.desc } : {}), optional: (options.optional ?? false) as O }),

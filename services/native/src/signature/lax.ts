@@ -127,8 +127,12 @@ function pyEquals(a: unknown, b: unknown): boolean {
  * pydantic lax-mode validation, also of values whose floats are marked as PyFloat (parse_value's reading of a
  * text for a type where Python's float/int distinction matters, see `needsFloatTags`): numbers unwrap them.
  */
-export function compileLax(type: TypeExpr): Check {
-  const check = compileLaxUntagged(type);
+/** The checks of the object types enclosing a value, by name (what a `ref` field refers to). */
+type Refs = ReadonlyMap<string, Check>;
+const NO_REFS: Refs = new Map();
+
+export function compileLax(type: TypeExpr, refs: Refs = NO_REFS): Check {
+  const check = compileLaxUntagged(type, refs);
   if (type.kind === "int" || type.kind === "float" || type.kind === "bool") {
     return (v, path, ctx) => check(v instanceof PyFloat ? v.value : v, path, ctx);
   }
@@ -221,6 +225,7 @@ function exactness(type: TypeExpr, v: unknown): number {
     case "history":
     case "image":
     case "audio":
+    case "ref":
       return isPlainObject(v) || typeof v === "string" ? EXACT : LAX;
     case "object": {
       if (!isPlainObject(v)) return LAX;
@@ -231,7 +236,7 @@ function exactness(type: TypeExpr, v: unknown): number {
   }
 }
 
-function compileLaxUntagged(type: TypeExpr): Check {
+function compileLaxUntagged(type: TypeExpr, refs: Refs): Check {
   switch (type.kind) {
     case "str":
       return (v, path, ctx) => (typeof v === "string" ? v : typeProblem(ctx, path, "str", v));
@@ -273,12 +278,12 @@ function compileLaxUntagged(type: TypeExpr): Check {
     case "any":
       return (v) => (v === undefined ? null : v);
     case "optional": {
-      const inner = compileLax(type.inner);
+      const inner = compileLax(type.inner, refs);
       return (v, path, ctx) => (v === null || v === undefined ? null : inner(v, path, ctx));
     }
     case "union": {
       // pydantic's smart mode: every member in order, the first exact match at once, else the most exact success
-      const members = type.members.map((m) => ({ type: m, check: compileLax(m) }));
+      const members = type.members.map((m) => ({ type: m, check: compileLax(m, refs) }));
       const expected = formatType(type);
       return (v, path, ctx) => {
         let best: { value: unknown; exactness: number } | undefined;
@@ -315,7 +320,7 @@ function compileLaxUntagged(type: TypeExpr): Check {
       };
     }
     case "list": {
-      const item = compileLax(type.items);
+      const item = compileLax(type.items, refs);
       const expected = formatType(type);
       return (v, path, ctx) => {
         if (!Array.isArray(v)) return typeProblem(ctx, path, expected, v);
@@ -333,7 +338,7 @@ function compileLaxUntagged(type: TypeExpr): Check {
     }
     case "dict": {
       const key = compileKey(type.keys);
-      const value = compileLax(type.values);
+      const value = compileLax(type.values, refs);
       const expected = formatType(type);
       return (v, path, ctx) => {
         let entries: [unknown, unknown][];
@@ -355,7 +360,15 @@ function compileLaxUntagged(type: TypeExpr): Check {
       };
     }
     case "object":
-      return compileObject(type);
+      return compileObject(type, refs);
+    case "ref": {
+      // the enclosing object's check, looked up when a value is checked (it is being compiled when this is)
+      const name = type.name;
+      return (v, path, ctx) => {
+        const target = refs.get(name);
+        return target ? target(v, path, ctx) : typeProblem(ctx, path, name, v, "a reference outside its object type");
+      };
+    }
     case "image":
     case "audio":
       return compileMedia(type.kind);
@@ -415,9 +428,9 @@ function compileMedia(kind: "image" | "audio"): Check {
  * default (`extra="ignore"`) does; a field that is not required (its Python annotation `Optional[T] = None`) may be
  * missing or null, and is null then.
  */
-function compileObject(type: Extract<TypeExpr, { kind: "object" }>): Check {
-  const fields = type.fields.map((f) => ({ name: f.name, required: f.required ?? true, check: compileLax(f.type) }));
-  return (v, path, ctx) => {
+function compileObject(type: Extract<TypeExpr, { kind: "object" }>, refs: Refs): Check {
+  const inner = new Map(refs);
+  const check: Check = (v, path, ctx) => {
     if (!isPlainObject(v)) return typeProblem(ctx, path, type.name, v);
     const out: Record<string, unknown> = {};
     let failed = false;
@@ -441,6 +454,9 @@ function compileObject(type: Extract<TypeExpr, { kind: "object" }>): Check {
     }
     return failed ? FAIL : out;
   };
+  inner.set(type.name, check);
+  const fields = type.fields.map((f) => ({ name: f.name, required: f.required ?? true, check: compileLax(f.type, inner) }));
+  return check;
 }
 
 /** Dict keys arrive as strings; they are validated against the key type and re-keyed in canonical form. */

@@ -38,6 +38,9 @@ export function typeJsonSchema(type: TypeExpr, constraints?: Constraints): JsonS
       return type.values.length === 1 ? { const: type.values[0] } : { enum: [...type.values] };
     case "union":
       return { anyOf: type.members.map((m) => typeJsonSchema(m)) };
+    case "ref":
+      // the enclosing object's schema carries `$anchor: <name>` (JSON Schema 2020-12)
+      return { $ref: `#${type.name}` };
     case "image":
       return { title: "Image", anyOf: [{ type: "string", description: "an http(s) URL or a data:image/…;base64 URI" }, { type: "object", properties: { data: { contentEncoding: "base64" }, mime: { type: "string" } }, required: ["data", "mime"] }] };
     case "audio":
@@ -57,6 +60,7 @@ export function typeJsonSchema(type: TypeExpr, constraints?: Constraints): JsonS
       }
       return {
         title: type.name,
+        ...(refersTo(type, type.name) ? { $anchor: type.name } : {}),
         ...(type.description !== undefined ? { description: type.description } : {}),
         type: "object",
         properties,
@@ -129,6 +133,26 @@ export function typeFromJsonSchema(schema: unknown, name: string, path = "schema
       return Object.keys(s).filter((k) => k !== "title" && k !== "description").length === 0 ? { kind: "any" } : fail("a schema without a type");
     default:
       return fail(`type ${JSON.stringify(type)} has no wire type`);
+  }
+}
+
+/** Whether a `ref` to `name` occurs inside the type (so its schema needs an anchor). */
+function refersTo(type: TypeExpr, name: string): boolean {
+  switch (type.kind) {
+    case "ref":
+      return type.name === name;
+    case "list":
+      return refersTo(type.items, name);
+    case "dict":
+      return refersTo(type.values, name);
+    case "optional":
+      return refersTo(type.inner, name);
+    case "union":
+      return type.members.some((m) => refersTo(m, name));
+    case "object":
+      return type.fields.some((f) => refersTo(f.type, name));
+    default:
+      return false;
   }
 }
 

@@ -58,6 +58,8 @@ export function formatType(type: TypeExpr): string {
       return type.name; // as Python names a pydantic model
     case "history":
       return "History";
+    case "ref":
+      return type.name;
     case "image":
       return "Image";
     case "audio":
@@ -165,6 +167,8 @@ export function typeEquals(a: TypeExpr, b: TypeExpr): boolean {
       const bm = (b as typeof a).members;
       return a.members.length === bm.length && a.members.every((m) => bm.some((x) => typeEquals(m, x)));
     }
+    case "ref":
+      return a.name === (b as typeof a).name;
     case "object": {
       const bo = b as typeof a;
       return (

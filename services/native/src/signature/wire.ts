@@ -33,6 +33,7 @@ const TYPE_KEYS: Record<string, readonly string[]> = {
   history: [],
   image: [],
   audio: [],
+  ref: ["name"],
 };
 const OBJECT_FIELD_KEYS = new Set(["name", "type", "desc", "required", "constraints"]);
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
@@ -62,7 +63,7 @@ function kindOf(value: unknown): string {
 }
 
 /** An object type: identifier names, unique field names, nesting at most MAX_OBJECT_DEPTH deep. */
-function checkObject(value: Record<string, unknown>, path: string, depth: number): TypeExpr {
+function checkObject(value: Record<string, unknown>, path: string, depth: number, scope: readonly string[]): TypeExpr {
   if (depth > MAX_OBJECT_DEPTH) fail(path, `objects nest at most ${MAX_OBJECT_DEPTH} deep`);
   const name = value.name;
   if (typeof name !== "string" || !IDENTIFIER.test(name)) fail(`${path}.name`, "an object type needs a name that is a Python identifier (a pydantic model's class name)");
@@ -77,7 +78,7 @@ function checkObject(value: Record<string, unknown>, path: string, depth: number
     if (typeof f.name !== "string" || !IDENTIFIER.test(f.name)) fail(`${where}.name`, "a field name must be a Python identifier");
     if (seen.has(f.name)) fail(`${where}.name`, `duplicate field ${JSON.stringify(f.name)}`);
     seen.add(f.name);
-    const type = checkType(f.type, `${where}.type`, depth);
+    const type = checkType(f.type, `${where}.type`, depth, [...scope, name]);
     if (f.desc !== undefined && typeof f.desc !== "string") fail(`${where}.desc`, "expected a string");
     if (f.required !== undefined && typeof f.required !== "boolean") fail(`${where}.required`, "expected a boolean");
     const constraints = checkConstraints(f.constraints, type, `${where}.constraints`);
@@ -93,7 +94,7 @@ function checkObject(value: Record<string, unknown>, path: string, depth: number
 }
 
 /** Checks one type expression; returns a normalised frozen copy. */
-export function checkType(value: unknown, path = "type", depth = 0): TypeExpr {
+export function checkType(value: unknown, path = "type", depth = 0, scope: readonly string[] = []): TypeExpr {
   if (!isPlainObject(value)) fail(path, `expected a type expression object, got ${kindOf(value)}`);
   const kind = value.kind;
   if (typeof kind !== "string" || !(kind in TYPE_KEYS)) {
@@ -105,16 +106,16 @@ export function checkType(value: unknown, path = "type", depth = 0): TypeExpr {
   }
   switch (kind) {
     case "list":
-      return Object.freeze({ kind, items: checkType(value.items, `${path}.items`, depth) });
+      return Object.freeze({ kind, items: checkType(value.items, `${path}.items`, depth, scope) });
     case "dict": {
-      const keys = checkType(value.keys, `${path}.keys`, depth);
+      const keys = checkType(value.keys, `${path}.keys`, depth, scope);
       if (!DICT_KEY_KINDS.has(keys.kind)) {
         fail(`${path}.keys`, `dict keys must be str, int, float, bool, any or literal, not ${formatType(keys)}`);
       }
-      return Object.freeze({ kind, keys, values: checkType(value.values, `${path}.values`, depth) });
+      return Object.freeze({ kind, keys, values: checkType(value.values, `${path}.values`, depth, scope) });
     }
     case "optional":
-      return Object.freeze({ kind, inner: checkType(value.inner, `${path}.inner`, depth) });
+      return Object.freeze({ kind, inner: checkType(value.inner, `${path}.inner`, depth, scope) });
     case "literal": {
       const values = value.values;
       if (!Array.isArray(values) || values.length === 0) {
@@ -135,7 +136,7 @@ export function checkType(value: unknown, path = "type", depth = 0): TypeExpr {
       }
       const out: TypeExpr[] = [];
       members.forEach((m: unknown, i: number) => {
-        const member = checkType(m, `${path}.members[${i}]`, depth);
+        const member = checkType(m, `${path}.members[${i}]`, depth, scope);
         // one spelling per Python type: Union[A, B, None] is optional(union(A, B)), nested unions are flattened
         if (member.kind === "optional") fail(`${path}.members[${i}]`, "a union member cannot be optional; wrap the union in optional instead");
         if (member.kind === "union") fail(`${path}.members[${i}]`, "a union member cannot be a union; list its members instead");
@@ -145,7 +146,14 @@ export function checkType(value: unknown, path = "type", depth = 0): TypeExpr {
       return Object.freeze({ kind, members: frozen(out) });
     }
     case "object":
-      return checkObject(value, path, depth + 1);
+      return checkObject(value, path, depth + 1, scope);
+    case "ref": {
+      const name = value.name;
+      if (typeof name !== "string" || !scope.includes(name)) {
+        fail(`${path}.name`, `a ref names an enclosing object type (${scope.join(", ") || "none here"}), not ${JSON.stringify(name)}`);
+      }
+      return Object.freeze({ kind, name }) as TypeExpr;
+    }
     default:
       return Object.freeze({ kind }) as TypeExpr;
   }

@@ -3044,7 +3044,7 @@ export const SCHEMAS = {
               }
             },
             "title": "ObjectType",
-            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."
+            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: \"ref\", name}) for recursive models."
           },
           {
             "type": "object",
@@ -3076,6 +3076,25 @@ export const SCHEMAS = {
             },
             "title": "MediaType",
             "description": "dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."
+          },
+          {
+            "type": "object",
+            "required": [
+              "kind",
+              "name"
+            ],
+            "additionalProperties": false,
+            "properties": {
+              "kind": {
+                "const": "ref"
+              },
+              "name": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+              }
+            },
+            "title": "RefType",
+            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields."
           }
         ],
         "title": "TypeExpr"

@@ -140,7 +140,16 @@ export type RequestEnvelope = {
  * Type expression: Python type of the field.
  */
 export type TypeExpr =
-  ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType | MediaType;
+  | ScalarType
+  | ListType
+  | DictType
+  | OptionalType
+  | LiteralType
+  | UnionType
+  | ObjectType
+  | HistoryType
+  | MediaType
+  | RefType;
 
 export interface DlqFieldSummary {
   type: MsgpackTypeName;
@@ -902,7 +911,7 @@ export interface UnionType {
   members: TypeExpr[];
 }
 /**
- * A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.
+ * A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.
  */
 export interface ObjectType {
   kind: "object";
@@ -952,6 +961,13 @@ export interface HistoryType {
  */
 export interface MediaType {
   kind: "image" | "audio";
+}
+/**
+ * The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.
+ */
+export interface RefType {
+  kind: "ref";
+  name: string;
 }
 /**
  * Required when op is `evaluate` (see docs/evaluation.md).

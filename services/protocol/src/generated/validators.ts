@@ -848,11 +848,11 @@ validate25.errors = vErrors;
 return errors === 0;
 }
 
-const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["image","audio"]}},"title":"MediaType","description":"dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."}],"title":"TypeExpr"},"objectField":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}}};
+const schema35 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"https://dspex.dev/schemas/v1/signature.schema.json","title":"SignatureWire","description":"DSPex signature (v1). A DSPy signature as data: the worker builds a dspy.Signature class from it (dict form, never string evaluation).","type":"object","required":["inputs","outputs"],"additionalProperties":false,"properties":{"instructions":{"type":"string","description":"Task instructions; DSPy's default instructions apply when absent."},"inputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":0,"description":"Input fields; may be empty (DSPy accepts '-> answer')."},"outputs":{"type":"array","items":{"$ref":"#/definitions/field"},"minItems":1}},"definitions":{"field":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"},"type":{"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: \"ref\", name}) for recursive models."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["image","audio"]}},"title":"MediaType","description":"dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."},{"type":"object","required":["kind","name"],"additionalProperties":false,"properties":{"kind":{"const":"ref"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"}},"title":"RefType","description":"The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields."}],"title":"TypeExpr"},"objectField":{"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"},"constraints":{"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"}}};
 const schema36 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string"},"prefix":{"type":"string"},"constraints":{"$ref":"#/definitions/constraints"}},"title":"FieldWire"};
 const schema39 = {"type":"object","additionalProperties":false,"properties":{"ge":{"type":"number"},"gt":{"type":"number"},"le":{"type":"number"},"lt":{"type":"number"},"min_length":{"type":"integer","minimum":0},"max_length":{"type":"integer","minimum":0}},"title":"FieldConstraints"};
 const pattern2 = new RegExp("^[A-Za-z_][A-Za-z0-9_]*$", "u");
-const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["image","audio"]}},"title":"MediaType","description":"dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."}],"title":"TypeExpr"};
+const schema37 = {"description":"Type expression: Python type of the field.","oneOf":[{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["str","int","float","bool","any"]}},"title":"ScalarType"},{"type":"object","required":["kind","items"],"additionalProperties":false,"properties":{"kind":{"const":"list"},"items":{"$ref":"#/definitions/type"}},"title":"ListType"},{"type":"object","required":["kind","keys","values"],"additionalProperties":false,"properties":{"kind":{"const":"dict"},"keys":{"$ref":"#/definitions/type"},"values":{"$ref":"#/definitions/type"}},"title":"DictType"},{"type":"object","required":["kind","inner"],"additionalProperties":false,"properties":{"kind":{"const":"optional"},"inner":{"$ref":"#/definitions/type"}},"title":"OptionalType"},{"type":"object","required":["kind","values"],"additionalProperties":false,"properties":{"kind":{"const":"literal"},"values":{"type":"array","minItems":1,"items":{"type":["string","number","boolean"]}}},"title":"LiteralType"},{"type":"object","required":["kind","members"],"additionalProperties":false,"properties":{"kind":{"const":"union"},"members":{"type":"array","minItems":2,"items":{"$ref":"#/definitions/type"}}},"title":"UnionType"},{"type":"object","required":["kind","name","fields"],"additionalProperties":false,"properties":{"kind":{"const":"object"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$","description":"The model's name: the pydantic class a worker builds (pydantic.create_model), the title of its JSON Schema."},"description":{"type":"string","maxLength":4096,"description":"The model's docstring."},"fields":{"type":"array","minItems":1,"maxItems":128,"items":{"$ref":"#/definitions/objectField"}}},"title":"ObjectType","description":"A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: \"ref\", name}) for recursive models."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"const":"history"}},"title":"HistoryType","description":"A conversation's earlier turns: dspy.History on the worker. Its value is {messages: [{<field>: value, …}, …]}, one map of the signature's fields per turn, oldest first; DSPy's adapters send them as prior user/assistant messages. An input only."},{"type":"object","required":["kind"],"additionalProperties":false,"properties":{"kind":{"enum":["image","audio"]}},"title":"MediaType","description":"dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: \"image/png\"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: \"wav\"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool's payload limit bounds the whole request."},{"type":"object","required":["kind","name"],"additionalProperties":false,"properties":{"kind":{"const":"ref"},"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"}},"title":"RefType","description":"The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields."}],"title":"TypeExpr"};
 const wrapper0 = {validate: validate29};
 const schema38 = {"type":"object","required":["name","type"],"additionalProperties":false,"properties":{"name":{"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},"type":{"$ref":"#/definitions/type"},"desc":{"type":"string","maxLength":4096,"description":"The field's description (pydantic Field(description=…))."},"required":{"type":"boolean","default":true,"description":"false: the field may be missing (default None), as a pydantic field with a default."},"constraints":{"$ref":"#/definitions/constraints"}},"title":"ObjectField"};
 
@@ -1997,6 +1997,112 @@ if(_valid0){
 valid0 = true;
 passing0 = 8;
 }
+const _errs55 = errors;
+if(errors === _errs55){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing9;
+if(((data.kind === undefined) && (missing9 = "kind")) || ((data.name === undefined) && (missing9 = "name"))){
+const err48 = {instancePath,schemaPath:"#/oneOf/9/required",keyword:"required",params:{missingProperty: missing9},message:"must have required property '"+missing9+"'"};
+if(vErrors === null){
+vErrors = [err48];
+}
+else {
+vErrors.push(err48);
+}
+errors++;
+}
+else {
+const _errs57 = errors;
+for(const key9 in data){
+if(!((key9 === "kind") || (key9 === "name"))){
+const err49 = {instancePath,schemaPath:"#/oneOf/9/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err49];
+}
+else {
+vErrors.push(err49);
+}
+errors++;
+break;
+}
+}
+if(_errs57 === errors){
+if(data.kind !== undefined){
+const _errs58 = errors;
+if("ref" !== data.kind){
+const err50 = {instancePath:instancePath+"/kind",schemaPath:"#/oneOf/9/properties/kind/const",keyword:"const",params:{allowedValue: "ref"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err50];
+}
+else {
+vErrors.push(err50);
+}
+errors++;
+}
+var valid13 = _errs58 === errors;
+}
+else {
+var valid13 = true;
+}
+if(valid13){
+if(data.name !== undefined){
+let data22 = data.name;
+const _errs59 = errors;
+if(errors === _errs59){
+if(typeof data22 === "string"){
+if(!pattern0.test(data22)){
+const err51 = {instancePath:instancePath+"/name",schemaPath:"#/oneOf/9/properties/name/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},message:"must match pattern \""+"^[A-Za-z_][A-Za-z0-9_]{0,63}$"+"\""};
+if(vErrors === null){
+vErrors = [err51];
+}
+else {
+vErrors.push(err51);
+}
+errors++;
+}
+}
+else {
+const err52 = {instancePath:instancePath+"/name",schemaPath:"#/oneOf/9/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err52];
+}
+else {
+vErrors.push(err52);
+}
+errors++;
+}
+}
+var valid13 = _errs59 === errors;
+}
+else {
+var valid13 = true;
+}
+}
+}
+}
+}
+else {
+const err53 = {instancePath,schemaPath:"#/oneOf/9/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err53];
+}
+else {
+vErrors.push(err53);
+}
+errors++;
+}
+}
+var _valid0 = _errs55 === errors;
+if(_valid0 && valid0){
+valid0 = false;
+passing0 = [passing0, 9];
+}
+else {
+if(_valid0){
+valid0 = true;
+passing0 = 9;
+}
+}
 }
 }
 }
@@ -2006,12 +2112,12 @@ passing0 = 8;
 }
 }
 if(!valid0){
-const err48 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err54 = {instancePath,schemaPath:"#/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err48];
+vErrors = [err54];
 }
 else {
-vErrors.push(err48);
+vErrors.push(err54);
 }
 errors++;
 validate29.errors = vErrors;
@@ -2382,7 +2488,7 @@ const schema52 = {"title":"BootstrapFinetuneOptions","type":"object","additional
 const schema54 = {"title":"MetricRef","description":"A named Python metric of the worker (answer_exact_match, answer_passage_match, or an allow-listed package.module:function; docs/evaluation.md), with keyword arguments.","oneOf":[{"type":"string","minLength":1},{"type":"object","required":["name"],"additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"args":{"type":"object"}}}]};
 const func6 = Object.prototype.hasOwnProperty;
 const schema50 = {"title":"EnsembleOptions","type":"object","additionalProperties":false,"properties":{"size":{"type":"integer","minimum":1},"programs":{"type":"array","items":{"$ref":"request.schema.json#/definitions/program"},"minItems":1,"x-dspex-stage":"compile"}},"description":"dspy.Ensemble: constructor options, and compile() arguments (x-dspex-stage: compile).","required":["programs"]};
-const pattern5 = new RegExp("^[-_a-zA-Z0-9]{1,128}$", "u");
+const pattern6 = new RegExp("^[-_a-zA-Z0-9]{1,128}$", "u");
 
 function validate38(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -2463,7 +2569,7 @@ let data3 = data2.id;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data3 === "string"){
-if(!pattern5.test(data3)){
+if(!pattern6.test(data3)){
 validate38.errors = [{instancePath:instancePath+"/programs/" + i0+"/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -2544,8 +2650,8 @@ const schema59 = {"type":"string","pattern":"^[^/]+/.+$","description":"provider
 const schema63 = {"type":"number","minimum":0};
 const schema64 = {"type":"integer","minimum":1};
 const schema65 = {"enum":["chat","json"],"description":"DSPy adapter: chat (ChatAdapter, default) or json (JSONAdapter)."};
-const pattern8 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "u");
-const pattern9 = new RegExp("^[^/]+/.+$", "u");
+const pattern9 = new RegExp("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "u");
+const pattern10 = new RegExp("^[^/]+/.+$", "u");
 
 function validate40(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -2567,7 +2673,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern8.test(data0)){
+if(!pattern9.test(data0)){
 validate40.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
@@ -2589,7 +2695,7 @@ const _errs5 = errors;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
-if(!pattern9.test(data1)){
+if(!pattern10.test(data1)){
 validate40.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -5018,7 +5124,7 @@ let data88 = data.job;
 const _errs217 = errors;
 if(errors === _errs217){
 if(typeof data88 === "string"){
-if(!pattern5.test(data88)){
+if(!pattern6.test(data88)){
 validate37.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -5086,7 +5192,7 @@ let data92 = data91.id;
 const _errs226 = errors;
 if(errors === _errs226){
 if(typeof data92 === "string"){
-if(!pattern5.test(data92)){
+if(!pattern6.test(data92)){
 validate37.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -5461,7 +5567,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern8.test(data0)){
+if(!pattern9.test(data0)){
 validate50.errors = [{instancePath:instancePath+"/profile",schemaPath:"lm-profiles.schema.json#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }
@@ -5483,7 +5589,7 @@ const _errs5 = errors;
 const _errs6 = errors;
 if(errors === _errs6){
 if(typeof data1 === "string"){
-if(!pattern9.test(data1)){
+if(!pattern10.test(data1)){
 validate50.errors = [{instancePath:instancePath+"/model",schemaPath:"lm-profiles.schema.json#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -7637,7 +7743,7 @@ let data58 = data57.id;
 const _errs166 = errors;
 if(errors === _errs166){
 if(typeof data58 === "string"){
-if(!pattern5.test(data58)){
+if(!pattern6.test(data58)){
 validate10.errors = [{instancePath:instancePath+"/program/id",schemaPath:"#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -10938,7 +11044,7 @@ let data88 = data.job;
 const _errs217 = errors;
 if(errors === _errs217){
 if(typeof data88 === "string"){
-if(!pattern5.test(data88)){
+if(!pattern6.test(data88)){
 validate56.errors = [{instancePath:instancePath+"/job",schemaPath:"#/properties/job/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -11006,7 +11112,7 @@ let data92 = data91.id;
 const _errs226 = errors;
 if(errors === _errs226){
 if(typeof data92 === "string"){
-if(!pattern5.test(data92)){
+if(!pattern6.test(data92)){
 validate56.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -11403,7 +11509,7 @@ let data1 = data.id;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data1 === "string"){
-if(!pattern5.test(data1)){
+if(!pattern6.test(data1)){
 validate62.errors = [{instancePath:instancePath+"/id",schemaPath:"#/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -12290,7 +12396,7 @@ let data26 = data25.id;
 const _errs54 = errors;
 if(errors === _errs54){
 if(typeof data26 === "string"){
-if(!pattern5.test(data26)){
+if(!pattern6.test(data26)){
 validate63.errors = [{instancePath:instancePath+"/program/id",schemaPath:"request.schema.json#/definitions/program/properties/id/pattern",keyword:"pattern",params:{pattern: "^[-_a-zA-Z0-9]{1,128}$"},message:"must match pattern \""+"^[-_a-zA-Z0-9]{1,128}$"+"\""}];
 return false;
 }
@@ -12921,7 +13027,7 @@ const schema58 = {"title":"LMProfile","type":"object","required":["model"],"addi
 const schema61 = {"type":"string","pattern":"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$","description":"An http(s) base URL without credentials, query or fragment; compared after normalizing (scheme and host lower case, default port and trailing slashes dropped)."};
 const schema62 = {"type":"string","pattern":"^[A-Za-z_][A-Za-z0-9_]*$","description":"Name of the worker's environment variable holding the key."};
 const func0 = runtime_equal.default;
-const pattern11 = new RegExp("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$", "u");
+const pattern12 = new RegExp("^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$", "u");
 
 function validate42(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 let vErrors = null;
@@ -12949,7 +13055,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern9.test(data0)){
+if(!pattern10.test(data0)){
 validate42.errors = [{instancePath:instancePath+"/model",schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -12978,7 +13084,7 @@ const _errs7 = errors;
 const _errs8 = errors;
 if(errors === _errs8){
 if(typeof data2 === "string"){
-if(!pattern9.test(data2)){
+if(!pattern10.test(data2)){
 validate42.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -13027,7 +13133,7 @@ const _errs10 = errors;
 const _errs11 = errors;
 if(errors === _errs11){
 if(typeof data3 === "string"){
-if(!pattern11.test(data3)){
+if(!pattern12.test(data3)){
 validate42.errors = [{instancePath:instancePath+"/api_base",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
 return false;
 }
@@ -13281,7 +13387,7 @@ const _errs2 = errors;
 const _errs3 = errors;
 if(errors === _errs3){
 if(typeof data0 === "string"){
-if(!pattern11.test(data0)){
+if(!pattern12.test(data0)){
 validate44.errors = [{instancePath:instancePath+"/url",schemaPath:"#/definitions/baseUrl/pattern",keyword:"pattern",params:{pattern: "^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"},message:"must match pattern \""+"^[Hh][Tt][Tt][Pp][Ss]?://[^\\s/?#@\\\\]+(/[^\\s?#@\\\\]*)?$"+"\""}];
 return false;
 }
@@ -13332,7 +13438,7 @@ const _errs10 = errors;
 const _errs11 = errors;
 if(errors === _errs11){
 if(typeof data3 === "string"){
-if(!pattern9.test(data3)){
+if(!pattern10.test(data3)){
 validate44.errors = [{instancePath:instancePath+"/models/" + i0,schemaPath:"#/definitions/model/pattern",keyword:"pattern",params:{pattern: "^[^/]+/.+$"},message:"must match pattern \""+"^[^/]+/.+$"+"\""}];
 return false;
 }
@@ -13427,7 +13533,7 @@ const _errs4 = errors;
 const _errs5 = errors;
 if(errors === _errs5){
 if(typeof key1 === "string"){
-if(!pattern8.test(key1)){
+if(!pattern9.test(key1)){
 const err0 = {instancePath:instancePath+"/profiles",schemaPath:"#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\"",propertyName:key1};
 if(vErrors === null){
 vErrors = [err0];
@@ -13495,7 +13601,7 @@ const _errs9 = errors;
 const _errs10 = errors;
 if(errors === _errs10){
 if(typeof data2 === "string"){
-if(!pattern8.test(data2)){
+if(!pattern9.test(data2)){
 validate41.errors = [{instancePath:instancePath+"/default_profile",schemaPath:"#/definitions/profileName/pattern",keyword:"pattern",params:{pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},message:"must match pattern \""+"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"+"\""}];
 return false;
 }

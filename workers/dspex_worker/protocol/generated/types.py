@@ -778,6 +778,15 @@ class MediaType(TypedDict, closed=True):
     kind: Literal["image", "audio"]
 
 
+class RefType(TypedDict, closed=True):
+    """
+    The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.
+    """
+
+    kind: Literal["ref"]
+    name: str
+
+
 class FieldConstraints(TypedDict, closed=True):
     ge: NotRequired[float]
     gt: NotRequired[float]
@@ -1111,7 +1120,7 @@ class UnionType(TypedDict, closed=True):
 
 class ObjectType(TypedDict, closed=True):
     """
-    A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.
+    A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.
     """
 
     kind: Literal["object"]
@@ -1127,7 +1136,16 @@ class ObjectType(TypedDict, closed=True):
 
 
 SignatureType: TypeAlias = (
-    ScalarType | ListType | DictType | OptionalType | LiteralType | UnionType | ObjectType | HistoryType | MediaType
+    ScalarType
+    | ListType
+    | DictType
+    | OptionalType
+    | LiteralType
+    | UnionType
+    | ObjectType
+    | HistoryType
+    | MediaType
+    | RefType
 )
 """
 Type expression: Python type of the field.

@@ -34,6 +34,7 @@ UNIONS: Final[dict[str, TaggedUnion]] = {
             "history": "HistoryType",
             "image": "MediaType",
             "audio": "MediaType",
+            "ref": "RefType",
         },
         _type_expr,
     ),

@@ -372,7 +372,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -389,6 +389,17 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -1660,7 +1671,7 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     },
                                 },
                                 "title": "ObjectType",
-                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                             },
                             "HistoryType": {
                                 "type": "object",
@@ -1677,6 +1688,17 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                 "title": "MediaType",
                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                            },
+                            "RefType": {
+                                "type": "object",
+                                "required": ["kind", "name"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "ref"},
+                                    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                },
+                                "title": "RefType",
+                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                             },
                         },
                         "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
@@ -1815,7 +1837,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -1832,6 +1854,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -1950,7 +1983,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -1967,6 +2000,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2076,7 +2120,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -2093,6 +2137,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2211,7 +2266,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -2228,6 +2283,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2363,7 +2429,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -2380,6 +2446,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2436,7 +2513,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                             },
                         },
                         "title": "ObjectType",
-                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                     },
                     "HistoryType": {
                         "type": "object",
@@ -2453,6 +2530,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                         "properties": {"kind": {"enum": ["image", "audio"]}},
                         "title": "MediaType",
                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                    },
+                    "RefType": {
+                        "type": "object",
+                        "required": ["kind", "name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "ref"},
+                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                        },
+                        "title": "RefType",
+                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                     },
                 },
                 "$id": "https://dspex.dev/schemas/v1/worker/union_type_expr.json",
@@ -2661,7 +2749,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -2678,6 +2766,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -2809,7 +2908,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -2826,6 +2925,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -2973,7 +3083,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -2990,6 +3100,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3118,7 +3239,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -3135,6 +3256,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -3244,7 +3376,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -3261,6 +3393,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -3392,7 +3535,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -3409,6 +3552,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3518,7 +3672,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -3535,6 +3689,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3688,7 +3853,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -3705,6 +3870,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3814,7 +3990,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -3831,6 +4007,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -3959,7 +4146,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -3976,6 +4163,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -4107,7 +4305,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -4124,6 +4322,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4273,7 +4482,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -4290,6 +4499,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4558,7 +4778,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -4575,6 +4795,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -4712,7 +4943,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -4729,6 +4960,20 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -4867,7 +5112,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -4884,6 +5129,17 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -5009,7 +5265,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -5026,6 +5282,20 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -5167,7 +5437,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -5184,6 +5454,20 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -5250,7 +5534,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                             },
                         },
                         "title": "ObjectType",
-                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                     },
                     rule="type",
                 )
@@ -5313,7 +5597,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                 },
                             },
                             "title": "ObjectType",
-                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                         },
                         rule="required",
                     )
@@ -5571,7 +5855,7 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                                 },
                             },
                             "title": "ObjectType",
-                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                         },
                         rule="additionalProperties",
                     )
@@ -5722,6 +6006,107 @@ def validate_https___dspex_dev_schemas_v1_worker_union_type_expr_json(data, cust
                         },
                         rule="additionalProperties",
                     )
+        if "RefType" in data_keys:
+            data_keys.remove("RefType")
+            data__RefType = data["RefType"]
+            if not isinstance(data__RefType, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".RefType must be object",
+                    value=data__RefType,
+                    name="" + (name_prefix or "data") + ".RefType",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "ref"},
+                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                        },
+                        "title": "RefType",
+                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
+                    },
+                    rule="type",
+                )
+            data__RefType_is_dict = isinstance(data__RefType, dict)
+            if data__RefType_is_dict:
+                data__RefType__missing_keys = set(["kind", "name"]) - data__RefType.keys()
+                if data__RefType__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".RefType must contain "
+                        + (str(sorted(data__RefType__missing_keys)) + " properties"),
+                        value=data__RefType,
+                        name="" + (name_prefix or "data") + ".RefType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "ref"},
+                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                            },
+                            "title": "RefType",
+                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
+                        },
+                        rule="required",
+                    )
+                data__RefType_keys = set(data__RefType.keys())
+                if "kind" in data__RefType_keys:
+                    data__RefType_keys.remove("kind")
+                    data__RefType__kind = data__RefType["kind"]
+                    if not (isinstance(data__RefType__kind, str) and data__RefType__kind == "ref"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".RefType.kind must be same as const definition: ref",
+                            value=data__RefType__kind,
+                            name="" + (name_prefix or "data") + ".RefType.kind",
+                            definition={"const": "ref"},
+                            rule="const",
+                        )
+                if "name" in data__RefType_keys:
+                    data__RefType_keys.remove("name")
+                    data__RefType__name = data__RefType["name"]
+                    if not isinstance(data__RefType__name, (str)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".RefType.name must be string",
+                            value=data__RefType__name,
+                            name="" + (name_prefix or "data") + ".RefType.name",
+                            definition={"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                            rule="type",
+                        )
+                    if isinstance(data__RefType__name, str):
+                        if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_]{0,63}$"].search(data__RefType__name):
+                            raise JsonSchemaValueException(
+                                ""
+                                + (name_prefix or "data")
+                                + ".RefType.name must match pattern ^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                value=data__RefType__name,
+                                name="" + (name_prefix or "data") + ".RefType.name",
+                                definition={"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                rule="pattern",
+                            )
+                if data__RefType_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + ".RefType must not contain "
+                        + str(data__RefType_keys)
+                        + " properties",
+                        value=data__RefType,
+                        name="" + (name_prefix or "data") + ".RefType",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "ref"},
+                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                            },
+                            "title": "RefType",
+                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
+                        },
+                        rule="additionalProperties",
+                    )
     return data
 
 
@@ -5844,7 +6229,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_obj
                                     },
                                 },
                                 "title": "ObjectType",
-                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                             },
                             {
                                 "type": "object",
@@ -5861,6 +6246,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_obj
                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                 "title": "MediaType",
                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "name"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "ref"},
+                                    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                },
+                                "title": "RefType",
+                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                             },
                         ],
                         "title": "TypeExpr",
@@ -6012,7 +6408,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_obj
                                         },
                                     },
                                     "title": "ObjectType",
-                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                 },
                                 {
                                     "type": "object",
@@ -6029,6 +6425,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_obj
                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                     "title": "MediaType",
                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "ref"},
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                    },
+                                    "title": "RefType",
+                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -6256,7 +6663,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_obj
                                         },
                                     },
                                     "title": "ObjectType",
-                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                 },
                                 {
                                     "type": "object",
@@ -6273,6 +6680,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_obj
                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                     "title": "MediaType",
                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "ref"},
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                    },
+                                    "title": "RefType",
+                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -6649,7 +7067,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -6666,6 +7084,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -6797,7 +7226,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -6814,6 +7243,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -6957,7 +7397,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -6974,6 +7414,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -7104,7 +7555,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -7121,6 +7572,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -7230,7 +7692,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -7247,6 +7709,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -7378,7 +7851,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -7395,6 +7868,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -7504,7 +7988,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -7521,6 +8005,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -7670,7 +8165,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -7687,6 +8182,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -7796,7 +8302,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -7813,6 +8319,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -7943,7 +8460,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -7960,6 +8477,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -8091,7 +8619,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -8108,6 +8636,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -8251,7 +8790,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -8268,6 +8807,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -8532,7 +9082,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -8549,6 +9099,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -8686,7 +9247,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -8703,6 +9264,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -8841,7 +9416,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -8858,6 +9433,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -8983,7 +9569,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -9000,6 +9586,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -9134,7 +9734,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -9151,6 +9751,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -9219,7 +9833,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                             },
                         },
                         "title": "ObjectType",
-                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                     },
                     rule="type",
                 )
@@ -9282,7 +9896,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                 },
                             },
                             "title": "ObjectType",
-                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                         },
                         rule="required",
                     )
@@ -9529,7 +10143,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                 },
                             },
                             "title": "ObjectType",
-                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                         },
                         rule="additionalProperties",
                     )
@@ -9677,6 +10291,103 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
             data_one_of_count2 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException):
             pass
+    if data_one_of_count2 < 2:
+        try:
+            if not isinstance(data, (dict)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + " must be object",
+                    value=data,
+                    name="" + (name_prefix or "data") + "",
+                    definition={
+                        "type": "object",
+                        "required": ["kind", "name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "ref"},
+                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                        },
+                        "title": "RefType",
+                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
+                    },
+                    rule="type",
+                )
+            data_is_dict = isinstance(data, dict)
+            if data_is_dict:
+                data__missing_keys = set(["kind", "name"]) - data.keys()
+                if data__missing_keys:
+                    raise JsonSchemaValueException(
+                        ""
+                        + (name_prefix or "data")
+                        + " must contain "
+                        + (str(sorted(data__missing_keys)) + " properties"),
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "ref"},
+                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                            },
+                            "title": "RefType",
+                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
+                        },
+                        rule="required",
+                    )
+                data_keys = set(data.keys())
+                if "kind" in data_keys:
+                    data_keys.remove("kind")
+                    data__kind = data["kind"]
+                    if not (isinstance(data__kind, str) and data__kind == "ref"):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".kind must be same as const definition: ref",
+                            value=data__kind,
+                            name="" + (name_prefix or "data") + ".kind",
+                            definition={"const": "ref"},
+                            rule="const",
+                        )
+                if "name" in data_keys:
+                    data_keys.remove("name")
+                    data__name = data["name"]
+                    if not isinstance(data__name, (str)):
+                        raise JsonSchemaValueException(
+                            "" + (name_prefix or "data") + ".name must be string",
+                            value=data__name,
+                            name="" + (name_prefix or "data") + ".name",
+                            definition={"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                            rule="type",
+                        )
+                    if isinstance(data__name, str):
+                        if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_]{0,63}$"].search(data__name):
+                            raise JsonSchemaValueException(
+                                "" + (name_prefix or "data") + ".name must match pattern ^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                value=data__name,
+                                name="" + (name_prefix or "data") + ".name",
+                                definition={"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                rule="pattern",
+                            )
+                if data_keys:
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
+                        value=data,
+                        name="" + (name_prefix or "data") + "",
+                        definition={
+                            "type": "object",
+                            "required": ["kind", "name"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "kind": {"const": "ref"},
+                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                            },
+                            "title": "RefType",
+                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
+                        },
+                        rule="additionalProperties",
+                    )
+            data_one_of_count2 += 1
+        except (JsonSchemaValueException, JsonSchemaValuesException):
+            pass
     if data_one_of_count2 != 1:
         raise JsonSchemaValueException(
             ""
@@ -9806,7 +10517,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -9823,6 +10534,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -9941,7 +10663,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -9958,6 +10680,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -10067,7 +10800,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -10084,6 +10817,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -10202,7 +10946,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -10219,6 +10963,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -10354,7 +11109,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -10371,6 +11126,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -10427,7 +11193,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                             },
                         },
                         "title": "ObjectType",
-                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                     },
                     {
                         "type": "object",
@@ -10444,6 +11210,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_typ
                         "properties": {"kind": {"enum": ["image", "audio"]}},
                         "title": "MediaType",
                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "kind": {"const": "ref"},
+                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                        },
+                        "title": "RefType",
+                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                     },
                 ],
                 "title": "TypeExpr",
@@ -26382,7 +27159,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -26399,6 +27176,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -26544,7 +27332,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -26561,6 +27349,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -26681,7 +27483,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -26698,6 +27500,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -26809,7 +27625,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -26826,6 +27642,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -26946,7 +27776,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     },
                                                 },
                                                 "title": "ObjectType",
-                                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                             },
                                             {
                                                 "type": "object",
@@ -26963,6 +27793,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                                 "title": "MediaType",
                                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                            },
+                                            {
+                                                "type": "object",
+                                                "required": ["kind", "name"],
+                                                "additionalProperties": False,
+                                                "properties": {
+                                                    "kind": {"const": "ref"},
+                                                    "name": {
+                                                        "type": "string",
+                                                        "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                    },
+                                                },
+                                                "title": "RefType",
+                                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                             },
                                         ],
                                         "title": "TypeExpr",
@@ -27100,7 +27944,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -27117,6 +27961,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -27173,7 +28031,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     },
                                 },
                                 "title": "ObjectType",
-                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                             },
                             {
                                 "type": "object",
@@ -27190,6 +28048,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                 "title": "MediaType",
                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "name"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "ref"},
+                                    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                },
+                                "title": "RefType",
+                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                             },
                         ],
                         "title": "TypeExpr",
@@ -27305,7 +28174,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             },
                                         },
                                         "title": "ObjectType",
-                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                     },
                                     {
                                         "type": "object",
@@ -27322,6 +28191,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                         "title": "MediaType",
                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["kind", "name"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "kind": {"const": "ref"},
+                                            "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                        },
+                                        "title": "RefType",
+                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                     },
                                 ],
                                 "title": "TypeExpr",
@@ -27546,7 +28426,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -27563,6 +28443,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -27708,7 +28599,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -27725,6 +28616,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -27845,7 +28750,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -27862,6 +28767,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -27973,7 +28892,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -27990,6 +28909,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -28110,7 +29043,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -28127,6 +29060,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -28264,7 +29211,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                             },
                                                         },
                                                         "title": "ObjectType",
-                                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                     },
                                                     {
                                                         "type": "object",
@@ -28281,6 +29228,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                                         "title": "MediaType",
                                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "name"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "ref"},
+                                                            "name": {
+                                                                "type": "string",
+                                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            },
+                                                        },
+                                                        "title": "RefType",
+                                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                     },
                                                 ],
                                                 "title": "TypeExpr",
@@ -28340,7 +29301,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                     },
                                     "title": "ObjectType",
-                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                 },
                                 {
                                     "type": "object",
@@ -28357,6 +29318,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                     "title": "MediaType",
                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "ref"},
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                    },
+                                    "title": "RefType",
+                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -28472,7 +29444,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -28489,6 +29461,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -28863,7 +29846,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -28880,6 +29863,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -29025,7 +30019,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -29042,6 +30036,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -29162,7 +30170,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -29179,6 +30187,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -29290,7 +30312,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -29307,6 +30329,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -29427,7 +30463,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         },
                                                     },
                                                     "title": "ObjectType",
-                                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                 },
                                                 {
                                                     "type": "object",
@@ -29444,6 +30480,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                                     "title": "MediaType",
                                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                },
+                                                {
+                                                    "type": "object",
+                                                    "required": ["kind", "name"],
+                                                    "additionalProperties": False,
+                                                    "properties": {
+                                                        "kind": {"const": "ref"},
+                                                        "name": {
+                                                            "type": "string",
+                                                            "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                        },
+                                                    },
+                                                    "title": "RefType",
+                                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                 },
                                             ],
                                             "title": "TypeExpr",
@@ -29581,7 +30631,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                             },
                                                         },
                                                         "title": "ObjectType",
-                                                        "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                                        "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                                     },
                                                     {
                                                         "type": "object",
@@ -29598,6 +30648,20 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                         "properties": {"kind": {"enum": ["image", "audio"]}},
                                                         "title": "MediaType",
                                                         "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                                    },
+                                                    {
+                                                        "type": "object",
+                                                        "required": ["kind", "name"],
+                                                        "additionalProperties": False,
+                                                        "properties": {
+                                                            "kind": {"const": "ref"},
+                                                            "name": {
+                                                                "type": "string",
+                                                                "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+                                                            },
+                                                        },
+                                                        "title": "RefType",
+                                                        "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                                     },
                                                 ],
                                                 "title": "TypeExpr",
@@ -29657,7 +30721,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                         },
                                     },
                                     "title": "ObjectType",
-                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                 },
                                 {
                                     "type": "object",
@@ -29674,6 +30738,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                     "title": "MediaType",
                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "ref"},
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                    },
+                                    "title": "RefType",
+                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -29789,7 +30864,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                                 },
                                             },
                                             "title": "ObjectType",
-                                            "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                            "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                         },
                                         {
                                             "type": "object",
@@ -29806,6 +30881,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json(data, custom_for
                                             "properties": {"kind": {"enum": ["image", "audio"]}},
                                             "title": "MediaType",
                                             "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["kind", "name"],
+                                            "additionalProperties": False,
+                                            "properties": {
+                                                "kind": {"const": "ref"},
+                                                "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                            },
+                                            "title": "RefType",
+                                            "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                         },
                                     ],
                                     "title": "TypeExpr",
@@ -29975,7 +31061,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     },
                                 },
                                 "title": "ObjectType",
-                                "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                             },
                             {
                                 "type": "object",
@@ -29992,6 +31078,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                 "properties": {"kind": {"enum": ["image", "audio"]}},
                                 "title": "MediaType",
                                 "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                            },
+                            {
+                                "type": "object",
+                                "required": ["kind", "name"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "kind": {"const": "ref"},
+                                    "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                },
+                                "title": "RefType",
+                                "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                             },
                         ],
                         "title": "TypeExpr",
@@ -30135,7 +31232,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                         },
                                     },
                                     "title": "ObjectType",
-                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                 },
                                 {
                                     "type": "object",
@@ -30152,6 +31249,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                     "title": "MediaType",
                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "ref"},
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                    },
+                                    "title": "RefType",
+                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                 },
                             ],
                             "title": "TypeExpr",
@@ -30347,7 +31455,7 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                         },
                                     },
                                     "title": "ObjectType",
-                                    "description": "A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; recursive models are not expressible.",
+                                    "description": 'A structured value (a pydantic BaseModel in DSPy): named fields, each with its own type (nested objects, lists of them, …). Nesting is at most 8 deep; a field may refer to an enclosing object type by name ({kind: "ref", name}) for recursive models.',
                                 },
                                 {
                                     "type": "object",
@@ -30364,6 +31472,17 @@ def validate_https___dspex_dev_schemas_v1_signature_schema_json__definitions_fie
                                     "properties": {"kind": {"enum": ["image", "audio"]}},
                                     "title": "MediaType",
                                     "description": 'dspy.Image / dspy.Audio, an input only. An image is an http(s) URL (passed to the provider, never fetched by DSPex), a data URI (data:image/<type>;base64,…) or {data: <bytes>, mime: "image/png"}; audio is a data URI (data:audio/<format>;base64,…) or {data: <bytes>, format: "wav"}. Decoded media over DSPEX_MEDIA_MAX_BYTES (default 1 MiB) are refused (PayloadTooLarge naming the field); the pool\'s payload limit bounds the whole request.',
+                                },
+                                {
+                                    "type": "object",
+                                    "required": ["kind", "name"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "kind": {"const": "ref"},
+                                        "name": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                                    },
+                                    "title": "RefType",
+                                    "description": "The enclosing object type of this name (a recursive model: `replies: list[Comment]` inside Comment). Only inside that object's fields.",
                                 },
                             ],
                             "title": "TypeExpr",
