@@ -109,6 +109,15 @@ export async function consoleScenario(h: Harness, base: string, token: string, l
     await page.waitForSelector("#comparison");
     assert.match((await page.textContent('#comparison tr[data-dataset="capitals-val"]')) ?? "", /0.*100/);
     await page.screenshot({ path: join(shots, "console-compare.png"), fullPage: true });
+    // the packaged programs the fleet serves, and one's module tree (the test package's qa: two predictors)
+    await page.goto(`${base}/console/#/served`);
+    await page.waitForSelector('tr[data-served="qa"]');
+    await page.click('a[href="#/served/qa"]');
+    await page.waitForSelector("#module-graph");
+    assert.deepEqual(await page.locator("#module-graph li li").evaluateAll((items) => items.map((i) => i.getAttribute("data-module"))), ["draft", "refine"]);
+    assert.match((await page.textContent('#module-graph li[data-module="refine"] code')) ?? "", /question, draft -> answer, confidence/);
+    assert.match((await page.textContent("#mermaid")) ?? "", /^flowchart TD/);
+    await page.screenshot({ path: join(shots, "console-module-graph.png"), fullPage: true });
     assert.deepEqual(problems, [], "no script error, no CSP violation");
     assert.deepEqual(refused, [`409 /v1/registry/programs/${program}/deploy`], "the one refusal is the guarded deploy");
     log(`screenshots in ${shots}`);

@@ -16,7 +16,7 @@ export const CONSOLE_HTML = `<!doctype html>
 <body>
 <header>
   <strong>DSPex</strong>
-  <nav><a href="#/programs">Programs</a><a href="#/executions">Executions</a><a href="#/jobs">Jobs</a></nav>
+  <nav><a href="#/programs">Programs</a><a href="#/executions">Executions</a><a href="#/jobs">Jobs</a><a href="#/served">Served</a></nav>
   <span id="who"></span>
 </header>
 <main id="main"><p>Loading…</p></main>
@@ -51,6 +51,10 @@ code, pre { font-family: ui-monospace, monospace; font-size: 12px; }
 pre { background: #fff; border: 1px solid var(--line); padding: 8px; overflow: auto; max-height: 240px; }
 .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
 .better { color: var(--ok); font-weight: 600; }
+ul.tree, ul.tree ul { list-style: none; padding-left: 20px; border-left: 1px solid var(--line); margin: 4px 0; }
+ul.tree { background: #fff; border: 1px solid var(--line); padding: 10px 10px 10px 20px; }
+ul.tree li { margin: 4px 0; } ul.tree .predictor { font-weight: 600; color: var(--accent); }
+ul.tree code.sig { display: block; color: var(--muted); margin-left: 12px; }
 `;
 
 export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2e5bff"/><path d="M4 4h4a4 4 0 0 1 0 8H4z" fill="#fff"/></svg>`;

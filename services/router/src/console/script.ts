@@ -1,7 +1,8 @@
 /**
  * The web console's script (served as /console/console.js): programs with their versions, transitions and
  * guarded actions; executions searched by program, version, status and time; jobs with live progress (a GraphQL
- * subscription over WebSocket, graphql-transport-ws); two versions side by side. Everything is drawn with DOM
+ * subscription over WebSocket, graphql-transport-ws); two versions side by side; the packaged programs the fleet
+ * serves, each with its module tree (nested modules, predictors with their signatures). Everything is drawn with DOM
  * calls and textContent — no HTML is ever built from data — under a strict Content-Security-Policy.
  */
 export const CONSOLE_JS = String.raw`
@@ -231,6 +232,33 @@ async function compare(name, a, b) {
     el("p", {}, el("a", { href: "#/programs/" + name }, "Back to " + name)));
 }
 
+/** The packaged programs the workers serve (docs/programs.md). */
+async function served() {
+  const list = await api("GET", "/v1/packaged-programs");
+  show(el("h1", {}, "Served programs"),
+    el("p", { class: "note" }, "Users' DSPy programs the workers serve, from their packages (docs/programs.md)."),
+    table(["program", "version", "pool", "inputs", "outputs"], list.programs.map((p) => el("tr", { "data-served": p.name },
+      el("td", {}, el("a", { href: "#/served/" + encodeURIComponent(p.name) }, p.name)), el("td", {}, p.version || "—"), el("td", {}, p.pool),
+      el("td", {}, p.inputs.map((f) => f.name).join(", ")), el("td", {}, p.outputs.map((f) => f.name).join(", "))))),
+    list.failures.length ? el("div", { class: "error" }, list.failures.map((f) => f.name + " NOT SERVED: " + f.error).join("\n")) : null);
+}
+
+/** A module tree as nested lists: each module's attribute path and class, a predictor's signature under it. */
+function moduleTree(node) {
+  const label = el("span", { class: node.predictor ? "predictor" : "module" }, (node.name || "(program)") + ": " + node.type);
+  return el("li", { "data-module": node.name || "(program)" }, label,
+    node.signature ? el("code", { class: "sig" }, node.signature) : null,
+    node.children.length ? el("ul", {}, node.children.map(moduleTree)) : null);
+}
+
+async function servedProgram(name) {
+  const g = await api("GET", "/v1/packaged-programs/" + encodeURIComponent(name) + "/graph");
+  show(el("h1", {}, name + " " + (g.version || "")),
+    el("h2", {}, "Module graph"), el("ul", { id: "module-graph", class: "tree" }, moduleTree(g.graph)),
+    el("h2", {}, "Mermaid"), el("pre", { id: "mermaid" }, g.mermaid),
+    el("p", {}, el("a", { href: "#/served" }, "Back to served programs")));
+}
+
 async function route() {
   stopLive();
   stopLive = () => {};
@@ -244,6 +272,8 @@ async function route() {
     else if (parts[0] === "jobs" && parts[1]) await job(parts[1]);
     else if (parts[0] === "jobs") await jobs();
     else if (parts[0] === "compare") await compare(parts[1], parts[2], parts[3]);
+    else if (parts[0] === "served" && parts[1]) await servedProgram(parts[1]);
+    else if (parts[0] === "served") await served();
     else await programs();
   } catch (err) {
     if (err.status !== 401) show(errorBox(err));
