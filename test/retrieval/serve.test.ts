@@ -190,6 +190,15 @@ describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
       }
       assert.ok(summary.metrics["recall@3"]! > 0, "the fixture's questions find their passages");
 
+      // DSPy's own answer_passage_match on the worker, beside the program (op evaluate), agrees with the native one
+      const py = await jobs.submit({ program: { package: "RAG" }, metrics: ["py:answer_passage_match", "recall_at_k"], concurrency: 4 }, examples);
+      const pyRecord = await jobs.wait(py);
+      assert.equal(pyRecord.status, "succeeded", JSON.stringify(pyRecord.error));
+      assert.deepEqual(pyRecord.spec.program, { package: "RAG" }, "the record keeps the packaged program (its examples run as op evaluate)");
+      const pySummary = (await jobs.summary(py))!;
+      assert.equal(pySummary.metrics["py:answer_passage_match"], summary.metrics.answer_passage_match);
+      assert.equal(pySummary.metrics.recall_at_k, summary.metrics["recall@3"]);
+
       const bad = await jobs.submit({ program: { package: "RAG" }, metrics: ["recall_at_k"] }, [{ question: "what is a stream?" }]);
       await jobs.wait(bad);
       const [failed] = [...(await jobs.results(bad)).values()];

@@ -7,7 +7,9 @@ import type { EvaluateSpec, LMConfig, Pool, Usage } from "@dspex/protocol";
 import type { SignatureInput } from "@dspex/native";
 import type { CallOptions, Client } from "@dspex/client";
 export interface EvaluateCallOptions {
-  module: "predict" | "chain_of_thought";
+  module: "predict" | "chain_of_thought" | "program";
+  /** With module `program`: the packaged program's name. */
+  program?: string;
   metrics: Array<{ name: string; args?: Record<string, unknown> }>;
   /** Gold fields of the example. */
   example: Record<string, unknown>;
@@ -36,7 +38,7 @@ export class EvaluateCaller {
     inputs: Record<string, unknown>,
     options: EvaluateCallOptions,
   ): Promise<EvaluateCallResult> {
-    const evaluate: EvaluateSpec = { module: options.module, metrics: options.metrics, example: options.example };
+    const evaluate: EvaluateSpec = { module: options.module, ...(options.program ? { program: options.program } : {}), metrics: options.metrics, example: options.example };
     const result = await this.client.send<Record<string, unknown>>(
       { op: "evaluate", signature, inputs, evaluate, extraOutputs: ["reasoning"] },
       {

@@ -3,7 +3,7 @@
  * scores, score and latency distributions, errors grouped by type, failed and slowest examples; and the
  * comparison of several jobs on one dataset.
  */
-import { isPipelineProgram, type ExampleResult, type JobRecord, type JobSummary } from "./types.js";
+import { isPackagedProgram, isPipelineProgram, type ExampleResult, type JobRecord, type JobSummary } from "./types.js";
 import type { Comparison } from "./compare.js";
 import { summarize } from "./summary.js";
 
@@ -168,6 +168,7 @@ ${body}
 
 function programLabel(record: JobRecord): string {
   const p = record.spec.program;
+  if (isPackagedProgram(p)) return `packaged program ${esc(p.package)}`;
   if (isPipelineProgram(p)) return `pipeline${p.pipeline.name ? ` “${esc(p.pipeline.name)}”` : ""} (${p.pipeline.steps.length} steps)`;
   const sig = typeof p.signature === "string" ? p.signature : `${p.signature.inputs.map((f) => f.name).join(", ")} -> ${p.signature.outputs.map((f) => f.name).join(", ")}`;
   return `${esc(p.module ?? "predict")} <code>${esc(sig)}</code>${p.lm ? ` on <code>${esc(p.lm.model)}</code>` : ""}`;

@@ -6,7 +6,7 @@
  */
 import { setMaxListeners } from "node:events";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ValidationError, type ErrorWire, type LMConfig, type Usage } from "@dspex/protocol";
+import { ValidationError, isPool, type ErrorWire, type LMConfig, type Usage } from "@dspex/protocol";
 import { resolveSignature } from "@dspex/native";
 import type { Client } from "@dspex/client";
 import { publishProgress } from "@dspex/jobs";
@@ -19,6 +19,7 @@ import { errorInfo, PipelineStepError, runPipeline, type NativeFunction, type St
 import type { EvalStore } from "./store.js";
 import { primaryKey, summarize } from "./summary.js";
 import {
+  isPackagedProgram,
   isPipelineProgram,
   type ExampleResult,
   type JobRecord,
@@ -77,11 +78,23 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The scores of the Python metrics a worker returned, under the job's keys; a missing one is an error. */
+function pythonScores(python: ResolvedMetric[], returned: Record<string, number | boolean>): Record<string, number | boolean> {
+  const scores: Record<string, number | boolean> = {};
+  for (const m of python) {
+    const v = returned[m.pythonName!];
+    if (v === undefined) throw new ValidationError(`the worker returned no score for '${m.pythonName}'`);
+    scores[m.key] = v;
+  }
+  return scores;
+}
+
 /** Input keys of a job's program. */
 export function inputKeysOf(record: JobRecord): string[] | undefined {
   const { spec } = record;
   if (spec.input_keys) return spec.input_keys;
   if (isPipelineProgram(spec.program)) return spec.program.pipeline.inputs;
+  if (isPackagedProgram(spec.program)) return undefined; // the program's advertised inputs, picked per call
   const p = spec.program;
   return resolveSignature(p.signature, typeof p.signature === "string" ? p.instructions : undefined).inputs.map((f) => f.name);
 }
@@ -384,6 +397,24 @@ export class JobRun {
       return { outputs: r.outputs, scores: {}, worker: r.workers[0], usage: r.usage, steps: r.steps };
     }
     const python = metrics.filter((m) => m.python);
+    if (isPackagedProgram(program)) {
+      // the program and its Python metrics in one `evaluate` op, on its inputs (the rest of the example is gold)
+      const advert = await client.program(program.package).describe();
+      const names = new Set(advert.inputs.map((f) => f.name));
+      const picked = Object.fromEntries(Object.entries(inputs).filter(([k]) => names.has(k)));
+      const r = await evaluator.evaluate({ inputs: advert.inputs, outputs: advert.outputs }, picked, {
+        module: "program",
+        program: program.package,
+        metrics: python.map((m) => ({ name: m.pythonName!, ...(m.spec.args ? { args: m.spec.args } : {}) })),
+        example: gold,
+        ...(program.lm ? { lm: program.lm } : {}),
+        ...(isPool(advert.pool) ? { pool: advert.pool } : {}),
+        ...(program.timeout_ms ? { timeoutMs: program.timeout_ms } : {}),
+        signal,
+        retry,
+      });
+      return { outputs: r.outputs, scores: pythonScores(python, r.scores), worker: r.worker, lm: r.lm, usage: r.usage };
+    }
     if (python.length > 0) {
       const lm = program.lm ?? this.deps.defaultLm;
       const r = await evaluator.evaluate(program.signature, inputs, {
@@ -398,13 +429,7 @@ export class JobRun {
         signal,
         retry,
       });
-      const scores: Record<string, number | boolean> = {};
-      for (const m of python) {
-        const v = r.scores[m.pythonName!];
-        if (v === undefined) throw new ValidationError(`the worker returned no score for '${m.pythonName}'`);
-        scores[m.key] = v;
-      }
-      return { outputs: r.outputs, scores, worker: r.worker, lm: r.lm, usage: r.usage };
+      return { outputs: r.outputs, scores: pythonScores(python, r.scores), worker: r.worker, lm: r.lm, usage: r.usage };
     }
     const r = await callModule(client, program, inputs, signal, retry);
     return { outputs: r.outputs, scores: {}, worker: r.worker, lm: r.lm, usage: r.usage };

@@ -159,9 +159,12 @@ export class PipelineService implements JobsBackend {
     if (isPackagedProgram(spec.program)) {
       const extra = Object.keys(spec.program).filter((k) => !["package", "lm", "timeout_ms"].includes(k));
       if (extra.length > 0) throw new ValidationError(`program.${extra[0]}: a packaged program takes package, lm and timeout_ms`, { field: `program.${extra[0]}` });
-      program = packagedPipeline(spec.program);
+      // Python metrics score on the worker, beside the program (op evaluate); otherwise a one-step pipeline
+      program = python.length > 0 ? { ...spec.program } : packagedPipeline(spec.program);
     } else program = spec.program;
-    if (isPipelineProgram(program)) {
+    if (isPackagedProgram(program)) {
+      // nothing to compile here: the fleet knows the program (UnknownProgram per example otherwise)
+    } else if (isPipelineProgram(program)) {
       validatePipeline(program.pipeline, this.stepFns);
       if (python.length > 0) {
         throw new ValidationError("Python (py:) metrics need a module program; a pipeline job can use TypeScript metrics", { field: "metrics" });

@@ -27,9 +27,10 @@ export interface PipelineProgram {
 }
 
 /**
- * A user's packaged program the fleet serves (docs/programs.md) as a job's program. A job runs it as a one-step
- * pipeline (`packagedPipeline`: the record holds that pipeline), so the example's fields named by the program's
- * advertised inputs go in and every output comes back for the metrics.
+ * A user's packaged program the fleet serves (docs/programs.md) as a job's program: the example's fields named by
+ * its advertised inputs go in and every output comes back for the metrics. With TypeScript/native metrics only, a
+ * job runs it as a one-step pipeline (`packagedPipeline`: the record holds that pipeline); with Python metrics the
+ * record keeps `{package}` and each example is one `evaluate` op on a worker (the program, then the metrics).
  */
 export interface PackagedProgram {
   package: string;
@@ -37,7 +38,7 @@ export interface PackagedProgram {
   timeout_ms?: number;
 }
 
-export type ProgramSpec = ModuleProgram | PipelineProgram;
+export type ProgramSpec = ModuleProgram | PipelineProgram | PackagedProgram;
 
 export function isPackagedProgram(p: unknown): p is PackagedProgram {
   return typeof p === "object" && p !== null && typeof (p as PackagedProgram).package === "string";
@@ -53,7 +54,7 @@ export function packagedPipeline(p: PackagedProgram): PipelineProgram {
   };
 }
 
-export function isPipelineProgram(p: ProgramSpec): p is PipelineProgram {
+export function isPipelineProgram(p: ProgramSpec | PackagedProgram): p is PipelineProgram {
   return typeof (p as PipelineProgram).pipeline === "object" && (p as PipelineProgram).pipeline !== null;
 }
 

@@ -2,7 +2,8 @@
 metrics (metrics.py). The request carries, besides the usual signature, inputs, lm and module options,
 
     evaluate: {
-      module: "predict" | "chain_of_thought",          # the DSPy module to run (default "predict")
+      module: "predict" | "chain_of_thought" | "program",  # the DSPy module to run (default "predict")
+      program: "qa",                                   # with module "program": the packaged program
       metrics: [{name: "answer_exact_match", args?: {frac: 1.0}}, ...],
       example: {answer: "...", ...},                   # the example's gold (label) fields
     }
@@ -20,13 +21,13 @@ import dspy
 
 from ..execution import Execution, Request, sum_usage
 from ..protocol import DspexError
-from ..protocol.errors import WorkerError
+from ..protocol.errors import ValidationError, WorkerError
 from ..protocol.generated.types import EvaluateSpec
 from . import predict
 from .context import OpContext
 from .judges import JUDGES, judge
 from .metrics import metric_call, resolve_metric, score_value
-from .plan import run_planned
+from .plan import Planner, run_planned
 
 
 async def apply_metrics(
@@ -60,13 +61,21 @@ async def apply_metrics(
     return scores
 
 
-async def run(ctx: OpContext, request: Request, options: dict[str, Any]) -> Execution:
+async def run(ctx: OpContext, request: Request, options: dict[str, Any], program_planner: Planner) -> Execution:
     spec: EvaluateSpec = request["evaluate"]
     metrics = [metric_call(m) for m in spec["metrics"]]
     for i, (name, _) in enumerate(metrics):
         resolve_metric(name, field=f"evaluate.metrics[{i}]")  # fail before spending LM tokens
-    module_request: Request = {**request, "op": spec.get("module", "predict")}
-    execution = await run_planned(ctx, module_request, options, predict.plan)
+    module = spec.get("module", "predict")
+    if module == "program":  # a user's packaged program (docs/programs.md), by the name its workers advertise
+        program = spec.get("program")
+        if not program:
+            raise ValidationError(
+                "evaluate.program: module `program` needs the program's name", field="evaluate.program"
+            )
+        execution = await run_planned(ctx, {**request, "op": "program"}, {"name": program}, program_planner)
+    else:
+        execution = await run_planned(ctx, {**request, "op": module}, options, predict.plan)
     example = dspy.Example(**{**spec.get("example", {}), **request["inputs"]}).with_inputs(*request["inputs"])
     lm, adapter = ctx.lms.resolve(request.get("lm"))
     judged: list[dict[str, Any]] = []

@@ -31,7 +31,8 @@ OPS: Final[dict[str, Handler]] = {
     "predict": planned(predict.plan),
     "chain_of_thought": planned(predict.plan),
     "ensemble": planned(predict.plan),
-    "evaluate": evaluate.run,
+    # a packaged program's planner, for evaluating one (the op families do not import each other)
+    "evaluate": partial(evaluate.run, program_planner=program.plan),
     "react": planned(surface.plan_react),
     "program_of_thought": planned(surface.plan_program_of_thought),
     "rlm": planned(surface.plan_rlm),

@@ -1370,10 +1370,13 @@ export interface components {
             /** @description Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW). */
             metrics: components["schemas"]["optimizers-metric"][];
             /**
+             * @description The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).
              * @default predict
              * @enum {unknown}
              */
-            module: "predict" | "chain_of_thought";
+            module: "predict" | "chain_of_thought" | "program";
+            /** @description With module `program`: the packaged program's name. */
+            program?: string;
         };
         /**
          * LMConfig

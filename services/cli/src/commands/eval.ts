@@ -17,6 +17,7 @@ import {
   PipelineClient,
   PipelineService,
   idealBound,
+  isPackagedProgram,
   isPipelineProgram,
   normalizeMetrics,
   readDatasetFile,
@@ -117,7 +118,7 @@ function loadProgram(arg: string, flags: EvalFlags): { program: ProgramSpec | Pa
   } else {
     program = { signature: arg };
   }
-  if (!isPipelineProgram(program)) {
+  if (!isPipelineProgram(program) && !isPackagedProgram(program)) {
     if (flags.cot) program.module = "chain_of_thought";
     if (flags.instructions) program.instructions = flags.instructions;
     const lm = lmFromFlags(flags);

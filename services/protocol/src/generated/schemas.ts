@@ -2509,9 +2509,11 @@ export const SCHEMAS = {
           "module": {
             "enum": [
               "predict",
-              "chain_of_thought"
+              "chain_of_thought",
+              "program"
             ],
-            "default": "predict"
+            "default": "predict",
+            "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md)."
           },
           "metrics": {
             "type": "array",
@@ -2524,6 +2526,11 @@ export const SCHEMAS = {
           "example": {
             "type": "object",
             "description": "The example's gold (label) fields; the metric sees them together with the inputs."
+          },
+          "program": {
+            "type": "string",
+            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+            "description": "With module `program`: the packaged program's name."
           }
         },
         "title": "EvaluateSpec"

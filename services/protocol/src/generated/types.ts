@@ -973,7 +973,10 @@ export interface RefType {
  * Required when op is `evaluate` (see docs/evaluation.md).
  */
 export interface EvaluateSpec {
-  module?: "predict" | "chain_of_thought";
+  /**
+   * The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).
+   */
+  module?: "predict" | "chain_of_thought" | "program";
   /**
    * Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).
    *
@@ -986,6 +989,10 @@ export interface EvaluateSpec {
   example?: {
     [k: string]: unknown;
   };
+  /**
+   * With module `program`: the packaged program's name.
+   */
+  program?: string;
 }
 /**
  * Stream token and status events of the running program to `subject` (core NATS, msgpack; docs/dspy-surface.md, Streaming). Not for parallel, majority, compile.

@@ -629,7 +629,10 @@ class EvaluateSpec(TypedDict, closed=True):
     Required when op is `evaluate` (see docs/evaluation.md).
     """
 
-    module: NotRequired[Literal["predict", "chain_of_thought"]]
+    module: NotRequired[Literal["predict", "chain_of_thought", "program"]]
+    """
+    The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).
+    """
     metrics: list[OptimizersMetric]
     """
     Metric names: `answer_exact_match`, `answer_passage_match`, or an allow-listed `package.module:function` (worker env DSPEX_METRICS_ALLOW).
@@ -637,6 +640,10 @@ class EvaluateSpec(TypedDict, closed=True):
     example: NotRequired[dict[str, Any]]
     """
     The example's gold (label) fields; the metric sees them together with the inputs.
+    """
+    program: NotRequired[str]
+    """
+    With module `program`: the packaged program's name.
     """
 
 

@@ -1524,7 +1524,11 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                 "additionalProperties": False,
                                 "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                                 "properties": {
-                                    "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                                    "module": {
+                                        "enum": ["predict", "chain_of_thought", "program"],
+                                        "default": "predict",
+                                        "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                                    },
                                     "metrics": {
                                         "type": "array",
                                         "minItems": 1,
@@ -1536,6 +1540,11 @@ def validate_https___dspex_dev_schemas_v1_worker_root_json(data, custom_formats=
                                     "example": {
                                         "type": "object",
                                         "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                                    },
+                                    "program": {
+                                        "type": "string",
+                                        "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                        "description": "With module `program`: the packaged program's name.",
                                     },
                                 },
                                 "title": "EvaluateSpec",
@@ -11296,7 +11305,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                         "additionalProperties": False,
                         "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                         "properties": {
-                            "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                            "module": {
+                                "enum": ["predict", "chain_of_thought", "program"],
+                                "default": "predict",
+                                "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                            },
                             "metrics": {
                                 "type": "array",
                                 "minItems": 1,
@@ -11308,6 +11321,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "example": {
                                 "type": "object",
                                 "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                            },
+                            "program": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                "description": "With module `program`: the packaged program's name.",
                             },
                         },
                         "title": "EvaluateSpec",
@@ -11382,7 +11400,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                         "additionalProperties": False,
                         "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                         "properties": {
-                            "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                            "module": {
+                                "enum": ["predict", "chain_of_thought", "program"],
+                                "default": "predict",
+                                "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                            },
                             "metrics": {
                                 "type": "array",
                                 "minItems": 1,
@@ -11407,6 +11429,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "example": {
                                 "type": "object",
                                 "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                            },
+                            "program": {
+                                "type": "string",
+                                "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                "description": "With module `program`: the packaged program's name.",
                             },
                         },
                         "title": "EvaluateSpec",
@@ -11507,7 +11534,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "additionalProperties": False,
                             "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                             "properties": {
-                                "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                                "module": {
+                                    "enum": ["predict", "chain_of_thought", "program"],
+                                    "default": "predict",
+                                    "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                                },
                                 "metrics": {
                                     "type": "array",
                                     "minItems": 1,
@@ -11519,6 +11550,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "example": {
                                     "type": "object",
                                     "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                                },
+                                "program": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                    "description": "With module `program`: the packaged program's name.",
                                 },
                             },
                             "title": "EvaluateSpec",
@@ -11593,7 +11629,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "additionalProperties": False,
                             "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                             "properties": {
-                                "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                                "module": {
+                                    "enum": ["predict", "chain_of_thought", "program"],
+                                    "default": "predict",
+                                    "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                                },
                                 "metrics": {
                                     "type": "array",
                                     "minItems": 1,
@@ -11618,6 +11658,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "example": {
                                     "type": "object",
                                     "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                                },
+                                "program": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                    "description": "With module `program`: the packaged program's name.",
                                 },
                             },
                             "title": "EvaluateSpec",
@@ -11971,7 +12016,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "additionalProperties": False,
                             "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                             "properties": {
-                                "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                                "module": {
+                                    "enum": ["predict", "chain_of_thought", "program"],
+                                    "default": "predict",
+                                    "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                                },
                                 "metrics": {
                                     "type": "array",
                                     "minItems": 1,
@@ -11983,6 +12032,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "example": {
                                     "type": "object",
                                     "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                                },
+                                "program": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                    "description": "With module `program`: the packaged program's name.",
                                 },
                             },
                             "title": "EvaluateSpec",
@@ -12057,7 +12111,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                             "additionalProperties": False,
                             "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                             "properties": {
-                                "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                                "module": {
+                                    "enum": ["predict", "chain_of_thought", "program"],
+                                    "default": "predict",
+                                    "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                                },
                                 "metrics": {
                                     "type": "array",
                                     "minItems": 1,
@@ -12082,6 +12140,11 @@ def validate_https___dspex_dev_schemas_v1_worker_request_json(data, custom_forma
                                 "example": {
                                     "type": "object",
                                     "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                                },
+                                "program": {
+                                    "type": "string",
+                                    "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                                    "description": "With module `program`: the packaged program's name.",
                                 },
                             },
                             "title": "EvaluateSpec",
@@ -12356,7 +12419,11 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                 "additionalProperties": False,
                 "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                 "properties": {
-                    "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                    "module": {
+                        "enum": ["predict", "chain_of_thought", "program"],
+                        "default": "predict",
+                        "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                    },
                     "metrics": {
                         "type": "array",
                         "minItems": 1,
@@ -12382,6 +12449,11 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                         "type": "object",
                         "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
                     },
+                    "program": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                        "description": "With module `program`: the packaged program's name.",
+                    },
                 },
                 "title": "EvaluateSpec",
             },
@@ -12401,7 +12473,11 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                     "additionalProperties": False,
                     "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                     "properties": {
-                        "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                        "module": {
+                            "enum": ["predict", "chain_of_thought", "program"],
+                            "default": "predict",
+                            "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                        },
                         "metrics": {
                             "type": "array",
                             "minItems": 1,
@@ -12427,6 +12503,11 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                             "type": "object",
                             "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
                         },
+                        "program": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                            "description": "With module `program`: the packaged program's name.",
+                        },
                     },
                     "title": "EvaluateSpec",
                 },
@@ -12441,12 +12522,18 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                 and data__module == "predict"
                 or isinstance(data__module, str)
                 and data__module == "chain_of_thought"
+                or isinstance(data__module, str)
+                and data__module == "program"
             ):
                 raise JsonSchemaValueException(
-                    "" + (name_prefix or "data") + ".module must be one of ['predict', 'chain_of_thought']",
+                    "" + (name_prefix or "data") + ".module must be one of ['predict', 'chain_of_thought', 'program']",
                     value=data__module,
                     name="" + (name_prefix or "data") + ".module",
-                    definition={"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                    definition={
+                        "enum": ["predict", "chain_of_thought", "program"],
+                        "default": "predict",
+                        "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                    },
                     rule="enum",
                 )
         else:
@@ -12533,6 +12620,34 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                     },
                     rule="type",
                 )
+        if "program" in data_keys:
+            data_keys.remove("program")
+            data__program = data["program"]
+            if not isinstance(data__program, (str)):
+                raise JsonSchemaValueException(
+                    "" + (name_prefix or "data") + ".program must be string",
+                    value=data__program,
+                    name="" + (name_prefix or "data") + ".program",
+                    definition={
+                        "type": "string",
+                        "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                        "description": "With module `program`: the packaged program's name.",
+                    },
+                    rule="type",
+                )
+            if isinstance(data__program, str):
+                if not REGEX_PATTERNS["^[A-Za-z_][A-Za-z0-9_.-]{0,127}$"].search(data__program):
+                    raise JsonSchemaValueException(
+                        "" + (name_prefix or "data") + ".program must match pattern ^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                        value=data__program,
+                        name="" + (name_prefix or "data") + ".program",
+                        definition={
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                            "description": "With module `program`: the packaged program's name.",
+                        },
+                        rule="pattern",
+                    )
         if data_keys:
             raise JsonSchemaValueException(
                 "" + (name_prefix or "data") + " must not contain " + str(data_keys) + " properties",
@@ -12544,7 +12659,11 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                     "additionalProperties": False,
                     "description": "Required when op is `evaluate` (see docs/evaluation.md).",
                     "properties": {
-                        "module": {"enum": ["predict", "chain_of_thought"], "default": "predict"},
+                        "module": {
+                            "enum": ["predict", "chain_of_thought", "program"],
+                            "default": "predict",
+                            "description": "The DSPy module to run; `program`: the packaged program named by `program` (docs/programs.md).",
+                        },
                         "metrics": {
                             "type": "array",
                             "minItems": 1,
@@ -12569,6 +12688,11 @@ def validate_https___dspex_dev_schemas_v1_request_schema_json__definitions_evalu
                         "example": {
                             "type": "object",
                             "description": "The example's gold (label) fields; the metric sees them together with the inputs.",
+                        },
+                        "program": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z_][A-Za-z0-9_.-]{0,127}$",
+                            "description": "With module `program`: the packaged program's name.",
                         },
                     },
                     "title": "EvaluateSpec",
