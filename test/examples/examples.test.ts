@@ -7,14 +7,13 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { PipelineClient, PipelineService } from "@dspex/pipeline";
-import { docsCorpus, openStore, indexCorpus, Retriever, serveRetrieval, type ServedRetrieval } from "@dspex/retrieval";
+import { docsCorpus, type Retriever } from "@dspex/retrieval";
 import { startHarness, type Harness } from "../integration/harness.js";
+import { serveCollection, type ServedCollection } from "../retrieval/served-collection.js";
 
 const ROOT = join(import.meta.dirname, "../..");
 const run = promisify(execFile);
@@ -22,9 +21,8 @@ const EXAMPLES = ["docs_rag", "order_agent", "ticket_triage"].map((e) => join(RO
 
 describe("example program packages", { timeout: 240_000 }, () => {
   let h: Harness;
-  let dir: string;
+  let docs: ServedCollection;
   let retriever: Retriever;
-  let served: ServedRetrieval;
 
   before(async () => {
     h = await startHarness({
@@ -37,19 +35,12 @@ describe("example program packages", { timeout: 240_000 }, () => {
         },
       },
     });
-    dir = mkdtempSync(join(tmpdir(), "dspex-examples-"));
-    const probe = await h.client.embed(["probe"]);
-    const store = await openStore(`pglite:${dir}`, "docs", { dim: probe.dim, model: probe.model, fields: ["source"] });
-    retriever = new Retriever(h.client, store);
-    await indexCorpus(retriever, docsCorpus(join(ROOT, "docs")), { batchSize: 128 });
-    served = await serveRetrieval(h.client.nc, retriever, { ops: ["search"] });
+    docs = await serveCollection(h, docsCorpus(join(ROOT, "docs")), { ops: ["search"] });
+    retriever = docs.retriever;
   });
   after(async () => {
-    await served?.stop();
-    retriever?.close();
-    await retriever?.store.close();
+    await docs?.close();
     await h?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test("the fleet advertises the programs with their fields and predictors", async () => {

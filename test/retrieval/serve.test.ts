@@ -8,19 +8,18 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { connectNats } from "@dspex/bus";
 import { CircuitOpenError, StoreUnavailable, decode, encode, errorFromWire, retrievalSubject, type RetrievalReply } from "@dspex/protocol";
-import { openStore, Retriever, serveRetrieval, type Passage, type ServedRetrieval } from "@dspex/retrieval";
+import { openStore, Retriever, serveRetrieval, type Passage } from "@dspex/retrieval";
 import type { StateChange } from "@dspex/client";
 import { PipelineClient, PipelineService } from "@dspex/pipeline";
 import { startHarness, type Harness } from "../integration/harness.js";
 import { startPostgres, type PostgresServer } from "../registry/postgres.js";
+import { serveCollection, type ServedCollection } from "./served-collection.js";
 
 const CORPUS: Passage[] = [
   { id: "a1", text: "NATS JetStream keeps every request in a stream until a worker acknowledges it.", metadata: { source: "a.md" } },
@@ -38,9 +37,8 @@ async function ask(h: Harness, op: string, body: unknown, collection = "docs"): 
 
 describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
   let h: Harness;
-  let dir: string;
+  let docs: ServedCollection;
   let retriever: Retriever;
-  let served: ServedRetrieval;
 
   before(async () => {
     h = await startHarness({
@@ -50,19 +48,13 @@ describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
         workerEnv: { DSPEX_PROGRAMS: "dspex_test_programs.rag:RAG,dspex_test_programs.rag:AsyncRAG,dspex_test_programs.rag:DspyRetrieveRAG,dspex_test_programs.rag:SearchAgent" },
       },
     });
-    dir = mkdtempSync(join(tmpdir(), "dspex-serve-"));
-    const probe = await h.client.embed(["probe"]);
-    const store = await openStore(`pglite:${dir}`, "docs", { dim: probe.dim, model: probe.model, fields: ["source"] });
-    retriever = new Retriever(h.client, store);
-    assert.equal(await retriever.upsert(CORPUS), CORPUS.length);
-    served = await serveRetrieval(h.client.nc, retriever);
+    docs = await serveCollection(h, CORPUS);
+    retriever = docs.retriever;
+    assert.equal(await retriever.count(), CORPUS.length);
   });
   after(async () => {
-    await served?.stop();
-    retriever?.close();
-    await retriever?.store.close();
+    await docs?.close();
     await h?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test("over the wire in plain msgpack: search with a filter, count, upsert, delete", async () => {
@@ -87,7 +79,7 @@ describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
     assert.deepEqual((await ask(h, "count", { v: 1 })).result, { count: 7 });
     assert.deepEqual((await ask(h, "delete", { v: 1, ids: ["c1", "zz"] })).result, { count: 1 });
     assert.deepEqual((await ask(h, "count", { v: 1 })).result, { count: 6 });
-    assert.ok(served.calls.search >= 2 && served.calls.count === 3);
+    assert.ok(docs.served.calls.search >= 2 && docs.served.calls.count === 3);
   });
 
   test("bad requests are typed errors naming the field, and the store is untouched", async () => {
@@ -224,11 +216,11 @@ describe("the retrieval service on the bus", { timeout: 240_000 }, () => {
       await worker.close();
     }
 
-    await served.stop();
+    await docs.served.stop();
     try {
       await assert.rejects(h.client.program("RAG").call({ question: "anything?" }), (e: unknown) => e instanceof StoreUnavailable && e.field === "collection" && /docs/.test(e.message));
     } finally {
-      served = await serveRetrieval(h.client.nc, retriever);
+      await docs.serve();
     }
   });
 });
