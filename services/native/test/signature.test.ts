@@ -193,7 +193,7 @@ describe("parser", () => {
     ["q: None -> a", "None is not a field type", 3, "Optional[T] or T | None"],
     ["q: dict[list[int], str] -> a", "dict keys", 8, "str"],
     ["q: str[int] -> a", "does not take type arguments", 6],
-    ["q: dspy.Image -> a", "custom type 'dspy.Image'", 3],
+    ["q: dspy.Tool -> a", "custom type 'dspy.Tool'", 3],
     ["q # note -> a", "comments", 2],
     ["q: Literal['->'] -> a", "exactly one '->'", 17],
     ["q: Literal['x', 'y'] -> a: Literal['->']", "exactly one '->'", 36],

@@ -114,3 +114,14 @@ export async function scoreNative(
 export function scoreNumber(value: number | boolean | undefined): number {
   return value === true ? 1 : value === false || value === undefined ? 0 : value;
 }
+
+/** The scores of the Python metrics a worker returned, under the job's keys; a missing one is an error. */
+export function pythonScores(python: ResolvedMetric[], returned: Record<string, number | boolean>): Record<string, number | boolean> {
+  const scores: Record<string, number | boolean> = {};
+  for (const m of python) {
+    const v = returned[m.pythonName!];
+    if (v === undefined) throw new ValidationError(`the worker returned no score for '${m.pythonName}'`);
+    scores[m.key] = v;
+  }
+  return scores;
+}

@@ -14,7 +14,7 @@ import { retryOnBus } from "@dspex/bus";
 import { callModule, programCaller } from "./call-module.js";
 import { Stats } from "./stats.js";
 import type { EvaluateCaller } from "./evaluate-op.js";
-import { resolveMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
+import { pythonScores, resolveMetrics, scoreNative, scoreNumber, type ResolvedMetric } from "./metrics.js";
 import { errorInfo, PipelineStepError, runPipeline, type NativeFunction, type StepTiming } from "./pipeline.js";
 import type { EvalStore } from "./store.js";
 import { primaryKey, summarize } from "./summary.js";
@@ -76,17 +76,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener("abort", done, { once: true });
   });
-}
-
-/** The scores of the Python metrics a worker returned, under the job's keys; a missing one is an error. */
-function pythonScores(python: ResolvedMetric[], returned: Record<string, number | boolean>): Record<string, number | boolean> {
-  const scores: Record<string, number | boolean> = {};
-  for (const m of python) {
-    const v = returned[m.pythonName!];
-    if (v === undefined) throw new ValidationError(`the worker returned no score for '${m.pythonName}'`);
-    scores[m.key] = v;
-  }
-  return scores;
 }
 
 /** Input keys of a job's program. */

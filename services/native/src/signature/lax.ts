@@ -4,77 +4,12 @@
  */
 import { literalEval, looseJsonLoads, NOTHING, pyStr } from "./coerce.js";
 import { formatType, type LiteralValue, PyFloat, pyStrip, type TypeExpr } from "./types.js";
+import { compileMedia } from "./media.js";
+import { FAIL, MAX_PROBLEMS, isPlainObject, typeProblem, type Check, type Ctx } from "./problems.js";
 
-export type ProblemCode = "missing" | "unexpected" | "type" | "constraint";
+export { FAIL, MAX_PROBLEMS, describeValue, isPlainObject, typeProblem, type Check, type CheckResult, type Ctx, type ProblemCode, type ValidationProblem } from "./problems.js";
+export { mediaMaxBytes } from "./media.js";
 
-export interface ValidationProblem {
-  /** The top-level field name. */
-  readonly field: string;
-  /** The field name plus the location inside the value, e.g. `context[2]` or `scores.math`. */
-  readonly path: string;
-  readonly code: ProblemCode;
-  readonly message: string;
-  /** For `type`: the expected type in DSPy notation. For `constraint`: the constraint, e.g. `<= 1`. */
-  readonly expected?: string;
-  /** A short description of the offending value. */
-  readonly got?: string;
-}
-
-export type CheckResult<T> = { ok: true; value: T } | { ok: false; problems: ValidationProblem[] };
-
-export const FAIL: unique symbol = Symbol("fail");
-type Out = unknown;
-
-export interface Ctx {
-  field: string;
-  problems: ValidationProblem[];
-  side: "input" | "output";
-}
-
-export type Check = (value: unknown, path: string, ctx: Ctx) => Out;
-
-/** A short description of a value for messages: `string "abc"`, `number 3`, `array of 2`. */
-export function describeValue(value: unknown): string {
-  if (value === null) return "null";
-  if (value instanceof PyFloat) return `number ${String(value.value)}`;
-  if (value === undefined) return "nothing";
-  if (Array.isArray(value)) return `array of ${value.length}`;
-  switch (typeof value) {
-    case "string": {
-      const shown = value.length > 40 ? `${value.slice(0, 37)}...` : value;
-      return `string ${JSON.stringify(shown)}`;
-    }
-    case "number":
-    case "bigint":
-      return `number ${String(value)}`;
-    case "boolean":
-      return `boolean ${String(value)}`;
-    case "object":
-      return "object";
-    default:
-      return typeof value;
-  }
-}
-
-/**
- * Problems reported per validation: a container stops checking its elements once this many are known, so a
- * huge wrong value costs as much as a short one to reject (docs/security.md).
- */
-export const MAX_PROBLEMS = 20;
-
-export function typeProblem(ctx: Ctx, path: string, expected: string, value: unknown, detail?: string): typeof FAIL {
-  if (ctx.problems.length >= MAX_PROBLEMS) return FAIL;
-  const got = describeValue(value);
-  ctx.problems.push({
-    field: ctx.field,
-    path,
-    code: "type",
-    expected,
-    got,
-    message: `${ctx.side} '${path}': expected ${expected}, got ${got}${detail ? ` (${detail})` : ""}`,
-  });
-  return FAIL;
-}
 
 // pydantic's lax str → number parsing.
 const INT_STR_RE = /^[+-]?\d(?:_?\d)*(?:\.0+)?$/;
@@ -108,11 +43,6 @@ function boolFromString(s: string): boolean | typeof FAIL {
   return FAIL;
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  return proto === Object.prototype || proto === null;
-}
 
 /** Python `==` between JSON scalars (True == 1 == 1.0; strings only equal strings). */
 function pyEquals(a: unknown, b: unknown): boolean {
@@ -383,44 +313,6 @@ function compileLaxUntagged(type: TypeExpr, refs: Refs): Check {
   }
 }
 
-/** Largest decoded image or audio value (DSPEX_MEDIA_MAX_BYTES, default 1 MiB), as the worker checks it. */
-export function mediaMaxBytes(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = Number(env.DSPEX_MEDIA_MAX_BYTES);
-  return Number.isInteger(raw) && raw > 0 ? raw : 1024 * 1024;
-}
-
-const DATA_URI = /^data:([a-z]+)\/([-\w.+]+);base64,([A-Za-z0-9+/]*={0,2})$/;
-
-/**
- * dspy.Image / dspy.Audio inputs: an http(s) URL (images only; the provider fetches it), a base64 data URI of the
- * right media type, or `{data: bytes, mime}` / `{data: bytes, format}`; decoded, at most `mediaMaxBytes()`.
- */
-function compileMedia(kind: "image" | "audio"): Check {
-  const name = kind === "image" ? "Image" : "Audio";
-  const limit = mediaMaxBytes();
-  const tooBig = (ctx: Ctx, path: string, bytes: number): typeof FAIL => {
-    if (ctx.problems.length < MAX_PROBLEMS) {
-      ctx.problems.push({ field: ctx.field, path, code: "constraint", expected: `<= ${limit} bytes`, got: `${bytes} bytes`, message: `${ctx.side} '${path}': ${bytes} bytes of ${kind}, over the ${limit}-byte limit` });
-    }
-    return FAIL;
-  };
-  return (v, path, ctx) => {
-    if (typeof v === "string") {
-      if (kind === "image" && /^https?:\/\/\S+$/i.test(v)) return v;
-      const m = DATA_URI.exec(v);
-      if (!m || m[1] !== kind || m[3]!.length % 4 !== 0) {
-        return typeProblem(ctx, path, name, v, kind === "image" ? "not an http(s) URL or a base64 data:image/… URI" : "not a base64 data:audio/… URI");
-      }
-      const bytes = (m[3]!.length / 4) * 3 - (m[3]!.endsWith("==") ? 2 : m[3]!.endsWith("=") ? 1 : 0);
-      return bytes > limit ? tooBig(ctx, path, bytes) : v;
-    }
-    const meta = kind === "image" ? "mime" : "format";
-    if (isPlainObject(v) && v.data instanceof Uint8Array && typeof v[meta] === "string") {
-      return v.data.length > limit ? tooBig(ctx, path, v.data.length) : { data: v.data, [meta]: v[meta] };
-    }
-    return typeProblem(ctx, path, name, v, `expected a URI or {data: bytes, ${meta}}`);
-  };
-}
 
 /**
  * A pydantic model in lax mode: a mapping with every required field (a missing one is reported at
