@@ -49,7 +49,7 @@ const r3 = (x: number) => Number(x.toFixed(3));
 interface BatchRow {
   concurrency: number;
   ideal_s: number;
-  fleet: { wall_s: number; per_s: number; cpu_s_per_example: number; score: number | null; status: string; load_avg_1m: number };
+  fleet: { wall_s: number; per_s: number; cpu_s_per_example: number; cpu_ms_by_process: Record<string, number>; score: number | null; status: string; load_avg_1m: number };
   evaluate: { wall_s: number; per_s: number; cpu_s_per_example: number; score: number; load_avg_1m: number };
   /** min(c ÷ latency, cores ÷ CPU s per example) for each side, from its own CPU cost. */
   bound_fleet_per_s: number;
@@ -107,7 +107,7 @@ async function batch(nats: EmbeddedNats): Promise<BatchRow[]> {
       const row: BatchRow = {
         concurrency: c,
         ideal_s: r2(ideal),
-        fleet: { wall_s: r2(wall), per_s: Math.round(EXAMPLES / wall), cpu_s_per_example: r3(cpuPerExample * 1000) / 1000, score: summary?.score ?? null, status: record.status, load_avg_1m: load },
+        fleet: { wall_s: r2(wall), per_s: Math.round(EXAMPLES / wall), cpu_s_per_example: r3(cpuPerExample * 1000) / 1000, cpu_ms_by_process: cpu, score: summary?.score ?? null, status: record.status, load_avg_1m: load },
         evaluate: { wall_s: r2(ev.wall_s), per_s: Math.round(EXAMPLES / ev.wall_s), cpu_s_per_example: Number((ev.cpu_s / EXAMPLES).toFixed(6)), score: ev.score, load_avg_1m: evLoad },
         bound_fleet_per_s: Math.round(bound),
         fleet_vs_evaluate: r2(ev.wall_s / wall),

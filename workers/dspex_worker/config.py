@@ -11,6 +11,8 @@ from .protocol.generated.bus import DEFAULT_CONCURRENCY, DEFAULT_DEADLINE_MS, PO
 
 # Ops whose work is CPU in this process or a child (the Deno sandbox of ProgramOfThought and RLM, optimizers):
 # however many requests a worker holds, at most `cpu_concurrency` of these run at once.
+# The worker's event loops (--event-loop): uvloop is a dependency on every platform the worker image runs on.
+EVENT_LOOPS = ("uvloop", "asyncio")
 CPU_OPS: frozenset[str] = frozenset({"program_of_thought", "rlm", "compile"})
 
 
@@ -45,6 +47,8 @@ class WorkerConfig:
     default_deadline_ms: int = 0
     # Dead-letter copies keep the request's body (its inputs); by default they keep a redacted summary.
     dlq_keep_inputs: bool = False
+    # The event loop: uvloop (libuv) by default, the standard library's asyncio loop on request (__main__.py).
+    event_loop: str = "uvloop"
 
 
 def _cores() -> int:
@@ -122,6 +126,13 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         "they keep a redacted summary: sizes, types and field names",
     )
     parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=os.environ.get("DSPEX_WORKER_EVENT_LOOP") or WorkerConfig.event_loop,
+        help="uvloop (default: less CPU per request, docs/performance.md) or the standard library's asyncio loop "
+        "(env DSPEX_WORKER_EVENT_LOOP)",
+    )
+    parser.add_argument(
         "--default-deadline-ms",
         type=int,
         default=None,
@@ -168,4 +179,5 @@ def parse_config(argv: list[str] | None = None) -> WorkerConfig:
         allow_test_models=args.allow_test_models,
         default_deadline_ms=deadline_ms,
         dlq_keep_inputs=args.dlq_keep_inputs,
+        event_loop=args.event_loop,
     )

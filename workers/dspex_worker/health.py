@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
 HEALTH_PATHS = {"live": "/healthz", "ready": "/readyz"}
 DEFAULT_HEALTH_PORT = 8081
@@ -14,6 +15,8 @@ DEFAULT_HEALTH_PORT = 8081
 async def start_health_server(
     port: int, is_ready: Callable[[], bool], stats: Callable[[], dict[str, Any]]
 ) -> web.AppRunner:
+    from aiohttp import web  # here: only a worker with a health port pays for importing aiohttp's server
+
     async def live(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 

@@ -21,7 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.micro.request import Request as MicroRequest
 
-from . import __version__
+from . import __version__, inline_executor
 from .buckets import LM_CACHE, open_bucket
 from .config import CPU_OPS, WorkerConfig
 from .execution import Execution, Request
@@ -478,6 +478,9 @@ async def serve(config: WorkerConfig) -> None:
         sys.exit(2)
     describe_policy(worker.ops.lms.policy)
     loop = asyncio.get_running_loop()
+    inline_executor.install(loop)
+    if missing := inline_executor.missing_helpers():
+        log.warning(f"DSPy no longer has {', '.join(missing)}: those run in threads", helpers=missing)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)
     try:

@@ -13,7 +13,7 @@ import pytest
 from dspex_worker.programs.packages import wire_type
 from dspex_worker.protocol.errors import ValidationError
 from dspex_worker.signatures import SignatureCache, validate_inputs
-from dspex_worker.signatures.check import check_signature, type_from_expr
+from dspex_worker.signatures.check import check_signature, refers, type_from_expr
 
 ADDRESS: dict[str, Any] = {
     "kind": "object",
@@ -133,3 +133,24 @@ def test_recursive_models_refer_to_their_enclosing_object_type() -> None:
     with pytest.raises(ValidationError) as err:
         check_signature({"inputs": [], "outputs": [{"name": "t", "type": {"kind": "ref", "name": "Tree"}}]})
     assert err.value.field == "signature.outputs[0].type.name"
+
+
+def test_recursion_is_read_from_the_types_structure_not_its_names() -> None:
+    named_ref: dict[str, Any] = {
+        "kind": "object",
+        "name": "ref",
+        "fields": [{"name": "ref", "type": {"kind": "literal", "values": ["ref"]}}],
+    }
+    assert not refers(named_ref)  # the text "ref" three times, no reference
+    assert not refers(PERSON)
+    assert refers(wire_type(Comment))
+    deep = {
+        "kind": "dict",
+        "keys": {"kind": "str"},
+        "values": {"kind": "optional", "inner": {"kind": "ref", "name": "X"}},
+    }
+    assert refers({"kind": "union", "members": [{"kind": "int"}, {"kind": "list", "items": deep}]})
+    model = type_from_expr(
+        check_signature({"inputs": [], "outputs": [{"name": "r", "type": named_ref}]})["outputs"][0]["type"]
+    )
+    assert model.model_validate({"ref": "ref"}).model_dump() == {"ref": "ref"}

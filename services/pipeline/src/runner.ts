@@ -268,19 +268,38 @@ export class JobRun {
         throw err;
       }
     };
+    const record = async (result: ExampleResult) => {
+      const outcome = await this.bus(() => this.deps.store.recordResult(result));
+      const stored = outcome === "stored" ? result : ((await this.bus(() => this.deps.store.getResult(result.job, result.index))) ?? result);
+      existing.set(result.index, stored);
+      this.stats.add(stored, true);
+      this.tick();
+      if (!stored.ok && max_errors !== undefined && max_errors !== null && this.stats.failed > max_errors) {
+        this.stop("budget");
+      }
+    };
+    // Each lane stores an example's result while it runs its next example (the store's round trip is off the
+    // example's path), with at most one write of its own outstanding: a store in trouble slows the lane down
+    // instead of piling up writes. An example counts as done only once its result is stored (`existing`).
     const drain = async () => {
-      while (!signal.aborted && next < todo.length) {
-        const index = todo[next++]!;
-        const result = await this.runExample(index, dataset[index]!, metrics);
-        if (!result) return; // stopped meanwhile: the example stays without a result and runs again on resume
-        const outcome = await this.bus(() => this.deps.store.recordResult(result));
-        const stored = outcome === "stored" ? result : ((await this.bus(() => this.deps.store.getResult(result.job, index))) ?? result);
-        existing.set(index, stored);
-        this.stats.add(stored, true);
-        this.tick();
-        if (!stored.ok && max_errors !== undefined && max_errors !== null && this.stats.failed > max_errors) {
-          this.stop("budget");
+      let writing: Promise<unknown> | undefined;
+      let failed: { err: unknown } | undefined;
+      const settle = async () => {
+        await writing;
+        if (failed) throw failed.err;
+      };
+      try {
+        while (!signal.aborted && next < todo.length) {
+          const index = todo[next++]!;
+          const result = await this.runExample(index, dataset[index]!, metrics);
+          if (!result) return; // stopped meanwhile: the example stays without a result and runs again on resume
+          await settle();
+          writing = record(result).catch((err: unknown) => {
+            failed = { err }; // held for settle(): a write failing while the lane runs its next example
+          });
         }
+      } finally {
+        await settle();
       }
     };
     await Promise.all(Array.from({ length: concurrency }, lane));

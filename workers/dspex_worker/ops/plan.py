@@ -13,6 +13,7 @@ end after `stop` before it answers, so the thread is free again when the caller 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -76,6 +77,12 @@ async def _in_thread(plan: Plan) -> Any:
         raise
 
 
+@functools.cache
+def _process_rm() -> BusRM:
+    """`dspy.Retrieve`'s retriever: one per process (its collection, DSPEX_RETRIEVAL_COLLECTION, is the process's)."""
+    return BusRM()
+
+
 @dataclass(slots=True)
 class PlanInput:
     ctx: OpContext
@@ -97,7 +104,7 @@ async def run_planned(ctx: OpContext, request: Request, options: dict[str, Any],
     stream = request.get("stream")
     # programs reach collections and tools on the bus through this worker's connection (program_bus.py)
     bus = bound(ctx.nc, request["id"]) if ctx.nc is not None else nullcontext()
-    with bus, dspy.context(lm=lm, adapter=adapter, rm=BusRM(), track_usage=True, callbacks=dspy_callbacks()):
+    with bus, dspy.context(lm=lm, adapter=adapter, rm=_process_rm(), track_usage=True, callbacks=dspy_callbacks()):
         plan = await planner(PlanInput(ctx, request, options, signature, sig_key, inputs, lm))
         try:
             if stream is not None:

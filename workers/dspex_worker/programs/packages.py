@@ -220,22 +220,35 @@ def program_signature(cls: type[dspy.Module], instance: dspy.Module) -> dict[str
         raise ValueError(str(exc)) from exc
 
 
-def _version(module_name: str) -> str | None:
-    top = module_name.split(".")[0]
-    for dist in metadata.packages_distributions().get(top, []):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+class _Versions:
+    """A declared program's version: its entry point's distribution, read at once; for a program declared by path
+    (DSPEX_PROGRAMS), the distribution that installs its top-level package. That one needs
+    `packages_distributions()`, which reads every installed distribution's file list (~0.2 s with DSPy's
+    dependencies): computed once per discovery, and only when such a program is declared."""
+
+    def __init__(self) -> None:
+        self._by_top: Mapping[str, list[str]] | None = None
+
+    def of(self, module_name: str, dist: metadata.Distribution | None) -> str | None:
+        if dist is not None:
+            return dist.version
+        if self._by_top is None:
+            self._by_top = metadata.packages_distributions()
+        for name in self._by_top.get(module_name.split(".")[0], []):
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
 
 
-def _declared(env: Mapping[str, str]) -> list[tuple[str, str, str]]:
-    """(name, path, source) of every declared program; the allow-list names a program by its class name."""
-    out = [(ep.name, ep.value, "entry point") for ep in metadata.entry_points(group=GROUP)]
+def _declared(env: Mapping[str, str]) -> list[tuple[str, str, str, metadata.Distribution | None]]:
+    """(name, path, source, distribution) of every declared program; the allow-list names a program by its class
+    name (and has no distribution: `_Versions` finds it)."""
+    out = [(ep.name, ep.value, "entry point", ep.dist) for ep in metadata.entry_points(group=GROUP)]
     for entry in (e.strip() for e in env.get(ENV_VAR, "").split(",")):
         if entry:
-            out.append((entry.rpartition(":")[2], entry, ENV_VAR))
+            out.append((entry.rpartition(":")[2], entry, ENV_VAR, None))
     return out
 
 
@@ -256,7 +269,9 @@ def _options(env: Mapping[str, str], names: set[str]) -> tuple[dict[str, dict[st
     return options, None
 
 
-def _load(name: str, path: str, options: Mapping[str, Any]) -> Program:
+def _load(
+    name: str, path: str, options: Mapping[str, Any], versions: _Versions, dist: metadata.Distribution | None
+) -> Program:
     module_name, _, attr = path.partition(":")
     if not attr:
         raise ValueError(f"{path!r} is not `package.module:Class`")
@@ -271,7 +286,7 @@ def _load(name: str, path: str, options: Mapping[str, Any]) -> Program:
     info = {
         "name": name,
         "path": path,
-        "version": _version(module_name),
+        "version": versions.of(module_name, dist),
         "pool": pool,
         "inputs": sig["inputs"],
         "outputs": sig["outputs"],
@@ -286,8 +301,9 @@ def discover(env: Mapping[str, str] | None = None) -> Catalog:
     catalog = Catalog()
     environ = env if env is not None else os.environ
     declared = _declared(environ)
-    options, problem = _options(environ, {name for name, _, _ in declared})
-    for name, path, source in declared:
+    options, problem = _options(environ, {name for name, _, _, _ in declared})
+    versions = _Versions()
+    for name, path, source, dist in declared:
         if name in catalog.programs:
             catalog.failures.append({"name": name, "path": path, "error": f"duplicate program name (from {source})"})
             continue
@@ -295,7 +311,7 @@ def discover(env: Mapping[str, str] | None = None) -> Catalog:
             catalog.failures.append({"name": name, "path": path, "error": problem})
             continue
         try:
-            catalog.programs[name] = _load(name, path, options.get(name, {}))
+            catalog.programs[name] = _load(name, path, options.get(name, {}), versions, dist)
         except Exception as exc:  # any import/constructor error of user code is reported, never fatal
             catalog.failures.append({"name": name, "path": path, "error": f"{type(exc).__name__}: {exc}"})
     return catalog

@@ -285,7 +285,7 @@ def _model(canonical: str) -> type[pydantic.BaseModel]:
         else:
             fields[f["name"]] = (_OPTIONAL[annotation], pydantic.Field(default=None, **kwargs))
     model: type[pydantic.BaseModel] = pydantic.create_model(expr["name"], __doc__=expr.get("description"), **fields)
-    if '"ref"' in canonical:  # a recursive model: resolve the references to it (and to enclosing ones) now
+    if refers(expr):  # a recursive model: resolve the references to it (and to enclosing ones) now
         namespace = {expr["name"]: model}
         for nested in _nested_models(expr):
             namespace.setdefault(nested.__name__, nested)
@@ -293,6 +293,25 @@ def _model(canonical: str) -> type[pydantic.BaseModel]:
         for candidate in (*_nested_models(expr), model):
             candidate.model_rebuild(force=True, raise_errors=False, _types_namespace=namespace)
     return model
+
+
+def refers(expr: Mapping[str, Any]) -> bool:
+    """Whether a type holds a `ref` anywhere inside (a recursive model), by its structure: a field or model named
+    `ref` is not one."""
+    kind = expr["kind"]
+    if kind == "ref":
+        return True
+    if kind == "object":
+        return any(refers(f["type"]) for f in expr["fields"])
+    if kind == "union":
+        return any(refers(m) for m in expr["members"])
+    if kind == "list":
+        return refers(expr["items"])
+    if kind == "dict":
+        return refers(expr["keys"]) or refers(expr["values"])
+    if kind == "optional":
+        return refers(expr["inner"])
+    return False
 
 
 def _nested_models(expr: Mapping[str, Any]) -> list[type[pydantic.BaseModel]]:

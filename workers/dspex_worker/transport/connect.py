@@ -70,6 +70,13 @@ def server_list(urls: str) -> list[str]:
     servers = [u.strip() for u in urls.split(",") if u.strip()]
     if not servers:
         raise TransportError("no NATS server given (NATS_URL / --nats-url is empty)")
+    for url in servers:
+        # nats-py's WebSocket transport is not used (the worker imports nats without it: __main__.py)
+        if url.lower().startswith(("ws://", "wss://")):
+            raise TransportError(
+                f"NATS_URL: {url!r} is a WebSocket URL; the worker connects with nats:// or tls://",
+                field="NATS_URL",
+            )
     return servers
 
 
