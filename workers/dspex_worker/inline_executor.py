@@ -6,12 +6,14 @@ DSPy's async LM path (`BaseLM.acall`, `execution.aexecute`, dspy 3.4) sends its 
 the advisory price (`_price_result`, `_price_legacy`). In a general-purpose process that keeps a disk cache or a
 local media file read off the loop. On a worker none of them blocks: `dspy.cache` is the worker's own (memory tier
 plus the fleet tier's in-memory replica, lm/fleet_cache.py: never a disk), wire media are URLs, data URIs or
-bytes, and the price is a lookup in tables DSPy has loaded. Each hop, though, costs two cross-thread wake-ups and
-GIL hand-offs — a fifth of the worker's CPU per request at concurrency 1 in a py-spy profile, more latency when the
-threads were idle between requests (docs/performance.md). `asyncio.to_thread` goes through the loop's default
-executor, so this executor decides per function: DSPy's helpers named in `INLINE` run in the calling thread and
-return a finished future; every other function (a program's sync `forward`, optimizers, the embedder, DNS lookups)
-goes to the thread pool as before.
+bytes, and the price is a lookup in a table DSPy loads once — `preload_tables` loads it in a thread when the
+worker is ready, and the worker sets LITELLM_LOCAL_MODEL_COST_MAP so that DSPy reads its bundled table instead of
+fetching one. Each hop, though, costs two cross-thread wake-ups and GIL hand-offs — a fifth of the worker's CPU
+per request at concurrency 1 in a py-spy profile, more latency when the threads were idle between requests
+(docs/performance.md). `asyncio.to_thread` goes through the loop's default executor, so this executor decides per
+function: DSPy's helpers named in `HELPER_NAMES` run in the calling thread and return a finished future; every
+other function (a program's sync `forward`, optimizers, the embedder, DNS lookups) goes to the thread pool as
+before.
 
 The set is checked against the installed DSPy at start (`missing_helpers`): a DSPy release that renames one only
 loses the shortcut for it, and the worker logs which.
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dspy.clients import execution as _dspy_execution
+from dspy.clients import model_metadata
 
 # DSPy's per-call helpers that only touch memory on a worker (see the module docstring).
 HELPER_NAMES = ("prepare", "_cached", "_store", "_price_result", "_price_legacy")
@@ -71,6 +74,12 @@ class InlineHelpersExecutor(concurrent.futures.ThreadPoolExecutor):
         except BaseException as exc:  # the caller's await re-raises it, as it would from a thread
             future.set_exception(exc)
         return future
+
+
+async def preload_tables() -> None:
+    """Loads what the inline helpers read (DSPy's model price table, gzip + JSON, ~35 ms) in a thread, so that no
+    request's first price lookup loads it on the loop. The worker starts this right after it is ready."""
+    await model_metadata.apreload()
 
 
 def install(loop: asyncio.AbstractEventLoop) -> InlineHelpersExecutor:

@@ -241,8 +241,12 @@ class Worker:
             **lm_meta,
         )
         log.info("worker ready", worker=cfg.worker_id, pool=cfg.pool)
+        # DSPy's model price table (~35 ms to load, once), in a thread now that the worker is ready: the price of an
+        # LM call is then a lookup on the loop (inline_executor.py), and the start does not wait for it
+        preload = asyncio.create_task(inline_executor.preload_tables())
 
         await self._stop.wait()
+        preload.cancel()
         self._ready = False
         emit_event("stopping", worker=cfg.worker_id)
         if self.membership is not None:

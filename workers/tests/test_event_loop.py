@@ -98,3 +98,19 @@ def test_the_worker_imports_nats_without_aiohttp_and_refuses_websocket_urls() ->
     with pytest.raises(TransportError) as err:
         server_list("nats://a:4222,ws://b:8080")
     assert err.value.field == "NATS_URL" and "ws://b:8080" in err.value.message
+
+
+def test_the_price_table_is_loaded_in_a_thread_before_a_request_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dspy.clients import model_metadata
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # as __main__ sets it: the bundled table
+    monkeypatch.setattr(model_metadata, "_data", None)
+
+    async def run() -> inline_executor.InlineHelpersExecutor:
+        executor = inline_executor.install(asyncio.get_running_loop())
+        await inline_executor.preload_tables()
+        return executor
+
+    executor = asyncio.run(run())
+    assert executor.thread_calls == 1 and executor.inline_calls == 0  # the load went to a thread
+    assert model_metadata.model_info("openai", "gpt-4o-mini")  # a lookup in the loaded table
