@@ -44,6 +44,11 @@ export interface RunnerDeps {
   /** How long a store operation waits for the bus through transient trouble before the job is released (120 s). */
   busWaitMs?: number;
   log?: (event: string, fields: Record<string, unknown>) => void;
+  /**
+   * The job's examples when this process has just stored them (its own submit): the run starts on them instead of
+   * reading the data stream back. A resumed or taken-over job reads the stream.
+   */
+  dataset?: ReadonlyArray<Record<string, unknown>>;
 }
 
 /** Why a run stopped early. */
@@ -194,7 +199,7 @@ export class JobRun {
     const heartbeat = setInterval(() => void this.renewLease(), Math.max(200, Math.floor(this.deps.leaseMs / 3)));
     try {
       const metrics = resolveMetrics(this.record.spec.metrics, this.deps.metrics);
-      const dataset = await this.bus(() => store.readDataset(job));
+      const dataset = this.deps.dataset ?? (await this.bus(() => store.readDataset(job)));
       const missingExamples = dataset.length !== this.record.total || dataset.some((e) => e === undefined);
       if (missingExamples) {
         return await this.finish("failed", {
@@ -213,7 +218,7 @@ export class JobRun {
         for (let i = 0; i < this.record.total; i++) if (!existing.has(i)) todo.push(i);
         if (todo.length === 0) break;
         await this.runExamples(todo, dataset, metrics, existing);
-        if (signal.aborted) break;
+        if (signal.aborted || existing.size === this.record.total) break; // every result stored and known here
         for (const [i, r] of await this.bus(() => store.readResults(job))) {
           if (existing.has(i)) continue;
           existing.set(i, r); // stored by another run of the job meanwhile
@@ -238,7 +243,7 @@ export class JobRun {
           retryable: true,
         });
       }
-      return await this.finish("succeeded");
+      return await this.finish("succeeded", undefined, existing);
     } catch (err) {
       if (signal.aborted && this.stopReason !== "cancel" && this.stopReason !== "budget") return this.release();
       this.deps.log?.("job-error", { job, error: String(err) });
@@ -252,7 +257,7 @@ export class JobRun {
 
   private async runExamples(
     todo: number[],
-    dataset: Array<Record<string, unknown>>,
+    dataset: ReadonlyArray<Record<string, unknown>>,
     metrics: ResolvedMetric[],
     existing: Map<number, ExampleResult>,
   ): Promise<void> {
@@ -488,9 +493,10 @@ export class JobRun {
     return this.record;
   }
 
-  private async finish(status: JobStatus, error?: ErrorWire): Promise<JobRecord> {
+  /** Ends the job with its summary, from `known` results when the run holds every one, else from the stream. */
+  private async finish(status: JobStatus, error?: ErrorWire, known?: ReadonlyMap<number, ExampleResult>): Promise<JobRecord> {
     const { store } = this.deps;
-    const results = await this.bus(() => store.readResults(this.record.id));
+    const results = known?.size === this.record.total ? known : await this.bus(() => store.readResults(this.record.id));
     const now = Date.now();
     const rec = await this.bus(() => store.updateJob(this.record.id, (cur) => {
       if (cur.owner !== this.deps.owner && cur.status === "running") return null;

@@ -243,7 +243,8 @@ export class PipelineService implements JobsBackend {
       runs: 0,
     });
     this.log("job-submitted", { job, total: examples.length });
-    void this.claimAndRun(job);
+    // the run starts on the examples as stored (their JSON) instead of reading the data stream back
+    void this.claimAndRun(job, examples.map((e) => JSON.parse(JSON.stringify(e)) as Record<string, unknown>));
     return job;
   }
 
@@ -355,7 +356,7 @@ export class PipelineService implements JobsBackend {
     return true;
   }
 
-  private async claimAndRun(job: string): Promise<void> {
+  private async claimAndRun(job: string, dataset?: ReadonlyArray<Record<string, unknown>>): Promise<void> {
     if (this.closed || this.runs.has(job) || this.claiming.has(job)) return;
     this.claiming.add(job);
     let claimed = false;
@@ -398,6 +399,7 @@ export class PipelineService implements JobsBackend {
           ...(this.options.progressIntervalMs !== undefined ? { progressIntervalMs: this.options.progressIntervalMs } : {}),
           busWaitMs: envInt("DSPEX_BUS_WAIT_MS") ?? 120_000,
           log: (event, fields) => this.log(event, fields),
+          ...(dataset ? { dataset } : {}),
         },
         rec,
       );
