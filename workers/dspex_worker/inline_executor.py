@@ -12,8 +12,8 @@ fetching one. Each hop, though, costs two cross-thread wake-ups and GIL hand-off
 per request at concurrency 1 in a py-spy profile, more latency when the threads were idle between requests
 (docs/performance.md). `asyncio.to_thread` goes through the loop's default executor, so this executor decides per
 function: DSPy's helpers named in `HELPER_NAMES` run in the calling thread and return a finished future; every
-other function (a program's sync `forward`, optimizers, the embedder, DNS lookups) goes to the thread pool as
-before.
+other function (a program's sync `forward`, optimizers, the embedder, DNS lookups, and DSPy's capability lookup
+for provider models, which may import LiteLLM) goes to the thread pool as before.
 
 The set is checked against the installed DSPy at start (`missing_helpers`): a DSPy release that renames one only
 loses the shortcut for it, and the worker logs which.
