@@ -7,7 +7,6 @@
 import { setMaxListeners } from "node:events";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ValidationError, isPool, type ErrorWire, type LMConfig, type Usage } from "@dspex/protocol";
-import { resolveSignature } from "@dspex/native";
 import type { Client } from "@dspex/client";
 import { publishProgress } from "@dspex/jobs";
 import { retryOnBus } from "@dspex/bus";
@@ -18,6 +17,7 @@ import { pythonScores, resolveMetrics, scoreNative, scoreNumber, type ResolvedMe
 import { errorInfo, PipelineStepError, runPipeline, type NativeFunction, type StepTiming } from "./pipeline.js";
 import type { EvalStore } from "./store.js";
 import { primaryKey, summarize } from "./summary.js";
+import { inputKeysOf, omit, pick } from "./example-fields.js";
 import {
   isPackagedProgram,
   isPipelineProgram,
@@ -81,29 +81,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener("abort", done, { once: true });
   });
-}
-
-/** Input keys of a job's program. */
-export function inputKeysOf(record: JobRecord): string[] | undefined {
-  const { spec } = record;
-  if (spec.input_keys) return spec.input_keys;
-  if (isPipelineProgram(spec.program)) return spec.program.pipeline.inputs;
-  if (isPackagedProgram(spec.program)) return undefined; // the program's advertised inputs, picked per call
-  const p = spec.program;
-  return resolveSignature(p.signature, typeof p.signature === "string" ? p.instructions : undefined).inputs.map((f) => f.name);
-}
-
-function pick(example: Record<string, unknown>, keys: string[] | undefined): Record<string, unknown> {
-  if (!keys) return { ...example };
-  const out: Record<string, unknown> = {};
-  for (const k of keys) if (k in example) out[k] = example[k];
-  return out;
-}
-
-function omit(example: Record<string, unknown>, keys: string[] | undefined): Record<string, unknown> {
-  if (!keys) return { ...example };
-  const drop = new Set(keys);
-  return Object.fromEntries(Object.entries(example).filter(([k]) => !drop.has(k)));
 }
 
 export class JobRun {

@@ -21,7 +21,8 @@ import { customMetricNames, normalizeMetrics, resolveMetrics } from "./metrics.j
 import { collectFunctionNames, hasInlineFunctions, runPipeline, validatePipeline, type NativeFunction, type PipelineResult, type PipelineSpec } from "./pipeline.js";
 import { serveJobsApi, type JobsBackend, type SubmitRequest } from "./api.js";
 import { callModule, programCaller } from "./call-module.js";
-import { JobRun, inputKeysOf } from "./runner.js";
+import { JobRun } from "./runner.js";
+import { inputKeysOf } from "./example-fields.js";
 import { EvalStore, datasetHash } from "./store.js";
 import { summarize } from "./summary.js";
 import {

@@ -20,6 +20,34 @@ export function slug(text: string): string {
   return text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "top";
 }
 
+/**
+ * A table's rows packed into parts of at most `max` characters, each led by the table's header and separator rows.
+ * Tables get two thirds of a prose chunk: numbers and pipes take a token for every ~1.7 characters in the embedding
+ * model's tokenizer (WordLlama's 512-token limit: a 900-character block of table rows measured 536 tokens), prose
+ * one for every ~4.
+ */
+function tableParts(table: string, max: number): string[] {
+  const lines = table.split("\n");
+  const head = lines.length > 2 && /^\|[\s:|-]+\|$/.test(lines[1]!.trim()) ? lines.slice(0, 2) : [];
+  const rows = lines.slice(head.length);
+  const parts: string[] = [];
+  let current: string[] = [];
+  for (const row of rows) {
+    const size = [...head, ...current, row].join("\n").length;
+    if (current.length > 0 && size > max) {
+      parts.push([...head, ...current].join("\n"));
+      current = [];
+    }
+    current.push(row);
+  }
+  if (current.length > 0) parts.push([...head, ...current].join("\n"));
+  return parts;
+}
+
+const isTableLine = (line: string) => line.trimStart().startsWith("|");
+const isTable = (paragraph: string) => paragraph.split("\n").every(isTableLine);
+const hasTable = (text: string) => text.split("\n").some(isTableLine);
+
 export function chunkMarkdown(source: string, text: string, maxChars = 900): Passage[] {
   const sections: Array<{ heading: string; lines: string[] }> = [{ heading: "", lines: [] }];
   for (const line of text.split("\n")) {
@@ -30,18 +58,21 @@ export function chunkMarkdown(source: string, text: string, maxChars = 900): Pas
   const passages: Passage[] = [];
   const used = new Map<string, number>();
   for (const { heading, lines } of sections) {
-    // paragraphs; one longer than a chunk (a big table) is cut at line ends
+    // paragraphs; a table longer than two thirds of a chunk is cut into row groups under its header, other
+    // paragraphs longer than a chunk at line ends
+    const tableMax = Math.floor((maxChars * 2) / 3);
     const paragraphs = lines
       .join("\n")
       .split(/\n\s*\n/)
       .map((p) => p.trim())
       .filter(Boolean)
-      .flatMap((p) => (p.length <= maxChars ? [p] : p.split("\n")));
+      .flatMap((p) => (isTable(p) ? (p.length <= tableMax ? [p] : tableParts(p, tableMax)) : p.length <= maxChars ? [p] : p.split("\n")));
     if (paragraphs.length === 0) continue;
     const parts: string[] = [];
     let current = "";
     for (const p of paragraphs) {
-      if (current && current.length + p.length + 2 > maxChars) {
+      const budget = hasTable(p) || hasTable(current) ? tableMax : maxChars;
+      if (current && current.length + p.length + 2 > budget) {
         parts.push(current);
         current = "";
       }
